@@ -1,0 +1,1 @@
+//! evlog core: envelope, schemas, validation, routing and the in-process pipeline.
