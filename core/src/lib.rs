@@ -1,1 +1,26 @@
 //! evlog core: envelope, schemas, validation, routing and the in-process pipeline.
+//!
+//! - [`envelope`]: the unit of input and its rules.
+//! - [`schema`]: BigQuery JSON schema files; validation and conversion of an event to a row.
+//! - [`routing`]: dataset, table and day shard of a row.
+//! - [`pipeline`]: `log()` → lock-free queue → flush thread → [`sink`].
+//! - [`counters`]: the DESIGN.md counters and the accounting invariant.
+//! - [`config`]: the TOML configuration with `EVLOG_*` overrides.
+//!
+//! This crate has no FFI code; bindings and the collector adapt it.
+
+pub mod config;
+pub mod counters;
+pub mod envelope;
+mod fork;
+pub mod ids;
+pub mod pipeline;
+pub mod routing;
+pub mod schema;
+pub mod sink;
+pub mod time;
+
+pub use config::Config;
+pub use counters::{DropReason, Stats};
+pub use envelope::{Envelope, EnvelopeError};
+pub use pipeline::{EventInput, LogError, Pipeline, PipelineError};

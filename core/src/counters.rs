@@ -1,0 +1,447 @@
+//! Counters: every event offered to `log()` is accounted for.
+//!
+//! Names are the ones in DESIGN.md and are shared by the SDK's `stats()` and the collector's
+//! `/metrics`. The invariant, checked by tests under concurrency:
+//!
+//! `accepted = delivered + rejected + dropped + in_flight`
+//!
+//! where `accepted` counts every event offered to `log()` (including ones refused on the spot, which
+//! are counted as dropped with reason `invalid_envelope` or `queue_full`), and `in_flight` is what
+//! sits in the queue, in open batches or in a sink call. Outcomes are counted only once the sink has
+//! answered, so `delivered` never runs ahead of the data.
+//!
+//! The hot path touches one striped counter (`accepted`, one cache line per thread stripe) so logging
+//! threads do not contend on a shared line; everything else is written by the flush thread.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+
+/// Metric names (DESIGN.md).
+pub mod names {
+    /// Events offered to `log()` / received by the collector.
+    pub const ACCEPTED: &str = "evlog_events_accepted_total";
+    /// Events the sink acknowledged.
+    pub const DELIVERED: &str = "evlog_events_delivered_total";
+    /// Events refused by validation or by the sink, kept in the dead-letter table; label `reason`.
+    pub const REJECTED: &str = "evlog_events_rejected_total";
+    /// Events lost, counted; label `reason`.
+    pub const DROPPED: &str = "evlog_events_dropped_total";
+    /// Events sent again after a failed attempt.
+    pub const RETRIED: &str = "evlog_events_retried_total";
+    /// Events written to the disk spool.
+    pub const SPOOLED: &str = "evlog_events_spooled_total";
+    /// Events waiting in the in-memory queue (gauge).
+    pub const QUEUE_EVENTS: &str = "evlog_queue_events";
+    /// Time to deliver one flush (histogram, seconds).
+    pub const FLUSH_SECONDS: &str = "evlog_flush_seconds";
+    /// Sink errors; labels `sink`, `kind`.
+    pub const SINK_ERRORS: &str = "evlog_sink_errors_total";
+}
+
+/// Why an accepted event was dropped (not stored anywhere, counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// `log()` refused the envelope (the caller got the error).
+    InvalidEnvelope,
+    /// The in-memory queue was full (and the spool off or full).
+    QueueFull,
+    /// Logged after `shutdown()`.
+    ShutDown,
+    /// Still undelivered when the shutdown deadline passed.
+    ShutdownDeadline,
+    /// The sink failed and the batch could not be kept.
+    SinkError,
+    /// The disk spool was full.
+    SpoolFull,
+    /// The dead-letter write failed, so a rejected event could not be kept.
+    DeadLetterFailed,
+}
+
+impl DropReason {
+    /// Every reason, in label order.
+    pub const ALL: [DropReason; 7] = [
+        DropReason::InvalidEnvelope,
+        DropReason::QueueFull,
+        DropReason::ShutDown,
+        DropReason::ShutdownDeadline,
+        DropReason::SinkError,
+        DropReason::SpoolFull,
+        DropReason::DeadLetterFailed,
+    ];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::InvalidEnvelope => "invalid_envelope",
+            DropReason::QueueFull => "queue_full",
+            DropReason::ShutDown => "shut_down",
+            DropReason::ShutdownDeadline => "shutdown_deadline",
+            DropReason::SinkError => "sink_error",
+            DropReason::SpoolFull => "spool_full",
+            DropReason::DeadLetterFailed => "dead_letter_failed",
+        }
+    }
+}
+
+const STRIPES: usize = 16;
+
+/// A counter split over cache lines so concurrent writers do not contend.
+#[derive(Debug)]
+struct Striped {
+    cells: [CachePadded<AtomicU64>; STRIPES],
+}
+
+impl Striped {
+    fn new() -> Self {
+        Self {
+            cells: std::array::from_fn(|_| CachePadded::new(AtomicU64::new(0))),
+        }
+    }
+
+    #[inline]
+    fn add(&self, n: u64) {
+        self.cells[stripe()].fetch_add(n, Relaxed);
+    }
+
+    fn sum(&self) -> u64 {
+        self.cells.iter().map(|c| c.load(Relaxed)).sum()
+    }
+}
+
+#[inline]
+fn stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Relaxed) % STRIPES;
+    }
+    STRIPE.with(|s| *s)
+}
+
+/// Upper bounds (seconds) of the flush-duration histogram buckets.
+pub const FLUSH_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// Live counters of one pipeline in one process.
+#[derive(Debug)]
+pub struct Counters {
+    accepted: Striped,
+    delivered: AtomicU64,
+    retried: AtomicU64,
+    spooled: AtomicU64,
+    dropped: [CachePadded<AtomicU64>; DropReason::ALL.len()],
+    rejected: Mutex<BTreeMap<&'static str, u64>>,
+    sink_errors: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    flush_buckets: [AtomicU64; FLUSH_BUCKETS.len() + 1],
+    flush_sum_micros: AtomicU64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Counters {
+    /// All zero.
+    pub fn new() -> Self {
+        Self {
+            accepted: Striped::new(),
+            delivered: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            spooled: AtomicU64::new(0),
+            dropped: std::array::from_fn(|_| CachePadded::new(AtomicU64::new(0))),
+            rejected: Mutex::new(BTreeMap::new()),
+            sink_errors: Mutex::new(BTreeMap::new()),
+            flush_buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            flush_sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    /// One event offered to `log()`.
+    #[inline]
+    pub fn accept(&self) {
+        self.accepted.add(1);
+    }
+
+    /// `n` events were offered in one call (collector batches).
+    pub fn accept_n(&self, n: u64) {
+        self.accepted.add(n);
+    }
+
+    /// `n` events acknowledged by the sink.
+    pub fn deliver(&self, n: u64) {
+        self.delivered.fetch_add(n, Relaxed);
+    }
+
+    /// `n` events rejected (and dead-lettered) for `reason`.
+    pub fn reject(&self, reason: &'static str, n: u64) {
+        if n > 0 {
+            *lock(&self.rejected).entry(reason).or_default() += n;
+        }
+    }
+
+    /// `n` events dropped for `reason`.
+    #[inline]
+    pub fn drop_events(&self, reason: DropReason, n: u64) {
+        // Discriminants follow declaration order, which is the order of `ALL`.
+        self.dropped[reason as usize].fetch_add(n, Relaxed);
+    }
+
+    /// `n` events sent again.
+    pub fn retry(&self, n: u64) {
+        self.retried.fetch_add(n, Relaxed);
+    }
+
+    /// `n` events written to the spool.
+    pub fn spool(&self, n: u64) {
+        self.spooled.fetch_add(n, Relaxed);
+    }
+
+    /// One sink error of `kind`.
+    pub fn sink_error(&self, sink: &'static str, kind: &'static str) {
+        *lock(&self.sink_errors).entry((sink, kind)).or_default() += 1;
+    }
+
+    /// Records how long one flush took.
+    pub fn observe_flush(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        let i = FLUSH_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(FLUSH_BUCKETS.len());
+        self.flush_buckets[i].fetch_add(1, Relaxed);
+        self.flush_sum_micros
+            .fetch_add(took.as_micros().min(u64::MAX as u128) as u64, Relaxed);
+    }
+
+    /// Reads every counter. `queue_events` is supplied by the owner of the queue. `in_flight` is
+    /// derived; outcomes are read before `accepted` so a concurrent reader never sees more outcomes
+    /// than acceptances.
+    pub fn snapshot(&self, queue_events: u64) -> Stats {
+        let delivered = self.delivered.load(Relaxed);
+        let rejected = lock(&self.rejected)
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect::<BTreeMap<_, _>>();
+        let dropped = DropReason::ALL
+            .iter()
+            .zip(&self.dropped)
+            .map(|(r, c)| (r.as_str().to_string(), c.load(Relaxed)))
+            .filter(|(_, v)| *v > 0)
+            .collect::<BTreeMap<_, _>>();
+        let accepted = self.accepted.sum();
+        let settled = delivered + rejected.values().sum::<u64>() + dropped.values().sum::<u64>();
+        let mut cumulative = 0;
+        let flush_buckets = self
+            .flush_buckets
+            .iter()
+            .map(|c| {
+                cumulative += c.load(Relaxed);
+                cumulative
+            })
+            .collect();
+        Stats {
+            accepted,
+            delivered,
+            rejected,
+            dropped,
+            retried: self.retried.load(Relaxed),
+            spooled: self.spooled.load(Relaxed),
+            queue_events,
+            in_flight: accepted as i64 - settled as i64,
+            flush_seconds_buckets: flush_buckets,
+            flush_seconds_sum: self.flush_sum_micros.load(Relaxed) as f64 / 1e6,
+            sink_errors: lock(&self.sink_errors)
+                .iter()
+                .map(|((s, k), v)| ((s.to_string(), k.to_string()), *v))
+                .collect(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding a counter lock leaves the map consistent (single insert), so poison
+    // is safe to ignore.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A point-in-time reading of the counters.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Stats {
+    /// `evlog_events_accepted_total`.
+    pub accepted: u64,
+    /// `evlog_events_delivered_total`.
+    pub delivered: u64,
+    /// `evlog_events_rejected_total` by reason.
+    pub rejected: BTreeMap<String, u64>,
+    /// `evlog_events_dropped_total` by reason.
+    pub dropped: BTreeMap<String, u64>,
+    /// `evlog_events_retried_total`.
+    pub retried: u64,
+    /// `evlog_events_spooled_total`.
+    pub spooled: u64,
+    /// `evlog_queue_events`.
+    pub queue_events: u64,
+    /// Accepted but not yet delivered, rejected or dropped. Never negative unless an event was
+    /// counted twice (a bug the invariant tests look for).
+    pub in_flight: i64,
+    /// `evlog_flush_seconds` cumulative bucket counts, for the bounds in [`FLUSH_BUCKETS`] and +Inf.
+    pub flush_seconds_buckets: Vec<u64>,
+    /// `evlog_flush_seconds_sum`.
+    pub flush_seconds_sum: f64,
+    /// `evlog_sink_errors_total` by (sink, kind).
+    pub sink_errors: BTreeMap<(String, String), u64>,
+}
+
+impl Stats {
+    /// Sum of rejected over all reasons.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    /// Sum of dropped over all reasons.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.values().sum()
+    }
+
+    /// Whether `accepted = delivered + rejected + dropped + in_flight` with nothing in flight.
+    pub fn is_settled(&self) -> bool {
+        self.in_flight == 0
+            && self.accepted == self.delivered + self.rejected_total() + self.dropped_total()
+    }
+
+    /// Flat `name{labels} value` pairs with DESIGN.md names, for bindings (`stats()`) and logs.
+    pub fn to_flat(&self) -> Vec<(String, f64)> {
+        let mut out = vec![
+            (names::ACCEPTED.to_string(), self.accepted as f64),
+            (names::DELIVERED.to_string(), self.delivered as f64),
+        ];
+        for (r, v) in &self.rejected {
+            out.push((format!("{}{{reason=\"{r}\"}}", names::REJECTED), *v as f64));
+        }
+        for (r, v) in &self.dropped {
+            out.push((format!("{}{{reason=\"{r}\"}}", names::DROPPED), *v as f64));
+        }
+        out.push((names::RETRIED.to_string(), self.retried as f64));
+        out.push((names::SPOOLED.to_string(), self.spooled as f64));
+        out.push((names::QUEUE_EVENTS.to_string(), self.queue_events as f64));
+        for ((s, k), v) in &self.sink_errors {
+            out.push((
+                format!("{}{{sink=\"{s}\",kind=\"{k}\"}}", names::SINK_ERRORS),
+                *v as f64,
+            ));
+        }
+        out
+    }
+
+    /// Prometheus text exposition of these counters (HELP/TYPE lines included).
+    pub fn to_prometheus(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let mut counter = |name: &str, help: &str, kind: &str| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        counter(names::ACCEPTED, "Events offered to evlog.", "counter");
+        counter(
+            names::DELIVERED,
+            "Events acknowledged by the sink.",
+            "counter",
+        );
+        counter(
+            names::REJECTED,
+            "Events dead-lettered, by reason.",
+            "counter",
+        );
+        counter(
+            names::DROPPED,
+            "Events lost and counted, by reason.",
+            "counter",
+        );
+        counter(
+            names::RETRIED,
+            "Events sent again after a failure.",
+            "counter",
+        );
+        counter(
+            names::SPOOLED,
+            "Events written to the disk spool.",
+            "counter",
+        );
+        counter(names::QUEUE_EVENTS, "Events waiting in memory.", "gauge");
+        counter(
+            names::SINK_ERRORS,
+            "Sink errors by sink and kind.",
+            "counter",
+        );
+        for (name, v) in self.to_flat() {
+            let _ = writeln!(s, "{name} {v}");
+        }
+        let _ = writeln!(
+            s,
+            "# HELP {n} Time to deliver one flush.\n# TYPE {n} histogram",
+            n = names::FLUSH_SECONDS
+        );
+        for (i, count) in self.flush_seconds_buckets.iter().enumerate() {
+            let le = FLUSH_BUCKETS
+                .get(i)
+                .map_or("+Inf".to_string(), |b| b.to_string());
+            let _ = writeln!(s, "{}_bucket{{le=\"{le}\"}} {count}", names::FLUSH_SECONDS);
+        }
+        let _ = writeln!(
+            s,
+            "{}_sum {}\n{}_count {}",
+            names::FLUSH_SECONDS,
+            self.flush_seconds_sum,
+            names::FLUSH_SECONDS,
+            self.flush_seconds_buckets.last().copied().unwrap_or(0)
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_derives_in_flight_and_labels() {
+        let c = Counters::new();
+        for _ in 0..10 {
+            c.accept();
+        }
+        c.deliver(5);
+        c.reject("unknown_table", 2);
+        c.drop_events(DropReason::QueueFull, 1);
+        c.observe_flush(Duration::from_millis(3));
+        let s = c.snapshot(2);
+        assert_eq!(s.in_flight, 2);
+        assert!(!s.is_settled());
+        assert_eq!(s.rejected["unknown_table"], 2);
+        assert_eq!(s.dropped["queue_full"], 1);
+        assert_eq!(*s.flush_seconds_buckets.last().unwrap(), 1);
+        let text = s.to_prometheus();
+        assert!(text.contains("evlog_events_dropped_total{reason=\"queue_full\"} 1"));
+        assert!(text.contains("evlog_flush_seconds_bucket{le=\"0.005\"} 1"));
+        c.deliver(2);
+        assert!(c.snapshot(0).is_settled());
+    }
+
+    #[test]
+    fn striped_counter_sums_across_threads() {
+        let c = std::sync::Arc::new(Counters::new());
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                let c = c.clone();
+                std::thread::spawn(move || (0..10_000).for_each(|_| c.accept()))
+            })
+            .collect();
+        hs.into_iter().for_each(|h| h.join().unwrap());
+        assert_eq!(c.snapshot(0).accepted, 80_000);
+    }
+}

@@ -1,0 +1,87 @@
+//! Event ids: UUIDv7 (RFC 9562), generated at `log()` and used as BigQuery's `insertId`.
+//!
+//! The random bits come from a per-thread wyrand generator seeded from the OS, and reseeded after
+//! a fork so a parent and its child never produce the same sequence.
+
+use std::cell::Cell;
+
+use crate::fork;
+
+thread_local! {
+    static RNG: Cell<(u64, u64)> = const { Cell::new((u64::MAX, 0)) };
+}
+
+fn seed() -> u64 {
+    let mut b = [0u8; 8];
+    if getrandom::getrandom(&mut b).is_err() {
+        // No OS randomness: mix time and thread identity; ids stay unique with the timestamp part.
+        let t = crate::time::now_micros() as u64;
+        let addr = &b as *const _ as u64;
+        return t ^ addr.rotate_left(32) ^ 0x9E37_79B9_7F4A_7C15;
+    }
+    u64::from_le_bytes(b)
+}
+
+/// 64 random bits (wyrand).
+#[inline]
+pub fn random_u64() -> u64 {
+    RNG.with(|cell| {
+        let (gen, mut state) = cell.get();
+        let now_gen = fork::generation();
+        if gen != now_gen {
+            state = seed();
+        }
+        state = state.wrapping_add(0xa076_1d64_78bd_642f);
+        cell.set((now_gen, state));
+        let t = u128::from(state) * u128::from(state ^ 0xe703_7ed1_a0b4_28db);
+        ((t >> 64) ^ t) as u64
+    })
+}
+
+/// A UUIDv7 for the given Unix time in microseconds.
+#[inline]
+pub fn uuid_v7(unix_micros: i64) -> u128 {
+    let millis = (unix_micros.max(0) / 1000) as u128 & 0xFFFF_FFFF_FFFF;
+    let r1 = random_u64() as u128;
+    let r2 = random_u64() as u128;
+    let rand_a = r1 & 0xFFF;
+    let rand_b = r2 & 0x3FFF_FFFF_FFFF_FFFF;
+    (millis << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
+}
+
+/// Formats a UUID as 36 lowercase hex characters with hyphens.
+pub fn format_uuid(u: u128) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(36);
+    for i in 0..32 {
+        if matches!(i, 8 | 12 | 16 | 20) {
+            out.push('-');
+        }
+        let nibble = (u >> (124 - 4 * i)) & 0xF;
+        out.push(HEX[nibble as usize] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_v7_layout() {
+        let u = uuid_v7(1_795_341_600_123_456);
+        let s = format_uuid(u);
+        assert_eq!(s.len(), 36);
+        assert_eq!(&s[14..15], "7", "{s}");
+        assert!(matches!(&s[19..20], "8" | "9" | "a" | "b"), "{s}");
+        // 48-bit millisecond timestamp in front.
+        assert_eq!(
+            u64::from_str_radix(&s[..8], 16).unwrap(),
+            1_795_341_600_123 >> 16
+        );
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            assert!(seen.insert(uuid_v7(0)));
+        }
+    }
+}

@@ -1,0 +1,516 @@
+//! The in-process pipeline: `log()` → bounded lock-free queue → flush thread → sink.
+//!
+//! Contract:
+//! - [`Pipeline::log`] checks the envelope cheaply (names, id, time, that the body looks like a
+//!   JSON object, size), stamps time and id, and pushes onto a lock-free queue. It never blocks,
+//!   never does I/O and serialises nothing: the body text the caller built is what the flush thread
+//!   parses. It returns an error only when the event was not taken (invalid envelope, queue full,
+//!   shut down); such events are counted as dropped with that reason.
+//! - The queue is bounded by events and bytes (`[queue]`), with one atomic reservation per event.
+//! - A flush thread, started by the first `log()` in a process, drains the queue, validates and
+//!   routes each event, batches rows per destination, and hands batches to the sink when one
+//!   reaches `batch.max_rows` or `batch.max_bytes`, or its oldest row `batch.max_age`.
+//! - [`Pipeline::flush`] and [`Pipeline::shutdown`] are exact: when they return true, every event
+//!   logged before the call (in the happens-before sense) has been answered by the sink.
+//! - Fork: the queue, counters and thread belong to one process. A forked child's first `log()`
+//!   builds a fresh state and thread; the parent's (copied, stale) state is never touched.
+
+mod flush;
+mod process;
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use compact_str::CompactString;
+use crossbeam_channel::{Receiver, Sender};
+use crossbeam_queue::SegQueue;
+use crossbeam_utils::CachePadded;
+use thiserror::Error;
+
+pub use self::process::Processor;
+use crate::config::Config;
+use crate::counters::{Counters, DropReason, Stats};
+use crate::envelope::{self, EnvelopeError};
+use crate::schema::{SchemaError, SchemaRegistry};
+use crate::sink::{self, SinkError, SinkFactory};
+use crate::{fork, ids, time};
+
+/// One event as `log()` takes it. Bindings build `event_json` directly from native values.
+#[derive(Debug, Clone)]
+pub struct EventInput<'a> {
+    /// Dataset-level name.
+    pub namespace: &'a str,
+    /// Table-level name.
+    pub type_name: &'a str,
+    /// The event's fields as JSON object text.
+    pub event_json: Cow<'a, str>,
+    /// Event time in µs since the epoch; default: now.
+    pub time: Option<i64>,
+    /// Event id (insertId); default: a new UUIDv7.
+    pub id: Option<&'a str>,
+}
+
+impl<'a> EventInput<'a> {
+    /// An event with default time and id.
+    pub fn new(
+        namespace: &'a str,
+        type_name: &'a str,
+        event_json: impl Into<Cow<'a, str>>,
+    ) -> Self {
+        Self {
+            namespace,
+            type_name,
+            event_json: event_json.into(),
+            time: None,
+            id: None,
+        }
+    }
+}
+
+/// Why `log()` did not take an event. The event is counted as dropped with [`LogError::reason`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum LogError {
+    /// The envelope broke a rule (names the field and the rule).
+    #[error(transparent)]
+    Invalid(#[from] EnvelopeError),
+    /// The queue is at its event or byte limit.
+    #[error("event dropped: the queue is full ({0})")]
+    QueueFull(&'static str),
+    /// `shutdown()` was called.
+    #[error("event dropped: the pipeline is shut down")]
+    ShutDown,
+}
+
+impl LogError {
+    /// The drop reason counted for this error.
+    pub fn reason(&self) -> DropReason {
+        match self {
+            LogError::Invalid(_) => DropReason::InvalidEnvelope,
+            LogError::QueueFull(_) => DropReason::QueueFull,
+            LogError::ShutDown => DropReason::ShutDown,
+        }
+    }
+}
+
+/// Why a pipeline could not be built.
+#[derive(Debug, Error)]
+pub enum PipelineError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A schema file is malformed.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// The sink cannot be set up.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+/// An event waiting in the queue.
+#[derive(Debug)]
+pub struct RawEvent {
+    /// Envelope namespace (checked).
+    pub namespace: CompactString,
+    /// Envelope type (checked).
+    pub type_name: CompactString,
+    /// Event time (µs) if the caller gave one.
+    pub time: Option<i64>,
+    /// When `log()` was called (µs); `received_at`, and `event_time` by default.
+    pub received_at: i64,
+    /// The event id.
+    pub id: EventId,
+    /// The event's JSON object text, not yet parsed.
+    pub body: Box<str>,
+}
+
+/// An event id: generated at `log()` (formatted later, off the hot path) or given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventId {
+    /// A UUIDv7.
+    Generated(u128),
+    /// The caller's id.
+    Given(CompactString),
+}
+
+impl EventId {
+    /// The id as text.
+    pub fn to_text(&self) -> String {
+        match self {
+            EventId::Generated(u) => ids::format_uuid(*u),
+            EventId::Given(s) => s.to_string(),
+        }
+    }
+}
+
+/// Queue reservations pack events (high 24 bits) and bytes (low 40 bits) in one atomic word, so
+/// one `fetch_add` reserves both.
+const EVENT_SHIFT: u32 = 40;
+const BYTES_MASK: u64 = (1 << EVENT_SHIFT) - 1;
+/// Park indefinitely-ish when idle; producers wake the thread. Bounded so a lost wake-up costs at
+/// most this long.
+const IDLE_PARK: Duration = Duration::from_secs(1);
+
+enum Request {
+    Flush(Sender<()>),
+    Shutdown {
+        deadline: Instant,
+        done: Sender<bool>,
+    },
+}
+
+/// Per-process state: queue, counters and the flush thread's handle.
+struct ProcState {
+    generation: u64,
+    queue: SegQueue<RawEvent>,
+    /// Packed (events, bytes) reserved in the queue.
+    load: CachePadded<AtomicU64>,
+    /// Queue depth at which a producer unparks the flush thread; `u64::MAX` while it runs.
+    wake_at: CachePadded<AtomicU64>,
+    counters: Counters,
+    started: AtomicBool,
+    shut_down: AtomicBool,
+    /// Set by the flush thread when it has stopped; events pushed after that are drained and
+    /// counted by their producer.
+    finished: AtomicBool,
+    thread: Mutex<Option<Thread>>,
+    requests: (Sender<Request>, Receiver<Request>),
+}
+
+impl std::fmt::Debug for ProcState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcState")
+            .field("generation", &self.generation)
+            .field(
+                "queued",
+                &(self.load.load(Ordering::Relaxed) >> EVENT_SHIFT),
+            )
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProcState {
+    fn new(generation: u64) -> Self {
+        Self {
+            generation,
+            queue: SegQueue::new(),
+            load: CachePadded::new(AtomicU64::new(0)),
+            wake_at: CachePadded::new(AtomicU64::new(u64::MAX)),
+            counters: Counters::new(),
+            started: AtomicBool::new(false),
+            shut_down: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            thread: Mutex::new(None),
+            requests: crossbeam_channel::unbounded(),
+        }
+    }
+
+    fn queued_events(&self) -> u64 {
+        self.load.load(Ordering::Relaxed) >> EVENT_SHIFT
+    }
+
+    fn unpark(&self) {
+        if let Some(t) = self
+            .thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            t.unpark();
+        }
+    }
+
+    fn shutdown(&self, deadline: Instant) -> bool {
+        if self.shut_down.swap(true, Ordering::AcqRel) {
+            // Already shutting down: wait for the thread to finish.
+            return wait_until(deadline, || {
+                !self.started.load(Ordering::Acquire) || self.finished.load(Ordering::Acquire)
+            });
+        }
+        if !self.started.load(Ordering::Acquire) {
+            return true;
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let request = Request::Shutdown { deadline, done: tx };
+        if self.requests.0.send(request).is_err() {
+            return false;
+        }
+        self.unpark();
+        // The thread watches the deadline itself; allow it a moment to report.
+        let wait = deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(100);
+        rx.recv_timeout(wait).unwrap_or(false)
+    }
+
+    fn release(&self, events: u64, bytes: u64) {
+        self.load
+            .fetch_sub((events << EVENT_SHIFT) | bytes, Ordering::Relaxed);
+    }
+}
+
+struct Shared {
+    config: Config,
+    processor: Arc<Processor>,
+    sink_factory: SinkFactory,
+    state: ArcSwap<ProcState>,
+    capacity: u64,
+    max_bytes: u64,
+    max_event_bytes: usize,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("state", &self.state.load())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The pipeline. Cheap to clone; the last clone dropped shuts it down with
+/// `batch.shutdown_timeout`.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    shared: Arc<Shared>,
+}
+
+impl Pipeline {
+    /// Loads schemas from `schemas.dir` and builds the configured sink.
+    pub fn new(config: Config) -> Result<Self, PipelineError> {
+        let schemas = SchemaRegistry::load_dir(&config.schemas.dir)?;
+        let factory = sink::factory(&config.sink)?;
+        Ok(Self::with_parts(config, schemas, factory))
+    }
+
+    /// A pipeline with given schemas and sink (tests, embedding, custom sinks).
+    pub fn with_parts(config: Config, schemas: SchemaRegistry, sink_factory: SinkFactory) -> Self {
+        let processor = Arc::new(Processor::new(schemas, &config));
+        let shared = Shared {
+            capacity: config.queue.capacity as u64,
+            max_bytes: config.queue.max_bytes.0.min(BYTES_MASK),
+            max_event_bytes: config.queue.max_event_bytes.0.min(u64::from(u32::MAX)) as usize,
+            config,
+            processor,
+            sink_factory,
+            state: ArcSwap::from_pointee(ProcState::new(fork::generation())),
+        };
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Validation and routing, for callers that process envelopes themselves (the collector).
+    pub fn processor(&self) -> &Arc<Processor> {
+        &self.shared.processor
+    }
+
+    /// Logs a JSON object text with default time and id.
+    #[inline]
+    pub fn log_json(
+        &self,
+        namespace: &str,
+        type_name: &str,
+        event_json: &str,
+    ) -> Result<(), LogError> {
+        self.log(EventInput::new(namespace, type_name, event_json))
+    }
+
+    /// Takes an event: checks, stamps, enqueues. Never blocks; see the module docs.
+    #[inline]
+    pub fn log(&self, input: EventInput<'_>) -> Result<(), LogError> {
+        let st = self.state();
+        st.counters.accept();
+        match self.enqueue(&st, input) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                st.counters.drop_events(e.reason(), 1);
+                Err(e)
+            }
+        }
+    }
+
+    #[inline]
+    fn enqueue(&self, st: &ProcState, input: EventInput<'_>) -> Result<(), LogError> {
+        envelope::check_namespace(input.namespace)?;
+        envelope::check_type(input.type_name)?;
+        let body = input.event_json;
+        if body.len() > self.shared.max_event_bytes {
+            return Err(EnvelopeError::new(
+                "event",
+                format!(
+                    "is {} bytes, the limit is {} (queue.max_event_bytes)",
+                    body.len(),
+                    self.shared.max_event_bytes
+                ),
+            )
+            .into());
+        }
+        envelope::check_event_text(&body)?;
+        if let Some(t) = input.time {
+            envelope::check_time_micros(t)?;
+        }
+        let received_at = time::now_micros();
+        let id = match input.id {
+            Some(id) => {
+                envelope::check_id(id)?;
+                EventId::Given(id.into())
+            }
+            None => EventId::Generated(ids::uuid_v7(received_at)),
+        };
+        if st.shut_down.load(Ordering::Relaxed) {
+            return Err(LogError::ShutDown);
+        }
+        let bytes = body.len() as u64;
+        let add = (1 << EVENT_SHIFT) | bytes;
+        let prev = st.load.fetch_add(add, Ordering::Relaxed);
+        let depth = prev >> EVENT_SHIFT;
+        if depth >= self.shared.capacity {
+            st.load.fetch_sub(add, Ordering::Relaxed);
+            return Err(LogError::QueueFull("queue.capacity events"));
+        }
+        if (prev & BYTES_MASK) + bytes > self.shared.max_bytes {
+            st.load.fetch_sub(add, Ordering::Relaxed);
+            return Err(LogError::QueueFull("queue.max_bytes"));
+        }
+        st.queue.push(RawEvent {
+            namespace: input.namespace.into(),
+            type_name: input.type_name.into(),
+            time: input.time,
+            received_at,
+            id,
+            body: body.into_owned().into_boxed_str(),
+        });
+        if st.finished.load(Ordering::SeqCst) {
+            // Raced with shutdown: the thread is gone, so settle what is left here.
+            flush::drop_leftovers(st, DropReason::ShutDown);
+            return Ok(());
+        }
+        if depth + 1 >= st.wake_at.load(Ordering::Relaxed)
+            && st.wake_at.swap(u64::MAX, Ordering::AcqRel) != u64::MAX
+        {
+            st.unpark();
+        }
+        Ok(())
+    }
+
+    /// This process's state, rebuilt after a fork and with the flush thread started.
+    #[inline]
+    fn state(&self) -> arc_swap::Guard<Arc<ProcState>> {
+        let st = self.shared.state.load();
+        if st.generation == fork::generation() && st.started.load(Ordering::Relaxed) {
+            return st;
+        }
+        self.state_slow(st)
+    }
+
+    #[cold]
+    fn state_slow(
+        &self,
+        mut st: arc_swap::Guard<Arc<ProcState>>,
+    ) -> arc_swap::Guard<Arc<ProcState>> {
+        let generation = fork::generation();
+        if st.generation != generation {
+            // A forked child: the copied state belongs to the parent (its thread does not exist
+            // here, its queue holds the parent's events). Build our own; leave theirs untouched.
+            let fresh = Arc::new(ProcState::new(generation));
+            let _ = self.shared.state.compare_and_swap(&*st, fresh);
+            st = self.shared.state.load();
+        }
+        if !st.started.load(Ordering::Acquire)
+            && st
+                .started
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            if let Err(e) = flush::spawn(self.shared.clone_parts(), Arc::clone(&st)) {
+                // Could not start a thread (resource limits): try again on a later log(); until
+                // then events wait in the queue, bounded as ever.
+                st.started.store(false, Ordering::Release);
+                debug_assert!(false, "cannot start the evlog flush thread: {e}");
+            }
+        }
+        st
+    }
+
+    /// Waits until every event logged before this call has been answered by the sink, or
+    /// `timeout` passes. True when everything made it.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let st = self.shared.state.load_full();
+        if st.generation != fork::generation() || !st.started.load(Ordering::Acquire) {
+            return true; // nothing was logged in this process
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if st.requests.0.send(Request::Flush(tx)).is_err() {
+            return st.queued_events() == 0;
+        }
+        st.unpark();
+        rx.recv_timeout(timeout).is_ok()
+    }
+
+    /// Stops taking events, delivers what is queued until `timeout` passes, and stops the flush
+    /// thread. What is left at the deadline is dropped and counted (`shutdown_deadline`). True when
+    /// everything was delivered in time. Later `log()` calls fail with [`LogError::ShutDown`].
+    pub fn shutdown(&self, timeout: Duration) -> bool {
+        let st = self.shared.state.load_full();
+        st.generation != fork::generation() || st.shutdown(Instant::now() + timeout)
+    }
+
+    /// The counters of this process.
+    pub fn stats(&self) -> Stats {
+        let st = self.shared.state.load();
+        if st.generation != fork::generation() {
+            // A child that has not logged yet: it has accepted nothing.
+            return Counters::new().snapshot(0);
+        }
+        // The queue's own length: reservations may briefly overshoot while a refused producer
+        // rolls its reservation back.
+        st.counters.snapshot(st.queue.len() as u64)
+    }
+}
+
+fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// What the flush thread needs from the pipeline (not the pipeline itself, so dropping the last
+/// `Pipeline` is what shuts the thread down).
+#[derive(Clone)]
+pub(crate) struct FlushParts {
+    batch: crate::config::BatchConfig,
+    processor: Arc<Processor>,
+    sink_factory: SinkFactory,
+}
+
+impl Shared {
+    fn clone_parts(&self) -> FlushParts {
+        FlushParts {
+            batch: self.config.batch.clone(),
+            processor: Arc::clone(&self.processor),
+            sink_factory: Arc::clone(&self.sink_factory),
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let st = self.state.load_full();
+        if st.generation == fork::generation() {
+            st.shutdown(Instant::now() + self.config.batch.shutdown_timeout);
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Sinks: where batches of validated rows go.
+//!
+//! Every sink has the same shape: a config section, a constructor that checks what it can at
+//! startup, and the [`Sink`] trait. The flush thread owns its sink (one per process, built again in
+//! a forked child by the [`SinkFactory`]), hands it every batch that is due in one call (so a sink
+//! may send several requests at once), and counts outcomes only from what the sink reports:
+//!
+//! - `delivered`: rows the destination acknowledged;
+//! - `rejected`: rows the destination refused for good (they go to the dead-letter table);
+//! - `failed`: rows not delivered within the sink's retry budget, with the error (the pipeline
+//!   spools or drops them, counted).
+//!
+//! A sink must not retry forever and must not panic on bad data.
+
+pub mod file;
+pub mod memory;
+pub mod null;
+
+use std::sync::Arc;
+
+use serde_json::json;
+use thiserror::Error;
+
+use crate::config::{SinkConfig, SinkKind};
+use crate::routing::Destination;
+use crate::time;
+
+/// One row ready for a destination: BigQuery's `insertId` and the row as JSON object text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedRow {
+    /// The event id, used as `insertId` so BigQuery drops duplicates from retries.
+    pub insert_id: String,
+    /// The row, one JSON object, no trailing newline.
+    pub json: String,
+}
+
+/// Rows for one destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// Where the rows go.
+    pub destination: Destination,
+    /// The rows, in arrival order.
+    pub rows: Vec<EncodedRow>,
+    /// Sum of the rows' JSON lengths.
+    pub bytes: usize,
+}
+
+/// An event that cannot be stored in its table, with why. Kept in the dataset's dead-letter table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedEvent {
+    /// The dataset whose dead-letter table receives it.
+    pub dataset: String,
+    /// The event id.
+    pub event_id: String,
+    /// Envelope namespace.
+    pub namespace: String,
+    /// Envelope type.
+    pub type_name: String,
+    /// Event time (µs), if known.
+    pub event_time: Option<i64>,
+    /// When evlog received it (µs).
+    pub received_at: i64,
+    /// Short label, also the `reason` of `evlog_events_rejected_total`.
+    pub reason: &'static str,
+    /// The field at fault, if one.
+    pub field: Option<String>,
+    /// The full error message.
+    pub error: String,
+    /// The raw event: the envelope as JSON text (or the row, when the sink rejected it).
+    pub raw: String,
+}
+
+/// Schema of the dead-letter table (BigQuery JSON schema format).
+pub const DEAD_LETTER_SCHEMA: &str = r#"[
+  {"name": "event_id", "type": "STRING", "mode": "REQUIRED"},
+  {"name": "namespace", "type": "STRING", "mode": "REQUIRED"},
+  {"name": "type", "type": "STRING", "mode": "REQUIRED"},
+  {"name": "event_time", "type": "TIMESTAMP", "mode": "NULLABLE"},
+  {"name": "received_at", "type": "TIMESTAMP", "mode": "REQUIRED"},
+  {"name": "rejected_at", "type": "TIMESTAMP", "mode": "REQUIRED"},
+  {"name": "reason", "type": "STRING", "mode": "REQUIRED"},
+  {"name": "field", "type": "STRING", "mode": "NULLABLE"},
+  {"name": "error", "type": "STRING", "mode": "REQUIRED"},
+  {"name": "raw", "type": "STRING", "mode": "REQUIRED"}
+]"#;
+
+impl RejectedEvent {
+    /// The dead-letter row (see [`DEAD_LETTER_SCHEMA`]) as JSON object text.
+    pub fn to_row_json(&self, rejected_at: i64) -> String {
+        let mut row = json!({
+            "event_id": self.event_id,
+            "namespace": self.namespace,
+            "type": self.type_name,
+            "received_at": time::format_timestamp(self.received_at),
+            "rejected_at": time::format_timestamp(rejected_at),
+            "reason": self.reason,
+            "error": self.error,
+            "raw": self.raw,
+        });
+        if let Some(t) = self.event_time {
+            row["event_time"] = json!(time::format_timestamp(t));
+        }
+        if let Some(f) = &self.field {
+            row["field"] = json!(f);
+        }
+        row.to_string()
+    }
+}
+
+/// What became of one batch.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// Rows acknowledged.
+    pub delivered: usize,
+    /// Rows refused for good by the destination.
+    pub rejected: Vec<RejectedEvent>,
+    /// Rows not delivered within the retry budget.
+    pub failed: Vec<EncodedRow>,
+    /// Why `failed` is not empty (or the last error seen).
+    pub error: Option<SinkError>,
+    /// Rows that were sent more than once before the outcome.
+    pub retried: usize,
+}
+
+impl BatchOutcome {
+    /// Everything delivered.
+    pub fn delivered(n: usize) -> Self {
+        Self {
+            delivered: n,
+            ..Self::default()
+        }
+    }
+
+    /// Nothing delivered: all rows failed with `error`.
+    pub fn failed(rows: Vec<EncodedRow>, error: SinkError) -> Self {
+        Self {
+            failed: rows,
+            error: Some(error),
+            ..Self::default()
+        }
+    }
+}
+
+/// Sink errors. `kind()` is the `kind` label of `evlog_sink_errors_total`.
+#[derive(Debug, Error)]
+pub enum SinkError {
+    /// A file could not be written.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The sink is misconfigured.
+    #[error("sink configuration: {0}")]
+    Config(String),
+    /// Anything else the destination reported.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl SinkError {
+    /// Metrics label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkError::Io { .. } => "io",
+            SinkError::Config(_) => "config",
+            SinkError::Other(_) => "other",
+        }
+    }
+}
+
+/// A destination for batches. See the module docs for the contract.
+pub trait Sink: Send {
+    /// Short name for metrics (`file`, `bigquery`, …).
+    fn name(&self) -> &'static str;
+
+    /// Delivers the batches; returns one outcome per batch, in order.
+    fn deliver(&mut self, batches: Vec<Batch>) -> Vec<BatchOutcome>;
+
+    /// Stores rejected events in their datasets' dead-letter tables.
+    fn dead_letter(&mut self, events: &[RejectedEvent]) -> Result<(), SinkError>;
+
+    /// Makes everything written so far durable and releases resources.
+    fn close(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// Builds a sink; called once in every process that logs (after a fork, in the child too).
+pub type SinkFactory = Arc<dyn Fn() -> Result<Box<dyn Sink>, SinkError> + Send + Sync>;
+
+/// The factory for the configured sink. Checks the configuration once now.
+pub fn factory(config: &SinkConfig) -> Result<SinkFactory, SinkError> {
+    match config.kind {
+        SinkKind::File => {
+            let cfg = config.file.clone();
+            file::FileSink::new(&cfg)?;
+            Ok(Arc::new(move || {
+                file::FileSink::new(&cfg).map(|s| Box::new(s) as Box<dyn Sink>)
+            }))
+        }
+        SinkKind::Null => Ok(Arc::new(|| Ok(Box::new(null::NullSink) as Box<dyn Sink>))),
+    }
+}
