@@ -140,13 +140,13 @@ fn type_label(f: &Field) -> String {
     }
 }
 
-fn invalid(path: &str, f: &Field, v: &Value, rule: &str) -> RowError {
+fn invalid(path: &Path<'_>, f: &Field, v: &Value, rule: &str) -> RowError {
     fail(path, RowErrorReason::InvalidValue, f, v, rule)
 }
 
-fn fail(path: &str, reason: RowErrorReason, f: &Field, v: &Value, rule: &str) -> RowError {
+fn fail(path: &Path<'_>, reason: RowErrorReason, f: &Field, v: &Value, rule: &str) -> RowError {
     RowError {
-        field: path.to_owned(),
+        field: path.render(),
         reason,
         message: format!("expected {}, got {}: {rule}", type_label(f), excerpt(v)),
     }
@@ -171,6 +171,14 @@ fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// Writes `,` unless `out` is right after an object's `{`: a value never ends in `{`, so that is
+/// exactly "no member written yet".
+fn push_separator(out: &mut String) {
+    if !out.ends_with('{') {
+        out.push(',');
+    }
+}
+
 fn compact(v: &Value) -> String {
     // Serialising a Value cannot fail (keys are strings, numbers are finite).
     serde_json::to_string(v).unwrap_or_default()
@@ -184,21 +192,18 @@ pub(crate) fn to_row(
     let mut out = String::with_capacity(256);
     let mut leftovers = Map::new();
     out.push('{');
-    let mut first = true;
     write_record_fields(
         &schema.fields,
         &schema.index,
         event,
-        "",
+        &Path::Root,
         &mut out,
-        &mut first,
         &mut leftovers,
+        &schema.reserved,
     )?;
     let [id_ix, time_ix, recv_ix, other_ix] = schema.reserved;
     let mut put = |name: &str, value: &str| {
-        if !std::mem::take(&mut first) {
-            out.push(',');
-        }
+        push_separator(&mut out);
         push_json_str(&mut out, name);
         out.push(':');
         push_json_str(&mut out, value);
@@ -228,10 +233,10 @@ fn write_record_fields(
     fields: &[Field],
     index: &RecordIndex,
     obj: Map<String, Value>,
-    path: &str,
+    path: &Path<'_>,
     out: &mut String,
-    first: &mut bool,
     leftovers: &mut Map<String, Value>,
+    skip: &[usize],
 ) -> Result<(), RowError> {
     let mut slots: Vec<Option<(String, Value)>> = vec![None; fields.len()];
     for (k, v) in obj {
@@ -239,7 +244,7 @@ fn write_record_fields(
             Some(i) => {
                 if let Some((prev, _)) = &slots[i] {
                     return Err(RowError {
-                        field: join(path, &fields[i].name),
+                        field: Path::Field(path, &fields[i].name).render(),
                         reason: RowErrorReason::DuplicateField,
                         message: format!(
                             "keys \"{prev}\" and \"{k}\" both name column \"{}\" (column names are \
@@ -256,23 +261,21 @@ fn write_record_fields(
         }
     }
     for (i, (f, slot)) in fields.iter().zip(slots).enumerate() {
-        // Reserved columns have no index entry, so their slots stay empty; skip them here.
-        if !index.exact.contains_key(&f.name) {
+        // Reserved columns are filled by the caller.
+        if skip.contains(&i) {
             continue;
         }
-        let fpath = join(path, &f.name);
+        let fpath = Path::Field(path, &f.name);
         let value = slot.map(|(_, v)| v).unwrap_or(Value::Null);
         let child = index.children.get(i).and_then(Option::as_ref);
         let mut nested_left = Value::Null;
-        let mut buf = String::new();
-        let present = write_column(f, child, value, &fpath, &mut buf, &mut nested_left)?;
-        if present {
-            if !std::mem::take(first) {
-                out.push(',');
-            }
-            push_json_str(out, &f.name);
-            out.push(':');
-            out.push_str(&buf);
+        // Write the key optimistically and take it back if the column turns out to be empty.
+        let mark = out.len();
+        push_separator(out);
+        push_json_str(out, &f.name);
+        out.push(':');
+        if !write_column(f, child, value, &fpath, out, &mut nested_left)? {
+            out.truncate(mark);
         }
         if !nested_left.is_null() {
             leftovers.insert(f.name.clone(), nested_left);
@@ -281,11 +284,37 @@ fn write_record_fields(
     Ok(())
 }
 
-fn join(parent: &str, name: &str) -> String {
-    if parent.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{parent}.{name}")
+/// A field path built on the stack while descending, rendered (`items[2].price`) only when an
+/// error needs it, so valid rows allocate no path strings.
+#[derive(Debug, Clone, Copy)]
+enum Path<'a> {
+    Root,
+    Field(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl Path<'_> {
+    fn render(&self) -> String {
+        let mut s = String::new();
+        self.push_to(&mut s);
+        s
+    }
+
+    fn push_to(&self, out: &mut String) {
+        match self {
+            Path::Root => {}
+            Path::Field(parent, name) => {
+                parent.push_to(out);
+                if !matches!(parent, Path::Root) {
+                    out.push('.');
+                }
+                out.push_str(name);
+            }
+            Path::Index(parent, i) => {
+                parent.push_to(out);
+                let _ = write!(out, "[{i}]");
+            }
+        }
     }
 }
 
@@ -295,13 +324,13 @@ fn write_column(
     f: &Field,
     index: Option<&RecordIndex>,
     value: Value,
-    path: &str,
+    path: &Path<'_>,
     out: &mut String,
     left: &mut Value,
 ) -> Result<bool, RowError> {
     match (f.mode, value) {
         (Mode::Required, Value::Null) => Err(RowError {
-            field: path.to_owned(),
+            field: path.render(),
             reason: RowErrorReason::MissingRequired,
             message: format!(
                 "expected {} (REQUIRED), got null or no value",
@@ -311,13 +340,14 @@ fn write_column(
         (_, Value::Null) => Ok(false),
         (Mode::Repeated, Value::Array(items)) => {
             out.push('[');
+            let is_record = matches!(f.ty, FieldType::Record(_));
             let mut lefts = Vec::new();
             let mut any_left = false;
             for (i, item) in items.into_iter().enumerate() {
-                let ipath = format!("{path}[{i}]");
+                let ipath = Path::Index(path, i);
                 if item.is_null() {
                     return Err(RowError {
-                        field: ipath,
+                        field: ipath.render(),
                         reason: RowErrorReason::InvalidValue,
                         message: format!(
                             "expected {}, got null: REPEATED columns cannot hold null elements",
@@ -330,13 +360,16 @@ fn write_column(
                 }
                 let mut l = Value::Null;
                 write_value(f, index, item, &ipath, out, &mut l)?;
-                any_left |= !l.is_null();
-                // Keep positions so `other` mirrors the array; elements with nothing left are {}.
-                lefts.push(if l.is_null() {
-                    Value::Object(Map::new())
-                } else {
-                    l
-                });
+                if is_record {
+                    any_left |= !l.is_null();
+                    // Keep positions so `other` mirrors the array; elements with nothing left
+                    // are {}.
+                    lefts.push(if l.is_null() {
+                        Value::Object(Map::new())
+                    } else {
+                        l
+                    });
+                }
             }
             out.push(']');
             if any_left {
@@ -357,7 +390,7 @@ fn write_value(
     f: &Field,
     index: Option<&RecordIndex>,
     v: Value,
-    path: &str,
+    path: &Path<'_>,
     out: &mut String,
     left: &mut Value,
 ) -> Result<(), RowError> {
@@ -377,8 +410,7 @@ fn write_value(
             };
             let mut nested = Map::new();
             out.push('{');
-            let mut first = true;
-            write_record_fields(sub, index, obj, path, out, &mut first, &mut nested)?;
+            write_record_fields(sub, index, obj, path, out, &mut nested, &[])?;
             out.push('}');
             if !nested.is_empty() {
                 *left = Value::Object(nested);
@@ -389,7 +421,7 @@ fn write_value(
     }
 }
 
-fn write_scalar(f: &Field, v: &Value, path: &str, out: &mut String) -> Result<(), RowError> {
+fn write_scalar(f: &Field, v: &Value, path: &Path<'_>, out: &mut String) -> Result<(), RowError> {
     match &f.ty {
         FieldType::String => {
             let owned;
@@ -559,7 +591,7 @@ fn write_scalar(f: &Field, v: &Value, path: &str, out: &mut String) -> Result<()
     Ok(())
 }
 
-fn time_err(path: &str, f: &Field, v: &Value, e: time::TimeError) -> RowError {
+fn time_err(path: &Path<'_>, f: &Field, v: &Value, e: time::TimeError) -> RowError {
     let reason = match e {
         time::TimeError::Syntax { .. } | time::TimeError::ZoneNotAllowed { .. } => {
             RowErrorReason::InvalidValue
@@ -605,7 +637,7 @@ fn int64(v: &Value) -> Result<i64, (RowErrorReason, &'static str)> {
     }
 }
 
-fn write_float(f: &Field, v: &Value, path: &str, out: &mut String) -> Result<(), RowError> {
+fn write_float(f: &Field, v: &Value, path: &Path<'_>, out: &mut String) -> Result<(), RowError> {
     match v {
         Value::Number(n) => {
             // serde_json already renders the shortest exact text (and integers as written).
