@@ -9,6 +9,20 @@ use serde_json::{json, Map, Value};
 
 const DAY: i64 = 86_400_000_000;
 
+/// Zone suffixes and their offsets east of UTC in seconds.
+const ZONES: [(&str, i64); 10] = [
+    ("", 0),
+    ("Z", 0),
+    ("z", 0),
+    (" UTC", 0),
+    ("UTC", 0),
+    ("+05:30", 19_800),
+    ("-08:00", -28_800),
+    (" +02", 7_200),
+    ("+0130", 5_400),
+    ("-3", -10_800),
+];
+
 fn one_column(ty: &str) -> TableSchema {
     let text = json!([{"name": "x", "type": ty}]).to_string();
     TableSchema::from_json_str("ns", "t", &text, "props").expect("valid schema")
@@ -73,8 +87,11 @@ fn everything_schema() -> TableSchema {
     }
     fields.push(json!({"name": "s", "type": "STRING", "maxLength": 4}));
     fields.push(json!({"name": "n", "type": "NUMERIC", "precision": 5, "scale": 2}));
-    let sub = json!([{"name": "a", "type": "INT64"}, {"name": "b", "type": "STRING", "mode": "REPEATED"},
-                     {"name": "c", "type": "RECORD", "fields": [{"name": "d", "type": "BOOL"}]}]);
+    let sub = json!([
+        {"name": "a", "type": "INT64"},
+        {"name": "b", "type": "STRING", "mode": "REPEATED"},
+        {"name": "c", "type": "RECORD", "fields": [{"name": "d", "type": "BOOL"}]}
+    ]);
     fields.push(json!({"name": "rec", "type": "RECORD", "fields": sub}));
     fields.push(json!({"name": "recs", "type": "RECORD", "mode": "REPEATED", "fields": sub}));
     fields.push(json!({"name": "req_rec", "type": "RECORD", "mode": "REQUIRED", "fields": sub}));
@@ -206,6 +223,20 @@ fn check_nothing_lost(
     }
 }
 
+/// Parses a row and checks it has the reserved columns and lost none of `input`'s keys.
+fn check_row(schema: &TableSchema, input: &Map<String, Value>, json: &str) {
+    let out: Map<String, Value> = serde_json::from_str(json).expect("row is JSON");
+    let other: Map<String, Value> = match out.get("other") {
+        Some(Value::String(s)) => serde_json::from_str(s).expect("other is object text"),
+        Some(v) => panic!("other is not a string: {v}"),
+        None => Map::new(),
+    };
+    for col in ["event_id", "event_time", "received_at"] {
+        assert!(out.contains_key(col), "{col} missing");
+    }
+    check_nothing_lost(schema.fields(), input, &out, &other, true);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -218,20 +249,32 @@ proptest! {
     }
 
     #[test]
-    fn timestamp_text_forms_are_canonicalised(
+    fn timestamp_text_forms_parse_to_the_right_instant(
         days in 0i64..=3_000_000,
-        h in 0u32..24, mi in 0u32..60, s in 0u32..60,
+        h in 0i64..24, mi in 0i64..60, s in 0i64..60,
         frac in prop::option::of("[0-9]{1,12}"),
         sep in prop::sample::select(vec!["T", "t", " "]),
-        zone in prop::sample::select(vec!["", "Z", "z", " UTC", "UTC", "+05:30", "-08:00", " +02", "+0130", "-3"]),
+        zone in prop::sample::select(ZONES.to_vec()),
     ) {
-        let (y, m, d) = time::civil_from_days(days + time::days_from_civil(1, 1, 1) + 1);
-        prop_assume!((1..=9999).contains(&y));
-        let text = format!("{y:04}-{m}-{d}{sep}{h}:{mi:02}:{s}{}{zone}", frac.map(|f| format!(".{f}")).unwrap_or_default());
-        if let Ok(v) = time::parse_timestamp(&text) {
-            let canon = time::format_timestamp(v);
-            prop_assert_eq!(time::parse_timestamp(&canon), Ok(v));
-            prop_assert_eq!(canon.len(), 27);
+        let days = days + time::days_from_civil(1, 1, 2);
+        let (y, m, d) = time::civil_from_days(days);
+        let frac_text = frac.as_ref().map(|f| format!(".{f}")).unwrap_or_default();
+        let text = format!("{y:04}-{m}-{d}{sep}{h}:{mi:02}:{s}{frac_text}{}", zone.0);
+        // Fraction digits beyond microseconds are truncated.
+        let micros = frac.map_or(0, |f| {
+            let six: String = f.chars().chain(std::iter::repeat('0')).take(6).collect();
+            six.parse::<i64>().expect("digits")
+        });
+        let expected = days * DAY + ((h * 60 + mi) * 60 + s - zone.1) * 1_000_000 + micros;
+        match time::parse_timestamp(&text) {
+            Ok(v) => {
+                prop_assert_eq!(v, expected);
+                let canon = time::format_timestamp(v);
+                prop_assert_eq!(time::parse_timestamp(&canon), Ok(v));
+                prop_assert_eq!(canon.len(), 27);
+            }
+            // Only a zone that pushes the instant past 9999-12-31 may fail.
+            Err(e) => prop_assert!(expected > time::MAX_MICROS, "{text}: {e}"),
         }
     }
 
@@ -245,7 +288,8 @@ proptest! {
         prop_assert_eq!(time::parse_date(&text), Ok(days));
         let (y, m, d) = time::civil_from_days(i64::from(days));
         prop_assert_eq!(time::days_from_civil(y, m, d), i64::from(days));
-        prop_assert_eq!(time::format_date(time::parse_date(&format!("{y:04}-{m}-{d}")).expect("valid")), text);
+        let loose = time::parse_date(&format!("{y:04}-{m}-{d}")).expect("valid");
+        prop_assert_eq!(time::format_date(loose), text);
         let t = time::format_time(tod);
         prop_assert_eq!(time::parse_time(&t), Ok(tod));
         let dt = i64::from(days) * DAY + tod;
@@ -279,7 +323,8 @@ proptest! {
         // The same value in exponent form canonicalises to the same text.
         let scaled_text = format!("{n}e-9");
         let d = decimal::parse(&scaled_text).expect("exponent form");
-        prop_assert_eq!(d.canonical(Limits::NUMERIC, Rounding::HalfAwayFromZero), Ok(canonical.clone()));
+        let back = d.canonical(Limits::NUMERIC, Rounding::HalfAwayFromZero);
+        prop_assert_eq!(back, Ok(canonical.clone()));
         let schema = one_column("NUMERIC");
         prop_assert_eq!(convert(&schema, json!(scaled_text)), Ok(Value::String(canonical)));
     }
@@ -301,14 +346,41 @@ proptest! {
         ev.extend(extra);
         let input = ev.clone();
         if let Ok(row) = schema.to_row(ev, &meta()) {
-            let out: Map<String, Value> = serde_json::from_str(&row.json).expect("row is JSON");
-            let other: Map<String, Value> = match out.get("other") {
-                Some(Value::String(s)) => serde_json::from_str(s).expect("other is JSON object text"),
-                Some(v) => panic!("other is not a string: {v}"),
-                None => Map::new(),
-            };
-            prop_assert!(out.contains_key("event_id"));
-            check_nothing_lost(schema.fields(), &input, &out, &other, true);
+            check_row(&schema, &input, &row.json);
+        }
+    }
+
+    #[test]
+    fn unknown_keys_never_fail_and_are_kept(
+        extra in prop::collection::vec((key(), value()), 0..12),
+        rec_extra in prop::collection::vec((key(), value()), 0..4),
+    ) {
+        let schema = everything_schema();
+        let reserved = ["event_id", "event_time", "received_at", "other"];
+        let is_column = |k: &str| {
+            schema.fields().iter().any(|f| {
+                f.name.eq_ignore_ascii_case(k) && !reserved.contains(&f.name.as_str())
+            })
+        };
+        let mut ev = valid_base();
+        let mut rec = Map::new();
+        rec.insert("a".into(), json!(1));
+        for (k, v) in rec_extra {
+            if !["a", "b", "c"].iter().any(|c| c.eq_ignore_ascii_case(&k)) {
+                rec.insert(k, v);
+            }
+        }
+        ev.insert("rec".into(), Value::Object(rec));
+        for (k, v) in extra {
+            if !is_column(&k) {
+                ev.insert(k, v);
+            }
+        }
+        let input = ev.clone();
+        let row = schema.to_row(ev, &meta());
+        prop_assert!(row.is_ok(), "{:?}", row);
+        if let Ok(row) = row {
+            check_row(&schema, &input, &row.json);
         }
     }
 
