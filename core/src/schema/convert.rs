@@ -1,6 +1,6 @@
 //! Conversion of event values into BigQuery row values, by BigQuery's rules per type.
 //!
-//! Contract: [`to_row`] writes the row JSON text directly (no intermediate `Value` tree), in
+//! Contract: [`TableSchema::to_row`] writes the row JSON text directly (no intermediate `Value` tree), in
 //! schema column order followed by the reserved columns. Each value is written in the form a
 //! `NEWLINE_DELIMITED_JSON` load job and `insertAll` accept and BigQuery would store:
 //!
@@ -152,22 +152,32 @@ fn fail(path: &Path<'_>, reason: RowErrorReason, f: &Field, v: &Value, rule: &st
     }
 }
 
-/// Appends `s` as a JSON string literal.
-fn push_json_str(out: &mut String, s: &str) {
+/// Appends `s` as a JSON string literal. Runs of bytes that need no escape are copied whole.
+pub(crate) fn push_json_str(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        // Only ASCII bytes are escaped, so `start..i` always lies on char boundaries.
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(esc);
         }
+        start = i + 1;
     }
+    out.push_str(&s[start..]);
     out.push('"');
 }
 

@@ -170,7 +170,7 @@ pub enum Mode {
     Nullable,
     /// Must be present and not NULL.
     Required,
-    /// An array (ARRAY<T>); NULL and absent mean empty.
+    /// An array (`ARRAY<T>`); NULL and absent mean empty.
     Repeated,
 }
 

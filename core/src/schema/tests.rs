@@ -832,3 +832,21 @@ fn load_dir_test_data() {
     empty.insert(transaction());
     assert_eq!(empty.len(), 1);
 }
+
+proptest::proptest! {
+    #[test]
+    fn json_string_escaping_roundtrips(s in "(\\PC|[\\x00-\\x1f\"\\\\\\x7f])*") {
+        let mut out = String::new();
+        convert::push_json_str(&mut out, &s);
+        let back: String = serde_json::from_str(&out).expect("valid JSON string");
+        proptest::prop_assert_eq!(back, s);
+    }
+
+    #[test]
+    fn base64_roundtrip(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+        let mut enc = String::new();
+        convert::base64_encode(&data, &mut enc);
+        proptest::prop_assert_eq!(convert::base64_decode(&enc), Some(data.clone()));
+        proptest::prop_assert_eq!(convert::base64_decode(enc.trim_end_matches('=')), Some(data));
+    }
+}
