@@ -227,11 +227,12 @@ pub(crate) fn to_row(
         &schema.fields[recv_ix].name,
         &time::format_timestamp(meta.received_at),
     );
+    let other = &schema.fields[other_ix];
     if !leftovers.is_empty() {
-        put(
-            &schema.fields[other_ix].name,
-            &compact(&Value::Object(leftovers)),
-        );
+        put(&other.name, &compact(&Value::Object(leftovers)));
+    } else if other.mode == Mode::Required {
+        // A schema may declare `other` REQUIRED; BigQuery would reject the row without it.
+        put(&other.name, "{}");
     }
     out.push('}');
     Ok(Row { json: out })

@@ -529,6 +529,9 @@ fn schema_forms_and_reserved_columns() {
     );
     let r = row(&c, json!({"a": "x"})).expect("row");
     assert_eq!(r["event_time"], json!("1970-01-01T00:00:01.000000Z"));
+    let d = schema(json!([{"name": "other", "type": "STRING", "mode": "REQUIRED"}]));
+    let r = row(&d, json!({})).expect("row");
+    assert_eq!(r["other"], json!("{}"));
     let e = load_err(json!([{"name": "event_time", "type": "STRING"}]));
     assert!(
         e.contains("field \"event_time\"") && e.contains("reserved column"),
