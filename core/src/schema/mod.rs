@@ -408,7 +408,8 @@ impl Loader<'_> {
         pos: usize,
         depth: usize,
     ) -> Result<Field, SchemaError> {
-        let unnamed = format!("{}#{}", if parent.is_empty() { "" } else { parent }, pos);
+        // A field without a usable name is identified by its position, e.g. `items#0`.
+        let unnamed = format!("{parent}#{pos}");
         let Value::Object(o) = v else {
             return Err(self.err(&unnamed, "a field must be a JSON object"));
         };
@@ -655,8 +656,8 @@ impl TableSchema {
         Self::from_fields(namespace, type_name, fields, origin)
     }
 
-    /// Builds a schema from fields (validated like a file's), adding the reserved columns.
-    pub fn from_fields(
+    /// Adds the reserved columns to already validated fields and builds the lookup index.
+    fn from_fields(
         namespace: &str,
         type_name: &str,
         mut fields: Vec<Field>,
