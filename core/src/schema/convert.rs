@@ -1,0 +1,873 @@
+//! Conversion of event values into BigQuery row values, by BigQuery's rules per type.
+//!
+//! Contract: [`TableSchema::to_row`] writes the row JSON text directly (no intermediate `Value` tree), in
+//! schema column order followed by the reserved columns. Each value is written in the form a
+//! `NEWLINE_DELIMITED_JSON` load job and `insertAll` accept and BigQuery would store:
+//!
+//! | type | accepted | written |
+//! |---|---|---|
+//! | STRING | string; number or bool (as its text) | string, `maxLength` checked in characters |
+//! | BYTES | base64 string (padding optional) | canonical padded base64, `maxLength` in bytes |
+//! | INT64 | integer in i64, or its string (`"+7"`) | number |
+//! | FLOAT64 | number, numeric string, `NaN`/`Infinity`/`-Infinity`/`inf` | number or `"NaN"`/`"Infinity"`/`"-Infinity"` |
+//! | NUMERIC, BIGNUMERIC | decimal string or number (≤ 15 significant digits unless integral) | canonical decimal string |
+//! | BOOL | bool, `"true"`/`"false"`/`"1"`/`"0"`, 1/0 | bool |
+//! | TIMESTAMP | [`crate::time::parse_timestamp`] string, or epoch seconds | `YYYY-MM-DDTHH:MM:SS.ffffffZ` |
+//! | DATE, TIME, DATETIME | the [`crate::time`] forms | canonical text |
+//! | JSON | any value | its compact JSON text, as a string |
+//! | GEOGRAPHY | WKT string, or GeoJSON object | string |
+//! | RECORD | object | object |
+//!
+//! NULL or absent NULLABLE and REPEATED columns are omitted; REQUIRED ones are errors. `to_row`
+//! never panics, whatever the input.
+
+use std::fmt::Write as _;
+use std::io;
+
+use serde_json::{Map, Number, Value};
+
+use super::decimal::{self, DecimalError, Limits, Rounding};
+use super::{Field, FieldType, Mode, RecordIndex, Row, RowMeta, TableSchema};
+use crate::time;
+
+/// Longest value excerpt quoted in an error, in bytes of JSON text (cut at a char boundary).
+const EXCERPT_BYTES: usize = 64;
+
+/// A short, stable classification of a [`RowError`], usable as a metrics label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RowErrorReason {
+    /// A REQUIRED column is missing or null.
+    MissingRequired,
+    /// The value has the wrong type or shape for the column.
+    InvalidValue,
+    /// The value has the right shape but does not fit the column's range.
+    OutOfRange,
+    /// Longer than the column's `maxLength`.
+    TooLong,
+    /// Two keys name the same column (column names are case-insensitive).
+    DuplicateField,
+}
+
+impl RowErrorReason {
+    /// The snake_case label, e.g. `missing_required`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RowErrorReason::MissingRequired => "missing_required",
+            RowErrorReason::InvalidValue => "invalid_value",
+            RowErrorReason::OutOfRange => "out_of_range",
+            RowErrorReason::TooLong => "too_long",
+            RowErrorReason::DuplicateField => "duplicate_field",
+        }
+    }
+}
+
+impl std::fmt::Display for RowErrorReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an event could not become a row. Display: `field "<path>": <message>`, where the message
+/// names the expected type, a bounded excerpt of the value, and the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field \"{field}\": {message}")]
+pub struct RowError {
+    /// Path of the field, e.g. `items[2].price`.
+    pub field: String,
+    /// Classification for metrics.
+    pub reason: RowErrorReason,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// An `io::Write` that keeps at most `limit` bytes and then fails, so serialising a huge value
+/// for an error message stops early.
+struct Bounded {
+    buf: Vec<u8>,
+    limit: usize,
+}
+
+impl io::Write for Bounded {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = self.limit.saturating_sub(self.buf.len());
+        if room == 0 {
+            return Err(io::Error::other("excerpt full"));
+        }
+        let n = room.min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Compact JSON text of `v`, cut to about [`EXCERPT_BYTES`] with `…` when longer.
+pub(crate) fn excerpt(v: &Value) -> String {
+    let mut w = Bounded {
+        buf: Vec::new(),
+        limit: EXCERPT_BYTES + 4,
+    };
+    let complete = serde_json::to_writer(&mut w, v).is_ok();
+    let mut bytes = w.buf;
+    let truncated = !complete || bytes.len() > EXCERPT_BYTES;
+    if truncated {
+        bytes.truncate(EXCERPT_BYTES);
+    }
+    // Cutting may split a UTF-8 sequence; drop the partial tail.
+    let mut s = match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let mut b = e.into_bytes();
+            b.truncate(valid);
+            String::from_utf8(b).unwrap_or_default()
+        }
+    };
+    if truncated {
+        s.push('…');
+    }
+    s
+}
+
+fn type_label(f: &Field) -> String {
+    match (&f.ty, f.precision) {
+        (FieldType::Numeric | FieldType::BigNumeric, Some(p)) => {
+            format!("{}({}, {})", f.ty.sql_name(), p, f.scale.unwrap_or(0))
+        }
+        _ => f.ty.sql_name().to_owned(),
+    }
+}
+
+fn invalid(path: &Path<'_>, f: &Field, v: &Value, rule: &str) -> RowError {
+    fail(path, RowErrorReason::InvalidValue, f, v, rule)
+}
+
+fn fail(path: &Path<'_>, reason: RowErrorReason, f: &Field, v: &Value, rule: &str) -> RowError {
+    RowError {
+        field: path.render(),
+        reason,
+        message: format!("expected {}, got {}: {rule}", type_label(f), excerpt(v)),
+    }
+}
+
+/// Appends `s` as a JSON string literal. Runs of bytes that need no escape are copied whole.
+pub(crate) fn push_json_str(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push('"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        // Only ASCII bytes are escaped, so `start..i` always lies on char boundaries.
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(esc);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+/// Writes `,` unless `out` is right after an object's `{`: a value never ends in `{`, so that is
+/// exactly "no member written yet".
+fn push_separator(out: &mut String) {
+    if !out.ends_with('{') {
+        out.push(',');
+    }
+}
+
+fn compact(v: &Value) -> String {
+    // Serialising a Value cannot fail (keys are strings, numbers are finite).
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+pub(crate) fn to_row(
+    schema: &TableSchema,
+    event: Map<String, Value>,
+    meta: &RowMeta,
+) -> Result<Row, RowError> {
+    let mut out = String::with_capacity(256);
+    let mut leftovers = Map::new();
+    out.push('{');
+    write_record_fields(
+        &schema.fields,
+        &schema.index,
+        event,
+        &Path::Root,
+        &mut out,
+        &mut leftovers,
+        &schema.reserved,
+    )?;
+    let [id_ix, time_ix, recv_ix, other_ix] = schema.reserved;
+    let mut put = |name: &str, value: &str| {
+        push_separator(&mut out);
+        push_json_str(&mut out, name);
+        out.push(':');
+        push_json_str(&mut out, value);
+    };
+    put(&schema.fields[id_ix].name, &meta.event_id);
+    put(
+        &schema.fields[time_ix].name,
+        &time::format_timestamp(meta.event_time),
+    );
+    put(
+        &schema.fields[recv_ix].name,
+        &time::format_timestamp(meta.received_at),
+    );
+    let other = &schema.fields[other_ix];
+    if !leftovers.is_empty() {
+        put(&other.name, &compact(&Value::Object(leftovers)));
+    } else if other.mode == Mode::Required {
+        // A schema may declare `other` REQUIRED; BigQuery would reject the row without it.
+        put(&other.name, "{}");
+    }
+    out.push('}');
+    Ok(Row { json: out })
+}
+
+/// Matches the keys of `obj` to `fields` and writes `"name":value` pairs (without braces) for
+/// every column that has a value. Unmatched keys go to `leftovers`.
+fn write_record_fields(
+    fields: &[Field],
+    index: &RecordIndex,
+    obj: Map<String, Value>,
+    path: &Path<'_>,
+    out: &mut String,
+    leftovers: &mut Map<String, Value>,
+    skip: &[usize],
+) -> Result<(), RowError> {
+    let mut slots: Vec<Option<(String, Value)>> = vec![None; fields.len()];
+    for (k, v) in obj {
+        match index.lookup(&k) {
+            Some(i) => {
+                if let Some((prev, _)) = &slots[i] {
+                    return Err(RowError {
+                        field: Path::Field(path, &fields[i].name).render(),
+                        reason: RowErrorReason::DuplicateField,
+                        message: format!(
+                            "keys \"{prev}\" and \"{k}\" both name column \"{}\" (column names are \
+                             case-insensitive)",
+                            fields[i].name
+                        ),
+                    });
+                }
+                slots[i] = Some((k, v));
+            }
+            None => {
+                leftovers.insert(k, v);
+            }
+        }
+    }
+    for (i, (f, slot)) in fields.iter().zip(slots).enumerate() {
+        // Reserved columns are filled by the caller.
+        if skip.contains(&i) {
+            continue;
+        }
+        let fpath = Path::Field(path, &f.name);
+        let value = slot.map(|(_, v)| v).unwrap_or(Value::Null);
+        let child = index.children.get(i).and_then(Option::as_ref);
+        let mut nested_left = Value::Null;
+        // Write the key optimistically and take it back if the column turns out to be empty.
+        let mark = out.len();
+        push_separator(out);
+        push_json_str(out, &f.name);
+        out.push(':');
+        if !write_column(f, child, value, &fpath, out, &mut nested_left)? {
+            out.truncate(mark);
+        }
+        if !nested_left.is_null() {
+            leftovers.insert(f.name.clone(), nested_left);
+        }
+    }
+    Ok(())
+}
+
+/// A field path built on the stack while descending, rendered (`items[2].price`) only when an
+/// error needs it, so valid rows allocate no path strings.
+#[derive(Debug, Clone, Copy)]
+enum Path<'a> {
+    Root,
+    Field(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl Path<'_> {
+    fn render(&self) -> String {
+        let mut s = String::new();
+        self.push_to(&mut s);
+        s
+    }
+
+    fn push_to(&self, out: &mut String) {
+        match self {
+            Path::Root => {}
+            Path::Field(parent, name) => {
+                parent.push_to(out);
+                if !matches!(parent, Path::Root) {
+                    out.push('.');
+                }
+                out.push_str(name);
+            }
+            Path::Index(parent, i) => {
+                parent.push_to(out);
+                let _ = write!(out, "[{i}]");
+            }
+        }
+    }
+}
+
+/// Writes one column's value into `out`; returns whether anything was written. Leftover keys of
+/// RECORDs end up in `left` (an object, or an array of objects for REPEATED RECORDs).
+fn write_column(
+    f: &Field,
+    index: Option<&RecordIndex>,
+    value: Value,
+    path: &Path<'_>,
+    out: &mut String,
+    left: &mut Value,
+) -> Result<bool, RowError> {
+    match (f.mode, value) {
+        (Mode::Required, Value::Null) => Err(RowError {
+            field: path.render(),
+            reason: RowErrorReason::MissingRequired,
+            message: format!(
+                "expected {} (REQUIRED), got null or no value",
+                type_label(f)
+            ),
+        }),
+        (_, Value::Null) => Ok(false),
+        (Mode::Repeated, Value::Array(items)) => {
+            out.push('[');
+            let is_record = matches!(f.ty, FieldType::Record(_));
+            let mut lefts = Vec::new();
+            let mut any_left = false;
+            for (i, item) in items.into_iter().enumerate() {
+                let ipath = Path::Index(path, i);
+                if item.is_null() {
+                    return Err(RowError {
+                        field: ipath.render(),
+                        reason: RowErrorReason::InvalidValue,
+                        message: format!(
+                            "expected {}, got null: REPEATED columns cannot hold null elements",
+                            type_label(f)
+                        ),
+                    });
+                }
+                if i > 0 {
+                    out.push(',');
+                }
+                let mut l = Value::Null;
+                write_value(f, index, item, &ipath, out, &mut l)?;
+                if is_record {
+                    any_left |= !l.is_null();
+                    // Keep positions so `other` mirrors the array; elements with nothing left
+                    // are {}.
+                    lefts.push(if l.is_null() {
+                        Value::Object(Map::new())
+                    } else {
+                        l
+                    });
+                }
+            }
+            out.push(']');
+            if any_left {
+                *left = Value::Array(lefts);
+            }
+            Ok(true)
+        }
+        (Mode::Repeated, v) => Err(invalid(path, f, &v, "a REPEATED column takes a JSON array")),
+        (_, v) => {
+            write_value(f, index, v, path, out, left)?;
+            Ok(true)
+        }
+    }
+}
+
+/// Writes one non-null value of the field's type.
+fn write_value(
+    f: &Field,
+    index: Option<&RecordIndex>,
+    v: Value,
+    path: &Path<'_>,
+    out: &mut String,
+    left: &mut Value,
+) -> Result<(), RowError> {
+    match &f.ty {
+        FieldType::Record(sub) => {
+            let Value::Object(obj) = v else {
+                return Err(invalid(path, f, &v, "a RECORD takes a JSON object"));
+            };
+            let Some(index) = index else {
+                // Built for every RECORD at load time; absence would be a bug, not bad input.
+                return Err(invalid(
+                    path,
+                    f,
+                    &Value::Object(obj),
+                    "internal error: no index for RECORD",
+                ));
+            };
+            let mut nested = Map::new();
+            out.push('{');
+            write_record_fields(sub, index, obj, path, out, &mut nested, &[])?;
+            out.push('}');
+            if !nested.is_empty() {
+                *left = Value::Object(nested);
+            }
+            Ok(())
+        }
+        _ => write_scalar(f, &v, path, out),
+    }
+}
+
+fn write_scalar(f: &Field, v: &Value, path: &Path<'_>, out: &mut String) -> Result<(), RowError> {
+    match &f.ty {
+        FieldType::String => {
+            let owned;
+            let s = match v {
+                Value::String(s) => s.as_str(),
+                Value::Number(n) => {
+                    owned = n.to_string();
+                    &owned
+                }
+                Value::Bool(b) => {
+                    if *b {
+                        "true"
+                    } else {
+                        "false"
+                    }
+                }
+                _ => {
+                    return Err(invalid(
+                        path,
+                        f,
+                        v,
+                        "objects and arrays are not STRING values",
+                    ))
+                }
+            };
+            if let Some(max) = f.max_length {
+                let n = s.chars().count() as u64;
+                if n > max {
+                    return Err(fail(
+                        path,
+                        RowErrorReason::TooLong,
+                        f,
+                        v,
+                        &format!("{n} characters exceed maxLength {max}"),
+                    ));
+                }
+            }
+            push_json_str(out, s);
+        }
+        FieldType::Bytes => {
+            let Value::String(s) = v else {
+                return Err(invalid(path, f, v, "BYTES take a base64 string"));
+            };
+            let bytes = base64_decode(s).ok_or_else(|| invalid(path, f, v, "not valid base64"))?;
+            if let Some(max) = f.max_length {
+                if bytes.len() as u64 > max {
+                    return Err(fail(
+                        path,
+                        RowErrorReason::TooLong,
+                        f,
+                        v,
+                        &format!("{} bytes exceed maxLength {max}", bytes.len()),
+                    ));
+                }
+            }
+            out.push('"');
+            base64_encode(&bytes, out);
+            out.push('"');
+        }
+        FieldType::Int64 => {
+            let n = int64(v).map_err(|(reason, rule)| fail(path, reason, f, v, rule))?;
+            let _ = write!(out, "{n}");
+        }
+        FieldType::Float64 => write_float(f, v, path, out)?,
+        FieldType::Numeric | FieldType::BigNumeric => {
+            let s = numeric(f, v).map_err(|(reason, rule)| fail(path, reason, f, v, &rule))?;
+            push_json_str(out, &s);
+        }
+        FieldType::Bool => {
+            let b = match v {
+                Value::Bool(b) => Some(*b),
+                Value::String(s) if s.eq_ignore_ascii_case("true") || s == "1" => Some(true),
+                Value::String(s) if s.eq_ignore_ascii_case("false") || s == "0" => Some(false),
+                Value::Number(n) => match n.as_u64() {
+                    Some(1) => Some(true),
+                    Some(0) => Some(false),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let b = b.ok_or_else(|| {
+                invalid(
+                    path,
+                    f,
+                    v,
+                    "BOOL takes true/false, \"true\"/\"false\", \"1\"/\"0\" or 1/0",
+                )
+            })?;
+            out.push_str(if b { "true" } else { "false" });
+        }
+        FieldType::Timestamp => {
+            let micros = match v {
+                Value::String(s) => {
+                    time::parse_timestamp(s).map_err(|e| time_err(path, f, v, e))?
+                }
+                Value::Number(n) => epoch_seconds(n).ok_or_else(|| {
+                    fail(
+                        path,
+                        RowErrorReason::OutOfRange,
+                        f,
+                        v,
+                        "epoch seconds out of range 0001-01-01..9999-12-31",
+                    )
+                })?,
+                _ => {
+                    return Err(invalid(
+                        path,
+                        f,
+                        v,
+                        "TIMESTAMP takes a string or epoch seconds",
+                    ))
+                }
+            };
+            push_json_str(out, &time::format_timestamp(micros));
+        }
+        FieldType::Date => {
+            let Value::String(s) = v else {
+                return Err(invalid(path, f, v, "DATE takes a 'YYYY-MM-DD' string"));
+            };
+            let d = time::parse_date(s).map_err(|e| time_err(path, f, v, e))?;
+            push_json_str(out, &time::format_date(d));
+        }
+        FieldType::Time => {
+            let Value::String(s) = v else {
+                return Err(invalid(
+                    path,
+                    f,
+                    v,
+                    "TIME takes a 'HH:MM:SS[.ffffff]' string",
+                ));
+            };
+            let t = time::parse_time(s).map_err(|e| time_err(path, f, v, e))?;
+            push_json_str(out, &time::format_time(t));
+        }
+        FieldType::DateTime => {
+            let Value::String(s) = v else {
+                return Err(invalid(
+                    path,
+                    f,
+                    v,
+                    "DATETIME takes a 'YYYY-MM-DD HH:MM:SS[.ffffff]' string",
+                ));
+            };
+            let t = time::parse_datetime(s).map_err(|e| time_err(path, f, v, e))?;
+            push_json_str(out, &time::format_datetime(t));
+        }
+        FieldType::Json => push_json_str(out, &compact(v)),
+        FieldType::Geography => match v {
+            Value::String(s) if is_wkt(s) => push_json_str(out, s),
+            Value::Object(o) if matches!(o.get("type"), Some(Value::String(_))) => {
+                push_json_str(out, &compact(v))
+            }
+            _ => {
+                return Err(invalid(
+                    path,
+                    f,
+                    v,
+                    "GEOGRAPHY takes a WKT string (POINT, LINESTRING, POLYGON, MULTI…, \
+                     GEOMETRYCOLLECTION) or a GeoJSON object with a \"type\"",
+                ))
+            }
+        },
+        FieldType::Record(_) => {
+            return Err(invalid(path, f, v, "internal error: RECORD as scalar"))
+        }
+    }
+    Ok(())
+}
+
+fn time_err(path: &Path<'_>, f: &Field, v: &Value, e: time::TimeError) -> RowError {
+    let reason = match e {
+        time::TimeError::Syntax { .. } | time::TimeError::ZoneNotAllowed { .. } => {
+            RowErrorReason::InvalidValue
+        }
+        _ => RowErrorReason::OutOfRange,
+    };
+    fail(path, reason, f, v, &e.to_string())
+}
+
+fn int64(v: &Value) -> Result<i64, (RowErrorReason, &'static str)> {
+    const RANGE: &str = "out of INT64 range -9223372036854775808..9223372036854775807";
+    match v {
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Ok(i)
+            } else if n.is_u64() {
+                Err((RowErrorReason::OutOfRange, RANGE))
+            } else {
+                let x = n.as_f64().unwrap_or(f64::NAN);
+                // 1e19 is integral but beyond i64: a range error says more than "not an integer".
+                if x.fract() == 0.0 && x.abs() >= 2f64.powi(63) {
+                    Err((RowErrorReason::OutOfRange, RANGE))
+                } else {
+                    Err((
+                        RowErrorReason::InvalidValue,
+                        "INT64 takes integers, not fractions or exponents",
+                    ))
+                }
+            }
+        }
+        Value::String(s) => {
+            let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err((RowErrorReason::InvalidValue, "not an integer"));
+            }
+            s.parse::<i64>()
+                .map_err(|_| (RowErrorReason::OutOfRange, RANGE))
+        }
+        _ => Err((
+            RowErrorReason::InvalidValue,
+            "INT64 takes a number or a string of an integer",
+        )),
+    }
+}
+
+fn write_float(f: &Field, v: &Value, path: &Path<'_>, out: &mut String) -> Result<(), RowError> {
+    match v {
+        Value::Number(n) => {
+            // serde_json already renders the shortest exact text (and integers as written).
+            let _ = write!(out, "{n}");
+        }
+        Value::String(s) => {
+            let special = match s.to_ascii_lowercase().as_str() {
+                "nan" => Some("NaN"),
+                "infinity" | "inf" | "+infinity" | "+inf" => Some("Infinity"),
+                "-infinity" | "-inf" => Some("-Infinity"),
+                _ => None,
+            };
+            if let Some(word) = special {
+                push_json_str(out, word);
+                return Ok(());
+            }
+            // Rust's parser also takes "infinity" and "nan" spellings; only plain numerals here.
+            let numeral = !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E'));
+            match s.parse::<f64>().ok().filter(|_| numeral) {
+                Some(x) => match Number::from_f64(x) {
+                    Some(n) => {
+                        let _ = write!(out, "{n}");
+                    }
+                    None => {
+                        return Err(fail(
+                            path,
+                            RowErrorReason::OutOfRange,
+                            f,
+                            v,
+                            "out of FLOAT64 range",
+                        ))
+                    }
+                },
+                None => return Err(invalid(path, f, v, "not a number")),
+            }
+        }
+        _ => {
+            return Err(invalid(
+                path,
+                f,
+                v,
+                "FLOAT64 takes a number or a numeric string",
+            ))
+        }
+    }
+    Ok(())
+}
+
+fn numeric(f: &Field, v: &Value) -> Result<String, (RowErrorReason, String)> {
+    let big = matches!(f.ty, FieldType::BigNumeric);
+    let limits = match f.precision {
+        Some(p) => Limits {
+            precision: p,
+            scale: f.scale.unwrap_or(0),
+            bignumeric_default: false,
+        },
+        None if big => Limits::BIGNUMERIC,
+        None => Limits::NUMERIC,
+    };
+    let rounding = match f.extra.get("roundingMode").and_then(Value::as_str) {
+        Some("ROUND_HALF_EVEN") => Rounding::HalfEven,
+        _ => Rounding::HalfAwayFromZero,
+    };
+    let parsed = match v {
+        Value::String(s) => decimal::parse(s).map_err(|_| {
+            (
+                RowErrorReason::InvalidValue,
+                "not a decimal number".to_owned(),
+            )
+        })?,
+        Value::Number(n) => {
+            if n.is_i64() || n.is_u64() {
+                decimal::parse(&n.to_string())
+            } else {
+                let x = n.as_f64().unwrap_or(f64::NAN);
+                // `{:e}` prints the shortest text that round-trips, i.e. the digits the sender
+                // most likely wrote.
+                let text = format!("{x:e}");
+                let d = decimal::parse(&text);
+                if let Ok(d) = &d {
+                    if x.fract() != 0.0 && d.significant_digits() > 15 {
+                        return Err((
+                            RowErrorReason::InvalidValue,
+                            "more than 15 significant digits in a JSON number lose precision as \
+                             float; send high-precision decimals as strings"
+                                .to_owned(),
+                        ));
+                    }
+                }
+                d
+            }
+            .map_err(|_| {
+                (
+                    RowErrorReason::InvalidValue,
+                    "not a decimal number".to_owned(),
+                )
+            })?
+        }
+        _ => {
+            return Err((
+                RowErrorReason::InvalidValue,
+                format!("{} takes a decimal string or a number", f.ty.sql_name()),
+            ))
+        }
+    };
+    parsed.canonical(limits, rounding).map_err(|e| match e {
+        DecimalError::OutOfRange => {
+            let range = if limits.bignumeric_default {
+                "out of range for BIGNUMERIC (±5.7896044618658097711785492504343953926634992332820282019728792003956564819967E+38)"
+                    .to_owned()
+            } else {
+                format!("out of range for {}({}, {})", f.ty.sql_name(), limits.precision, limits.scale)
+            };
+            (RowErrorReason::OutOfRange, range)
+        }
+        DecimalError::Syntax => (RowErrorReason::InvalidValue, "not a decimal number".to_owned()),
+    })
+}
+
+/// Epoch seconds (fraction allowed) to microseconds, if in BigQuery's range.
+fn epoch_seconds(n: &Number) -> Option<i64> {
+    let micros = if let Some(i) = n.as_i64() {
+        i.checked_mul(1_000_000)?
+    } else {
+        let x = n.as_f64()? * 1e6;
+        // Round to the nearest microsecond: 1.1 s is 1100000.0000000002 µs as f64.
+        let r = x.round();
+        if !(time::MIN_MICROS as f64..=time::MAX_MICROS as f64).contains(&r) {
+            return None;
+        }
+        r as i64
+    };
+    (time::MIN_MICROS..=time::MAX_MICROS)
+        .contains(&micros)
+        .then_some(micros)
+}
+
+fn is_wkt(s: &str) -> bool {
+    const KINDS: [&str; 7] = [
+        "GEOMETRYCOLLECTION",
+        "MULTILINESTRING",
+        "MULTIPOLYGON",
+        "MULTIPOINT",
+        "LINESTRING",
+        "POLYGON",
+        "POINT",
+    ];
+    let t = s.trim_start().as_bytes();
+    KINDS
+        .iter()
+        .any(|k| t.len() >= k.len() && t[..k.len()].eq_ignore_ascii_case(k.as_bytes()))
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn b64_value(c: u8) -> Option<u32> {
+    Some(match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => return None,
+    } as u32)
+}
+
+/// Decodes standard base64 (RFC 4648 §4). Padding is optional but, if present, must be correct;
+/// a lone trailing character (length ≡ 1 mod 4) is invalid.
+pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let body = match b {
+        [rest @ .., b'=', b'='] => {
+            if b.len() % 4 != 0 {
+                return None;
+            }
+            rest
+        }
+        [rest @ .., b'='] => {
+            if b.len() % 4 != 0 {
+                return None;
+            }
+            rest
+        }
+        _ => b,
+    };
+    if body.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(body.len() / 4 * 3 + 2);
+    for chunk in body.chunks(4) {
+        let mut acc: u32 = 0;
+        for &c in chunk {
+            acc = (acc << 6) | b64_value(c)?;
+        }
+        match chunk.len() {
+            4 => out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]),
+            3 => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
+            2 => out.push((acc >> 4) as u8),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Encodes standard base64 with padding.
+pub(crate) fn base64_encode(bytes: &[u8], out: &mut String) {
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let sym = |shift: u32| char::from(B64[((n >> shift) & 63) as usize]);
+        out.push(sym(18));
+        out.push(sym(12));
+        out.push(if chunk.len() > 1 { sym(6) } else { '=' });
+        out.push(if chunk.len() > 2 { sym(0) } else { '=' });
+    }
+}
