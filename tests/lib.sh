@@ -1,0 +1,67 @@
+# Shared helpers for tests/run.sh and tests/suites/*.sh. Source, do not run.
+# Everything a suite needs is installed here on demand, so a fresh Debian machine needs nothing
+# set up by hand: Debian packages via apt-get, Python tools into the project-local .venv.
+
+EVLOG_ROOT="${EVLOG_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+export EVLOG_ROOT
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$EVLOG_ROOT/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Counts collected by record_counts, summed by tests/run.sh.
+EVLOG_RESULTS="${EVLOG_RESULTS:-$CARGO_TARGET_DIR/test-results.txt}"
+export EVLOG_RESULTS
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+
+_apt_updated=0
+# ensure_apt PKG...: installs the Debian packages that are not installed yet.
+ensure_apt() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if [ $_apt_updated -eq 0 ]; then
+    log "apt-get update"
+    $sudo apt-get update -qq >&2
+    _apt_updated=1
+  fi
+  log "installing Debian packages: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+# ensure_venv [PIP_PACKAGE...]: creates .venv (project-local) and installs the packages into it.
+ensure_venv() {
+  local venv="$EVLOG_ROOT/.venv"
+  if [ ! -x "$venv/bin/python" ]; then
+    log "creating $venv"
+    python3 -m venv "$venv" >&2 || { ensure_apt python3-venv; python3 -m venv "$venv" >&2; }
+    "$venv/bin/python" -m pip install -q --upgrade pip >&2
+  fi
+  if [ $# -gt 0 ]; then
+    "$venv/bin/python" -m pip install -q "$@" >&2
+  fi
+  export VIRTUAL_ENV="$venv"
+  export PATH="$venv/bin:$PATH"
+}
+
+# ensure_rust_components: rustfmt and clippy for the lint step.
+ensure_rust_components() {
+  command -v cargo >/dev/null || { echo "cargo is required (rustup)" >&2; return 1; }
+  cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt >&2
+  cargo clippy --version >/dev/null 2>&1 || rustup component add clippy >&2
+}
+
+# record_counts SUITE PASSED FAILED: adds a suite's counts to the run's summary.
+record_counts() {
+  printf '%s %s %s\n' "$1" "$2" "$3" >> "$EVLOG_RESULTS"
+}
+
+# record_cargo_output SUITE FILE: sums cargo's "test result:" lines from FILE.
+record_cargo_output() {
+  local passed failed
+  passed=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed' "$2" | awk '{s+=$4} END {print s+0}')
+  failed=$(grep -Eo '[0-9]+ failed;' "$2" | awk '{s+=$1} END {print s+0}')
+  record_counts "$1" "$passed" "$failed"
+}
