@@ -21,10 +21,9 @@ const CHUNK: u64 = 50_000;
 fn pipeline() -> Pipeline {
     let config = Config::from_toml_str("[queue]\ncapacity = 200000\nmax_bytes = \"256MiB\"\n")
         .expect("bench config");
-    let schemas = SchemaRegistry::load_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/schemas"),
-    )
-    .expect("bench schemas");
+    let schemas =
+        SchemaRegistry::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/schemas"))
+            .expect("bench schemas");
     Pipeline::with_parts(
         config,
         schemas,
@@ -52,7 +51,11 @@ fn timed_logs(p: &Pipeline, n: u64) -> Duration {
 }
 
 fn bench(c: &mut Criterion) {
-    assert!((190..=230).contains(&EVENT.len()), "event is {} bytes", EVENT.len());
+    assert!(
+        (190..=230).contains(&EVENT.len()),
+        "event is {} bytes",
+        EVENT.len()
+    );
     let p = pipeline();
     p.log_json("events", "page_view", EVENT).expect("warm-up");
     let mut g = c.benchmark_group("log");

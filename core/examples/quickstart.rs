@@ -11,9 +11,10 @@ use std::time::Duration;
 use evlog_core::{Config, EventInput, Pipeline};
 
 fn main() -> ExitCode {
-    let path = std::env::args()
-        .nth(1)
-        .map_or_else(|| PathBuf::from("collector/examples/evlog.toml"), PathBuf::from);
+    let path = std::env::args().nth(1).map_or_else(
+        || PathBuf::from("collector/examples/evlog.toml"),
+        PathBuf::from,
+    );
     let config = match Config::from_path(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -31,10 +32,22 @@ fn main() -> ExitCode {
     };
 
     let events = [
-        ("transaction", r#"{"user_id": 42, "amount": "9.99", "currency": "USD", "coupon": "XMAS", "items": [{"sku": "SET-1", "price": "9.99", "qty": 1}], "platform": "web"}"#),
-        ("transaction", r#"{"user_id": 7, "amount": "19.50", "currency": "EUR"}"#),
-        ("page_view", r#"{"user_id": 42, "url": "/flashcards/spanish", "duration_ms": 5321, "tags": ["study", "spanish"]}"#),
-        ("page_view", r#"{"url": "/", "experiment": {"name": "new-home", "arm": "B"}}"#),
+        (
+            "transaction",
+            r#"{"user_id": 42, "amount": "9.99", "currency": "USD", "coupon": "XMAS", "items": [{"sku": "SET-1", "price": "9.99", "qty": 1}], "platform": "web"}"#,
+        ),
+        (
+            "transaction",
+            r#"{"user_id": 7, "amount": "19.50", "currency": "EUR"}"#,
+        ),
+        (
+            "page_view",
+            r#"{"user_id": 42, "url": "/flashcards/spanish", "duration_ms": 5321, "tags": ["study", "spanish"]}"#,
+        ),
+        (
+            "page_view",
+            r#"{"url": "/", "experiment": {"name": "new-home", "arm": "B"}}"#,
+        ),
         // Rejected: amount is not a number, so it goes to the dead-letter file with the reason.
         ("transaction", r#"{"user_id": 9, "amount": "lots"}"#),
     ];

@@ -23,4 +23,6 @@ pub mod time;
 pub use config::Config;
 pub use counters::{DropReason, Stats};
 pub use envelope::{Envelope, EnvelopeError};
-pub use pipeline::{EventInput, LogError, Pipeline, PipelineError};
+pub use pipeline::{
+    ErrorHook, ErrorSummary, EventInput, LogError, Outcome, Pipeline, PipelineError,
+};

@@ -29,8 +29,12 @@ fn forked_child_logs_through_its_own_thread() {
     let p = Pipeline::new(Config::from_toml_str(&toml).unwrap()).unwrap();
     // Queued in the parent and not yet delivered when the fork happens.
     for i in 0..100 {
-        p.log_json("events", "page_view", &format!(r#"{{"url":"/parent/{i}"}}"#))
-            .unwrap();
+        p.log_json(
+            "events",
+            "page_view",
+            &format!(r#"{{"url":"/parent/{i}"}}"#),
+        )
+        .unwrap();
     }
     assert_eq!(p.stats().accepted, 100);
 
@@ -63,13 +67,20 @@ fn forked_child_logs_through_its_own_thread() {
     // SAFETY: waiting for our own child.
     let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
     assert_eq!(waited, pid);
-    assert!(libc::WIFEXITED(status), "child did not exit normally: {status}");
+    assert!(
+        libc::WIFEXITED(status),
+        "child did not exit normally: {status}"
+    );
     assert_eq!(libc::WEXITSTATUS(status), 0, "child checks failed");
 
     // The parent's thread is unaffected.
     for i in 100..110 {
-        p.log_json("events", "page_view", &format!(r#"{{"url":"/parent/{i}"}}"#))
-            .unwrap();
+        p.log_json(
+            "events",
+            "page_view",
+            &format!(r#"{{"url":"/parent/{i}"}}"#),
+        )
+        .unwrap();
     }
     assert!(p.flush(Duration::from_secs(20)));
     let s = p.stats();
@@ -81,7 +92,10 @@ fn forked_child_logs_through_its_own_thread() {
     let parent = urls.iter().filter(|u| u.starts_with("/parent/")).count();
     let child = urls.iter().filter(|u| u.starts_with("/child/")).count();
     assert_eq!((parent, child), (110, 50), "each event exactly once");
-    let mut ids: Vec<&str> = all.iter().map(|r| r["event_id"].as_str().unwrap()).collect();
+    let mut ids: Vec<&str> = all
+        .iter()
+        .map(|r| r["event_id"].as_str().unwrap())
+        .collect();
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 160, "parent and child ids never collide");

@@ -74,13 +74,20 @@ fn file_sink_writes_bigquery_rows_per_table_and_day() {
     ev.time = Some(day2);
     ev.id = Some("order-2");
     p.log(ev).unwrap();
-    p.log_json("events", "page_view", r#"{"url": "/home", "tags": ["a", "b"]}"#)
-        .unwrap();
+    p.log_json(
+        "events",
+        "page_view",
+        r#"{"url": "/home", "tags": ["a", "b"]}"#,
+    )
+    .unwrap();
     // Rejected: wrong type, missing required, unknown table, not JSON.
-    p.log_json("events", "transaction", r#"{"user_id": "forty-two"}"#).unwrap();
-    p.log_json("events", "transaction", r#"{"amount": "1"}"#).unwrap();
+    p.log_json("events", "transaction", r#"{"user_id": "forty-two"}"#)
+        .unwrap();
+    p.log_json("events", "transaction", r#"{"amount": "1"}"#)
+        .unwrap();
     p.log_json("events", "nosuchtable", r#"{"a": 1}"#).unwrap();
-    p.log_json("events", "page_view", r#"{"url": "/x",}"#).unwrap();
+    p.log_json("events", "page_view", r#"{"url": "/x",}"#)
+        .unwrap();
 
     assert!(p.flush(Duration::from_secs(10)));
     let s = p.stats();
@@ -116,7 +123,12 @@ fn file_sink_writes_bigquery_rows_per_table_and_day() {
     let reasons: Vec<&str> = dead.iter().map(|d| d["reason"].as_str().unwrap()).collect();
     assert_eq!(
         reasons,
-        ["invalid_value", "missing_required", "unknown_table", "invalid_json"]
+        [
+            "invalid_value",
+            "missing_required",
+            "unknown_table",
+            "invalid_json"
+        ]
     );
     assert_eq!(dead[0]["field"], "user_id");
     assert!(dead[0]["error"].as_str().unwrap().contains("forty-two"));
@@ -179,7 +191,13 @@ fn batches_by_rows_bytes_and_age() {
     }
     assert!(wait_for(Duration::from_secs(10), || store.row_count() == 20));
     assert!(p.flush(Duration::from_secs(10)));
-    let sizes: Vec<usize> = store.batches.lock().unwrap().iter().map(|b| b.rows.len()).collect();
+    let sizes: Vec<usize> = store
+        .batches
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| b.rows.len())
+        .collect();
     assert_eq!(sizes, [10, 10, 5]);
 
     // Bytes: every batch stays at or under max_bytes.
@@ -213,9 +231,8 @@ fn batches_by_rows_bytes_and_age() {
 #[test]
 fn accounting_holds_under_concurrency_and_overflow() {
     // A small queue and a slow-ish sink path make the queue overflow.
-    let (p, store) = memory_pipeline(
-        "[queue]\ncapacity = 512\n[batch]\nmax_rows = 100\nmax_age = \"5ms\"\n",
-    );
+    let (p, store) =
+        memory_pipeline("[queue]\ncapacity = 512\n[batch]\nmax_rows = 100\nmax_age = \"5ms\"\n");
     const THREADS: usize = 8;
     const PER_THREAD: usize = 20_000;
     let refused = Arc::new(AtomicU64::new(0));
@@ -268,7 +285,10 @@ fn accounting_holds_under_concurrency_and_overflow() {
     assert_eq!(s.accepted, total);
     assert!(s.is_settled(), "{s:?}");
     let refused = refused.load(Ordering::Relaxed);
-    assert!(refused > 0, "the queue never overflowed; the test proves nothing");
+    assert!(
+        refused > 0,
+        "the queue never overflowed; the test proves nothing"
+    );
     assert_eq!(s.dropped.get("queue_full").copied().unwrap_or(0), refused);
     assert_eq!(s.delivered, total - refused);
     assert_eq!(store.row_count() as u64, s.delivered);
@@ -290,7 +310,10 @@ fn sink_failures_are_counted_not_lost_silently() {
     assert!(p.flush(Duration::from_secs(10)));
     let s = p.stats();
     assert_eq!(s.dropped["sink_error"], 10);
-    assert_eq!(s.sink_errors[&("memory".to_string(), "other".to_string())], 1);
+    assert_eq!(
+        s.sink_errors[&("memory".to_string(), "other".to_string())],
+        1
+    );
     assert!(s.is_settled());
 }
 
@@ -342,9 +365,37 @@ fn malformed_schema_is_a_startup_error_naming_the_file() {
         r#"[{"name": "x", "type": "MONEY"}]"#,
     )
     .unwrap();
-    let toml = format!("[schemas]\ndir = {:?}\n[sink]\nkind = \"null\"\n", dir.path());
+    let toml = format!(
+        "[schemas]\ndir = {:?}\n[sink]\nkind = \"null\"\n",
+        dir.path()
+    );
     let err = Pipeline::new(Config::from_toml_str(&toml).unwrap())
         .unwrap_err()
         .to_string();
     assert!(err.contains("bad.json") && err.contains("MONEY"), "{err}");
+}
+
+#[test]
+fn error_hook_hears_about_rejections_and_drops() {
+    let (p, store) = memory_pipeline("");
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    p.set_error_hook(Some(Arc::new(move |s: &evlog_core::ErrorSummary| {
+        sink.lock().unwrap().push(s.clone());
+    })));
+    p.log_json("events", "nosuchtable", "{}").unwrap();
+    p.log_json("events", "nosuchtable", "{}").unwrap();
+    assert!(p.log_json("bad ns", "t", "{}").is_err());
+    assert!(p.flush(Duration::from_secs(10)));
+    store.fail.store(true, Ordering::SeqCst);
+    p.log_json("events", "page_view", r#"{"url":"/"}"#).unwrap();
+    assert!(p.flush(Duration::from_secs(10)));
+    let seen = seen.lock().unwrap();
+    let find = |reason: &str| seen.iter().find(|s| s.reason == reason).cloned();
+    let unknown = find("unknown_table").expect("unknown_table reported");
+    assert_eq!((unknown.outcome, unknown.count), (evlog_core::Outcome::Rejected, 2));
+    assert!(unknown.message.contains("nosuchtable"));
+    assert_eq!(find("invalid_envelope").expect("refusal reported").count, 1);
+    let failed = find("sink_error").expect("sink failure reported");
+    assert_eq!((failed.outcome, failed.count), (evlog_core::Outcome::Dropped, 1));
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{FlushParts, ProcState, Request, IDLE_PARK};
+use super::{ErrorSummary, FlushParts, Outcome, ProcState, Request, IDLE_PARK};
 use crate::counters::DropReason;
 use crate::routing::Destination;
 use crate::sink::{Batch, EncodedRow, RejectedEvent, Sink, SinkError};
@@ -19,13 +19,15 @@ use crate::sink::{Batch, EncodedRow, RejectedEvent, Sink, SinkError};
 const DRAIN_CHUNK: usize = 4096;
 
 pub(super) fn spawn(parts: FlushParts, st: Arc<ProcState>) -> std::io::Result<()> {
-    std::thread::Builder::new()
+    let st2 = Arc::clone(&st);
+    let handle = std::thread::Builder::new()
         .name("evlog-flush".into())
         .spawn(move || {
-            *st.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current());
-            Worker::new(parts, st).run();
-        })
-        .map(drop)
+            *st2.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current());
+            Worker::new(parts, st2).run();
+        })?;
+    *st.handle.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+    Ok(())
 }
 
 /// Settles events still in the queue after the thread stopped: counted as dropped for `reason`.
@@ -56,6 +58,10 @@ struct Worker {
     pending_rows: usize,
     ready: Vec<Batch>,
     rejects: Vec<RejectedEvent>,
+    /// Summaries for the error hook, sent after each delivery round.
+    report: Vec<ErrorSummary>,
+    /// Refusals by `log()` already reported: (queue_full, invalid_envelope).
+    reported_refusals: (u64, u64),
 }
 
 impl Worker {
@@ -69,6 +75,8 @@ impl Worker {
             pending_rows: 0,
             ready: Vec::new(),
             rejects: Vec::new(),
+            report: Vec::new(),
+            reported_refusals: (0, 0),
         }
     }
 
@@ -240,6 +248,12 @@ impl Worker {
                     let n: usize = batches.iter().map(|b| b.rows.len()).sum();
                     counters.sink_error("unavailable", e.kind());
                     counters.drop_events(DropReason::SinkError, n as u64);
+                    self.report.push(ErrorSummary {
+                        outcome: Outcome::Dropped,
+                        reason: DropReason::SinkError.as_str().into(),
+                        count: n as u64,
+                        message: format!("sink unavailable: {e}"),
+                    });
                     Vec::new()
                 }
             };
@@ -251,6 +265,15 @@ impl Worker {
                 self.rejects.extend(o.rejected);
                 if !o.failed.is_empty() {
                     counters.drop_events(DropReason::SinkError, o.failed.len() as u64);
+                    self.report.push(ErrorSummary {
+                        outcome: Outcome::Dropped,
+                        reason: DropReason::SinkError.as_str().into(),
+                        count: o.failed.len() as u64,
+                        message: o
+                            .error
+                            .as_ref()
+                            .map_or_else(|| "delivery failed".into(), |e| e.to_string()),
+                    });
                 }
                 if let Some(e) = o.error {
                     counters.sink_error(name, e.kind());
@@ -265,9 +288,20 @@ impl Worker {
             };
             match result {
                 Ok(()) => {
+                    let mut by_reason: Vec<ErrorSummary> = Vec::new();
                     for r in &rejects {
                         counters.reject(r.reason, 1);
+                        match by_reason.iter_mut().find(|s| s.reason == r.reason) {
+                            Some(s) => s.count += 1,
+                            None => by_reason.push(ErrorSummary {
+                                outcome: Outcome::Rejected,
+                                reason: r.reason.into(),
+                                count: 1,
+                                message: r.error.clone(),
+                            }),
+                        }
                     }
+                    self.report.extend(by_reason);
                 }
                 Err(e) => {
                     counters.sink_error(
@@ -275,8 +309,58 @@ impl Worker {
                         e.kind(),
                     );
                     counters.drop_events(DropReason::DeadLetterFailed, rejects.len() as u64);
+                    self.report.push(ErrorSummary {
+                        outcome: Outcome::Dropped,
+                        reason: DropReason::DeadLetterFailed.as_str().into(),
+                        count: rejects.len() as u64,
+                        message: e.to_string(),
+                    });
                 }
             }
+        }
+        self.send_report();
+    }
+
+    /// Tells the error hook what this round rejected or dropped, including refusals by `log()`.
+    fn send_report(&mut self) {
+        let hook = self.parts.hook.load();
+        let Some(hook) = hook.as_ref() else {
+            self.report.clear();
+            return;
+        };
+        let s = self.st.counters.snapshot(0);
+        let count = |r: DropReason| s.dropped.get(r.as_str()).copied().unwrap_or(0);
+        let full = count(DropReason::QueueFull);
+        let invalid = count(DropReason::InvalidEnvelope);
+        let (seen_full, seen_invalid) = self.reported_refusals;
+        let refusals = [
+            (
+                DropReason::QueueFull,
+                full,
+                seen_full,
+                "log() refused events: the queue was full",
+            ),
+            (
+                DropReason::InvalidEnvelope,
+                invalid,
+                seen_invalid,
+                "log() refused events with an invalid envelope",
+            ),
+        ];
+        for (reason, now, seen, message) in refusals {
+            if now > seen {
+                self.report.push(ErrorSummary {
+                    outcome: Outcome::Dropped,
+                    reason: reason.as_str().into(),
+                    count: now - seen,
+                    message: message.into(),
+                });
+            }
+        }
+        self.reported_refusals = (full, invalid);
+        for summary in self.report.drain(..) {
+            // A panicking hook must not take the flush thread down.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&summary)));
         }
     }
 

@@ -96,6 +96,32 @@ impl LogError {
     }
 }
 
+/// What an error hook is told: events of one kind and reason that were not delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorSummary {
+    /// `rejected` (kept in the dead-letter table) or `dropped` (lost, counted).
+    pub outcome: Outcome,
+    /// The counter's `reason` label.
+    pub reason: String,
+    /// How many events.
+    pub count: u64,
+    /// One representative error message.
+    pub message: String,
+}
+
+/// See [`ErrorSummary`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Kept in the dead-letter table.
+    Rejected,
+    /// Lost, counted.
+    Dropped,
+}
+
+/// Called on the flush thread after each delivery round that rejected or dropped events. Must be
+/// quick and must not block: bindings forward summaries to their own thread (e.g. to call Python).
+pub type ErrorHook = Arc<dyn Fn(&ErrorSummary) + Send + Sync>;
+
 /// Why a pipeline could not be built.
 #[derive(Debug, Error)]
 pub enum PipelineError {
@@ -177,6 +203,8 @@ struct ProcState {
     /// counted by their producer.
     finished: AtomicBool,
     thread: Mutex<Option<Thread>>,
+    /// Joined by `shutdown()` once the thread has reported, so nothing outlives a clean close.
+    handle: Mutex<Option<std::thread::JoinHandle<()>>>,
     requests: (Sender<Request>, Receiver<Request>),
 }
 
@@ -205,6 +233,7 @@ impl ProcState {
             shut_down: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             thread: Mutex::new(None),
+            handle: Mutex::new(None),
             requests: crossbeam_channel::unbounded(),
         }
     }
@@ -242,7 +271,14 @@ impl ProcState {
         self.unpark();
         // The thread watches the deadline itself; allow it a moment to report.
         let wait = deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(100);
-        rx.recv_timeout(wait).unwrap_or(false)
+        let ok = rx.recv_timeout(wait);
+        if ok.is_ok() {
+            // The thread has answered and is returning; joining takes a moment at most.
+            if let Some(h) = self.handle.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = h.join();
+            }
+        }
+        ok.unwrap_or(false)
     }
 
     fn release(&self, events: u64, bytes: u64) {
@@ -253,6 +289,7 @@ impl ProcState {
 
 struct Shared {
     config: Config,
+    hook: Arc<arc_swap::ArcSwapOption<ErrorHook>>,
     processor: Arc<Processor>,
     sink_factory: SinkFactory,
     state: ArcSwap<ProcState>,
@@ -292,6 +329,7 @@ impl Pipeline {
             max_bytes: config.queue.max_bytes.0.min(BYTES_MASK),
             max_event_bytes: config.queue.max_event_bytes.0.min(u64::from(u32::MAX)) as usize,
             config,
+            hook: Arc::new(arc_swap::ArcSwapOption::empty()),
             processor,
             sink_factory,
             state: ArcSwap::from_pointee(ProcState::new(fork::generation())),
@@ -299,6 +337,12 @@ impl Pipeline {
         Self {
             shared: Arc::new(shared),
         }
+    }
+
+    /// Sets (or clears) the hook told about rejected and dropped events. Events refused by
+    /// `log()` itself (invalid envelope, queue full) are reported too, in totals per round.
+    pub fn set_error_hook(&self, hook: Option<ErrorHook>) {
+        self.shared.hook.store(hook.map(Arc::new));
     }
 
     /// The configuration in force.
@@ -492,6 +536,7 @@ fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
 #[derive(Clone)]
 pub(crate) struct FlushParts {
     batch: crate::config::BatchConfig,
+    hook: Arc<arc_swap::ArcSwapOption<ErrorHook>>,
     processor: Arc<Processor>,
     sink_factory: SinkFactory,
 }
@@ -500,6 +545,7 @@ impl Shared {
     fn clone_parts(&self) -> FlushParts {
         FlushParts {
             batch: self.config.batch.clone(),
+            hook: Arc::clone(&self.hook),
             processor: Arc::clone(&self.processor),
             sink_factory: Arc::clone(&self.sink_factory),
         }
