@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: lints, the Rust tests, then each suite in tests/suites/
-# (C, Python, PHP, end-to-end), in name order. Installs what it needs on a fresh Debian machine.
+# (C, Python, PHP, end-to-end), in name order. Installs what it needs on a fresh Debian machine:
+# every suite is first called as `bash tests/suites/NN-name.sh setup` (install only: Debian
+# packages, venv tools), before the lint step, because building the workspace needs them.
 # Ends with one line "N passed, M failed"; exits non-zero if anything failed.
 #   bash tests/run.sh            everything
 #   bash tests/run.sh rust       only lints and Rust tests
@@ -14,6 +16,12 @@ mkdir -p "$CARGO_TARGET_DIR"
 want() { [ -z "$SELECTED" ] || [[ " $SELECTED " == *" $1 "* ]]; }
 SELECTED="$*"
 status=0
+
+for suite in tests/suites/*.sh; do
+  [ -e "$suite" ] || continue
+  log "setup: $(basename "$suite" .sh)"
+  bash "$suite" setup
+done
 
 if want rust; then
   ensure_rust_components
