@@ -9,6 +9,7 @@
 //!
 //! This crate has no FFI code; bindings and the collector adapt it.
 
+pub mod clock;
 pub mod config;
 pub mod counters;
 pub mod envelope;

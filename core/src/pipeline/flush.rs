@@ -150,10 +150,11 @@ impl Worker {
             };
             n += 1;
             bytes += raw.body.len() as u64;
-            match self.parts.processor.process(raw) {
+            match self.parts.processor.process(&raw) {
                 Ok((dest, row)) => self.add_row(dest, row),
                 Err(rejected) => self.rejects.push(*rejected),
             }
+            self.st.recycle(raw.body);
         }
         if n > 0 {
             self.st.release(n as u64, bytes);

@@ -47,14 +47,14 @@ impl Processor {
     }
 
     /// Validates, converts and routes one event.
-    pub fn process(&self, raw: RawEvent) -> Result<(Destination, EncodedRow), Box<RejectedEvent>> {
+    pub fn process(&self, raw: &RawEvent) -> Result<(Destination, EncodedRow), Box<RejectedEvent>> {
         let id = raw.id.to_text();
         let event_time = raw.time.unwrap_or(raw.received_at);
         let event: Map<String, Value> = match serde_json::from_str::<Value>(&raw.body) {
             Ok(Value::Object(m)) => m,
             Ok(_) => {
                 return Err(self.reject(
-                    &raw,
+                    raw,
                     id,
                     reasons::NOT_AN_OBJECT,
                     None,
@@ -63,7 +63,7 @@ impl Processor {
             }
             Err(e) => {
                 return Err(self.reject(
-                    &raw,
+                    raw,
                     id,
                     reasons::INVALID_JSON,
                     None,
@@ -76,7 +76,7 @@ impl Processor {
                 "no schema for table {}.{} (expected schema file {}/{}.json)",
                 raw.namespace, raw.type_name, raw.namespace, raw.type_name
             );
-            return Err(self.reject(&raw, id, reasons::UNKNOWN_TABLE, None, msg));
+            return Err(self.reject(raw, id, reasons::UNKNOWN_TABLE, None, msg));
         };
         let meta = RowMeta {
             event_id: id,
@@ -93,7 +93,7 @@ impl Processor {
                 },
             )),
             Err(e) => Err(self.reject(
-                &raw,
+                raw,
                 meta.event_id,
                 e.reason.as_str(),
                 Some(e.field.clone()),
