@@ -16,7 +16,7 @@ use evlog_core::{Config, Pipeline};
 
 /// A ~200-byte page view.
 const EVENT: &str = r#"{"user_id":123456,"url":"/courses/intro-to-rust/lesson/42","referrer":"https://www.example.com/search?q=rust","duration_ms":5321,"tags":["web","rust"],"session":"d9b2d63d-a233-4123-847a-5c9a6d1e2a33"}"#;
-const CHUNK: u64 = 50_000;
+const CHUNK: u64 = 10_000;
 
 fn pipeline() -> Pipeline {
     let config = Config::from_toml_str("[queue]\ncapacity = 200000\nmax_bytes = \"256MiB\"\n")

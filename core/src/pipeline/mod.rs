@@ -179,7 +179,7 @@ const BYTES_MASK: u64 = (1 << EVENT_SHIFT) - 1;
 /// Body buffers kept for reuse. Reuse matters: a buffer allocated by a logging thread and freed
 /// by the flush thread costs a contended allocator lock on both sides (measured: ~300 ns per event
 /// with glibc malloc, ~60 ns with the pool).
-const POOL_BUFFERS: usize = 65536;
+const POOL_BUFFERS: usize = 16384;
 /// Larger buffers are freed rather than pooled, so one huge event does not pin memory.
 const POOL_MAX_CAPACITY: usize = 16 * 1024;
 /// Park indefinitely-ish when idle; producers wake the thread. Bounded so a lost wake-up costs at
