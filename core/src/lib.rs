@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod routing;
 pub mod schema;
 pub mod sink;
+pub mod spool;
 pub mod time;
 
 pub use config::Config;

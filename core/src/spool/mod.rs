@@ -1,0 +1,481 @@
+//! The disk spool: what could not be delivered waits here, crash-safe, until it can be.
+//!
+//! Used by the SDK pipeline for batches that failed after the retry budget, for queue overflow and
+//! for what is left at the shutdown deadline; reused by the collector as its write-ahead log.
+//!
+//! ## On-disk format
+//! A spool is a directory of segment files `seg-<created µs, 20 digits>-<pid>-<seq>.evs`, ordered
+//! by name. A segment is a sequence of records:
+//!
+//! ```text
+//! +------------+------------+------------------+-------------------+
+//! | magic u32  | len u32    | crc32c u32       | payload (len B)   |   all integers little-endian
+//! | 0x45564C47 | payload    | of the payload   |                   |
+//! +------------+------------+------------------+-------------------+
+//! ```
+//!
+//! Next to a segment, `<segment>.offset` (8 bytes, little-endian u64, replaced atomically by
+//! rename) holds the committed offset: every record before it has been acknowledged downstream.
+//!
+//! ## Invariants
+//! - A record is appended with one `write_all` and is acknowledged to the caller only after it
+//!   has been written (and fsynced when `fsync` is on). A crash can leave at most a torn tail.
+//! - Exactly one writer per segment: a writer holds an exclusive `flock` on its open segment.
+//!   A reader takes the same lock without blocking, so it never replays a segment that a live
+//!   writer (this or another process) is still appending to, and two readers never replay the
+//!   same segment at once. A dead process's locks vanish with it, so a later process replays
+//!   what it left.
+//! - Readers verify magic and CRC. A torn tail (an incomplete last record) ends the segment; a
+//!   corrupt record is skipped by scanning forward to the next valid header. Both are counted
+//!   (`corrupt_records`, `skipped_bytes`), never fatal.
+//! - A segment is deleted once its committed offset reaches its end; its offset file with it.
+//! - The total size of segments is bounded by `max_bytes`; an append that would exceed it fails
+//!   with [`SpoolError::Full`] and the caller counts the events as dropped (`spool_full`).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::fs::{flock, FlockOperation};
+use thiserror::Error;
+
+/// Record header magic ("EVLG" read as little-endian u32).
+pub const MAGIC: u32 = 0x474C_5645;
+/// Header bytes before a payload.
+pub const HEADER: usize = 12;
+/// Largest payload accepted (bigger is a caller bug; BigQuery requests are ≤ 10 MB).
+pub const MAX_RECORD: usize = 64 * 1024 * 1024;
+
+/// Spool errors.
+#[derive(Debug, Error)]
+pub enum SpoolError {
+    /// An I/O error, with the file.
+    #[error("spool {op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The spool is at `max_bytes`.
+    #[error("spool full: {used} of {max} bytes used, record of {record} bytes refused")]
+    Full {
+        /// Bytes in segments now.
+        used: u64,
+        /// The bound.
+        max: u64,
+        /// The refused record's size.
+        record: u64,
+    },
+    /// A record larger than [`MAX_RECORD`].
+    #[error("spool record of {0} bytes is larger than the {MAX_RECORD} byte limit")]
+    TooLarge(usize),
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SpoolError + 'a {
+    move |source| SpoolError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Counters of one spool handle.
+#[derive(Debug, Default)]
+pub struct SpoolCounters {
+    /// Records appended.
+    pub appended: AtomicU64,
+    /// Records handed to readers.
+    pub replayed: AtomicU64,
+    /// Corrupt or torn records skipped.
+    pub corrupt_records: AtomicU64,
+    /// Bytes skipped while resynchronising.
+    pub skipped_bytes: AtomicU64,
+}
+
+/// Settings of a spool.
+#[derive(Debug, Clone)]
+pub struct SpoolOptions {
+    /// Directory of segments.
+    pub dir: PathBuf,
+    /// Bound on the total bytes of segments.
+    pub max_bytes: u64,
+    /// A writer starts a new segment past this size.
+    pub segment_bytes: u64,
+    /// fsync (fdatasync) every append.
+    pub fsync: bool,
+}
+
+/// A spool directory: append records, read them back in order, commit, delete.
+#[derive(Debug)]
+pub struct Spool {
+    opts: SpoolOptions,
+    writer: Option<Writer>,
+    seq: u64,
+    /// Bytes of all segments when last listed, plus what this handle appended since.
+    used: u64,
+    used_at: Option<std::time::Instant>,
+    /// Counters (shared by reads and writes through this handle).
+    pub counters: SpoolCounters,
+}
+
+#[derive(Debug)]
+struct Writer {
+    path: PathBuf,
+    file: File,
+    len: u64,
+}
+
+/// A segment opened for replay: holds the segment's lock until dropped.
+#[derive(Debug)]
+pub struct SegmentReader {
+    path: PathBuf,
+    file: File,
+    /// Where the next read starts.
+    pos: u64,
+    /// The committed offset (everything before it was acknowledged).
+    committed: u64,
+    /// End of the last valid record read.
+    last_end: u64,
+    len: u64,
+}
+
+/// One record read back, with the offset just past it (to commit once acknowledged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The payload.
+    pub payload: Vec<u8>,
+    /// Offset just past this record.
+    pub end: u64,
+}
+
+impl Spool {
+    /// Opens (creating) the directory.
+    pub fn open(opts: SpoolOptions) -> Result<Self, SpoolError> {
+        fs::create_dir_all(&opts.dir).map_err(io_err("create directory", &opts.dir))?;
+        Ok(Self {
+            opts,
+            writer: None,
+            seq: 0,
+            used: 0,
+            used_at: None,
+            counters: SpoolCounters::default(),
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.opts.dir
+    }
+
+    /// Segment files in replay order.
+    pub fn segments(&self) -> Result<Vec<PathBuf>, SpoolError> {
+        let mut out: Vec<PathBuf> = fs::read_dir(&self.opts.dir)
+            .map_err(io_err("list", &self.opts.dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension().is_some_and(|e| e == "evs")
+                    && p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("seg-"))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Bytes not yet committed, over all segments (what the bound applies to).
+    pub fn pending_bytes(&self) -> u64 {
+        self.segments()
+            .unwrap_or_default()
+            .iter()
+            .map(|p| {
+                let len = fs::metadata(p).map_or(0, |m| m.len());
+                len.saturating_sub(read_offset(p))
+            })
+            .sum()
+    }
+
+    /// Total bytes of segment files.
+    pub fn used_bytes(&self) -> u64 {
+        self.segments()
+            .unwrap_or_default()
+            .iter()
+            .map(|p| fs::metadata(p).map_or(0, |m| m.len()))
+            .sum()
+    }
+
+    /// Appends records (one `write_all` for all of them); they are durable when this returns Ok.
+    pub fn append(&mut self, payloads: &[&[u8]]) -> Result<(), SpoolError> {
+        let mut buf = Vec::with_capacity(payloads.iter().map(|p| p.len() + HEADER).sum());
+        for p in payloads {
+            if p.len() > MAX_RECORD {
+                return Err(SpoolError::TooLarge(p.len()));
+            }
+            buf.extend_from_slice(&MAGIC.to_le_bytes());
+            buf.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            buf.extend_from_slice(&crc32c::crc32c(p).to_le_bytes());
+            buf.extend_from_slice(p);
+        }
+        // Listing the directory per append is slow; other processes' segments change the total,
+        // so relist at most once a second, and always when close to the bound.
+        let stale = self
+            .used_at
+            .is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(1));
+        if stale || self.used + buf.len() as u64 > self.opts.max_bytes * 9 / 10 {
+            self.used = self.used_bytes();
+            self.used_at = Some(std::time::Instant::now());
+        }
+        let used = self.used;
+        if used + buf.len() as u64 > self.opts.max_bytes {
+            return Err(SpoolError::Full {
+                used,
+                max: self.opts.max_bytes,
+                record: buf.len() as u64,
+            });
+        }
+        if self
+            .writer
+            .as_ref()
+            .is_some_and(|w| w.len > 0 && w.len + buf.len() as u64 > self.opts.segment_bytes)
+        {
+            self.close_writer();
+        }
+        let fsync = self.opts.fsync;
+        let w = self.writer()?;
+        if let Err(e) = w.file.write_all(&buf).and_then(|()| w.file.flush()) {
+            // Leave no partial record behind if we can.
+            let _ = w.file.set_len(w.len);
+            let path = w.path.clone();
+            self.writer = None;
+            return Err(SpoolError::Io {
+                op: "append to",
+                path,
+                source: e,
+            });
+        }
+        if fsync {
+            w.file.sync_data().map_err(io_err("sync", &w.path))?;
+        }
+        w.len += buf.len() as u64;
+        self.used += buf.len() as u64;
+        self.counters
+            .appended
+            .fetch_add(payloads.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn writer(&mut self) -> Result<&mut Writer, SpoolError> {
+        if self.writer.is_none() {
+            self.seq += 1;
+            let name = format!(
+                "seg-{:020}-{}-{:06}.evs",
+                crate::time::now_micros().max(0),
+                std::process::id(),
+                self.seq
+            );
+            let path = self.opts.dir.join(name);
+            let file = OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .read(true)
+                .open(&path)
+                .map_err(io_err("create", &path))?;
+            flock(&file, FlockOperation::NonBlockingLockExclusive).map_err(|e| SpoolError::Io {
+                op: "lock",
+                path: path.clone(),
+                source: e.into(),
+            })?;
+            self.writer = Some(Writer { path, file, len: 0 });
+        }
+        Ok(self.writer.as_mut().expect("set above"))
+    }
+
+    /// Closes the current segment so readers may replay it.
+    pub fn close_writer(&mut self) {
+        if let Some(w) = self.writer.take() {
+            let _ = w.file.sync_data();
+            let empty = w.len == 0;
+            drop(w.file); // releases the lock
+            if empty {
+                let _ = fs::remove_file(&w.path);
+            }
+        }
+    }
+
+    /// Opens the oldest segment that nobody is writing or replaying, if any. This handle's own
+    /// segment is sealed first (later appends start a new one), so a process can replay what it
+    /// spooled itself; replays are rare (the sink was failing), so segments stay few.
+    pub fn next_segment(&mut self) -> Result<Option<SegmentReader>, SpoolError> {
+        self.close_writer();
+        for path in self.segments()? {
+            let file = match OpenOptions::new().read(true).open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // replayed meanwhile
+                Err(e) => return Err(io_err("open", &path)(e)),
+            };
+            if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+                continue; // a live writer or another reader has it
+            }
+            let len = file.metadata().map_err(io_err("stat", &path))?.len();
+            let committed = read_offset(&path).min(len);
+            if committed >= len {
+                remove_segment(&path);
+                continue;
+            }
+            return Ok(Some(SegmentReader {
+                path,
+                file,
+                pos: committed,
+                committed,
+                last_end: committed,
+                len,
+            }));
+        }
+        Ok(None)
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        self.close_writer();
+    }
+}
+
+fn offset_path(segment: &Path) -> PathBuf {
+    let mut p = segment.as_os_str().to_owned();
+    p.push(".offset");
+    PathBuf::from(p)
+}
+
+fn read_offset(segment: &Path) -> u64 {
+    fs::read(offset_path(segment))
+        .ok()
+        .and_then(|b| {
+            b.get(..8)
+                .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+        })
+        .unwrap_or(0)
+}
+
+fn remove_segment(path: &Path) {
+    let _ = fs::remove_file(offset_path(path));
+    let _ = fs::remove_file(path);
+}
+
+impl SegmentReader {
+    /// The segment file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the next valid record, skipping corrupt ones; None at the end (or a torn tail).
+    pub fn next(&mut self, counters: &SpoolCounters) -> Result<Option<Record>, SpoolError> {
+        loop {
+            if self.pos + HEADER as u64 > self.len {
+                if self.pos < self.len {
+                    // A torn header at the tail.
+                    counters.corrupt_records.fetch_add(1, Ordering::Relaxed);
+                    counters
+                        .skipped_bytes
+                        .fetch_add(self.len - self.pos, Ordering::Relaxed);
+                    self.pos = self.len;
+                }
+                return Ok(None);
+            }
+            let mut header = [0u8; HEADER];
+            self.read_at(self.pos, &mut header)?;
+            let magic = u32::from_le_bytes(header[0..4].try_into().unwrap_or_default());
+            let len = u32::from_le_bytes(header[4..8].try_into().unwrap_or_default()) as u64;
+            let crc = u32::from_le_bytes(header[8..12].try_into().unwrap_or_default());
+            let start = self.pos + HEADER as u64;
+            if magic == MAGIC && len as usize <= MAX_RECORD {
+                if start + len > self.len {
+                    // A torn tail: the writer died mid-record.
+                    counters.corrupt_records.fetch_add(1, Ordering::Relaxed);
+                    counters
+                        .skipped_bytes
+                        .fetch_add(self.len - self.pos, Ordering::Relaxed);
+                    self.pos = self.len;
+                    return Ok(None);
+                }
+                let mut payload = vec![0u8; len as usize];
+                self.read_at(start, &mut payload)?;
+                if crc32c::crc32c(&payload) == crc {
+                    self.pos = start + len;
+                    self.last_end = self.pos;
+                    counters.replayed.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Some(Record {
+                        payload,
+                        end: self.pos,
+                    }));
+                }
+            }
+            // Corrupt: resynchronise at the next plausible header.
+            counters.corrupt_records.fetch_add(1, Ordering::Relaxed);
+            let next = self.find_magic(self.pos + 1)?;
+            counters
+                .skipped_bytes
+                .fetch_add(next - self.pos, Ordering::Relaxed);
+            self.pos = next;
+        }
+    }
+
+    fn read_at(&mut self, pos: u64, buf: &mut [u8]) -> Result<(), SpoolError> {
+        self.file
+            .seek(SeekFrom::Start(pos))
+            .and_then(|_| self.file.read_exact(buf))
+            .map_err(io_err("read", &self.path))
+    }
+
+    /// The offset of the next magic number at or after `from`, or the end.
+    fn find_magic(&mut self, from: u64) -> Result<u64, SpoolError> {
+        let needle = MAGIC.to_le_bytes();
+        let mut pos = from;
+        let mut buf = vec![0u8; 64 * 1024];
+        while pos < self.len {
+            let n = ((self.len - pos) as usize).min(buf.len());
+            self.read_at(pos, &mut buf[..n])?;
+            if let Some(i) = buf[..n].windows(4).position(|w| w == needle) {
+                return Ok(pos + i as u64);
+            }
+            if n < 4 {
+                break;
+            }
+            pos += (n - 3) as u64;
+        }
+        Ok(self.len)
+    }
+
+    /// Records everything up to `end` as acknowledged (durably); deletes the segment once every
+    /// valid record in it is. Returns true when the segment was deleted.
+    pub fn commit(&mut self, end: u64) -> Result<bool, SpoolError> {
+        self.committed = self.committed.max(end);
+        if self.at_end() && self.committed >= self.last_end {
+            remove_segment(&self.path);
+            return Ok(true);
+        }
+        if end < self.committed {
+            return Ok(false);
+        }
+        let off = offset_path(&self.path);
+        let tmp = off.with_extension("offset.tmp");
+        let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+        f.write_all(&end.to_le_bytes())
+            .and_then(|()| f.sync_data())
+            .map_err(io_err("write", &tmp))?;
+        fs::rename(&tmp, &off).map_err(io_err("rename", &off))?;
+        Ok(false)
+    }
+
+    /// Whether every record has been read.
+    pub fn at_end(&self) -> bool {
+        self.pos >= self.len
+    }
+}
+
+#[cfg(test)]
+mod tests;
