@@ -799,7 +799,7 @@ impl SchemaRegistry {
                 continue;
             }
             for file in sorted_entries(&ns_path).map_err(io(&ns_path))? {
-                if file.is_dir() || file.extension().map_or(true, |e| e != "json") {
+                if file.is_dir() || file.extension().is_none_or(|e| e != "json") {
                     continue;
                 }
                 let origin = file.display().to_string();
