@@ -84,16 +84,20 @@ pub enum SinkKind {
     File,
     /// Discard rows after counting them as delivered (benchmarks, dry runs).
     Null,
+    /// BigQuery streaming inserts (`tabledata.insertAll`), see `[sink.bigquery]`.
+    Bigquery,
 }
 
 /// `[sink]`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SinkConfig {
-    /// Which sink to use: `"file"` (default) or `"null"`.
+    /// Which sink to use: `"file"` (default), `"bigquery"` or `"null"`.
     pub kind: SinkKind,
     /// Settings of the file sink.
     pub file: FileSinkConfig,
+    /// Settings of the BigQuery sink.
+    pub bigquery: crate::sink::bigquery::BigQueryConfig,
 }
 
 /// `[sink.file]`.
@@ -392,6 +396,41 @@ impl Config {
         if let Err(rule) = crate::envelope::check_table_name(&self.sink.file.dead_letter_table) {
             return invalid("sink.file.dead_letter_table", rule);
         }
+        let bq = &self.sink.bigquery;
+        if self.sink.kind == SinkKind::Bigquery {
+            if bq.project.is_empty() {
+                return invalid(
+                    "sink.bigquery.project",
+                    "is required with sink.kind = \"bigquery\"",
+                );
+            }
+            if bq.auth == crate::sink::bigquery::AuthMethod::ServiceAccount
+                && bq.credentials.is_none()
+            {
+                return invalid(
+                    "sink.bigquery.credentials",
+                    "is required with auth = \"service_account\"",
+                );
+            }
+            if bq.auth == crate::sink::bigquery::AuthMethod::Token && bq.token.is_none() {
+                return invalid("sink.bigquery.token", "is required with auth = \"token\"");
+            }
+        }
+        if !(1..=50_000).contains(&bq.max_rows_per_request) {
+            return invalid("sink.bigquery.max_rows_per_request", "must be 1..=50000");
+        }
+        if bq.max_bytes_per_request.0 == 0 || bq.max_bytes_per_request.0 > BQ_REQUEST_LIMIT {
+            return invalid(
+                "sink.bigquery.max_bytes_per_request",
+                "must be 1..=10MB (BigQuery's request limit)",
+            );
+        }
+        if bq.workers == 0 || bq.workers > 256 {
+            return invalid("sink.bigquery.workers", "must be 1..=256");
+        }
+        if let Err(rule) = crate::envelope::check_table_name(&bq.dead_letter_table) {
+            return invalid("sink.bigquery.dead_letter_table", rule);
+        }
         for (key, route) in &self.routing.tables {
             let Some((ns, ty)) = key.split_once('.') else {
                 return invalid(
@@ -422,7 +461,14 @@ impl Config {
 /// Keys that default to absent and so do not show in the serialized defaults, with a sample
 /// value of their type (for environment overrides).
 type OptionalLeaf = (&'static [&'static str], fn() -> toml::Value);
-const OPTIONAL_LEAVES: &[OptionalLeaf] = &[];
+const OPTIONAL_LEAVES: &[OptionalLeaf] = &[
+    (&["sink", "bigquery", "credentials"], || {
+        toml::Value::String(String::new())
+    }),
+    (&["sink", "bigquery", "token"], || {
+        toml::Value::String(String::new())
+    }),
+];
 
 /// Every settable leaf key path with its default (its type guides how env strings are read).
 fn leaf_paths() -> Vec<(Vec<String>, toml::Value)> {
@@ -561,7 +607,7 @@ impl<'de> Deserialize<'de> for ByteSize {
 }
 
 /// Durations as human strings (`"250ms"`, `"1s"`, `"1m 30s"`).
-mod duration_str {
+pub(crate) mod duration_str {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};

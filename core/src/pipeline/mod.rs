@@ -334,13 +334,19 @@ impl Pipeline {
     /// Loads schemas from `schemas.dir` and builds the configured sink.
     pub fn new(config: Config) -> Result<Self, PipelineError> {
         let schemas = SchemaRegistry::load_dir(&config.schemas.dir)?;
-        let factory = sink::factory(&config.sink)?;
-        Ok(Self::with_parts(config, schemas, factory))
+        let processor = Processor::new(schemas, &config);
+        let factory = sink::factory(&config, &processor)?;
+        Ok(Self::with_processor(config, processor, factory))
     }
 
     /// A pipeline with given schemas and sink (tests, embedding, custom sinks).
     pub fn with_parts(config: Config, schemas: SchemaRegistry, sink_factory: SinkFactory) -> Self {
-        let processor = Arc::new(Processor::new(schemas, &config));
+        let processor = Processor::new(schemas, &config);
+        Self::with_processor(config, processor, sink_factory)
+    }
+
+    fn with_processor(config: Config, processor: Processor, sink_factory: SinkFactory) -> Self {
+        let processor = Arc::new(processor);
         let shared = Shared {
             capacity: config.queue.capacity as u64,
             max_bytes: config.queue.max_bytes.0.min(BYTES_MASK),

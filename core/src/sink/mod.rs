@@ -12,6 +12,7 @@
 //!
 //! A sink must not retry forever and must not panic on bad data.
 
+pub mod bigquery;
 pub mod file;
 pub mod memory;
 pub mod null;
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use serde_json::json;
 use thiserror::Error;
 
-use crate::config::{SinkConfig, SinkKind};
+use crate::config::SinkKind;
 use crate::routing::Destination;
 use crate::time;
 
@@ -157,6 +158,14 @@ pub enum SinkError {
     /// The sink is misconfigured.
     #[error("sink configuration: {0}")]
     Config(String),
+    /// The destination answered with an error (or did not answer).
+    #[error("{message}")]
+    Remote {
+        /// Metrics label, e.g. `http_5xx`, `timeout`, `connect`.
+        kind: &'static str,
+        /// What happened, with the status and BigQuery's reason and message.
+        message: String,
+    },
     /// Anything else the destination reported.
     #[error("{0}")]
     Other(String),
@@ -168,6 +177,7 @@ impl SinkError {
         match self {
             SinkError::Io { .. } => "io",
             SinkError::Config(_) => "config",
+            SinkError::Remote { kind, .. } => kind,
             SinkError::Other(_) => "other",
         }
     }
@@ -193,9 +203,24 @@ pub trait Sink: Send {
 /// Builds a sink; called once in every process that logs (after a fork, in the child too).
 pub type SinkFactory = Arc<dyn Fn() -> Result<Box<dyn Sink>, SinkError> + Send + Sync>;
 
-/// The factory for the configured sink. Checks the configuration once now.
-pub fn factory(config: &SinkConfig) -> Result<SinkFactory, SinkError> {
+/// The factory for the configured sink. Checks the configuration once now (for BigQuery: builds
+/// the client and reads the credentials).
+pub fn factory(
+    full: &crate::config::Config,
+    processor: &crate::pipeline::Processor,
+) -> Result<SinkFactory, SinkError> {
+    let config = &full.sink;
     match config.kind {
+        SinkKind::Bigquery => {
+            let cfg = config.bigquery.clone();
+            let retry = full.retry.clone();
+            let catalog = Arc::new(bigquery::catalog(processor));
+            bigquery::BigQuerySink::new(&cfg, &retry, catalog.clone())?;
+            Ok(Arc::new(move || {
+                bigquery::BigQuerySink::new(&cfg, &retry, catalog.clone())
+                    .map(|s| Box::new(s) as Box<dyn Sink>)
+            }))
+        }
         SinkKind::File => {
             let cfg = config.file.clone();
             file::FileSink::new(&cfg)?;

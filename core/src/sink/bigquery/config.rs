@@ -1,0 +1,78 @@
+//! `[sink.bigquery]`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ByteSize;
+
+/// How the sink gets OAuth2 access tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// Application default credentials: `GOOGLE_APPLICATION_CREDENTIALS`, gcloud's user
+    /// credentials, or the GCE/GKE metadata server.
+    #[default]
+    ApplicationDefault,
+    /// A service-account key file (`credentials`).
+    ServiceAccount,
+    /// A fixed bearer token (`token`), e.g. from a sidecar or a proxy that injects credentials.
+    Token,
+    /// No Authorization header (the BigQuery test server, authenticating proxies).
+    None,
+}
+
+/// `[sink.bigquery]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BigQueryConfig {
+    /// GCP project that owns the datasets.
+    pub project: String,
+    /// How to authenticate: `application_default`, `service_account`, `token` or `none`.
+    pub auth: AuthMethod,
+    /// Service-account key file (with `auth = "service_account"`).
+    pub credentials: Option<PathBuf>,
+    /// Bearer token (with `auth = "token"`).
+    pub token: Option<String>,
+    /// API root; override to point at a proxy or the test server.
+    pub base_url: String,
+    /// Most rows per insertAll request (BigQuery recommends 500).
+    pub max_rows_per_request: usize,
+    /// Most bytes of row JSON per request (BigQuery's limit is 10 MB per request).
+    pub max_bytes_per_request: ByteSize,
+    /// Compress request bodies with gzip.
+    pub gzip: bool,
+    /// insertAll requests in flight at once.
+    pub workers: usize,
+    /// Timeout of one HTTP request.
+    #[serde(with = "crate::config::duration_str")]
+    pub request_timeout: Duration,
+    /// BigQuery's `skipInvalidRows`: false (BigQuery's default) makes one invalid row stop the
+    /// others in its request, which evlog then resends without it.
+    pub skip_invalid_rows: bool,
+    /// Create missing datasets and base tables from the schema files.
+    pub create_tables: bool,
+    /// Table (in each dataset) that receives rejected events.
+    pub dead_letter_table: String,
+}
+
+impl Default for BigQueryConfig {
+    fn default() -> Self {
+        Self {
+            project: String::new(),
+            auth: AuthMethod::ApplicationDefault,
+            credentials: None,
+            token: None,
+            base_url: "https://bigquery.googleapis.com/bigquery/v2".into(),
+            max_rows_per_request: 500,
+            max_bytes_per_request: ByteSize(9 * 1000 * 1000),
+            gzip: true,
+            workers: 4,
+            request_timeout: Duration::from_secs(30),
+            skip_invalid_rows: false,
+            create_tables: false,
+            dead_letter_table: "_evlog_rejected".into(),
+        }
+    }
+}

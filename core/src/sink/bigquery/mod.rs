@@ -1,0 +1,456 @@
+//! The BigQuery sink: streaming inserts (`tabledata.insertAll`).
+//!
+//! Contract:
+//! - Rows carry `insertId` = event id, so BigQuery drops duplicates created by retries; day-sharded
+//!   tables are written through `templateSuffix` = `YYYYMMDD` (BigQuery creates the day's table
+//!   from the base table).
+//! - A batch is split into requests of at most `max_rows_per_request` rows and
+//!   `max_bytes_per_request` bytes; up to `workers` requests are in flight at once, on one
+//!   current-thread tokio runtime owned by the flush thread. Bodies are gzip-compressed.
+//! - Retries: exponential backoff with full jitter (`[retry]` base, cap, max_attempts) on
+//!   connect errors, timeouts, dropped connections, 408/429/5xx and BigQuery's retryable reasons
+//!   (backendError, internalError, rateLimitExceeded, tableUnavailable); `Retry-After` is
+//!   honoured. Per-row `insertErrors`: rows marked `invalid` are rejected (dead-lettered with
+//!   BigQuery's message), every other marked row (`stopped`, …) is sent again. Nothing is retried
+//!   beyond `max_attempts`; what is left is reported as failed (the pipeline spools or drops it).
+//! - Dead letters go to `<dataset>.<dead_letter_table>` by the same path.
+//! - With `create_tables`, a `notFound` answer creates the dataset and the base table from its
+//!   schema file (time-partitioned by day for partitioned tables) and tries again.
+//!
+//! On the official `gcp-bigquery-client` crate: evlog uses its wire models (the insertAll
+//! response is parsed with them) and the same OAuth2 library (yup-oauth2) for service-account
+//! and application-default credentials, but sends insertAll itself, because the crate's
+//! `insert_all` (a) never retries, (b) reports per-row `insertErrors` inside an Ok response, (c)
+//! loses the HTTP status when an error body is not JSON and hides `Retry-After`, and (d) would
+//! re-parse every row into a `serde_json::Value`, while evlog's rows are already JSON text.
+
+pub mod config;
+pub mod request;
+pub mod service;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt};
+use serde_json::{json, Value};
+
+pub use self::config::{AuthMethod, BigQueryConfig};
+use self::service::{Failure, Tokens};
+use super::{Batch, BatchOutcome, EncodedRow, RejectedEvent, Sink, SinkError};
+use crate::config::RetryConfig;
+use crate::routing::PartitionKind;
+
+/// Reason label of rows BigQuery refused as `invalid`.
+pub const REJECT_REASON: &str = "bigquery_invalid";
+
+/// Base tables the sink may create: (dataset, table) → (schema fields, partitioned).
+pub type TableCatalog = HashMap<(String, String), (Value, bool)>;
+
+/// Streams batches into BigQuery.
+pub struct BigQuerySink {
+    rt: tokio::runtime::Runtime,
+    http: reqwest::Client,
+    tokens: Tokens,
+    cfg: BigQueryConfig,
+    retry: RetryConfig,
+    catalog: Arc<TableCatalog>,
+    /// Tables this sink created or found, so it bootstraps each at most once.
+    ensured: Mutex<HashSet<(String, String)>>,
+}
+
+impl std::fmt::Debug for BigQuerySink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BigQuerySink")
+            .field("project", &self.cfg.project)
+            .field("base_url", &self.cfg.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One request's worth of rows and what happened to them.
+struct Job {
+    batch: usize,
+    dataset: String,
+    base_table: String,
+    suffix: Option<String>,
+    rows: Vec<EncodedRow>,
+}
+
+#[derive(Default)]
+struct JobResult {
+    delivered: usize,
+    rejected: Vec<(EncodedRow, Option<String>, String)>,
+    failed: Vec<EncodedRow>,
+    error: Option<SinkError>,
+    retried: usize,
+}
+
+impl BigQuerySink {
+    /// Builds the HTTP client, the runtime and the token source (a bad key file fails here).
+    pub fn new(
+        cfg: &BigQueryConfig,
+        retry: &RetryConfig,
+        catalog: Arc<TableCatalog>,
+    ) -> Result<Self, SinkError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| SinkError::Config(format!("tokio runtime: {e}")))?;
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(cfg.workers)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| SinkError::Config(format!("HTTP client: {e}")))?;
+        let tokens = rt.block_on(Tokens::from_config(cfg))?;
+        Ok(Self {
+            rt,
+            http,
+            tokens,
+            cfg: cfg.clone(),
+            retry: retry.clone(),
+            catalog,
+            ensured: Mutex::new(HashSet::new()),
+        })
+    }
+
+    fn url(&self, dataset: &str, table: &str) -> String {
+        format!(
+            "{}/projects/{}/datasets/{}/tables/{}/insertAll",
+            self.cfg.base_url.trim_end_matches('/'),
+            self.cfg.project,
+            dataset,
+            table
+        )
+    }
+
+    /// Sends `job.rows` until delivered, rejected or out of attempts.
+    async fn run_job(&self, job: Job) -> JobResult {
+        let mut out = JobResult::default();
+        let mut pending = job.rows;
+        let mut attempt: u32 = 0;
+        let mut bootstrapped = false;
+        let url = self.url(&job.dataset, &job.base_table);
+        loop {
+            let body = request::body(&pending, job.suffix.as_deref(), self.cfg.skip_invalid_rows);
+            let result = service::insert_all(
+                &self.http,
+                &self.tokens,
+                &url,
+                body,
+                self.cfg.gzip,
+                self.cfg.request_timeout,
+            )
+            .await;
+            let (retry_rows, failure) = match result {
+                Ok(resp) => {
+                    let errors = resp.insert_errors.unwrap_or_default();
+                    if errors.is_empty() {
+                        out.delivered += pending.len();
+                        return out;
+                    }
+                    // Rows not mentioned were stored; `invalid` ones are refused for good; the
+                    // rest (`stopped`, transient per-row reasons) go again.
+                    let mut verdict: HashMap<usize, (bool, Option<String>, String)> =
+                        HashMap::new();
+                    for e in errors {
+                        let Some(i) = e.index.and_then(|i| usize::try_from(i).ok()) else {
+                            continue;
+                        };
+                        let protos = e.errors.unwrap_or_default();
+                        let invalid = protos
+                            .iter()
+                            .find(|p| p.reason.as_deref() == Some("invalid"));
+                        let entry = match invalid {
+                            Some(p) => (
+                                true,
+                                p.location.clone(),
+                                p.message.clone().unwrap_or_else(|| "invalid".into()),
+                            ),
+                            None => (
+                                false,
+                                None,
+                                protos
+                                    .first()
+                                    .and_then(|p| p.reason.clone())
+                                    .unwrap_or_else(|| "stopped".into()),
+                            ),
+                        };
+                        verdict.insert(i, entry);
+                    }
+                    let mut again = Vec::new();
+                    for (i, row) in pending.into_iter().enumerate() {
+                        match verdict.remove(&i) {
+                            None => out.delivered += 1,
+                            Some((true, location, message)) => {
+                                out.rejected.push((row, location, message))
+                            }
+                            Some((false, _, _)) => again.push(row),
+                        }
+                    }
+                    if again.is_empty() {
+                        return out;
+                    }
+                    (
+                        again,
+                        Failure::retry(
+                            "row_errors",
+                            "rows stopped by an invalid neighbour or a transient row error".into(),
+                            None,
+                        ),
+                    )
+                }
+                Err(f) => (pending, f),
+            };
+            pending = retry_rows;
+            if failure.not_found && self.cfg.create_tables && !bootstrapped {
+                bootstrapped = true;
+                match self.ensure_table(&job.dataset, &job.base_table).await {
+                    Ok(()) => continue,
+                    Err(e) => {
+                        out.failed = pending;
+                        out.error = Some(e);
+                        return out;
+                    }
+                }
+            }
+            attempt += 1;
+            if !failure.retryable || attempt >= self.retry.max_attempts {
+                out.failed = pending;
+                out.error = Some(failure.into_error());
+                return out;
+            }
+            out.retried += pending.len();
+            let wait = service::backoff(self.retry.base, self.retry.cap, attempt - 1)
+                .max(failure.retry_after.unwrap_or_default().min(self.retry.cap));
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Creates the dataset and the base table if they are missing.
+    async fn ensure_table(&self, dataset: &str, table: &str) -> Result<(), SinkError> {
+        let key = (dataset.to_string(), table.to_string());
+        if self
+            .ensured
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&key)
+        {
+            return Ok(());
+        }
+        let dead_letter;
+        let (fields, partitioned) = if table == self.cfg.dead_letter_table {
+            dead_letter = (
+                serde_json::from_str::<Value>(super::DEAD_LETTER_SCHEMA).unwrap_or_default(),
+                true,
+            );
+            &dead_letter
+        } else {
+            self.catalog.get(&key).ok_or_else(|| {
+                SinkError::Config(format!(
+                    "table {dataset}.{table} does not exist and no schema file maps to it"
+                ))
+            })?
+        };
+        let base = self.cfg.base_url.trim_end_matches('/');
+        let project = &self.cfg.project;
+        let dataset_body = json!({
+            "kind": "bigquery#dataset",
+            "datasetReference": {"projectId": project, "datasetId": dataset},
+        });
+        self.create(&format!("{base}/projects/{project}/datasets"), dataset_body)
+            .await?;
+        let mut table_body = json!({
+            "kind": "bigquery#table",
+            "tableReference": {"projectId": project, "datasetId": dataset, "tableId": table},
+            "schema": {"fields": fields},
+        });
+        if *partitioned {
+            table_body["timePartitioning"] = json!({"type": "DAY"});
+        }
+        self.create(
+            &format!("{base}/projects/{project}/datasets/{dataset}/tables"),
+            table_body,
+        )
+        .await?;
+        self.ensured
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
+        Ok(())
+    }
+
+    /// POSTs a create call; 409 (already exists) is success.
+    async fn create(&self, url: &str, body: Value) -> Result<(), SinkError> {
+        let token = self.tokens.token().await.map_err(Failure::into_error)?;
+        let mut req = self
+            .http
+            .post(url)
+            .timeout(self.cfg.request_timeout)
+            .json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(|e| SinkError::Remote {
+            kind: "transport",
+            message: format!("create {url}: {e}"),
+        })?;
+        let status = resp.status().as_u16();
+        if resp.status().is_success() || status == 409 {
+            return Ok(());
+        }
+        let body = resp.bytes().await.unwrap_or_default();
+        Err(service::classify(status, &body, None).into_error())
+    }
+
+    fn run(&self, jobs: Vec<Job>) -> Vec<(usize, JobResult)> {
+        let workers = self.cfg.workers.max(1);
+        self.rt.block_on(
+            stream::iter(jobs)
+                .map(|job| async move {
+                    let batch = job.batch;
+                    (batch, self.run_job(job).await)
+                })
+                .buffer_unordered(workers)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn jobs_for(&self, batch_index: usize, batch: Batch) -> Vec<Job> {
+        let d = &batch.destination;
+        let suffix = d.template_suffix().map(str::to_string);
+        let parts = request::split(
+            &batch.rows,
+            self.cfg.max_rows_per_request,
+            self.cfg.max_bytes_per_request.0 as usize,
+        );
+        let mut rows = batch.rows;
+        let mut jobs = Vec::with_capacity(parts.len());
+        // Split from the back so each part is moved out without copying rows.
+        for part in parts.into_iter().rev() {
+            let chunk = rows.split_off(part.start);
+            jobs.push(Job {
+                batch: batch_index,
+                dataset: d.dataset.to_string(),
+                base_table: d.table.to_string(),
+                suffix: suffix.clone(),
+                rows: chunk,
+            });
+        }
+        jobs.reverse();
+        jobs
+    }
+}
+
+impl Sink for BigQuerySink {
+    fn name(&self) -> &'static str {
+        "bigquery"
+    }
+
+    fn deliver(&mut self, batches: Vec<Batch>) -> Vec<BatchOutcome> {
+        let mut outcomes: Vec<BatchOutcome> = (0..batches.len())
+            .map(|_| BatchOutcome::default())
+            .collect();
+        let dests: Vec<_> = batches.iter().map(|b| b.destination.clone()).collect();
+        let jobs: Vec<Job> = batches
+            .into_iter()
+            .enumerate()
+            .flat_map(|(i, b)| self.jobs_for(i, b))
+            .collect();
+        let now = crate::time::now_micros();
+        for (i, r) in self.run(jobs) {
+            let o = &mut outcomes[i];
+            o.delivered += r.delivered;
+            o.retried += r.retried;
+            o.failed.extend(r.failed);
+            if r.error.is_some() {
+                o.error = r.error;
+            }
+            for (row, location, message) in r.rejected {
+                let mut e = rejected_row(row, location, message, now);
+                e.dataset = dests[i].dataset.to_string();
+                e.namespace = dests[i].dataset.to_string();
+                e.type_name = dests[i].table.to_string();
+                o.rejected.push(e);
+            }
+        }
+        outcomes
+    }
+
+    fn dead_letter(&mut self, events: &[RejectedEvent]) -> Result<(), SinkError> {
+        let now = crate::time::now_micros();
+        let mut by_dataset: HashMap<&str, Vec<EncodedRow>> = HashMap::new();
+        for e in events {
+            by_dataset.entry(&e.dataset).or_default().push(EncodedRow {
+                insert_id: format!("{}-rejected", e.event_id),
+                json: e.to_row_json(now),
+            });
+        }
+        let jobs: Vec<Job> = by_dataset
+            .into_iter()
+            .map(|(dataset, rows)| Job {
+                batch: 0,
+                dataset: dataset.to_string(),
+                base_table: self.cfg.dead_letter_table.clone(),
+                suffix: None,
+                rows,
+            })
+            .collect();
+        let mut first_error = None;
+        for (_, r) in self.run(jobs) {
+            if !r.failed.is_empty() || !r.rejected.is_empty() {
+                first_error.get_or_insert(r.error.unwrap_or_else(|| SinkError::Remote {
+                    kind: "dead_letter",
+                    message: "BigQuery refused dead-letter rows".into(),
+                }));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// A row BigQuery refused, as a dead-letter entry.
+fn rejected_row(
+    row: EncodedRow,
+    location: Option<String>,
+    message: String,
+    now: i64,
+) -> RejectedEvent {
+    let parsed: Option<Value> = serde_json::from_str(&row.json).ok();
+    let text = |k: &str| {
+        parsed
+            .as_ref()
+            .and_then(|v| v.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let time = |k: &str| text(k).and_then(|t| crate::time::parse_timestamp(&t).ok());
+    RejectedEvent {
+        dataset: String::new(), // the caller fills in the destination
+        event_id: row.insert_id.clone(),
+        namespace: String::new(),
+        type_name: String::new(),
+        event_time: time("event_time"),
+        received_at: time("received_at").unwrap_or(now),
+        reason: REJECT_REASON,
+        field: location,
+        error: format!("BigQuery refused the row: {message}"),
+        raw: row.json,
+    }
+}
+
+/// The catalog of base tables from the schemas and routing in use.
+pub fn catalog(processor: &crate::pipeline::Processor) -> TableCatalog {
+    processor
+        .schemas()
+        .iter()
+        .map(|s| {
+            let d = processor.router().route(s.namespace(), s.type_name(), 0);
+            let fields = s.to_bigquery_json();
+            (
+                (d.dataset.to_string(), d.table.to_string()),
+                (fields, d.partitioning == PartitionKind::Partitioned),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,315 @@
+//! Talking to BigQuery: tokens, one insertAll attempt, and what its answer means.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gcp_bigquery_client::model::table_data_insert_all_response::TableDataInsertAllResponse;
+use serde::Deserialize;
+
+use super::config::{AuthMethod, BigQueryConfig};
+use crate::sink::SinkError;
+
+/// BigQuery's OAuth2 scope.
+pub const SCOPE: &str = "https://www.googleapis.com/auth/bigquery";
+
+/// Reasons BigQuery documents as retryable.
+pub const RETRYABLE_REASONS: [&str; 4] = [
+    "backendError",
+    "internalError",
+    "rateLimitExceeded",
+    "tableUnavailable",
+];
+
+/// Where access tokens come from.
+#[derive(Clone)]
+pub enum Tokens {
+    /// No Authorization header.
+    None,
+    /// A fixed token.
+    Static(String),
+    /// yup-oauth2 (service account or application default credentials), which caches and
+    /// refreshes tokens.
+    Google(Arc<yup_oauth2::authenticator::DefaultAuthenticator>),
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Tokens::None => "Tokens::None",
+            Tokens::Static(_) => "Tokens::Static(..)",
+            Tokens::Google(_) => "Tokens::Google(..)",
+        })
+    }
+}
+
+impl Tokens {
+    /// Builds the token source for the configuration (reads key files now, so a bad path is a
+    /// startup error).
+    pub async fn from_config(cfg: &BigQueryConfig) -> Result<Self, SinkError> {
+        match cfg.auth {
+            AuthMethod::None => Ok(Tokens::None),
+            AuthMethod::Token => Ok(Tokens::Static(cfg.token.clone().unwrap_or_default())),
+            AuthMethod::ServiceAccount => {
+                let path = cfg.credentials.clone().unwrap_or_default();
+                let key = yup_oauth2::read_service_account_key(&path)
+                    .await
+                    .map_err(|e| {
+                        SinkError::Config(format!(
+                            "sink.bigquery.credentials {}: {e}",
+                            path.display()
+                        ))
+                    })?;
+                let auth = yup_oauth2::ServiceAccountAuthenticator::builder(key)
+                    .build()
+                    .await
+                    .map_err(|e| SinkError::Config(format!("service account: {e}")))?;
+                Ok(Tokens::Google(Arc::new(auth)))
+            }
+            AuthMethod::ApplicationDefault => {
+                use yup_oauth2::authenticator::ApplicationDefaultCredentialsTypes as Adc;
+                let opts = yup_oauth2::ApplicationDefaultCredentialsFlowOpts::default();
+                let auth =
+                    match yup_oauth2::ApplicationDefaultCredentialsAuthenticator::builder(opts)
+                        .await
+                    {
+                        Adc::InstanceMetadata(b) => b.build().await,
+                        Adc::ServiceAccount(b) => b.build().await,
+                    }
+                    .map_err(|e| {
+                        SinkError::Config(format!("application default credentials: {e}"))
+                    })?;
+                Ok(Tokens::Google(Arc::new(auth)))
+            }
+        }
+    }
+
+    /// The current token, if any.
+    pub async fn token(&self) -> Result<Option<String>, Failure> {
+        match self {
+            Tokens::None => Ok(None),
+            Tokens::Static(t) => Ok(Some(t.clone())),
+            Tokens::Google(a) => match a.token(&[SCOPE]).await {
+                Ok(t) => Ok(t.token().map(str::to_string)),
+                // Token endpoint trouble is transient as far as we can tell; retry it.
+                Err(e) => Err(Failure::retry("auth", format!("access token: {e}"), None)),
+            },
+        }
+    }
+}
+
+/// Why an attempt failed, and whether trying again can help.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// Retry (after at least `retry_after`, when the server said so) or give up.
+    pub retryable: bool,
+    /// Server-requested delay (`Retry-After`).
+    pub retry_after: Option<Duration>,
+    /// `kind` label for `evlog_sink_errors_total`.
+    pub kind: &'static str,
+    /// What happened.
+    pub message: String,
+    /// BigQuery said the table or dataset does not exist.
+    pub not_found: bool,
+}
+
+impl Failure {
+    /// A retryable failure.
+    pub fn retry(kind: &'static str, message: String, retry_after: Option<Duration>) -> Self {
+        Self {
+            retryable: true,
+            retry_after,
+            kind,
+            message,
+            not_found: false,
+        }
+    }
+
+    /// A failure that retrying will not fix.
+    pub fn fatal(kind: &'static str, message: String) -> Self {
+        Self {
+            retryable: false,
+            retry_after: None,
+            kind,
+            message,
+            not_found: false,
+        }
+    }
+
+    /// As a sink error.
+    pub fn into_error(self) -> SinkError {
+        SinkError::Remote {
+            kind: self.kind,
+            message: self.message,
+        }
+    }
+}
+
+/// BigQuery's error body: `{"error":{"code","message","errors":[{"reason","message"}],"status"}}`.
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorDetail {
+    #[serde(default)]
+    code: i64,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    errors: Vec<ErrorItem>,
+    #[serde(default)]
+    status: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorItem {
+    #[serde(default)]
+    reason: String,
+}
+
+/// Sends one insertAll request and classifies the answer.
+pub async fn insert_all(
+    http: &reqwest::Client,
+    tokens: &Tokens,
+    url: &str,
+    body: Vec<u8>,
+    gzip: bool,
+    timeout: Duration,
+) -> Result<TableDataInsertAllResponse, Failure> {
+    let token = tokens.token().await?;
+    let mut req = http
+        .post(url)
+        .timeout(timeout)
+        .header(reqwest::header::CONTENT_TYPE, "application/json");
+    if gzip {
+        req = req
+            .header(reqwest::header::CONTENT_ENCODING, "gzip")
+            .body(super::request::gzip(&body));
+    } else {
+        req = req.body(body);
+    }
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) => return Err(transport(e)),
+    };
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let bytes = match resp.bytes().await {
+        Ok(b) => b,
+        Err(e) => return Err(transport(e)),
+    };
+    if status.is_success() {
+        // The official client's model, so the wire format is the documented one.
+        return serde_json::from_slice::<TableDataInsertAllResponse>(&bytes).map_err(|e| {
+            Failure::retry(
+                "bad_response",
+                format!("HTTP {status}: unreadable insertAll response: {e}"),
+                retry_after,
+            )
+        });
+    }
+    Err(classify(status.as_u16(), &bytes, retry_after))
+}
+
+fn transport(e: reqwest::Error) -> Failure {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else {
+        "transport"
+    };
+    // Connection refused/reset, timeouts, dropped connections: all worth another try.
+    Failure::retry(kind, format!("{kind} error: {e}"), None)
+}
+
+/// Classifies a non-2xx answer. Unlike the official client (which loses the status when the body
+/// is not JSON), the status is always kept: a proxy's plain-text 502 is retried like BigQuery's
+/// own 503.
+pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Failure {
+    let parsed = serde_json::from_slice::<ErrorBody>(body).ok();
+    let reasons: Vec<&str> = parsed
+        .as_ref()
+        .map(|b| b.error.errors.iter().map(|e| e.reason.as_str()).collect())
+        .unwrap_or_default();
+    let message = match &parsed {
+        Some(b) => format!(
+            "HTTP {status} {} ({}): {}",
+            b.error.status,
+            reasons.join(","),
+            b.error.message
+        ),
+        None => format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)]).trim()
+        ),
+    };
+    let _ = parsed.as_ref().map(|b| b.error.code);
+    let retryable_status = matches!(status, 408 | 429) || status >= 500;
+    let retryable_reason = reasons.iter().any(|r| RETRYABLE_REASONS.contains(r));
+    let kind = match status {
+        429 => "rate_limited",
+        s if s >= 500 => "http_5xx",
+        _ => "http_4xx",
+    };
+    let mut f = if retryable_status || retryable_reason {
+        Failure::retry(kind, message, retry_after)
+    } else {
+        Failure::fatal(kind, message)
+    };
+    f.not_found = status == 404 || reasons.contains(&"notFound");
+    f
+}
+
+/// Full-jitter exponential backoff: a uniform delay in `[0, min(cap, base·2^attempt)]`.
+pub fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
+    let ceiling = base
+        .saturating_mul(1u32.checked_shl(attempt.min(30)).unwrap_or(u32::MAX))
+        .min(cap);
+    let r = crate::ids::random_u64() as f64 / u64::MAX as f64;
+    ceiling.mul_f64(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_bigquery_answers() {
+        let body = br#"{"error":{"code":503,"message":"Backend error","errors":[{"reason":"backendError","message":"x"}],"status":"UNAVAILABLE"}}"#;
+        let f = classify(503, body, None);
+        assert!(f.retryable && f.kind == "http_5xx" && f.message.contains("backendError"));
+        let f = classify(500, b"<html>oops</html>", None);
+        assert!(f.retryable && f.message.contains("HTTP 500") && f.message.contains("oops"));
+        let f = classify(429, br#"{"error":{"code":429,"message":"slow down","errors":[{"reason":"rateLimitExceeded"}]}}"#, Some(Duration::from_secs(2)));
+        assert!(f.retryable && f.retry_after == Some(Duration::from_secs(2)));
+        let f = classify(403, br#"{"error":{"code":403,"message":"quota","errors":[{"reason":"rateLimitExceeded"}]}}"#, None);
+        assert!(f.retryable, "retryable reason on a 403");
+        let f = classify(404, br#"{"error":{"code":404,"message":"Not found: Table p:d.t","errors":[{"reason":"notFound"}],"status":"NOT_FOUND"}}"#, None);
+        assert!(!f.retryable && f.not_found);
+        let f = classify(
+            400,
+            br#"{"error":{"code":400,"message":"bad","errors":[{"reason":"invalid"}]}}"#,
+            None,
+        );
+        assert!(!f.retryable && f.kind == "http_4xx");
+    }
+
+    #[test]
+    fn backoff_is_bounded_full_jitter() {
+        for attempt in 0..40 {
+            let d = backoff(Duration::from_millis(100), Duration::from_secs(30), attempt);
+            assert!(d <= Duration::from_secs(30));
+            assert!(d <= Duration::from_millis(100) * 2u32.saturating_pow(attempt.min(20)));
+        }
+    }
+}
