@@ -1,5 +1,9 @@
 //! HTTP side of the test server: accept loop, fault injection, routing and the REST handlers.
 
+// Handlers return `Result<_, Response>` so that an error answer can leave early with `?`; the
+// response is large but this is a test server's cold path.
+#![allow(clippy::result_large_err)]
+
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -686,6 +690,9 @@ fn table_insert(shared: &Shared, p: &str, d: &str, body: &[u8]) -> Resp {
     json_resp(200, &table_resource(&key, &st.tables[&key]))
 }
 
+/// A row that passed the checks (its insertId and JSON), or its `errors` entries.
+type CheckedRow = Result<(Option<String>, Map<String, Value>), Vec<Value>>;
+
 fn stopped() -> Value {
     json!({"reason": "stopped", "location": "", "debugInfo": "", "message": ""})
 }
@@ -766,8 +773,7 @@ fn insert_all(shared: &Shared, k: &TableKey, body: &[u8], record: &mut RequestRe
     let table = st.tables.get_mut(&target).expect("target table exists");
 
     // Check every row first.
-    let mut checked: Vec<Result<(Option<String>, Map<String, Value>), Vec<Value>>> =
-        Vec::with_capacity(rows.len());
+    let mut checked: Vec<CheckedRow> = Vec::with_capacity(rows.len());
     for row in rows {
         let insert_id = row
             .get("insertId")

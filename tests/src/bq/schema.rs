@@ -265,7 +265,6 @@ fn check_value(
             } else {
                 bad(format!("This field: {loc} is not a record."));
             }
-            return;
         }
         ColType::String => match &*v {
             Value::String(s) => {
