@@ -1,0 +1,103 @@
+//! `bq-test-server`: the BigQuery test server as a process, for manual use and load scripts.
+//!
+//! ```text
+//! bq-test-server [--port N] [--schemas DIR] [--project P] [--dedupe-window-secs S] [--require-auth]
+//! ```
+//! Prints `listening on http://127.0.0.1:PORT` on stdout once it accepts connections, then
+//! serves until SIGINT/SIGTERM. Admin: `GET /_stats`, `POST /_fault` (see tests/README.md).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use evlog_tests::bq::{BqTestConfig, BqTestServer};
+
+const USAGE: &str = "usage: bq-test-server [--port N] [--schemas DIR] [--project P] \
+                     [--dedupe-window-secs S] [--require-auth]";
+
+fn main() -> ExitCode {
+    let mut cfg = BqTestConfig::default();
+    let mut schemas: Option<PathBuf> = None;
+    let mut project = "evlog-test".to_string();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+        };
+        let r: Result<(), String> = (|| {
+            match a.as_str() {
+                "--port" => {
+                    let v = value("--port")?;
+                    cfg.port = v.parse().map_err(|_| format!("--port: not a port: {v}"))?;
+                }
+                "--schemas" => schemas = Some(PathBuf::from(value("--schemas")?)),
+                "--project" => project = value("--project")?,
+                "--dedupe-window-secs" => {
+                    let v = value("--dedupe-window-secs")?;
+                    let s: u64 = v
+                        .parse()
+                        .map_err(|_| format!("--dedupe-window-secs: not a number: {v}"))?;
+                    cfg.dedupe_window = Duration::from_secs(s);
+                }
+                "--require-auth" => cfg.require_auth = true,
+                "-h" | "--help" => return Err(USAGE.to_string()),
+                other => return Err(format!("unknown argument {other}\n{USAGE}")),
+            }
+            Ok(())
+        })();
+        if let Err(e) = r {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bq-test-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let server = match BqTestServer::start(cfg).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("bq-test-server: cannot listen: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Some(dir) = &schemas {
+            match server.load_evlog_schemas(dir, &project) {
+                Ok(n) => eprintln!(
+                    "bq-test-server: {n} tables from {} in project {project}",
+                    dir.display()
+                ),
+                Err(e) => {
+                    eprintln!("bq-test-server: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        println!("listening on {}", server.base_url());
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("bq-test-server: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        let stats = server.stats();
+        eprintln!("bq-test-server: stopping; stats {}", stats.to_json());
+        server.shutdown();
+        ExitCode::SUCCESS
+    })
+}
