@@ -210,6 +210,10 @@ pub struct SpoolConfig {
     pub dir: PathBuf,
     /// Most bytes on disk; beyond it events are dropped (reason `spool_full`).
     pub max_bytes: ByteSize,
+    /// Size at which a new segment file is started.
+    pub segment_bytes: ByteSize,
+    /// fsync every append (survives power loss, not only process crashes).
+    pub fsync: bool,
 }
 
 impl Default for SpoolConfig {
@@ -218,6 +222,8 @@ impl Default for SpoolConfig {
             enabled: false,
             dir: PathBuf::from("evlog-spool"),
             max_bytes: ByteSize(1024 * 1024 * 1024),
+            segment_bytes: ByteSize(64 * 1024 * 1024),
+            fsync: true,
         }
     }
 }

@@ -1,5 +1,12 @@
 //! The flush thread: drains the queue, batches per destination, delivers, counts outcomes.
 //!
+//! With `[spool] enabled`, what the sink fails to take goes to the disk spool, and a circuit
+//! breaker keeps an outage from stalling the thread: after a failed delivery, batches go straight
+//! to the spool for a while (1 s, doubling up to `retry.cap`), then one probe with a single
+//! attempt per request decides whether the sink is back. While it is healthy, spooled records are
+//! replayed oldest first (this process's and those left by earlier ones), a bounded amount per
+//! round so live events keep flowing.
+//!
 //! It parks when there is nothing to do. While no rows are pending it asks producers to wake it
 //! on the first event; while rows are pending it sleeps until the oldest batch's age deadline and
 //! asks to be woken only when a full batch (`batch.max_rows` events) is waiting, so a steady
@@ -10,13 +17,23 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{ErrorSummary, FlushParts, Outcome, ProcState, Request, IDLE_PARK};
+use std::time::Duration;
+
+use super::spooled::Record;
+use super::{ErrorSummary, FlushParts, Outcome, ProcState, RawEvent, Request, IDLE_PARK};
 use crate::counters::DropReason;
 use crate::routing::Destination;
 use crate::sink::{Batch, EncodedRow, RejectedEvent, Sink, SinkError};
+use crate::spool::{Spool, SpoolError, SpoolOptions};
 
 /// Events processed between checks for requests and due batches.
 const DRAIN_CHUNK: usize = 4096;
+/// Spooled rows replayed per round.
+const REPLAY_ROWS: usize = 5000;
+/// First breaker interval after a failure.
+const BREAKER_MIN: Duration = Duration::from_secs(1);
+/// How often to look for spool segments (e.g. left by other processes) when none is known.
+const SPOOL_SCAN: Duration = Duration::from_secs(5);
 
 pub(super) fn spawn(parts: FlushParts, st: Arc<ProcState>) -> std::io::Result<()> {
     let st2 = Arc::clone(&st);
@@ -62,11 +79,35 @@ struct Worker {
     report: Vec<ErrorSummary>,
     /// Refusals by `log()` already reported: (queue_full, invalid_envelope).
     reported_refusals: (u64, u64),
+    spool: Option<Spool>,
+    /// Deliveries go straight to the spool until then.
+    breaker_until: Option<Instant>,
+    breaker_wait: Duration,
+    /// When to look at the spool next for records to replay.
+    next_replay: Instant,
 }
 
 impl Worker {
     fn new(parts: FlushParts, st: Arc<ProcState>) -> Self {
         let sink = (parts.sink_factory)();
+        let spool = parts.spool.enabled.then(|| {
+            Spool::open(SpoolOptions {
+                dir: parts.spool.dir.clone(),
+                max_bytes: parts.spool.max_bytes.0,
+                segment_bytes: parts.spool.segment_bytes.0,
+                fsync: parts.spool.fsync,
+            })
+        });
+        let spool = match spool {
+            Some(Ok(s)) => Some(s),
+            Some(Err(e)) => {
+                // Without its spool the pipeline still delivers; failures are then dropped.
+                st.counters.sink_error("spool", "io");
+                let _ = e;
+                None
+            }
+            None => None,
+        };
         Self {
             parts,
             st,
@@ -77,6 +118,10 @@ impl Worker {
             rejects: Vec::new(),
             report: Vec::new(),
             reported_refusals: (0, 0),
+            spool,
+            breaker_until: None,
+            breaker_wait: BREAKER_MIN,
+            next_replay: Instant::now(),
         }
     }
 
@@ -93,7 +138,7 @@ impl Worker {
             if let Some((deadline, done)) = shutdown {
                 let ok = self.stop(deadline);
                 for w in flush_waiters {
-                    let _ = w.send(());
+                    let _ = w.send(ok);
                 }
                 let _ = done.send(ok);
                 return;
@@ -101,10 +146,13 @@ impl Worker {
             if !flush_waiters.is_empty() {
                 // Everything pushed before the request is among the first `len` events (FIFO).
                 let n = self.st.queue.len();
+                let spooled_before = self.spooled();
                 self.drain(n);
                 self.deliver_all();
+                // Spooled is not delivered: say so.
+                let ok = self.spooled() == spooled_before;
                 for w in flush_waiters {
-                    let _ = w.send(());
+                    let _ = w.send(ok);
                 }
                 continue;
             }
@@ -112,7 +160,8 @@ impl Worker {
             let drained = self.drain(DRAIN_CHUNK);
             let now = Instant::now();
             self.deliver_due(now);
-            if drained == DRAIN_CHUNK {
+            let replayed = self.replay(now);
+            if drained == DRAIN_CHUNK || replayed {
                 continue;
             }
             self.park(now);
@@ -121,13 +170,24 @@ impl Worker {
 
     fn park(&self, now: Instant) {
         let max_age = self.parts.batch.max_age;
-        let (wake_at, timeout) = match self.pending.values().map(|p| p.since).min() {
+        let (wake_at, mut timeout) = match self.pending.values().map(|p| p.since).min() {
             None => (1, IDLE_PARK),
             Some(oldest) => (
                 self.parts.batch.max_rows as u64,
                 (oldest + max_age).saturating_duration_since(now),
             ),
         };
+        if self.spool.is_some() {
+            // Come back to replay when the breaker closes or the next scan is due.
+            let next = self
+                .breaker_until
+                .unwrap_or(self.next_replay)
+                .max(self.next_replay);
+            timeout = timeout.min(
+                next.saturating_duration_since(now)
+                    .max(Duration::from_millis(1)),
+            );
+        }
         self.st.wake_at.store(wake_at, Ordering::SeqCst);
         // Re-check after publishing `wake_at`, so an event pushed just before is not missed.
         if self.st.queued_events() >= wake_at || !self.st.requests.1.is_empty() {
@@ -237,50 +297,224 @@ impl Worker {
         }
     }
 
-    /// Hands ready batches to the sink and counts what it reports; then dead-letters rejects.
-    fn ship(&mut self) {
+    fn spooled(&self) -> u64 {
+        self.st.counters.snapshot(0).spooled
+    }
+
+    fn breaker_open(&self, now: Instant) -> bool {
+        self.breaker_until.is_some_and(|t| now < t)
+    }
+
+    fn trip_breaker(&mut self) {
+        if self.spool.is_none() {
+            return;
+        }
+        self.breaker_until = Some(Instant::now() + self.breaker_wait);
+        self.breaker_wait = (self.breaker_wait * 2).min(self.parts.retry.cap.max(BREAKER_MIN));
+    }
+
+    fn reset_breaker(&mut self) {
+        self.breaker_until = None;
+        self.breaker_wait = BREAKER_MIN;
+    }
+
+    /// Appends a record to the spool; counts the events as spooled, or dropped when it cannot.
+    fn spool_record(&mut self, record: &Record, n: usize, fallback: DropReason) -> bool {
         let counters = &self.st.counters;
-        if !self.ready.is_empty() {
-            let batches = std::mem::take(&mut self.ready);
-            let started = Instant::now();
-            let outcomes = match &mut self.sink {
-                Ok(sink) => sink.deliver(batches),
-                Err(e) => {
-                    let n: usize = batches.iter().map(|b| b.rows.len()).sum();
-                    counters.sink_error("unavailable", e.kind());
-                    counters.drop_events(DropReason::SinkError, n as u64);
+        let Some(spool) = &mut self.spool else {
+            counters.drop_events(fallback, n as u64);
+            return false;
+        };
+        match spool.append(&[&record.encode()]) {
+            Ok(()) => {
+                counters.spool(n as u64);
+                true
+            }
+            Err(e) => {
+                let reason = match e {
+                    SpoolError::Full { .. } => DropReason::SpoolFull,
+                    _ => fallback,
+                };
+                counters.sink_error(
+                    "spool",
+                    if reason == DropReason::SpoolFull {
+                        "full"
+                    } else {
+                        "io"
+                    },
+                );
+                counters.drop_events(reason, n as u64);
+                self.report.push(ErrorSummary {
+                    outcome: Outcome::Dropped,
+                    reason: reason.as_str().into(),
+                    count: n as u64,
+                    message: e.to_string(),
+                });
+                false
+            }
+        }
+    }
+
+    /// Delivers batches, counting outcomes; failed rows go to the spool (or are dropped).
+    /// Returns whether everything was accepted by the sink.
+    fn deliver_batches(&mut self, batches: Vec<Batch>) -> bool {
+        let now = Instant::now();
+        if self.spool.is_some() && self.breaker_open(now) {
+            for b in &batches {
+                self.spool_record(&Record::from_batch(b), b.rows.len(), DropReason::SinkError);
+            }
+            return false;
+        }
+        let probing = self.breaker_until.is_some();
+        let dests: Vec<Destination> = batches.iter().map(|b| b.destination.clone()).collect();
+        let counters = &self.st.counters;
+        let started = Instant::now();
+        let outcomes = match &mut self.sink {
+            Ok(sink) => {
+                sink.set_probe(probing);
+                let o = sink.deliver(batches);
+                sink.set_probe(false);
+                o
+            }
+            Err(e) => {
+                let message = format!("sink unavailable: {e}");
+                counters.sink_error("unavailable", e.kind());
+                batches
+                    .into_iter()
+                    .map(|b| {
+                        crate::sink::BatchOutcome::failed(b.rows, SinkError::Other(message.clone()))
+                    })
+                    .collect()
+            }
+        };
+        counters.observe_flush(started.elapsed());
+        let name = self.sink.as_ref().map_or("unavailable", |s| s.name());
+        let mut all_ok = true;
+        for (o, dest) in outcomes.into_iter().zip(dests) {
+            let counters = &self.st.counters;
+            counters.deliver(o.delivered as u64);
+            counters.retry(o.retried as u64);
+            self.rejects.extend(o.rejected);
+            if let Some(e) = &o.error {
+                counters.sink_error(name, e.kind());
+            }
+            if !o.failed.is_empty() {
+                all_ok = false;
+                let n = o.failed.len();
+                let batch = Batch {
+                    bytes: o.failed.iter().map(|r| r.json.len()).sum(),
+                    destination: dest,
+                    rows: o.failed,
+                };
+                let message = o
+                    .error
+                    .as_ref()
+                    .map_or_else(|| "delivery failed".into(), |e| e.to_string());
+                if self.spool.is_some() {
+                    self.spool_record(&Record::from_batch(&batch), n, DropReason::SinkError);
+                } else {
+                    self.st
+                        .counters
+                        .drop_events(DropReason::SinkError, n as u64);
                     self.report.push(ErrorSummary {
                         outcome: Outcome::Dropped,
                         reason: DropReason::SinkError.as_str().into(),
                         count: n as u64,
-                        message: format!("sink unavailable: {e}"),
+                        message,
                     });
-                    Vec::new()
-                }
-            };
-            counters.observe_flush(started.elapsed());
-            let name = self.sink.as_ref().map_or("unavailable", |s| s.name());
-            for o in outcomes {
-                counters.deliver(o.delivered as u64);
-                counters.retry(o.retried as u64);
-                self.rejects.extend(o.rejected);
-                if !o.failed.is_empty() {
-                    counters.drop_events(DropReason::SinkError, o.failed.len() as u64);
-                    self.report.push(ErrorSummary {
-                        outcome: Outcome::Dropped,
-                        reason: DropReason::SinkError.as_str().into(),
-                        count: o.failed.len() as u64,
-                        message: o
-                            .error
-                            .as_ref()
-                            .map_or_else(|| "delivery failed".into(), |e| e.to_string()),
-                    });
-                }
-                if let Some(e) = o.error {
-                    counters.sink_error(name, e.kind());
                 }
             }
         }
+        if all_ok {
+            self.reset_breaker();
+        } else {
+            self.trip_breaker();
+        }
+        all_ok
+    }
+
+    /// Replays a bounded amount of spooled records while the sink is healthy. Returns whether
+    /// there may be more to replay right away.
+    fn replay(&mut self, now: Instant) -> bool {
+        if self.spool.is_none() || self.breaker_open(now) || now < self.next_replay {
+            return false;
+        }
+        let segment = match self.spool.as_mut().map(Spool::next_segment) {
+            Some(Ok(Some(seg))) => seg,
+            Some(Ok(None)) | None => {
+                self.next_replay = now + SPOOL_SCAN;
+                return false;
+            }
+            Some(Err(_)) => {
+                self.st.counters.sink_error("spool", "io");
+                self.next_replay = now + SPOOL_SCAN;
+                return false;
+            }
+        };
+        let mut seg = segment;
+        let mut rows = 0;
+        while rows < REPLAY_ROWS && !self.breaker_open(Instant::now()) {
+            let next = {
+                let Some(spool) = &self.spool else { break };
+                seg.next(&spool.counters)
+            };
+            let rec = match next {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    let _ = seg.commit(0); // deletes the segment once all of it is done
+                    return true;
+                }
+                Err(_) => {
+                    self.st.counters.sink_error("spool", "io");
+                    break;
+                }
+            };
+            let Some(record) = Record::decode(&rec.payload) else {
+                // A valid frame with a payload we cannot read: skip it (counted) rather than
+                // block the spool forever.
+                self.st.counters.sink_error("spool", "undecodable");
+                let _ = seg.commit(rec.end);
+                continue;
+            };
+            let n = record.len();
+            rows += n;
+            if record.foreign() {
+                self.st.counters.accept_n(n as u64);
+            }
+            // What fails again is re-spooled as a new record and this one committed, so every
+            // event is counted once whatever happens.
+            match record.into_parts() {
+                Ok(batch) => {
+                    self.deliver_batches(vec![batch]);
+                }
+                Err(raws) => {
+                    for raw in raws {
+                        match self.parts.processor.process(&raw) {
+                            Ok((dest, row)) => self.add_row(dest, row),
+                            Err(r) => self.rejects.push(*r),
+                        }
+                    }
+                    self.deliver_all();
+                }
+            }
+            self.dead_letter_rejects();
+            let _ = seg.commit(rec.end);
+        }
+        true
+    }
+
+    /// Hands ready batches to the sink and counts what it reports; then dead-letters rejects.
+    fn ship(&mut self) {
+        if !self.ready.is_empty() {
+            let batches = std::mem::take(&mut self.ready);
+            self.deliver_batches(batches);
+        }
+        self.dead_letter_rejects();
+        self.send_report();
+    }
+
+    fn dead_letter_rejects(&mut self) {
+        let counters = &self.st.counters;
         if !self.rejects.is_empty() {
             let rejects = std::mem::take(&mut self.rejects);
             let result = match &mut self.sink {
@@ -319,7 +553,6 @@ impl Worker {
                 }
             }
         }
-        self.send_report();
     }
 
     /// Tells the error hook what this round rejected or dropped, including refusals by `log()`.
@@ -379,25 +612,62 @@ impl Worker {
             // Ship as we go so a large backlog does not sit in memory.
             self.deliver_due(Instant::now());
         }
+        let spooled_before = self.spooled();
         let mut ok = true;
         if Instant::now() < deadline {
             self.deliver_all();
+            self.dead_letter_rejects();
         } else {
             ok = false;
         }
-        let left = self.pending_rows
-            + self.ready.iter().map(|b| b.rows.len()).sum::<usize>()
-            + self.rejects.len();
-        if left > 0 {
+        // Past the deadline: rows go to the spool if there is one, else they are dropped.
+        let mut left: Vec<Batch> = std::mem::take(&mut self.ready);
+        left.extend(self.pending.drain().map(|(destination, p)| Batch {
+            destination,
+            rows: p.rows,
+            bytes: p.bytes,
+        }));
+        self.pending_rows = 0;
+        for b in &left {
             ok = false;
+            self.spool_record(
+                &Record::from_batch(b),
+                b.rows.len(),
+                DropReason::ShutdownDeadline,
+            );
+        }
+        if !self.rejects.is_empty() {
+            ok = false;
+            let n = self.rejects.len() as u64;
             self.st
                 .counters
-                .drop_events(DropReason::ShutdownDeadline, left as u64);
-            self.pending.clear();
-            self.ready.clear();
+                .drop_events(DropReason::ShutdownDeadline, n);
             self.rejects.clear();
-            self.pending_rows = 0;
         }
+        if self.spool.is_some() {
+            // Events still queued (not even validated) are kept raw.
+            let mut raws: Vec<RawEvent> = Vec::new();
+            let mut bytes = 0;
+            while let Some(e) = self.st.queue.pop() {
+                bytes += e.body.len() as u64;
+                raws.push(e);
+            }
+            if !raws.is_empty() {
+                ok = false;
+                self.st.release(raws.len() as u64, bytes);
+                for chunk in raws.chunks(1000) {
+                    self.spool_record(
+                        &Record::from_raw(chunk),
+                        chunk.len(),
+                        DropReason::ShutdownDeadline,
+                    );
+                }
+            }
+        }
+        if self.spooled() != spooled_before {
+            ok = false;
+        }
+        self.send_report();
         if let Ok(sink) = &mut self.sink {
             if let Err(e) = sink.close() {
                 self.st.counters.sink_error(sink.name(), e.kind());

@@ -17,6 +17,7 @@
 
 mod flush;
 mod process;
+mod spooled;
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -187,7 +188,7 @@ const POOL_MAX_CAPACITY: usize = 16 * 1024;
 const IDLE_PARK: Duration = Duration::from_secs(1);
 
 enum Request {
-    Flush(Sender<()>),
+    Flush(Sender<bool>),
     Shutdown {
         deadline: Instant,
         done: Sender<bool>,
@@ -521,7 +522,8 @@ impl Pipeline {
     }
 
     /// Waits until every event logged before this call has been answered by the sink, or
-    /// `timeout` passes. True when everything made it.
+    /// `timeout` passes. True when everything made it; false on timeout or when events had to
+    /// go to the spool instead (the sink is failing).
     pub fn flush(&self, timeout: Duration) -> bool {
         let st = self.shared.state.load_full();
         if st.generation != fork::generation() || !st.started.load(Ordering::Acquire) {
@@ -532,7 +534,7 @@ impl Pipeline {
             return st.queued_events() == 0;
         }
         st.unpark();
-        rx.recv_timeout(timeout).is_ok()
+        rx.recv_timeout(timeout).unwrap_or(false)
     }
 
     /// Stops taking events, delivers what is queued until `timeout` passes, and stops the flush
@@ -573,6 +575,8 @@ fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
 #[derive(Clone)]
 pub(crate) struct FlushParts {
     batch: crate::config::BatchConfig,
+    spool: crate::config::SpoolConfig,
+    retry: crate::config::RetryConfig,
     hook: Arc<arc_swap::ArcSwapOption<ErrorHook>>,
     processor: Arc<Processor>,
     sink_factory: SinkFactory,
@@ -582,6 +586,8 @@ impl Shared {
     fn clone_parts(&self) -> FlushParts {
         FlushParts {
             batch: self.config.batch.clone(),
+            spool: self.config.spool.clone(),
+            retry: self.config.retry.clone(),
             hook: Arc::clone(&self.hook),
             processor: Arc::clone(&self.processor),
             sink_factory: Arc::clone(&self.sink_factory),

@@ -194,6 +194,12 @@ pub trait Sink: Send {
     /// Stores rejected events in their datasets' dead-letter tables.
     fn dead_letter(&mut self, events: &[RejectedEvent]) -> Result<(), SinkError>;
 
+    /// While `probe` is set, make a single attempt per request: the destination has been failing
+    /// and the pipeline only wants to know whether it is back (what fails goes to the spool).
+    fn set_probe(&mut self, probe: bool) {
+        let _ = probe;
+    }
+
     /// Makes everything written so far durable and releases resources.
     fn close(&mut self) -> Result<(), SinkError> {
         Ok(())

@@ -57,6 +57,8 @@ pub struct BigQuerySink {
     catalog: Arc<TableCatalog>,
     /// Tables this sink created or found, so it bootstraps each at most once.
     ensured: Mutex<HashSet<(String, String)>>,
+    /// One attempt per request (the pipeline is probing a failing destination).
+    probe: bool,
 }
 
 impl std::fmt::Debug for BigQuerySink {
@@ -111,6 +113,7 @@ impl BigQuerySink {
             retry: retry.clone(),
             catalog,
             ensured: Mutex::new(HashSet::new()),
+            probe: false,
         })
     }
 
@@ -215,7 +218,12 @@ impl BigQuerySink {
                 }
             }
             attempt += 1;
-            if !failure.retryable || attempt >= self.retry.max_attempts {
+            let max_attempts = if self.probe {
+                1
+            } else {
+                self.retry.max_attempts
+            };
+            if !failure.retryable || attempt >= max_attempts {
                 out.failed = pending;
                 out.error = Some(failure.into_error());
                 return out;
@@ -345,6 +353,10 @@ impl BigQuerySink {
 impl Sink for BigQuerySink {
     fn name(&self) -> &'static str {
         "bigquery"
+    }
+
+    fn set_probe(&mut self, probe: bool) {
+        self.probe = probe;
     }
 
     fn deliver(&mut self, batches: Vec<Batch>) -> Vec<BatchOutcome> {

@@ -98,7 +98,10 @@ mod tests {
         assert_eq!(parts, vec![0..500, 500..1000, 1000..1200]);
         let r = rows(10, 1000);
         let parts = split(&r, 500, 3500);
-        assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), [3, 3, 3, 1]);
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [3, 3, 3, 1]
+        );
         assert_eq!(parts.iter().map(|p| p.len()).sum::<usize>(), 10);
         // A row bigger than the limit travels alone.
         let r = rows(3, 5000);
