@@ -2,13 +2,13 @@
 # Everything a suite needs is installed here on demand, so a fresh Debian machine needs nothing
 # set up by hand: Debian packages via apt-get, Python tools into the project-local .venv.
 
-EVLOG_ROOT="${EVLOG_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
-export EVLOG_ROOT
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$EVLOG_ROOT/target}"
+REPO_ROOT="${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+export REPO_ROOT
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # Counts collected by record_counts, summed by tests/run.sh.
-EVLOG_RESULTS="${EVLOG_RESULTS:-$CARGO_TARGET_DIR/test-results.txt}"
-export EVLOG_RESULTS
+TEST_RESULTS="${TEST_RESULTS:-$CARGO_TARGET_DIR/test-results.txt}"
+export TEST_RESULTS
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 
@@ -33,7 +33,7 @@ ensure_apt() {
 
 # ensure_venv [PIP_PACKAGE...]: creates .venv (project-local) and installs the packages into it.
 ensure_venv() {
-  local venv="$EVLOG_ROOT/.venv"
+  local venv="$REPO_ROOT/.venv"
   if [ ! -x "$venv/bin/python" ]; then
     log "creating $venv"
     python3 -m venv "$venv" >&2 || { ensure_apt python3-venv; python3 -m venv "$venv" >&2; }
@@ -55,7 +55,7 @@ ensure_rust_components() {
 
 # record_counts SUITE PASSED FAILED: adds a suite's counts to the run's summary.
 record_counts() {
-  printf '%s %s %s\n' "$1" "$2" "$3" >> "$EVLOG_RESULTS"
+  printf '%s %s %s\n' "$1" "$2" "$3" >> "$TEST_RESULTS"
 }
 
 # record_cargo_output SUITE FILE: sums cargo's "test result:" lines from FILE.

@@ -9,9 +9,9 @@
 #   bash tests/run.sh c python   only the named suites (tests/suites/*-NAME.sh)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-cd "$EVLOG_ROOT"
+cd "$REPO_ROOT"
 mkdir -p "$CARGO_TARGET_DIR"
-: > "$EVLOG_RESULTS"
+: > "$TEST_RESULTS"
 
 want() { [ -z "$SELECTED" ] || [[ " $SELECTED " == *" $1 "* ]]; }
 SELECTED="$*"
@@ -43,10 +43,10 @@ for suite in tests/suites/*.sh; do
   bash "$suite" || { echo "suite $name failed" >&2; status=1; }
 done
 
-passed=$(awk '{s+=$2} END {print s+0}' "$EVLOG_RESULTS")
-failed=$(awk '{s+=$3} END {print s+0}' "$EVLOG_RESULTS")
+passed=$(awk '{s+=$2} END {print s+0}' "$TEST_RESULTS")
+failed=$(awk '{s+=$3} END {print s+0}' "$TEST_RESULTS")
 echo
-column -t "$EVLOG_RESULTS" 2>/dev/null || cat "$EVLOG_RESULTS"
+column -t "$TEST_RESULTS" 2>/dev/null || cat "$TEST_RESULTS"
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
   failed=1 # a step failed without a test count (lint, build or setup)
 fi

@@ -395,7 +395,10 @@ impl Worker {
             counters.deliver(o.delivered as u64);
             counters.retry(o.retried as u64);
             self.rejects.extend(o.rejected);
-            if let Some(e) = &o.error {
+            for kind in &o.attempt_errors {
+                counters.sink_error(name, kind);
+            }
+            if let (Some(e), true) = (&o.error, o.attempt_errors.is_empty()) {
                 counters.sink_error(name, e.kind());
             }
             if !o.failed.is_empty() {

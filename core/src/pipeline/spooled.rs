@@ -1,9 +1,12 @@
 //! What the pipeline writes to the spool: one JSON document per record.
 //!
-//! - `{"k":"rows","dataset":…,"table":…,"partitioned":bool,"day":"YYYYMMDD","writer":pid,
-//!   "rows":[{"id":…,"json":<row>}]}` — validated rows whose delivery failed;
-//! - `{"k":"raw","writer":pid,"events":[{"namespace","type","time","received_at","id","body"}]}` —
+//! - `{"rows":{"dataset":…,"table":…,"partitioned":bool,"day":"YYYYMMDD","writer":pid,
+//!   "rows":[{"id":…,"json":<row>}]}}` — validated rows whose delivery failed;
+//! - `{"raw":{"writer":pid,"events":[{"namespace","type","time","received_at","id","body"}]}}` —
 //!   events not yet validated (left in the queue at the shutdown deadline).
+//!
+//! (Externally tagged on purpose: serde buffers internally tagged enums, and a buffered
+//! `RawValue` cannot be read back.)
 //!
 //! `writer` is the process id that accepted the events: a process replaying another's records
 //! counts them as accepted by itself, so its counters keep `accepted = delivered + rejected +
@@ -18,7 +21,7 @@ use crate::routing::{Destination, PartitionKind};
 use crate::sink::{Batch, EncodedRow};
 
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "k", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Record {
     Rows {
         dataset: String,
@@ -156,5 +159,48 @@ impl Record {
                 })
                 .collect()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let batch = Batch {
+            destination: Destination {
+                dataset: "events".into(),
+                table: "t".into(),
+                partitioning: PartitionKind::Partitioned,
+                day: "20261122".into(),
+            },
+            rows: vec![EncodedRow {
+                insert_id: "id-1".into(),
+                json: r#"{"a":"x\"y","b":[1,2]}"#.into(),
+            }],
+            bytes: 20,
+        };
+        let rec = Record::decode(&Record::from_batch(&batch).encode()).expect("decodes");
+        assert!(!rec.foreign());
+        let back = rec.into_parts().expect("rows");
+        assert_eq!(back.destination, batch.destination);
+        assert_eq!(back.rows, batch.rows);
+
+        let raw = RawEvent {
+            namespace: "events".into(),
+            type_name: "t".into(),
+            time: Some(5),
+            received_at: 6,
+            id: EventId::Generated(7),
+            body: r#"{"k":1}"#.into(),
+        };
+        let rec = Record::decode(&Record::from_raw(std::slice::from_ref(&raw)).encode())
+            .expect("decodes");
+        assert_eq!(rec.len(), 1);
+        let back = rec.into_parts().expect_err("raw events");
+        assert_eq!(back[0].body, raw.body);
+        assert_eq!(back[0].id.to_text(), raw.id.to_text());
+        assert_eq!((back[0].time, back[0].received_at), (Some(5), 6));
     }
 }

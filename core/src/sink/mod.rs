@@ -121,6 +121,8 @@ pub struct BatchOutcome {
     pub error: Option<SinkError>,
     /// Rows that were sent more than once before the outcome.
     pub retried: usize,
+    /// The `kind` of every failed attempt, retried ones included (for `evlog_sink_errors_total`).
+    pub attempt_errors: Vec<&'static str>,
 }
 
 impl BatchOutcome {

@@ -385,7 +385,7 @@ fn check_value(
             }
         }
         ColType::Date => {
-            if !v.as_str().is_some_and(|s| parse_date(s.trim()).is_some()) {
+            if v.as_str().is_none_or(|s| parse_date(s.trim()).is_none()) {
                 bad(format!(
                     "Invalid date: '{}' Field: {loc}; Value: {}",
                     shown(),
@@ -394,14 +394,13 @@ fn check_value(
             }
         }
         ColType::Time => {
-            if !v.as_str().is_some_and(|s| parse_time(s.trim()).is_some()) {
+            if v.as_str().is_none_or(|s| parse_time(s.trim()).is_none()) {
                 bad(format!("Invalid time string \"{}\" Field: {loc}", shown()));
             }
         }
         ColType::DateTime => {
-            if !v
-                .as_str()
-                .is_some_and(|s| parse_datetime(s.trim()).is_some())
+            if v.as_str()
+                .is_none_or(|s| parse_datetime(s.trim()).is_none())
             {
                 bad(format!(
                     "Invalid datetime string \"{}\" Field: {loc}",

@@ -86,6 +86,7 @@ struct JobResult {
     failed: Vec<EncodedRow>,
     error: Option<SinkError>,
     retried: usize,
+    attempt_errors: Vec<&'static str>,
 }
 
 impl BigQuerySink {
@@ -206,6 +207,7 @@ impl BigQuerySink {
                 Err(f) => (pending, f),
             };
             pending = retry_rows;
+            out.attempt_errors.push(failure.kind);
             if failure.not_found && self.cfg.create_tables && !bootstrapped {
                 bootstrapped = true;
                 match self.ensure_table(&job.dataset, &job.base_table).await {
@@ -374,6 +376,7 @@ impl Sink for BigQuerySink {
             let o = &mut outcomes[i];
             o.delivered += r.delivered;
             o.retried += r.retried;
+            o.attempt_errors.extend(r.attempt_errors);
             o.failed.extend(r.failed);
             if r.error.is_some() {
                 o.error = r.error;

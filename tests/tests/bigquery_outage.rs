@@ -1,0 +1,162 @@
+//! A BigQuery outage under steady logging is absorbed by the spool with bounded memory, and
+//! drained afterwards. Its own test binary, so the memory it measures is its own.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use evlog_core::{Config, EventInput, Pipeline};
+use evlog_tests::bq::{BqTestConfig, BqTestServer};
+
+const PROJECT: &str = "evlog-test";
+
+fn schema_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/schemas")
+}
+
+fn config(server: &BqTestServer, extra: &str) -> Config {
+    let toml = format!(
+        r#"
+        [sink]
+        kind = "bigquery"
+        [sink.bigquery]
+        project = "{PROJECT}"
+        auth = "none"
+        base_url = "{}"
+        workers = 4
+        request_timeout = "5s"
+        [batch]
+        max_rows = 500
+        max_age = "50ms"
+        [queue]
+        capacity = 200000
+        [retry]
+        base = "5ms"
+        cap = "100ms"
+        max_attempts = 12
+        [schemas]
+        dir = {:?}
+        {extra}
+        "#,
+        server.v2_base_url(),
+        schema_dir()
+    );
+    Config::from_toml_str(&toml).expect("test config")
+}
+
+fn start_server() -> BqTestServer {
+    let server = BqTestServer::start_blocking(BqTestConfig::default()).expect("test server");
+    server
+        .load_evlog_schemas(&schema_dir(), PROJECT)
+        .expect("tables");
+    server
+}
+
+/// Polls `cond` until it holds or `limit` passes.
+fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_twenty_second_outage_is_absorbed_by_the_spool_and_drained_after() {
+    let server = start_server();
+    let spool = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[spool]\nenabled = true\ndir = {:?}\nfsync = false\n",
+        spool.path()
+    );
+    let p = Pipeline::new(config(&server, &extra)).expect("pipeline");
+    let stop = Arc::new(AtomicBool::new(false));
+    // Steady logging: ~2000 events/s for the whole test.
+    let writer = {
+        let p = p.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            let start = Instant::now();
+            while !stop.load(Ordering::SeqCst) {
+                let body = format!(r#"{{"url":"/steady/{n}","user_id":{n}}}"#);
+                p.log(EventInput::new("events", "page_view", body))
+                    .expect("accepted");
+                n += 1;
+                // Pace by elapsed time, not by sleeping a fixed amount per event.
+                let due = start + Duration::from_micros(n * 500);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            n
+        })
+    };
+    assert!(wait_for(Duration::from_secs(10), || p.stats().delivered > 1000));
+    let rss_before = rss_kib();
+    server.set_down(true);
+    let outage = Instant::now();
+    let mut max_queue = 0;
+    let mut max_rss = 0;
+    while outage.elapsed() < Duration::from_secs(20) {
+        let s = p.stats();
+        max_queue = max_queue.max(s.queue_events);
+        max_rss = max_rss.max(rss_kib());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let during = p.stats();
+    server.set_down(false);
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::SeqCst);
+    let logged = writer.join().unwrap();
+
+    assert!(
+        during.spooled > 10_000,
+        "the spool absorbed the outage: {during:?}"
+    );
+    // Memory stays bounded: the queue never backs up and RSS does not grow with the backlog
+    // (20 s × 2000 events/s ≈ 40k events went to disk instead).
+    assert!(max_queue < 20_000, "queue backed up to {max_queue}");
+    assert!(
+        max_rss < rss_before + 64 * 1024,
+        "RSS grew from {rss_before} KiB to {max_rss} KiB"
+    );
+    // Everything drains after recovery.
+    assert!(
+        wait_for(Duration::from_secs(90), || p.stats().delivered == logged),
+        "not drained: logged {logged}, {:?}",
+        p.stats()
+    );
+    let s = p.stats();
+    assert_eq!(s.accepted, logged);
+    assert_eq!(s.dropped_total(), 0, "{s:?}");
+    assert!(s.is_settled(), "{s:?}");
+    let today = evlog_core::time::yyyymmdd(evlog_core::time::now_micros());
+    let ids = server.insert_ids(PROJECT, "events", &format!("page_view{today}"));
+    let unique: HashSet<_> = ids.iter().flatten().collect();
+    assert_eq!(unique.len() as u64, logged, "0 lost");
+    assert!(
+        wait_for(Duration::from_secs(10), || std::fs::read_dir(spool.path())
+            .map(|d| d
+                .filter_map(Result::ok)
+                .all(|e| !e.file_name().to_string_lossy().ends_with(".evs")))
+            .unwrap_or(false)),
+        "spool emptied"
+    );
+}
