@@ -102,7 +102,7 @@ typedef struct evlog_handle evlog_handle;
  * A reading of the counters (names from DESIGN.md; `dropped_*` split by reason). Filled by
  * `evlog_stats`. Invariant: `accepted == delivered + rejected + dropped + in_flight`.
  */
-typedef struct evlog_stats {
+typedef struct evlog_counters {
   /**
    * `evlog_events_accepted_total`: every event offered to `evlog_log*` (refused ones too).
    */
@@ -175,7 +175,7 @@ typedef struct evlog_stats {
    * `evlog_flush_seconds_sum`.
    */
   double flush_seconds_sum;
-} evlog_stats;
+} evlog_counters;
 
 #ifdef __cplusplus
 extern "C" {
@@ -302,7 +302,7 @@ evlog_status evlog_close(struct evlog_handle *handle, uint32_t timeout_ms);
  * Returns `EVLOG_OK`, or `EVLOG_NULL_ARGUMENT` (`*out` untouched). Never blocks on I/O;
  * thread-safe. A forked child that has not logged yet reads all zeros.
  */
-evlog_status evlog_stats(const struct evlog_handle *handle, struct evlog_stats *out);
+evlog_status evlog_stats(const struct evlog_handle *handle, struct evlog_counters *out);
 
 /**
  * Renders every counter with its labels (rejected and dropped by reason, sink errors, the

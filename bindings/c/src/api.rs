@@ -47,7 +47,7 @@ pub struct evlog_handle {
 #[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct evlog_stats {
+pub struct evlog_counters {
     /// `evlog_events_accepted_total`: every event offered to `evlog_log*` (refused ones too).
     pub accepted: u64,
     /// `evlog_events_delivered_total`: acknowledged by the sink.
@@ -86,7 +86,7 @@ pub struct evlog_stats {
     pub flush_seconds_sum: f64,
 }
 
-impl From<&evlog_core::Stats> for evlog_stats {
+impl From<&evlog_core::Stats> for evlog_counters {
     fn from(s: &evlog_core::Stats) -> Self {
         let dropped = |r: DropReason| s.dropped.get(r.as_str()).copied().unwrap_or(0);
         Self {
@@ -361,11 +361,11 @@ pub extern "C" fn evlog_close(handle: *mut evlog_handle, timeout_ms: u32) -> evl
 /// Returns `EVLOG_OK`, or `EVLOG_NULL_ARGUMENT` (`*out` untouched). Never blocks on I/O;
 /// thread-safe. A forked child that has not logged yet reads all zeros.
 #[no_mangle]
-pub extern "C" fn evlog_stats(handle: *const evlog_handle, out: *mut evlog_stats) -> evlog_status {
+pub extern "C" fn evlog_stats(handle: *const evlog_handle, out: *mut evlog_counters) -> evlog_status {
     ffi_panic_boundary! {
         let h = try_arg!(ffi::borrow(handle, "evlog_stats"));
         let out = try_arg!(ffi::out_ptr(out, "evlog_stats", "out"));
-        ffi::write_out(out, evlog_stats::from(&h.pipeline.stats()));
+        ffi::write_out(out, evlog_counters::from(&h.pipeline.stats()));
         evlog_status::EVLOG_OK
     }
 }
