@@ -361,7 +361,10 @@ pub extern "C" fn evlog_close(handle: *mut evlog_handle, timeout_ms: u32) -> evl
 /// Returns `EVLOG_OK`, or `EVLOG_NULL_ARGUMENT` (`*out` untouched). Never blocks on I/O;
 /// thread-safe. A forked child that has not logged yet reads all zeros.
 #[no_mangle]
-pub extern "C" fn evlog_stats(handle: *const evlog_handle, out: *mut evlog_counters) -> evlog_status {
+pub extern "C" fn evlog_stats(
+    handle: *const evlog_handle,
+    out: *mut evlog_counters,
+) -> evlog_status {
     ffi_panic_boundary! {
         let h = try_arg!(ffi::borrow(handle, "evlog_stats"));
         let out = try_arg!(ffi::out_ptr(out, "evlog_stats", "out"));
