@@ -15,6 +15,9 @@ if [ "${1:-}" = setup ]; then
 fi
 
 cd "$EVLOG_ROOT"
+# lib.sh exports EVLOG_ROOT and EVLOG_RESULTS for the runner; to evlog they would be unknown
+# EVLOG_* config overrides (an error by design), so keep them as shell variables only.
+export -n EVLOG_ROOT EVLOG_RESULTS
 passed=0
 failed=0
 work="$(mktemp -d)"
