@@ -117,7 +117,9 @@ impl From<&evlog_core::Stats> for evlog_counters {
 /// The string is static: do not free it. Thread-safe, never blocks.
 #[no_mangle]
 pub extern "C" fn evlog_version() -> *const c_char {
-    VERSION.as_ptr()
+    ffi_panic_boundary! {
+        VERSION.as_ptr()
+    }
 }
 
 /// Returns a fixed description of a status number (any number is safe to pass).
