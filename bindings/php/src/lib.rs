@@ -118,7 +118,12 @@ pub fn evlog_log(
             Some(o) => parse_options(o)?,
             None => (None, None),
         };
-        let body = convert::event_to_json(event).map_err(|e| misuse(e.to_string()))?;
+        let body = match convert::event_to_json(event) {
+            Ok(body) => body,
+            // A jsonSerialize()/__toString() threw: its own exception propagates to the caller.
+            Err(_) if ExecutorGlobals::has_exception() => return Ok(false),
+            Err(e) => return Err(misuse(e.to_string())),
+        };
         let input = EventInput {
             namespace,
             type_name: r#type,
