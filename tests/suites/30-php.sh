@@ -7,7 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 cd "$EVLOG_ROOT"
 
 if [ "${1:-}" = setup ]; then
-  ensure_apt php8.2-dev php8.2-cli php8.2-fpm libclang-dev nginx apache2-utils wrk curl
+  ensure_apt php8.2-dev php8.2-cli php8.2-fpm php8.2-curl libclang-dev nginx apache2-utils wrk curl
   exit 0
 fi
 
