@@ -31,6 +31,7 @@ pub mod ini;
 pub mod json;
 
 use std::cell::RefCell;
+use std::ffi::{c_char, c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -78,8 +79,7 @@ fn guard<T>(name: &str, f: impl FnOnce() -> PhpResult<T>) -> PhpResult<T> {
 static PIPELINE: OnceLock<Result<Pipeline, String>> = OnceLock::new();
 
 fn build_pipeline() -> Result<Pipeline, String> {
-    let values = ExecutorGlobals::get().ini_values();
-    let config = ini::build_config(|name| values.get(name).cloned().flatten(), std::env::vars())?;
+    let config = ini::build_config(ini_value, std::env::vars())?;
     Pipeline::new(config).map_err(|e| format!("evlog configuration: {e}"))
 }
 
@@ -270,7 +270,29 @@ extern "C" fn shutdown(_ty: i32, _module_number: i32) -> i32 {
     0
 }
 
+/// The current value of one of our directives (`INI_STR`). Non-UTF-8 bytes are replaced, so a
+/// bad value reaches the config rules (and their error message) instead of failing here.
+fn ini_value(name: &str) -> Option<String> {
+    let mut exists = false;
+    // SAFETY: name points to name.len() valid bytes (zend_ini_string_ex takes the length, no NUL
+    // needed); `exists` is a valid out-pointer. Called on PHP's thread during a request.
+    let ptr = unsafe { zend_ini_string_ex(name.as_ptr().cast(), name.len(), 0, &mut exists) };
+    if ptr.is_null() || !exists {
+        return None;
+    }
+    // SAFETY: PHP returns the directive's NUL-terminated value, alive for the whole request.
+    let value = unsafe { CStr::from_ptr(ptr) };
+    Some(value.to_string_lossy().into_owned())
+}
+
 extern "C" {
+    /// `INI_STR()` (`Zend/zend_ini.h`): the current value of a registered directive.
+    fn zend_ini_string_ex(
+        name: *const c_char,
+        name_length: usize,
+        orig: c_int,
+        exists: *mut bool,
+    ) -> *mut c_char;
     /// PHP's own ini table renderer (`main/php_ini.h`), used by `php --ri` for every extension.
     fn display_ini_entries(module: *mut ModuleEntry);
 }
