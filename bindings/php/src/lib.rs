@@ -1,3 +1,331 @@
-//! PHP extension for evlog. Filled by the PHP-extension issue; a shell that builds for now.
+//! evlog's PHP extension (ext-php-rs): `evlog_log()` costs about a microsecond and does no I/O.
+//!
+//! Entry points (`evlog.stub.php` documents them for IDEs):
+//! - `evlog_log(string $namespace, string $type, array $event, ?array $options = null): bool`
+//! - `evlog_flush(int $timeout_ms = 1000): bool`
+//! - `evlog_stats(): array`, `evlog_last_error(): ?string`
+//! - class `Evlog\Exception` (extends `\Exception`), thrown for misuse only.
+//!
+//! Contracts:
+//! - A binding function checks and converts its arguments, makes one call into core, and maps
+//!   the result. `false` means core did not take the event (invalid envelope, queue full, shut
+//!   down): core counted it as dropped with the reason, and `evlog_last_error()` tells why. An
+//!   `Evlog\Exception` means the caller misused the API: invalid configuration, wrong option
+//!   types, or an event value that has no JSON form (names the field). Transport problems never
+//!   reach PHP: they are counted and visible in `evlog_stats()`.
+//! - Lifecycle (php-fpm forks its workers after MINIT): MINIT only registers the ini directives
+//!   and the class. The pipeline is built by the first call that needs it in a process, from the
+//!   ini values at that moment; its flush thread starts on the first `evlog_log()` in each
+//!   process (core keys its state by pid, so a forked worker starts its own). RINIT/RSHUTDOWN do
+//!   nothing. MSHUTDOWN (worker recycled by `pm.max_requests`, graceful stop, end of a CLI
+//!   script) calls `shutdown(evlog.shutdown_timeout)`, which delivers what is queued; what is still
+//!   undelivered at the deadline is counted as dropped (`shutdown_deadline`) until the disk spool
+//!   exists (`evlog.spool_*` are passed to core's `[spool]` already).
+//! - No Rust panic reaches PHP: every entry point runs inside [`guard`].
+
+#![allow(unsafe_code)] // FFI module: the ini display call and the ext-php-rs entry points.
+#![cfg_attr(windows, feature(abi_vectorcall))]
+
+pub mod convert;
+pub mod ini;
+pub mod json;
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use evlog_core::{EventInput, Pipeline};
+use ext_php_rs::boxed::ZBox;
+use ext_php_rs::exception::PhpException;
+use ext_php_rs::flags::{DataType, IniEntryPermission};
+use ext_php_rs::prelude::*;
+use ext_php_rs::types::{ZendHashTable, Zval};
+use ext_php_rs::zend::{ce, ClassEntry, ExecutorGlobals, IniEntryDef, ModuleEntry};
+use ext_php_rs::{info_table_end, info_table_row, info_table_start};
 
 pub use evlog_core as core;
+
+/// `Evlog\Exception`: misuse of the API (invalid configuration, wrong argument types, a value
+/// without a JSON form). Never thrown for transport problems.
+#[php_class]
+#[php(name = "Evlog\\Exception")]
+#[php(extends(ce = ce::exception, stub = "\\Exception"))]
+#[derive(Debug, Default)]
+pub struct EvlogException;
+
+fn misuse(message: impl Into<String>) -> PhpException {
+    PhpException::from_class::<EvlogException>(message.into())
+}
+
+/// Runs an entry point's body, turning a Rust panic into an `Evlog\Exception`.
+fn guard<T>(name: &str, f: impl FnOnce() -> PhpResult<T>) -> PhpResult<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(misuse(format!("evlog internal error in {name}: {msg}")))
+        }
+    }
+}
+
+/// The process's pipeline, or why it could not be built. Built once, on first use, never in
+/// MINIT. Ini directives are `PHP_INI_SYSTEM`, so caching a configuration error is exact.
+static PIPELINE: OnceLock<Result<Pipeline, String>> = OnceLock::new();
+
+fn build_pipeline() -> Result<Pipeline, String> {
+    let config = ini::build_config(ini_value, std::env::vars())?;
+    Pipeline::new(config).map_err(|e| format!("evlog configuration: {e}"))
+}
+
+fn pipeline() -> PhpResult<&'static Pipeline> {
+    match PIPELINE.get_or_init(build_pipeline) {
+        Ok(p) => Ok(p),
+        Err(e) => Err(misuse(e.clone())),
+    }
+}
+
+thread_local! {
+    /// Why the last `evlog_log()` in this process returned false (cleared by a success).
+    static LAST_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn set_last_error(e: Option<String>) {
+    LAST_ERROR.with(|l| {
+        let mut l = l.borrow_mut();
+        if l.is_some() || e.is_some() {
+            *l = e;
+        }
+    });
+}
+
+/// Logs one event. Returns false when core did not take it (see the module docs).
+#[php_function]
+pub fn evlog_log(
+    namespace: &str,
+    r#type: &str,
+    event: &ZendHashTable,
+    options: Option<&ZendHashTable>,
+) -> PhpResult<bool> {
+    guard("evlog_log", || {
+        let p = pipeline()?;
+        let (time, id) = match options {
+            Some(o) => parse_options(o)?,
+            None => (None, None),
+        };
+        let body = match convert::event_to_json(event) {
+            Ok(body) => body,
+            // A jsonSerialize()/__toString() threw: its own exception propagates to the caller.
+            Err(_) if ExecutorGlobals::has_exception() => return Ok(false),
+            Err(e) => return Err(misuse(e.to_string())),
+        };
+        let input = EventInput {
+            namespace,
+            type_name: r#type,
+            event_json: body.into(),
+            time,
+            id: id.as_deref(),
+        };
+        match p.log(input) {
+            Ok(()) => {
+                set_last_error(None);
+                Ok(true)
+            }
+            Err(e) => {
+                set_last_error(Some(e.to_string()));
+                Ok(false)
+            }
+        }
+    })
+}
+
+/// `$options`: `time` (DateTimeInterface, or epoch milliseconds as int/float) and `id` (string).
+fn parse_options(o: &ZendHashTable) -> PhpResult<(Option<i64>, Option<String>)> {
+    let mut time = None;
+    let mut id = None;
+    for (key, value) in o {
+        let value = value.dereference();
+        match key.to_string().as_str() {
+            "time" => time = option_time(value)?,
+            "id" => match value.get_type() {
+                DataType::Null => {}
+                DataType::String => {
+                    let s = value
+                        .str()
+                        .ok_or_else(|| misuse("option id: must be a valid UTF-8 string"))?;
+                    id = Some(s.to_string());
+                }
+                other => return Err(misuse(format!("option id: must be a string, got {other}"))),
+            },
+            other => {
+                return Err(misuse(format!(
+                    "unknown option {other:?} (known options: time, id)"
+                )))
+            }
+        }
+    }
+    Ok((time, id))
+}
+
+fn option_time(value: &Zval) -> PhpResult<Option<i64>> {
+    // Out-of-range values saturate so core refuses them as an invalid envelope (false).
+    Ok(match value.get_type() {
+        DataType::Null => None,
+        DataType::Long => Some(value.long().unwrap_or_default().saturating_mul(1000)),
+        DataType::Double => {
+            let ms = value.double().unwrap_or_default();
+            if !ms.is_finite() {
+                return Err(misuse("option time: must be a finite number of epoch milliseconds"));
+            }
+            Some((ms * 1000.0).round() as i64)
+        }
+        DataType::Object(_) => {
+            let obj = value.object().ok_or_else(|| misuse("option time: unreadable object"))?;
+            let is_dt = ClassEntry::try_find("DateTimeInterface")
+                .is_some_and(|dt| obj.instance_of(dt));
+            if !is_dt {
+                return Err(misuse(
+                    "option time: must be a DateTimeInterface or epoch milliseconds (int/float)",
+                ));
+            }
+            Some(convert::datetime_micros(obj).map_err(|e| misuse(format!("option time: {e}")))?)
+        }
+        other => {
+            return Err(misuse(format!(
+                "option time: must be a DateTimeInterface or epoch milliseconds (int/float), got {other}"
+            )))
+        }
+    })
+}
+
+/// Waits until everything logged so far in this process has been answered by the sink, at most
+/// `$timeout_ms`. True when it was.
+#[php_function]
+#[php(defaults(timeout_ms = 1000))]
+pub fn evlog_flush(timeout_ms: i64) -> PhpResult<bool> {
+    guard("evlog_flush", || {
+        let ms = u64::try_from(timeout_ms).map_err(|_| {
+            misuse(format!(
+                "evlog_flush: timeout_ms must be >= 0, got {timeout_ms}"
+            ))
+        })?;
+        Ok(pipeline()?.flush(Duration::from_millis(ms)))
+    })
+}
+
+/// This process's counters: DESIGN.md names with labels (`evlog_events_dropped_total{reason="queue_full"}`)
+/// as keys, integer values; plus `in_flight` and `pid`.
+#[php_function]
+pub fn evlog_stats() -> PhpResult<ZBox<ZendHashTable>> {
+    guard("evlog_stats", || {
+        let stats = pipeline()?.stats();
+        let mut ht = ZendHashTable::new();
+        let put = |ht: &mut ZendHashTable, k: &str, v: i64| {
+            ht.insert(k, v)
+                .map_err(|e| misuse(format!("evlog_stats: {e}")))
+        };
+        for (name, value) in stats.to_flat() {
+            put(&mut ht, &name, value as i64)?;
+        }
+        put(&mut ht, "in_flight", stats.in_flight)?;
+        put(&mut ht, "pid", i64::from(std::process::id()))?;
+        Ok(ht)
+    })
+}
+
+/// Why the last `evlog_log()` returned false, or null after a success.
+#[php_function]
+pub fn evlog_last_error() -> Option<String> {
+    LAST_ERROR.with(|l| l.borrow().clone())
+}
+
+/// MINIT: registers the ini directives. Starts nothing (php-fpm forks after this).
+fn startup(_ty: i32, module_number: i32) -> i32 {
+    let entries = ini::DIRECTIVES
+        .iter()
+        .map(|d| {
+            IniEntryDef::new(
+                d.name.to_string(),
+                String::new(),
+                &IniEntryPermission::System,
+            )
+        })
+        .collect();
+    IniEntryDef::register(entries, module_number);
+    0
+}
+
+/// MSHUTDOWN: delivers what is queued within `evlog.shutdown_timeout`.
+extern "C" fn shutdown(_ty: i32, _module_number: i32) -> i32 {
+    let _ = catch_unwind(|| {
+        if let Some(Ok(p)) = PIPELINE.get() {
+            p.shutdown(p.config().batch.shutdown_timeout);
+        }
+    });
+    0
+}
+
+/// The current value of one of our directives (`INI_STR`). Non-UTF-8 bytes are replaced, so a
+/// bad value reaches the config rules (and their error message) instead of failing here.
+fn ini_value(name: &str) -> Option<String> {
+    let mut exists = false;
+    // SAFETY: name points to name.len() valid bytes (zend_ini_string_ex takes the length, no NUL
+    // needed); `exists` is a valid out-pointer. Called on PHP's thread during a request.
+    let ptr = unsafe { zend_ini_string_ex(name.as_ptr().cast(), name.len(), 0, &mut exists) };
+    if ptr.is_null() || !exists {
+        return None;
+    }
+    // SAFETY: PHP returns the directive's NUL-terminated value, alive for the whole request.
+    let value = unsafe { CStr::from_ptr(ptr) };
+    Some(value.to_string_lossy().into_owned())
+}
+
+extern "C" {
+    /// `INI_STR()` (`Zend/zend_ini.h`): the current value of a registered directive.
+    fn zend_ini_string_ex(
+        name: *const c_char,
+        name_length: usize,
+        orig: c_int,
+        exists: *mut bool,
+    ) -> *mut c_char;
+    /// PHP's own ini table renderer (`main/php_ini.h`), used by `php --ri` for every extension.
+    fn display_ini_entries(module: *mut ModuleEntry);
+}
+
+/// `php --ri evlog` / `phpinfo()`.
+extern "C" fn info(module: *mut ModuleEntry) {
+    let _ = catch_unwind(|| {
+        info_table_start!();
+        info_table_row!("evlog support", "enabled");
+        info_table_row!("version", env!("CARGO_PKG_VERSION"));
+        let state = match PIPELINE.get() {
+            None => "not started in this process (starts on first evlog_log())".to_string(),
+            Some(Ok(_)) => format!("running in pid {}", std::process::id()),
+            Some(Err(e)) => format!("configuration error: {e}"),
+        };
+        info_table_row!("pipeline", state);
+        info_table_end!();
+    });
+    // SAFETY: `module` is the pointer PHP passed to this info callback (our own, live module
+    // entry); display_ini_entries only reads the registered directives of that module.
+    unsafe { display_ini_entries(module) };
+}
+
+#[php_module]
+#[php(startup = startup)]
+pub fn get_module(module: ModuleBuilder) -> ModuleBuilder {
+    module
+        .name("evlog")
+        .class::<EvlogException>()
+        .function(wrap_function!(evlog_log))
+        .function(wrap_function!(evlog_flush))
+        .function(wrap_function!(evlog_stats))
+        .function(wrap_function!(evlog_last_error))
+        .shutdown_function(shutdown)
+        .info_function(info)
+}
