@@ -6,4 +6,5 @@ source "$(dirname "${BASH_SOURCE[0]}")/../../../tests/lib.sh"
 cd "$EVLOG_ROOT"
 ensure_venv "maturin>=1.5,<2" segment-analytics-python posthog
 ( cd bindings/python/ext && maturin develop --release --quiet ) >&2
-python bindings/python/bench/bench.py "$@"
+# EVLOG_ROOT/EVLOG_RESULTS (tests/lib.sh) are not config keys; core refuses unknown EVLOG_* names.
+env -u EVLOG_ROOT -u EVLOG_RESULTS python bindings/python/bench/bench.py "$@"

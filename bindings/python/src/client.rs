@@ -72,22 +72,39 @@ impl Client {
     #[inline]
     fn log_impl(
         slf: &Bound<'_, Self>,
-        namespace: &str,
-        type_name: &str,
+        namespace: &Bound<'_, PyAny>,
+        type_name: &Bound<'_, PyAny>,
         event: &Bound<'_, PyAny>,
         time: Option<&Bound<'_, PyAny>>,
-        id: Option<&str>,
+        id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
         let this = slf.get();
         if this.on_error.is_some() && this.dispatch.needs_start() {
             start_dispatcher(slf)?;
         }
-        let mut body = String::with_capacity(256);
-        convert::write_event(&mut body, event).map_err(Error::from)?;
-        let time = match time {
-            None => None,
-            Some(t) if t.is_none() => None,
-            Some(t) => Some(time_micros(t)?),
+        let namespace = arg_str(namespace, "namespace")?;
+        let type_name = arg_str(type_name, "type")?;
+        let parts = (|| -> PyResult<_> {
+            let mut body = String::with_capacity(256);
+            convert::write_event(&mut body, event).map_err(Error::from)?;
+            let time = match time {
+                Some(t) if !t.is_none() => Some(time_micros(t)?),
+                _ => None,
+            };
+            let id = match id {
+                Some(i) if !i.is_none() => Some(arg_str(i, "id")?),
+                _ => None,
+            };
+            Ok((body, time, id))
+        })();
+        let (body, time, id) = match parts {
+            Ok(p) => p,
+            Err(e) => {
+                // Offered but refused: let core count it like any refused envelope (an empty
+                // body is never taken), so accepted = delivered + rejected + dropped holds.
+                let _ = this.pipeline.log(EventInput::new(namespace, type_name, ""));
+                return Err(e);
+            }
         };
         let input = EventInput {
             namespace,
@@ -152,11 +169,11 @@ impl Client {
     #[pyo3(signature = (namespace, r#type, event, *, time=None, id=None))]
     fn log(
         slf: &Bound<'_, Self>,
-        namespace: &str,
-        r#type: &str,
+        namespace: &Bound<'_, PyAny>,
+        r#type: &Bound<'_, PyAny>,
         event: &Bound<'_, PyAny>,
         time: Option<&Bound<'_, PyAny>>,
-        id: Option<&str>,
+        id: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
         Self::log_impl(slf, namespace, r#type, event, time, id)
     }
@@ -241,9 +258,26 @@ fn start_dispatcher(slf: &Bound<'_, Client>) -> PyResult<()> {
     Ok(())
 }
 
+/// A `str` argument of the envelope, or `InvalidEvent` naming it.
+#[inline]
+fn arg_str<'a>(v: &'a Bound<'_, PyAny>, field: &str) -> PyResult<&'a str> {
+    match v.downcast::<PyString>() {
+        Ok(s) => s.to_str(),
+        Err(_) => {
+            let ty = v.get_type().name()?.to_string();
+            Err(Error::from(
+                ConvertError::new(format!("must be a str, got {ty}")).within_field(field),
+            )
+            .into())
+        }
+    }
+}
+
 /// `time=`: a `datetime` (naive = UTC) or epoch milliseconds (int or float).
 fn time_micros(t: &Bound<'_, PyAny>) -> PyResult<i64> {
-    let bad = |rule: String| -> PyErr { Error::from(ConvertError::new(rule).within_time()).into() };
+    let bad = |rule: String| -> PyErr {
+        Error::from(ConvertError::new(rule).within_field("time")).into()
+    };
     if t.is_instance_of::<PyBool>() {
         return Err(bad(
             "must be a datetime or epoch milliseconds, got bool".into()
@@ -267,7 +301,7 @@ fn time_micros(t: &Bound<'_, PyAny>) -> PyResult<i64> {
         ));
     } else {
         match convert::datetime_micros_checked(t) {
-            Some(r) => r.map_err(|e| -> PyErr { Error::from(e.within_time()).into() })?,
+            Some(r) => r.map_err(|e| -> PyErr { Error::from(e.within_field("time")).into() })?,
             None => {
                 let ty = t.get_type().name()?.to_string();
                 return Err(bad(format!(
@@ -330,11 +364,11 @@ fn default_client_slow(py: Python<'_>) -> PyResult<Bound<'_, Client>> {
 #[pyo3(signature = (namespace, r#type, event, *, time=None, id=None))]
 pub fn log(
     py: Python<'_>,
-    namespace: &str,
-    r#type: &str,
+    namespace: &Bound<'_, PyAny>,
+    r#type: &Bound<'_, PyAny>,
     event: &Bound<'_, PyAny>,
     time: Option<&Bound<'_, PyAny>>,
-    id: Option<&str>,
+    id: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<bool> {
     let guard = DEFAULT.load();
     match guard.as_ref() {

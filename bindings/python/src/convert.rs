@@ -49,9 +49,9 @@ impl ConvertError {
         }
     }
 
-    /// The error as one about the envelope's `time` argument.
-    pub fn within_time(self) -> Self {
-        self.within("time".into())
+    /// The error as one about an envelope argument (`time`, `id`, ...).
+    pub fn within_field(self, field: &str) -> Self {
+        self.within(field.into())
     }
 
     fn within(mut self, segment: String) -> Self {

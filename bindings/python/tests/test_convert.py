@@ -194,6 +194,9 @@ def client(env):
         ("events", "t", {"time": 10**20}, "time"),
         ("events", "t", {"time": 1e30}, "time"),
         ("events", "t", {"time": object()}, "time"),
+        (5, "t", {}, "namespace"),
+        ("events", None, {}, "type"),
+        ("events", "t", {"id": 5}, "id"),
     ],
 )
 def test_bad_envelope_raises_invalid_event_naming_the_field(client, ns, ty, kw, field):
@@ -201,13 +204,20 @@ def test_bad_envelope_raises_invalid_event_naming_the_field(client, ns, ty, kw, 
         client.log(ns, ty, {"n": 1}, **kw)
 
 
-def test_refused_envelopes_are_counted_as_dropped(client):
-    for _ in range(3):
+def test_refused_events_are_counted_as_dropped(client):
+    # Refused by core's envelope rules, by conversion, by the time and id arguments.
+    for bad in [
+        lambda: client.log("bad ns", "t", {}),
+        lambda: client.log("events", "t", {"a": object()}),
+        lambda: client.log("events", "t", {1: 1}),
+        lambda: client.log("events", "t", {}, time="yesterday"),
+        lambda: client.log("events", "t", {}, id=7),
+    ]:
         with pytest.raises(evlog.InvalidEvent):
-            client.log("bad ns", "t", {})
+            bad()
     s = client.stats()
-    assert s["evlog_events_accepted_total"] == 3
-    assert s['evlog_events_dropped_total{reason="invalid_envelope"}'] == 3
+    assert s["evlog_events_accepted_total"] == 5
+    assert s['evlog_events_dropped_total{reason="invalid_envelope"}'] == 5
 
 
 def test_values_land_typed_in_the_file_sink(env, client):
