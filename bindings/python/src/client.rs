@@ -85,7 +85,8 @@ impl Client {
         let namespace = arg_str(namespace, "namespace")?;
         let type_name = arg_str(type_name, "type")?;
         let parts = (|| -> PyResult<_> {
-            let mut body = String::with_capacity(256);
+            // A recycled buffer from core's pool, handed back as the event body (no copy).
+            let mut body = this.pipeline.buffer();
             convert::write_event(&mut body, event).map_err(Error::from)?;
             let time = match time {
                 Some(t) if !t.is_none() => Some(time_micros(t)?),
