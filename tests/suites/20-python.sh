@@ -24,8 +24,9 @@ env -u EVLOG_ROOT -u EVLOG_RESULTS \
   python -m pytest bindings/python/tests -q -p no:cacheprovider -rfE 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 set -e
-passed=$(grep -Eo '[0-9]+ passed' "$out" | tail -1 | awk '{print $1+0}')
-failed=$(grep -Eo '[0-9]+ (failed|error|errors)' "$out" | awk '{s+=$1} END {print s+0}')
+# pytest's summary line, e.g. "90 passed, 2 failed in 14.78s" (grep finds nothing when all pass).
+passed=$( (grep -Eo '[0-9]+ passed' "$out" || true) | tail -1 | awk '{print $1+0}')
+failed=$( (grep -Eo '[0-9]+ (failed|error|errors)' "$out" || true) | awk '{s+=$1} END {print s+0}')
 [ "$rc" -ne 0 ] && [ "${failed:-0}" -eq 0 ] && failed=1
 record_counts python "${passed:-0}" "${failed:-0}"
 exit "$rc"
