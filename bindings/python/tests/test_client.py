@@ -50,7 +50,8 @@ def test_shutdown_then_log_returns_false_and_counts(env):
 
 
 def test_queue_full_returns_false_never_raises_and_reconciles(env):
-    c = evlog.Client(**env.settings(queue={"capacity": 2}))
+    summaries = []
+    c = evlog.Client(on_error=summaries.append, **env.settings(queue={"capacity": 2}))
     results = [c.log("events", "t", {"n": i}) for i in range(20_000)]
     assert c.flush(30)
     s = c.stats()
@@ -59,6 +60,13 @@ def test_queue_full_returns_false_never_raises_and_reconciles(env):
     assert refused > 0, "a 2-slot queue under 20k back-to-back logs must overflow"
     assert s["evlog_events_delivered_total"] == results.count(True) == len(env.rows())
     assert settled(s)
+
+    def reported():
+        return sum(
+            x["count"] for x in summaries if (x["outcome"], x["reason"]) == ("dropped", "queue_full")
+        )
+
+    wait_for(lambda: reported() == refused, what="on_error to report every queue_full drop")
     c.shutdown(5)
 
 

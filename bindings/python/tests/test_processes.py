@@ -209,6 +209,9 @@ def test_gunicorn_preload_four_workers_every_event_stored_exactly_once(env, tmp_
                 return False
 
         wait_for(up, timeout=30, what="gunicorn to answer")
+        # evlog was configured in the master at import, but threads start only on a first
+        # log(), which happens in workers: the master forks with no evlog thread.
+        assert os.listdir(f"/proc/{server.pid}/task") == [str(server.pid)]
         ids = [f"r-{n}" for n in range(REQUESTS)]
         with ThreadPoolExecutor(max_workers=8) as pool:
             answers = list(pool.map(lambda rid: get(port, "/" + rid), ids))
