@@ -1,0 +1,201 @@
+"""Client lifecycle, configuration, counters, on_error, threads."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+from conftest import settled, wait_for
+
+import evlog
+
+
+def test_configuration_errors_name_the_key(env, tmp_path):
+    with pytest.raises(evlog.ConfigError, match="bogus"):
+        evlog.Client(**env.settings(batch={"bogus": 1}))
+    with pytest.raises(evlog.ConfigError, match="max_rows"):
+        evlog.Client(**env.settings(batch={"max_rows": 0}))
+    with pytest.raises(evlog.ConfigError, match="not both"):
+        evlog.Client(str(tmp_path / "x.toml"), sink={"kind": "null"})
+    with pytest.raises(evlog.ConfigError, match="cannot read config file"):
+        evlog.Client(str(tmp_path / "missing.toml"))
+    with pytest.raises(evlog.ConfigError, match="callable"):
+        evlog.Client(on_error=42, **env.settings())
+
+
+def test_config_file_path(env, tmp_path):
+    cfg = tmp_path / "evlog.toml"
+    cfg.write_text(
+        f'[sink.file]\ndir = "{env.out}"\n[schemas]\ndir = "{env.schemas}"\n'
+        '[batch]\nmax_age = "20ms"\n'
+    )
+    with evlog.Client(cfg) as c:
+        assert c.log("events", "t", {"n": 1})
+        assert c.flush(10)
+    assert [r["n"] for r in env.rows()] == [1]
+    assert c.closed
+
+
+def test_shutdown_then_log_returns_false_and_counts(env):
+    c = evlog.Client(**env.settings())
+    assert c.log("events", "t", {"n": 1})
+    assert c.shutdown(10)
+    assert c.log("events", "t", {"n": 2}) is False
+    s = c.stats()
+    assert s['evlog_events_dropped_total{reason="shut_down"}'] == 1
+    assert s["evlog_events_delivered_total"] == 1
+    assert settled(s)
+    assert [r["n"] for r in env.rows()] == [1]
+
+
+def test_queue_full_returns_false_never_raises_and_reconciles(env):
+    summaries = []
+    c = evlog.Client(on_error=summaries.append, **env.settings(queue={"capacity": 2}))
+    results = [c.log("events", "t", {"n": i}) for i in range(20_000)]
+    assert c.flush(30)
+    s = c.stats()
+    refused = results.count(False)
+    assert refused == s.get('evlog_events_dropped_total{reason="queue_full"}', 0)
+    assert refused > 0, "a 2-slot queue under 20k back-to-back logs must overflow"
+    assert s["evlog_events_delivered_total"] == results.count(True) == len(env.rows())
+    assert settled(s)
+
+    def reported():
+        return sum(
+            x["count"] for x in summaries if (x["outcome"], x["reason"]) == ("dropped", "queue_full")
+        )
+
+    wait_for(lambda: reported() == refused, what="on_error to report every queue_full drop")
+    c.shutdown(5)
+
+
+def test_stats_uses_design_counter_names(env):
+    c = evlog.Client(**env.settings())
+    c.log("events", "t", {"n": 1})
+    c.flush(10)
+    s = c.stats()
+    for name in [
+        "evlog_events_accepted_total",
+        "evlog_events_delivered_total",
+        "evlog_events_retried_total",
+        "evlog_events_spooled_total",
+        "evlog_queue_events",
+    ]:
+        assert isinstance(s[name], int)
+    assert s["evlog_events_accepted_total"] == s["evlog_events_delivered_total"] == 1
+    c.shutdown(5)
+
+
+def test_on_error_gets_rejected_summaries_off_the_hot_path(env):
+    got = []
+    done = threading.Event()
+
+    def on_error(summary):
+        got.append((summary, threading.current_thread().name))
+        done.set()
+
+    c = evlog.Client(on_error=on_error, **env.settings())
+    assert c.log("events", "no_such_table", {"n": 1})
+    assert c.log("events", "no_such_table", {"n": 2})
+    assert c.flush(10)
+    assert done.wait(10)
+    wait_for(lambda: sum(s["count"] for s, _ in got) == 2, what="both rejections reported")
+    summary, thread = got[0]
+    assert summary["outcome"] == "rejected"
+    assert summary["reason"] == "unknown_table"
+    assert "no_such_table" in summary["message"]
+    assert thread == "evlog-on-error"
+    c.shutdown(5)
+
+
+def test_on_error_exceptions_are_logged_not_propagated(env, caplog):
+    calls = []
+
+    def on_error(summary):
+        calls.append(summary)
+        raise RuntimeError("callback bug")
+
+    c = evlog.Client(on_error=on_error, **env.settings())
+    with caplog.at_level(logging.ERROR, logger="evlog"):
+        c.log("events", "nope", {"n": 1})
+        assert c.flush(10)
+        wait_for(lambda: calls, what="first callback")
+        # The dispatcher survived the exception: a later rejection is still reported.
+        c.log("events", "nope", {"n": 2})
+        assert c.flush(10)
+        wait_for(lambda: len(calls) >= 2, what="second callback")
+        wait_for(
+            lambda: any("on_error callback raised" in r.message for r in caplog.records),
+            what="the exception logged",
+        )
+    assert c.log("events", "t", {"n": 3}), "logging keeps working"
+    c.shutdown(5)
+
+
+def test_eight_threads_times_20k_events_all_land_once(env):
+    # The queue holds the whole burst, so "all land" does not depend on the flush thread's pace.
+    c = evlog.Client(**env.settings(batch={"max_rows": 5000}, queue={"capacity": 200_000}))
+    threads, per = 8, 20_000
+    refused = []
+    start = threading.Barrier(threads)
+
+    def work(t):
+        start.wait()
+        bad = 0
+        for i in range(per):
+            if not c.log("events", "t", {"worker": t, "seq": i, "s": "x"}, id=f"{t}-{i}"):
+                bad += 1
+        refused.append(bad)
+
+    ts = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert c.flush(60)
+    assert refused == [0] * threads
+    rows = env.rows()
+    ids = [r["event_id"] for r in rows]
+    assert len(ids) == threads * per
+    assert len(set(ids)) == threads * per
+    s = c.stats()
+    assert s["evlog_events_accepted_total"] == threads * per
+    assert s["evlog_events_delivered_total"] == threads * per
+    assert settled(s)
+    c.shutdown(5)
+
+
+def test_flush_releases_the_gil(env):
+    # A flush waits on the flush thread; another Python thread must run meanwhile.
+    c = evlog.Client(**env.settings(batch={"max_age": "10s", "max_rows": 50000}))
+    for i in range(50_000):
+        c.log("events", "t", {"n": i, "s": "y" * 200})
+    ticks = []
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            ticks.append(1)
+
+    t = threading.Thread(target=spin)
+    t.start()
+    assert c.flush(60)
+    stop.set()
+    t.join()
+    assert ticks, "the other thread never ran during flush()"
+    c.shutdown(5)
+
+
+def test_module_level_default_client(env):
+    c = evlog.configure(**env.settings())
+    assert evlog.get_client() is c
+    assert evlog.log("events", "t", {"n": 11})
+    assert evlog.flush(10)
+    assert evlog.stats()["evlog_events_delivered_total"] == 1
+    c2 = evlog.configure(**env.settings())
+    assert c.closed, "the replaced default is shut down"
+    assert evlog.log("events", "t", {"n": 12})
+    assert evlog.shutdown(10)
+    assert c2.closed
+    assert sorted(r["n"] for r in env.rows()) == [11, 12]
