@@ -333,8 +333,11 @@ fn shutdown_delivers_then_refuses() {
     let s = p.stats();
     assert_eq!(s.dropped["shut_down"], 1);
     assert!(s.is_settled(), "{s:?}");
-    // A second shutdown is harmless.
+    // A second shutdown is harmless, and flush after shutdown answers at once.
     assert!(p.shutdown(Duration::from_secs(1)));
+    let t = Instant::now();
+    assert!(p.flush(Duration::from_secs(5)));
+    assert!(t.elapsed() < Duration::from_secs(1));
 }
 
 #[test]

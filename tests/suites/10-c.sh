@@ -14,10 +14,7 @@ if [ "${1:-}" = setup ]; then
   exit 0
 fi
 
-cd "$EVLOG_ROOT"
-# lib.sh exports EVLOG_ROOT and EVLOG_RESULTS for the runner; to evlog they would be unknown
-# EVLOG_* config overrides (an error by design), so keep them as shell variables only.
-export -n EVLOG_ROOT EVLOG_RESULTS
+cd "$REPO_ROOT"
 passed=0
 failed=0
 work="$(mktemp -d)"

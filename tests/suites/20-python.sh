@@ -6,7 +6,7 @@
 #   bash tests/suites/20-python.sh         build the extension and run the tests
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
-cd "$EVLOG_ROOT"
+cd "$REPO_ROOT"
 
 # python3-dev: libpython for linking the pyo3 library crate in `cargo test --workspace`.
 ensure_apt python3-dev python3-venv
@@ -19,9 +19,7 @@ log "python: maturin develop (debug) into .venv"
 log "python: pytest bindings/python/tests"
 out="$CARGO_TARGET_DIR/python-tests.log"
 set +e
-# EVLOG_ROOT/EVLOG_RESULTS (tests/lib.sh) are not config keys; core refuses unknown EVLOG_* names.
-env -u EVLOG_ROOT -u EVLOG_RESULTS \
-  python -m pytest bindings/python/tests -q -p no:cacheprovider -rfE 2>&1 | tee "$out"
+python -m pytest bindings/python/tests -q -p no:cacheprovider -rfE 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 set -e
 # pytest's summary line, e.g. "90 passed, 2 failed in 14.78s" (grep finds nothing when all pass).

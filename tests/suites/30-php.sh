@@ -4,27 +4,24 @@
 #   bash tests/suites/30-php.sh         builds the extension (release) and runs the tests
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
-cd "$EVLOG_ROOT"
+cd "$REPO_ROOT"
 
 if [ "${1:-}" = setup ]; then
   ensure_apt php8.2-dev php8.2-cli php8.2-fpm php8.2-curl libclang-dev nginx apache2-utils wrk curl
   exit 0
 fi
 
-log "php: cargo build --release -p evlog-php"
-cargo build --release -p evlog-php
-ext="$CARGO_TARGET_DIR/release/libevlog_php.so"
+# Debug profile, like the rest of the run, so CI builds core once (benchmarks build release).
+log "php: cargo build -p evlog-php"
+cargo build -p evlog-php
+ext="$CARGO_TARGET_DIR/debug/libevlog_php.so"
 php_dir=bindings/php/tests/phpt
 out="$CARGO_TARGET_DIR/php-phpt.log"
 
 log "php: run-tests.php $php_dir"
 run_tests=$(php-config --extension-dir)/build/run-tests.php
 status=0
-# tests/lib.sh exports EVLOG_ROOT and EVLOG_RESULTS, which are not config keys: core refuses unknown
-# EVLOG_* variables, so the PHP processes must not inherit them.
-unset EVLOG_ROOT
-results=$EVLOG_RESULTS
-(cd "$php_dir" && unset EVLOG_RESULTS && PHPT_EVLOG_EXT="$ext" NO_INTERACTION=1 TEST_PHP_EXECUTABLE=$(command -v php8.2) \
+(cd "$php_dir" && PHPT_EVLOG_EXT="$ext" NO_INTERACTION=1 TEST_PHP_EXECUTABLE=$(command -v php8.2) \
   php8.2 "$run_tests" -q --show-diff -d "extension=$ext" .) 2>&1 | tee "$out" || status=1
 rm -rf "$php_dir/out"
 passed=$(awk '/^Tests passed/ {print $4}' "$out"); passed=${passed:-0}
@@ -35,10 +32,10 @@ skipped=$(awk '/^Tests skipped/ {print $4}' "$out")
 
 log "php: nginx + php-fpm end to end"
 fpm_out="$CARGO_TARGET_DIR/php-fpm-test.log"
-(unset EVLOG_RESULTS; bash bindings/php/tests/fpm/fpm_test.sh "$ext" 2000 8) 2>&1 | tee "$fpm_out" || status=1
+bash bindings/php/tests/fpm/fpm_test.sh "$ext" 2000 8 2>&1 | tee "$fpm_out" || status=1
 passed=$((passed + $(grep -c '^fpm_test: PASS' "$fpm_out" || true)))
 failed=$((failed + $(grep -c '^fpm_test: FAIL' "$fpm_out" || true)))
 grep -q '^fpm_test: 0 failed' "$fpm_out" || { status=1; [ "$failed" -gt 0 ] || failed=1; }
 
-EVLOG_RESULTS=$results record_counts php "$passed" "$failed"
+record_counts php "$passed" "$failed"
 exit "$status"

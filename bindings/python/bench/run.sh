@@ -3,8 +3,7 @@
 #   bash bindings/python/bench/run.sh [--rounds N] [--batch N]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../../tests/lib.sh"
-cd "$EVLOG_ROOT"
+cd "$REPO_ROOT"
 ensure_venv "maturin>=1.5,<2" segment-analytics-python posthog
 ( cd bindings/python/ext && maturin develop --release --quiet ) >&2
-# EVLOG_ROOT/EVLOG_RESULTS (tests/lib.sh) are not config keys; core refuses unknown EVLOG_* names.
-env -u EVLOG_ROOT -u EVLOG_RESULTS python bindings/python/bench/bench.py "$@"
+python bindings/python/bench/bench.py "$@"

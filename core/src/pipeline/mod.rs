@@ -529,6 +529,11 @@ impl Pipeline {
         if st.generation != fork::generation() || !st.started.load(Ordering::Acquire) {
             return true; // nothing was logged in this process
         }
+        if st.finished.load(Ordering::Acquire) {
+            // Shut down: the thread answered everything before it stopped, and later events
+            // were refused and counted.
+            return true;
+        }
         let (tx, rx) = crossbeam_channel::bounded(1);
         if st.requests.0.send(Request::Flush(tx)).is_err() {
             return st.queued_events() == 0;
