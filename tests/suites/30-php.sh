@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # PHP extension (bindings/php): .phpt tests via PHP's run-tests.php, then nginx + php-fpm end to end.
 #   bash tests/suites/30-php.sh setup   installs php8.2-dev/cli/fpm, libclang-dev, nginx, ab, wrk
-#   bash tests/suites/30-php.sh         builds the extension (release) and runs the tests
+#   bash tests/suites/30-php.sh         builds the extension (debug) and runs the tests
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 cd "$REPO_ROOT"
