@@ -164,6 +164,22 @@ pub struct QueueConfig {
     pub max_bytes: ByteSize,
     /// Largest single event body accepted by `log()`.
     pub max_event_bytes: ByteSize,
+    /// What to do when the queue fills faster than the sink drains it: `"drop"` (default: `log()`
+    /// refuses and counts `queue_full` once the queue is full) or `"spool"` (the flush thread
+    /// moves events to the disk spool, unvalidated, once the queue is three quarters full; needs
+    /// `spool.enabled`). `log()` itself never does I/O either way.
+    pub overflow: Overflow,
+}
+
+/// See [`QueueConfig::overflow`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overflow {
+    /// Refuse and count (`queue_full`).
+    #[default]
+    Drop,
+    /// Spill to the spool.
+    Spool,
 }
 
 impl Default for QueueConfig {
@@ -172,6 +188,7 @@ impl Default for QueueConfig {
             capacity: 100_000,
             max_bytes: ByteSize(64 * 1024 * 1024),
             max_event_bytes: ByteSize(1024 * 1024),
+            overflow: Overflow::Drop,
         }
     }
 }
@@ -389,6 +406,9 @@ impl Config {
         }
         if self.queue.max_event_bytes.0 == 0 || self.queue.max_event_bytes > self.queue.max_bytes {
             return invalid("queue.max_event_bytes", "must be 1..=queue.max_bytes");
+        }
+        if self.queue.overflow == Overflow::Spool && !self.spool.enabled {
+            return invalid("queue.overflow", "\"spool\" needs spool.enabled = true");
         }
         if self.retry.max_attempts == 0 {
             return invalid("retry.max_attempts", "must be at least 1");

@@ -85,6 +85,8 @@ struct Worker {
     breaker_wait: Duration,
     /// When to look at the spool next for records to replay.
     next_replay: Instant,
+    /// Identifies this flush thread's spool records (see `spooled`).
+    writer: u64,
 }
 
 impl Worker {
@@ -122,6 +124,7 @@ impl Worker {
             breaker_until: None,
             breaker_wait: BREAKER_MIN,
             next_replay: Instant::now(),
+            writer: crate::ids::random_u64(),
         }
     }
 
@@ -157,6 +160,7 @@ impl Worker {
                 continue;
             }
 
+            self.spill();
             let drained = self.drain(DRAIN_CHUNK);
             let now = Instant::now();
             self.deliver_due(now);
@@ -198,6 +202,40 @@ impl Worker {
             std::thread::park_timeout(timeout);
         }
         self.st.wake_at.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    /// With `queue.overflow = "spool"`: when the queue is three quarters full, moves events to the
+    /// spool unvalidated (cheap) until it is half full, so `log()` keeps accepting.
+    fn spill(&mut self) {
+        if self.parts.queue.overflow != crate::config::Overflow::Spool || self.spool.is_none() {
+            return;
+        }
+        let capacity = self.parts.queue.capacity as u64;
+        if self.st.queued_events() < capacity / 4 * 3 {
+            return;
+        }
+        while self.st.queued_events() > capacity / 2 {
+            let mut raws = Vec::with_capacity(1000);
+            let mut bytes = 0;
+            while raws.len() < 1000 {
+                let Some(e) = self.st.queue.pop() else { break };
+                bytes += e.body.len() as u64;
+                raws.push(e);
+            }
+            if raws.is_empty() {
+                break;
+            }
+            self.st.release(raws.len() as u64, bytes);
+            let n = raws.len();
+            self.spool_record(
+                &Record::from_raw(&raws, self.writer),
+                n,
+                DropReason::QueueFull,
+            );
+            for e in raws {
+                self.st.recycle(e.body);
+            }
+        }
     }
 
     /// Pops up to `max` events, validating and batching them. Returns how many were popped.
@@ -361,7 +399,11 @@ impl Worker {
         let now = Instant::now();
         if self.spool.is_some() && self.breaker_open(now) {
             for b in &batches {
-                self.spool_record(&Record::from_batch(b), b.rows.len(), DropReason::SinkError);
+                self.spool_record(
+                    &Record::from_batch(b, self.writer),
+                    b.rows.len(),
+                    DropReason::SinkError,
+                );
             }
             return false;
         }
@@ -414,7 +456,11 @@ impl Worker {
                     .as_ref()
                     .map_or_else(|| "delivery failed".into(), |e| e.to_string());
                 if self.spool.is_some() {
-                    self.spool_record(&Record::from_batch(&batch), n, DropReason::SinkError);
+                    self.spool_record(
+                        &Record::from_batch(&batch, self.writer),
+                        n,
+                        DropReason::SinkError,
+                    );
                 } else {
                     self.st
                         .counters
@@ -481,7 +527,7 @@ impl Worker {
             };
             let n = record.len();
             rows += n;
-            if record.foreign() {
+            if record.foreign(self.writer) {
                 self.st.counters.accept_n(n as u64);
             }
             // What fails again is re-spooled as a new record and this one committed, so every
@@ -634,7 +680,7 @@ impl Worker {
         for b in &left {
             ok = false;
             self.spool_record(
-                &Record::from_batch(b),
+                &Record::from_batch(b, self.writer),
                 b.rows.len(),
                 DropReason::ShutdownDeadline,
             );
@@ -660,7 +706,7 @@ impl Worker {
                 self.st.release(raws.len() as u64, bytes);
                 for chunk in raws.chunks(1000) {
                     self.spool_record(
-                        &Record::from_raw(chunk),
+                        &Record::from_raw(chunk, self.writer),
                         chunk.len(),
                         DropReason::ShutdownDeadline,
                     );

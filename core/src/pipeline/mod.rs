@@ -580,6 +580,7 @@ fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
 #[derive(Clone)]
 pub(crate) struct FlushParts {
     batch: crate::config::BatchConfig,
+    queue: crate::config::QueueConfig,
     spool: crate::config::SpoolConfig,
     retry: crate::config::RetryConfig,
     hook: Arc<arc_swap::ArcSwapOption<ErrorHook>>,
@@ -591,6 +592,7 @@ impl Shared {
     fn clone_parts(&self) -> FlushParts {
         FlushParts {
             batch: self.config.batch.clone(),
+            queue: self.config.queue.clone(),
             spool: self.config.spool.clone(),
             retry: self.config.retry.clone(),
             hook: Arc::clone(&self.hook),

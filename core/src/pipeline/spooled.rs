@@ -8,9 +8,9 @@
 //! (Externally tagged on purpose: serde buffers internally tagged enums, and a buffered
 //! `RawValue` cannot be read back.)
 //!
-//! `writer` is the process id that accepted the events: a process replaying another's records
-//! counts them as accepted by itself, so its counters keep `accepted = delivered + rejected +
-//! dropped + in_flight`.
+//! `writer` identifies the flush thread (one per pipeline and process, random) that accepted the
+//! events: whoever replays another writer's records counts them as accepted by itself, so its
+//! counters keep `accepted = delivered + rejected + dropped + in_flight`.
 
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
@@ -28,11 +28,11 @@ pub(crate) enum Record {
         table: String,
         partitioned: bool,
         day: String,
-        writer: u32,
+        writer: u64,
         rows: Vec<Row>,
     },
     Raw {
-        writer: u32,
+        writer: u64,
         events: Vec<Raw>,
     },
 }
@@ -55,14 +55,14 @@ pub(crate) struct Raw {
 }
 
 impl Record {
-    pub(crate) fn from_batch(batch: &Batch) -> Self {
+    pub(crate) fn from_batch(batch: &Batch, writer: u64) -> Self {
         let d = &batch.destination;
         Record::Rows {
             dataset: d.dataset.to_string(),
             table: d.table.to_string(),
             partitioned: d.partitioning == PartitionKind::Partitioned,
             day: d.day.to_string(),
-            writer: std::process::id(),
+            writer,
             rows: batch
                 .rows
                 .iter()
@@ -76,9 +76,9 @@ impl Record {
         }
     }
 
-    pub(crate) fn from_raw(events: &[RawEvent]) -> Self {
+    pub(crate) fn from_raw(events: &[RawEvent], writer: u64) -> Self {
         Record::Raw {
-            writer: std::process::id(),
+            writer,
             events: events
                 .iter()
                 .map(|e| Raw {
@@ -101,10 +101,10 @@ impl Record {
         serde_json::from_slice(bytes).ok()
     }
 
-    /// Whether another process accepted these events.
-    pub(crate) fn foreign(&self) -> bool {
+    /// Whether another writer accepted these events.
+    pub(crate) fn foreign(&self, me: u64) -> bool {
         let (Record::Rows { writer, .. } | Record::Raw { writer, .. }) = self;
-        *writer != std::process::id()
+        *writer != me
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -181,8 +181,8 @@ mod tests {
             }],
             bytes: 20,
         };
-        let rec = Record::decode(&Record::from_batch(&batch).encode()).expect("decodes");
-        assert!(!rec.foreign());
+        let rec = Record::decode(&Record::from_batch(&batch, 9).encode()).expect("decodes");
+        assert!(!rec.foreign(9) && rec.foreign(8));
         let back = rec.into_parts().expect("rows");
         assert_eq!(back.destination, batch.destination);
         assert_eq!(back.rows, batch.rows);
@@ -195,7 +195,7 @@ mod tests {
             id: EventId::Generated(7),
             body: r#"{"k":1}"#.into(),
         };
-        let rec = Record::decode(&Record::from_raw(std::slice::from_ref(&raw)).encode())
+        let rec = Record::decode(&Record::from_raw(std::slice::from_ref(&raw), 9).encode())
             .expect("decodes");
         assert_eq!(rec.len(), 1);
         let back = rec.into_parts().expect_err("raw events");

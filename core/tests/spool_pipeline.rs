@@ -1,0 +1,105 @@
+//! The spool as the pipeline uses it: what one pipeline could not deliver, a later one (here a
+//! second pipeline on the same directory, as a restarted process would be) replays; and queue
+//! overflow spilled to disk instead of dropped.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use evlog_core::schema::SchemaRegistry;
+use evlog_core::sink::memory::MemoryStore;
+use evlog_core::{Config, Pipeline};
+
+fn schemas() -> SchemaRegistry {
+    SchemaRegistry::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/schemas"))
+        .expect("schemas")
+}
+
+fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
+
+fn config(spool: &Path, extra: &str) -> Config {
+    Config::from_toml_str(&format!(
+        "[spool]\nenabled = true\ndir = {spool:?}\nfsync = false\n[batch]\nmax_age = \"10ms\"\n{extra}"
+    ))
+    .expect("config")
+}
+
+#[test]
+fn a_later_pipeline_replays_what_an_earlier_one_spooled() {
+    let dir = tempfile::tempdir().unwrap();
+    let down = MemoryStore::new();
+    down.fail.store(true, Ordering::SeqCst);
+    let first = Pipeline::with_parts(config(dir.path(), ""), schemas(), down.factory());
+    for i in 0..300 {
+        first
+            .log_json("events", "page_view", &format!(r#"{{"url":"/{i}"}}"#))
+            .unwrap();
+    }
+    assert!(!first.shutdown(Duration::from_secs(10)), "not delivered: spooled");
+    let s = first.stats();
+    assert_eq!((s.accepted, s.delivered, s.spooled), (300, 0, 300), "{s:?}");
+    assert_eq!(s.dropped_total(), 0);
+    assert_eq!(s.in_flight, 300, "spooled events are still in flight");
+    drop(first);
+
+    let up = MemoryStore::new();
+    let second = Pipeline::with_parts(config(dir.path(), ""), schemas(), up.factory());
+    second.log_json("events", "page_view", r#"{"url":"/new"}"#).unwrap();
+    assert!(wait_for(Duration::from_secs(20), || up.row_count() == 301));
+    let s = second.stats();
+    // The replayed events count as accepted here, so this pipeline's books balance too.
+    assert_eq!((s.accepted, s.delivered), (301, 301), "{s:?}");
+    assert!(s.is_settled());
+    let mut ids = up.insert_ids();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 301, "each event once");
+    assert!(wait_for(Duration::from_secs(5), || std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .all(|e| !e.file_name().to_string_lossy().ends_with(".evs"))));
+}
+
+#[test]
+fn overflow_spills_to_the_spool_instead_of_dropping() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MemoryStore::new();
+    let p = Pipeline::with_parts(
+        config(dir.path(), "[queue]\ncapacity = 64\noverflow = \"spool\"\n"),
+        schemas(),
+        store.factory(),
+    );
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let p = &p;
+            s.spawn(move || {
+                for i in 0..5000 {
+                    let _ = p.log_json("events", "page_view", &format!(r#"{{"url":"/{t}/{i}"}}"#));
+                }
+            });
+        }
+    });
+    let s = p.stats();
+    assert!(s.spooled > 0, "the queue overflowed into the spool: {s:?}");
+    let dropped = s.dropped_total();
+    assert!(wait_for(Duration::from_secs(60), || p.stats().delivered + dropped == 20_000));
+    let s = p.stats();
+    assert!(s.is_settled(), "{s:?}");
+    assert_eq!(store.row_count() as u64, s.delivered);
+    assert!(
+        Config::from_toml_str("[queue]\noverflow = \"spool\"\n")
+            .unwrap_err()
+            .to_string()
+            .contains("spool.enabled"),
+        "overflow to the spool needs a spool"
+    );
+}
