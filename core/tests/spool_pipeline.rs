@@ -44,7 +44,10 @@ fn a_later_pipeline_replays_what_an_earlier_one_spooled() {
             .log_json("events", "page_view", &format!(r#"{{"url":"/{i}"}}"#))
             .unwrap();
     }
-    assert!(!first.shutdown(Duration::from_secs(10)), "not delivered: spooled");
+    assert!(
+        !first.shutdown(Duration::from_secs(10)),
+        "not delivered: spooled"
+    );
     let s = first.stats();
     assert_eq!((s.accepted, s.delivered, s.spooled), (300, 0, 300), "{s:?}");
     assert_eq!(s.dropped_total(), 0);
@@ -53,7 +56,9 @@ fn a_later_pipeline_replays_what_an_earlier_one_spooled() {
 
     let up = MemoryStore::new();
     let second = Pipeline::with_parts(config(dir.path(), ""), schemas(), up.factory());
-    second.log_json("events", "page_view", r#"{"url":"/new"}"#).unwrap();
+    second
+        .log_json("events", "page_view", r#"{"url":"/new"}"#)
+        .unwrap();
     assert!(wait_for(Duration::from_secs(20), || up.row_count() == 301));
     let s = second.stats();
     // The replayed events count as accepted here, so this pipeline's books balance too.
@@ -63,10 +68,12 @@ fn a_later_pipeline_replays_what_an_earlier_one_spooled() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 301, "each event once");
-    assert!(wait_for(Duration::from_secs(5), || std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter_map(Result::ok)
-        .all(|e| !e.file_name().to_string_lossy().ends_with(".evs"))));
+    assert!(wait_for(Duration::from_secs(5), || std::fs::read_dir(
+        dir.path()
+    )
+    .unwrap()
+    .filter_map(Result::ok)
+    .all(|e| !e.file_name().to_string_lossy().ends_with(".evs"))));
 }
 
 #[test]
@@ -91,7 +98,9 @@ fn overflow_spills_to_the_spool_instead_of_dropping() {
     let s = p.stats();
     assert!(s.spooled > 0, "the queue overflowed into the spool: {s:?}");
     let dropped = s.dropped_total();
-    assert!(wait_for(Duration::from_secs(60), || p.stats().delivered + dropped == 20_000));
+    assert!(wait_for(Duration::from_secs(60), || p.stats().delivered
+        + dropped
+        == 20_000));
     let s = p.stats();
     assert!(s.is_settled(), "{s:?}");
     assert_eq!(store.row_count() as u64, s.delivered);

@@ -148,6 +148,7 @@ proptest! {
         let o = SpoolOptions { segment_bytes: 200, ..opts(dir.path()) };
         let mut spool = Spool::open(o.clone()).unwrap();
         let mut model: VecDeque<Vec<u8>> = VecDeque::new();
+        let mut torn = 0;
         for op in ops {
             match op {
                 Op::Append(ps) => {
@@ -189,14 +190,17 @@ proptest! {
                     spool = Spool::open(o.clone()).unwrap();
                 }
                 Op::TornWrite(p, cut) => {
-                    let path = dir.path().join(format!("seg-{:020}-0-torn.evs", 99_999_999_999_999_999u64));
+                    // A writer that died mid-record: every writer has its own segment, so each
+                    // torn write is the tail of a segment of its own.
+                    torn += 1;
+                    let path = dir.path().join(format!("seg-{:020}-0-torn{torn:04}.evs", 99_999_999_999_999_999u64));
                     let mut rec = Vec::new();
                     rec.extend_from_slice(&MAGIC.to_le_bytes());
                     rec.extend_from_slice(&(p.len() as u32).to_le_bytes());
                     rec.extend_from_slice(&crc32c::crc32c(&p).to_le_bytes());
                     rec.extend_from_slice(&p);
                     rec.truncate(cut.min(rec.len() - 1));
-                    let mut f = OpenOptions::new().create(true).append(true).open(&path).unwrap();
+                    let mut f = OpenOptions::new().create_new(true).append(true).open(&path).unwrap();
                     f.write_all(&rec).unwrap();
                 }
             }
