@@ -19,8 +19,8 @@
 //!   process (core keys its state by pid, so a forked worker starts its own). RINIT/RSHUTDOWN do
 //!   nothing. MSHUTDOWN (worker recycled by `pm.max_requests`, graceful stop, end of a CLI
 //!   script) calls `shutdown(evlog.shutdown_timeout)`, which delivers what is queued; what is still
-//!   undelivered at the deadline is counted as dropped (`shutdown_deadline`) until the disk spool
-//!   exists (`evlog.spool_*` are passed to core's `[spool]` already).
+//!   undelivered at the deadline goes to the disk spool with `evlog.spool_enabled = 1` (replayed
+//!   by the next worker that logs), or is counted as dropped (`shutdown_deadline`) without it.
 //! - No Rust panic reaches PHP: every entry point runs inside [`guard`].
 
 #![allow(unsafe_code)] // FFI module: the ini display call and the ext-php-rs entry points.
