@@ -12,6 +12,8 @@ out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 gcc -std=c11 -O2 -Iinclude bindings/c/bench/bench_log.c "$CARGO_TARGET_DIR/release/libevlog.a" \
   -lpthread -ldl -lm -o "$out/bench_log"
-for threads in 1 2; do
-  "$out/bench_log" core/tests/data/schemas "$threads" "$events"
+for event in page_view transaction; do
+  for threads in 1 2; do
+    "$out/bench_log" core/tests/data/schemas "$threads" "$events" "$event"
+  done
 done

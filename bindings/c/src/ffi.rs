@@ -45,6 +45,10 @@ pub(crate) fn c_str<'a>(p: *const c_char, function: &str, argument: &str) -> Arg
     }
     // SAFETY: non-NULL and, by the C contract, a NUL-terminated string valid for this call.
     let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8 (the common case: namespace and type names).
+        return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
     utf8(bytes, function, argument)
 }
 
@@ -76,6 +80,11 @@ pub(crate) fn str_len<'a>(
 }
 
 fn utf8<'a>(bytes: &'a [u8], function: &str, argument: &str) -> Arg<&'a str> {
+    // SIMD validation (~10× fewer instructions than std on a 200-byte event); on failure std
+    // re-checks to say where the bad byte is.
+    if let Ok(s) = simdutf8::basic::from_utf8(bytes) {
+        return Ok(s);
+    }
     std::str::from_utf8(bytes).map_err(|e| {
         error::fail(
             evlog_status::EVLOG_INVALID_UTF8,
