@@ -15,6 +15,7 @@ pub mod counters;
 pub mod envelope;
 mod fork;
 pub mod ids;
+pub mod json;
 pub mod pipeline;
 pub mod routing;
 pub mod schema;

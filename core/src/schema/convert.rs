@@ -152,35 +152,6 @@ fn fail(path: &Path<'_>, reason: RowErrorReason, f: &Field, v: &Value, rule: &st
     }
 }
 
-/// Appends `s` as a JSON string literal. Runs of bytes that need no escape are copied whole.
-pub(crate) fn push_json_str(out: &mut String, s: &str) {
-    out.reserve(s.len() + 2);
-    out.push('"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        // Only ASCII bytes are escaped, so `start..i` always lies on char boundaries.
-        out.push_str(&s[start..i]);
-        if esc.is_empty() {
-            let _ = write!(out, "\\u{b:04x}");
-        } else {
-            out.push_str(esc);
-        }
-        start = i + 1;
-    }
-    out.push_str(&s[start..]);
-    out.push('"');
-}
-
 /// Writes `,` unless `out` is right after an object's `{`: a value never ends in `{`, so that is
 /// exactly "no member written yet".
 fn push_separator(out: &mut String) {
@@ -214,9 +185,9 @@ pub(crate) fn to_row(
     let [id_ix, time_ix, recv_ix, other_ix] = schema.reserved;
     let mut put = |name: &str, value: &str| {
         push_separator(&mut out);
-        push_json_str(&mut out, name);
+        crate::json::push_str(&mut out, name);
         out.push(':');
-        push_json_str(&mut out, value);
+        crate::json::push_str(&mut out, value);
     };
     put(&schema.fields[id_ix].name, &meta.event_id);
     put(
@@ -283,7 +254,7 @@ fn write_record_fields(
         // Write the key optimistically and take it back if the column turns out to be empty.
         let mark = out.len();
         push_separator(out);
-        push_json_str(out, &f.name);
+        crate::json::push_str(out, &f.name);
         out.push(':');
         if !write_column(f, child, value, &fpath, out, &mut nested_left)? {
             out.truncate(mark);
@@ -470,7 +441,7 @@ fn write_scalar(f: &Field, v: &Value, path: &Path<'_>, out: &mut String) -> Resu
                     ));
                 }
             }
-            push_json_str(out, s);
+            crate::json::push_str(out, s);
         }
         FieldType::Bytes => {
             let Value::String(s) = v else {
@@ -499,7 +470,7 @@ fn write_scalar(f: &Field, v: &Value, path: &Path<'_>, out: &mut String) -> Resu
         FieldType::Float64 => write_float(f, v, path, out)?,
         FieldType::Numeric | FieldType::BigNumeric => {
             let s = numeric(f, v).map_err(|(reason, rule)| fail(path, reason, f, v, &rule))?;
-            push_json_str(out, &s);
+            crate::json::push_str(out, &s);
         }
         FieldType::Bool => {
             let b = match v {
@@ -546,14 +517,14 @@ fn write_scalar(f: &Field, v: &Value, path: &Path<'_>, out: &mut String) -> Resu
                     ))
                 }
             };
-            push_json_str(out, &time::format_timestamp(micros));
+            crate::json::push_str(out, &time::format_timestamp(micros));
         }
         FieldType::Date => {
             let Value::String(s) = v else {
                 return Err(invalid(path, f, v, "DATE takes a 'YYYY-MM-DD' string"));
             };
             let d = time::parse_date(s).map_err(|e| time_err(path, f, v, e))?;
-            push_json_str(out, &time::format_date(d));
+            crate::json::push_str(out, &time::format_date(d));
         }
         FieldType::Time => {
             let Value::String(s) = v else {
@@ -565,7 +536,7 @@ fn write_scalar(f: &Field, v: &Value, path: &Path<'_>, out: &mut String) -> Resu
                 ));
             };
             let t = time::parse_time(s).map_err(|e| time_err(path, f, v, e))?;
-            push_json_str(out, &time::format_time(t));
+            crate::json::push_str(out, &time::format_time(t));
         }
         FieldType::DateTime => {
             let Value::String(s) = v else {
@@ -577,13 +548,13 @@ fn write_scalar(f: &Field, v: &Value, path: &Path<'_>, out: &mut String) -> Resu
                 ));
             };
             let t = time::parse_datetime(s).map_err(|e| time_err(path, f, v, e))?;
-            push_json_str(out, &time::format_datetime(t));
+            crate::json::push_str(out, &time::format_datetime(t));
         }
-        FieldType::Json => push_json_str(out, &compact(v)),
+        FieldType::Json => crate::json::push_str(out, &compact(v)),
         FieldType::Geography => match v {
-            Value::String(s) if is_wkt(s) => push_json_str(out, s),
+            Value::String(s) if is_wkt(s) => crate::json::push_str(out, s),
             Value::Object(o) if matches!(o.get("type"), Some(Value::String(_))) => {
-                push_json_str(out, &compact(v))
+                crate::json::push_str(out, &compact(v))
             }
             _ => {
                 return Err(invalid(
@@ -662,7 +633,7 @@ fn write_float(f: &Field, v: &Value, path: &Path<'_>, out: &mut String) -> Resul
                 _ => None,
             };
             if let Some(word) = special {
-                push_json_str(out, word);
+                crate::json::push_str(out, word);
                 return Ok(());
             }
             // Rust's parser also takes "infinity" and "nan" spellings; only plain numerals here.

@@ -840,7 +840,7 @@ proptest::proptest! {
     #[test]
     fn json_string_escaping_roundtrips(s in "(\\PC|[\\x00-\\x1f\"\\\\\\x7f])*") {
         let mut out = String::new();
-        convert::push_json_str(&mut out, &s);
+        crate::json::push_str(&mut out, &s);
         let back: String = serde_json::from_str(&out).expect("valid JSON string");
         proptest::prop_assert_eq!(back, s);
     }
