@@ -1,0 +1,145 @@
+//! evlog collector: HTTP ingest in front of core's validation, routing, sinks and spool.
+//!
+//! - [`run`]: serve on a bound listener until `shutdown` resolves, then drain (see below).
+//! - `POST /v1/events` (one envelope), `POST /v1/batch` (JSON array or NDJSON), gzip accepted;
+//!   `GET /healthz`, `GET /readyz`, `GET /metrics`.
+//! - A 2xx answer means the request's events are in the write-ahead log ([`wal`]); streamer
+//!   threads ([`streamer`]) deliver them through the configured sink and commit afterwards.
+//!
+//! Shutdown: stop accepting, finish in-flight requests, stream what is in the log until
+//! `collector.shutdown_deadline`, return. What is left stays in the log for the next start.
+
+pub mod config;
+mod http;
+pub mod streamer;
+pub mod wal;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use evlog_core::counters::Counters;
+use evlog_core::pipeline::Processor;
+use evlog_core::schema::SchemaRegistry;
+use evlog_core::spool::Spool;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+
+pub use crate::config::CollectorConfig;
+
+/// Why the collector could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A schema file is malformed.
+    #[error(transparent)]
+    Schema(#[from] evlog_core::schema::SchemaError),
+    /// The sink cannot be set up.
+    #[error(transparent)]
+    Sink(#[from] evlog_core::sink::SinkError),
+    /// The write-ahead log cannot be opened.
+    #[error(transparent)]
+    Wal(#[from] evlog_core::spool::SpoolError),
+    /// Anything else at startup.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Serves until `shutdown` resolves, then drains (see the crate docs). Returns after the
+/// streamers stopped (everything streamed, or the deadline passed).
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    config: CollectorConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let c = config.collector.clone();
+    let schemas = SchemaRegistry::load_dir(&config.core.schemas.dir)?;
+    let processor = Arc::new(Processor::new(schemas, &config.core));
+    let sink_factory = evlog_core::sink::factory(&config.core, &processor)?;
+    let spool_opts = wal::spool_options(&c);
+    let pending = Arc::new(AtomicU64::new(
+        Spool::open(spool_opts.clone())?.pending_bytes(),
+    ));
+    let shared = Arc::new(streamer::Shared {
+        counters: Counters::new(),
+        pending: Arc::clone(&pending),
+        sink_healthy: AtomicBool::new(true),
+        per_table: Mutex::new(Default::default()),
+        boot: evlog_core::ids::random_u64(),
+    });
+    let (writer, writer_thread) = wal::WalWriter::start(&c, Arc::clone(&pending))?;
+    let stop = Arc::new(Mutex::new(None));
+    let mut streamers = Vec::new();
+    for i in 0..c.workers {
+        let parts = streamer::StreamerParts {
+            spool: spool_opts.clone(),
+            processor: Arc::clone(&processor),
+            sink_factory: Arc::clone(&sink_factory),
+            max_rows: config.core.batch.max_rows,
+            max_bytes: config.core.batch.max_bytes.0 as usize,
+            retry: config.core.retry.clone(),
+            shared: Arc::clone(&shared),
+            stop: Arc::clone(&stop),
+        };
+        let h = std::thread::Builder::new()
+            .name(format!("evlog-stream-{i}"))
+            .spawn(move || streamer::run(parts))
+            .map_err(|e| Error::Other(format!("cannot start a streamer thread: {e}")))?;
+        streamers.push(h);
+    }
+
+    let state = Arc::new(http::State {
+        config: c.clone(),
+        processor,
+        shared: Arc::clone(&shared),
+        wal: writer,
+        draining: AtomicBool::new(false),
+    });
+
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(x) => x,
+                    Err(_) => {
+                        // Out of file descriptors or similar: back off briefly, keep serving.
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let st = Arc::clone(&state);
+                let svc = hyper::service::service_fn(move |req| http::handle(Arc::clone(&st), req));
+                let conn = http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), svc);
+                let fut = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = fut.await;
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    state.draining.store(true, Ordering::Relaxed);
+    let deadline = Instant::now() + c.shutdown_deadline;
+    // In-flight requests finish (their events reach the log) before the streamers' last pass.
+    let _ = tokio::time::timeout(c.shutdown_deadline, graceful.shutdown()).await;
+    state.wal.close();
+    drop(state);
+    tokio::task::spawn_blocking(move || {
+        // The writer seals the active segment as it stops, so the streamers' last pass sees it.
+        let _ = writer_thread.join();
+        *stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
+        for h in streamers {
+            let _ = h.join();
+        }
+    })
+    .await
+    .map_err(|e| Error::Other(format!("shutdown: {e}")))?;
+    Ok(())
+}
