@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use evlog_core::envelope;
 use evlog_core::pipeline::Processor;
+use evlog_core::sink::forward::wire::RowsRequest;
 use evlog_core::Envelope;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -64,7 +66,8 @@ pub(crate) async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Res
         (&Method::GET, "/metrics") => text(StatusCode::OK, metrics(&st)),
         (&Method::POST, "/v1/events") => ingest(&st, req, false).await,
         (&Method::POST, "/v1/batch") => ingest(&st, req, true).await,
-        (_, "/v1/events" | "/v1/batch") => {
+        (&Method::POST, "/v1/rows") => ingest_rows(&st, req).await,
+        (_, "/v1/events" | "/v1/batch" | "/v1/rows") => {
             error(StatusCode::METHOD_NOT_ALLOWED, format!("{path} takes POST"))
         }
         _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
@@ -446,17 +449,11 @@ async fn ingest(st: &State, req: Request<Incoming>, batch: bool) -> Resp {
         let record = WalRecord {
             boot: st.shared.boot,
             events,
+            batches: Vec::new(),
+            rejected: Vec::new(),
         };
-        let payload = serde_json::to_vec(&record).unwrap_or_default();
-        match st.wal.append(payload).await {
-            Ok(()) => st.shared.counters.accept_n(n_events as u64),
-            Err(AppendError::Busy) => return too_busy(st, "overloaded: too many writes waiting"),
-            Err(e @ AppendError::Full(_)) => {
-                let mut r = too_busy(st, &e.to_string());
-                *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-                return r;
-            }
-            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        if let Err(r) = append(st, &record).await {
+            return r;
         }
     }
     if !batch {
@@ -538,4 +535,134 @@ fn check_event(
         },
         known,
     ))
+}
+
+/// Appends a record to the log and counts its events accepted; the error answer otherwise.
+async fn append(st: &State, record: &WalRecord) -> Result<(), Resp> {
+    let payload = serde_json::to_vec(record).unwrap_or_default();
+    match st.wal.append(payload).await {
+        Ok(()) => {
+            st.shared.counters.accept_n(record.len() as u64);
+            Ok(())
+        }
+        Err(AppendError::Busy) => Err(too_busy(st, "overloaded: too many writes waiting")),
+        Err(e @ AppendError::Full(_)) => {
+            let mut r = too_busy(st, &e.to_string());
+            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            Err(r)
+        }
+        Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+    }
+}
+
+/// `POST /v1/rows`: rows an SDK already validated (core's forward sink). All or nothing: a bad
+/// row means a broken sender, so the whole request is refused with the row named.
+async fn ingest_rows(st: &State, req: Request<Incoming>) -> Resp {
+    if st.draining.load(Ordering::Relaxed) {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the collector is shutting down",
+        );
+    }
+    let key = match authorize(&st.config.api_keys, &req) {
+        Ok(k) => k.cloned(),
+        Err(r) => return r,
+    };
+    if overloaded(st) {
+        return too_busy(
+            st,
+            "overloaded: the write-ahead log is over its high watermark",
+        );
+    }
+    let body = match read_body(st, req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if let Some(at) = too_deep(&body, st.config.max_depth + 4) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("body nests too deep (collector.max_depth) at byte {at}"),
+        );
+    }
+    let request: RowsRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, syntax_error("body", &e)),
+    };
+    let record = WalRecord {
+        boot: st.shared.boot,
+        events: Vec::new(),
+        batches: request.batches,
+        rejected: request.rejected,
+    };
+    let n = record.len();
+    if n > st.config.max_batch_events {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{n} rows in one request, the limit is {} (collector.max_batch_events)",
+                st.config.max_batch_events
+            ),
+        );
+    }
+    let max_event = st.config.max_event_bytes.0 as usize;
+    for (i, b) in record.batches.iter().enumerate() {
+        let checks = [
+            envelope::check_dataset_name(&b.dataset).map_err(|r| format!("dataset: {r}")),
+            envelope::check_table_name(&b.table).map_err(|r| format!("table: {r}")),
+            if b.day.len() == 8 && b.day.bytes().all(|c| c.is_ascii_digit()) {
+                Ok(())
+            } else {
+                Err(format!("day: expected YYYYMMDD, got {:?}", b.day))
+            },
+        ];
+        if let Some(Err(e)) = checks.into_iter().find(Result::is_err) {
+            return error(StatusCode::BAD_REQUEST, format!("batches[{i}].{e}"));
+        }
+        if !in_scope(key.as_ref(), &b.dataset) {
+            return error(
+                StatusCode::FORBIDDEN,
+                format!("this API key may not write namespace {:?}", b.dataset),
+            );
+        }
+        for (j, r) in b.rows.iter().enumerate() {
+            let bad = if let Err(e) = envelope::check_id(&r.id) {
+                Some(e.to_string())
+            } else if !r.json.get().starts_with('{') {
+                Some("json: must be an object".into())
+            } else if r.json.get().len() > max_event {
+                Some(format!(
+                    "json: {} bytes, the limit is {max_event} (collector.max_event_bytes)",
+                    r.json.get().len()
+                ))
+            } else {
+                None
+            };
+            if let Some(e) = bad {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("batches[{i}].rows[{j}].{e}"),
+                );
+            }
+        }
+    }
+    for (i, r) in record.rejected.iter().enumerate() {
+        if let Err(e) = envelope::check_dataset_name(&r.dataset) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("rejected[{i}].dataset: {e}"),
+            );
+        }
+        if !in_scope(key.as_ref(), &r.dataset) {
+            return error(
+                StatusCode::FORBIDDEN,
+                format!("this API key may not write namespace {:?}", r.dataset),
+            );
+        }
+    }
+    if n > 0 {
+        if let Err(r) = append(st, &record).await {
+            return r;
+        }
+    }
+    respond(StatusCode::OK, json!({"accepted": n}))
 }

@@ -56,7 +56,14 @@ pub async fn run(
     let c = config.collector.clone();
     let schemas = SchemaRegistry::load_dir(&config.core.schemas.dir)?;
     let processor = Arc::new(Processor::new(schemas, &config.core));
-    let sink_factory = evlog_core::sink::factory(&config.core, &processor)?;
+    // Sinks own their runtimes (and the BigQuery sink blocks on one to check its credentials):
+    // build them off this runtime's threads.
+    let sink_factory = {
+        let (core, processor) = (config.core.clone(), Arc::clone(&processor));
+        tokio::task::spawn_blocking(move || evlog_core::sink::factory(&core, &processor))
+            .await
+            .map_err(|e| Error::Other(format!("sink setup: {e}")))??
+    };
     let spool_opts = wal::spool_options(&c);
     let pending = Arc::new(AtomicU64::new(
         Spool::open(spool_opts.clone())?.pending_bytes(),

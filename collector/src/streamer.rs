@@ -147,7 +147,25 @@ fn stream_segment(
         match serde_json::from_slice::<WalRecord>(&rec.payload) {
             Ok(record) => {
                 if record.boot != shared.boot {
-                    shared.counters.accept_n(record.events.len() as u64);
+                    shared.counters.accept_n(record.len() as u64);
+                }
+                for b in record.batches {
+                    let dest = b.destination();
+                    let slot = acc.rows.entry(dest).or_default();
+                    for r in b.rows {
+                        acc.events += 1;
+                        let json = r.json.get().to_string();
+                        slot.1 += json.len();
+                        slot.0.push(EncodedRow {
+                            insert_id: r.id,
+                            json,
+                        });
+                    }
+                }
+                for r in record.rejected {
+                    acc.events += 1;
+                    let reason = intern(&r.reason);
+                    acc.rejects.push(r.into_rejected(reason));
                 }
                 for e in record.events {
                     let raw = RawEvent {
@@ -308,4 +326,20 @@ fn backoff(parts: &StreamerParts, attempt: &mut u32) -> bool {
         }
         std::thread::sleep((until - now).min(Duration::from_millis(20)));
     }
+}
+
+/// A `'static` label for a forwarded rejection reason (counters take static labels). Reasons are
+/// few; past a bound, unknown ones share one label so memory stays bounded.
+fn intern(reason: &str) -> &'static str {
+    static SEEN: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = seen.iter().find(|s| **s == reason) {
+        return s;
+    }
+    if seen.len() >= 64 || reason.len() > 64 {
+        return "forwarded_other";
+    }
+    let s: &'static str = Box::leak(reason.to_string().into_boxed_str());
+    seen.push(s);
+    s
 }

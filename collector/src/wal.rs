@@ -2,7 +2,8 @@
 //! request, written by one thread that groups concurrent requests into one write and one fsync.
 //!
 //! Record payload (JSON): `{"boot":<u64>,"events":[{"namespace","type","time","received_at",
-//! "id","event":{…}}]}`. `boot` identifies the collector process that acknowledged the events, so
+//! "id","event":{…}}]}`, or with `"batches"`/`"rejected"` in core's forward wire format (rows an
+//! SDK validated). `boot` identifies the collector process that acknowledged the events, so
 //! a later process replaying them counts them as accepted by itself.
 //!
 //! Invariants:
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use evlog_core::sink::forward::wire::{WireBatch, WireRejected};
 use evlog_core::spool::{Spool, SpoolError, SpoolOptions, HEADER};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -41,13 +43,34 @@ pub struct WalEvent {
     pub event: Box<RawValue>,
 }
 
-/// One record: the accepted events of one request.
+/// One record: what one request brought.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct WalRecord {
     /// The writing process's boot id.
     pub boot: u64,
-    /// The events.
+    /// Envelopes (`/v1/events`, `/v1/batch`), validated by the streamer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<WalEvent>,
+    /// Rows an SDK validated (`/v1/rows`, the forward sink).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<WireBatch>,
+    /// Events an SDK rejected, for the dead-letter tables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<WireRejected>,
+}
+
+impl WalRecord {
+    /// How many events the record holds.
+    pub fn len(&self) -> usize {
+        self.events.len()
+            + self.batches.iter().map(|b| b.rows.len()).sum::<usize>()
+            + self.rejected.len()
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Why an append was not acknowledged.
