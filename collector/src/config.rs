@@ -84,9 +84,9 @@ pub struct CollectorSection {
     pub workers: usize,
     /// HTTP worker threads (tokio); 0 = number of CPUs.
     pub http_threads: usize,
-    /// TLS certificate chain (PEM). TLS is not implemented yet: setting it is a config error.
+    /// TLS certificate chain (PEM file); with `tls_key`, the collector serves HTTPS only.
     pub tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM). See `tls_cert`.
+    /// TLS private key (PEM file: PKCS#8, PKCS#1 or SEC1).
     pub tls_key: Option<PathBuf>,
     /// On SIGTERM/SIGINT: how long to keep streaming to the sink before exiting.
     #[serde(deserialize_with = "duration")]
@@ -192,10 +192,10 @@ impl CollectorConfig {
                 rule: rule.into(),
             })
         };
-        if c.tls_cert.is_some() || c.tls_key.is_some() {
+        if c.tls_cert.is_some() != c.tls_key.is_some() {
             return invalid(
                 "collector.tls_cert",
-                "TLS is not implemented in this build; terminate TLS in front of the collector",
+                "tls_cert and tls_key go together: set both or neither",
             );
         }
         if c.workers == 0 {

@@ -46,6 +46,33 @@ pub enum Error {
     Other(String),
 }
 
+/// A TLS acceptor from PEM files.
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, Error> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| Error::Other(format!("collector.tls_cert {}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(Error::Other(format!(
+            "collector.tls_cert {}: no certificate in the file",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| Error::Other(format!("collector.tls_key {}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+        .map_err(|e| Error::Other(format!("TLS setup: {e}")))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 /// Serves until `shutdown` resolves, then drains (see the crate docs). Returns after the
 /// streamers stopped (everything streamed, or the deadline passed).
 pub async fn run(
@@ -104,6 +131,10 @@ pub async fn run(
         draining: AtomicBool::new(false),
     });
 
+    let tls = match (&c.tls_cert, &c.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+        _ => None,
+    };
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -120,13 +151,34 @@ pub async fn run(
                 let _ = stream.set_nodelay(true);
                 let st = Arc::clone(&state);
                 let svc = hyper::service::service_fn(move |req| http::handle(Arc::clone(&st), req));
-                let conn = http1::Builder::new()
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), svc);
-                let fut = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = fut.await;
-                });
+                match &tls {
+                    None => {
+                        let conn = http1::Builder::new()
+                            .keep_alive(true)
+                            .serve_connection(TokioIo::new(stream), svc);
+                        let fut = graceful.watch(conn);
+                        tokio::spawn(async move {
+                            let _ = fut.await;
+                        });
+                    }
+                    Some(acceptor) => {
+                        // The handshake runs in the connection's task, never in the accept loop.
+                        let acceptor = acceptor.clone();
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            let handshake = tokio::time::timeout(
+                                std::time::Duration::from_secs(10),
+                                acceptor.accept(stream),
+                            );
+                            if let Ok(Ok(tls_stream)) = handshake.await {
+                                let conn = http1::Builder::new()
+                                    .keep_alive(true)
+                                    .serve_connection(TokioIo::new(tls_stream), svc);
+                                let _ = watcher.watch(conn).await;
+                            }
+                        });
+                    }
+                }
             }
             () = &mut shutdown => break,
         }

@@ -301,3 +301,45 @@ fn over_the_high_watermark_answers_429_and_not_ready() {
     s.stop();
     assert_eq!(stored_ids(&s.data_dir()).len(), 1);
 }
+
+#[test]
+fn tls_serves_https_with_the_configured_certificate() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (Debian package openssl)");
+    assert!(ok.success());
+    let mut s = Server::start(&format!("tls_cert = {cert:?}\ntls_key = {key:?}"));
+    let https = s.url.replace("http://", "https://");
+    let c = reqwest::blocking::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let r = c
+        .post(format!("{https}/v1/events"))
+        .json(&txn(9))
+        .send()
+        .expect("https request");
+    assert_eq!(r.status(), 202);
+    // Plain HTTP on the TLS port gets no answer (the handshake fails), and the server goes on.
+    assert!(client().get(format!("{}/healthz", s.url)).send().is_err());
+    let r = c.get(format!("{https}/healthz")).send().expect("https");
+    assert_eq!(r.status(), 200);
+    s.stop();
+    assert_eq!(stored_ids(&s.data_dir()).len(), 1);
+}
