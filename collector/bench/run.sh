@@ -63,7 +63,7 @@ high_watermark = "1GiB"
 wal_max_bytes = "2GiB"
 max_batch_events = 1000
 [sink]
-kind = "file"
+kind = "${SINK:-file}"
 [sink.file]
 dir = "$tmp/data"
 [schemas]

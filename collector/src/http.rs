@@ -503,15 +503,15 @@ fn check_event(
             format!("this API key may not write namespace {:?}", env.namespace),
         ));
     }
-    let body = Value::Object(env.event).to_string();
-    if body.len() > max_event {
+    // Serialized straight into a RawValue (no second parse to check it).
+    let event = serde_json::value::to_raw_value(&Value::Object(env.event))
+        .map_err(|e| Item::err(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?;
+    let size = event.get().len();
+    if size > max_event {
         return Err(Item::err(
             StatusCode::PAYLOAD_TOO_LARGE,
             "event_too_large",
-            format!(
-                "event is {} bytes, the limit is {max_event} (collector.max_event_bytes)",
-                body.len()
-            ),
+            format!("event is {size} bytes, the limit is {max_event} (collector.max_event_bytes)"),
         ));
     }
     let known = st
@@ -522,8 +522,6 @@ fn check_event(
     let id = env
         .id
         .unwrap_or_else(|| evlog_core::ids::format_uuid(evlog_core::ids::uuid_v7(received_at)));
-    let event = serde_json::value::RawValue::from_string(body)
-        .map_err(|e| Item::err(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?;
     Ok((
         WalEvent {
             namespace: env.namespace,

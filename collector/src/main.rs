@@ -6,6 +6,9 @@ use std::process::ExitCode;
 
 use evlog_collector::{run, CollectorConfig};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut config_path: Option<PathBuf> = None;

@@ -25,6 +25,10 @@ struct Collector {
 
 impl Collector {
     fn start(server: &BqTestServer, wal: &Path) -> Self {
+        Self::start_on(server, wal, "127.0.0.1:0")
+    }
+
+    fn start_on(server: &BqTestServer, wal: &Path, addr: &str) -> Self {
         let text = format!(
             r#"
             [collector]
@@ -59,7 +63,7 @@ impl Collector {
             .build()
             .expect("runtime");
         let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .block_on(tokio::net::TcpListener::bind(addr))
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -203,6 +207,80 @@ fn sdk_forward_to_collector_to_bigquery_stores_every_event_once() {
         Some(100_000.0),
         "{m}"
     );
+    assert!(p.shutdown(Duration::from_secs(5)));
+    collector.stop();
+}
+
+#[test]
+fn undeliverable_batches_go_to_the_sdk_spool_and_reach_the_collector_later() {
+    let server = BqTestServer::start_blocking(BqTestConfig::default()).expect("test server");
+    server
+        .load_evlog_schemas(&schema_dir(), PROJECT)
+        .expect("tables");
+    // A free port with nothing listening yet: the collector starts later.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let dirs = tempfile::tempdir().expect("tempdir");
+    let sdk = Config::from_toml_str(&format!(
+        r#"
+        [sink]
+        kind = "forward"
+        [sink.forward]
+        url = "http://{addr}"
+        api_key = "{KEY}"
+        timeout = "2s"
+        [batch]
+        max_rows = 100
+        max_age = "20ms"
+        [retry]
+        base = "5ms"
+        cap = "50ms"
+        max_attempts = 3
+        [spool]
+        enabled = true
+        dir = {:?}
+        [schemas]
+        dir = {:?}
+        "#,
+        dirs.path().join("spool"),
+        schema_dir()
+    ))
+    .expect("sdk config");
+    let p = Pipeline::new(sdk).expect("pipeline");
+    for i in 0..1000 {
+        let id = format!("s-{i}");
+        let mut ev = EventInput::new("events", "page_view", format!(r#"{{"url":"/{i}"}}"#));
+        ev.time = Some(DAY0);
+        ev.id = Some(&id);
+        p.log(ev).expect("accepted");
+    }
+    // Nobody listens: the batches fail after their attempts and go to the spool.
+    assert!(!p.flush(Duration::from_secs(30)));
+    let s = p.stats();
+    assert_eq!(s.spooled, 1000, "{s:?}");
+    assert!(
+        s.sink_errors
+            .keys()
+            .any(|(sink, kind)| sink == "forward" && kind == "connect"),
+        "{s:?}"
+    );
+
+    let mut collector = Collector::start_on(&server, &dirs.path().join("wal"), &addr.to_string());
+    let stored = || {
+        server
+            .insert_ids(PROJECT, "events", "page_view20261122")
+            .len()
+    };
+    assert!(
+        wait_for(Duration::from_secs(60), || stored() == 1000),
+        "stored {} of 1000; sdk {:?}",
+        stored(),
+        p.stats()
+    );
+    let s = p.stats();
+    assert_eq!(s.delivered, 1000, "{s:?}");
+    assert!(s.is_settled(), "{s:?}");
     assert!(p.shutdown(Duration::from_secs(5)));
     collector.stop();
 }
