@@ -64,6 +64,9 @@ pub struct CollectorSection {
     pub max_event_bytes: ByteSize,
     /// Deepest JSON nesting accepted in a body (400 above it).
     pub max_depth: usize,
+    /// Ingest requests processed at once; more answer 429 at once. With the body limits, this
+    /// bounds memory: about `max_in_flight × (max_body_bytes + max_decompressed_bytes)` at worst.
+    pub max_in_flight: usize,
     /// Directory of the write-ahead log.
     pub wal_dir: PathBuf,
     /// fsync policy of the write-ahead log: `"always"`, `"interval"` or `"never"`.
@@ -105,6 +108,7 @@ impl Default for CollectorSection {
             max_batch_events: 10_000,
             max_event_bytes: ByteSize(1024 * 1024),
             max_depth: 32,
+            max_in_flight: 256,
             wal_dir: PathBuf::from("evlog-wal"),
             fsync: FsyncPolicy::Always,
             fsync_interval: Duration::from_millis(5),
@@ -200,6 +204,9 @@ impl CollectorConfig {
         }
         if c.workers == 0 {
             return invalid("collector.workers", "must be at least 1");
+        }
+        if c.max_in_flight == 0 {
+            return invalid("collector.max_in_flight", "must be at least 1");
         }
         if c.max_batch_events == 0 {
             return invalid("collector.max_batch_events", "must be at least 1");

@@ -32,6 +32,8 @@ pub(crate) struct State {
     pub shared: Arc<Shared>,
     pub wal: WalWriter,
     pub draining: AtomicBool,
+    /// Permits for ingest requests in progress (`max_in_flight`).
+    pub in_flight: tokio::sync::Semaphore,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -64,9 +66,17 @@ pub(crate) async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Res
         (&Method::GET, "/healthz") => respond(StatusCode::OK, json!({"status": "alive"})),
         (&Method::GET, "/readyz") => readyz(&st),
         (&Method::GET, "/metrics") => text(StatusCode::OK, metrics(&st)),
-        (&Method::POST, "/v1/events") => ingest(&st, req, false).await,
-        (&Method::POST, "/v1/batch") => ingest(&st, req, true).await,
-        (&Method::POST, "/v1/rows") => ingest_rows(&st, req).await,
+        (&Method::POST, "/v1/events" | "/v1/batch" | "/v1/rows") => {
+            // Bounded work in progress: past the limit, answer at once instead of queueing.
+            let Ok(_permit) = st.in_flight.try_acquire() else {
+                return Ok(too_busy(&st, "overloaded: too many requests in progress"));
+            };
+            match path.as_str() {
+                "/v1/events" => ingest(&st, req, false).await,
+                "/v1/batch" => ingest(&st, req, true).await,
+                _ => ingest_rows(&st, req).await,
+            }
+        }
         (_, "/v1/events" | "/v1/batch" | "/v1/rows") => {
             error(StatusCode::METHOD_NOT_ALLOWED, format!("{path} takes POST"))
         }

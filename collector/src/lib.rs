@@ -129,6 +129,7 @@ pub async fn run(
         shared: Arc::clone(&shared),
         wal: writer,
         draining: AtomicBool::new(false),
+        in_flight: tokio::sync::Semaphore::new(c.max_in_flight),
     });
 
     let tls = match (&c.tls_cert, &c.tls_key) {

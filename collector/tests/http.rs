@@ -343,3 +343,41 @@ fn tls_serves_https_with_the_configured_certificate() {
     s.stop();
     assert_eq!(stored_ids(&s.data_dir()).len(), 1);
 }
+
+#[test]
+fn requests_past_max_in_flight_get_429_at_once() {
+    use std::io::Write as _;
+    let mut s = Server::start("max_in_flight = 1");
+    let addr = s.url.trim_start_matches("http://").to_string();
+    // A slow client holds the only permit: headers sent, body still coming.
+    let mut slow = std::net::TcpStream::connect(&addr).expect("connect");
+    slow.write_all(
+        b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .expect("write");
+    let c = client();
+    let url = format!("{}/v1/events", s.url);
+    assert!(
+        wait_for(WAIT, || c
+            .post(&url)
+            .json(&txn(1))
+            .send()
+            .is_ok_and(|r| r.status() == 429)),
+        "no 429 while the permit is held"
+    );
+    drop(slow);
+    // The permit comes back when the slow request ends.
+    assert!(wait_for(WAIT, || c
+        .post(&url)
+        .json(&txn(2))
+        .send()
+        .is_ok_and(|r| r.status() == 202)));
+    assert_eq!(
+        c.get(format!("{}/healthz", s.url))
+            .send()
+            .expect("h")
+            .status(),
+        200
+    );
+    s.stop();
+}
