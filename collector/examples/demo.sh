@@ -3,14 +3,15 @@
 # and shows where the events landed. Run from the repository root:
 #   bash collector/examples/demo.sh
 set -euo pipefail
+PORT="${PORT:-8080}"
 cargo build --release -q -p evlog-collector
 bin="${CARGO_TARGET_DIR:-target}/release/evlog-collector"
-"$bin" --config collector/examples/collector.toml &
+"$bin" --config collector/examples/collector.toml --listen "127.0.0.1:$PORT" &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true' EXIT
-for _ in $(seq 100); do curl -sf http://127.0.0.1:8080/healthz >/dev/null && break; sleep 0.1; done
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
 
-post() { echo "POST $1 $2"; curl -s -X POST "http://127.0.0.1:8080$1" -H 'content-type: application/json' -d "$2"; echo; }
+post() { echo "POST $1 $2"; curl -s -X POST "http://127.0.0.1:$PORT$1" -H 'content-type: application/json' -d "$2"; echo; }
 post /v1/events '{"namespace":"events","type":"transaction","event":{"user_id":42,"amount":"9.99","currency":"EUR","items":[{"sku":"A-1","price":"9.99","qty":1}]}}'
 post /v1/batch '[{"namespace":"events","type":"transaction","event":{"user_id":7,"amount":"120.00","coupon":"XMAS"}},
                  {"namespace":"events","type":"page_view","event":{"url":"/checkout","user_id":7}},

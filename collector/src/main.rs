@@ -12,15 +12,17 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut config_path: Option<PathBuf> = None;
+    let mut listen: Option<String> = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--config" | "-c" => config_path = args.next().map(PathBuf::from),
+            "--listen" => listen = args.next(),
             "--help" | "-h" => {
-                println!("usage: evlog-collector --config <file.toml>");
+                println!("usage: evlog-collector --config <file.toml> [--listen ADDR:PORT]");
                 return ExitCode::SUCCESS;
             }
             other => {
-                eprintln!("evlog-collector: unknown argument {other:?}; usage: evlog-collector --config <file.toml>");
+                eprintln!("evlog-collector: unknown argument {other:?}; usage: evlog-collector --config <file.toml> [--listen ADDR:PORT]");
                 return ExitCode::from(2);
             }
         }
@@ -29,13 +31,22 @@ fn main() -> ExitCode {
         eprintln!("evlog-collector: missing --config <file.toml>");
         return ExitCode::from(2);
     };
-    let config = match CollectorConfig::from_path(&path) {
+    let mut config = match CollectorConfig::from_path(&path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("evlog-collector: {e}");
             return ExitCode::from(2);
         }
     };
+    if let Some(l) = listen {
+        match l.parse() {
+            Ok(addr) => config.collector.listen = addr,
+            Err(e) => {
+                eprintln!("evlog-collector: --listen {l:?}: {e} (expected ADDR:PORT)");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if config.collector.http_threads > 0 {
         rt.worker_threads(config.collector.http_threads);
