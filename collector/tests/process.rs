@@ -16,8 +16,13 @@ use serde_json::{json, Value};
 
 /// Starts the binary with the config under `root`; returns it and its base URL.
 fn spawn(root: &Path) -> (Child, String) {
+    spawn_with(root, &config_text(root, "", ""))
+}
+
+/// Starts the binary with the given config text.
+fn spawn_with(root: &Path, text: &str) -> (Child, String) {
     let cfg = root.join("collector.toml");
-    std::fs::write(&cfg, config_text(root, "", "")).expect("write config");
+    std::fs::write(&cfg, text).expect("write config");
     let mut child = Command::new(env!("CARGO_BIN_EXE_evlog-collector"))
         .arg("--config")
         .arg(&cfg)
@@ -163,13 +168,17 @@ fn kill_9_under_load_loses_no_acknowledged_event() {
 #[test]
 fn sigterm_drains_and_exits_within_the_deadline() {
     let root = tempfile::tempdir().expect("tempdir");
-    let (mut child, url) = spawn(root.path());
+    // Segments are sealed only at shutdown, so the whole load is still in the log at SIGTERM
+    // and the drain has all of it to do.
+    let text = config_text(root.path(), "seal_interval = \"1h\"", "");
+    let (mut child, url) = spawn_with(root.path(), &text);
     let c = client();
     let mut acked = HashSet::new();
     for b in 0..20 {
         acked.extend(post_batch(&c, &url, &format!("t{b}"), 500).expect("post"));
     }
     assert_eq!(acked.len(), 10_000);
+    assert!(stored_ids(&root.path().join("data")).is_empty());
     let t = Instant::now();
     sigterm(&child);
     // shutdown_deadline is 5 s in the test config.
@@ -188,4 +197,66 @@ fn sigterm_drains_and_exits_within_the_deadline() {
         .filter(|e| e.path().extension().is_some_and(|x| x == "evs"))
         .collect();
     assert!(left.is_empty(), "segments left: {left:?}");
+}
+
+#[test]
+fn at_the_shutdown_deadline_what_is_left_stays_in_the_log_for_the_next_start() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let wal = root.path().join("wal");
+    // A sink that cannot deliver (BigQuery at a closed port): the drain retries until the deadline.
+    let failing = format!(
+        r#"
+[collector]
+listen = "127.0.0.1:0"
+wal_dir = {wal:?}
+seal_interval = "20ms"
+shutdown_deadline = "1s"
+[sink]
+kind = "bigquery"
+[sink.bigquery]
+project = "p"
+auth = "none"
+base_url = "http://127.0.0.1:9/bigquery/v2"
+request_timeout = "200ms"
+[retry]
+base = "10ms"
+cap = "100ms"
+max_attempts = 2
+[schemas]
+dir = {schemas:?}
+"#,
+        wal = wal.display().to_string(),
+        schemas = schemas_dir().display().to_string(),
+    );
+    let (mut child, url) = spawn_with(root.path(), &failing);
+    let acked: HashSet<String> = post_batch(&client(), &url, "d", 300)
+        .expect("post")
+        .into_iter()
+        .collect();
+    assert_eq!(acked.len(), 300);
+    let t = Instant::now();
+    sigterm(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(5)).expect("exits at the deadline");
+    assert!(status.success(), "{status}");
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    let segments = std::fs::read_dir(&wal)
+        .expect("wal")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "evs"))
+        .count();
+    assert!(segments > 0, "the undelivered events must stay in the log");
+
+    // Next start, with a sink that works: everything arrives.
+    let (mut child, _url) = spawn(root.path());
+    let data = root.path().join("data");
+    let all = wait_for(Duration::from_secs(20), || {
+        let stored: HashSet<String> = stored_ids(&data).into_iter().collect();
+        acked.is_subset(&stored)
+    });
+    sigterm(&child);
+    wait_exit(&mut child, Duration::from_secs(10)).expect("exits");
+    assert!(
+        all,
+        "events left in the log were not delivered after restart"
+    );
 }
