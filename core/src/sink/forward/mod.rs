@@ -294,3 +294,154 @@ impl Sink for ForwardSink {
         first_error.map_or(Ok(()), Err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::routing::{Destination, PartitionKind};
+
+    /// A loopback HTTP/1.1 server answering each request with the next status of `script`
+    /// (then 200), recording request bodies' sizes and headers.
+    fn server(script: Vec<u16>) -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen2 = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            let mut script = script.into_iter();
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut out = stream;
+                loop {
+                    let mut head = String::new();
+                    let mut len = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        head.push_str(&line);
+                    }
+                    if head.is_empty() {
+                        break;
+                    }
+                    let mut body = vec![0; len];
+                    if reader.read_exact(&mut body).is_err() {
+                        break;
+                    }
+                    seen2.lock().expect("lock").push(head);
+                    let status = script.next().unwrap_or(200);
+                    let extra = if status == 429 {
+                        "Retry-After: 0\r\n"
+                    } else {
+                        ""
+                    };
+                    let answer =
+                        format!("HTTP/1.1 {status} X\r\n{extra}Content-Length: 2\r\n\r\n{{}}");
+                    if out.write_all(answer.as_bytes()).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        (url, seen)
+    }
+
+    fn batch(n: usize) -> Batch {
+        Batch {
+            destination: Destination {
+                dataset: "events".into(),
+                table: "t".into(),
+                partitioning: PartitionKind::DayShard,
+                day: "20261122".into(),
+            },
+            rows: (0..n)
+                .map(|i| EncodedRow {
+                    insert_id: format!("id-{i}"),
+                    json: format!(r#"{{"i":{i}}}"#),
+                })
+                .collect(),
+            bytes: 0,
+        }
+    }
+
+    fn retry() -> RetryConfig {
+        RetryConfig {
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(10),
+            max_attempts: 4,
+        }
+    }
+
+    #[test]
+    fn retries_429_and_5xx_then_delivers_with_key_and_gzip() {
+        let (url, seen) = server(vec![429, 503]);
+        let cfg = ForwardConfig {
+            url,
+            api_key: Some("k-123".into()),
+            max_rows_per_request: 10,
+            workers: 1,
+            ..ForwardConfig::default()
+        };
+        let mut sink = ForwardSink::new(&cfg, &retry()).expect("sink");
+        let out = sink.deliver(vec![batch(25)]);
+        assert_eq!(out[0].delivered, 25);
+        assert!(out[0].failed.is_empty());
+        assert_eq!(out[0].attempt_errors, vec!["http_429", "http_5xx"]);
+        let seen = seen.lock().expect("lock");
+        assert_eq!(
+            seen.len(),
+            5,
+            "3 requests of ≤10 rows; the first answered 429, then 503, then 200"
+        );
+        let h = seen[0].to_ascii_lowercase();
+        assert!(h.starts_with("post /v1/rows "), "{h}");
+        assert!(h.contains("authorization: bearer k-123"), "{h}");
+        assert!(h.contains("content-encoding: gzip"), "{h}");
+    }
+
+    #[test]
+    fn other_4xx_are_not_retried_and_fail_the_rows() {
+        let (url, seen) = server(vec![400]);
+        let cfg = ForwardConfig {
+            url,
+            ..ForwardConfig::default()
+        };
+        let mut sink = ForwardSink::new(&cfg, &retry()).expect("sink");
+        let out = sink.deliver(vec![batch(3)]);
+        assert_eq!(out[0].delivered, 0);
+        assert_eq!(out[0].failed.len(), 3);
+        assert_eq!(out[0].error.as_ref().map(SinkError::kind), Some("http_4xx"));
+        assert_eq!(seen.lock().expect("lock").len(), 1);
+    }
+
+    #[test]
+    fn connect_errors_use_up_the_attempts() {
+        let cfg = ForwardConfig {
+            url: "http://127.0.0.1:9".into(),
+            ..ForwardConfig::default()
+        };
+        let mut sink = ForwardSink::new(&cfg, &retry()).expect("sink");
+        let out = sink.deliver(vec![batch(2)]);
+        assert_eq!(out[0].failed.len(), 2);
+        assert_eq!(out[0].attempt_errors.len(), 4);
+        assert_eq!(out[0].error.as_ref().map(SinkError::kind), Some("connect"));
+    }
+
+    #[test]
+    fn url_is_required() {
+        let e = crate::Config::from_toml_str("[sink]\nkind = \"forward\"\n").expect_err("no url");
+        assert!(e.to_string().contains("sink.forward.url"), "{e}");
+    }
+}
