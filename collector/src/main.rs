@@ -1,7 +1,96 @@
-//! evlog collector. The HTTP ingest server is built by the collector issue; this shell only checks
-//! a configuration file so the binary exists and builds.
+//! `evlog-collector --config <file>`: binds `collector.listen`, serves until SIGTERM/SIGINT,
+//! drains until `collector.shutdown_deadline`, exits. All logic is in the library ([`run`]).
 
-fn main() {
-    eprintln!("evlog-collector: the HTTP collector is not built yet; see README.md");
-    std::process::exit(2);
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use evlog_collector::{run, CollectorConfig};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let mut config_path: Option<PathBuf> = None;
+    let mut listen: Option<String> = None;
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--config" | "-c" => config_path = args.next().map(PathBuf::from),
+            "--listen" => listen = args.next(),
+            "--help" | "-h" => {
+                println!("usage: evlog-collector --config <file.toml> [--listen ADDR:PORT]");
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("evlog-collector: unknown argument {other:?}; usage: evlog-collector --config <file.toml> [--listen ADDR:PORT]");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let Some(path) = config_path else {
+        eprintln!("evlog-collector: missing --config <file.toml>");
+        return ExitCode::from(2);
+    };
+    let mut config = match CollectorConfig::from_path(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("evlog-collector: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(l) = listen {
+        match l.parse() {
+            Ok(addr) => config.collector.listen = addr,
+            Err(e) => {
+                eprintln!("evlog-collector: --listen {l:?}: {e} (expected ADDR:PORT)");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if config.collector.http_threads > 0 {
+        rt.worker_threads(config.collector.http_threads);
+    }
+    let rt = match rt.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("evlog-collector: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        let addr = config.collector.listen;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        // Tests and scripts read this line to learn the port (listen = "127.0.0.1:0").
+        println!("evlog-collector listening on {local}");
+        let shutdown = async {
+            use tokio::signal::unix::{signal, SignalKind};
+            match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                _ => std::future::pending::<()>().await,
+            }
+            eprintln!("evlog-collector: shutting down");
+        };
+        run(listener, config, shutdown)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("evlog-collector: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -86,18 +86,22 @@ pub enum SinkKind {
     Null,
     /// BigQuery streaming inserts (`tabledata.insertAll`), see `[sink.bigquery]`.
     Bigquery,
+    /// Send batches to an evlog collector over HTTP, see `[sink.forward]`.
+    Forward,
 }
 
 /// `[sink]`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SinkConfig {
-    /// Which sink to use: `"file"` (default), `"bigquery"` or `"null"`.
+    /// Which sink to use: `"file"` (default), `"bigquery"`, `"forward"` or `"null"`.
     pub kind: SinkKind,
     /// Settings of the file sink.
     pub file: FileSinkConfig,
     /// Settings of the BigQuery sink.
     pub bigquery: crate::sink::bigquery::BigQueryConfig,
+    /// Settings of the forward (to a collector) sink.
+    pub forward: crate::sink::forward::ForwardConfig,
 }
 
 /// `[sink.file]`.
@@ -442,6 +446,19 @@ impl Config {
                 return invalid("sink.bigquery.token", "is required with auth = \"token\"");
             }
         }
+        let fw = &self.sink.forward;
+        if self.sink.kind == SinkKind::Forward && fw.url.is_empty() {
+            return invalid(
+                "sink.forward.url",
+                "is required with sink.kind = \"forward\"",
+            );
+        }
+        if fw.workers == 0 || fw.workers > 256 {
+            return invalid("sink.forward.workers", "must be 1..=256");
+        }
+        if fw.max_rows_per_request == 0 {
+            return invalid("sink.forward.max_rows_per_request", "must be at least 1");
+        }
         if !(1..=50_000).contains(&bq.max_rows_per_request) {
             return invalid("sink.bigquery.max_rows_per_request", "must be 1..=50000");
         }
@@ -492,6 +509,9 @@ const OPTIONAL_LEAVES: &[OptionalLeaf] = &[
         toml::Value::String(String::new())
     }),
     (&["sink", "bigquery", "token"], || {
+        toml::Value::String(String::new())
+    }),
+    (&["sink", "forward", "api_key"], || {
         toml::Value::String(String::new())
     }),
 ];

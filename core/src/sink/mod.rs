@@ -14,6 +14,7 @@
 
 pub mod bigquery;
 pub mod file;
+pub mod forward;
 pub mod memory;
 pub mod null;
 
@@ -234,6 +235,14 @@ pub fn factory(
             file::FileSink::new(&cfg)?;
             Ok(Arc::new(move || {
                 file::FileSink::new(&cfg).map(|s| Box::new(s) as Box<dyn Sink>)
+            }))
+        }
+        SinkKind::Forward => {
+            let cfg = config.forward.clone();
+            let retry = full.retry.clone();
+            forward::ForwardSink::new(&cfg, &retry)?;
+            Ok(Arc::new(move || {
+                forward::ForwardSink::new(&cfg, &retry).map(|s| Box::new(s) as Box<dyn Sink>)
             }))
         }
         SinkKind::Null => Ok(Arc::new(|| Ok(Box::new(null::NullSink) as Box<dyn Sink>))),

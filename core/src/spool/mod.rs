@@ -277,18 +277,24 @@ impl Spool {
                 std::process::id(),
                 self.seq
             );
-            let path = self.opts.dir.join(name);
+            let path = self.opts.dir.join(&name);
+            // Created under a name readers do not list, locked, then renamed into place: a reader
+            // polling the directory must never find the segment between its creation and the
+            // writer's lock (it would take the empty file for a finished one and delete it, and
+            // the writer would then append acknowledged records to an unlinked file).
+            let tmp = self.opts.dir.join(format!(".{name}.new"));
             let file = OpenOptions::new()
                 .create_new(true)
                 .append(true)
                 .read(true)
-                .open(&path)
-                .map_err(io_err("create", &path))?;
+                .open(&tmp)
+                .map_err(io_err("create", &tmp))?;
             flock(&file, FlockOperation::NonBlockingLockExclusive).map_err(|e| SpoolError::Io {
                 op: "lock",
-                path: path.clone(),
+                path: tmp.clone(),
                 source: e.into(),
             })?;
+            fs::rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
             self.writer = Some(Writer { path, file, len: 0 });
         }
         Ok(self.writer.as_mut().expect("set above"))

@@ -1,0 +1,282 @@
+//! The collector's configuration: core's [`Config`] (`[sink]`, `[batch]`, `[retry]`, `[schemas]`,
+//! `[routing]`, …, shared with the SDK) plus a `[collector]` section read here.
+//!
+//! `EVLOG_<SECTION>_<KEY>` variables override core keys as in the SDK; `[collector]` keys are read
+//! from the file only (an `EVLOG_COLLECTOR_*` variable is an error that says so).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use evlog_core::config::{ByteSize, ConfigError};
+use evlog_core::Config;
+use serde::{Deserialize, Deserializer};
+
+/// The whole collector configuration.
+#[derive(Debug, Clone, Default)]
+pub struct CollectorConfig {
+    /// `[collector]`.
+    pub collector: CollectorSection,
+    /// Everything else: core's configuration.
+    pub core: Config,
+}
+
+/// One API key and the namespaces it may write.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    /// The secret clients send as `Authorization: Bearer <key>` (or `X-Api-Key: <key>`).
+    pub key: String,
+    /// Namespaces this key may write; `["*"]` allows all.
+    pub namespaces: Vec<String>,
+}
+
+/// When the write-ahead log is fsynced before requests are acknowledged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncPolicy {
+    /// fsync every write (requests arriving together share one write and one fsync).
+    #[default]
+    Always,
+    /// Collect writes for `fsync_interval`, then one write and one fsync; acknowledgements wait
+    /// for the fsync that covers them.
+    Interval,
+    /// Never fsync (acknowledged once written to the kernel: survives a process crash, not a
+    /// power loss).
+    Never,
+}
+
+/// `[collector]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectorSection {
+    /// Address the binary listens on (`run` takes a bound listener instead).
+    pub listen: SocketAddr,
+    /// API keys; empty means open access (development only).
+    pub api_keys: Vec<ApiKey>,
+    /// Largest request body, compressed as sent (413 above it).
+    pub max_body_bytes: ByteSize,
+    /// Largest request body after gzip decompression (413 above it; stops gzip bombs).
+    pub max_decompressed_bytes: ByteSize,
+    /// Most events in one `/v1/batch` request (413 above it).
+    pub max_batch_events: usize,
+    /// Largest single event (its `event` object as JSON text); larger events are refused per event.
+    pub max_event_bytes: ByteSize,
+    /// Deepest JSON nesting accepted in a body (400 above it).
+    pub max_depth: usize,
+    /// Ingest requests processed at once; more answer 429 at once. With the body limits, this
+    /// bounds memory: about `max_in_flight × (max_body_bytes + max_decompressed_bytes)` at worst.
+    pub max_in_flight: usize,
+    /// Directory of the write-ahead log.
+    pub wal_dir: PathBuf,
+    /// fsync policy of the write-ahead log: `"always"`, `"interval"` or `"never"`.
+    pub fsync: FsyncPolicy,
+    /// With `fsync = "interval"`: how long writes are collected before one write and fsync.
+    #[serde(deserialize_with = "duration")]
+    pub fsync_interval: Duration,
+    /// Unstreamed write-ahead-log bytes above which requests get 429 and `/readyz` 503.
+    pub high_watermark: ByteSize,
+    /// Hard bound of the write-ahead log on disk.
+    pub wal_max_bytes: ByteSize,
+    /// The write-ahead log starts a new segment past this size.
+    pub segment_bytes: ByteSize,
+    /// The active segment is sealed (made readable by streamers) at least this often.
+    #[serde(deserialize_with = "duration")]
+    pub seal_interval: Duration,
+    /// Streamer threads (each streams whole segments to the sink).
+    pub workers: usize,
+    /// HTTP worker threads (tokio); 0 = number of CPUs.
+    pub http_threads: usize,
+    /// TLS certificate chain (PEM file); with `tls_key`, the collector serves HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM file: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// On SIGTERM/SIGINT: how long to keep streaming to the sink before exiting.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_deadline: Duration,
+    /// `Retry-After` seconds sent with 429.
+    pub retry_after_secs: u64,
+}
+
+impl Default for CollectorSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            api_keys: Vec::new(),
+            max_body_bytes: ByteSize(10 * 1024 * 1024),
+            max_decompressed_bytes: ByteSize(50 * 1024 * 1024),
+            max_batch_events: 10_000,
+            max_event_bytes: ByteSize(1024 * 1024),
+            max_depth: 32,
+            max_in_flight: 256,
+            wal_dir: PathBuf::from("evlog-wal"),
+            fsync: FsyncPolicy::Always,
+            fsync_interval: Duration::from_millis(5),
+            high_watermark: ByteSize(512 * 1024 * 1024),
+            wal_max_bytes: ByteSize(1024 * 1024 * 1024),
+            segment_bytes: ByteSize(64 * 1024 * 1024),
+            seal_interval: Duration::from_millis(100),
+            workers: 2,
+            http_threads: 0,
+            tls_cert: None,
+            tls_key: None,
+            shutdown_deadline: Duration::from_secs(10),
+            retry_after_secs: 1,
+        }
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "expected a duration like \"250ms\", \"1s\" or \"2m\", got {s:?}: {e}"
+        ))
+    })
+}
+
+impl CollectorConfig {
+    /// Reads a TOML file; `EVLOG_*` variables of the process override core keys.
+    pub fn from_path(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_with_env(&text, &path.display().to_string(), std::env::vars())
+    }
+
+    /// Parses TOML text with the given environment.
+    pub fn from_toml_with_env(
+        text: &str,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let parse = |message: String| ConfigError::Parse {
+            origin: origin.to_string(),
+            message,
+        };
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| parse(e.to_string()))?;
+        let section = match table.remove("collector") {
+            None => CollectorSection::default(),
+            Some(v) => v.try_into().map_err(|e: toml::de::Error| {
+                parse(format!("[collector]: {}", e.to_string().trim_end()))
+            })?,
+        };
+        let mut core_env = Vec::new();
+        for (k, v) in env {
+            if k.starts_with("EVLOG_COLLECTOR_") {
+                return Err(ConfigError::Invalid {
+                    key: "collector",
+                    rule: format!("{k}: [collector] keys are read from the config file only"),
+                });
+            }
+            core_env.push((k, v));
+        }
+        let rest = toml::to_string(&table).map_err(|e| parse(e.to_string()))?;
+        let core = Config::from_toml_with_env(&rest, origin, core_env)?;
+        let config = Self {
+            collector: section,
+            core,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text without environment overrides.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        Self::from_toml_with_env(text, "<string>", std::iter::empty())
+    }
+
+    /// Rules serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let c = &self.collector;
+        let invalid = |key: &'static str, rule: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                rule: rule.into(),
+            })
+        };
+        if c.tls_cert.is_some() != c.tls_key.is_some() {
+            return invalid(
+                "collector.tls_cert",
+                "tls_cert and tls_key go together: set both or neither",
+            );
+        }
+        if c.workers == 0 {
+            return invalid("collector.workers", "must be at least 1");
+        }
+        if c.max_in_flight == 0 {
+            return invalid("collector.max_in_flight", "must be at least 1");
+        }
+        if c.max_batch_events == 0 {
+            return invalid("collector.max_batch_events", "must be at least 1");
+        }
+        if c.max_depth < 2 {
+            return invalid(
+                "collector.max_depth",
+                "must be at least 2 (an envelope is an object holding an object)",
+            );
+        }
+        if c.high_watermark.0 > c.wal_max_bytes.0 {
+            return invalid(
+                "collector.high_watermark",
+                "must not exceed collector.wal_max_bytes",
+            );
+        }
+        for (i, k) in c.api_keys.iter().enumerate() {
+            if k.key.len() < 8 {
+                return Err(ConfigError::Invalid {
+                    key: "collector.api_keys",
+                    rule: format!("key #{} is shorter than 8 characters", i + 1),
+                });
+            }
+            if k.namespaces.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "collector.api_keys",
+                    rule: format!("key #{} has no namespaces (use [\"*\"] for all)", i + 1),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_collector_and_core_sections() {
+        let c = CollectorConfig::from_toml_str(
+            r#"
+            [collector]
+            listen = "127.0.0.1:9999"
+            api_keys = [{ key = "secret-key-1", namespaces = ["events"] }]
+            fsync = "interval"
+            fsync_interval = "2ms"
+            [batch]
+            max_rows = 7
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(c.collector.listen.port(), 9999);
+        assert_eq!(c.collector.fsync, FsyncPolicy::Interval);
+        assert_eq!(c.collector.fsync_interval, Duration::from_millis(2));
+        assert_eq!(c.core.batch.max_rows, 7);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = CollectorConfig::from_toml_str("[collector]\nlisen = 1\n").expect_err("bad key");
+        assert!(e.to_string().contains("lisen"), "{e}");
+        let e = CollectorConfig::from_toml_str("[batch]\nmax_rowz = 1\n").expect_err("bad key");
+        assert!(e.to_string().contains("max_rowz"), "{e}");
+        let e = CollectorConfig::from_toml_with_env(
+            "",
+            "x",
+            vec![("EVLOG_COLLECTOR_LISTEN".into(), "1".into())],
+        )
+        .expect_err("env");
+        assert!(e.to_string().contains("EVLOG_COLLECTOR_LISTEN"), "{e}");
+    }
+}

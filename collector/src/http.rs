@@ -1,0 +1,676 @@
+//! HTTP handlers: auth, limits, parsing, the write-ahead log append, answers.
+// Handlers return ready responses as errors; they are built once per request, not hot data.
+#![allow(clippy::result_large_err)]
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use evlog_core::envelope;
+use evlog_core::pipeline::Processor;
+use evlog_core::sink::forward::wire::RowsRequest;
+use evlog_core::Envelope;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use crate::config::{ApiKey, CollectorSection};
+use crate::streamer::Shared;
+use crate::wal::{AppendError, WalEvent, WalRecord, WalWriter};
+
+/// What handlers share.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub config: CollectorSection,
+    pub processor: Arc<Processor>,
+    pub shared: Arc<Shared>,
+    pub wal: WalWriter,
+    pub draining: AtomicBool,
+    /// Permits for ingest requests in progress (`max_in_flight`).
+    pub in_flight: tokio::sync::Semaphore,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn respond(status: StatusCode, body: Value) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Resp {
+    respond(status, json!({ "error": message.into() }))
+}
+
+fn text(status: StatusCode, body: String) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
+
+pub(crate) async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    let path = req.uri().path().to_string();
+    let r = match (req.method(), path.as_str()) {
+        (&Method::GET, "/healthz") => respond(StatusCode::OK, json!({"status": "alive"})),
+        (&Method::GET, "/readyz") => readyz(&st),
+        (&Method::GET, "/metrics") => text(StatusCode::OK, metrics(&st)),
+        (&Method::POST, "/v1/events" | "/v1/batch" | "/v1/rows") => {
+            // Bounded work in progress: past the limit, answer at once instead of queueing.
+            let Ok(_permit) = st.in_flight.try_acquire() else {
+                return Ok(too_busy(&st, "overloaded: too many requests in progress"));
+            };
+            match path.as_str() {
+                "/v1/events" => ingest(&st, req, false).await,
+                "/v1/batch" => ingest(&st, req, true).await,
+                _ => ingest_rows(&st, req).await,
+            }
+        }
+        (_, "/v1/events" | "/v1/batch" | "/v1/rows") => {
+            error(StatusCode::METHOD_NOT_ALLOWED, format!("{path} takes POST"))
+        }
+        _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
+    };
+    Ok(r)
+}
+
+fn overloaded(st: &State) -> bool {
+    st.shared.pending.load(Ordering::Relaxed) > st.config.high_watermark.0
+}
+
+fn readyz(st: &State) -> Resp {
+    if st.draining.load(Ordering::Relaxed) {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    if overloaded(st) {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the write-ahead log is over its high watermark",
+        );
+    }
+    if !st.shared.sink_healthy.load(Ordering::Relaxed) {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the sink is failing");
+    }
+    respond(StatusCode::OK, json!({"status": "ready"}))
+}
+
+fn metrics(st: &State) -> String {
+    let mut s = st.shared.counters.snapshot(0).to_prometheus();
+    let _ = writeln!(
+        s,
+        "# HELP evlog_collector_wal_pending_bytes Write-ahead log bytes not yet streamed.\n\
+         # TYPE evlog_collector_wal_pending_bytes gauge\n\
+         evlog_collector_wal_pending_bytes {}",
+        st.shared.pending.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        s,
+        "# HELP evlog_collector_sink_healthy 1 when the last delivery succeeded.\n\
+         # TYPE evlog_collector_sink_healthy gauge\n\
+         evlog_collector_sink_healthy {}",
+        u8::from(st.shared.sink_healthy.load(Ordering::Relaxed))
+    );
+    let _ = writeln!(
+        s,
+        "# HELP evlog_events_delivered_by_table_total Events acknowledged by the sink, per table.\n\
+         # TYPE evlog_events_delivered_by_table_total counter"
+    );
+    let tables = st
+        .shared
+        .per_table
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    for (table, n) in tables {
+        let (dataset, table) = table.split_once('.').unwrap_or(("", &table));
+        let _ = writeln!(
+            s,
+            "evlog_events_delivered_by_table_total{{dataset=\"{dataset}\",table=\"{table}\"}} {n}"
+        );
+    }
+    s
+}
+
+/// The key of a request, if it is one of ours: compared in constant time against every key.
+fn authorize<'a>(keys: &'a [ApiKey], req: &Request<Incoming>) -> Result<Option<&'a ApiKey>, Resp> {
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let given = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| req.headers().get("x-api-key").and_then(|v| v.to_str().ok()));
+    let Some(given) = given else {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "missing API key: send \"Authorization: Bearer <key>\" or \"X-Api-Key: <key>\"",
+        ));
+    };
+    let mut found = None;
+    for k in keys {
+        if bool::from(k.key.as_bytes().ct_eq(given.trim().as_bytes())) {
+            found = Some(k);
+        }
+    }
+    match found {
+        Some(k) => Ok(Some(k)),
+        None => Err(error(StatusCode::UNAUTHORIZED, "unknown API key")),
+    }
+}
+
+fn in_scope(key: Option<&ApiKey>, namespace: &str) -> bool {
+    key.is_none_or(|k| k.namespaces.iter().any(|n| n == "*" || n == namespace))
+}
+
+fn too_busy(st: &State, why: &str) -> Resp {
+    let mut r = error(StatusCode::TOO_MANY_REQUESTS, why);
+    r.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(st.config.retry_after_secs));
+    r
+}
+
+async fn read_body(st: &State, req: Request<Incoming>) -> Result<Vec<u8>, Resp> {
+    let max = st.config.max_body_bytes.0;
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "body is {} bytes, the limit is {max} (collector.max_body_bytes)",
+                declared.unwrap_or(0)
+            ),
+        ));
+    }
+    let gzip = match req
+        .headers()
+        .get(CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?"))
+    {
+        None | Some("identity") => false,
+        Some("gzip") => true,
+        Some(other) => {
+            return Err(error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("Content-Encoding {other:?} is not supported (use gzip or none)"),
+            ))
+        }
+    };
+    let body = match Limited::new(req.into_body(), max as usize).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return Err(if e.is::<http_body_util::LengthLimitError>() {
+                error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("body is larger than {max} bytes (collector.max_body_bytes)"),
+                )
+            } else {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the body: {e}"),
+                )
+            })
+        }
+    };
+    if !gzip {
+        return Ok(body.to_vec());
+    }
+    let limit = st.config.max_decompressed_bytes.0;
+    let mut out = Vec::new();
+    let mut dec = flate2::read::MultiGzDecoder::new(&body[..]).take(limit + 1);
+    if let Err(e) = dec.read_to_end(&mut out) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("body is not valid gzip: {e}"),
+        ));
+    }
+    if out.len() as u64 > limit {
+        return Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "decompressed body is larger than {limit} bytes (collector.max_decompressed_bytes)"
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// The deepest nesting of `text` beyond `max`, as the byte offset where it was exceeded.
+fn too_deep(text: &[u8], max: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_str = false;
+    let mut escaped = false;
+    for (i, &b) in text.iter().enumerate() {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return Some(i);
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn syntax_error(what: &str, e: &serde_json::Error) -> String {
+    format!(
+        "{what}: invalid JSON at line {} column {}: {e}",
+        e.line(),
+        e.column()
+    )
+}
+
+/// One event's result.
+struct Item {
+    status: StatusCode,
+    id: Option<String>,
+    error: Option<String>,
+    reason: Option<&'static str>,
+}
+
+impl Item {
+    fn err(status: StatusCode, reason: &'static str, msg: String) -> Self {
+        Self {
+            status,
+            id: None,
+            error: Some(msg),
+            reason: Some(reason),
+        }
+    }
+
+    fn to_json(&self, index: usize) -> Value {
+        let mut v = json!({"index": index, "status": self.status.as_u16()});
+        if let Some(id) = &self.id {
+            v["id"] = json!(id);
+        }
+        if let Some(e) = &self.error {
+            v["error"] = json!(e);
+        }
+        if let Some(r) = self.reason {
+            v["reason"] = json!(r);
+        }
+        v
+    }
+}
+
+async fn ingest(st: &State, req: Request<Incoming>, batch: bool) -> Resp {
+    if st.draining.load(Ordering::Relaxed) {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the collector is shutting down",
+        );
+    }
+    let key = match authorize(&st.config.api_keys, &req) {
+        Ok(k) => k.cloned(),
+        Err(r) => return r,
+    };
+    if overloaded(st) {
+        return too_busy(
+            st,
+            "overloaded: the write-ahead log is over its high watermark",
+        );
+    }
+    let ndjson = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("ndjson"));
+    let body = match read_body(st, req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let max_depth = st.config.max_depth;
+    // Parse: one value per event (or a per-event syntax error for NDJSON lines).
+    let mut values: Vec<Result<Value, Item>> = Vec::new();
+    let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    if !batch || (!ndjson && first == Some(b'[')) {
+        if let Some(at) = too_deep(&body, max_depth + usize::from(batch)) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "body nests deeper than {max_depth} levels (collector.max_depth) at byte {at}"
+                ),
+            );
+        }
+        let v: Value = match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => return error(StatusCode::BAD_REQUEST, syntax_error("body", &e)),
+        };
+        if batch {
+            let Value::Array(items) = v else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "body: expected a JSON array of envelopes or NDJSON",
+                );
+            };
+            values.extend(items.into_iter().map(Ok));
+        } else {
+            values.push(Ok(v));
+        }
+    } else {
+        for (n, line) in body.split(|&b| b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if values.len() >= st.config.max_batch_events {
+                values.push(Err(Item::err(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_many",
+                    String::new(),
+                )));
+                break;
+            }
+            let item = if let Some(at) = too_deep(line, max_depth) {
+                Err(Item::err(
+                    StatusCode::BAD_REQUEST,
+                    "too_deep",
+                    format!("line {}: nests deeper than {max_depth} levels (collector.max_depth) at byte {at}", n + 1),
+                ))
+            } else {
+                serde_json::from_slice::<Value>(line).map_err(|e| {
+                    Item::err(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_json",
+                        syntax_error(&format!("line {}", n + 1), &e),
+                    )
+                })
+            };
+            values.push(item);
+        }
+    }
+    if values.len() > st.config.max_batch_events {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "more than {} events in one request (collector.max_batch_events)",
+                st.config.max_batch_events
+            ),
+        );
+    }
+    if batch && values.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "body: no events");
+    }
+
+    // Check each envelope; keep the good ones for the log.
+    let mut items = Vec::with_capacity(values.len());
+    let mut events = Vec::new();
+    let received_at = evlog_core::clock::now_micros();
+    let max_event = st.config.max_event_bytes.0 as usize;
+    for v in values {
+        let item = match v.and_then(|v| check_event(st, key.as_ref(), v, max_event, received_at)) {
+            Ok((ev, known)) => {
+                let item = if known {
+                    Item {
+                        status: StatusCode::ACCEPTED,
+                        id: Some(ev.id.clone()),
+                        error: None,
+                        reason: None,
+                    }
+                } else {
+                    Item {
+                        status: StatusCode::UNPROCESSABLE_ENTITY,
+                        id: Some(ev.id.clone()),
+                        error: Some(format!(
+                            "no schema for table {}.{}: the event is kept in the dead-letter table",
+                            ev.namespace, ev.type_name
+                        )),
+                        reason: Some("unknown_table"),
+                    }
+                };
+                events.push(ev);
+                item
+            }
+            Err(item) => item,
+        };
+        items.push(item);
+    }
+    let n_events = events.len();
+    if n_events > 0 {
+        let record = WalRecord {
+            boot: st.shared.boot,
+            events,
+            batches: Vec::new(),
+            rejected: Vec::new(),
+        };
+        if let Err(r) = append(st, &record).await {
+            return r;
+        }
+    }
+    if !batch {
+        let item = &items[0];
+        let mut v = json!({});
+        if let Some(id) = &item.id {
+            v["id"] = json!(id);
+        }
+        if let Some(e) = &item.error {
+            v["error"] = json!(e);
+        }
+        if let Some(r) = item.reason {
+            v["reason"] = json!(r);
+        }
+        return respond(item.status, v);
+    }
+    let accepted = items
+        .iter()
+        .filter(|i| i.status == StatusCode::ACCEPTED)
+        .count();
+    let results: Vec<Value> = items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| it.to_json(i))
+        .collect();
+    respond(
+        StatusCode::OK,
+        json!({"accepted": accepted, "refused": items.len() - accepted, "results": results}),
+    )
+}
+
+/// Checks one envelope: shape (core's rules), scope, size. Returns the event for the log and
+/// whether its table is known.
+fn check_event(
+    st: &State,
+    key: Option<&ApiKey>,
+    v: Value,
+    max_event: usize,
+    received_at: i64,
+) -> Result<(WalEvent, bool), Item> {
+    let env = Envelope::from_value(v)
+        .map_err(|e| Item::err(StatusCode::BAD_REQUEST, "invalid_envelope", e.to_string()))?;
+    if !in_scope(key, &env.namespace) {
+        return Err(Item::err(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this API key may not write namespace {:?}", env.namespace),
+        ));
+    }
+    // Serialized straight into a RawValue (no second parse to check it).
+    let event = serde_json::value::to_raw_value(&Value::Object(env.event))
+        .map_err(|e| Item::err(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?;
+    let size = event.get().len();
+    if size > max_event {
+        return Err(Item::err(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "event_too_large",
+            format!("event is {size} bytes, the limit is {max_event} (collector.max_event_bytes)"),
+        ));
+    }
+    let known = st
+        .processor
+        .schemas()
+        .get(&env.namespace, &env.type_name)
+        .is_some();
+    let id = env
+        .id
+        .unwrap_or_else(|| evlog_core::ids::format_uuid(evlog_core::ids::uuid_v7(received_at)));
+    Ok((
+        WalEvent {
+            namespace: env.namespace,
+            type_name: env.type_name,
+            time: env.time,
+            received_at,
+            id,
+            event,
+        },
+        known,
+    ))
+}
+
+/// Appends a record to the log and counts its events accepted; the error answer otherwise.
+async fn append(st: &State, record: &WalRecord) -> Result<(), Resp> {
+    let payload = serde_json::to_vec(record).unwrap_or_default();
+    match st.wal.append(payload).await {
+        Ok(()) => {
+            st.shared.counters.accept_n(record.len() as u64);
+            Ok(())
+        }
+        Err(AppendError::Busy) => Err(too_busy(st, "overloaded: too many writes waiting")),
+        Err(e @ AppendError::Full(_)) => {
+            let mut r = too_busy(st, &e.to_string());
+            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            Err(r)
+        }
+        Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+    }
+}
+
+/// `POST /v1/rows`: rows an SDK already validated (core's forward sink). All or nothing: a bad
+/// row means a broken sender, so the whole request is refused with the row named.
+async fn ingest_rows(st: &State, req: Request<Incoming>) -> Resp {
+    if st.draining.load(Ordering::Relaxed) {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the collector is shutting down",
+        );
+    }
+    let key = match authorize(&st.config.api_keys, &req) {
+        Ok(k) => k.cloned(),
+        Err(r) => return r,
+    };
+    if overloaded(st) {
+        return too_busy(
+            st,
+            "overloaded: the write-ahead log is over its high watermark",
+        );
+    }
+    let body = match read_body(st, req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if let Some(at) = too_deep(&body, st.config.max_depth + 4) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("body nests too deep (collector.max_depth) at byte {at}"),
+        );
+    }
+    let request: RowsRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, syntax_error("body", &e)),
+    };
+    let record = WalRecord {
+        boot: st.shared.boot,
+        events: Vec::new(),
+        batches: request.batches,
+        rejected: request.rejected,
+    };
+    let n = record.len();
+    if n > st.config.max_batch_events {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{n} rows in one request, the limit is {} (collector.max_batch_events)",
+                st.config.max_batch_events
+            ),
+        );
+    }
+    let max_event = st.config.max_event_bytes.0 as usize;
+    for (i, b) in record.batches.iter().enumerate() {
+        let checks = [
+            envelope::check_dataset_name(&b.dataset).map_err(|r| format!("dataset: {r}")),
+            envelope::check_table_name(&b.table).map_err(|r| format!("table: {r}")),
+            if b.day.len() == 8 && b.day.bytes().all(|c| c.is_ascii_digit()) {
+                Ok(())
+            } else {
+                Err(format!("day: expected YYYYMMDD, got {:?}", b.day))
+            },
+        ];
+        if let Some(Err(e)) = checks.into_iter().find(Result::is_err) {
+            return error(StatusCode::BAD_REQUEST, format!("batches[{i}].{e}"));
+        }
+        if !in_scope(key.as_ref(), &b.dataset) {
+            return error(
+                StatusCode::FORBIDDEN,
+                format!("this API key may not write namespace {:?}", b.dataset),
+            );
+        }
+        for (j, r) in b.rows.iter().enumerate() {
+            let bad = if let Err(e) = envelope::check_id(&r.id) {
+                Some(e.to_string())
+            } else if !r.json.get().starts_with('{') {
+                Some("json: must be an object".into())
+            } else if r.json.get().len() > max_event {
+                Some(format!(
+                    "json: {} bytes, the limit is {max_event} (collector.max_event_bytes)",
+                    r.json.get().len()
+                ))
+            } else {
+                None
+            };
+            if let Some(e) = bad {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("batches[{i}].rows[{j}].{e}"),
+                );
+            }
+        }
+    }
+    for (i, r) in record.rejected.iter().enumerate() {
+        if let Err(e) = envelope::check_dataset_name(&r.dataset) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("rejected[{i}].dataset: {e}"),
+            );
+        }
+        if !in_scope(key.as_ref(), &r.dataset) {
+            return error(
+                StatusCode::FORBIDDEN,
+                format!("this API key may not write namespace {:?}", r.dataset),
+            );
+        }
+    }
+    if n > 0 {
+        if let Err(r) = append(st, &record).await {
+            return r;
+        }
+    }
+    respond(StatusCode::OK, json!({"accepted": n}))
+}

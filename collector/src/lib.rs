@@ -1,0 +1,205 @@
+//! evlog collector: HTTP ingest in front of core's validation, routing, sinks and spool.
+//!
+//! - [`run`]: serve on a bound listener until `shutdown` resolves, then drain (see below).
+//! - `POST /v1/events` (one envelope), `POST /v1/batch` (JSON array or NDJSON), gzip accepted;
+//!   `GET /healthz`, `GET /readyz`, `GET /metrics`.
+//! - A 2xx answer means the request's events are in the write-ahead log ([`wal`]); streamer
+//!   threads ([`streamer`]) deliver them through the configured sink and commit afterwards.
+//!
+//! Shutdown: stop accepting, finish in-flight requests, stream what is in the log until
+//! `collector.shutdown_deadline`, return. What is left stays in the log for the next start.
+
+pub mod config;
+mod http;
+pub mod streamer;
+pub mod wal;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use evlog_core::counters::Counters;
+use evlog_core::pipeline::Processor;
+use evlog_core::schema::SchemaRegistry;
+use evlog_core::spool::Spool;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+
+pub use crate::config::CollectorConfig;
+
+/// Why the collector could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A schema file is malformed.
+    #[error(transparent)]
+    Schema(#[from] evlog_core::schema::SchemaError),
+    /// The sink cannot be set up.
+    #[error(transparent)]
+    Sink(#[from] evlog_core::sink::SinkError),
+    /// The write-ahead log cannot be opened.
+    #[error(transparent)]
+    Wal(#[from] evlog_core::spool::SpoolError),
+    /// Anything else at startup.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A TLS acceptor from PEM files.
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, Error> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| Error::Other(format!("collector.tls_cert {}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(Error::Other(format!(
+            "collector.tls_cert {}: no certificate in the file",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| Error::Other(format!("collector.tls_key {}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+        .map_err(|e| Error::Other(format!("TLS setup: {e}")))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves until `shutdown` resolves, then drains (see the crate docs). Returns after the
+/// streamers stopped (everything streamed, or the deadline passed).
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    config: CollectorConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let c = config.collector.clone();
+    let schemas = SchemaRegistry::load_dir(&config.core.schemas.dir)?;
+    let processor = Arc::new(Processor::new(schemas, &config.core));
+    // Sinks own their runtimes (and the BigQuery sink blocks on one to check its credentials):
+    // build them off this runtime's threads.
+    let sink_factory = {
+        let (core, processor) = (config.core.clone(), Arc::clone(&processor));
+        tokio::task::spawn_blocking(move || evlog_core::sink::factory(&core, &processor))
+            .await
+            .map_err(|e| Error::Other(format!("sink setup: {e}")))??
+    };
+    let spool_opts = wal::spool_options(&c);
+    let pending = Arc::new(AtomicU64::new(
+        Spool::open(spool_opts.clone())?.pending_bytes(),
+    ));
+    let shared = Arc::new(streamer::Shared {
+        counters: Counters::new(),
+        pending: Arc::clone(&pending),
+        sink_healthy: AtomicBool::new(true),
+        per_table: Mutex::new(Default::default()),
+        boot: evlog_core::ids::random_u64(),
+    });
+    let (writer, writer_thread) = wal::WalWriter::start(&c, Arc::clone(&pending))?;
+    let stop = Arc::new(Mutex::new(None));
+    let mut streamers = Vec::new();
+    for i in 0..c.workers {
+        let parts = streamer::StreamerParts {
+            spool: spool_opts.clone(),
+            processor: Arc::clone(&processor),
+            sink_factory: Arc::clone(&sink_factory),
+            max_rows: config.core.batch.max_rows,
+            max_bytes: config.core.batch.max_bytes.0 as usize,
+            retry: config.core.retry.clone(),
+            shared: Arc::clone(&shared),
+            stop: Arc::clone(&stop),
+        };
+        let h = std::thread::Builder::new()
+            .name(format!("evlog-stream-{i}"))
+            .spawn(move || streamer::run(parts))
+            .map_err(|e| Error::Other(format!("cannot start a streamer thread: {e}")))?;
+        streamers.push(h);
+    }
+
+    let state = Arc::new(http::State {
+        config: c.clone(),
+        processor,
+        shared: Arc::clone(&shared),
+        wal: writer,
+        draining: AtomicBool::new(false),
+        in_flight: tokio::sync::Semaphore::new(c.max_in_flight),
+    });
+
+    let tls = match (&c.tls_cert, &c.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(x) => x,
+                    Err(_) => {
+                        // Out of file descriptors or similar: back off briefly, keep serving.
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let st = Arc::clone(&state);
+                let svc = hyper::service::service_fn(move |req| http::handle(Arc::clone(&st), req));
+                match &tls {
+                    None => {
+                        let conn = http1::Builder::new()
+                            .keep_alive(true)
+                            .serve_connection(TokioIo::new(stream), svc);
+                        let fut = graceful.watch(conn);
+                        tokio::spawn(async move {
+                            let _ = fut.await;
+                        });
+                    }
+                    Some(acceptor) => {
+                        // The handshake runs in the connection's task, never in the accept loop.
+                        let acceptor = acceptor.clone();
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            let handshake = tokio::time::timeout(
+                                std::time::Duration::from_secs(10),
+                                acceptor.accept(stream),
+                            );
+                            if let Ok(Ok(tls_stream)) = handshake.await {
+                                let conn = http1::Builder::new()
+                                    .keep_alive(true)
+                                    .serve_connection(TokioIo::new(tls_stream), svc);
+                                let _ = watcher.watch(conn).await;
+                            }
+                        });
+                    }
+                }
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    state.draining.store(true, Ordering::Relaxed);
+    let deadline = Instant::now() + c.shutdown_deadline;
+    // In-flight requests finish (their events reach the log) before the streamers' last pass.
+    let _ = tokio::time::timeout(c.shutdown_deadline, graceful.shutdown()).await;
+    state.wal.close();
+    drop(state);
+    tokio::task::spawn_blocking(move || {
+        // The writer seals the active segment as it stops, so the streamers' last pass sees it.
+        let _ = writer_thread.join();
+        *stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
+        for h in streamers {
+            let _ = h.join();
+        }
+    })
+    .await
+    .map_err(|e| Error::Other(format!("shutdown: {e}")))?;
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! Test helpers: a collector on 127.0.0.1:0 with temporary directories, and readers of what the
+//! file sink wrote.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use evlog_collector::CollectorConfig;
+use serde_json::Value;
+
+pub fn schemas_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/schemas")
+}
+
+/// The config text for a collector whose directories are under `root`, plus `extra` TOML lines
+/// inside `[collector]`, and `tail` (other sections).
+pub fn config_text(root: &Path, extra: &str, tail: &str) -> String {
+    format!(
+        r#"
+[collector]
+listen = "127.0.0.1:0"
+wal_dir = {wal:?}
+{defaults}
+{extra}
+
+[sink]
+kind = "file"
+[sink.file]
+dir = {data:?}
+
+[batch]
+max_rows = 500
+max_age = "50ms"
+
+[retry]
+base = "10ms"
+cap = "200ms"
+
+[schemas]
+dir = {schemas:?}
+{tail}
+"#,
+        defaults = ["seal_interval = \"20ms\"", "shutdown_deadline = \"5s\""]
+            .iter()
+            .filter(|l| !extra.contains(l.split(' ').next().unwrap_or("")))
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n"),
+        wal = root.join("wal").display().to_string(),
+        data = root.join("data").display().to_string(),
+        schemas = schemas_dir().display().to_string(),
+    )
+}
+
+/// A collector running [`evlog_collector::run`] on its own runtime thread.
+pub struct Server {
+    pub root: tempfile::TempDir,
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+}
+
+impl Server {
+    pub fn start(extra: &str) -> Self {
+        Self::start_with(extra, "")
+    }
+
+    pub fn start_with(extra: &str, tail: &str) -> Self {
+        let root = tempfile::tempdir().expect("tempdir");
+        let text = config_text(root.path(), extra, tail);
+        let config =
+            CollectorConfig::from_toml_with_env(&text, "test", std::iter::empty()).expect("config");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            rt.block_on(evlog_collector::run(listener, config, async {
+                let _ = rx.await;
+            }))
+            .map_err(|e| e.to_string())
+        });
+        Self {
+            root,
+            url,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    pub fn wal_dir(&self) -> PathBuf {
+        self.root.path().join("wal")
+    }
+
+    /// Shuts down (drain) and returns how long it took.
+    pub fn stop(&mut self) -> Duration {
+        let t = Instant::now();
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.thread.take() {
+            h.join().expect("run thread").expect("run");
+        }
+        t.elapsed()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.thread.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// Every row the file sink wrote, per file name (dead letters under `_evlog_rejected`).
+pub fn rows(data: &Path) -> HashMap<String, Vec<Value>> {
+    let mut out: HashMap<String, Vec<Value>> = HashMap::new();
+    let Ok(datasets) = std::fs::read_dir(data) else {
+        return out;
+    };
+    for d in datasets.flatten() {
+        let Ok(files) = std::fs::read_dir(d.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let name = f.file_name().to_string_lossy().to_string();
+            let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+            for line in text.lines() {
+                // A line being written may be incomplete: skip what does not parse yet.
+                if let Ok(v) = serde_json::from_str::<Value>(line) {
+                    out.entry(name.clone()).or_default().push(v);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Event ids in table files (not dead letters).
+pub fn stored_ids(data: &Path) -> Vec<String> {
+    rows(data)
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with("_evlog_rejected"))
+        .flat_map(|(_, rows)| rows)
+        .filter_map(|r| r["event_id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Dead-letter rows.
+pub fn dead_letters(data: &Path) -> Vec<Value> {
+    rows(data)
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("_evlog_rejected"))
+        .flat_map(|(_, rows)| rows)
+        .collect()
+}
+
+/// Waits for `cond` until `timeout`; true when it held.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(data).expect("gzip");
+    e.finish().expect("gzip")
+}
+
+pub fn txn(user: u64) -> Value {
+    serde_json::json!({"namespace": "events", "type": "transaction",
+        "event": {"user_id": user, "amount": "9.99", "currency": "EUR"}})
+}
+
+/// The value of a metric line `name{labels} value` (exact name with labels) in Prometheus text.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.trim().parse().ok()))
+}

@@ -1,0 +1,383 @@
+//! The HTTP interface against a real `run` on 127.0.0.1:0 with the file sink.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[test]
+fn single_event_is_stored_and_counted() {
+    let mut s = Server::start("");
+    let c = client();
+    let r = c
+        .post(format!("{}/v1/events", s.url))
+        .json(&txn(42))
+        .send()
+        .expect("send");
+    assert_eq!(r.status(), 202);
+    let body: Value = r.json().expect("json");
+    let id = body["id"].as_str().expect("id").to_string();
+    assert!(
+        wait_for(WAIT, || stored_ids(&s.data_dir()).contains(&id)),
+        "event {id} not stored"
+    );
+    let rows = rows(&s.data_dir());
+    let (file, table_rows) = rows.iter().next().expect("a file");
+    assert!(file.starts_with("transaction"), "{file}");
+    assert_eq!(table_rows[0]["user_id"], json!(42));
+    let m = c
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    assert_eq!(metric(&m, "evlog_events_accepted_total"), Some(1.0), "{m}");
+    assert_eq!(metric(&m, "evlog_events_delivered_total"), Some(1.0), "{m}");
+    assert_eq!(
+        metric(
+            &m,
+            "evlog_events_delivered_by_table_total{dataset=\"events\",table=\"transaction\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        c.get(format!("{}/healthz", s.url))
+            .send()
+            .expect("h")
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.get(format!("{}/readyz", s.url))
+            .send()
+            .expect("r")
+            .status(),
+        200
+    );
+    s.stop();
+}
+
+#[test]
+fn batch_answers_per_event_and_bad_events_do_not_fail_neighbours() {
+    let mut s = Server::start("max_event_bytes = 200");
+    let c = client();
+    let batch = json!([
+        txn(1),
+        {"namespace": "events", "event": {"user_id": 2}},
+        {"namespace": "events", "type": "no_such_table", "id": "dead-1", "event": {"x": 1}},
+        {"namespace": "events", "type": "transaction", "event": {"user_id": 3, "coupon": "x".repeat(300)}},
+        {"namespace": "events", "type": "transaction", "event": {"user_id": "not a number"}},
+        txn(4),
+    ]);
+    let r = c
+        .post(format!("{}/v1/batch", s.url))
+        .json(&batch)
+        .send()
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().expect("json");
+    let statuses: Vec<u64> = body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["status"].as_u64().expect("status"))
+        .collect();
+    // The schema error (user_id not a number) is found by the streamer: accepted, dead-lettered.
+    assert_eq!(statuses, vec![202, 400, 422, 413, 202, 202], "{body}");
+    assert!(
+        body["results"][1]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("\"type\""),
+        "{body}"
+    );
+    assert!(
+        body["results"][3]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("max_event_bytes"),
+        "{body}"
+    );
+    let ok: HashSet<String> = [0, 5]
+        .iter()
+        .map(|&i| body["results"][i]["id"].as_str().expect("id").to_string())
+        .collect();
+    assert!(wait_for(WAIT, || {
+        let ids: HashSet<String> = stored_ids(&s.data_dir()).into_iter().collect();
+        ok.is_subset(&ids) && dead_letters(&s.data_dir()).len() == 2
+    }));
+    let dl = dead_letters(&s.data_dir());
+    let reasons: HashSet<&str> = dl.iter().filter_map(|r| r["reason"].as_str()).collect();
+    assert!(reasons.contains("unknown_table"), "{dl:?}");
+    assert!(dl.iter().any(|r| r["event_id"] == "dead-1"), "{dl:?}");
+
+    // NDJSON: a syntax error on one line is reported with its line; the others are taken.
+    let nd = format!("{}\n{{\"namespace\": oops}}\n{}\n", txn(7), txn(8));
+    let r = c
+        .post(format!("{}/v1/batch", s.url))
+        .header("content-type", "application/x-ndjson")
+        .body(nd)
+        .send()
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().expect("json");
+    assert_eq!(body["accepted"], 2, "{body}");
+    let e = body["results"][1]["error"].as_str().expect("error");
+    assert!(e.contains("line 2") && e.contains("column"), "{e}");
+    s.stop();
+}
+
+#[test]
+fn auth_keys_and_scopes() {
+    let mut s = Server::start(
+        r#"api_keys = [{ key = "key-events-only", namespaces = ["events"] },
+                       { key = "key-for-all-ns", namespaces = ["*"] }]"#,
+    );
+    let c = client();
+    let url = format!("{}/v1/events", s.url);
+    let r = c.post(&url).json(&txn(1)).send().expect("send");
+    assert_eq!(r.status(), 401);
+    assert!(r.text().expect("t").contains("missing API key"));
+    let r = c
+        .post(&url)
+        .bearer_auth("wrong-key-123")
+        .json(&txn(1))
+        .send()
+        .expect("send");
+    assert_eq!(r.status(), 401);
+    let other = json!({"namespace": "other", "type": "t", "event": {}});
+    let r = c
+        .post(&url)
+        .bearer_auth("key-events-only")
+        .json(&other)
+        .send()
+        .expect("send");
+    assert_eq!(r.status(), 403);
+    assert!(r.text().expect("t").contains("\\\"other\\\""));
+    let r = c
+        .post(&url)
+        .header("x-api-key", "key-events-only")
+        .json(&txn(1))
+        .send()
+        .expect("send");
+    assert_eq!(r.status(), 202);
+    let r = c
+        .post(format!("{}/v1/batch", s.url))
+        .bearer_auth("key-events-only")
+        .json(&json!([txn(2), other]))
+        .send()
+        .expect("send");
+    let body: Value = r.json().expect("json");
+    assert_eq!(body["results"][0]["status"], 202, "{body}");
+    assert_eq!(body["results"][1]["status"], 403, "{body}");
+    let r = c
+        .post(&url)
+        .bearer_auth("key-for-all-ns")
+        .json(&json!({"namespace": "other", "type": "t", "event": {}}))
+        .send()
+        .expect("send");
+    assert_eq!(r.status(), 422); // in scope; no schema: dead-lettered
+    s.stop();
+}
+
+#[test]
+fn limits_and_malformed_bodies() {
+    let mut s = Server::start(
+        "max_body_bytes = 100000\nmax_decompressed_bytes = 200000\nmax_batch_events = 10\nmax_depth = 5",
+    );
+    let c = client();
+    let events = format!("{}/v1/events", s.url);
+    let batch = format!("{}/v1/batch", s.url);
+
+    let r = c
+        .post(&events)
+        .body("x".repeat(200_000))
+        .send()
+        .expect("send");
+    assert_eq!(r.status(), 413);
+    assert!(r.text().expect("t").contains("max_body_bytes"));
+
+    let many: Vec<Value> = (0..11).map(txn).collect();
+    let r = c.post(&batch).json(&many).send().expect("send");
+    assert_eq!(r.status(), 413);
+    assert!(r.text().expect("t").contains("max_batch_events"));
+
+    let deep = json!({"namespace": "events", "type": "transaction",
+        "event": {"user_id": 1, "a": {"b": {"c": {"d": {"e": 1}}}}}});
+    let r = c.post(&events).json(&deep).send().expect("send");
+    assert_eq!(r.status(), 400);
+    assert!(r.text().expect("t").contains("max_depth"));
+
+    let r = c
+        .post(&events)
+        .body("{\"namespace\": \"events\",\n \"type\": }")
+        .send()
+        .expect("send");
+    assert_eq!(r.status(), 400);
+    let t = r.text().expect("t");
+    assert!(t.contains("line 2 column"), "{t}");
+
+    let r = c.post(&events).body("[1]").send().expect("send");
+    assert_eq!(r.status(), 400);
+    assert!(r.text().expect("t").contains("envelope"));
+
+    // A gzip bomb: 50 MB of zeros in ~50 KB.
+    let bomb = gzip(&vec![b' '; 50 * 1024 * 1024]);
+    assert!(bomb.len() < 100_000, "{}", bomb.len());
+    let r = c
+        .post(&batch)
+        .header("content-encoding", "gzip")
+        .body(bomb)
+        .send()
+        .expect("send");
+    assert_eq!(r.status(), 413);
+    assert!(r.text().expect("t").contains("max_decompressed_bytes"));
+
+    let r = c
+        .post(&events)
+        .header("content-encoding", "gzip")
+        .body("not gzip at all")
+        .send()
+        .expect("send");
+    assert_eq!(r.status(), 400);
+
+    // gzip that is fine, and the process keeps serving.
+    let r = c
+        .post(&events)
+        .header("content-encoding", "gzip")
+        .body(gzip(txn(5).to_string().as_bytes()))
+        .send()
+        .expect("send");
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        c.get(format!("{}/healthz", s.url))
+            .send()
+            .expect("h")
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.get(format!("{}/nope", s.url)).send().expect("h").status(),
+        404
+    );
+    s.stop();
+}
+
+#[test]
+fn over_the_high_watermark_answers_429_and_not_ready() {
+    // Segments are never sealed while the server runs, so nothing is streamed and the backlog
+    // stays: the first request fills the log past the (tiny) watermark.
+    let mut s = Server::start("high_watermark = 10\nseal_interval = \"1h\"");
+    let c = client();
+    let url = format!("{}/v1/events", s.url);
+    assert_eq!(
+        c.post(&url).json(&txn(1)).send().expect("send").status(),
+        202
+    );
+    let r = c.post(&url).json(&txn(2)).send().expect("send");
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(
+        c.get(format!("{}/readyz", s.url))
+            .send()
+            .expect("r")
+            .status(),
+        503
+    );
+    assert_eq!(
+        c.get(format!("{}/healthz", s.url))
+            .send()
+            .expect("h")
+            .status(),
+        200
+    );
+    // Shutdown seals the segment and streams it.
+    s.stop();
+    assert_eq!(stored_ids(&s.data_dir()).len(), 1);
+}
+
+#[test]
+fn tls_serves_https_with_the_configured_certificate() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (Debian package openssl)");
+    assert!(ok.success());
+    let mut s = Server::start(&format!("tls_cert = {cert:?}\ntls_key = {key:?}"));
+    let https = s.url.replace("http://", "https://");
+    let c = reqwest::blocking::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let r = c
+        .post(format!("{https}/v1/events"))
+        .json(&txn(9))
+        .send()
+        .expect("https request");
+    assert_eq!(r.status(), 202);
+    // Plain HTTP on the TLS port gets no answer (the handshake fails), and the server goes on.
+    assert!(client().get(format!("{}/healthz", s.url)).send().is_err());
+    let r = c.get(format!("{https}/healthz")).send().expect("https");
+    assert_eq!(r.status(), 200);
+    s.stop();
+    assert_eq!(stored_ids(&s.data_dir()).len(), 1);
+}
+
+#[test]
+fn requests_past_max_in_flight_get_429_at_once() {
+    use std::io::Write as _;
+    let mut s = Server::start("max_in_flight = 1");
+    let addr = s.url.trim_start_matches("http://").to_string();
+    // A slow client holds the only permit: headers sent, body still coming.
+    let mut slow = std::net::TcpStream::connect(&addr).expect("connect");
+    slow.write_all(
+        b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .expect("write");
+    let c = client();
+    let url = format!("{}/v1/events", s.url);
+    assert!(
+        wait_for(WAIT, || c
+            .post(&url)
+            .json(&txn(1))
+            .send()
+            .is_ok_and(|r| r.status() == 429)),
+        "no 429 while the permit is held"
+    );
+    drop(slow);
+    // The permit comes back when the slow request ends.
+    assert!(wait_for(WAIT, || c
+        .post(&url)
+        .json(&txn(2))
+        .send()
+        .is_ok_and(|r| r.status() == 202)));
+    assert_eq!(
+        c.get(format!("{}/healthz", s.url))
+            .send()
+            .expect("h")
+            .status(),
+        200
+    );
+    s.stop();
+}

@@ -1,0 +1,167 @@
+//! The `POST /v1/rows` body, shared by the forward sink and the collector.
+//!
+//! ```json
+//! {"batches": [{"dataset": "events", "table": "transaction", "partitioned": false,
+//!               "day": "20261122", "rows": [{"id": "…", "json": {…row…}}]}],
+//!  "rejected": [{"dataset": "events", "event_id": "…", "namespace": "events",
+//!                "type": "transaction", "event_time": 1763800000000000,
+//!                "received_at": 1763800000000000, "reason": "missing_required",
+//!                "field": "user_id", "error": "…", "raw": "…"}]}
+//! ```
+//! Rows were validated and converted by the sender's core; the collector stores them as they are.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::routing::{Destination, PartitionKind};
+use crate::sink::{EncodedRow, RejectedEvent};
+
+/// A request body.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct RowsRequest {
+    /// Rows per destination.
+    #[serde(default)]
+    pub batches: Vec<WireBatch>,
+    /// Events to keep in dead-letter tables.
+    #[serde(default)]
+    pub rejected: Vec<WireRejected>,
+}
+
+/// Rows for one destination.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WireBatch {
+    /// Dataset.
+    pub dataset: String,
+    /// Base table.
+    pub table: String,
+    /// Partitioned (true) or day-sharded (false).
+    pub partitioned: bool,
+    /// UTC day, `YYYYMMDD`.
+    pub day: String,
+    /// The rows.
+    pub rows: Vec<WireRow>,
+}
+
+/// One row.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WireRow {
+    /// insertId (the event id).
+    pub id: String,
+    /// The row object.
+    pub json: Box<RawValue>,
+}
+
+/// A rejected event (see [`RejectedEvent`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireRejected {
+    /// Dataset whose dead-letter table receives it.
+    pub dataset: String,
+    /// Event id.
+    pub event_id: String,
+    /// Envelope namespace.
+    pub namespace: String,
+    /// Envelope type.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Event time (µs).
+    pub event_time: Option<i64>,
+    /// Received (µs).
+    pub received_at: i64,
+    /// Reason label.
+    pub reason: String,
+    /// Field at fault.
+    pub field: Option<String>,
+    /// Error message.
+    pub error: String,
+    /// The raw event text.
+    pub raw: String,
+}
+
+impl RowsRequest {
+    /// A request carrying rows for one destination.
+    pub fn rows(dest: &Destination, rows: &[EncodedRow]) -> Self {
+        Self {
+            batches: vec![WireBatch::from_rows(dest, rows)],
+            rejected: Vec::new(),
+        }
+    }
+
+    /// A request carrying dead letters.
+    pub fn rejected(events: &[RejectedEvent]) -> Self {
+        Self {
+            batches: Vec::new(),
+            rejected: events.iter().map(WireRejected::from).collect(),
+        }
+    }
+}
+
+impl WireBatch {
+    /// From a destination and rows (rows whose JSON is not valid are left out; core never
+    /// produces such rows).
+    pub fn from_rows(dest: &Destination, rows: &[EncodedRow]) -> Self {
+        Self {
+            dataset: dest.dataset.to_string(),
+            table: dest.table.to_string(),
+            partitioned: dest.partitioning == PartitionKind::Partitioned,
+            day: dest.day.to_string(),
+            rows: rows
+                .iter()
+                .filter_map(|r| {
+                    Some(WireRow {
+                        id: r.insert_id.clone(),
+                        json: RawValue::from_string(r.json.clone()).ok()?,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// The destination.
+    pub fn destination(&self) -> Destination {
+        Destination {
+            dataset: self.dataset.as_str().into(),
+            table: self.table.as_str().into(),
+            partitioning: if self.partitioned {
+                PartitionKind::Partitioned
+            } else {
+                PartitionKind::DayShard
+            },
+            day: self.day.as_str().into(),
+        }
+    }
+}
+
+impl From<&RejectedEvent> for WireRejected {
+    fn from(e: &RejectedEvent) -> Self {
+        Self {
+            dataset: e.dataset.clone(),
+            event_id: e.event_id.clone(),
+            namespace: e.namespace.clone(),
+            type_name: e.type_name.clone(),
+            event_time: e.event_time,
+            received_at: e.received_at,
+            reason: e.reason.to_string(),
+            field: e.field.clone(),
+            error: e.error.clone(),
+            raw: e.raw.clone(),
+        }
+    }
+}
+
+impl WireRejected {
+    /// Back into a [`RejectedEvent`]; `reason` must be a static label (the caller interns it).
+    pub fn into_rejected(self, reason: &'static str) -> RejectedEvent {
+        RejectedEvent {
+            dataset: self.dataset,
+            event_id: self.event_id,
+            namespace: self.namespace,
+            type_name: self.type_name,
+            event_time: self.event_time,
+            received_at: self.received_at,
+            reason,
+            field: self.field,
+            error: self.error,
+            raw: self.raw,
+        }
+    }
+}
