@@ -3,6 +3,10 @@
 # and shows where the events landed. Run from the repository root:
 #   bash collector/examples/demo.sh
 set -euo pipefail
+if ! command -v curl >/dev/null; then
+  source "$(dirname "${BASH_SOURCE[0]}")/../../tests/lib.sh"
+  ensure_apt curl
+fi
 PORT="${PORT:-8080}"
 cargo build --release -q -p evlog-collector
 bin="${CARGO_TARGET_DIR:-target}/release/evlog-collector"
