@@ -4,32 +4,17 @@
 //! timed call is an accepted event, never a cheap queue-full refusal. The flush thread validates
 //! and batches concurrently, as in production. Run: `cargo bench -p evlog-core --bench log`.
 
-use std::path::Path;
+mod common;
+
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use evlog_core::schema::SchemaRegistry;
-use evlog_core::sink::null::NullSink;
-use evlog_core::sink::Sink;
-use evlog_core::{Config, Pipeline};
+use evlog_core::Pipeline;
 
-/// A ~200-byte page view.
-const EVENT: &str = r#"{"user_id":123456,"url":"/courses/intro-to-rust/lesson/42","referrer":"https://www.example.com/search?q=rust","duration_ms":5321,"tags":["web","rust"],"session":"d9b2d63d-a233-4123-847a-5c9a6d1e2a33"}"#;
+use self::common::{pipeline, EVENT};
+
 const CHUNK: u64 = 10_000;
-
-fn pipeline() -> Pipeline {
-    let config = Config::from_toml_str("[queue]\ncapacity = 200000\nmax_bytes = \"256MiB\"\n")
-        .expect("bench config");
-    let schemas =
-        SchemaRegistry::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/schemas"))
-            .expect("bench schemas");
-    Pipeline::with_parts(
-        config,
-        schemas,
-        std::sync::Arc::new(|| Ok(Box::new(NullSink) as Box<dyn Sink>)),
-    )
-}
 
 /// Logs `n` events from one thread in queue-sized chunks; returns the time spent inside `log()`.
 fn timed_logs(p: &Pipeline, n: u64) -> Duration {

@@ -9,16 +9,15 @@
 //! Run: `cargo bench -p evlog-core --bench log_latency`.
 #![allow(unsafe_code)] // the timestamp-counter intrinsic
 
-use std::path::Path;
-use std::sync::{Arc, Barrier};
+mod common;
+
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use evlog_core::schema::SchemaRegistry;
-use evlog_core::sink::null::NullSink;
-use evlog_core::sink::Sink;
-use evlog_core::{Config, Pipeline};
+use evlog_core::Pipeline;
 
-const EVENT: &str = r#"{"user_id":123456,"url":"/courses/intro-to-rust/lesson/42","referrer":"https://www.example.com/search?q=rust","duration_ms":5321,"tags":["web","rust"],"session":"d9b2d63d-a233-4123-847a-5c9a6d1e2a33"}"#;
+use self::common::{pipeline, EVENT};
+
 const CALLS: usize = 500_000;
 const CHUNK: usize = 10_000;
 
@@ -38,19 +37,6 @@ fn ticks_per_ns() -> f64 {
     let (t0, i0) = (ticks(), Instant::now());
     std::thread::sleep(Duration::from_millis(200));
     (ticks() - t0) as f64 / i0.elapsed().as_nanos() as f64
-}
-
-fn pipeline() -> Pipeline {
-    let config = Config::from_toml_str("[queue]\ncapacity = 200000\nmax_bytes = \"256MiB\"\n")
-        .expect("bench config");
-    let schemas =
-        SchemaRegistry::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/schemas"))
-            .expect("bench schemas");
-    Pipeline::with_parts(
-        config,
-        schemas,
-        Arc::new(|| Ok(Box::new(NullSink) as Box<dyn Sink>)),
-    )
 }
 
 /// Times `CALLS` calls from this thread; returns per-call ticks (timer overhead removed).

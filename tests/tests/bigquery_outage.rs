@@ -2,69 +2,15 @@
 //! drained afterwards. Its own test binary, so the memory it measures is its own.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use evlog_core::{Config, EventInput, Pipeline};
-use evlog_tests::bq::{BqTestConfig, BqTestServer};
+use evlog_core::{EventInput, Pipeline};
 
-const PROJECT: &str = "evlog-test";
-
-fn schema_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/schemas")
-}
-
-fn config(server: &BqTestServer, extra: &str) -> Config {
-    let toml = format!(
-        r#"
-        [sink]
-        kind = "bigquery"
-        [sink.bigquery]
-        project = "{PROJECT}"
-        auth = "none"
-        base_url = "{}"
-        workers = 4
-        request_timeout = "5s"
-        [batch]
-        max_rows = 500
-        max_age = "50ms"
-        [queue]
-        capacity = 200000
-        [retry]
-        base = "5ms"
-        cap = "100ms"
-        max_attempts = 12
-        [schemas]
-        dir = {:?}
-        {extra}
-        "#,
-        server.v2_base_url(),
-        schema_dir()
-    );
-    Config::from_toml_str(&toml).expect("test config")
-}
-
-fn start_server() -> BqTestServer {
-    let server = BqTestServer::start_blocking(BqTestConfig::default()).expect("test server");
-    server
-        .load_evlog_schemas(&schema_dir(), PROJECT)
-        .expect("tables");
-    server
-}
-
-/// Polls `cond` until it holds or `limit` passes.
-fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    cond()
-}
+mod common;
+use common::wait_for;
+use common::{config, start_server, PROJECT};
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

@@ -2,55 +2,13 @@
 //! absorbed by the spool, and rows BigQuery refuses.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use evlog_core::{Config, EventInput, Pipeline};
+use evlog_core::{EventInput, Pipeline};
 use evlog_tests::bq::{BqTestConfig, BqTestServer};
 
-const PROJECT: &str = "evlog-test";
-
-fn schema_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/schemas")
-}
-
-fn config(server: &BqTestServer, extra: &str) -> Config {
-    let toml = format!(
-        r#"
-        [sink]
-        kind = "bigquery"
-        [sink.bigquery]
-        project = "{PROJECT}"
-        auth = "none"
-        base_url = "{}"
-        workers = 4
-        request_timeout = "5s"
-        [batch]
-        max_rows = 500
-        max_age = "50ms"
-        [queue]
-        capacity = 200000
-        [retry]
-        base = "5ms"
-        cap = "100ms"
-        max_attempts = 12
-        [schemas]
-        dir = {:?}
-        {extra}
-        "#,
-        server.v2_base_url(),
-        schema_dir()
-    );
-    Config::from_toml_str(&toml).expect("test config")
-}
-
-fn start_server() -> BqTestServer {
-    let server = BqTestServer::start_blocking(BqTestConfig::default()).expect("test server");
-    server
-        .load_evlog_schemas(&schema_dir(), PROJECT)
-        .expect("tables");
-    server
-}
+mod common;
+use common::{config, start_server, PROJECT};
 
 // 2026-11-22T10:00:00Z and the two following days.
 const DAY0: i64 = 1_795_341_600_000_000;

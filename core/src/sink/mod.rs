@@ -15,6 +15,7 @@
 pub mod bigquery;
 pub mod file;
 pub mod forward;
+pub mod http;
 pub mod memory;
 pub mod null;
 

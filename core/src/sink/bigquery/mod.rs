@@ -231,7 +231,7 @@ impl BigQuerySink {
                 return out;
             }
             out.retried += pending.len();
-            let wait = service::backoff(self.retry.base, self.retry.cap, attempt - 1)
+            let wait = crate::sink::http::backoff(self.retry.base, self.retry.cap, attempt - 1)
                 .max(failure.retry_after.unwrap_or_default().min(self.retry.cap));
             tokio::time::sleep(wait).await;
         }

@@ -197,12 +197,7 @@ pub async fn insert_all(
         Err(e) => return Err(transport(e)),
     };
     let status = resp.status();
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after = crate::sink::http::retry_after(resp.headers());
     let bytes = match resp.bytes().await {
         Ok(b) => b,
         Err(e) => return Err(transport(e)),
@@ -221,13 +216,7 @@ pub async fn insert_all(
 }
 
 fn transport(e: reqwest::Error) -> Failure {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else {
-        "transport"
-    };
+    let kind = crate::sink::http::transport_kind(&e);
     // Connection refused/reset, timeouts, dropped connections: all worth another try.
     Failure::retry(kind, format!("{kind} error: {e}"), None)
 }
@@ -254,7 +243,7 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Fail
         ),
     };
     let _ = parsed.as_ref().map(|b| b.error.code);
-    let retryable_status = matches!(status, 408 | 429) || status >= 500;
+    let retryable_status = crate::sink::http::retryable_status(status);
     let retryable_reason = reasons.iter().any(|r| RETRYABLE_REASONS.contains(r));
     let kind = match status {
         429 => "rate_limited",
@@ -268,15 +257,6 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Fail
     };
     f.not_found = status == 404 || reasons.contains(&"notFound");
     f
-}
-
-/// Full-jitter exponential backoff: a uniform delay in `[0, min(cap, base·2^attempt)]`.
-pub fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
-    let ceiling = base
-        .saturating_mul(1u32.checked_shl(attempt.min(30)).unwrap_or(u32::MAX))
-        .min(cap);
-    let r = crate::ids::random_u64() as f64 / u64::MAX as f64;
-    ceiling.mul_f64(r)
 }
 
 #[cfg(test)]
@@ -302,14 +282,5 @@ mod tests {
             None,
         );
         assert!(!f.retryable && f.kind == "http_4xx");
-    }
-
-    #[test]
-    fn backoff_is_bounded_full_jitter() {
-        for attempt in 0..40 {
-            let d = backoff(Duration::from_millis(100), Duration::from_secs(30), attempt);
-            assert!(d <= Duration::from_secs(30));
-            assert!(d <= Duration::from_millis(100) * 2u32.saturating_pow(attempt.min(20)));
-        }
     }
 }

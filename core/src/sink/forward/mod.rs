@@ -139,13 +139,7 @@ impl ForwardSink {
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {
-                let kind = if e.is_timeout() {
-                    "timeout"
-                } else if e.is_connect() {
-                    "connect"
-                } else {
-                    "transport"
-                };
+                let kind = super::http::transport_kind(&e);
                 return Err(Failure {
                     kind,
                     message: format!("POST {}: {e}", self.url),
@@ -160,14 +154,9 @@ impl ForwardSink {
             let _ = resp.bytes().await;
             return Ok(());
         }
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = super::http::retry_after(resp.headers());
         let text = resp.text().await.unwrap_or_default();
-        let retryable = status == 408 || status == 429 || status >= 500;
+        let retryable = super::http::retryable_status(status);
         Err(Failure {
             kind: match status {
                 429 => "http_429",
@@ -210,12 +199,8 @@ impl ForwardSink {
                         return out;
                     }
                     out.retried += rows;
-                    let wait = super::bigquery::service::backoff(
-                        self.retry.base,
-                        self.retry.cap,
-                        attempt - 1,
-                    )
-                    .max(f.retry_after.unwrap_or_default().min(self.retry.cap));
+                    let wait = super::http::backoff(self.retry.base, self.retry.cap, attempt - 1)
+                        .max(f.retry_after.unwrap_or_default().min(self.retry.cap));
                     tokio::time::sleep(wait).await;
                 }
             }

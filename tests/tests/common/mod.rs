@@ -1,0 +1,64 @@
+//! Setup shared by the tests that run the SDK against the BigQuery test server.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use evlog_core::Config;
+use evlog_tests::bq::{BqTestConfig, BqTestServer};
+
+pub const PROJECT: &str = "evlog-test";
+
+pub fn schema_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/schemas")
+}
+
+pub fn config(server: &BqTestServer, extra: &str) -> Config {
+    let toml = format!(
+        r#"
+        [sink]
+        kind = "bigquery"
+        [sink.bigquery]
+        project = "{PROJECT}"
+        auth = "none"
+        base_url = "{}"
+        workers = 4
+        request_timeout = "5s"
+        [batch]
+        max_rows = 500
+        max_age = "50ms"
+        [queue]
+        capacity = 200000
+        [retry]
+        base = "5ms"
+        cap = "100ms"
+        max_attempts = 12
+        [schemas]
+        dir = {:?}
+        {extra}
+        "#,
+        server.v2_base_url(),
+        schema_dir()
+    );
+    Config::from_toml_str(&toml).expect("test config")
+}
+
+pub fn start_server() -> BqTestServer {
+    let server = BqTestServer::start_blocking(BqTestConfig::default()).expect("test server");
+    server
+        .load_evlog_schemas(&schema_dir(), PROJECT)
+        .expect("tables");
+    server
+}
+
+/// Polls `cond` until it holds or `limit` passes.
+pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
