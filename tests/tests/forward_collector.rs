@@ -3,19 +3,17 @@
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use evlog_collector::CollectorConfig;
 use evlog_core::{Config, EventInput, Pipeline};
-use evlog_tests::bq::{BqTestConfig, BqTestServer};
+use evlog_tests::bq::BqTestServer;
 
-const PROJECT: &str = "evlog-test";
+mod common;
+use common::{schema_dir, start_server, wait_for, PROJECT};
+
 const KEY: &str = "forward-test-key";
-
-fn schema_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/schemas")
-}
 
 struct Collector {
     addr: std::net::SocketAddr,
@@ -105,26 +103,12 @@ fn metric(text: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name).and_then(|r| r.trim().parse().ok()))
 }
 
-fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    cond()
-}
-
 // 2026-11-22T10:00:00Z.
 const DAY0: i64 = 1_795_341_600_000_000;
 
 #[test]
 fn sdk_forward_to_collector_to_bigquery_stores_every_event_once() {
-    let server = BqTestServer::start_blocking(BqTestConfig::default()).expect("test server");
-    server
-        .load_evlog_schemas(&schema_dir(), PROJECT)
-        .expect("tables");
+    let server = start_server();
     let wal = tempfile::tempdir().expect("tempdir");
     let mut collector = Collector::start(&server, wal.path());
 
@@ -213,10 +197,7 @@ fn sdk_forward_to_collector_to_bigquery_stores_every_event_once() {
 
 #[test]
 fn undeliverable_batches_go_to_the_sdk_spool_and_reach_the_collector_later() {
-    let server = BqTestServer::start_blocking(BqTestConfig::default()).expect("test server");
-    server
-        .load_evlog_schemas(&schema_dir(), PROJECT)
-        .expect("tables");
+    let server = start_server();
     // A free port with nothing listening yet: the collector starts later. Taken below the
     // ephemeral range, so listeners that other tests bind to port 0 meanwhile cannot get it.
     let addr = (0..10_000u32)
