@@ -323,23 +323,30 @@ impl Item {
     }
 }
 
-async fn ingest(st: &State, req: Request<Incoming>, batch: bool) -> Resp {
+/// What every ingest endpoint checks before reading the body: not draining, a valid API key (its
+/// namespace scopes are checked per event later), and the log under its high watermark.
+fn admit(st: &State, req: &Request<Incoming>) -> Result<Option<ApiKey>, Resp> {
     if st.draining.load(Ordering::Relaxed) {
-        return error(
+        return Err(error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the collector is shutting down",
-        );
+        ));
     }
-    let key = match authorize(&st.config.api_keys, &req) {
-        Ok(k) => k.cloned(),
-        Err(r) => return r,
-    };
+    let key = authorize(&st.config.api_keys, req)?.cloned();
     if overloaded(st) {
-        return too_busy(
+        return Err(too_busy(
             st,
             "overloaded: the write-ahead log is over its high watermark",
-        );
+        ));
     }
+    Ok(key)
+}
+
+async fn ingest(st: &State, req: Request<Incoming>, batch: bool) -> Resp {
+    let key = match admit(st, &req) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
     let ndjson = req
         .headers()
         .get(CONTENT_TYPE)
@@ -566,22 +573,10 @@ async fn append(st: &State, record: &WalRecord) -> Result<(), Resp> {
 /// `POST /v1/rows`: rows an SDK already validated (core's forward sink). All or nothing: a bad
 /// row means a broken sender, so the whole request is refused with the row named.
 async fn ingest_rows(st: &State, req: Request<Incoming>) -> Resp {
-    if st.draining.load(Ordering::Relaxed) {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the collector is shutting down",
-        );
-    }
-    let key = match authorize(&st.config.api_keys, &req) {
-        Ok(k) => k.cloned(),
+    let key = match admit(st, &req) {
+        Ok(k) => k,
         Err(r) => return r,
     };
-    if overloaded(st) {
-        return too_busy(
-            st,
-            "overloaded: the write-ahead log is over its high watermark",
-        );
-    }
     let body = match read_body(st, req).await {
         Ok(b) => b,
         Err(r) => return r,
