@@ -72,21 +72,26 @@ pub enum DecimalError {
     OutOfRange,
 }
 
+/// Consumes an optional `+`/`-` at `b[*i]`; true for `-`.
+fn take_sign(b: &[u8], i: &mut usize) -> bool {
+    match b.get(*i) {
+        Some(b'-') => {
+            *i += 1;
+            true
+        }
+        Some(b'+') => {
+            *i += 1;
+            false
+        }
+        _ => false,
+    }
+}
+
 /// Reads a decimal literal: `[+-]digits[.digits][(e|E)[+-]digits]`, at least one mantissa digit.
 pub fn parse(s: &str) -> Result<Decimal, DecimalError> {
     let b = s.as_bytes();
     let mut i = 0;
-    let negative = match b.first() {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
-    };
+    let negative = take_sign(b, &mut i);
     let mut digits = Vec::new();
     let mut frac_digits: i64 = 0;
     let mut seen_digit = false;
@@ -114,17 +119,7 @@ pub fn parse(s: &str) -> Result<Decimal, DecimalError> {
     let mut exp: i64 = 0;
     if let Some(b'e' | b'E') = b.get(i) {
         i += 1;
-        let exp_negative = match b.get(i) {
-            Some(b'-') => {
-                i += 1;
-                true
-            }
-            Some(b'+') => {
-                i += 1;
-                false
-            }
-            _ => false,
-        };
+        let exp_negative = take_sign(b, &mut i);
         let start = i;
         while let Some(&c @ b'0'..=b'9') = b.get(i) {
             exp = (exp * 10 + i64::from(c - b'0')).min(EXP_LIMIT);
