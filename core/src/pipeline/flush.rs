@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use std::time::Duration;
 
+use super::lanes::Lanes;
 use super::spooled::Record;
 use super::{ErrorSummary, FlushParts, Outcome, ProcState, RawEvent, Request, IDLE_PARK};
 use crate::counters::DropReason;
@@ -28,6 +29,9 @@ use crate::spool::{Spool, SpoolError, SpoolOptions};
 
 /// Events processed between checks for requests and due batches.
 const DRAIN_CHUNK: usize = 4096;
+/// How long a stopping thread waits for producers that reserved room before it stopped to
+/// publish their events (they are a few instructions away from it, unless descheduled).
+const LEFTOVER_WAIT: Duration = Duration::from_millis(200);
 /// Spooled rows replayed per round.
 const REPLAY_ROWS: usize = 5000;
 /// First breaker interval after a failure.
@@ -47,20 +51,6 @@ pub(super) fn spawn(parts: FlushParts, st: Arc<ProcState>) -> std::io::Result<()
     Ok(())
 }
 
-/// Settles events still in the queue after the thread stopped: counted as dropped for `reason`.
-pub(super) fn drop_leftovers(st: &ProcState, reason: DropReason) {
-    let mut events = 0;
-    let mut bytes = 0;
-    while let Some(e) = st.queue.pop() {
-        events += 1;
-        bytes += e.body.len() as u64;
-    }
-    if events > 0 {
-        st.release(events, bytes);
-        st.counters.drop_events(reason, events);
-    }
-}
-
 struct Pending {
     rows: Vec<EncodedRow>,
     bytes: usize,
@@ -70,6 +60,8 @@ struct Pending {
 struct Worker {
     parts: FlushParts,
     st: Arc<ProcState>,
+    /// The consumer side of the producers' lanes.
+    lanes: Lanes,
     sink: Result<Box<dyn Sink>, SinkError>,
     pending: HashMap<Destination, Pending>,
     pending_rows: usize,
@@ -113,6 +105,7 @@ impl Worker {
         Self {
             parts,
             st,
+            lanes: Lanes::default(),
             sink,
             pending: HashMap::new(),
             pending_rows: 0,
@@ -147,10 +140,8 @@ impl Worker {
                 return;
             }
             if !flush_waiters.is_empty() {
-                // Everything pushed before the request is among the first `len` events (FIFO).
-                let n = self.st.queue.len();
                 let spooled_before = self.spooled();
-                self.drain(n);
+                self.drain_published();
                 self.deliver_all();
                 // Spooled is not delivered: say so.
                 let ok = self.spooled() == spooled_before;
@@ -217,11 +208,11 @@ impl Worker {
         while self.st.queued_events() > capacity / 2 {
             let mut raws = Vec::with_capacity(1000);
             let mut bytes = 0;
-            while raws.len() < 1000 {
-                let Some(e) = self.st.queue.pop() else { break };
+            self.lanes.take(&self.st, 1000, |e| {
                 bytes += e.body.len() as u64;
                 raws.push(e);
-            }
+                None
+            });
             if raws.is_empty() {
                 break;
             }
@@ -238,26 +229,61 @@ impl Worker {
         }
     }
 
-    /// Pops up to `max` events, validating and batching them. Returns how many were popped.
+    /// Takes up to `max` events, validating and batching them. Returns how many were taken.
     fn drain(&mut self, max: usize) -> usize {
-        let mut n = 0;
+        self.drain_with(|lanes, st, f| lanes.take(st, max, f))
+    }
+
+    /// Takes every event published before the call (for an exact `flush()`).
+    fn drain_published(&mut self) -> usize {
+        let bound = self.st.queued_events();
+        self.drain_with(|lanes, st, f| lanes.take_published(st, bound, f))
+    }
+
+    fn drain_with(
+        &mut self,
+        take: impl FnOnce(&mut Lanes, &ProcState, &mut dyn FnMut(RawEvent) -> Option<String>) -> usize,
+    ) -> usize {
+        let mut lanes = std::mem::take(&mut self.lanes);
+        let st = Arc::clone(&self.st);
         let mut bytes = 0u64;
-        while n < max {
-            let Some(raw) = self.st.queue.pop() else {
-                break;
-            };
-            n += 1;
+        let n = take(&mut lanes, &st, &mut |raw| {
             bytes += raw.body.len() as u64;
             match self.parts.processor.process(&raw) {
                 Ok((dest, row)) => self.add_row(dest, row),
                 Err(rejected) => self.rejects.push(*rejected),
             }
-            self.st.recycle(raw.body);
-        }
+            Some(raw.body)
+        });
+        self.lanes = lanes;
         if n > 0 {
-            self.st.release(n as u64, bytes);
+            st.release(n as u64, bytes);
         }
         n
+    }
+
+    /// After `finished` is set: waits briefly for producers that reserved room before it to
+    /// publish, and counts every event still queued as dropped for `reason`.
+    fn drop_leftovers(&mut self, reason: DropReason) {
+        let give_up = Instant::now() + LEFTOVER_WAIT;
+        loop {
+            let mut bytes = 0u64;
+            let st = Arc::clone(&self.st);
+            let n = self.lanes.take(&st, usize::MAX, |e| {
+                bytes += e.body.len() as u64;
+                None
+            });
+            if n > 0 {
+                st.release(n as u64, bytes);
+                st.counters.drop_events(reason, n as u64);
+            }
+            if st.queued_events() == 0 || Instant::now() >= give_up {
+                // Nothing will be logged here any more: free the recycled buffers.
+                while st.pool.pop().is_some() {}
+                return;
+            }
+            std::thread::yield_now();
+        }
     }
 
     fn add_row(&mut self, dest: Destination, row: EncodedRow) {
@@ -651,11 +677,12 @@ impl Worker {
     /// the deadline, count the rest as dropped, close the sink.
     fn stop(&mut self, deadline: Instant) -> bool {
         loop {
-            self.drain(DRAIN_CHUNK);
+            let drained = self.drain(DRAIN_CHUNK);
             if self.st.queued_events() == 0 || Instant::now() >= deadline {
                 break;
             }
-            if self.st.queue.is_empty() {
+            if drained == 0 {
+                // Producers are between their reservation and their push.
                 std::thread::yield_now();
             }
             // Ship as we go so a large backlog does not sit in memory.
@@ -697,10 +724,11 @@ impl Worker {
             // Events still queued (not even validated) are kept raw.
             let mut raws: Vec<RawEvent> = Vec::new();
             let mut bytes = 0;
-            while let Some(e) = self.st.queue.pop() {
+            self.lanes.take(&self.st, usize::MAX, |e| {
                 bytes += e.body.len() as u64;
                 raws.push(e);
-            }
+                None
+            });
             if !raws.is_empty() {
                 ok = false;
                 self.st.release(raws.len() as u64, bytes);
@@ -723,9 +751,11 @@ impl Worker {
                 ok = false;
             }
         }
+        // SeqCst pairs with producers' reservations: a producer either sees `finished` and
+        // backs out, or its reservation is counted in `queued_events` below and waited for.
         self.st.finished.store(true, Ordering::SeqCst);
         let before = self.st.queued_events();
-        drop_leftovers(&self.st, DropReason::ShutdownDeadline);
+        self.drop_leftovers(DropReason::ShutdownDeadline);
         ok && before == 0
     }
 }

@@ -2,11 +2,13 @@
 //!
 //! Contract:
 //! - [`Pipeline::log`] checks the envelope cheaply (names, id, time, that the body looks like a
-//!   JSON object, size), stamps time and id, and pushes onto a lock-free queue. It never blocks,
-//!   never does I/O and serialises nothing: the body text the caller built is what the flush thread
-//!   parses. It returns an error only when the event was not taken (invalid envelope, queue full,
-//!   shut down); such events are counted as dropped with that reason.
-//! - The queue is bounded by events and bytes (`[queue]`), with one atomic reservation per event.
+//!   JSON object, size), stamps time and id, and publishes the event to the calling thread's own
+//!   lock-free lane (see `lanes`). It never blocks, never does I/O and serialises nothing: the
+//!   body text the caller built is what the flush thread parses. It returns an error only when the
+//!   event was not taken (invalid envelope, queue full, shut down); such events are counted as
+//!   dropped with that reason.
+//! - "The queue" is all lanes together (plus a shared fallback queue). It is bounded by events and
+//!   bytes (`[queue]`), with one atomic reservation per event.
 //! - A flush thread, started by the first `log()` in a process, drains the queue, validates and
 //!   routes each event, batches rows per destination, and hands batches to the sink when one
 //!   reaches `batch.max_rows` or `batch.max_bytes`, or its oldest row `batch.max_age`.
@@ -16,6 +18,7 @@
 //!   builds a fresh state and thread; the parent's (copied, stale) state is never touched.
 
 mod flush;
+mod lanes;
 mod process;
 mod spooled;
 
@@ -198,6 +201,9 @@ enum Request {
 /// Per-process state: queue, counters and the flush thread's handle.
 struct ProcState {
     generation: u64,
+    /// Lanes registered by producer threads, not yet adopted by the flush thread.
+    new_lanes: SegQueue<lanes::LaneConsumer>,
+    /// Events from threads that cannot use a lane (thread-locals torn down, re-entrant call).
     queue: SegQueue<RawEvent>,
     /// Packed (events, bytes) reserved in the queue.
     load: CachePadded<AtomicU64>,
@@ -208,8 +214,9 @@ struct ProcState {
     pool: crossbeam_queue::ArrayQueue<String>,
     started: AtomicBool,
     shut_down: AtomicBool,
-    /// Set by the flush thread when it has stopped; events pushed after that are drained and
-    /// counted by their producer.
+    /// Set by the flush thread when it stops taking events. A producer checks it after its
+    /// reservation and backs out when set; the thread, after setting it, waits for reservations
+    /// made before to land and settles them.
     finished: AtomicBool,
     thread: Mutex<Option<Thread>>,
     /// Joined by `shutdown()` once the thread has reported, so nothing outlives a clean close.
@@ -234,6 +241,7 @@ impl ProcState {
     fn new(generation: u64) -> Self {
         Self {
             generation,
+            new_lanes: SegQueue::new(),
             queue: SegQueue::new(),
             load: CachePadded::new(AtomicU64::new(0)),
             wake_at: CachePadded::new(AtomicU64::new(u64::MAX)),
@@ -306,6 +314,8 @@ impl ProcState {
 }
 
 struct Shared {
+    /// Unique in the process: names this pipeline in threads' lane lists.
+    id: u64,
     config: Config,
     hook: Arc<arc_swap::ArcSwapOption<ErrorHook>>,
     processor: Arc<Processor>,
@@ -348,7 +358,9 @@ impl Pipeline {
 
     fn with_processor(config: Config, processor: Processor, sink_factory: SinkFactory) -> Self {
         let processor = Arc::new(processor);
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let shared = Shared {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             capacity: config.queue.capacity as u64,
             max_bytes: config.queue.max_bytes.0.min(BYTES_MASK),
             max_event_bytes: config.queue.max_event_bytes.0.min(u64::from(u32::MAX)) as usize,
@@ -382,7 +394,14 @@ impl Pipeline {
     /// An empty buffer to build an event body in (recycled when possible); pass it back as
     /// `EventInput::event_json = Cow::Owned(buf)` so the body is never copied.
     pub fn buffer(&self) -> String {
-        self.state().pool.pop().unwrap_or_default()
+        lanes::with_lane(
+            self.shared.id,
+            fork::generation(),
+            (),
+            || self.state_full(),
+            |st, io, ()| io.buffer(st),
+        )
+        .unwrap_or_else(|()| self.state().pool.pop().unwrap_or_default())
     }
 
     /// Logs a JSON object text with default time and id.
@@ -399,9 +418,34 @@ impl Pipeline {
     /// Takes an event: checks, stamps, enqueues. Never blocks; see the module docs.
     #[inline]
     pub fn log(&self, input: EventInput<'_>) -> Result<(), LogError> {
-        let st = self.state();
+        let logged = lanes::with_lane(
+            self.shared.id,
+            fork::generation(),
+            input,
+            || self.state_full(),
+            |st, io, input| {
+                if !st.started.load(Ordering::Relaxed) {
+                    // The thread could not be started before: try again.
+                    self.state();
+                }
+                self.log_to(st, input, Some(io))
+            },
+        );
+        match logged {
+            Ok(r) => r,
+            Err(input) => self.log_to(&self.state(), input, None),
+        }
+    }
+
+    #[inline]
+    fn log_to(
+        &self,
+        st: &ProcState,
+        input: EventInput<'_>,
+        io: Option<&mut lanes::LaneIo>,
+    ) -> Result<(), LogError> {
         st.counters.accept();
-        match self.enqueue(&st, input) {
+        match self.enqueue_to(st, input, io) {
             Ok(()) => Ok(()),
             Err(e) => {
                 st.counters.drop_events(e.reason(), 1);
@@ -410,10 +454,18 @@ impl Pipeline {
         }
     }
 
+    /// Checks, stamps and publishes one event, to the caller's lane or else the shared queue.
     #[inline]
-    fn enqueue(&self, st: &ProcState, input: EventInput<'_>) -> Result<(), LogError> {
-        envelope::check_namespace(input.namespace)?;
-        envelope::check_type(input.type_name)?;
+    fn enqueue_to(
+        &self,
+        st: &ProcState,
+        input: EventInput<'_>,
+        mut io: Option<&mut lanes::LaneIo>,
+    ) -> Result<(), LogError> {
+        let (namespace, type_name) = match io.as_deref_mut() {
+            Some(io) => io.checked_names(input.namespace, input.type_name)?,
+            None => lanes::checked_names(input.namespace, input.type_name)?,
+        };
         let body = input.event_json;
         if body.len() > self.shared.max_event_bytes {
             return Err(EnvelopeError::new(
@@ -443,36 +495,46 @@ impl Pipeline {
         }
         let bytes = body.len() as u64;
         let add = (1 << EVENT_SHIFT) | bytes;
-        let prev = st.load.fetch_add(add, Ordering::Relaxed);
+        // One read-modify-write reserves room (a compare-and-swap loop costs more under
+        // contention); a refused event backs its reservation out. SeqCst pairs with the flush
+        // thread's store of `finished` (see there).
+        let prev = st.load.fetch_add(add, Ordering::SeqCst);
         let depth = prev >> EVENT_SHIFT;
-        if depth >= self.shared.capacity {
+        let refused = if depth >= self.shared.capacity {
+            Some(LogError::QueueFull("queue.capacity events"))
+        } else if (prev & BYTES_MASK) + bytes > self.shared.max_bytes {
+            Some(LogError::QueueFull("queue.max_bytes"))
+        } else if st.finished.load(Ordering::SeqCst) {
+            Some(LogError::ShutDown)
+        } else {
+            None
+        };
+        if let Some(e) = refused {
             st.load.fetch_sub(add, Ordering::Relaxed);
-            return Err(LogError::QueueFull("queue.capacity events"));
+            return Err(e);
         }
-        if (prev & BYTES_MASK) + bytes > self.shared.max_bytes {
-            st.load.fetch_sub(add, Ordering::Relaxed);
-            return Err(LogError::QueueFull("queue.max_bytes"));
-        }
-        st.queue.push(RawEvent {
-            namespace: input.namespace.into(),
-            type_name: input.type_name.into(),
+        let event = RawEvent {
+            namespace,
+            type_name,
             time: input.time,
             received_at,
             id,
             body: match body {
                 Cow::Owned(s) => s,
                 Cow::Borrowed(b) => {
-                    let mut s = st.pool.pop().unwrap_or_default();
+                    let mut s = match io.as_deref_mut() {
+                        Some(io) => io.buffer(st),
+                        None => st.pool.pop().unwrap_or_default(),
+                    };
                     s.clear();
                     s.push_str(b);
                     s
                 }
             },
-        });
-        if st.finished.load(Ordering::SeqCst) {
-            // Raced with shutdown: the thread is gone, so settle what is left here.
-            flush::drop_leftovers(st, DropReason::ShutDown);
-            return Ok(());
+        };
+        match io {
+            Some(io) => io.push(event),
+            None => st.queue.push(event),
         }
         if depth + 1 >= st.wake_at.load(Ordering::Relaxed)
             && st.wake_at.swap(u64::MAX, Ordering::AcqRel) != u64::MAX
@@ -490,6 +552,10 @@ impl Pipeline {
             return st;
         }
         self.state_slow(st)
+    }
+
+    fn state_full(&self) -> Arc<ProcState> {
+        arc_swap::Guard::into_inner(self.state())
     }
 
     #[cold]
@@ -557,9 +623,10 @@ impl Pipeline {
             // A child that has not logged yet: it has accepted nothing.
             return Counters::new().snapshot(0);
         }
-        // The queue's own length: reservations may briefly overshoot while a refused producer
-        // rolls its reservation back.
-        st.counters.snapshot(st.queue.len() as u64)
+        // Reservations, which may briefly include refused events while their producers back
+        // out; those never make the queue exceed its capacity, so neither does the gauge.
+        st.counters
+            .snapshot(st.queued_events().min(self.shared.capacity))
     }
 }
 

@@ -1,0 +1,562 @@
+//! Per-thread lanes: the path an event takes from `log()` to the flush thread.
+//!
+//! Each thread that logs into a pipeline gets its own single-producer, single-consumer lane, so
+//! `log()` shares no queue tail with other threads and publishes an event with one release
+//! store. A lane is a chain of fixed ring chunks ([`CHUNK`] events, `rtrb`): when the current
+//! chunk is full the producer starts a new one and hands its consumer end over through the lane's
+//! chunk queue, so a lane never refuses an event. The pipeline's bounds (events and bytes) are
+//! enforced by the reservation in `log()`, not here. Body buffers the flush thread is done with
+//! go back to the lane they came from (a second ring), so a steady producer reuses its own
+//! buffers without touching a shared pool.
+//!
+//! Contract:
+//! - A lane belongs to one (thread, pipeline, fork generation): the thread-local list is keyed
+//!   by the pipeline's unique id and the fork generation, and caches the pipeline's per-process
+//!   state, so `log()` does not load it each time. After `fork()` the child's generation differs,
+//!   so the parent's lanes (copied into the child) are never used there.
+//! - The producer is dropped when its thread exits (thread-local destructor); it marks the lane
+//!   closed, and the consumer removes the lane once it has taken every event in it. Entries of
+//!   pipelines that are gone are pruned when the thread next adds a lane.
+//! - The consumer side ([`Lanes`]) is owned by the flush thread alone. New lanes reach it through
+//!   the state's registration queue.
+//! - Events of one thread come out in the order they were logged; there is no order across
+//!   threads (none is promised: BigQuery rows have no order).
+//! - When thread-locals are unavailable (a thread being torn down, or a re-entrant call from a
+//!   signal handler), `log()` falls back to the state's shared queue, which the consumer drains
+//!   too.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use compact_str::CompactString;
+use crossbeam_queue::SegQueue;
+
+use super::{ProcState, RawEvent, POOL_MAX_CAPACITY};
+use crate::envelope::{self, EnvelopeError};
+
+/// Events per ring chunk. A chunk is allocated (uninitialised, ~16 KiB) once per this many
+/// events and freed by the flush thread; an idle thread keeps one.
+pub(super) const CHUNK: usize = 128;
+
+/// Recycled body buffers a lane holds for its producer.
+const FREE_BUFFERS: usize = 256;
+
+/// What the producer and the consumer of one lane share besides the rings.
+#[derive(Debug, Default)]
+pub(super) struct LaneShared {
+    /// Set when the producer is gone; every event it pushed is visible to whoever reads `true`.
+    closed: AtomicBool,
+    /// Consumer ends of chunks started after the one the consumer is reading, oldest first.
+    chunks: SegQueue<rtrb::Consumer<RawEvent>>,
+}
+
+/// The producer end, kept in a thread-local list: the pipeline state it feeds (cached here so
+/// `log()` does not load it from the pipeline each time) and the lane itself.
+pub(super) struct LaneProducer {
+    pipeline_id: u64,
+    generation: u64,
+    state: Arc<ProcState>,
+    io: LaneIo,
+}
+
+/// What a producer writes to.
+pub(super) struct LaneIo {
+    ring: rtrb::Producer<RawEvent>,
+    /// Body buffers the flush thread has finished with, returned to this thread.
+    free: rtrb::Consumer<String>,
+    shared: Arc<LaneShared>,
+    /// The last (namespace, type) pair that passed the name checks on this thread: most threads
+    /// log a handful of names, so most calls compare instead of checking again.
+    names: Option<(CompactString, CompactString)>,
+}
+
+impl std::fmt::Debug for LaneIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaneIo").finish_non_exhaustive()
+    }
+}
+
+impl LaneIo {
+    /// The checked names as the queue stores them.
+    #[inline]
+    pub(super) fn checked_names(
+        &mut self,
+        namespace: &str,
+        type_name: &str,
+    ) -> Result<(CompactString, CompactString), EnvelopeError> {
+        if let Some((ns, ty)) = &self.names {
+            if same(ns.as_bytes(), namespace.as_bytes())
+                && same(ty.as_bytes(), type_name.as_bytes())
+            {
+                return Ok((ns.clone(), ty.clone()));
+            }
+        }
+        let names = checked_names(namespace, type_name)?;
+        self.names = Some(names.clone());
+        Ok(names)
+    }
+
+    /// An empty body buffer: one this lane got back, else one from the state's pool.
+    #[inline]
+    pub(super) fn buffer(&mut self, st: &ProcState) -> String {
+        match self.free.pop() {
+            Ok(b) => b,
+            Err(_) => st.pool.pop().unwrap_or_default(),
+        }
+    }
+
+    /// Publishes an event to the consumer.
+    #[inline]
+    pub(super) fn push(&mut self, event: RawEvent) {
+        if let Err(rtrb::PushError::Full(event)) = self.ring.push(event) {
+            self.push_to_new_chunk(event);
+        }
+    }
+
+    #[cold]
+    fn push_to_new_chunk(&mut self, event: RawEvent) {
+        let (producer, consumer) = rtrb::RingBuffer::new(CHUNK);
+        // The full chunk's events were published before this push, so a consumer that takes
+        // the new chunk from the queue sees all of them.
+        self.shared.chunks.push(consumer);
+        self.ring = producer;
+        if self.ring.push(event).is_err() {
+            unreachable!("a new chunk has room");
+        }
+    }
+}
+
+impl Drop for LaneIo {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+    }
+}
+
+/// Byte equality, inline for short names (most are under 16 bytes) instead of a `memcmp` call.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+    let half = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().expect("4 bytes"));
+    match n {
+        // Two overlapping loads cover the whole name.
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        _ => a == b,
+    }
+}
+
+/// Both name checks, without the cache.
+pub(super) fn checked_names(
+    namespace: &str,
+    type_name: &str,
+) -> Result<(CompactString, CompactString), EnvelopeError> {
+    envelope::check_namespace(namespace)?;
+    envelope::check_type(type_name)?;
+    Ok((namespace.into(), type_name.into()))
+}
+
+thread_local! {
+    static LANES: RefCell<Vec<LaneProducer>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's lane into pipeline `pipeline_id` in fork generation
+/// `generation`, registering a new lane with the state `register` returns on first use. Gives
+/// `arg` back when the thread-local list is unavailable (thread teardown, re-entrant call).
+#[inline]
+pub(super) fn with_lane<T, R>(
+    pipeline_id: u64,
+    generation: u64,
+    arg: T,
+    register: impl FnOnce() -> Arc<ProcState>,
+    f: impl FnOnce(&ProcState, &mut LaneIo, T) -> R,
+) -> Result<R, T> {
+    let mut arg = Some(arg);
+    let out = LANES.try_with(|lanes| {
+        let Ok(mut lanes) = lanes.try_borrow_mut() else {
+            return None;
+        };
+        let i = match lanes
+            .iter()
+            .position(|l| l.pipeline_id == pipeline_id && l.generation == generation)
+        {
+            Some(i) => i,
+            None => add_lane(&mut lanes, pipeline_id, generation, register()),
+        };
+        let lane = &mut lanes[i];
+        arg.take().map(|a| f(&lane.state, &mut lane.io, a))
+    });
+    match out {
+        Ok(Some(r)) => Ok(r),
+        _ => Err(arg.expect("argument not consumed")),
+    }
+}
+
+#[cold]
+fn add_lane(
+    lanes: &mut Vec<LaneProducer>,
+    pipeline_id: u64,
+    generation: u64,
+    state: Arc<ProcState>,
+) -> usize {
+    // Lanes whose consumer is gone (their pipeline shut down) only hold memory.
+    lanes.retain(|l| Arc::strong_count(&l.io.shared) > 1);
+    let (producer, consumer) = rtrb::RingBuffer::new(CHUNK);
+    let (free_tx, free_rx) = rtrb::RingBuffer::new(FREE_BUFFERS);
+    let shared = Arc::new(LaneShared::default());
+    state.new_lanes.push(LaneConsumer {
+        ring: consumer,
+        next: None,
+        free: free_tx,
+        shared: Arc::clone(&shared),
+    });
+    lanes.push(LaneProducer {
+        pipeline_id,
+        generation,
+        state,
+        io: LaneIo {
+            ring: producer,
+            free: free_rx,
+            shared,
+            names: None,
+        },
+    });
+    lanes.len() - 1
+}
+
+/// The consumer end of one lane.
+pub(super) struct LaneConsumer {
+    ring: rtrb::Consumer<RawEvent>,
+    /// A later chunk taken from the queue while `ring` still held events.
+    next: Option<rtrb::Consumer<RawEvent>>,
+    /// Where body buffers go back to the producer.
+    free: rtrb::Producer<String>,
+    shared: Arc<LaneShared>,
+}
+
+impl std::fmt::Debug for LaneConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaneConsumer").finish_non_exhaustive()
+    }
+}
+
+impl LaneConsumer {
+    fn pop(&mut self) -> Option<RawEvent> {
+        loop {
+            if let Ok(e) = self.ring.pop() {
+                return Some(e);
+            }
+            let next = match self.next.take() {
+                Some(next) => next,
+                None => self.shared.chunks.pop()?,
+            };
+            // The producer filled this chunk before it published `next`; having taken `next`,
+            // all of those events are visible, so look once more before moving on.
+            if let Ok(e) = self.ring.pop() {
+                self.next = Some(next);
+                return Some(e);
+            }
+            self.ring = next;
+        }
+    }
+
+    /// Returns a body buffer to the producer, or else to the state's pool.
+    fn recycle(&mut self, st: &ProcState, mut body: String) {
+        if body.capacity() > POOL_MAX_CAPACITY {
+            return;
+        }
+        body.clear();
+        if let Err(rtrb::PushError::Full(body)) = self.free.push(body) {
+            st.recycle(body);
+        }
+    }
+
+    /// True when the producer is gone and every event it pushed has been taken.
+    fn is_done(&self) -> bool {
+        // `closed` first: reading it makes every push visible, so empty then means done.
+        self.shared.closed.load(Ordering::Acquire)
+            && self.ring.is_empty()
+            && self.next.is_none()
+            && self.shared.chunks.is_empty()
+    }
+}
+
+/// The consumer side of every lane of one pipeline state, plus its shared queue. Owned by the
+/// flush thread.
+#[derive(Debug, Default)]
+pub(super) struct Lanes {
+    list: Vec<LaneConsumer>,
+    /// Where the next round starts, so no source is starved.
+    cursor: usize,
+}
+
+impl Lanes {
+    fn adopt(&mut self, st: &ProcState) {
+        while let Some(l) = st.new_lanes.pop() {
+            self.list.push(l);
+        }
+    }
+
+    /// Takes up to `max` events, visiting the shared queue and each lane in turn, and gives
+    /// each to `f`, which may hand the body buffer back for reuse. Returns how many.
+    pub(super) fn take(
+        &mut self,
+        st: &ProcState,
+        max: usize,
+        mut f: impl FnMut(RawEvent) -> Option<String>,
+    ) -> usize {
+        self.adopt(st);
+        let sources = self.list.len() + 1;
+        let mut n = 0;
+        for k in 0..sources {
+            if n == max {
+                break;
+            }
+            let s = (self.cursor + k) % sources;
+            n += match self.list.get_mut(s) {
+                Some(lane) => take_lane(st, lane, (max - n) as u64, &mut f) as usize,
+                None => take_queue(st, max - n, &mut f),
+            };
+        }
+        self.cursor = (self.cursor + 1) % sources;
+        self.remove_done();
+        n
+    }
+
+    /// Takes every event published before this call (and perhaps some published during it),
+    /// giving each to `f`. `bound` caps what one lane yields (pass the number of events
+    /// reserved in the pipeline at the time of the call): every earlier event is within it, and
+    /// a producer that keeps logging cannot hold the caller forever. Returns how many.
+    pub(super) fn take_published(
+        &mut self,
+        st: &ProcState,
+        bound: u64,
+        mut f: impl FnMut(RawEvent) -> Option<String>,
+    ) -> usize {
+        self.adopt(st);
+        // The shared queue is FIFO: its length now covers everything pushed before.
+        let mut n = take_queue(st, st.queue.len(), &mut f);
+        for lane in &mut self.list {
+            n += take_lane(st, lane, bound, &mut f) as usize;
+        }
+        self.remove_done();
+        n
+    }
+
+    fn remove_done(&mut self) {
+        if self
+            .list
+            .iter()
+            .any(|l| l.shared.closed.load(Ordering::Relaxed))
+        {
+            self.list.retain(|l| !l.is_done());
+        }
+    }
+}
+
+fn take_lane(
+    st: &ProcState,
+    lane: &mut LaneConsumer,
+    max: u64,
+    f: &mut impl FnMut(RawEvent) -> Option<String>,
+) -> u64 {
+    let mut k = 0;
+    while k < max {
+        let Some(e) = lane.pop() else { break };
+        if let Some(body) = f(e) {
+            lane.recycle(st, body);
+        }
+        k += 1;
+    }
+    k
+}
+
+fn take_queue(st: &ProcState, max: usize, f: &mut impl FnMut(RawEvent) -> Option<String>) -> usize {
+    let mut k = 0;
+    while k < max {
+        let Some(e) = st.queue.pop() else { break };
+        if let Some(body) = f(e) {
+            st.recycle(body);
+        }
+        k += 1;
+    }
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::EventId;
+
+    fn event(i: usize) -> RawEvent {
+        RawEvent {
+            namespace: "events".into(),
+            type_name: "t".into(),
+            time: None,
+            received_at: i as i64,
+            id: EventId::Generated(i as u128),
+            body: String::with_capacity(8),
+        }
+    }
+
+    fn push(pipeline_id: u64, st: &Arc<ProcState>, i: usize) {
+        with_lane(
+            pipeline_id,
+            0,
+            event(i),
+            || Arc::clone(st),
+            |_, io, e| io.push(e),
+        )
+        .expect("lane");
+    }
+
+    #[test]
+    fn one_thread_keeps_order_across_chunks_and_gets_buffers_back() {
+        let st = Arc::new(ProcState::new(0));
+        let mut lanes = Lanes::default();
+        let n = CHUNK * 5 + 3;
+        for i in 0..n {
+            push(1, &st, i);
+        }
+        let mut seen = Vec::new();
+        let took = lanes.take_published(&st, n as u64, |e| {
+            seen.push(e.received_at as usize);
+            Some(e.body)
+        });
+        assert_eq!(took, n);
+        assert_eq!(seen, (0..n).collect::<Vec<_>>());
+        // Buffers went back to this thread's lane first, the rest to the pool.
+        let back = with_lane(
+            1,
+            0,
+            (),
+            || unreachable!(),
+            |st, io, ()| {
+                let b = io.buffer(st);
+                assert!(b.is_empty() && b.capacity() >= 8);
+                io.free.slots() + 1
+            },
+        )
+        .expect("lane");
+        assert_eq!(back, FREE_BUFFERS);
+        assert_eq!(st.pool.len(), n - FREE_BUFFERS);
+        // Interleaved pushes and takes cross chunk boundaries in both orders.
+        let mut next = n;
+        let mut expect = n;
+        for round in 0..50 {
+            for _ in 0..(round * 7) % (CHUNK + 5) {
+                push(1, &st, next);
+                next += 1;
+            }
+            lanes.take(&st, 37, |e| {
+                assert_eq!(e.received_at as usize, expect);
+                expect += 1;
+                None
+            });
+        }
+        lanes.take(&st, usize::MAX, |e| {
+            assert_eq!(e.received_at as usize, expect);
+            expect += 1;
+            None
+        });
+        assert_eq!(expect, next);
+    }
+
+    #[test]
+    fn many_threads_nothing_lost_and_exited_lanes_are_removed() {
+        let st = Arc::new(ProcState::new(0));
+        let mut lanes = Lanes::default();
+        const THREADS: usize = 8;
+        const PER: usize = 10_000;
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let st = Arc::clone(&st);
+                std::thread::spawn(move || {
+                    for i in 0..PER {
+                        push(7, &st, t * PER + i);
+                    }
+                })
+            })
+            .collect();
+        let mut seen = vec![false; THREADS * PER];
+        let mut last = [None::<usize>; THREADS];
+        let mut count = 0;
+        let mut record = |e: RawEvent| {
+            let i = e.received_at as usize;
+            assert!(!seen[i], "event {i} twice");
+            seen[i] = true;
+            // Per-thread order holds.
+            let t = i / PER;
+            assert!(last[t].is_none_or(|p| p < i));
+            last[t] = Some(i);
+            count += 1;
+            Some(e.body)
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while handles.iter().any(|h| !h.is_finished()) {
+            lanes.take(&st, 1000, &mut record);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "producers did not finish"
+            );
+        }
+        for h in handles {
+            h.join().expect("producer");
+        }
+        lanes.take(&st, usize::MAX, &mut record);
+        assert_eq!(count, THREADS * PER);
+        assert!(lanes.list.is_empty(), "{} lanes left", lanes.list.len());
+    }
+
+    #[test]
+    fn short_equality() {
+        let names = [
+            "",
+            "a",
+            "abc",
+            "abcd",
+            "abcdefg",
+            "abcdefgh",
+            "abcdefghijklmnop",
+            "abcdefghijklmnopq",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(same(a.as_bytes(), b.as_bytes()), a == b, "{a} {b}");
+            }
+            // One differing byte anywhere is seen.
+            for i in 0..a.len() {
+                let mut c = a.as_bytes().to_vec();
+                c[i] ^= 1;
+                assert!(!same(a.as_bytes(), &c), "{a} at {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn names_are_checked_then_cached() {
+        let st = Arc::new(ProcState::new(0));
+        let r = with_lane(
+            3,
+            0,
+            (),
+            || Arc::clone(&st),
+            |_, io, ()| {
+                let a = io
+                    .checked_names("events", "page_view")
+                    .map(|(a, b)| (a.to_string(), b.to_string()));
+                let bad = io.checked_names("events", "no/slash").unwrap_err();
+                let again = io.checked_names("events", "page_view").is_ok();
+                (a, bad.field, again)
+            },
+        )
+        .expect("lane");
+        assert_eq!(r.0, Ok(("events".to_string(), "page_view".to_string())));
+        assert_eq!(r.1, "type");
+        assert!(r.2);
+    }
+}
