@@ -35,9 +35,9 @@ use crossbeam_queue::SegQueue;
 use super::{ProcState, RawEvent, POOL_MAX_CAPACITY};
 use crate::envelope::{self, EnvelopeError};
 
-/// Events per ring chunk. A chunk is allocated (uninitialised, ~16 KiB) once per this many
+/// Events per ring chunk. A chunk is allocated (uninitialised, ~35 KiB) once per this many
 /// events and freed by the flush thread; an idle thread keeps one.
-pub(super) const CHUNK: usize = 128;
+pub(super) const CHUNK: usize = 256;
 
 /// Recycled body buffers a lane holds for its producer.
 const FREE_BUFFERS: usize = 256;
@@ -180,12 +180,14 @@ pub(super) fn with_lane<T, R>(
         let Ok(mut lanes) = lanes.try_borrow_mut() else {
             return None;
         };
-        let i = match lanes
-            .iter()
-            .position(|l| l.pipeline_id == pipeline_id && l.generation == generation)
-        {
-            Some(i) => i,
-            None => add_lane(&mut lanes, pipeline_id, generation, register()),
+        let mine = |l: &LaneProducer| l.pipeline_id == pipeline_id && l.generation == generation;
+        // Most threads log into one pipeline: look at the first lane before searching.
+        let i = match lanes.first() {
+            Some(l) if mine(l) => 0,
+            _ => match lanes.iter().position(mine) {
+                Some(i) => i,
+                None => add_lane(&mut lanes, pipeline_id, generation, register()),
+            },
         };
         let lane = &mut lanes[i];
         arg.take().map(|a| f(&lane.state, &mut lane.io, a))

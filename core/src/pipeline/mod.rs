@@ -437,7 +437,7 @@ impl Pipeline {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn log_to(
         &self,
         st: &ProcState,
@@ -455,7 +455,7 @@ impl Pipeline {
     }
 
     /// Checks, stamps and publishes one event, to the caller's lane or else the shared queue.
-    #[inline]
+    #[inline(always)]
     fn enqueue_to(
         &self,
         st: &ProcState,
