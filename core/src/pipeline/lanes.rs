@@ -167,7 +167,7 @@ thread_local! {
 /// Runs `f` with this thread's lane into pipeline `pipeline_id` in fork generation
 /// `generation`, registering a new lane with the state `register` returns on first use. Gives
 /// `arg` back when the thread-local list is unavailable (thread teardown, re-entrant call).
-#[inline]
+#[inline(always)]
 pub(super) fn with_lane<T, R>(
     pipeline_id: u64,
     generation: u64,
