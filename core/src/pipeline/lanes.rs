@@ -2,12 +2,14 @@
 //!
 //! Each thread that logs into a pipeline gets its own single-producer, single-consumer lane, so
 //! `log()` shares no queue tail with other threads and publishes an event with one release
-//! store. A lane is a chain of fixed ring chunks ([`CHUNK`] events, `rtrb`): when the current
-//! chunk is full the producer starts a new one and hands its consumer end over through the lane's
-//! chunk queue, so a lane never refuses an event. The pipeline's bounds (events and bytes) are
-//! enforced by the reservation in `log()`, not here. Body buffers the flush thread is done with
-//! go back to the lane they came from (a second ring), so a steady producer reuses its own
-//! buffers without touching a shared pool.
+//! store. A lane is a set of fixed rings (`rtrb`, [`CHUNK`] slots). When the producer's ring is
+//! full but for one slot, it moves on to a ring the consumer has emptied, or a new one, and writes
+//! a marker naming it into that last slot; the consumer follows the markers, so the lane keeps
+//! one order and never refuses an event. Rings are reused (no allocation or page faults in a
+//! steady state); up to [`MAX_KEPT`] are kept, and a deeper backlog goes to one-shot rings that
+//! are freed once read. The pipeline's bounds (events and bytes) are enforced by the reservation
+//! in `log()`, not here. Body buffers the flush thread is done with go back to the lane they came
+//! from (a second ring), so a steady producer reuses its own buffers without a shared pool.
 //!
 //! Contract:
 //! - A lane belongs to one (thread, pipeline, fork generation): the thread-local list is keyed
@@ -35,9 +37,34 @@ use crossbeam_queue::SegQueue;
 use super::{ProcState, RawEvent, POOL_MAX_CAPACITY};
 use crate::envelope::{self, EnvelopeError};
 
-/// Events per ring chunk. A chunk is allocated (uninitialised, ~35 KiB) once per this many
-/// events and freed by the flush thread; an idle thread keeps one.
+/// Slots per ring (~35 KiB). One is always left for the marker that moves on to the next ring.
 pub(super) const CHUNK: usize = 256;
+/// Rings a lane keeps for reuse (up to ~2 MiB, only for a thread whose backlog grew that far).
+/// Beyond them a burst gets one-shot rings, freed once read.
+const MAX_KEPT: usize = 64;
+
+/// One ring slot: an event, or where the producer went on writing.
+pub(super) enum Slot {
+    Event(RawEvent),
+    Next(Target),
+}
+
+/// Where the producer went on writing after a full ring.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Target {
+    /// A kept ring both sides already hold (by index; it was empty, so the consumer is not on it).
+    Kept(usize),
+    /// A new kept ring, appended on both sides; its consumer end is next in the chunk queue.
+    NewKept,
+    /// A one-shot ring; its consumer end is next in the chunk queue.
+    OneShot,
+}
+
+/// The ring one side is on.
+enum Cur<R> {
+    Kept(usize),
+    OneShot(R),
+}
 
 /// Recycled body buffers a lane holds for its producer.
 const FREE_BUFFERS: usize = 256;
@@ -47,8 +74,8 @@ const FREE_BUFFERS: usize = 256;
 pub(super) struct LaneShared {
     /// Set when the producer is gone; every event it pushed is visible to whoever reads `true`.
     closed: AtomicBool,
-    /// Consumer ends of chunks started after the one the consumer is reading, oldest first.
-    chunks: SegQueue<rtrb::Consumer<RawEvent>>,
+    /// Consumer ends of new rings, in the order the producer's markers name them.
+    chunks: SegQueue<rtrb::Consumer<Slot>>,
 }
 
 /// The producer end, kept in a thread-local list: the pipeline state it feeds (cached here so
@@ -62,7 +89,10 @@ pub(super) struct LaneProducer {
 
 /// What a producer writes to.
 pub(super) struct LaneIo {
-    ring: rtrb::Producer<RawEvent>,
+    kept: Vec<rtrb::Producer<Slot>>,
+    cur: Cur<rtrb::Producer<Slot>>,
+    /// Free slots known in the current ring; refreshed from the consumer's position when low.
+    room: usize,
     /// Body buffers the flush thread has finished with, returned to this thread.
     free: rtrb::Consumer<String>,
     shared: Arc<LaneShared>,
@@ -109,21 +139,57 @@ impl LaneIo {
     /// Publishes an event to the consumer.
     #[inline]
     pub(super) fn push(&mut self, event: RawEvent) {
-        if let Err(rtrb::PushError::Full(event)) = self.ring.push(event) {
-            self.push_to_new_chunk(event);
+        if self.room < 2 {
+            self.make_room();
+        }
+        // Room for this event and the marker.
+        if self.ring().push(Slot::Event(event)).is_err() {
+            unreachable!("room was checked");
+        }
+        self.room -= 1;
+    }
+
+    fn ring(&mut self) -> &mut rtrb::Producer<Slot> {
+        match &mut self.cur {
+            Cur::Kept(i) => &mut self.kept[*i],
+            Cur::OneShot(r) => r,
         }
     }
 
+    /// Refreshes `room`; when the ring is full but for the marker's slot, moves on to an empty
+    /// kept ring or a new one, and writes the marker that tells the consumer which.
     #[cold]
-    fn push_to_new_chunk(&mut self, event: RawEvent) {
-        let (producer, consumer) = rtrb::RingBuffer::new(CHUNK);
-        // The full chunk's events were published before this push, so a consumer that takes
-        // the new chunk from the queue sees all of them.
-        self.shared.chunks.push(consumer);
-        self.ring = producer;
-        if self.ring.push(event).is_err() {
-            unreachable!("a new chunk has room");
+    fn make_room(&mut self) {
+        self.room = self.ring().slots();
+        if self.room >= 2 {
+            return;
         }
+        let current = match self.cur {
+            Cur::Kept(i) => Some(i),
+            Cur::OneShot(_) => None,
+        };
+        // Empty means the consumer has read this ring to its marker and moved past it.
+        let reusable =
+            (0..self.kept.len()).find(|&i| Some(i) != current && self.kept[i].slots() == CHUNK);
+        let (target, next) = match reusable {
+            Some(i) => (Target::Kept(i), Cur::Kept(i)),
+            None => {
+                let (producer, consumer) = rtrb::RingBuffer::new(CHUNK);
+                // Published before the marker that names it.
+                self.shared.chunks.push(consumer);
+                if self.kept.len() < MAX_KEPT {
+                    self.kept.push(producer);
+                    (Target::NewKept, Cur::Kept(self.kept.len() - 1))
+                } else {
+                    (Target::OneShot, Cur::OneShot(producer))
+                }
+            }
+        };
+        if self.ring().push(Slot::Next(target)).is_err() {
+            unreachable!("the last slot is kept for the marker");
+        }
+        self.cur = next;
+        self.room = self.ring().slots();
     }
 }
 
@@ -211,8 +277,8 @@ fn add_lane(
     let (free_tx, free_rx) = rtrb::RingBuffer::new(FREE_BUFFERS);
     let shared = Arc::new(LaneShared::default());
     state.new_lanes.push(LaneConsumer {
-        ring: consumer,
-        next: None,
+        kept: vec![consumer],
+        cur: Cur::Kept(0),
         free: free_tx,
         shared: Arc::clone(&shared),
     });
@@ -221,7 +287,9 @@ fn add_lane(
         generation,
         state,
         io: LaneIo {
-            ring: producer,
+            kept: vec![producer],
+            cur: Cur::Kept(0),
+            room: CHUNK,
             free: free_rx,
             shared,
             names: None,
@@ -232,9 +300,8 @@ fn add_lane(
 
 /// The consumer end of one lane.
 pub(super) struct LaneConsumer {
-    ring: rtrb::Consumer<RawEvent>,
-    /// A later chunk taken from the queue while `ring` still held events.
-    next: Option<rtrb::Consumer<RawEvent>>,
+    kept: Vec<rtrb::Consumer<Slot>>,
+    cur: Cur<rtrb::Consumer<Slot>>,
     /// Where body buffers go back to the producer.
     free: rtrb::Producer<String>,
     shared: Arc<LaneShared>,
@@ -247,23 +314,38 @@ impl std::fmt::Debug for LaneConsumer {
 }
 
 impl LaneConsumer {
+    fn ring(&mut self) -> &mut rtrb::Consumer<Slot> {
+        match &mut self.cur {
+            Cur::Kept(i) => &mut self.kept[*i],
+            Cur::OneShot(r) => r,
+        }
+    }
+
     fn pop(&mut self) -> Option<RawEvent> {
         loop {
-            if let Ok(e) = self.ring.pop() {
-                return Some(e);
+            match self.ring().pop().ok()? {
+                Slot::Event(e) => return Some(e),
+                Slot::Next(target) => {
+                    self.cur = match target {
+                        Target::Kept(i) => Cur::Kept(i),
+                        Target::NewKept => {
+                            let ring = self.published();
+                            self.kept.push(ring);
+                            Cur::Kept(self.kept.len() - 1)
+                        }
+                        // A one-shot ring left behind is freed here.
+                        Target::OneShot => Cur::OneShot(self.published()),
+                    };
+                }
             }
-            let next = match self.next.take() {
-                Some(next) => next,
-                None => self.shared.chunks.pop()?,
-            };
-            // The producer filled this chunk before it published `next`; having taken `next`,
-            // all of those events are visible, so look once more before moving on.
-            if let Ok(e) = self.ring.pop() {
-                self.next = Some(next);
-                return Some(e);
-            }
-            self.ring = next;
         }
+    }
+
+    fn published(&self) -> rtrb::Consumer<Slot> {
+        self.shared
+            .chunks
+            .pop()
+            .expect("a ring is published before the marker that names it")
     }
 
     /// Returns a body buffer to the producer, or else to the state's pool.
@@ -278,12 +360,10 @@ impl LaneConsumer {
     }
 
     /// True when the producer is gone and every event it pushed has been taken.
-    fn is_done(&self) -> bool {
-        // `closed` first: reading it makes every push visible, so empty then means done.
-        self.shared.closed.load(Ordering::Acquire)
-            && self.ring.is_empty()
-            && self.next.is_none()
-            && self.shared.chunks.is_empty()
+    fn is_done(&mut self) -> bool {
+        // `closed` first: reading it makes every push visible, so an empty current ring (no
+        // marker to follow) then means done.
+        self.shared.closed.load(Ordering::Acquire) && self.ring().is_empty()
     }
 }
 
@@ -355,7 +435,7 @@ impl Lanes {
             .iter()
             .any(|l| l.shared.closed.load(Ordering::Relaxed))
         {
-            self.list.retain(|l| !l.is_done());
+            self.list.retain_mut(|l| !l.is_done());
         }
     }
 }
@@ -466,6 +546,43 @@ mod tests {
             None
         });
         assert_eq!(expect, next);
+    }
+
+    #[test]
+    fn rings_are_reused_and_a_deep_backlog_spills_into_one_shot_rings() {
+        let st = Arc::new(ProcState::new(0));
+        let mut lanes = Lanes::default();
+        let mut next = 0;
+        let mut expect = 0;
+        let mut check = |e: RawEvent| {
+            assert_eq!(e.received_at as usize, expect);
+            expect += 1;
+            None
+        };
+        // Deeper than the kept rings hold.
+        for _ in 0..(MAX_KEPT + 5) * CHUNK {
+            push(2, &st, next);
+            next += 1;
+        }
+        lanes.take(&st, usize::MAX, &mut check);
+        assert_eq!(lanes.list[0].kept.len(), MAX_KEPT);
+        // Bursts of every size, taken in pieces: rings are reused, never more than kept.
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..300 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            for _ in 0..rng % (3 * CHUNK as u64) {
+                push(2, &st, next);
+                next += 1;
+            }
+            lanes.take(&st, (rng >> 20) as usize % (2 * CHUNK), &mut check);
+        }
+        lanes.take(&st, usize::MAX, &mut check);
+        assert_eq!(expect, next);
+        let kept = with_lane(2, 0, (), || unreachable!(), |_, io, ()| io.kept.len()).unwrap();
+        assert_eq!(kept, MAX_KEPT);
+        assert_eq!(lanes.list[0].kept.len(), MAX_KEPT);
     }
 
     #[test]
