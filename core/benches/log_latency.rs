@@ -58,11 +58,14 @@ fn timed(p: &Pipeline, overhead: u64) -> Vec<u64> {
 fn report(label: &str, mut v: Vec<u64>, tpn: f64) {
     v.sort_unstable();
     let q = |f: f64| v[((v.len() - 1) as f64 * f) as usize] as f64 / tpn;
+    let mean = v.iter().map(|&t| t as f64).sum::<f64>() / v.len() as f64 / tpn;
     println!(
-        "{label:<10} median {:>6.0} ns   p90 {:>6.0} ns   p99 {:>6.0} ns   ({} calls)",
+        "{label:<10} median {:>6.0} ns   p90 {:>6.0} ns   p99 {:>6.0} ns   p99.9 {:>7.0} ns   mean {:>5.0} ns   ({} calls)",
         q(0.5),
         q(0.9),
         q(0.99),
+        q(0.999),
+        mean,
         v.len()
     );
 }
