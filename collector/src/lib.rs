@@ -10,6 +10,7 @@
 //! `collector.shutdown_deadline`, return. What is left stays in the log for the next start.
 
 pub mod config;
+mod envelope;
 mod http;
 pub mod streamer;
 pub mod wal;

@@ -18,7 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use evlog_core::json::push_str;
+use evlog_core::routing::{Destination, PartitionKind};
 use evlog_core::sink::forward::wire::{WireBatch, WireRejected};
+use evlog_core::sink::RejectedEvent;
 use evlog_core::spool::{Spool, SpoolError, SpoolOptions, HEADER};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -259,5 +262,103 @@ fn to_append_error(e: SpoolError) -> AppendError {
     match e {
         SpoolError::Full { .. } => AppendError::Full(e.to_string()),
         other => AppendError::Io(other.to_string()),
+    }
+}
+
+/// Builds one record's payload (the [`WalRecord`] JSON) directly as text: rows are core's
+/// converted JSON, copied as they are (no `Value`, no re-validation).
+#[derive(Debug)]
+pub struct RecordBuilder {
+    boot: u64,
+    /// Per destination: the destination and its rows' JSON (`{"id":…,"json":…}` joined by `,`).
+    batches: Vec<(Destination, String)>,
+    rejected: Vec<WireRejected>,
+    n: usize,
+}
+
+impl RecordBuilder {
+    /// An empty record of the process `boot`.
+    pub fn new(boot: u64) -> Self {
+        Self {
+            boot,
+            batches: Vec::new(),
+            rejected: Vec::new(),
+            n: 0,
+        }
+    }
+
+    /// Events added so far.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Adds a converted row (`json` is core's row object text).
+    pub fn push_row(&mut self, dest: &Destination, id: &str, json: &str) {
+        let i = match self.batches.iter().position(|(d, _)| d == dest) {
+            Some(i) => i,
+            None => {
+                self.batches.push((dest.clone(), String::new()));
+                self.batches.len() - 1
+            }
+        };
+        let out = &mut self.batches[i].1;
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str("{\"id\":");
+        push_str(out, id);
+        out.push_str(",\"json\":");
+        out.push_str(json);
+        out.push('}');
+        self.n += 1;
+    }
+
+    /// Adds a dead letter.
+    pub fn push_rejected(&mut self, e: &RejectedEvent) {
+        self.rejected.push(WireRejected::from(e));
+        self.n += 1;
+    }
+
+    /// The payload.
+    pub fn finish(self) -> Vec<u8> {
+        let rows: usize = self.batches.iter().map(|(_, r)| r.len() + 128).sum();
+        let mut out = String::with_capacity(64 + rows);
+        out.push_str("{\"boot\":");
+        out.push_str(&self.boot.to_string());
+        if !self.batches.is_empty() {
+            out.push_str(",\"batches\":[");
+            for (i, (d, rows)) in self.batches.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"dataset\":");
+                push_str(&mut out, &d.dataset);
+                out.push_str(",\"table\":");
+                push_str(&mut out, &d.table);
+                out.push_str(",\"partitioned\":");
+                out.push_str(if d.partitioning == PartitionKind::Partitioned {
+                    "true"
+                } else {
+                    "false"
+                });
+                out.push_str(",\"day\":");
+                push_str(&mut out, &d.day);
+                out.push_str(",\"rows\":[");
+                out.push_str(rows);
+                out.push_str("]}");
+            }
+            out.push(']');
+        }
+        if !self.rejected.is_empty() {
+            out.push_str(",\"rejected\":");
+            out.push_str(&serde_json::to_string(&self.rejected).unwrap_or_else(|_| "[]".into()));
+        }
+        out.push('}');
+        out.into_bytes()
     }
 }
