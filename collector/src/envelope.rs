@@ -212,7 +212,10 @@ mod tests {
 
     use super::*;
 
-    fn check(text: &str) -> Result<(String, String, Option<i64>, Option<String>, String), String> {
+    /// namespace, type, time, id, event.
+    type Parts<E> = (String, String, Option<i64>, Option<String>, E);
+
+    fn check(text: &str) -> Result<Parts<String>, String> {
         let raw: RawEnvelope<'_> = serde_json::from_str(text).expect("json");
         raw.check()
             .map(|c| {
@@ -227,7 +230,7 @@ mod tests {
             .map_err(|e| e.to_string())
     }
 
-    fn core(text: &str) -> Result<(String, String, Option<i64>, Option<String>, Value), String> {
+    fn core(text: &str) -> Result<Parts<Value>, String> {
         let v: Value = serde_json::from_str(text).expect("json");
         Envelope::from_value(v)
             .map(|e| {

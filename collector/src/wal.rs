@@ -1,10 +1,13 @@
 //! The write-ahead log: core's [`Spool`] (same segment and record format), one record per
-//! request, written by one thread that groups concurrent requests into one write and one fsync.
+//! request. Concurrent requests are grouped into one write and one fsync by the requests' own
+//! tasks (leader/follower group commit, no writer thread to hand over to and wake back).
 //!
-//! Record payload (JSON): `{"boot":<u64>,"events":[{"namespace","type","time","received_at",
-//! "id","event":{…}}]}`, or with `"batches"`/`"rejected"` in core's forward wire format (rows an
-//! SDK validated). `boot` identifies the collector process that acknowledged the events, so
-//! a later process replaying them counts them as accepted by itself.
+//! Record payload (JSON): `{"boot":<u64>,"batches":[…],"rejected":[…]}` in core's forward wire
+//! format: rows already validated and converted (by core's processor at ingest, or by an SDK
+//! for `/v1/rows`) and dead letters. Records written by earlier versions carry `"events"`
+//! (envelopes still to validate); streamers still read those. `boot` identifies the collector
+//! process that acknowledged the events, so a later process replaying them counts them as
+//! accepted by itself.
 //!
 //! Invariants:
 //! - A request is acknowledged (its `done` channel answered Ok) only after its record was written,
@@ -14,10 +17,9 @@
 //! - `pending` counts bytes written and not yet committed by streamers (the high watermark).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use evlog_core::json::push_str;
 use evlog_core::routing::{Destination, PartitionKind};
 use evlog_core::sink::forward::wire::{WireBatch, WireRejected};
@@ -98,21 +100,51 @@ struct Append {
     done: tokio::sync::oneshot::Sender<Result<(), AppendError>>,
 }
 
-/// Handle to the writer thread.
-#[derive(Debug, Clone)]
-pub struct WalWriter {
-    tx: Sender<Append>,
-    /// Uncommitted bytes in the log.
-    pub pending: Arc<AtomicU64>,
-    closed: Arc<AtomicBool>,
-}
-
 impl std::fmt::Debug for Append {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Append")
             .field("bytes", &self.payload.len())
             .finish()
     }
+}
+
+/// Handle to the log: group commit by the appending tasks themselves (see [`WalWriter::append`]).
+#[derive(Debug, Clone)]
+pub struct WalWriter {
+    inner: Arc<Inner>,
+    /// Uncommitted bytes in the log.
+    pub pending: Arc<AtomicU64>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Appends waiting for the next group, and whether a leader is at work.
+    queue: Mutex<Queue>,
+    /// The log itself; held by the leader while it writes (and fsyncs) a group.
+    log: Mutex<Log>,
+    pending: Arc<AtomicU64>,
+    closed: AtomicBool,
+    policy: FsyncPolicy,
+    interval: Duration,
+    seal: Duration,
+    /// The sealer thread, woken at close.
+    sealer: std::sync::OnceLock<std::thread::Thread>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    appends: Vec<Append>,
+    leading: bool,
+}
+
+#[derive(Debug)]
+struct Log {
+    spool: Spool,
+    last_seal: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Options of the log as core's spool takes them.
@@ -125,110 +157,157 @@ pub fn spool_options(c: &CollectorSection) -> SpoolOptions {
     }
 }
 
-/// Most appends queued for the writer thread; more answer `Busy` (429).
+/// Most appends waiting for a group; more answer `Busy` (429).
 const QUEUE: usize = 8192;
-/// Most records in one write.
-const GROUP: usize = 2048;
+/// Groups one leader writes before it hands the lead to a new task (so its own request, and
+/// those it just answered, are sent while appends keep coming).
+const ROUNDS: usize = 1;
 
 impl WalWriter {
-    /// Opens the log and starts the writer thread.
+    /// Opens the log and starts the sealer thread (it seals the active segment every
+    /// `seal_interval`, and for the last time after [`close`](Self::close)).
     pub fn start(
         c: &CollectorSection,
         pending: Arc<AtomicU64>,
     ) -> Result<(Self, std::thread::JoinHandle<()>), SpoolError> {
         let spool = Spool::open(spool_options(c))?;
-        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
-        let policy = c.fsync;
-        let interval = c.fsync_interval;
-        let seal = c.seal_interval;
-        let p = Arc::clone(&pending);
-        let closed = Arc::new(AtomicBool::new(false));
-        let cl = Arc::clone(&closed);
+        let inner = Arc::new(Inner {
+            queue: Mutex::new(Queue::default()),
+            log: Mutex::new(Log {
+                spool,
+                last_seal: Instant::now(),
+            }),
+            pending: Arc::clone(&pending),
+            closed: AtomicBool::new(false),
+            policy: c.fsync,
+            interval: c.fsync_interval,
+            seal: c.seal_interval,
+            sealer: std::sync::OnceLock::new(),
+        });
+        let sealer = Arc::clone(&inner);
         let handle = std::thread::Builder::new()
             .name("evlog-wal".into())
-            .spawn(move || writer_loop(spool, rx, policy, interval, seal, p, cl))
+            .spawn(move || sealer.seal_loop())
             .map_err(|e| SpoolError::Io {
-                op: "start writer thread for",
+                op: "start the sealer thread for",
                 path: c.wal_dir.clone(),
                 source: e,
             })?;
-        Ok((
-            Self {
-                tx,
-                pending,
-                closed,
-            },
-            handle,
-        ))
+        let _ = inner.sealer.set(handle.thread().clone());
+        Ok((Self { inner, pending }, handle))
     }
 
-    /// Refuses later appends; the writer thread writes what it has, seals, and stops.
+    /// Refuses later appends; the sealer thread waits for the groups in progress, seals, and
+    /// stops.
     pub fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
+        self.inner.closed.store(true, Ordering::SeqCst);
+        if let Some(t) = self.inner.sealer.get() {
+            t.unpark();
+        }
     }
 
     /// Appends one record; resolves when it is durable per the fsync policy.
+    ///
+    /// Group commit without a writer thread: the append is queued; if no leader is at work, this
+    /// task becomes the leader and writes (and fsyncs) everything queued in one write, answers
+    /// every append of the group, and repeats while more are queued (up to [`ROUNDS`] groups,
+    /// then a new task takes the lead). Others only wait for their answer.
     pub async fn append(&self, payload: Vec<u8>) -> Result<(), AppendError> {
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(AppendError::Closed);
-        }
         let (done, rx) = tokio::sync::oneshot::channel();
-        match self.tx.try_send(Append { payload, done }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(AppendError::Busy),
-            Err(TrySendError::Disconnected(_)) => return Err(AppendError::Closed),
+        let lead = {
+            let mut q = lock(&self.inner.queue);
+            if self.inner.closed.load(Ordering::SeqCst) {
+                return Err(AppendError::Closed);
+            }
+            if q.appends.len() >= QUEUE {
+                return Err(AppendError::Busy);
+            }
+            q.appends.push(Append { payload, done });
+            !std::mem::replace(&mut q.leading, true)
+        };
+        if lead {
+            Arc::clone(&self.inner).lead().await;
         }
         rx.await.unwrap_or(Err(AppendError::Closed))
     }
 }
 
-fn writer_loop(
-    mut spool: Spool,
-    rx: Receiver<Append>,
-    policy: FsyncPolicy,
-    interval: Duration,
-    seal: Duration,
-    pending: Arc<AtomicU64>,
-    closed: Arc<AtomicBool>,
-) {
-    let mut last_seal = Instant::now();
-    let mut group: Vec<Append> = Vec::new();
-    loop {
-        let wait = seal
-            .saturating_sub(last_seal.elapsed())
-            .max(Duration::from_millis(1));
-        match rx.recv_timeout(wait) {
-            Ok(a) => group.push(a),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-        if !group.is_empty() {
-            if policy == FsyncPolicy::Interval {
-                let until = Instant::now() + interval;
-                while group.len() < GROUP {
-                    match rx.recv_deadline(until) {
-                        Ok(a) => group.push(a),
-                        Err(_) => break,
-                    }
+/// Continues leading in a new task. It yields first, so the requests just answered (woken on
+/// this worker) are sent before the next group blocks it; meanwhile more appends queue up.
+fn spawn_leader(inner: Arc<Inner>) {
+    tokio::spawn(async move {
+        tokio::task::yield_now().await;
+        inner.lead().await
+    });
+}
+
+impl Inner {
+    async fn lead(self: Arc<Self>) {
+        for round in 0.. {
+            if self.policy == FsyncPolicy::Interval {
+                // Collect for the interval; the fsync after it covers everything collected.
+                tokio::time::sleep(self.interval).await;
+            }
+            let mut group = {
+                let mut q = lock(&self.queue);
+                if q.appends.is_empty() {
+                    q.leading = false;
+                    return;
+                }
+                std::mem::take(&mut q.appends)
+            };
+            {
+                // Blocks this worker for one write (and fsync): short, and the one wait every
+                // queued request shares.
+                let mut log = lock(&self.log);
+                write_group(&mut log.spool, &mut group, &self.pending);
+                if log.last_seal.elapsed() >= self.seal {
+                    log.spool.close_writer();
+                    log.last_seal = Instant::now();
                 }
             }
-            while group.len() < GROUP {
-                match rx.try_recv() {
-                    Ok(a) => group.push(a),
-                    Err(_) => break,
+            if round + 1 >= ROUNDS {
+                let mut q = lock(&self.queue);
+                if q.appends.is_empty() {
+                    q.leading = false;
+                } else {
+                    drop(q);
+                    spawn_leader(Arc::clone(&self));
                 }
+                return;
             }
-            write_group(&mut spool, &mut group, &pending);
-        }
-        if closed.load(Ordering::SeqCst) && rx.is_empty() {
-            break;
-        }
-        if last_seal.elapsed() >= seal {
-            spool.close_writer();
-            last_seal = Instant::now();
         }
     }
-    spool.close_writer();
+
+    fn seal_loop(&self) {
+        loop {
+            let closed = self.closed.load(Ordering::SeqCst);
+            if closed {
+                let idle = {
+                    let q = lock(&self.queue);
+                    q.appends.is_empty() && !q.leading
+                };
+                if idle {
+                    lock(&self.log).spool.close_writer();
+                    return;
+                }
+                std::thread::park_timeout(Duration::from_millis(1));
+                continue;
+            }
+            let wait = {
+                let mut log = lock(&self.log);
+                let since = log.last_seal.elapsed();
+                if since >= self.seal {
+                    log.spool.close_writer();
+                    log.last_seal = Instant::now();
+                    self.seal
+                } else {
+                    self.seal - since
+                }
+            };
+            std::thread::park_timeout(wait.max(Duration::from_millis(1)));
+        }
+    }
 }
 
 fn write_group(spool: &mut Spool, group: &mut Vec<Append>, pending: &AtomicU64) {
