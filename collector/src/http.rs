@@ -256,21 +256,26 @@ async fn read_body(st: &State, req: Request<Incoming>) -> Result<Vec<u8>, Resp> 
 /// The deepest nesting of `text` beyond `max`, as the byte offset where it was exceeded.
 fn too_deep(text: &[u8], max: usize) -> Option<usize> {
     let mut depth = 0usize;
-    let mut in_str = false;
-    let mut escaped = false;
-    for (i, &b) in text.iter().enumerate() {
-        if in_str {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_str = false;
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            b'"' => {
+                // Skip the string: to the next quote not escaped by a backslash.
+                i += 1;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &text[i..]) {
+                        None => return None,
+                        Some(j) if text[i + j] == b'\\' => i += j + 2,
+                        Some(j) => {
+                            i += j;
+                            break;
+                        }
+                    }
+                    if i >= text.len() {
+                        return None;
+                    }
+                }
             }
-            continue;
-        }
-        match b {
-            b'"' => in_str = true,
             b'{' | b'[' => {
                 depth += 1;
                 if depth > max {
@@ -280,6 +285,7 @@ fn too_deep(text: &[u8], max: usize) -> Option<usize> {
             b'}' | b']' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        i += 1;
     }
     None
 }
@@ -722,4 +728,63 @@ async fn ingest_rows(st: &State, req: Request<Incoming>) -> Resp {
         }
     }
     respond(StatusCode::OK, json!({"accepted": n}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::too_deep;
+
+    /// The byte-by-byte definition the fast scan must agree with.
+    fn reference(text: &[u8], max: usize) -> Option<usize> {
+        let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+        for (i, &b) in text.iter().enumerate() {
+            if in_str {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == b'"' {
+                    in_str = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_str = true,
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > max {
+                        return Some(i);
+                    }
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn depth_scan_skips_strings_and_escapes() {
+        let cases: &[&str] = &[
+            r#"{"a":{"b":[1,{"c":2}]}}"#,
+            r#"{"a":"[[[[{{{{"}"#,
+            r#"{"a":"x\"[[[[","b":[[[[1]]]]}"#,
+            r#"{"a":"x\\","b":[[[[1]]]]}"#,
+            r#"{"a":"\\\"[[[[\\","b":{}}"#,
+            r#"[[[[[[[["#,
+            r#"{"a":"unterminated [[[["#,
+            r#"{"a":"ends with backslash \"#,
+            "",
+            r#""\"#,
+        ];
+        for text in cases {
+            for max in 0..6 {
+                assert_eq!(
+                    too_deep(text.as_bytes(), max),
+                    reference(text.as_bytes(), max),
+                    "{text} max {max}"
+                );
+            }
+        }
+    }
 }

@@ -344,15 +344,100 @@ fn to_append_error(e: SpoolError) -> AppendError {
     }
 }
 
-/// Builds one record's payload (the [`WalRecord`] JSON) directly as text: rows are core's
-/// converted JSON, copied as they are (no `Value`, no re-validation).
+/// First byte of a framed record (JSON records start with `{`).
+pub const FRAMED: u8 = 0x02;
+
+/// Builds one framed record: [`FRAMED`], a little-endian `u32` header length, the header JSON
+/// (`{"boot","batches":[{"dataset","table","partitioned","day","n"}],"rejected":[…]}`), then
+/// for each batch in order its `n` rows as `u32` id length, id, `u32` JSON length, row JSON.
+/// Streamers read rows back by slicing, with no JSON scanning; rows are core's converted JSON.
 #[derive(Debug)]
 pub struct RecordBuilder {
     boot: u64,
-    /// Per destination: the destination and its rows' JSON (`{"id":…,"json":…}` joined by `,`).
-    batches: Vec<(Destination, String)>,
+    /// Per destination: the destination, its row count and its framed rows.
+    batches: Vec<(Destination, usize, Vec<u8>)>,
     rejected: Vec<WireRejected>,
     n: usize,
+}
+
+/// Header of a framed record.
+#[derive(Debug, Deserialize)]
+pub struct FramedHeader {
+    /// The writing process's boot id.
+    pub boot: u64,
+    /// Row batches, in the order their rows follow the header.
+    #[serde(default)]
+    pub batches: Vec<FramedBatch>,
+    /// Dead letters.
+    #[serde(default)]
+    pub rejected: Vec<WireRejected>,
+}
+
+/// One batch of a framed record.
+#[derive(Debug, Deserialize)]
+pub struct FramedBatch {
+    /// Dataset.
+    pub dataset: String,
+    /// Base table.
+    pub table: String,
+    /// Partitioned (true) or day-sharded (false).
+    pub partitioned: bool,
+    /// UTC day, `YYYYMMDD`.
+    pub day: String,
+    /// Rows that follow.
+    pub n: usize,
+}
+
+impl FramedBatch {
+    /// The destination.
+    pub fn destination(&self) -> Destination {
+        Destination {
+            dataset: self.dataset.as_str().into(),
+            table: self.table.as_str().into(),
+            partitioning: if self.partitioned {
+                PartitionKind::Partitioned
+            } else {
+                PartitionKind::DayShard
+            },
+            day: self.day.as_str().into(),
+        }
+    }
+}
+
+/// Splits a framed record into its header and the rows section; `None` if it is not one or is
+/// malformed.
+pub fn read_framed(payload: &[u8]) -> Option<(FramedHeader, FramedRows<'_>)> {
+    let rest = payload.strip_prefix(&[FRAMED])?;
+    let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    let header: FramedHeader = serde_json::from_slice(rest.get(4..4 + len)?).ok()?;
+    Some((
+        header,
+        FramedRows {
+            rest: rest.get(4 + len..)?,
+        },
+    ))
+}
+
+/// The rows section of a framed record.
+#[derive(Debug)]
+pub struct FramedRows<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> FramedRows<'a> {
+    fn take(&mut self) -> Option<&'a str> {
+        let len = u32::from_le_bytes(self.rest.get(..4)?.try_into().ok()?) as usize;
+        let s = self.rest.get(4..4 + len)?;
+        self.rest = &self.rest[4 + len..];
+        std::str::from_utf8(s).ok()
+    }
+
+    /// The next row: (id, row JSON).
+    pub fn next_row(&mut self) -> Option<(&'a str, &'a str)> {
+        let id = self.take()?;
+        let json = self.take()?;
+        Some((id, json))
+    }
 }
 
 impl RecordBuilder {
@@ -378,22 +463,20 @@ impl RecordBuilder {
 
     /// Adds a converted row (`json` is core's row object text).
     pub fn push_row(&mut self, dest: &Destination, id: &str, json: &str) {
-        let i = match self.batches.iter().position(|(d, _)| d == dest) {
+        let i = match self.batches.iter().position(|(d, _, _)| d == dest) {
             Some(i) => i,
             None => {
-                self.batches.push((dest.clone(), String::new()));
+                self.batches.push((dest.clone(), 0, Vec::new()));
                 self.batches.len() - 1
             }
         };
-        let out = &mut self.batches[i].1;
-        if !out.is_empty() {
-            out.push(',');
-        }
-        out.push_str("{\"id\":");
-        push_str(out, id);
-        out.push_str(",\"json\":");
-        out.push_str(json);
-        out.push('}');
+        let (_, n, out) = &mut self.batches[i];
+        out.reserve(8 + id.len() + json.len());
+        out.extend_from_slice(&(id.len() as u32).to_le_bytes());
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        out.extend_from_slice(json.as_bytes());
+        *n += 1;
         self.n += 1;
     }
 
@@ -405,39 +488,79 @@ impl RecordBuilder {
 
     /// The payload.
     pub fn finish(self) -> Vec<u8> {
-        let rows: usize = self.batches.iter().map(|(_, r)| r.len() + 128).sum();
-        let mut out = String::with_capacity(64 + rows);
-        out.push_str("{\"boot\":");
-        out.push_str(&self.boot.to_string());
-        if !self.batches.is_empty() {
-            out.push_str(",\"batches\":[");
-            for (i, (d, rows)) in self.batches.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str("{\"dataset\":");
-                push_str(&mut out, &d.dataset);
-                out.push_str(",\"table\":");
-                push_str(&mut out, &d.table);
-                out.push_str(",\"partitioned\":");
-                out.push_str(if d.partitioning == PartitionKind::Partitioned {
-                    "true"
-                } else {
-                    "false"
-                });
-                out.push_str(",\"day\":");
-                push_str(&mut out, &d.day);
-                out.push_str(",\"rows\":[");
-                out.push_str(rows);
-                out.push_str("]}");
+        let mut header = String::with_capacity(128);
+        header.push_str("{\"boot\":");
+        header.push_str(&self.boot.to_string());
+        header.push_str(",\"batches\":[");
+        for (i, (d, n, _)) in self.batches.iter().enumerate() {
+            if i > 0 {
+                header.push(',');
             }
-            out.push(']');
+            header.push_str("{\"dataset\":");
+            push_str(&mut header, &d.dataset);
+            header.push_str(",\"table\":");
+            push_str(&mut header, &d.table);
+            header.push_str(",\"partitioned\":");
+            header.push_str(if d.partitioning == PartitionKind::Partitioned {
+                "true"
+            } else {
+                "false"
+            });
+            header.push_str(",\"day\":");
+            push_str(&mut header, &d.day);
+            header.push_str(",\"n\":");
+            header.push_str(&n.to_string());
+            header.push('}');
         }
+        header.push(']');
         if !self.rejected.is_empty() {
-            out.push_str(",\"rejected\":");
-            out.push_str(&serde_json::to_string(&self.rejected).unwrap_or_else(|_| "[]".into()));
+            header.push_str(",\"rejected\":");
+            header.push_str(&serde_json::to_string(&self.rejected).unwrap_or_else(|_| "[]".into()));
         }
-        out.push('}');
-        out.into_bytes()
+        header.push('}');
+        let rows: usize = self.batches.iter().map(|(_, _, r)| r.len()).sum();
+        let mut out = Vec::with_capacity(5 + header.len() + rows);
+        out.push(FRAMED);
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        for (_, _, r) in &self.batches {
+            out.extend_from_slice(r);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framed_records_read_back() {
+        let dest = |t: &str| Destination {
+            dataset: "events".into(),
+            table: t.into(),
+            partitioning: PartitionKind::DayShard,
+            day: "20261122".into(),
+        };
+        let mut b = RecordBuilder::new(7);
+        b.push_row(&dest("a"), "id-1", r#"{"x":"\n"}"#);
+        b.push_row(&dest("b"), "id-2", "{}");
+        b.push_row(&dest("a"), "id-3", r#"{"y":[1]}"#);
+        assert_eq!(b.len(), 3);
+        let payload = b.finish();
+        let (h, mut rows) = read_framed(&payload).expect("framed");
+        assert_eq!(h.boot, 7);
+        let got: Vec<(String, usize)> = h.batches.iter().map(|b| (b.table.clone(), b.n)).collect();
+        assert_eq!(got, vec![("a".to_string(), 2), ("b".to_string(), 1)]);
+        assert_eq!(rows.next_row(), Some(("id-1", r#"{"x":"\n"}"#)));
+        assert_eq!(rows.next_row(), Some(("id-3", r#"{"y":[1]}"#)));
+        assert_eq!(rows.next_row(), Some(("id-2", "{}")));
+        assert_eq!(rows.next_row(), None);
+        assert!(read_framed(b"{\"boot\":1}").is_none());
+        assert!(
+            read_framed(&payload[..payload.len() - 1]).is_some_and(|(_, mut r)| {
+                r.next_row().is_some() && r.next_row().is_some() && r.next_row().is_none()
+            })
+        );
     }
 }
