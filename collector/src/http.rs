@@ -613,13 +613,11 @@ fn process_event(
     }
 }
 
-/// Appends a record to the log and counts its `n` events accepted; the error answer otherwise.
+/// Appends a record of `n` events to the log (the log counts them accepted once durable); the
+/// error answer otherwise.
 async fn append(st: &State, payload: Vec<u8>, n: u64) -> Result<(), Resp> {
-    match st.wal.append(payload).await {
-        Ok(()) => {
-            st.shared.counters.accept_n(n);
-            Ok(())
-        }
+    match st.wal.append(payload, n).await {
+        Ok(()) => Ok(()),
         Err(AppendError::Busy) => Err(too_busy(st, "overloaded: too many writes waiting")),
         Err(e @ AppendError::Full(_)) => {
             let mut r = too_busy(st, &e.to_string());

@@ -97,6 +97,8 @@ pub enum AppendError {
 
 struct Append {
     payload: Vec<u8>,
+    /// Events in the record (counted accepted once it is written).
+    events: u64,
     done: tokio::sync::oneshot::Sender<Result<(), AppendError>>,
 }
 
@@ -116,19 +118,29 @@ pub struct WalWriter {
     pub pending: Arc<AtomicU64>,
 }
 
-#[derive(Debug)]
 struct Inner {
     /// Appends waiting for the next group, and whether a leader is at work.
     queue: Mutex<Queue>,
     /// The log itself; held by the leader while it writes (and fsyncs) a group.
     log: Mutex<Log>,
     pending: Arc<AtomicU64>,
+    /// Called with the number of events of each record once it is durable: the count must not
+    /// depend on the request still waiting (a client may hang up after sending).
+    accepted: Box<dyn Fn(u64) + Send + Sync>,
     closed: AtomicBool,
     policy: FsyncPolicy,
     interval: Duration,
     seal: Duration,
     /// The sealer thread, woken at close.
     sealer: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -159,16 +171,18 @@ pub fn spool_options(c: &CollectorSection) -> SpoolOptions {
 
 /// Most appends waiting for a group; more answer `Busy` (429).
 const QUEUE: usize = 8192;
-/// Groups one leader writes before it hands the lead to a new task (so its own request, and
-/// those it just answered, are sent while appends keep coming).
-const ROUNDS: usize = 1;
+/// How long the sealer waits at close for a group in progress before it seals regardless.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 impl WalWriter {
     /// Opens the log and starts the sealer thread (it seals the active segment every
     /// `seal_interval`, and for the last time after [`close`](Self::close)).
+    ///
+    /// `accepted(n)` is called once a record of `n` events is durable (per the fsync policy).
     pub fn start(
         c: &CollectorSection,
         pending: Arc<AtomicU64>,
+        accepted: impl Fn(u64) + Send + Sync + 'static,
     ) -> Result<(Self, std::thread::JoinHandle<()>), SpoolError> {
         let spool = Spool::open(spool_options(c))?;
         let inner = Arc::new(Inner {
@@ -178,6 +192,7 @@ impl WalWriter {
                 last_seal: Instant::now(),
             }),
             pending: Arc::clone(&pending),
+            accepted: Box::new(accepted),
             closed: AtomicBool::new(false),
             policy: c.fsync,
             interval: c.fsync_interval,
@@ -206,13 +221,15 @@ impl WalWriter {
         }
     }
 
-    /// Appends one record; resolves when it is durable per the fsync policy.
+    /// Appends one record of `events` events; resolves when it is durable per the fsync policy.
     ///
     /// Group commit without a writer thread: the append is queued; if no leader is at work, this
-    /// task becomes the leader and writes (and fsyncs) everything queued in one write, answers
-    /// every append of the group, and repeats while more are queued (up to [`ROUNDS`] groups,
-    /// then a new task takes the lead). Others only wait for their answer.
-    pub async fn append(&self, payload: Vec<u8>) -> Result<(), AppendError> {
+    /// task becomes the leader: it writes (and fsyncs) everything queued in one write and answers
+    /// every append of the group; if more were queued meanwhile, a new task takes the lead. The
+    /// leader's round has no await point, so a request dropped mid-way (client gone) cannot
+    /// strand the queue. With `fsync = "interval"` the lead always goes to a task that first
+    /// collects for `fsync_interval`. Others only wait for their answer.
+    pub async fn append(&self, payload: Vec<u8>, events: u64) -> Result<(), AppendError> {
         let (done, rx) = tokio::sync::oneshot::channel();
         let lead = {
             let mut q = lock(&self.inner.queue);
@@ -222,72 +239,79 @@ impl WalWriter {
             if q.appends.len() >= QUEUE {
                 return Err(AppendError::Busy);
             }
-            q.appends.push(Append { payload, done });
+            q.appends.push(Append {
+                payload,
+                events,
+                done,
+            });
             !std::mem::replace(&mut q.leading, true)
         };
-        if lead {
-            Arc::clone(&self.inner).lead().await;
+        // (With `interval`, `lead_round` is not called here: the spawned leader collects first.)
+        if lead && (self.inner.policy == FsyncPolicy::Interval || self.inner.lead_round()) {
+            spawn_leader(Arc::clone(&self.inner));
         }
         rx.await.unwrap_or(Err(AppendError::Closed))
     }
 }
 
-/// Continues leading in a new task. It yields first, so the requests just answered (woken on
-/// this worker) are sent before the next group blocks it; meanwhile more appends queue up.
+/// Continues leading in a new task. It first yields (or collects for `fsync_interval`), so the
+/// requests just answered (woken on this worker) are sent before the next group blocks it;
+/// meanwhile more appends queue up.
 fn spawn_leader(inner: Arc<Inner>) {
     tokio::spawn(async move {
-        tokio::task::yield_now().await;
-        inner.lead().await
+        if inner.policy == FsyncPolicy::Interval {
+            tokio::time::sleep(inner.interval).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+        if inner.lead_round() {
+            spawn_leader(inner);
+        }
     });
 }
 
 impl Inner {
-    async fn lead(self: Arc<Self>) {
-        for round in 0.. {
-            if self.policy == FsyncPolicy::Interval {
-                // Collect for the interval; the fsync after it covers everything collected.
-                tokio::time::sleep(self.interval).await;
+    /// Writes what is queued as one group. True when more appends queued meanwhile (the lead
+    /// must continue); false when the queue was empty and the lead was given up.
+    fn lead_round(&self) -> bool {
+        let mut group = {
+            let mut q = lock(&self.queue);
+            if q.appends.is_empty() {
+                q.leading = false;
+                return false;
             }
-            let mut group = {
-                let mut q = lock(&self.queue);
-                if q.appends.is_empty() {
-                    q.leading = false;
-                    return;
-                }
-                std::mem::take(&mut q.appends)
-            };
-            {
-                // Blocks this worker for one write (and fsync): short, and the one wait every
-                // queued request shares.
-                let mut log = lock(&self.log);
-                write_group(&mut log.spool, &mut group, &self.pending);
-                if log.last_seal.elapsed() >= self.seal {
-                    log.spool.close_writer();
-                    log.last_seal = Instant::now();
-                }
+            std::mem::take(&mut q.appends)
+        };
+        {
+            // Blocks this worker for one write (and fsync): short, and the one wait every
+            // queued request shares.
+            let mut log = lock(&self.log);
+            write_group(&mut log.spool, &mut group, &self.pending, &*self.accepted);
+            if log.last_seal.elapsed() >= self.seal {
+                log.spool.close_writer();
+                log.last_seal = Instant::now();
             }
-            if round + 1 >= ROUNDS {
-                let mut q = lock(&self.queue);
-                if q.appends.is_empty() {
-                    q.leading = false;
-                } else {
-                    drop(q);
-                    spawn_leader(Arc::clone(&self));
-                }
-                return;
-            }
+        }
+        let mut q = lock(&self.queue);
+        if q.appends.is_empty() {
+            q.leading = false;
+            false
+        } else {
+            true
         }
     }
 
     fn seal_loop(&self) {
+        let mut closed_at: Option<Instant> = None;
         loop {
             let closed = self.closed.load(Ordering::SeqCst);
             if closed {
+                let since = *closed_at.get_or_insert_with(Instant::now);
                 let idle = {
                     let q = lock(&self.queue);
                     q.appends.is_empty() && !q.leading
                 };
-                if idle {
+                if idle || since.elapsed() >= CLOSE_WAIT {
                     lock(&self.log).spool.close_writer();
                     return;
                 }
@@ -310,12 +334,18 @@ impl Inner {
     }
 }
 
-fn write_group(spool: &mut Spool, group: &mut Vec<Append>, pending: &AtomicU64) {
+fn write_group(
+    spool: &mut Spool,
+    group: &mut Vec<Append>,
+    pending: &AtomicU64,
+    accepted: &dyn Fn(u64),
+) {
     let payloads: Vec<&[u8]> = group.iter().map(|a| a.payload.as_slice()).collect();
     let bytes: u64 = payloads.iter().map(|p| (p.len() + HEADER) as u64).sum();
     let result = match spool.append(&payloads) {
         Ok(()) => {
             pending.fetch_add(bytes, Ordering::Relaxed);
+            accepted(group.iter().map(|a| a.events).sum());
             Ok(())
         }
         Err(SpoolError::Full { .. }) if group.len() > 1 => {
@@ -325,6 +355,7 @@ fn write_group(spool: &mut Spool, group: &mut Vec<Append>, pending: &AtomicU64) 
                 let r = spool.append(&[&a.payload]).map_err(to_append_error);
                 if r.is_ok() {
                     pending.fetch_add(len, Ordering::Relaxed);
+                    accepted(a.events);
                 }
                 let _ = a.done.send(r);
             }
