@@ -21,10 +21,21 @@ use serde_json::{Map, Value};
 /// One element of a request: an object's keys with raw values, or a JSON value of another kind.
 #[derive(Debug)]
 pub enum RawEnvelope<'a> {
-    /// An object: keys in order (duplicates kept; the last wins, as in a `Value` map).
-    Object(Vec<(Cow<'a, str>, &'a RawValue)>),
+    /// An object.
+    Object(Fields<'a>),
     /// Not an object; its JSON kind for the error message.
     Other(&'static str),
+}
+
+/// Names of the envelope's keys, in [`Fields::known`] order.
+const KNOWN: [&str; 5] = ["namespace", "type", "time", "id", "event"];
+
+/// An envelope object's keys with raw values: the known ones in fixed slots (a repeated key: the
+/// last wins, as in a `Value` map), anything else kept aside (no allocation unless there is).
+#[derive(Debug, Default)]
+pub struct Fields<'a> {
+    known: [Option<&'a RawValue>; 5],
+    other: Vec<(Cow<'a, str>, &'a RawValue)>,
 }
 
 /// A string that borrows from the input when it has no escapes.
@@ -61,10 +72,13 @@ impl<'de> Deserialize<'de> for RawEnvelope<'de> {
                 f.write_str("an envelope object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
-                let mut fields = Vec::with_capacity(5);
+                let mut fields = Fields::default();
                 while let Some(Str(k)) = m.next_key::<Str<'de>>()? {
                     let v: &'de RawValue = m.next_value()?;
-                    fields.push((k, v));
+                    match KNOWN.iter().position(|n| *n == k) {
+                        Some(i) => fields.known[i] = Some(v),
+                        None => fields.other.push((k, v)),
+                    }
                 }
                 Ok(RawEnvelope::Object(fields))
             }
@@ -141,19 +155,11 @@ impl<'a> RawEnvelope<'a> {
 }
 
 /// The accepted cases, or `None` for anything core would refuse (or that needs a closer look).
-fn fast<'a>(fields: &[(Cow<'a, str>, &'a RawValue)]) -> Option<Checked<'a>> {
-    let (mut ns, mut ty, mut time, mut id, mut event) = (None, None, None, None, None);
-    for (k, v) in fields {
-        let slot = match k.as_ref() {
-            "namespace" => &mut ns,
-            "type" => &mut ty,
-            "time" => &mut time,
-            "id" => &mut id,
-            "event" => &mut event,
-            _ => return None,
-        };
-        *slot = Some(*v);
+fn fast<'a>(fields: &Fields<'a>) -> Option<Checked<'a>> {
+    if !fields.other.is_empty() {
+        return None;
     }
+    let [ns, ty, time, id, event] = fields.known;
     let namespace = string(ns?)?;
     envelope::check_namespace(&namespace).ok()?;
     let type_name = string(ty?)?;
@@ -189,9 +195,13 @@ fn fast<'a>(fields: &[(Cow<'a, str>, &'a RawValue)]) -> Option<Checked<'a>> {
 }
 
 /// Core's verdict on the envelope rebuilt as a `Value`.
-fn slow<'a>(fields: &[(Cow<'a, str>, &'a RawValue)]) -> Result<Checked<'a>, EnvelopeError> {
+fn slow<'a>(fields: &Fields<'a>) -> Result<Checked<'a>, EnvelopeError> {
     let mut map = Map::new();
-    for (k, v) in fields {
+    let known = KNOWN
+        .iter()
+        .zip(fields.known)
+        .filter_map(|(k, v)| Some((Cow::Borrowed(*k), v?)));
+    for (k, v) in known.chain(fields.other.iter().cloned()) {
         // The body parsed already, so every raw value is valid JSON.
         let value: Value = serde_json::from_str(v.get()).unwrap_or(Value::Null);
         map.insert(k.to_string(), value);

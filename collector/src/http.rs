@@ -457,9 +457,17 @@ async fn ingest(st: &State, req: Request<Incoming>, batch: bool) -> Resp {
     let mut record = RecordBuilder::new(st.shared.boot);
     let received_at = evlog_core::clock::now_micros();
     let max_event = st.config.max_event_bytes.0 as usize;
+    let mut raw = RawEvent {
+        namespace: Default::default(),
+        type_name: Default::default(),
+        time: None,
+        received_at,
+        id: EventId::Generated(0),
+        body: String::new(),
+    };
     for v in values {
         let item = match v.and_then(|v| check_event(key.as_ref(), v, max_event)) {
-            Ok(env) => process_event(st, env, received_at, &mut record),
+            Ok(env) => process_event(st, env, received_at, &mut raw, &mut record),
             Err(item) => item,
         };
         items.push(item);
@@ -564,20 +572,21 @@ fn process_event(
     st: &State,
     env: Checked<'_>,
     received_at: i64,
+    raw: &mut RawEvent,
     record: &mut RecordBuilder,
 ) -> Item {
-    let raw = RawEvent {
-        namespace: env.namespace.as_ref().into(),
-        type_name: env.type_name.as_ref().into(),
-        time: env.time,
-        received_at,
-        id: match env.id {
-            Some(id) => EventId::Given(id.as_ref().into()),
-            None => EventId::Generated(evlog_core::ids::uuid_v7(received_at)),
-        },
-        body: env.event.into_owned(),
+    // One RawEvent per request, refilled per event: its body buffer is reused.
+    raw.namespace = env.namespace.as_ref().into();
+    raw.type_name = env.type_name.as_ref().into();
+    raw.time = env.time;
+    raw.received_at = received_at;
+    raw.id = match env.id {
+        Some(id) => EventId::Given(id.as_ref().into()),
+        None => EventId::Generated(evlog_core::ids::uuid_v7(received_at)),
     };
-    match st.processor.process(&raw) {
+    raw.body.clear();
+    raw.body.push_str(&env.event);
+    match st.processor.process(raw) {
         Ok((dest, row)) => {
             record.push_row(&dest, &row.insert_id, &row.json);
             Item {
