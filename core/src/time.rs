@@ -495,7 +495,14 @@ pub fn format_datetime(micros: i64) -> String {
 /// The UTC day of a timestamp as `YYYYMMDD`, the suffix of date-sharded tables.
 pub fn yyyymmdd(micros: i64) -> String {
     let (y, m, d) = civil_from_days(micros.div_euclid(DAY_MICROS));
-    format!("{y:04}{m:02}{d:02}")
+    if !(0..=9999).contains(&y) {
+        return format!("{y:04}{m:02}{d:02}");
+    }
+    let mut out = String::with_capacity(8);
+    push_digits(&mut out, i64::from(y), 4);
+    push_digits(&mut out, i64::from(m), 2);
+    push_digits(&mut out, i64::from(d), 2);
+    out
 }
 
 #[cfg(test)]
