@@ -183,12 +183,12 @@ fn read_framed_record(parts: &StreamerParts, acc: &mut Acc, payload: &[u8]) {
         return;
     };
     if header.boot != shared.boot {
-        let n = header.batches.iter().map(|b| b.n).sum::<usize>() + header.rejected.len();
+        let n = header.batches.iter().map(|b| b.1).sum::<usize>() + header.rejected.len();
         shared.counters.accept_n(n as u64);
     }
-    for b in &header.batches {
-        let slot = acc.rows.entry(b.destination()).or_default();
-        for _ in 0..b.n {
+    for (dest, n) in header.batches {
+        let slot = acc.rows.entry(dest).or_default();
+        for _ in 0..n {
             let Some((id, json)) = rows.next_row() else {
                 shared.counters.sink_error("wal", "undecodable");
                 break;

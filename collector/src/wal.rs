@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use evlog_core::json::push_str;
 use evlog_core::routing::{Destination, PartitionKind};
 use evlog_core::sink::forward::wire::{WireBatch, WireRejected};
 use evlog_core::sink::RejectedEvent;
@@ -378,10 +377,16 @@ fn to_append_error(e: SpoolError) -> AppendError {
 /// First byte of a framed record (JSON records start with `{`).
 pub const FRAMED: u8 = 0x02;
 
-/// Builds one framed record: [`FRAMED`], a little-endian `u32` header length, the header JSON
-/// (`{"boot","batches":[{"dataset","table","partitioned","day","n"}],"rejected":[…]}`), then
-/// for each batch in order its `n` rows as `u32` id length, id, `u32` JSON length, row JSON.
-/// Streamers read rows back by slicing, with no JSON scanning; rows are core's converted JSON.
+/// Builds one framed record, binary so streamers read it by slicing, with no JSON scanning
+/// (integers little-endian; `str` is a `u32` length then UTF-8 bytes):
+///
+/// ```text
+/// FRAMED, boot u64, batches u32,
+///   per batch: partitioned u8, dataset str, table str, day str, rows u32
+/// rejected str (a JSON array of core's forward-wire dead letters, or empty),
+/// then each batch's rows in order: id str, row JSON str
+/// ```
+/// Rows are core's converted JSON, copied as they are.
 #[derive(Debug)]
 pub struct RecordBuilder {
     boot: u64,
@@ -392,83 +397,92 @@ pub struct RecordBuilder {
 }
 
 /// Header of a framed record.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct FramedHeader {
     /// The writing process's boot id.
     pub boot: u64,
-    /// Row batches, in the order their rows follow the header.
-    #[serde(default)]
-    pub batches: Vec<FramedBatch>,
+    /// Destinations and row counts, in the order their rows follow.
+    pub batches: Vec<(Destination, usize)>,
     /// Dead letters.
-    #[serde(default)]
     pub rejected: Vec<WireRejected>,
 }
 
-/// One batch of a framed record.
-#[derive(Debug, Deserialize)]
-pub struct FramedBatch {
-    /// Dataset.
-    pub dataset: String,
-    /// Base table.
-    pub table: String,
-    /// Partitioned (true) or day-sharded (false).
-    pub partitioned: bool,
-    /// UTC day, `YYYYMMDD`.
-    pub day: String,
-    /// Rows that follow.
-    pub n: usize,
-}
-
-impl FramedBatch {
-    /// The destination.
-    pub fn destination(&self) -> Destination {
-        Destination {
-            dataset: self.dataset.as_str().into(),
-            table: self.table.as_str().into(),
-            partitioning: if self.partitioned {
-                PartitionKind::Partitioned
-            } else {
-                PartitionKind::DayShard
-            },
-            day: self.day.as_str().into(),
-        }
-    }
-}
-
-/// Splits a framed record into its header and the rows section; `None` if it is not one or is
-/// malformed.
+/// Reads a framed record's header; the rows follow in the returned reader. `None` if it is not
+/// a framed record or is malformed.
 pub fn read_framed(payload: &[u8]) -> Option<(FramedHeader, FramedRows<'_>)> {
-    let rest = payload.strip_prefix(&[FRAMED])?;
-    let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-    let header: FramedHeader = serde_json::from_slice(rest.get(4..4 + len)?).ok()?;
+    let mut r = FramedRows {
+        rest: payload.strip_prefix(&[FRAMED])?,
+    };
+    let boot = u64::from_le_bytes(r.bytes(8)?.try_into().ok()?);
+    let n = r.u32()? as usize;
+    let mut batches = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        let partitioned = r.bytes(1)?[0] != 0;
+        let dataset = r.str()?;
+        let table = r.str()?;
+        let day = r.str()?;
+        let rows = r.u32()? as usize;
+        batches.push((
+            Destination {
+                dataset: dataset.into(),
+                table: table.into(),
+                partitioning: if partitioned {
+                    PartitionKind::Partitioned
+                } else {
+                    PartitionKind::DayShard
+                },
+                day: day.into(),
+            },
+            rows,
+        ));
+    }
+    let rejected = match r.str()? {
+        "" => Vec::new(),
+        text => serde_json::from_str(text).ok()?,
+    };
     Some((
-        header,
-        FramedRows {
-            rest: rest.get(4 + len..)?,
+        FramedHeader {
+            boot,
+            batches,
+            rejected,
         },
+        r,
     ))
 }
 
-/// The rows section of a framed record.
+/// Reads the fields of a framed record in order.
 #[derive(Debug)]
 pub struct FramedRows<'a> {
     rest: &'a [u8],
 }
 
 impl<'a> FramedRows<'a> {
-    fn take(&mut self) -> Option<&'a str> {
-        let len = u32::from_le_bytes(self.rest.get(..4)?.try_into().ok()?) as usize;
-        let s = self.rest.get(4..4 + len)?;
-        self.rest = &self.rest[4 + len..];
-        std::str::from_utf8(s).ok()
+    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
+        let b = self.rest.get(..n)?;
+        self.rest = &self.rest[n..];
+        Some(b)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.bytes(4)?.try_into().ok()?))
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        let len = self.u32()? as usize;
+        std::str::from_utf8(self.bytes(len)?).ok()
     }
 
     /// The next row: (id, row JSON).
     pub fn next_row(&mut self) -> Option<(&'a str, &'a str)> {
-        let id = self.take()?;
-        let json = self.take()?;
+        let id = self.str()?;
+        let json = self.str()?;
         Some((id, json))
     }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
 }
 
 impl RecordBuilder {
@@ -503,10 +517,8 @@ impl RecordBuilder {
         };
         let (_, n, out) = &mut self.batches[i];
         out.reserve(8 + id.len() + json.len());
-        out.extend_from_slice(&(id.len() as u32).to_le_bytes());
-        out.extend_from_slice(id.as_bytes());
-        out.extend_from_slice(&(json.len() as u32).to_le_bytes());
-        out.extend_from_slice(json.as_bytes());
+        put_str(out, id);
+        put_str(out, json);
         *n += 1;
         self.n += 1;
     }
@@ -519,41 +531,24 @@ impl RecordBuilder {
 
     /// The payload.
     pub fn finish(self) -> Vec<u8> {
-        let mut header = String::with_capacity(128);
-        header.push_str("{\"boot\":");
-        header.push_str(&self.boot.to_string());
-        header.push_str(",\"batches\":[");
-        for (i, (d, n, _)) in self.batches.iter().enumerate() {
-            if i > 0 {
-                header.push(',');
-            }
-            header.push_str("{\"dataset\":");
-            push_str(&mut header, &d.dataset);
-            header.push_str(",\"table\":");
-            push_str(&mut header, &d.table);
-            header.push_str(",\"partitioned\":");
-            header.push_str(if d.partitioning == PartitionKind::Partitioned {
-                "true"
-            } else {
-                "false"
-            });
-            header.push_str(",\"day\":");
-            push_str(&mut header, &d.day);
-            header.push_str(",\"n\":");
-            header.push_str(&n.to_string());
-            header.push('}');
-        }
-        header.push(']');
-        if !self.rejected.is_empty() {
-            header.push_str(",\"rejected\":");
-            header.push_str(&serde_json::to_string(&self.rejected).unwrap_or_else(|_| "[]".into()));
-        }
-        header.push('}');
+        let rejected = if self.rejected.is_empty() {
+            String::new()
+        } else {
+            serde_json::to_string(&self.rejected).unwrap_or_else(|_| "[]".into())
+        };
         let rows: usize = self.batches.iter().map(|(_, _, r)| r.len()).sum();
-        let mut out = Vec::with_capacity(5 + header.len() + rows);
+        let mut out = Vec::with_capacity(32 + self.batches.len() * 64 + rejected.len() + rows);
         out.push(FRAMED);
-        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
-        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(&self.boot.to_le_bytes());
+        out.extend_from_slice(&(self.batches.len() as u32).to_le_bytes());
+        for (d, n, _) in &self.batches {
+            out.push(u8::from(d.partitioning == PartitionKind::Partitioned));
+            put_str(&mut out, &d.dataset);
+            put_str(&mut out, &d.table);
+            put_str(&mut out, &d.day);
+            out.extend_from_slice(&(*n as u32).to_le_bytes());
+        }
+        put_str(&mut out, &rejected);
         for (_, _, r) in &self.batches {
             out.extend_from_slice(r);
         }
@@ -581,17 +576,44 @@ mod tests {
         let payload = b.finish();
         let (h, mut rows) = read_framed(&payload).expect("framed");
         assert_eq!(h.boot, 7);
-        let got: Vec<(String, usize)> = h.batches.iter().map(|b| (b.table.clone(), b.n)).collect();
+        let got: Vec<(String, usize)> = h
+            .batches
+            .iter()
+            .map(|(d, n)| (d.table.to_string(), *n))
+            .collect();
         assert_eq!(got, vec![("a".to_string(), 2), ("b".to_string(), 1)]);
         assert_eq!(rows.next_row(), Some(("id-1", r#"{"x":"\n"}"#)));
         assert_eq!(rows.next_row(), Some(("id-3", r#"{"y":[1]}"#)));
         assert_eq!(rows.next_row(), Some(("id-2", "{}")));
         assert_eq!(rows.next_row(), None);
+        assert!(h.rejected.is_empty());
         assert!(read_framed(b"{\"boot\":1}").is_none());
+
+        let mut b = RecordBuilder::new(8);
+        b.push_rejected(&RejectedEvent {
+            dataset: "events".into(),
+            event_id: "id-9".into(),
+            namespace: "events".into(),
+            type_name: "nope".into(),
+            event_time: Some(1),
+            received_at: 2,
+            reason: "unknown_table",
+            field: None,
+            error: "no schema".into(),
+            raw: "{}".into(),
+        });
+        b.push_row(&dest("a"), "id-4", "{}");
+        assert_eq!(b.len(), 2);
+        let payload = b.finish();
+        let (h, mut rows) = read_framed(&payload).expect("framed");
+        assert_eq!(h.rejected.len(), 1);
+        assert_eq!(h.rejected[0].event_id, "id-9");
+        assert_eq!(h.rejected[0].reason, "unknown_table");
+        assert_eq!(rows.next_row(), Some(("id-4", "{}")));
         assert!(
-            read_framed(&payload[..payload.len() - 1]).is_some_and(|(_, mut r)| {
-                r.next_row().is_some() && r.next_row().is_some() && r.next_row().is_none()
-            })
+            // A torn row (never happens past the spool's CRC) reads as the end of the rows.
+            read_framed(&payload[..payload.len() - 1])
+                .is_some_and(|(_, mut r)| r.next_row().is_none())
         );
     }
 }
