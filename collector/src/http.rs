@@ -184,7 +184,7 @@ fn too_busy(st: &State, why: &str) -> Resp {
     r
 }
 
-async fn read_body(st: &State, req: Request<Incoming>) -> Result<Vec<u8>, Resp> {
+async fn read_body(st: &State, req: Request<Incoming>) -> Result<Bytes, Resp> {
     let max = st.config.max_body_bytes.0;
     let declared = req
         .headers()
@@ -231,7 +231,7 @@ async fn read_body(st: &State, req: Request<Incoming>) -> Result<Vec<u8>, Resp> 
         }
     };
     if !gzip {
-        return Ok(body.to_vec());
+        return Ok(body);
     }
     let limit = st.config.max_decompressed_bytes.0;
     let mut out = Vec::new();
@@ -250,7 +250,7 @@ async fn read_body(st: &State, req: Request<Incoming>) -> Result<Vec<u8>, Resp> 
             ),
         ));
     }
-    Ok(out)
+    Ok(Bytes::from(out))
 }
 
 /// The deepest nesting of `text` beyond `max`, as the byte offset where it was exceeded.
