@@ -5,7 +5,9 @@
 #
 #   bash collector/bench/run.sh            # DURATION=5s CONNECTIONS=64 THREADS=2 FSYNC=always
 #
-# Only 2xx answers count (429s under overload are reported separately).
+# Only 2xx answers count (429s under overload are reported separately). The collector's CPU time
+# per request (user + system, all its threads, streaming included) is printed too: on a shared
+# machine it varies less than requests/s.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION="${DURATION:-5s}"
@@ -70,7 +72,8 @@ dir = "$tmp/data"
 dir = "collector/examples/schemas"
 TOML
 "$BIN" --config "$tmp/collector.toml" > "$tmp/collector.out" &
-pids+=($!)
+cpid=$!
+pids+=($cpid)
 for _ in $(seq 100); do
   curl -sf "http://127.0.0.1:$CPORT/healthz" >/dev/null && curl -sf -o /dev/null "http://127.0.0.1:$NPORT/" && break
   sleep 0.1
@@ -91,33 +94,45 @@ for name, body in bodies.items():
         f.write("wrk.body = [==[" + body + "]==]\n")
 PY
 
-# Runs wrk; prints "<2xx requests/s> <non-2xx count>".
+# CPU ticks (user + system) the collector process has used so far.
+ticks() { awk '{print $14 + $15}' "/proc/$cpid/stat"; }
+TICK="$(getconf CLK_TCK)"
+
+# Runs wrk; prints "<2xx requests/s> <non-2xx count> <collector CPU µs per 2xx request>".
 bench() { # url script
-  local out
+  local out t0 t1
+  t0="$(ticks)"
   out="$(wrk -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" -s "$2" "$1")"
+  t1="$(ticks)"
   echo "$out" >> "$tmp/wrk.log"
-  python3 - "$out" "$DURATION" <<'PY'
+  python3 - "$out" "$DURATION" "$((t1 - t0))" "$TICK" <<'PY'
 import re, sys
-out, dur = sys.argv[1], sys.argv[2]
+out, dur, ticks, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 total = int(re.search(r"(\d+) requests in ([\d.]+)(\w+)", out).group(1))
 m = re.search(r"([\d.]+)(\w+)\s*$", re.search(r"requests in ([\d.]+\w+)", out).group(1))
 secs = float(m.group(1)) * {"s": 1, "ms": 1e-3, "m": 60}[m.group(2)]
 bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 bad = int(bad.group(1)) if bad else 0
-print(f"{(total - bad) / secs:.0f} {bad}")
+print(f"{(total - bad) / secs:.0f} {bad} {ticks / hz * 1e6 / max(total - bad, 1):.1f}")
 PY
 }
 
-read -r nginx_single _ < <(bench "http://127.0.0.1:$NPORT/v1/events" "$tmp/single.lua")
-read -r coll_single bad_single < <(bench "http://127.0.0.1:$CPORT/v1/events" "$tmp/single.lua")
-read -r nginx_batch _ < <(bench "http://127.0.0.1:$NPORT/v1/batch" "$tmp/batch.lua")
-read -r coll_batch bad_batch < <(bench "http://127.0.0.1:$CPORT/v1/batch" "$tmp/batch.lua")
+read -r nginx_single _ _ < <(bench "http://127.0.0.1:$NPORT/v1/events" "$tmp/single.lua")
+read -r coll_single bad_single cpu_single < <(bench "http://127.0.0.1:$CPORT/v1/events" "$tmp/single.lua")
+# The HTTP stack's own ceiling: GET /healthz (no body, no log), same load.
+printf 'wrk.method = "GET"\n' > "$tmp/get.lua"
+read -r coll_health _ cpu_health < <(bench "http://127.0.0.1:$CPORT/healthz" "$tmp/get.lua")
+read -r nginx_batch _ _ < <(bench "http://127.0.0.1:$NPORT/v1/batch" "$tmp/batch.lua")
+read -r coll_batch bad_batch cpu_batch < <(bench "http://127.0.0.1:$CPORT/v1/batch" "$tmp/batch.lua")
 
-stored="$(curl -s "http://127.0.0.1:$CPORT/metrics" | awk '/^evlog_events_accepted_total/ {print $2}')"
+metrics="$(curl -s "http://127.0.0.1:$CPORT/metrics")"
+stored="$(echo "$metrics" | awk '/^evlog_events_accepted_total/ {print $2}')"
+delivered="$(echo "$metrics" | awk '/^evlog_events_delivered_total/ {print $2}')"
 python3 - <<PY
 ns, cs, nb, cb = $nginx_single, $coll_single, $nginx_batch, $coll_batch
-print(f"machine: $(nproc) CPUs; wrk -t $THREADS -c $CONNECTIONS -d $DURATION; WAL fsync = $FSYNC")
-print(f"single event  /v1/events: collector {cs:>10,.0f} req/s   nginx return 204 {ns:>10,.0f} req/s   ratio {cs/ns:.2f}  (non-2xx: $bad_single)")
-print(f"500-event     /v1/batch : collector {cb*500:>10,.0f} events/s ({cb:,.0f} req/s)   nginx {nb:,.0f} req/s   (non-2xx: $bad_batch)")
-print(f"events accepted into the WAL during the run: {float('${stored:-0}'):,.0f}")
+print(f"machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); wrk -t $THREADS -c $CONNECTIONS -d $DURATION; WAL fsync = $FSYNC")
+print(f"single event  /v1/events: collector {cs:>10,.0f} req/s   nginx return 204 {ns:>10,.0f} req/s   ratio {cs/ns:.2f}  collector CPU {$cpu_single:.1f} us/request  (non-2xx: $bad_single)")
+print(f"GET /healthz (HTTP stack only, no body, no log): collector {$coll_health:>10,.0f} req/s  (/ nginx's figure above: {$coll_health/ns:.2f})  collector CPU {$cpu_health:.1f} us/request")
+print(f"500-event     /v1/batch : collector {cb*500:>10,.0f} events/s ({cb:,.0f} req/s)   nginx {nb:,.0f} req/s   collector CPU {$cpu_batch/500:.2f} us/event  (non-2xx: $bad_batch)")
+print(f"events accepted into the WAL during the run: {float('${stored:-0}'):,.0f}; delivered by the file sink when it ended: {float('${delivered:-0}'):,.0f}")
 PY

@@ -85,7 +85,7 @@ pub struct CollectorSection {
     pub seal_interval: Duration,
     /// Streamer threads (each streams whole segments to the sink).
     pub workers: usize,
-    /// HTTP worker threads (tokio); 0 = number of CPUs.
+    /// HTTP worker threads (tokio); 0 = number of CPUs + 1 (see `main.rs`).
     pub http_threads: usize,
     /// TLS certificate chain (PEM file); with `tls_key`, the collector serves HTTPS only.
     pub tls_cert: Option<PathBuf>,

@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use evlog_core::envelope;
+use evlog_core::json::push_str;
 use evlog_core::pipeline::Processor;
+use evlog_core::pipeline::{EventId, RawEvent};
 use evlog_core::sink::forward::wire::RowsRequest;
-use evlog_core::Envelope;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
@@ -21,8 +22,9 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use crate::config::{ApiKey, CollectorSection};
+use crate::envelope::{Checked, RawEnvelope};
 use crate::streamer::Shared;
-use crate::wal::{AppendError, WalEvent, WalRecord, WalWriter};
+use crate::wal::{AppendError, RecordBuilder, WalRecord, WalWriter};
 
 /// What handlers share.
 #[derive(Debug)]
@@ -182,7 +184,7 @@ fn too_busy(st: &State, why: &str) -> Resp {
     r
 }
 
-async fn read_body(st: &State, req: Request<Incoming>) -> Result<Vec<u8>, Resp> {
+async fn read_body(st: &State, req: Request<Incoming>) -> Result<Bytes, Resp> {
     let max = st.config.max_body_bytes.0;
     let declared = req
         .headers()
@@ -229,7 +231,7 @@ async fn read_body(st: &State, req: Request<Incoming>) -> Result<Vec<u8>, Resp> 
         }
     };
     if !gzip {
-        return Ok(body.to_vec());
+        return Ok(body);
     }
     let limit = st.config.max_decompressed_bytes.0;
     let mut out = Vec::new();
@@ -248,27 +250,32 @@ async fn read_body(st: &State, req: Request<Incoming>) -> Result<Vec<u8>, Resp> 
             ),
         ));
     }
-    Ok(out)
+    Ok(Bytes::from(out))
 }
 
 /// The deepest nesting of `text` beyond `max`, as the byte offset where it was exceeded.
 fn too_deep(text: &[u8], max: usize) -> Option<usize> {
     let mut depth = 0usize;
-    let mut in_str = false;
-    let mut escaped = false;
-    for (i, &b) in text.iter().enumerate() {
-        if in_str {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_str = false;
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            b'"' => {
+                // Skip the string: to the next quote not escaped by a backslash.
+                i += 1;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &text[i..]) {
+                        None => return None,
+                        Some(j) if text[i + j] == b'\\' => i += j + 2,
+                        Some(j) => {
+                            i += j;
+                            break;
+                        }
+                    }
+                    if i >= text.len() {
+                        return None;
+                    }
+                }
             }
-            continue;
-        }
-        match b {
-            b'"' => in_str = true,
             b'{' | b'[' => {
                 depth += 1;
                 if depth > max {
@@ -278,6 +285,7 @@ fn too_deep(text: &[u8], max: usize) -> Option<usize> {
             b'}' | b']' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        i += 1;
     }
     None
 }
@@ -308,19 +316,38 @@ impl Item {
         }
     }
 
-    fn to_json(&self, index: usize) -> Value {
-        let mut v = json!({"index": index, "status": self.status.as_u16()});
+    /// Appends the item's fields (after `{` and any leading fields) to a JSON object being built.
+    fn push_fields(&self, out: &mut String, mut first: bool) {
+        let mut sep = |out: &mut String| {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+        };
         if let Some(id) = &self.id {
-            v["id"] = json!(id);
+            sep(out);
+            out.push_str("\"id\":");
+            push_str(out, id);
         }
         if let Some(e) = &self.error {
-            v["error"] = json!(e);
+            sep(out);
+            out.push_str("\"error\":");
+            push_str(out, e);
         }
         if let Some(r) = self.reason {
-            v["reason"] = json!(r);
+            sep(out);
+            out.push_str("\"reason\":");
+            push_str(out, r);
         }
-        v
     }
+}
+
+fn json_response(status: StatusCode, body: String) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
 }
 
 /// What every ingest endpoint checks before reading the body: not draining, a valid API key (its
@@ -357,8 +384,9 @@ async fn ingest(st: &State, req: Request<Incoming>, batch: bool) -> Resp {
         Err(r) => return r,
     };
     let max_depth = st.config.max_depth;
-    // Parse: one value per event (or a per-event syntax error for NDJSON lines).
-    let mut values: Vec<Result<Value, Item>> = Vec::new();
+    // Parse: each envelope's keys with raw values (the event object is parsed once, below, by
+    // core's processor), or a per-event syntax error for NDJSON lines.
+    let mut values: Vec<Result<RawEnvelope<'_>, Item>> = Vec::new();
     let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
     if !batch || (!ndjson && first == Some(b'[')) {
         if let Some(at) = too_deep(&body, max_depth + usize::from(batch)) {
@@ -369,20 +397,16 @@ async fn ingest(st: &State, req: Request<Incoming>, batch: bool) -> Resp {
                 ),
             );
         }
-        let v: Value = match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(e) => return error(StatusCode::BAD_REQUEST, syntax_error("body", &e)),
-        };
         if batch {
-            let Value::Array(items) = v else {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "body: expected a JSON array of envelopes or NDJSON",
-                );
-            };
-            values.extend(items.into_iter().map(Ok));
+            match serde_json::from_slice::<Vec<RawEnvelope<'_>>>(&body) {
+                Ok(items) => values.extend(items.into_iter().map(Ok)),
+                Err(e) => return error(StatusCode::BAD_REQUEST, syntax_error("body", &e)),
+            }
         } else {
-            values.push(Ok(v));
+            match serde_json::from_slice::<RawEnvelope<'_>>(&body) {
+                Ok(v) => values.push(Ok(v)),
+                Err(e) => return error(StatusCode::BAD_REQUEST, syntax_error("body", &e)),
+            }
         }
     } else {
         for (n, line) in body.split(|&b| b == b'\n').enumerate() {
@@ -404,7 +428,7 @@ async fn ingest(st: &State, req: Request<Incoming>, batch: bool) -> Resp {
                     format!("line {}: nests deeper than {max_depth} levels (collector.max_depth) at byte {at}", n + 1),
                 ))
             } else {
-                serde_json::from_slice::<Value>(line).map_err(|e| {
+                serde_json::from_slice::<RawEnvelope<'_>>(line).map_err(|e| {
                     Item::err(
                         StatusCode::BAD_REQUEST,
                         "invalid_json",
@@ -428,90 +452,100 @@ async fn ingest(st: &State, req: Request<Incoming>, batch: bool) -> Resp {
         return error(StatusCode::BAD_REQUEST, "body: no events");
     }
 
-    // Check each envelope; keep the good ones for the log.
+    // Check, validate and convert each event; the log keeps converted rows and dead letters.
     let mut items = Vec::with_capacity(values.len());
-    let mut events = Vec::new();
+    let mut record = RecordBuilder::new(st.shared.boot);
     let received_at = evlog_core::clock::now_micros();
     let max_event = st.config.max_event_bytes.0 as usize;
+    let mut raw = RawEvent {
+        namespace: Default::default(),
+        type_name: Default::default(),
+        time: None,
+        received_at,
+        id: EventId::Generated(0),
+        body: String::new(),
+    };
     for v in values {
-        let item = match v.and_then(|v| check_event(st, key.as_ref(), v, max_event, received_at)) {
-            Ok((ev, known)) => {
-                let item = if known {
-                    Item {
-                        status: StatusCode::ACCEPTED,
-                        id: Some(ev.id.clone()),
-                        error: None,
-                        reason: None,
-                    }
-                } else {
-                    Item {
-                        status: StatusCode::UNPROCESSABLE_ENTITY,
-                        id: Some(ev.id.clone()),
-                        error: Some(format!(
-                            "no schema for table {}.{}: the event is kept in the dead-letter table",
-                            ev.namespace, ev.type_name
-                        )),
-                        reason: Some("unknown_table"),
-                    }
-                };
-                events.push(ev);
-                item
-            }
+        let item = match v.and_then(|v| check_event(key.as_ref(), v, max_event)) {
+            Ok(env) => process_event(st, env, received_at, &mut raw, &mut record),
             Err(item) => item,
         };
         items.push(item);
     }
-    let n_events = events.len();
-    if n_events > 0 {
-        let record = WalRecord {
-            boot: st.shared.boot,
-            events,
-            batches: Vec::new(),
-            rejected: Vec::new(),
-        };
-        if let Err(r) = append(st, &record).await {
+    if !record.is_empty() {
+        let n = record.len() as u64;
+        if let Err(r) = append(st, record.finish(), n).await {
             return r;
         }
     }
     if !batch {
         let item = &items[0];
-        let mut v = json!({});
-        if let Some(id) = &item.id {
-            v["id"] = json!(id);
-        }
-        if let Some(e) = &item.error {
-            v["error"] = json!(e);
-        }
-        if let Some(r) = item.reason {
-            v["reason"] = json!(r);
-        }
-        return respond(item.status, v);
+        let mut out = String::with_capacity(64);
+        out.push('{');
+        item.push_fields(&mut out, true);
+        out.push('}');
+        return json_response(item.status, out);
     }
     let accepted = items
         .iter()
         .filter(|i| i.status == StatusCode::ACCEPTED)
         .count();
-    let results: Vec<Value> = items
-        .iter()
-        .enumerate()
-        .map(|(i, it)| it.to_json(i))
-        .collect();
-    respond(
-        StatusCode::OK,
-        json!({"accepted": accepted, "refused": items.len() - accepted, "results": results}),
-    )
+    let mut out = String::with_capacity(64 + items.len() * 72);
+    let _ = write!(
+        out,
+        "{{\"accepted\":{accepted},\"refused\":{},\"results\":[",
+        items.len() - accepted
+    );
+    for (i, it) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"index\":");
+        out.push_str(itoa(i).as_str());
+        out.push_str(",\"status\":");
+        out.push_str(itoa(usize::from(it.status.as_u16())).as_str());
+        it.push_fields(&mut out, false);
+        out.push('}');
+    }
+    out.push_str("]}");
+    json_response(StatusCode::OK, out)
 }
 
-/// Checks one envelope: shape (core's rules), scope, size. Returns the event for the log and
-/// whether its table is known.
-fn check_event(
-    st: &State,
+/// A small integer as text without `fmt` machinery.
+fn itoa(mut n: usize) -> Itoa {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    Itoa { buf, start: i }
+}
+
+struct Itoa {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Itoa {
+    fn as_str(&self) -> &str {
+        // Only ASCII digits were written.
+        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
+    }
+}
+
+/// Checks one envelope: shape (core's rules), scope, size.
+fn check_event<'a>(
     key: Option<&ApiKey>,
-    v: Value,
+    raw: RawEnvelope<'a>,
     max_event: usize,
-    received_at: i64,
-) -> Result<(WalEvent, bool), Item> {
-    let env = Envelope::from_value(v)
+) -> Result<Checked<'a>, Item> {
+    let env = raw
+        .check()
         .map_err(|e| Item::err(StatusCode::BAD_REQUEST, "invalid_envelope", e.to_string()))?;
     if !in_scope(key, &env.namespace) {
         return Err(Item::err(
@@ -520,10 +554,7 @@ fn check_event(
             format!("this API key may not write namespace {:?}", env.namespace),
         ));
     }
-    // Serialized straight into a RawValue (no second parse to check it).
-    let event = serde_json::value::to_raw_value(&Value::Object(env.event))
-        .map_err(|e| Item::err(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?;
-    let size = event.get().len();
+    let size = env.event.len();
     if size > max_event {
         return Err(Item::err(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -531,35 +562,71 @@ fn check_event(
             format!("event is {size} bytes, the limit is {max_event} (collector.max_event_bytes)"),
         ));
     }
-    let known = st
-        .processor
-        .schemas()
-        .get(&env.namespace, &env.type_name)
-        .is_some();
-    let id = env
-        .id
-        .unwrap_or_else(|| evlog_core::ids::format_uuid(evlog_core::ids::uuid_v7(received_at)));
-    Ok((
-        WalEvent {
-            namespace: env.namespace,
-            type_name: env.type_name,
-            time: env.time,
-            received_at,
-            id,
-            event,
-        },
-        known,
-    ))
+    Ok(env)
 }
 
-/// Appends a record to the log and counts its events accepted; the error answer otherwise.
-async fn append(st: &State, record: &WalRecord) -> Result<(), Resp> {
-    let payload = serde_json::to_vec(record).unwrap_or_default();
-    match st.wal.append(payload).await {
-        Ok(()) => {
-            st.shared.counters.accept_n(record.len() as u64);
-            Ok(())
+/// Validates and converts one checked event with core's processor (the only parse of its
+/// body) and adds the row, or the dead letter, to the record. Schema violations are accepted
+/// (202) and dead-lettered; a table without schema answers 422 (also dead-lettered).
+fn process_event(
+    st: &State,
+    env: Checked<'_>,
+    received_at: i64,
+    raw: &mut RawEvent,
+    record: &mut RecordBuilder,
+) -> Item {
+    // One RawEvent per request, refilled per event: its body buffer is reused.
+    raw.namespace = env.namespace.as_ref().into();
+    raw.type_name = env.type_name.as_ref().into();
+    raw.time = env.time;
+    raw.received_at = received_at;
+    raw.id = match env.id {
+        Some(id) => EventId::Given(id.as_ref().into()),
+        None => EventId::Generated(evlog_core::ids::uuid_v7(received_at)),
+    };
+    raw.body.clear();
+    raw.body.push_str(&env.event);
+    match st.processor.process(raw) {
+        Ok((dest, row)) => {
+            record.push_row(&dest, &row.insert_id, &row.json);
+            Item {
+                status: StatusCode::ACCEPTED,
+                id: Some(row.insert_id),
+                error: None,
+                reason: None,
+            }
         }
+        Err(rejected) => {
+            let id = rejected.event_id.clone();
+            let item = if rejected.reason == "unknown_table" {
+                Item {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    id: Some(id),
+                    error: Some(format!(
+                        "no schema for table {}.{}: the event is kept in the dead-letter table",
+                        raw.namespace, raw.type_name
+                    )),
+                    reason: Some("unknown_table"),
+                }
+            } else {
+                Item {
+                    status: StatusCode::ACCEPTED,
+                    id: Some(id),
+                    error: None,
+                    reason: None,
+                }
+            };
+            record.push_rejected(&rejected);
+            item
+        }
+    }
+}
+
+/// Appends a record of `n` events to the log (the log counts them accepted once durable); the
+/// error answer otherwise.
+async fn append(st: &State, payload: Vec<u8>, n: u64) -> Result<(), Resp> {
+    match st.wal.append(payload, n).await {
+        Ok(()) => Ok(()),
         Err(AppendError::Busy) => Err(too_busy(st, "overloaded: too many writes waiting")),
         Err(e @ AppendError::Full(_)) => {
             let mut r = too_busy(st, &e.to_string());
@@ -569,7 +636,6 @@ async fn append(st: &State, record: &WalRecord) -> Result<(), Resp> {
         Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
     }
 }
-
 /// `POST /v1/rows`: rows an SDK already validated (core's forward sink). All or nothing: a bad
 /// row means a broken sender, so the whole request is refused with the row named.
 async fn ingest_rows(st: &State, req: Request<Incoming>) -> Resp {
@@ -663,9 +729,69 @@ async fn ingest_rows(st: &State, req: Request<Incoming>) -> Resp {
         }
     }
     if n > 0 {
-        if let Err(r) = append(st, &record).await {
+        let payload = serde_json::to_vec(&record).unwrap_or_default();
+        if let Err(r) = append(st, payload, n as u64).await {
             return r;
         }
     }
     respond(StatusCode::OK, json!({"accepted": n}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::too_deep;
+
+    /// The byte-by-byte definition the fast scan must agree with.
+    fn reference(text: &[u8], max: usize) -> Option<usize> {
+        let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+        for (i, &b) in text.iter().enumerate() {
+            if in_str {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == b'"' {
+                    in_str = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_str = true,
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > max {
+                        return Some(i);
+                    }
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn depth_scan_skips_strings_and_escapes() {
+        let cases: &[&str] = &[
+            r#"{"a":{"b":[1,{"c":2}]}}"#,
+            r#"{"a":"[[[[{{{{"}"#,
+            r#"{"a":"x\"[[[[","b":[[[[1]]]]}"#,
+            r#"{"a":"x\\","b":[[[[1]]]]}"#,
+            r#"{"a":"\\\"[[[[\\","b":{}}"#,
+            r#"[[[[[[[["#,
+            r#"{"a":"unterminated [[[["#,
+            r#"{"a":"ends with backslash \"#,
+            "",
+            r#""\"#,
+        ];
+        for text in cases {
+            for max in 0..6 {
+                assert_eq!(
+                    too_deep(text.as_bytes(), max),
+                    reference(text.as_bytes(), max),
+                    "{text} max {max}"
+                );
+            }
+        }
+    }
 }

@@ -10,6 +10,7 @@
 //! `collector.shutdown_deadline`, return. What is left stays in the log for the next start.
 
 pub mod config;
+mod envelope;
 mod http;
 pub mod streamer;
 pub mod wal;
@@ -102,7 +103,10 @@ pub async fn run(
         per_table: Mutex::new(Default::default()),
         boot: evlog_core::ids::random_u64(),
     });
-    let (writer, writer_thread) = wal::WalWriter::start(&c, Arc::clone(&pending))?;
+    let counted = Arc::clone(&shared);
+    let (writer, writer_thread) = wal::WalWriter::start(&c, Arc::clone(&pending), move |n| {
+        counted.counters.accept_n(n)
+    })?;
     let stop = Arc::new(Mutex::new(None));
     let mut streamers = Vec::new();
     for i in 0..c.workers {

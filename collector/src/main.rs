@@ -48,9 +48,14 @@ fn main() -> ExitCode {
         }
     }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if config.collector.http_threads > 0 {
-        rt.worker_threads(config.collector.http_threads);
-    }
+    // Default: one worker more than CPUs. The log's group commit writes and fsyncs on the
+    // leading request's worker; the extra one keeps every CPU parsing meanwhile (measured on
+    // 2 CPUs: up to 2x single-event requests/s, batches no worse; 2 extra was worse).
+    let threads = match config.collector.http_threads {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()) + 1,
+        n => n,
+    };
+    rt.worker_threads(threads);
     let rt = match rt.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -19,7 +19,7 @@ use evlog_core::routing::Destination;
 use evlog_core::sink::{Batch, EncodedRow, RejectedEvent, Sink, SinkFactory};
 use evlog_core::spool::{SegmentReader, Spool, SpoolOptions, HEADER};
 
-use crate::wal::WalRecord;
+use crate::wal::{read_framed, WalRecord, FRAMED};
 
 /// What streamers share with the HTTP side.
 #[derive(Debug)]
@@ -67,6 +67,8 @@ impl std::fmt::Debug for StreamerParts {
 
 /// How long an idle streamer waits before looking for segments again.
 const IDLE: Duration = Duration::from_millis(20);
+/// Least time between two commits inside one segment (the end of a segment always commits).
+const COMMIT_EVERY: Duration = Duration::from_millis(250);
 
 /// Runs one streamer until shutdown (see the module docs).
 pub fn run(parts: StreamerParts) {
@@ -134,6 +136,7 @@ fn stream_segment(
     let shared = &parts.shared;
     let mut acc = Acc::default();
     let mut last_end = None;
+    let mut last_commit = Instant::now();
     loop {
         let rec = match seg.next(&spool.counters) {
             Ok(Some(r)) => r,
@@ -144,58 +147,24 @@ fn stream_segment(
             }
         };
         acc.bytes += (rec.payload.len() + HEADER) as u64;
-        match serde_json::from_slice::<WalRecord>(&rec.payload) {
-            Ok(record) => {
-                if record.boot != shared.boot {
-                    shared.counters.accept_n(record.len() as u64);
-                }
-                for b in record.batches {
-                    let dest = b.destination();
-                    let slot = acc.rows.entry(dest).or_default();
-                    for r in b.rows {
-                        acc.events += 1;
-                        let json = r.json.get().to_string();
-                        slot.1 += json.len();
-                        slot.0.push(EncodedRow {
-                            insert_id: r.id,
-                            json,
-                        });
-                    }
-                }
-                for r in record.rejected {
-                    acc.events += 1;
-                    let reason = intern(&r.reason);
-                    acc.rejects.push(r.into_rejected(reason));
-                }
-                for e in record.events {
-                    let raw = RawEvent {
-                        namespace: e.namespace.into(),
-                        type_name: e.type_name.into(),
-                        time: e.time,
-                        received_at: e.received_at,
-                        id: EventId::Given(e.id.into()),
-                        body: e.event.get().to_string(),
-                    };
-                    acc.events += 1;
-                    match parts.processor.process(&raw) {
-                        Ok((dest, row)) => {
-                            let slot = acc.rows.entry(dest).or_default();
-                            slot.1 += row.json.len();
-                            slot.0.push(row);
-                        }
-                        Err(r) => acc.rejects.push(*r),
-                    }
-                }
-            }
-            Err(_) => shared.counters.sink_error("wal", "undecodable"),
+        if rec.payload.first() == Some(&FRAMED) {
+            read_framed_record(parts, &mut acc, &rec.payload);
+        } else {
+            read_json_record(parts, &mut acc, &rec.payload);
         }
         last_end = Some(rec.end);
         if acc.events >= parts.max_rows {
             if !deliver(parts, sink, std::mem::take(&mut acc)) {
                 return;
             }
-            if let Some(end) = last_end {
-                let _ = seg.commit(end);
+            // Committing costs a file write, fsync and rename: inside a segment (sealed every
+            // `seal_interval`, so usually small) do it at most every COMMIT_EVERY; a crash
+            // replays at most that much, with the same insertIds.
+            if last_commit.elapsed() >= COMMIT_EVERY {
+                if let Some(end) = last_end {
+                    let _ = seg.commit(end);
+                }
+                last_commit = Instant::now();
             }
         }
     }
@@ -204,6 +173,89 @@ fn stream_segment(
     }
     // At the end: commits (and deletes the segment when everything in it is done).
     let _ = seg.commit(last_end.unwrap_or(0));
+}
+
+/// A framed record (see [`crate::wal::RecordBuilder`]): rows are sliced out, not parsed.
+fn read_framed_record(parts: &StreamerParts, acc: &mut Acc, payload: &[u8]) {
+    let shared = &parts.shared;
+    let Some((header, mut rows)) = read_framed(payload) else {
+        shared.counters.sink_error("wal", "undecodable");
+        return;
+    };
+    if header.boot != shared.boot {
+        let n = header.batches.iter().map(|b| b.1).sum::<usize>() + header.rejected.len();
+        shared.counters.accept_n(n as u64);
+    }
+    for (dest, n) in header.batches {
+        let slot = acc.rows.entry(dest).or_default();
+        for _ in 0..n {
+            let Some((id, json)) = rows.next_row() else {
+                shared.counters.sink_error("wal", "undecodable");
+                break;
+            };
+            acc.events += 1;
+            slot.1 += json.len();
+            slot.0.push(EncodedRow {
+                insert_id: id.to_string(),
+                json: json.to_string(),
+            });
+        }
+    }
+    for r in header.rejected {
+        acc.events += 1;
+        let reason = intern(&r.reason);
+        acc.rejects.push(r.into_rejected(reason));
+    }
+}
+
+/// A JSON record ([`WalRecord`]): `/v1/rows` requests, and envelopes logged by earlier versions.
+fn read_json_record(parts: &StreamerParts, acc: &mut Acc, payload: &[u8]) {
+    let shared = &parts.shared;
+    match serde_json::from_slice::<WalRecord>(payload) {
+        Ok(record) => {
+            if record.boot != shared.boot {
+                shared.counters.accept_n(record.len() as u64);
+            }
+            for b in record.batches {
+                let dest = b.destination();
+                let slot = acc.rows.entry(dest).or_default();
+                for r in b.rows {
+                    acc.events += 1;
+                    let json = r.json.get().to_string();
+                    slot.1 += json.len();
+                    slot.0.push(EncodedRow {
+                        insert_id: r.id,
+                        json,
+                    });
+                }
+            }
+            for r in record.rejected {
+                acc.events += 1;
+                let reason = intern(&r.reason);
+                acc.rejects.push(r.into_rejected(reason));
+            }
+            for e in record.events {
+                let raw = RawEvent {
+                    namespace: e.namespace.into(),
+                    type_name: e.type_name.into(),
+                    time: e.time,
+                    received_at: e.received_at,
+                    id: EventId::Given(e.id.into()),
+                    body: e.event.get().to_string(),
+                };
+                acc.events += 1;
+                match parts.processor.process(&raw) {
+                    Ok((dest, row)) => {
+                        let slot = acc.rows.entry(dest).or_default();
+                        slot.1 += row.json.len();
+                        slot.0.push(row);
+                    }
+                    Err(r) => acc.rejects.push(*r),
+                }
+            }
+        }
+        Err(_) => shared.counters.sink_error("wal", "undecodable"),
+    }
 }
 
 /// Delivers rows and dead letters, retrying failures until they succeed or the shutdown deadline

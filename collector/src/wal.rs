@@ -1,10 +1,13 @@
 //! The write-ahead log: core's [`Spool`] (same segment and record format), one record per
-//! request, written by one thread that groups concurrent requests into one write and one fsync.
+//! request. Concurrent requests are grouped into one write and one fsync by the requests' own
+//! tasks (leader/follower group commit, no writer thread to hand over to and wake back).
 //!
-//! Record payload (JSON): `{"boot":<u64>,"events":[{"namespace","type","time","received_at",
-//! "id","event":{…}}]}`, or with `"batches"`/`"rejected"` in core's forward wire format (rows an
-//! SDK validated). `boot` identifies the collector process that acknowledged the events, so
-//! a later process replaying them counts them as accepted by itself.
+//! Record payload (JSON): `{"boot":<u64>,"batches":[…],"rejected":[…]}` in core's forward wire
+//! format: rows already validated and converted (by core's processor at ingest, or by an SDK
+//! for `/v1/rows`) and dead letters. Records written by earlier versions carry `"events"`
+//! (envelopes still to validate); streamers still read those. `boot` identifies the collector
+//! process that acknowledged the events, so a later process replaying them counts them as
+//! accepted by itself.
 //!
 //! Invariants:
 //! - A request is acknowledged (its `done` channel answered Ok) only after its record was written,
@@ -14,11 +17,12 @@
 //! - `pending` counts bytes written and not yet committed by streamers (the high watermark).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use evlog_core::routing::{Destination, PartitionKind};
 use evlog_core::sink::forward::wire::{WireBatch, WireRejected};
+use evlog_core::sink::RejectedEvent;
 use evlog_core::spool::{Spool, SpoolError, SpoolOptions, HEADER};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -92,16 +96,9 @@ pub enum AppendError {
 
 struct Append {
     payload: Vec<u8>,
+    /// Events in the record (counted accepted once it is written).
+    events: u64,
     done: tokio::sync::oneshot::Sender<Result<(), AppendError>>,
-}
-
-/// Handle to the writer thread.
-#[derive(Debug, Clone)]
-pub struct WalWriter {
-    tx: Sender<Append>,
-    /// Uncommitted bytes in the log.
-    pub pending: Arc<AtomicU64>,
-    closed: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Append {
@@ -110,6 +107,55 @@ impl std::fmt::Debug for Append {
             .field("bytes", &self.payload.len())
             .finish()
     }
+}
+
+/// Handle to the log: group commit by the appending tasks themselves (see [`WalWriter::append`]).
+#[derive(Debug, Clone)]
+pub struct WalWriter {
+    inner: Arc<Inner>,
+    /// Uncommitted bytes in the log.
+    pub pending: Arc<AtomicU64>,
+}
+
+struct Inner {
+    /// Appends waiting for the next group, and whether a leader is at work.
+    queue: Mutex<Queue>,
+    /// The log itself; held by the leader while it writes (and fsyncs) a group.
+    log: Mutex<Log>,
+    pending: Arc<AtomicU64>,
+    /// Called with the number of events of each record once it is durable: the count must not
+    /// depend on the request still waiting (a client may hang up after sending).
+    accepted: Box<dyn Fn(u64) + Send + Sync>,
+    closed: AtomicBool,
+    policy: FsyncPolicy,
+    interval: Duration,
+    seal: Duration,
+    /// The sealer thread, woken at close.
+    sealer: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    appends: Vec<Append>,
+    leading: bool,
+}
+
+#[derive(Debug)]
+struct Log {
+    spool: Spool,
+    last_seal: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Options of the log as core's spool takes them.
@@ -122,118 +168,183 @@ pub fn spool_options(c: &CollectorSection) -> SpoolOptions {
     }
 }
 
-/// Most appends queued for the writer thread; more answer `Busy` (429).
+/// Most appends waiting for a group; more answer `Busy` (429).
 const QUEUE: usize = 8192;
-/// Most records in one write.
-const GROUP: usize = 2048;
+/// How long the sealer waits at close for a group in progress before it seals regardless.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 impl WalWriter {
-    /// Opens the log and starts the writer thread.
+    /// Opens the log and starts the sealer thread (it seals the active segment every
+    /// `seal_interval`, and for the last time after [`close`](Self::close)).
+    ///
+    /// `accepted(n)` is called once a record of `n` events is durable (per the fsync policy).
     pub fn start(
         c: &CollectorSection,
         pending: Arc<AtomicU64>,
+        accepted: impl Fn(u64) + Send + Sync + 'static,
     ) -> Result<(Self, std::thread::JoinHandle<()>), SpoolError> {
         let spool = Spool::open(spool_options(c))?;
-        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
-        let policy = c.fsync;
-        let interval = c.fsync_interval;
-        let seal = c.seal_interval;
-        let p = Arc::clone(&pending);
-        let closed = Arc::new(AtomicBool::new(false));
-        let cl = Arc::clone(&closed);
+        let inner = Arc::new(Inner {
+            queue: Mutex::new(Queue::default()),
+            log: Mutex::new(Log {
+                spool,
+                last_seal: Instant::now(),
+            }),
+            pending: Arc::clone(&pending),
+            accepted: Box::new(accepted),
+            closed: AtomicBool::new(false),
+            policy: c.fsync,
+            interval: c.fsync_interval,
+            seal: c.seal_interval,
+            sealer: std::sync::OnceLock::new(),
+        });
+        let sealer = Arc::clone(&inner);
         let handle = std::thread::Builder::new()
             .name("evlog-wal".into())
-            .spawn(move || writer_loop(spool, rx, policy, interval, seal, p, cl))
+            .spawn(move || sealer.seal_loop())
             .map_err(|e| SpoolError::Io {
-                op: "start writer thread for",
+                op: "start the sealer thread for",
                 path: c.wal_dir.clone(),
                 source: e,
             })?;
-        Ok((
-            Self {
-                tx,
-                pending,
-                closed,
-            },
-            handle,
-        ))
+        let _ = inner.sealer.set(handle.thread().clone());
+        Ok((Self { inner, pending }, handle))
     }
 
-    /// Refuses later appends; the writer thread writes what it has, seals, and stops.
+    /// Refuses later appends; the sealer thread waits for the groups in progress, seals, and
+    /// stops.
     pub fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
+        self.inner.closed.store(true, Ordering::SeqCst);
+        if let Some(t) = self.inner.sealer.get() {
+            t.unpark();
+        }
     }
 
-    /// Appends one record; resolves when it is durable per the fsync policy.
-    pub async fn append(&self, payload: Vec<u8>) -> Result<(), AppendError> {
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(AppendError::Closed);
-        }
+    /// Appends one record of `events` events; resolves when it is durable per the fsync policy.
+    ///
+    /// Group commit without a writer thread: the append is queued; if no leader is at work, this
+    /// task becomes the leader: it writes (and fsyncs) everything queued in one write and answers
+    /// every append of the group; if more were queued meanwhile, a new task takes the lead. The
+    /// leader's round has no await point, so a request dropped mid-way (client gone) cannot
+    /// strand the queue. With `fsync = "interval"` the lead always goes to a task that first
+    /// collects for `fsync_interval`. Others only wait for their answer.
+    pub async fn append(&self, payload: Vec<u8>, events: u64) -> Result<(), AppendError> {
         let (done, rx) = tokio::sync::oneshot::channel();
-        match self.tx.try_send(Append { payload, done }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(AppendError::Busy),
-            Err(TrySendError::Disconnected(_)) => return Err(AppendError::Closed),
+        let lead = {
+            let mut q = lock(&self.inner.queue);
+            if self.inner.closed.load(Ordering::SeqCst) {
+                return Err(AppendError::Closed);
+            }
+            if q.appends.len() >= QUEUE {
+                return Err(AppendError::Busy);
+            }
+            q.appends.push(Append {
+                payload,
+                events,
+                done,
+            });
+            !std::mem::replace(&mut q.leading, true)
+        };
+        // (With `interval`, `lead_round` is not called here: the spawned leader collects first.)
+        if lead && (self.inner.policy == FsyncPolicy::Interval || self.inner.lead_round()) {
+            spawn_leader(Arc::clone(&self.inner));
         }
         rx.await.unwrap_or(Err(AppendError::Closed))
     }
 }
 
-fn writer_loop(
-    mut spool: Spool,
-    rx: Receiver<Append>,
-    policy: FsyncPolicy,
-    interval: Duration,
-    seal: Duration,
-    pending: Arc<AtomicU64>,
-    closed: Arc<AtomicBool>,
-) {
-    let mut last_seal = Instant::now();
-    let mut group: Vec<Append> = Vec::new();
-    loop {
-        let wait = seal
-            .saturating_sub(last_seal.elapsed())
-            .max(Duration::from_millis(1));
-        match rx.recv_timeout(wait) {
-            Ok(a) => group.push(a),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+/// Continues leading in a new task. It first yields (or collects for `fsync_interval`), so the
+/// requests just answered (woken on this worker) are sent before the next group blocks it;
+/// meanwhile more appends queue up.
+fn spawn_leader(inner: Arc<Inner>) {
+    tokio::spawn(async move {
+        if inner.policy == FsyncPolicy::Interval {
+            tokio::time::sleep(inner.interval).await;
+        } else {
+            tokio::task::yield_now().await;
         }
-        if !group.is_empty() {
-            if policy == FsyncPolicy::Interval {
-                let until = Instant::now() + interval;
-                while group.len() < GROUP {
-                    match rx.recv_deadline(until) {
-                        Ok(a) => group.push(a),
-                        Err(_) => break,
-                    }
-                }
-            }
-            while group.len() < GROUP {
-                match rx.try_recv() {
-                    Ok(a) => group.push(a),
-                    Err(_) => break,
-                }
-            }
-            write_group(&mut spool, &mut group, &pending);
+        if inner.lead_round() {
+            spawn_leader(inner);
         }
-        if closed.load(Ordering::SeqCst) && rx.is_empty() {
-            break;
-        }
-        if last_seal.elapsed() >= seal {
-            spool.close_writer();
-            last_seal = Instant::now();
-        }
-    }
-    spool.close_writer();
+    });
 }
 
-fn write_group(spool: &mut Spool, group: &mut Vec<Append>, pending: &AtomicU64) {
+impl Inner {
+    /// Writes what is queued as one group. True when more appends queued meanwhile (the lead
+    /// must continue); false when the queue was empty and the lead was given up.
+    fn lead_round(&self) -> bool {
+        let mut group = {
+            let mut q = lock(&self.queue);
+            if q.appends.is_empty() {
+                q.leading = false;
+                return false;
+            }
+            std::mem::take(&mut q.appends)
+        };
+        {
+            // Blocks this worker for one write (and fsync): short, and the one wait every
+            // queued request shares.
+            let mut log = lock(&self.log);
+            write_group(&mut log.spool, &mut group, &self.pending, &*self.accepted);
+            if log.last_seal.elapsed() >= self.seal {
+                log.spool.close_writer();
+                log.last_seal = Instant::now();
+            }
+        }
+        let mut q = lock(&self.queue);
+        if q.appends.is_empty() {
+            q.leading = false;
+            false
+        } else {
+            true
+        }
+    }
+
+    fn seal_loop(&self) {
+        let mut closed_at: Option<Instant> = None;
+        loop {
+            let closed = self.closed.load(Ordering::SeqCst);
+            if closed {
+                let since = *closed_at.get_or_insert_with(Instant::now);
+                let idle = {
+                    let q = lock(&self.queue);
+                    q.appends.is_empty() && !q.leading
+                };
+                if idle || since.elapsed() >= CLOSE_WAIT {
+                    lock(&self.log).spool.close_writer();
+                    return;
+                }
+                std::thread::park_timeout(Duration::from_millis(1));
+                continue;
+            }
+            let wait = {
+                let mut log = lock(&self.log);
+                let since = log.last_seal.elapsed();
+                if since >= self.seal {
+                    log.spool.close_writer();
+                    log.last_seal = Instant::now();
+                    self.seal
+                } else {
+                    self.seal - since
+                }
+            };
+            std::thread::park_timeout(wait.max(Duration::from_millis(1)));
+        }
+    }
+}
+
+fn write_group(
+    spool: &mut Spool,
+    group: &mut Vec<Append>,
+    pending: &AtomicU64,
+    accepted: &dyn Fn(u64),
+) {
     let payloads: Vec<&[u8]> = group.iter().map(|a| a.payload.as_slice()).collect();
     let bytes: u64 = payloads.iter().map(|p| (p.len() + HEADER) as u64).sum();
     let result = match spool.append(&payloads) {
         Ok(()) => {
             pending.fetch_add(bytes, Ordering::Relaxed);
+            accepted(group.iter().map(|a| a.events).sum());
             Ok(())
         }
         Err(SpoolError::Full { .. }) if group.len() > 1 => {
@@ -243,6 +354,7 @@ fn write_group(spool: &mut Spool, group: &mut Vec<Append>, pending: &AtomicU64) 
                 let r = spool.append(&[&a.payload]).map_err(to_append_error);
                 if r.is_ok() {
                     pending.fetch_add(len, Ordering::Relaxed);
+                    accepted(a.events);
                 }
                 let _ = a.done.send(r);
             }
@@ -259,5 +371,249 @@ fn to_append_error(e: SpoolError) -> AppendError {
     match e {
         SpoolError::Full { .. } => AppendError::Full(e.to_string()),
         other => AppendError::Io(other.to_string()),
+    }
+}
+
+/// First byte of a framed record (JSON records start with `{`).
+pub const FRAMED: u8 = 0x02;
+
+/// Builds one framed record, binary so streamers read it by slicing, with no JSON scanning
+/// (integers little-endian; `str` is a `u32` length then UTF-8 bytes):
+///
+/// ```text
+/// FRAMED, boot u64, batches u32,
+///   per batch: partitioned u8, dataset str, table str, day str, rows u32
+/// rejected str (a JSON array of core's forward-wire dead letters, or empty),
+/// then each batch's rows in order: id str, row JSON str
+/// ```
+/// Rows are core's converted JSON, copied as they are.
+#[derive(Debug)]
+pub struct RecordBuilder {
+    boot: u64,
+    /// Per destination: the destination, its row count and its framed rows.
+    batches: Vec<(Destination, usize, Vec<u8>)>,
+    rejected: Vec<WireRejected>,
+    n: usize,
+}
+
+/// Header of a framed record.
+#[derive(Debug)]
+pub struct FramedHeader {
+    /// The writing process's boot id.
+    pub boot: u64,
+    /// Destinations and row counts, in the order their rows follow.
+    pub batches: Vec<(Destination, usize)>,
+    /// Dead letters.
+    pub rejected: Vec<WireRejected>,
+}
+
+/// Reads a framed record's header; the rows follow in the returned reader. `None` if it is not
+/// a framed record or is malformed.
+pub fn read_framed(payload: &[u8]) -> Option<(FramedHeader, FramedRows<'_>)> {
+    let mut r = FramedRows {
+        rest: payload.strip_prefix(&[FRAMED])?,
+    };
+    let boot = u64::from_le_bytes(r.bytes(8)?.try_into().ok()?);
+    let n = r.u32()? as usize;
+    let mut batches = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        let partitioned = r.bytes(1)?[0] != 0;
+        let dataset = r.str()?;
+        let table = r.str()?;
+        let day = r.str()?;
+        let rows = r.u32()? as usize;
+        batches.push((
+            Destination {
+                dataset: dataset.into(),
+                table: table.into(),
+                partitioning: if partitioned {
+                    PartitionKind::Partitioned
+                } else {
+                    PartitionKind::DayShard
+                },
+                day: day.into(),
+            },
+            rows,
+        ));
+    }
+    let rejected = match r.str()? {
+        "" => Vec::new(),
+        text => serde_json::from_str(text).ok()?,
+    };
+    Some((
+        FramedHeader {
+            boot,
+            batches,
+            rejected,
+        },
+        r,
+    ))
+}
+
+/// Reads the fields of a framed record in order.
+#[derive(Debug)]
+pub struct FramedRows<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> FramedRows<'a> {
+    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
+        let b = self.rest.get(..n)?;
+        self.rest = &self.rest[n..];
+        Some(b)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.bytes(4)?.try_into().ok()?))
+    }
+
+    fn str(&mut self) -> Option<&'a str> {
+        let len = self.u32()? as usize;
+        std::str::from_utf8(self.bytes(len)?).ok()
+    }
+
+    /// The next row: (id, row JSON).
+    pub fn next_row(&mut self) -> Option<(&'a str, &'a str)> {
+        let id = self.str()?;
+        let json = self.str()?;
+        Some((id, json))
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+impl RecordBuilder {
+    /// An empty record of the process `boot`.
+    pub fn new(boot: u64) -> Self {
+        Self {
+            boot,
+            batches: Vec::new(),
+            rejected: Vec::new(),
+            n: 0,
+        }
+    }
+
+    /// Events added so far.
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Adds a converted row (`json` is core's row object text).
+    pub fn push_row(&mut self, dest: &Destination, id: &str, json: &str) {
+        let i = match self.batches.iter().position(|(d, _, _)| d == dest) {
+            Some(i) => i,
+            None => {
+                self.batches.push((dest.clone(), 0, Vec::new()));
+                self.batches.len() - 1
+            }
+        };
+        let (_, n, out) = &mut self.batches[i];
+        out.reserve(8 + id.len() + json.len());
+        put_str(out, id);
+        put_str(out, json);
+        *n += 1;
+        self.n += 1;
+    }
+
+    /// Adds a dead letter.
+    pub fn push_rejected(&mut self, e: &RejectedEvent) {
+        self.rejected.push(WireRejected::from(e));
+        self.n += 1;
+    }
+
+    /// The payload.
+    pub fn finish(self) -> Vec<u8> {
+        let rejected = if self.rejected.is_empty() {
+            String::new()
+        } else {
+            serde_json::to_string(&self.rejected).unwrap_or_else(|_| "[]".into())
+        };
+        let rows: usize = self.batches.iter().map(|(_, _, r)| r.len()).sum();
+        let mut out = Vec::with_capacity(32 + self.batches.len() * 64 + rejected.len() + rows);
+        out.push(FRAMED);
+        out.extend_from_slice(&self.boot.to_le_bytes());
+        out.extend_from_slice(&(self.batches.len() as u32).to_le_bytes());
+        for (d, n, _) in &self.batches {
+            out.push(u8::from(d.partitioning == PartitionKind::Partitioned));
+            put_str(&mut out, &d.dataset);
+            put_str(&mut out, &d.table);
+            put_str(&mut out, &d.day);
+            out.extend_from_slice(&(*n as u32).to_le_bytes());
+        }
+        put_str(&mut out, &rejected);
+        for (_, _, r) in &self.batches {
+            out.extend_from_slice(r);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framed_records_read_back() {
+        let dest = |t: &str| Destination {
+            dataset: "events".into(),
+            table: t.into(),
+            partitioning: PartitionKind::DayShard,
+            day: "20261122".into(),
+        };
+        let mut b = RecordBuilder::new(7);
+        b.push_row(&dest("a"), "id-1", r#"{"x":"\n"}"#);
+        b.push_row(&dest("b"), "id-2", "{}");
+        b.push_row(&dest("a"), "id-3", r#"{"y":[1]}"#);
+        assert_eq!(b.len(), 3);
+        let payload = b.finish();
+        let (h, mut rows) = read_framed(&payload).expect("framed");
+        assert_eq!(h.boot, 7);
+        let got: Vec<(String, usize)> = h
+            .batches
+            .iter()
+            .map(|(d, n)| (d.table.to_string(), *n))
+            .collect();
+        assert_eq!(got, vec![("a".to_string(), 2), ("b".to_string(), 1)]);
+        assert_eq!(rows.next_row(), Some(("id-1", r#"{"x":"\n"}"#)));
+        assert_eq!(rows.next_row(), Some(("id-3", r#"{"y":[1]}"#)));
+        assert_eq!(rows.next_row(), Some(("id-2", "{}")));
+        assert_eq!(rows.next_row(), None);
+        assert!(h.rejected.is_empty());
+        assert!(read_framed(b"{\"boot\":1}").is_none());
+
+        let mut b = RecordBuilder::new(8);
+        b.push_rejected(&RejectedEvent {
+            dataset: "events".into(),
+            event_id: "id-9".into(),
+            namespace: "events".into(),
+            type_name: "nope".into(),
+            event_time: Some(1),
+            received_at: 2,
+            reason: "unknown_table",
+            field: None,
+            error: "no schema".into(),
+            raw: "{}".into(),
+        });
+        b.push_row(&dest("a"), "id-4", "{}");
+        assert_eq!(b.len(), 2);
+        let payload = b.finish();
+        let (h, mut rows) = read_framed(&payload).expect("framed");
+        assert_eq!(h.rejected.len(), 1);
+        assert_eq!(h.rejected[0].event_id, "id-9");
+        assert_eq!(h.rejected[0].reason, "unknown_table");
+        assert_eq!(rows.next_row(), Some(("id-4", "{}")));
+        assert!(
+            // A torn row (never happens past the spool's CRC) reads as the end of the rows.
+            read_framed(&payload[..payload.len() - 1])
+                .is_some_and(|(_, mut r)| r.next_row().is_none())
+        );
     }
 }

@@ -381,3 +381,58 @@ fn requests_past_max_in_flight_get_429_at_once() {
     );
     s.stop();
 }
+
+#[test]
+fn concurrent_requests_share_group_commits_under_every_fsync_policy() {
+    for policy in ["always", "interval", "never"] {
+        let mut s = Server::start(&format!("fsync = \"{policy}\""));
+        let url = s.url.clone();
+        let ids: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|t| {
+                    let url = url.clone();
+                    scope.spawn(move || {
+                        let c = client();
+                        (0..25)
+                            .map(|i| {
+                                let r = c
+                                    .post(format!("{url}/v1/events"))
+                                    .json(&txn(t * 100 + i))
+                                    .send()
+                                    .expect("send");
+                                assert_eq!(r.status(), 202, "{policy}");
+                                let body: Value = r.json().expect("json");
+                                body["id"].as_str().expect("id").to_string()
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        assert_eq!(ids.len(), 200);
+        let want: HashSet<String> = ids.into_iter().collect();
+        assert!(
+            wait_for(WAIT, || {
+                let got: HashSet<String> = stored_ids(&s.data_dir()).into_iter().collect();
+                want.is_subset(&got)
+            }),
+            "{policy}: not every acknowledged event was stored"
+        );
+        let m = client()
+            .get(format!("{url}/metrics"))
+            .send()
+            .expect("metrics")
+            .text()
+            .expect("text");
+        assert_eq!(
+            metric(&m, "evlog_events_accepted_total"),
+            Some(200.0),
+            "{policy}: {m}"
+        );
+        s.stop();
+    }
+}

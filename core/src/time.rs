@@ -374,23 +374,40 @@ pub fn parse_timestamp(s: &str) -> Result<i64, TimeError> {
     Ok(micros)
 }
 
+/// Appends `v` (`0 <= v < 10^width`) as exactly `width` digits, zero-padded (no `fmt` machinery:
+/// rows format two timestamps each, on the hot path).
+fn push_digits(out: &mut String, v: i64, width: u32) {
+    let mut div = 10i64.pow(width - 1);
+    while div > 0 {
+        out.push(char::from(b'0' + (v / div % 10) as u8));
+        div /= 10;
+    }
+}
+
 fn push_date(out: &mut String, days: i64) {
     let (y, m, d) = civil_from_days(days);
-    let _ = write!(out, "{y:04}-{m:02}-{d:02}");
+    if (0..=9999).contains(&y) {
+        push_digits(out, i64::from(y), 4);
+        out.push('-');
+        push_digits(out, i64::from(m), 2);
+        out.push('-');
+        push_digits(out, i64::from(d), 2);
+    } else {
+        let _ = write!(out, "{y:04}-{m:02}-{d:02}");
+    }
 }
 
 fn push_time(out: &mut String, tod: i64, always_fraction: bool) {
     let secs = tod / 1_000_000;
     let frac = tod % 1_000_000;
-    let _ = write!(
-        out,
-        "{:02}:{:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    );
+    push_digits(out, secs / 3600, 2);
+    out.push(':');
+    push_digits(out, secs / 60 % 60, 2);
+    out.push(':');
+    push_digits(out, secs % 60, 2);
     if always_fraction || frac != 0 {
-        let _ = write!(out, ".{frac:06}");
+        out.push('.');
+        push_digits(out, frac, 6);
     }
 }
 
@@ -478,7 +495,14 @@ pub fn format_datetime(micros: i64) -> String {
 /// The UTC day of a timestamp as `YYYYMMDD`, the suffix of date-sharded tables.
 pub fn yyyymmdd(micros: i64) -> String {
     let (y, m, d) = civil_from_days(micros.div_euclid(DAY_MICROS));
-    format!("{y:04}{m:02}{d:02}")
+    if !(0..=9999).contains(&y) {
+        return format!("{y:04}{m:02}{d:02}");
+    }
+    let mut out = String::with_capacity(8);
+    push_digits(&mut out, i64::from(y), 4);
+    push_digits(&mut out, i64::from(m), 2);
+    push_digits(&mut out, i64::from(d), 2);
+    out
 }
 
 #[cfg(test)]

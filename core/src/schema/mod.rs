@@ -293,12 +293,46 @@ pub enum SchemaError {
     },
 }
 
+/// A fast non-cryptographic hasher (FxHash's mixing, 8 bytes at a time) for the per-record
+/// name maps: every key of every event is looked up there, and SipHash showed in profiles.
+/// The maps are built from schema files and never grow from input, so collision attacks
+/// cannot degrade them beyond a slower lookup.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct NameHasher(u64);
+
+impl std::hash::Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut buf = [0u8; 8];
+            buf[..rest.len()].copy_from_slice(rest);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(buf)).wrapping_mul(K);
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(i)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type NameMap = HashMap<String, usize, std::hash::BuildHasherDefault<NameHasher>>;
+
 /// Per-record name lookup, built once per schema: exact names first (the common case, no
 /// allocation), then ASCII-lowercased names because BigQuery column names are case-insensitive.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RecordIndex {
-    pub(crate) exact: HashMap<String, usize>,
-    pub(crate) lower: HashMap<String, usize>,
+    pub(crate) exact: NameMap,
+    pub(crate) lower: NameMap,
     /// Index of each RECORD subfield's own record, by field position.
     pub(crate) children: Vec<Option<RecordIndex>>,
 }
