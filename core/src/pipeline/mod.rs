@@ -394,14 +394,7 @@ impl Pipeline {
     /// An empty buffer to build an event body in (recycled when possible); pass it back as
     /// `EventInput::event_json = Cow::Owned(buf)` so the body is never copied.
     pub fn buffer(&self) -> String {
-        lanes::with_lane(
-            self.shared.id,
-            fork::generation(),
-            (),
-            || self.state_full(),
-            |st, io, ()| io.buffer(st),
-        )
-        .unwrap_or_else(|()| self.state().pool.pop().unwrap_or_default())
+        self.state().pool.pop().unwrap_or_default()
     }
 
     /// Logs a JSON object text with default time and id.
@@ -522,10 +515,7 @@ impl Pipeline {
             body: match body {
                 Cow::Owned(s) => s,
                 Cow::Borrowed(b) => {
-                    let mut s = match io.as_deref_mut() {
-                        Some(io) => io.buffer(st),
-                        None => st.pool.pop().unwrap_or_default(),
-                    };
+                    let mut s = st.pool.pop().unwrap_or_default();
                     s.clear();
                     s.push_str(b);
                     s
