@@ -39,11 +39,26 @@ const BREAKER_MIN: Duration = Duration::from_secs(1);
 /// How often to look for spool segments (e.g. left by other processes) when none is known.
 const SPOOL_SCAN: Duration = Duration::from_secs(5);
 
+/// Asks Linux to treat this thread as batch work (`SCHED_BATCH`): it keeps its fair share of
+/// the CPU but does not preempt the thread that woke it, so a request thread whose `log()` woke
+/// it keeps its core while the batch is validated (a PHP page on 2 cores showed ~1 ms more at
+/// p99 with 10 events per request). Failure is harmless: the thread stays a normal one.
+fn batch_scheduling() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid sched_param for the call's duration; pid 0 is this thread.
+        #[allow(unsafe_code)]
+        let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+    }
+}
+
 pub(super) fn spawn(parts: FlushParts, st: Arc<ProcState>) -> std::io::Result<()> {
     let st2 = Arc::clone(&st);
     let handle = std::thread::Builder::new()
         .name("evlog-flush".into())
         .spawn(move || {
+            batch_scheduling();
             *st2.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current());
             Worker::new(parts, st2).run();
         })?;
