@@ -423,16 +423,7 @@ pub fn read_framed(payload: &[u8]) -> Option<(FramedHeader, FramedRows<'_>)> {
         let day = r.str()?;
         let rows = r.u32()? as usize;
         batches.push((
-            Destination {
-                dataset: dataset.into(),
-                table: table.into(),
-                partitioning: if partitioned {
-                    PartitionKind::Partitioned
-                } else {
-                    PartitionKind::DayShard
-                },
-                day: day.into(),
-            },
+            Destination::from_parts(dataset, table, partitioned, day),
             rows,
         ));
     }

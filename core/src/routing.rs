@@ -35,6 +35,21 @@ pub enum PartitionKind {
 }
 
 impl Destination {
+    /// A destination from its stored parts (spool and write-ahead log records keep a flag for
+    /// the partitioning).
+    pub fn from_parts(dataset: &str, table: &str, partitioned: bool, day: &str) -> Self {
+        Self {
+            dataset: dataset.into(),
+            table: table.into(),
+            partitioning: if partitioned {
+                PartitionKind::Partitioned
+            } else {
+                PartitionKind::DayShard
+            },
+            day: day.into(),
+        }
+    }
+
     /// The BigQuery table that receives the rows: `<table>YYYYMMDD` or `<table>`.
     pub fn table_id(&self) -> String {
         match self.partitioning {

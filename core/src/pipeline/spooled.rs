@@ -133,16 +133,7 @@ impl Record {
                     })
                     .collect();
                 Ok(Batch {
-                    destination: Destination {
-                        dataset: dataset.into(),
-                        table: table.into(),
-                        partitioning: if partitioned {
-                            PartitionKind::Partitioned
-                        } else {
-                            PartitionKind::DayShard
-                        },
-                        day: day.into(),
-                    },
+                    destination: Destination::from_parts(&dataset, &table, partitioned, &day),
                     bytes: rows.iter().map(|r| r.json.len()).sum(),
                     rows,
                 })
