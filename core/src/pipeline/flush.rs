@@ -32,6 +32,10 @@ const DRAIN_CHUNK: usize = 4096;
 /// How long a stopping thread waits for producers that reserved room before it stopped to
 /// publish their events (they are a few instructions away from it, unless descheduled).
 const LEFTOVER_WAIT: Duration = Duration::from_millis(200);
+/// While rows are pending, producers wake the thread once this many events wait (or a full batch,
+/// if smaller): small enough that validating them is a short burst (tens of µs), not one that
+/// holds a core a request needs for a millisecond.
+const WAKE_BATCH: u64 = 64;
 /// Spooled rows replayed per round.
 const REPLAY_ROWS: usize = 5000;
 /// First breaker interval after a failure.
@@ -183,7 +187,7 @@ impl Worker {
         let (wake_at, mut timeout) = match self.pending.values().map(|p| p.since).min() {
             None => (1, IDLE_PARK),
             Some(oldest) => (
-                self.parts.batch.max_rows as u64,
+                (self.parts.batch.max_rows as u64).min(WAKE_BATCH),
                 (oldest + max_age).saturating_duration_since(now),
             ),
         };
