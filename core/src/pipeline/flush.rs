@@ -225,13 +225,7 @@ impl Worker {
             return;
         }
         while self.st.queued_events() > capacity / 2 {
-            let mut raws = Vec::with_capacity(1000);
-            let mut bytes = 0;
-            self.lanes.take(&self.st, 1000, |e| {
-                bytes += e.body.len() as u64;
-                raws.push(e);
-                None
-            });
+            let (raws, bytes) = self.take_raw(1000);
             if raws.is_empty() {
                 break;
             }
@@ -246,6 +240,18 @@ impl Worker {
                 self.st.recycle(e.body);
             }
         }
+    }
+
+    /// Takes up to `max` events as they are (for the spool), with their body bytes.
+    fn take_raw(&mut self, max: usize) -> (Vec<RawEvent>, u64) {
+        let mut raws = Vec::new();
+        let mut bytes = 0;
+        self.lanes.take(&self.st, max, |e| {
+            bytes += e.body.len() as u64;
+            raws.push(e);
+            None
+        });
+        (raws, bytes)
     }
 
     /// Takes up to `max` events, validating and batching them. Returns how many were taken.
@@ -741,13 +747,7 @@ impl Worker {
         }
         if self.spool.is_some() {
             // Events still queued (not even validated) are kept raw.
-            let mut raws: Vec<RawEvent> = Vec::new();
-            let mut bytes = 0;
-            self.lanes.take(&self.st, usize::MAX, |e| {
-                bytes += e.body.len() as u64;
-                raws.push(e);
-                None
-            });
+            let (raws, bytes) = self.take_raw(usize::MAX);
             if !raws.is_empty() {
                 ok = false;
                 self.st.release(raws.len() as u64, bytes);

@@ -2,7 +2,7 @@
 //!
 //! Each thread that logs into a pipeline gets its own single-producer, single-consumer lane, so
 //! `log()` shares no queue tail with other threads and publishes an event with one release
-//! store. A lane is a set of fixed rings (`rtrb`, [`CHUNK`] slots). When the producer's ring is
+//! store. A lane is a set of fixed rings (`rtrb`, [`RING_SLOTS`] slots). When the producer's ring is
 //! full but for one slot, it moves on to a ring the consumer has emptied, or a new one, and writes
 //! a marker naming it into that last slot; the consumer follows the markers, so the lane keeps
 //! one order and never refuses an event. Rings are reused (no allocation or page faults in a
@@ -39,7 +39,7 @@ use super::{ProcState, RawEvent};
 use crate::envelope::{self, EnvelopeError};
 
 /// Slots per ring (~35 KiB). One is always left for the marker that moves on to the next ring.
-pub(super) const CHUNK: usize = 256;
+const RING_SLOTS: usize = 256;
 /// Rings a lane keeps for reuse (up to ~2 MiB, only for a thread whose backlog grew that far).
 /// Beyond them a burst gets one-shot rings, freed once read.
 const MAX_KEPT: usize = 64;
@@ -55,9 +55,9 @@ pub(super) enum Slot {
 pub(super) enum Target {
     /// A kept ring both sides already hold (by index; it was empty, so the consumer is not on it).
     Kept(usize),
-    /// A new kept ring, appended on both sides; its consumer end is next in the chunk queue.
+    /// A new kept ring, appended on both sides; its consumer end is next in `new_rings`.
     NewKept,
-    /// A one-shot ring; its consumer end is next in the chunk queue.
+    /// A one-shot ring; its consumer end is next in `new_rings`.
     OneShot,
 }
 
@@ -73,7 +73,7 @@ pub(super) struct LaneShared {
     /// Set when the producer is gone; every event it pushed is visible to whoever reads `true`.
     closed: AtomicBool,
     /// Consumer ends of new rings, in the order the producer's markers name them.
-    chunks: SegQueue<rtrb::Consumer<Slot>>,
+    new_rings: SegQueue<rtrb::Consumer<Slot>>,
 }
 
 /// The producer end, kept in a thread-local list: the pipeline state it feeds (cached here so
@@ -156,14 +156,14 @@ impl LaneIo {
             Cur::OneShot(_) => None,
         };
         // Empty means the consumer has read this ring to its marker and moved past it.
-        let reusable =
-            (0..self.kept.len()).find(|&i| Some(i) != current && self.kept[i].slots() == CHUNK);
+        let reusable = (0..self.kept.len())
+            .find(|&i| Some(i) != current && self.kept[i].slots() == RING_SLOTS);
         let (target, next) = match reusable {
             Some(i) => (Target::Kept(i), Cur::Kept(i)),
             None => {
-                let (producer, consumer) = rtrb::RingBuffer::new(CHUNK);
+                let (producer, consumer) = rtrb::RingBuffer::new(RING_SLOTS);
                 // Published before the marker that names it.
-                self.shared.chunks.push(consumer);
+                self.shared.new_rings.push(consumer);
                 if self.kept.len() < MAX_KEPT {
                     self.kept.push(producer);
                     (Target::NewKept, Cur::Kept(self.kept.len() - 1))
@@ -260,7 +260,7 @@ fn add_lane(
 ) -> usize {
     // Lanes whose consumer is gone (their pipeline shut down) only hold memory.
     lanes.retain(|l| Arc::strong_count(&l.io.shared) > 1);
-    let (producer, consumer) = rtrb::RingBuffer::new(CHUNK);
+    let (producer, consumer) = rtrb::RingBuffer::new(RING_SLOTS);
     let shared = Arc::new(LaneShared::default());
     state.new_lanes.push(LaneConsumer {
         kept: vec![consumer],
@@ -274,7 +274,7 @@ fn add_lane(
         io: LaneIo {
             kept: vec![producer],
             cur: Cur::Kept(0),
-            room: CHUNK,
+            room: RING_SLOTS,
             shared,
             names: None,
         },
@@ -325,7 +325,7 @@ impl LaneConsumer {
 
     fn published(&self) -> rtrb::Consumer<Slot> {
         self.shared
-            .chunks
+            .new_rings
             .pop()
             .expect("a ring is published before the marker that names it")
     }
@@ -471,7 +471,7 @@ mod tests {
     fn one_thread_keeps_order_across_rings_and_buffers_go_back() {
         let st = Arc::new(ProcState::new(0));
         let mut lanes = Lanes::default();
-        let n = CHUNK * 5 + 3;
+        let n = RING_SLOTS * 5 + 3;
         for i in 0..n {
             push(1, &st, i);
         }
@@ -488,11 +488,11 @@ mod tests {
             .pool
             .pop()
             .is_some_and(|b| b.is_empty() && b.capacity() >= 8));
-        // Interleaved pushes and takes cross chunk boundaries in both orders.
+        // Interleaved pushes and takes cross ring boundaries in both orders.
         let mut next = n;
         let mut expect = n;
         for round in 0..50 {
-            for _ in 0..(round * 7) % (CHUNK + 5) {
+            for _ in 0..(round * 7) % (RING_SLOTS + 5) {
                 push(1, &st, next);
                 next += 1;
             }
@@ -522,7 +522,7 @@ mod tests {
             None
         };
         // Deeper than the kept rings hold.
-        for _ in 0..(MAX_KEPT + 5) * CHUNK {
+        for _ in 0..(MAX_KEPT + 5) * RING_SLOTS {
             push(2, &st, next);
             next += 1;
         }
@@ -534,11 +534,11 @@ mod tests {
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
-            for _ in 0..rng % (3 * CHUNK as u64) {
+            for _ in 0..rng % (3 * RING_SLOTS as u64) {
                 push(2, &st, next);
                 next += 1;
             }
-            lanes.take(&st, (rng >> 20) as usize % (2 * CHUNK), &mut check);
+            lanes.take(&st, (rng >> 20) as usize % (2 * RING_SLOTS), &mut check);
         }
         lanes.take(&st, usize::MAX, &mut check);
         assert_eq!(expect, next);
