@@ -46,20 +46,8 @@ fn single_event_is_stored_and_counted() {
         Some(1.0),
         "{m}"
     );
-    assert_eq!(
-        c.get(format!("{}/healthz", s.url))
-            .send()
-            .expect("h")
-            .status(),
-        200
-    );
-    assert_eq!(
-        c.get(format!("{}/readyz", s.url))
-            .send()
-            .expect("r")
-            .status(),
-        200
-    );
+    assert_eq!(status(c.get(format!("{}/healthz", s.url))), 200);
+    assert_eq!(status(c.get(format!("{}/readyz", s.url))), 200);
     s.stop();
 }
 
@@ -255,17 +243,8 @@ fn limits_and_malformed_bodies() {
         .send()
         .expect("send");
     assert_eq!(r.status(), 202);
-    assert_eq!(
-        c.get(format!("{}/healthz", s.url))
-            .send()
-            .expect("h")
-            .status(),
-        200
-    );
-    assert_eq!(
-        c.get(format!("{}/nope", s.url)).send().expect("h").status(),
-        404
-    );
+    assert_eq!(status(c.get(format!("{}/healthz", s.url))), 200);
+    assert_eq!(status(c.get(format!("{}/nope", s.url))), 404);
     s.stop();
 }
 
@@ -276,27 +255,12 @@ fn over_the_high_watermark_answers_429_and_not_ready() {
     let mut s = Server::start("high_watermark = 10\nseal_interval = \"1h\"");
     let c = client();
     let url = format!("{}/v1/events", s.url);
-    assert_eq!(
-        c.post(&url).json(&txn(1)).send().expect("send").status(),
-        202
-    );
+    assert_eq!(status(c.post(&url).json(&txn(1))), 202);
     let r = c.post(&url).json(&txn(2)).send().expect("send");
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "1");
-    assert_eq!(
-        c.get(format!("{}/readyz", s.url))
-            .send()
-            .expect("r")
-            .status(),
-        503
-    );
-    assert_eq!(
-        c.get(format!("{}/healthz", s.url))
-            .send()
-            .expect("h")
-            .status(),
-        200
-    );
+    assert_eq!(status(c.get(format!("{}/readyz", s.url))), 503);
+    assert_eq!(status(c.get(format!("{}/healthz", s.url))), 200);
     // Shutdown seals the segment and streams it.
     s.stop();
     assert_eq!(stored_ids(&s.data_dir()).len(), 1);
@@ -372,13 +336,7 @@ fn requests_past_max_in_flight_get_429_at_once() {
         .json(&txn(2))
         .send()
         .is_ok_and(|r| r.status() == 202)));
-    assert_eq!(
-        c.get(format!("{}/healthz", s.url))
-            .send()
-            .expect("h")
-            .status(),
-        200
-    );
+    assert_eq!(status(c.get(format!("{}/healthz", s.url))), 200);
     s.stop();
 }
 

@@ -128,6 +128,11 @@ impl Drop for Server {
     }
 }
 
+/// Sends a request and returns the answer's status code.
+pub fn status(request: reqwest::blocking::RequestBuilder) -> u16 {
+    request.send().expect("send").status().as_u16()
+}
+
 pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(30))
