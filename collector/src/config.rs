@@ -138,10 +138,7 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 impl CollectorConfig {
     /// Reads a TOML file; `EVLOG_*` variables of the process override core keys.
     pub fn from_path(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = evlog_core::config::read_file(path)?;
         Self::from_toml_with_env(&text, &path.display().to_string(), std::env::vars())
     }
 

@@ -310,6 +310,14 @@ pub struct TableRoute {
     pub partitioning: Option<Partitioning>,
 }
 
+/// Reads a configuration file's text; the error names the file.
+pub fn read_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 impl Config {
     /// Parses TOML text (no environment).
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
@@ -318,10 +326,7 @@ impl Config {
 
     /// Reads a file, applies `EVLOG_*` from the process environment, validates.
     pub fn from_path(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = read_file(path)?;
         Self::from_toml_with_env(&text, &path.display().to_string(), std::env::vars())
     }
 
