@@ -207,3 +207,68 @@ pub async fn run(
     .map_err(|e| Error::Other(format!("shutdown: {e}")))?;
     Ok(())
 }
+
+/// A collector serving on its own thread and runtime: for programs and tests that embed it
+/// (e.g. an SDK test binding port 0). Stopped, with the usual drain, by [`Background::stop`] or
+/// when dropped.
+#[derive(Debug)]
+pub struct Background {
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), Error>>>,
+}
+
+impl Background {
+    /// Binds `addr` (e.g. `127.0.0.1:0`) and starts serving.
+    pub fn start(config: CollectorConfig, addr: &str) -> Result<Self, Error> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Other(format!("runtime: {e}")))?;
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .map_err(|e| Error::Other(format!("bind {addr}: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Other(format!("local address: {e}")))?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("evlog-collector".into())
+            .spawn(move || {
+                rt.block_on(run(listener, config, async {
+                    let _ = rx.await;
+                }))
+            })
+            .map_err(|e| Error::Other(format!("cannot start the collector thread: {e}")))?;
+        Ok(Self {
+            addr,
+            stop: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, drains (see the crate docs) and returns `run`'s result.
+    pub fn stop(&mut self) -> Result<(), Error> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.thread.take() {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(Error::Other("the collector thread panicked".into()))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}

@@ -17,8 +17,7 @@ const KEY: &str = "forward-test-key";
 
 struct Collector {
     addr: std::net::SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: evlog_collector::Background,
 }
 
 impl Collector {
@@ -55,26 +54,10 @@ impl Collector {
         );
         let config =
             CollectorConfig::from_toml_with_env(&text, "test", std::iter::empty()).expect("config");
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind(addr))
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            rt.block_on(evlog_collector::run(listener, config, async {
-                let _ = rx.await;
-            }))
-            .expect("collector run");
-        });
+        let server = evlog_collector::Background::start(config, addr).expect("start");
         Self {
-            addr,
-            stop: Some(tx),
-            thread: Some(thread),
+            addr: server.addr(),
+            server,
         }
     }
 
@@ -88,12 +71,7 @@ impl Collector {
     }
 
     fn stop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.thread.take() {
-            h.join().expect("collector thread");
-        }
+        self.server.stop().expect("collector run");
     }
 }
 

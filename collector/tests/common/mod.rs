@@ -58,8 +58,7 @@ dir = {schemas:?}
 pub struct Server {
     pub root: tempfile::TempDir,
     pub url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+    server: evlog_collector::Background,
 }
 
 impl Server {
@@ -72,27 +71,11 @@ impl Server {
         let text = config_text(root.path(), extra, tail);
         let config =
             CollectorConfig::from_toml_with_env(&text, "test", std::iter::empty()).expect("config");
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            rt.block_on(evlog_collector::run(listener, config, async {
-                let _ = rx.await;
-            }))
-            .map_err(|e| e.to_string())
-        });
+        let server = evlog_collector::Background::start(config, "127.0.0.1:0").expect("start");
         Self {
             root,
-            url,
-            stop: Some(tx),
-            thread: Some(thread),
+            url: format!("http://{}", server.addr()),
+            server,
         }
     }
 
@@ -107,24 +90,8 @@ impl Server {
     /// Shuts down (drain) and returns how long it took.
     pub fn stop(&mut self) -> Duration {
         let t = Instant::now();
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.thread.take() {
-            h.join().expect("run thread").expect("run");
-        }
+        self.server.stop().expect("run");
         t.elapsed()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.thread.take() {
-            let _ = h.join();
-        }
     }
 }
 
