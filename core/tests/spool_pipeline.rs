@@ -112,3 +112,22 @@ fn overflow_spills_to_the_spool_instead_of_dropping() {
         "overflow to the spool needs a spool"
     );
 }
+
+#[test]
+fn flush_is_false_while_earlier_events_wait_in_the_spool() {
+    let dir = tempfile::tempdir().unwrap();
+    let down = MemoryStore::new();
+    down.fail.store(true, Ordering::SeqCst);
+    let p = Pipeline::with_parts(config(dir.path(), ""), schemas(), down.factory());
+    for i in 0..10 {
+        p.log_json("events", "page_view", &format!(r#"{{"url":"/{i}"}}"#))
+            .unwrap();
+    }
+    // The flush thread spools them on its own (age trigger, failing sink) before flush() asks.
+    assert!(wait_for(Duration::from_secs(20), || p.stats().spooled == 10));
+    assert!(
+        !p.flush(Duration::from_secs(10)),
+        "spooled events have not reached the sink"
+    );
+    assert!(!p.shutdown(Duration::from_secs(10)));
+}

@@ -96,8 +96,12 @@ struct Worker {
     breaker_wait: Duration,
     /// When to look at the spool next for records to replay.
     next_replay: Instant,
-    /// Identifies this flush thread's spool records (see `spooled`).
+    /// Identifies this flush thread's spool records (see `spooled`, the record format).
     writer: u64,
+    /// Events this thread put in the spool that have not been replayed yet. flush() and
+    /// shutdown() answer true only when it is 0: a spooled event has not reached the sink, even
+    /// if it was spooled before the call (e.g. while the breaker was open).
+    own_spooled: u64,
 }
 
 impl Worker {
@@ -137,6 +141,7 @@ impl Worker {
             breaker_wait: BREAKER_MIN,
             next_replay: Instant::now(),
             writer: crate::ids::random_u64(),
+            own_spooled: 0,
         }
     }
 
@@ -159,11 +164,10 @@ impl Worker {
                 return;
             }
             if !flush_waiters.is_empty() {
-                let spooled_before = self.spooled();
                 self.drain_published();
                 self.deliver_all();
                 // Spooled is not delivered: say so.
-                let ok = self.spooled() == spooled_before;
+                let ok = self.own_spooled == 0;
                 for w in flush_waiters {
                     let _ = w.send(ok);
                 }
@@ -386,10 +390,6 @@ impl Worker {
         }
     }
 
-    fn spooled(&self) -> u64 {
-        self.st.counters.snapshot(0).spooled
-    }
-
     fn breaker_open(&self, now: Instant) -> bool {
         self.breaker_until.is_some_and(|t| now < t)
     }
@@ -417,6 +417,7 @@ impl Worker {
         match spool.append(&[&record.encode()]) {
             Ok(()) => {
                 counters.spool(n as u64);
+                self.own_spooled += n as u64;
                 true
             }
             Err(e) => {
@@ -578,6 +579,10 @@ impl Worker {
             };
             let n = record.len();
             rows += n;
+            if !record.foreign(self.writer) {
+                // Settled below or spooled again (and counted again).
+                self.own_spooled = self.own_spooled.saturating_sub(n as u64);
+            }
             if record.foreign(self.writer) {
                 self.st.counters.accept_n(n as u64);
             }
@@ -713,7 +718,6 @@ impl Worker {
             // Ship as we go so a large backlog does not sit in memory.
             self.deliver_due(Instant::now());
         }
-        let spooled_before = self.spooled();
         let mut ok = true;
         if Instant::now() < deadline {
             self.deliver_all();
@@ -760,7 +764,7 @@ impl Worker {
                 }
             }
         }
-        if self.spooled() != spooled_before {
+        if self.own_spooled > 0 {
             ok = false;
         }
         self.send_report();
