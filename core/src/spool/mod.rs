@@ -33,7 +33,7 @@
 //!   with [`SpoolError::Full`] and the caller counts the events as dropped (`spool_full`).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -141,7 +141,15 @@ pub struct SegmentReader {
     /// End of the last valid record read.
     last_end: u64,
     len: u64,
+    /// File bytes from `buf_at` on, read ahead in large chunks: a segment of small records
+    /// (one per single-event request in the collector) costs a read per chunk, not two reads
+    /// and two seeks per record.
+    buf: Vec<u8>,
+    buf_at: u64,
 }
+
+/// Read-ahead of a segment reader.
+const READ_AHEAD: usize = 256 * 1024;
 
 /// One record read back, with the offset just past it (to commit once acknowledged).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -339,6 +347,8 @@ impl Spool {
                 committed,
                 last_end: committed,
                 len,
+                buf: Vec::new(),
+                buf_at: committed,
             }));
         }
         Ok(None)
@@ -392,8 +402,7 @@ impl SegmentReader {
                 }
                 return Ok(None);
             }
-            let mut header = [0u8; HEADER];
-            self.read_at(self.pos, &mut header)?;
+            let header = self.window(self.pos, HEADER)?;
             let magic = u32::from_le_bytes(header[0..4].try_into().unwrap_or_default());
             let len = u32::from_le_bytes(header[4..8].try_into().unwrap_or_default()) as u64;
             let crc = u32::from_le_bytes(header[8..12].try_into().unwrap_or_default());
@@ -408,9 +417,9 @@ impl SegmentReader {
                     self.pos = self.len;
                     return Ok(None);
                 }
-                let mut payload = vec![0u8; len as usize];
-                self.read_at(start, &mut payload)?;
-                if crc32c::crc32c(&payload) == crc {
+                let payload = self.window(start, len as usize)?;
+                if crc32c::crc32c(payload) == crc {
+                    let payload = payload.to_vec();
                     self.pos = start + len;
                     self.last_end = self.pos;
                     counters.replayed.fetch_add(1, Ordering::Relaxed);
@@ -430,22 +439,30 @@ impl SegmentReader {
         }
     }
 
-    fn read_at(&mut self, pos: u64, buf: &mut [u8]) -> Result<(), SpoolError> {
-        self.file
-            .seek(SeekFrom::Start(pos))
-            .and_then(|_| self.file.read_exact(buf))
-            .map_err(io_err("read", &self.path))
+    /// File bytes `[pos, pos + n)`, which the caller knows lie within the segment: from the
+    /// read-ahead buffer, refilled from `pos` (at least `n`, up to [`READ_AHEAD`]) when they are
+    /// not all in it.
+    fn window(&mut self, pos: u64, n: usize) -> Result<&[u8], SpoolError> {
+        let in_buf = pos >= self.buf_at && pos + n as u64 <= self.buf_at + self.buf.len() as u64;
+        if !in_buf {
+            let want = (n.max(READ_AHEAD) as u64).min(self.len.saturating_sub(pos)) as usize;
+            self.buf.resize(want.max(n), 0);
+            std::os::unix::fs::FileExt::read_exact_at(&self.file, &mut self.buf, pos)
+                .map_err(io_err("read", &self.path))?;
+            self.buf_at = pos;
+        }
+        let off = (pos - self.buf_at) as usize;
+        Ok(&self.buf[off..off + n])
     }
 
     /// The offset of the next magic number at or after `from`, or the end.
     fn find_magic(&mut self, from: u64) -> Result<u64, SpoolError> {
         let needle = MAGIC.to_le_bytes();
         let mut pos = from;
-        let mut buf = vec![0u8; 64 * 1024];
         while pos < self.len {
-            let n = ((self.len - pos) as usize).min(buf.len());
-            self.read_at(pos, &mut buf[..n])?;
-            if let Some(i) = buf[..n].windows(4).position(|w| w == needle) {
+            let n = ((self.len - pos) as usize).min(READ_AHEAD);
+            let chunk = self.window(pos, n)?;
+            if let Some(i) = chunk.windows(4).position(|w| w == needle) {
                 return Ok(pos + i as u64);
             }
             if n < 4 {

@@ -90,6 +90,52 @@ fn torn_tail_and_corruption_are_skipped_and_counted() {
 }
 
 #[test]
+fn records_across_read_ahead_chunks_read_back_and_corruption_past_the_first_chunk_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = Spool::open(SpoolOptions {
+        segment_bytes: 64 << 20,
+        ..opts(dir.path())
+    })
+    .unwrap();
+    // Small records straddling chunk boundaries, and records larger than a whole chunk.
+    let payloads: Vec<Vec<u8>> = (0..3000usize)
+        .map(|i| {
+            let len = if i % 997 == 0 {
+                READ_AHEAD + 4099
+            } else {
+                1 + i * 37 % 500
+            };
+            let mut p = format!("r{i}:").into_bytes();
+            p.resize(len.max(p.len()), b'a' + (i % 26) as u8);
+            p
+        })
+        .collect();
+    let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    spool.append(&refs).unwrap();
+    spool.close_writer();
+    let seg = spool.segments().unwrap()[0].clone();
+    let mut bytes = fs::read(&seg).unwrap();
+    assert!(bytes.len() > 3 * READ_AHEAD);
+    // Corrupt one record well past the first chunk.
+    let victim = 2500;
+    let tag = format!("r{victim}:");
+    let at = bytes
+        .windows(tag.len())
+        .position(|w| w == tag.as_bytes())
+        .unwrap();
+    bytes[at + 1] ^= 0xFF;
+    fs::write(&seg, &bytes).unwrap();
+    let want: Vec<Vec<u8>> = payloads
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, p)| p.clone())
+        .collect();
+    assert!(drain(&mut spool) == want, "every other record, in order");
+    assert_eq!(spool.counters.corrupt_records.load(Ordering::Relaxed), 1);
+}
+
+#[test]
 fn live_writer_segment_is_not_replayed_by_another_handle() {
     let dir = tempfile::tempdir().unwrap();
     let mut writer = Spool::open(opts(dir.path())).unwrap();
