@@ -21,10 +21,12 @@
 //! NULL or absent NULLABLE and REPEATED columns are omitted; REQUIRED ones are errors. `to_row`
 //! never panics, whatever the input.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::io;
 
-use serde_json::{Map, Number, Value};
+use serde_json::Number;
+
+use super::jref::{self, JRef, Obj};
 
 use super::decimal::{self, DecimalError, Limits, Rounding};
 use super::{Field, FieldType, Mode, RecordIndex, Row, RowMeta, TableSchema};
@@ -80,52 +82,19 @@ pub struct RowError {
     pub message: String,
 }
 
-/// An `io::Write` that keeps at most `limit` bytes and then fails, so serialising a huge value
-/// for an error message stops early.
-struct Bounded {
-    buf: Vec<u8>,
-    limit: usize,
-}
-
-impl io::Write for Bounded {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let room = self.limit.saturating_sub(self.buf.len());
-        if room == 0 {
-            return Err(io::Error::other("excerpt full"));
-        }
-        let n = room.min(data.len());
-        self.buf.extend_from_slice(&data[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Compact JSON text of `v`, cut to about [`EXCERPT_BYTES`] with `…` when longer.
-pub(crate) fn excerpt(v: &Value) -> String {
-    let mut w = Bounded {
-        buf: Vec::new(),
-        limit: EXCERPT_BYTES + 4,
-    };
-    let complete = serde_json::to_writer(&mut w, v).is_ok();
-    let mut bytes = w.buf;
-    let truncated = !complete || bytes.len() > EXCERPT_BYTES;
+/// Compact JSON text of `v`, cut to about [`EXCERPT_BYTES`] with `…` when longer. Writing
+/// stops soon after the limit, so a huge value costs no more than a small one.
+pub(crate) fn excerpt(v: &JRef<'_>) -> String {
+    let mut s = String::new();
+    let complete = v.write_compact_bounded(&mut s, EXCERPT_BYTES + 4);
+    let truncated = !complete || s.len() > EXCERPT_BYTES;
     if truncated {
-        bytes.truncate(EXCERPT_BYTES);
-    }
-    // Cutting may split a UTF-8 sequence; drop the partial tail.
-    let mut s = match String::from_utf8(bytes) {
-        Ok(s) => s,
-        Err(e) => {
-            let valid = e.utf8_error().valid_up_to();
-            let mut b = e.into_bytes();
-            b.truncate(valid);
-            String::from_utf8(b).unwrap_or_default()
+        // Cut at a char boundary at or before the limit.
+        let mut cut = EXCERPT_BYTES.min(s.len());
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
         }
-    };
-    if truncated {
+        s.truncate(cut);
         s.push('…');
     }
     s
@@ -140,11 +109,11 @@ fn type_label(f: &Field) -> String {
     }
 }
 
-fn invalid(path: &Path<'_>, f: &Field, v: &Value, rule: &str) -> RowError {
+fn invalid(path: &Path<'_>, f: &Field, v: &JRef<'_>, rule: &str) -> RowError {
     fail(path, RowErrorReason::InvalidValue, f, v, rule)
 }
 
-fn fail(path: &Path<'_>, reason: RowErrorReason, f: &Field, v: &Value, rule: &str) -> RowError {
+fn fail(path: &Path<'_>, reason: RowErrorReason, f: &Field, v: &JRef<'_>, rule: &str) -> RowError {
     RowError {
         field: path.render(),
         reason,
@@ -160,18 +129,19 @@ fn push_separator(out: &mut String) {
     }
 }
 
-fn compact(v: &Value) -> String {
-    // Serialising a Value cannot fail (keys are strings, numbers are finite).
-    serde_json::to_string(v).unwrap_or_default()
+fn compact(v: &JRef<'_>) -> String {
+    let mut s = String::new();
+    v.write_compact(&mut s);
+    s
 }
 
 pub(crate) fn to_row(
     schema: &TableSchema,
-    event: Map<String, Value>,
+    event: Obj<'_>,
     meta: &RowMeta,
 ) -> Result<Row, RowError> {
     let mut out = String::with_capacity(256);
-    let mut leftovers = Map::new();
+    let mut leftovers = Obj::new();
     out.push('{');
     write_record_fields(
         &schema.fields,
@@ -200,7 +170,9 @@ pub(crate) fn to_row(
     );
     let other = &schema.fields[other_ix];
     if !leftovers.is_empty() {
-        put(&other.name, &compact(&Value::Object(leftovers)));
+        let mut text = String::new();
+        jref::write_object(&leftovers, &mut text);
+        put(&other.name, &text);
     } else if other.mode == Mode::Required {
         // A schema may declare `other` REQUIRED; BigQuery would reject the row without it.
         put(&other.name, "{}");
@@ -211,16 +183,26 @@ pub(crate) fn to_row(
 
 /// Matches the keys of `obj` to `fields` and writes `"name":value` pairs (without braces) for
 /// every column that has a value. Unmatched keys go to `leftovers`.
-fn write_record_fields(
+fn write_record_fields<'a>(
     fields: &[Field],
     index: &RecordIndex,
-    obj: Map<String, Value>,
+    obj: Obj<'a>,
     path: &Path<'_>,
     out: &mut String,
-    leftovers: &mut Map<String, Value>,
+    leftovers: &mut Obj<'a>,
     skip: &[usize],
 ) -> Result<(), RowError> {
-    let mut slots: Vec<Option<(String, Value)>> = vec![None; fields.len()];
+    // The members matched to each field; on the stack for the usual record size.
+    const STACK: usize = 16;
+    let mut stack: [Option<(Cow<'a, str>, JRef<'a>)>; STACK] = Default::default();
+    let mut heap = Vec::new();
+    let slots: &mut [Option<(Cow<'a, str>, JRef<'a>)>] = if fields.len() <= STACK {
+        &mut stack[..fields.len()]
+    } else {
+        heap.resize_with(fields.len(), || None);
+        &mut heap
+    };
+    // Members come sorted by key, so leftovers are pushed in order (and stay sorted).
     for (k, v) in obj {
         match index.lookup(&k) {
             Some(i) => {
@@ -237,20 +219,18 @@ fn write_record_fields(
                 }
                 slots[i] = Some((k, v));
             }
-            None => {
-                leftovers.insert(k, v);
-            }
+            None => leftovers.push((k, v)),
         }
     }
-    for (i, (f, slot)) in fields.iter().zip(slots).enumerate() {
+    for (i, (f, slot)) in fields.iter().zip(slots.iter_mut()).enumerate() {
         // Reserved columns are filled by the caller.
         if skip.contains(&i) {
             continue;
         }
         let fpath = Path::Field(path, &f.name);
-        let value = slot.map(|(_, v)| v).unwrap_or(Value::Null);
+        let value = slot.take().map_or(JRef::Null, |(_, v)| v);
         let child = index.children.get(i).and_then(Option::as_ref);
-        let mut nested_left = Value::Null;
+        let mut nested_left = JRef::Null;
         // Write the key optimistically and take it back if the column turns out to be empty.
         let mark = out.len();
         push_separator(out);
@@ -260,7 +240,7 @@ fn write_record_fields(
             out.truncate(mark);
         }
         if !nested_left.is_null() {
-            leftovers.insert(f.name.clone(), nested_left);
+            jref::insert(leftovers, Cow::Owned(f.name.clone()), nested_left);
         }
     }
     Ok(())
@@ -302,16 +282,16 @@ impl Path<'_> {
 
 /// Writes one column's value into `out`; returns whether anything was written. Leftover keys of
 /// RECORDs end up in `left` (an object, or an array of objects for REPEATED RECORDs).
-fn write_column(
+fn write_column<'a>(
     f: &Field,
     index: Option<&RecordIndex>,
-    value: Value,
+    value: JRef<'a>,
     path: &Path<'_>,
     out: &mut String,
-    left: &mut Value,
+    left: &mut JRef<'a>,
 ) -> Result<bool, RowError> {
     match (f.mode, value) {
-        (Mode::Required, Value::Null) => Err(RowError {
+        (Mode::Required, JRef::Null) => Err(RowError {
             field: path.render(),
             reason: RowErrorReason::MissingRequired,
             message: format!(
@@ -319,8 +299,8 @@ fn write_column(
                 type_label(f)
             ),
         }),
-        (_, Value::Null) => Ok(false),
-        (Mode::Repeated, Value::Array(items)) => {
+        (_, JRef::Null) => Ok(false),
+        (Mode::Repeated, JRef::Array(items)) => {
             out.push('[');
             let is_record = matches!(f.ty, FieldType::Record(_));
             let mut lefts = Vec::new();
@@ -340,14 +320,14 @@ fn write_column(
                 if i > 0 {
                     out.push(',');
                 }
-                let mut l = Value::Null;
+                let mut l = JRef::Null;
                 write_value(f, index, item, &ipath, out, &mut l)?;
                 if is_record {
                     any_left |= !l.is_null();
                     // Keep positions so `other` mirrors the array; elements with nothing left
                     // are {}.
                     lefts.push(if l.is_null() {
-                        Value::Object(Map::new())
+                        JRef::Object(Obj::new())
                     } else {
                         l
                     });
@@ -355,7 +335,7 @@ fn write_column(
             }
             out.push(']');
             if any_left {
-                *left = Value::Array(lefts);
+                *left = JRef::Array(lefts);
             }
             Ok(true)
         }
@@ -368,17 +348,17 @@ fn write_column(
 }
 
 /// Writes one non-null value of the field's type.
-fn write_value(
+fn write_value<'a>(
     f: &Field,
     index: Option<&RecordIndex>,
-    v: Value,
+    v: JRef<'a>,
     path: &Path<'_>,
     out: &mut String,
-    left: &mut Value,
+    left: &mut JRef<'a>,
 ) -> Result<(), RowError> {
     match &f.ty {
         FieldType::Record(sub) => {
-            let Value::Object(obj) = v else {
+            let JRef::Object(obj) = v else {
                 return Err(invalid(path, f, &v, "a RECORD takes a JSON object"));
             };
             let Some(index) = index else {
@@ -386,16 +366,16 @@ fn write_value(
                 return Err(invalid(
                     path,
                     f,
-                    &Value::Object(obj),
+                    &JRef::Object(obj),
                     "internal error: no index for RECORD",
                 ));
             };
-            let mut nested = Map::new();
+            let mut nested = Obj::new();
             out.push('{');
             write_record_fields(sub, index, obj, path, out, &mut nested, &[])?;
             out.push('}');
             if !nested.is_empty() {
-                *left = Value::Object(nested);
+                *left = JRef::Object(nested);
             }
             Ok(())
         }
@@ -403,17 +383,22 @@ fn write_value(
     }
 }
 
-fn write_scalar(f: &Field, v: &Value, path: &Path<'_>, out: &mut String) -> Result<(), RowError> {
+fn write_scalar(
+    f: &Field,
+    v: &JRef<'_>,
+    path: &Path<'_>,
+    out: &mut String,
+) -> Result<(), RowError> {
     match &f.ty {
         FieldType::String => {
             let owned;
             let s = match v {
-                Value::String(s) => s.as_str(),
-                Value::Number(n) => {
+                JRef::String(s) => s.as_ref(),
+                JRef::Number(n) => {
                     owned = n.to_string();
                     &owned
                 }
-                Value::Bool(b) => {
+                JRef::Bool(b) => {
                     if *b {
                         "true"
                     } else {
@@ -444,7 +429,7 @@ fn write_scalar(f: &Field, v: &Value, path: &Path<'_>, out: &mut String) -> Resu
             crate::json::push_str(out, s);
         }
         FieldType::Bytes => {
-            let Value::String(s) = v else {
+            let JRef::String(s) = v else {
                 return Err(invalid(path, f, v, "BYTES take a base64 string"));
             };
             let bytes = base64_decode(s).ok_or_else(|| invalid(path, f, v, "not valid base64"))?;
@@ -474,10 +459,10 @@ fn write_scalar(f: &Field, v: &Value, path: &Path<'_>, out: &mut String) -> Resu
         }
         FieldType::Bool => {
             let b = match v {
-                Value::Bool(b) => Some(*b),
-                Value::String(s) if s.eq_ignore_ascii_case("true") || s == "1" => Some(true),
-                Value::String(s) if s.eq_ignore_ascii_case("false") || s == "0" => Some(false),
-                Value::Number(n) => match n.as_u64() {
+                JRef::Bool(b) => Some(*b),
+                JRef::String(s) if s.eq_ignore_ascii_case("true") || s == "1" => Some(true),
+                JRef::String(s) if s.eq_ignore_ascii_case("false") || s == "0" => Some(false),
+                JRef::Number(n) => match n.as_u64() {
                     Some(1) => Some(true),
                     Some(0) => Some(false),
                     _ => None,
@@ -496,10 +481,8 @@ fn write_scalar(f: &Field, v: &Value, path: &Path<'_>, out: &mut String) -> Resu
         }
         FieldType::Timestamp => {
             let micros = match v {
-                Value::String(s) => {
-                    time::parse_timestamp(s).map_err(|e| time_err(path, f, v, e))?
-                }
-                Value::Number(n) => epoch_seconds(n).ok_or_else(|| {
+                JRef::String(s) => time::parse_timestamp(s).map_err(|e| time_err(path, f, v, e))?,
+                JRef::Number(n) => epoch_seconds(n).ok_or_else(|| {
                     fail(
                         path,
                         RowErrorReason::OutOfRange,
@@ -520,14 +503,14 @@ fn write_scalar(f: &Field, v: &Value, path: &Path<'_>, out: &mut String) -> Resu
             crate::json::push_str(out, &time::format_timestamp(micros));
         }
         FieldType::Date => {
-            let Value::String(s) = v else {
+            let JRef::String(s) = v else {
                 return Err(invalid(path, f, v, "DATE takes a 'YYYY-MM-DD' string"));
             };
             let d = time::parse_date(s).map_err(|e| time_err(path, f, v, e))?;
             crate::json::push_str(out, &time::format_date(d));
         }
         FieldType::Time => {
-            let Value::String(s) = v else {
+            let JRef::String(s) = v else {
                 return Err(invalid(
                     path,
                     f,
@@ -539,7 +522,7 @@ fn write_scalar(f: &Field, v: &Value, path: &Path<'_>, out: &mut String) -> Resu
             crate::json::push_str(out, &time::format_time(t));
         }
         FieldType::DateTime => {
-            let Value::String(s) = v else {
+            let JRef::String(s) = v else {
                 return Err(invalid(
                     path,
                     f,
@@ -552,8 +535,8 @@ fn write_scalar(f: &Field, v: &Value, path: &Path<'_>, out: &mut String) -> Resu
         }
         FieldType::Json => crate::json::push_str(out, &compact(v)),
         FieldType::Geography => match v {
-            Value::String(s) if is_wkt(s) => crate::json::push_str(out, s),
-            Value::Object(o) if matches!(o.get("type"), Some(Value::String(_))) => {
+            JRef::String(s) if is_wkt(s) => crate::json::push_str(out, s),
+            JRef::Object(o) if matches!(jref::get(o, "type"), Some(JRef::String(_))) => {
                 crate::json::push_str(out, &compact(v))
             }
             _ => {
@@ -573,7 +556,7 @@ fn write_scalar(f: &Field, v: &Value, path: &Path<'_>, out: &mut String) -> Resu
     Ok(())
 }
 
-fn time_err(path: &Path<'_>, f: &Field, v: &Value, e: time::TimeError) -> RowError {
+fn time_err(path: &Path<'_>, f: &Field, v: &JRef<'_>, e: time::TimeError) -> RowError {
     let reason = match e {
         time::TimeError::Syntax { .. } | time::TimeError::ZoneNotAllowed { .. } => {
             RowErrorReason::InvalidValue
@@ -583,10 +566,10 @@ fn time_err(path: &Path<'_>, f: &Field, v: &Value, e: time::TimeError) -> RowErr
     fail(path, reason, f, v, &e.to_string())
 }
 
-fn int64(v: &Value) -> Result<i64, (RowErrorReason, &'static str)> {
+fn int64(v: &JRef<'_>) -> Result<i64, (RowErrorReason, &'static str)> {
     const RANGE: &str = "out of INT64 range -9223372036854775808..9223372036854775807";
     match v {
-        Value::Number(n) => {
+        JRef::Number(n) => {
             if let Some(i) = n.as_i64() {
                 Ok(i)
             } else if n.is_u64() {
@@ -604,7 +587,7 @@ fn int64(v: &Value) -> Result<i64, (RowErrorReason, &'static str)> {
                 }
             }
         }
-        Value::String(s) => {
+        JRef::String(s) => {
             let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
             if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return Err((RowErrorReason::InvalidValue, "not an integer"));
@@ -619,13 +602,13 @@ fn int64(v: &Value) -> Result<i64, (RowErrorReason, &'static str)> {
     }
 }
 
-fn write_float(f: &Field, v: &Value, path: &Path<'_>, out: &mut String) -> Result<(), RowError> {
+fn write_float(f: &Field, v: &JRef<'_>, path: &Path<'_>, out: &mut String) -> Result<(), RowError> {
     match v {
-        Value::Number(n) => {
+        JRef::Number(n) => {
             // serde_json already renders the shortest exact text (and integers as written).
             let _ = write!(out, "{n}");
         }
-        Value::String(s) => {
+        JRef::String(s) => {
             let special = match s.to_ascii_lowercase().as_str() {
                 "nan" => Some("NaN"),
                 "infinity" | "inf" | "+infinity" | "+inf" => Some("Infinity"),
@@ -670,7 +653,7 @@ fn write_float(f: &Field, v: &Value, path: &Path<'_>, out: &mut String) -> Resul
     Ok(())
 }
 
-fn numeric(f: &Field, v: &Value) -> Result<String, (RowErrorReason, String)> {
+fn numeric(f: &Field, v: &JRef<'_>) -> Result<String, (RowErrorReason, String)> {
     let big = matches!(f.ty, FieldType::BigNumeric);
     let limits = match f.precision {
         Some(p) => Limits {
@@ -681,18 +664,22 @@ fn numeric(f: &Field, v: &Value) -> Result<String, (RowErrorReason, String)> {
         None if big => Limits::BIGNUMERIC,
         None => Limits::NUMERIC,
     };
-    let rounding = match f.extra.get("roundingMode").and_then(Value::as_str) {
+    let rounding = match f
+        .extra
+        .get("roundingMode")
+        .and_then(serde_json::Value::as_str)
+    {
         Some("ROUND_HALF_EVEN") => Rounding::HalfEven,
         _ => Rounding::HalfAwayFromZero,
     };
     let parsed = match v {
-        Value::String(s) => decimal::parse(s).map_err(|_| {
+        JRef::String(s) => decimal::parse(s).map_err(|_| {
             (
                 RowErrorReason::InvalidValue,
                 "not a decimal number".to_owned(),
             )
         })?,
-        Value::Number(n) => {
+        JRef::Number(n) => {
             if n.is_i64() || n.is_u64() {
                 decimal::parse(&n.to_string())
             } else {

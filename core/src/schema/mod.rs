@@ -20,6 +20,7 @@
 
 pub mod convert;
 pub mod decimal;
+pub(crate) mod jref;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -772,6 +773,12 @@ impl TableSchema {
 
     /// Validates and converts one event into a row; see the module documentation.
     pub fn to_row(&self, event: Map<String, Value>, meta: &RowMeta) -> Result<Row, RowError> {
+        convert::to_row(self, jref::obj_from_map(&event), meta)
+    }
+
+    /// As [`to_row`](Self::to_row), for an event parsed into borrowed form (the fast path:
+    /// strings borrowed from the event text).
+    pub(crate) fn to_row_ref(&self, event: jref::Obj<'_>, meta: &RowMeta) -> Result<Row, RowError> {
         convert::to_row(self, event, meta)
     }
 }

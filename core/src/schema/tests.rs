@@ -29,10 +29,51 @@ fn obj(v: Value) -> Map<String, Value> {
     }
 }
 
+/// Converts through both paths, from a `Map` and from the event's text (parsed borrowed, as
+/// the pipeline does), and checks they agree.
 fn row(s: &TableSchema, ev: Value) -> Result<Map<String, Value>, RowError> {
-    let r = s.to_row(obj(ev), &meta())?;
+    let text = ev.to_string();
+    let from_text = row_from_text(s, &text);
+    let r = s.to_row(obj(ev), &meta());
+    assert_eq!(r, from_text, "both paths agree on {text}");
+    let r = r?;
     assert!(!r.json.contains('\n'));
     Ok(obj(serde_json::from_str(&r.json).expect("row is JSON")))
+}
+
+/// Converts an event given as JSON text, as the pipeline does.
+fn row_from_text(s: &TableSchema, text: &str) -> Result<Row, RowError> {
+    match serde_json::from_str::<jref::JRef<'_>>(text).expect("event JSON") {
+        jref::JRef::Object(o) => s.to_row_ref(o, &meta()),
+        other => panic!("test event must be an object, got {other:?}"),
+    }
+}
+
+#[test]
+fn text_path_keys_escapes_and_duplicates_as_serde_json() {
+    let s = transaction();
+    // Duplicate keys: the last wins, as in serde_json's Map.
+    let r = row_from_text(&s, r#"{"user_id":1,"currency":"EUR","user_id":2}"#).unwrap();
+    assert!(
+        r.json.starts_with(r#"{"user_id":2,"currency":"EUR""#),
+        "{}",
+        r.json
+    );
+    // Escaped keys and strings; leftovers sorted by key at every level.
+    let r = row_from_text(
+        &s,
+        r#"{"z\u0031":{"b":1,"a":"x\ny"},"user_id":3,"a\"q":[{"d":1,"c":2}],"items":[{"sku":"S","zz":1,"aa":2}]}"#,
+    )
+    .unwrap();
+    let v: Value = serde_json::from_str(&r.json).unwrap();
+    assert_eq!(
+        v["other"],
+        json!("{\"a\\\"q\":[{\"c\":2,\"d\":1}],\"items\":[{\"aa\":2,\"zz\":1}],\"z1\":{\"a\":\"x\\ny\",\"b\":1}}")
+    );
+    // Case-insensitive duplicates name both keys, in key order.
+    let e = row_from_text(&s, r#"{"user_id":1,"USER_ID":2}"#).unwrap_err();
+    assert_eq!(e.reason, RowErrorReason::DuplicateField);
+    assert!(e.message.contains(r#"keys "USER_ID" and "user_id""#), "{e}");
 }
 
 /// Converts `v` in a one-column schema built from `field`; returns the column's output (or
