@@ -186,49 +186,56 @@ pub(crate) fn to_row(
 fn write_record_fields<'a>(
     fields: &[Field],
     index: &RecordIndex,
-    obj: Obj<'a>,
+    mut obj: Obj<'a>,
     path: &Path<'_>,
     out: &mut String,
     leftovers: &mut Obj<'a>,
     skip: &[usize],
 ) -> Result<(), RowError> {
-    // The members matched to each field; on the stack for the usual record size.
-    const STACK: usize = 16;
-    let mut stack: [Option<(Cow<'a, str>, JRef<'a>)>; STACK] = Default::default();
+    // The member matched to each field (NONE: absent); on the stack for the usual record size.
+    const STACK: usize = 32;
+    let mut stack = [NONE; STACK];
     let mut heap = Vec::new();
-    let slots: &mut [Option<(Cow<'a, str>, JRef<'a>)>] = if fields.len() <= STACK {
+    let slots: &mut [u32] = if fields.len() <= STACK {
         &mut stack[..fields.len()]
     } else {
-        heap.resize_with(fields.len(), || None);
+        heap.resize(fields.len(), NONE);
         &mut heap
     };
-    // Members come sorted by key, so leftovers are pushed in order (and stay sorted).
-    for (k, v) in obj {
-        match index.lookup(&k) {
-            Some(i) => {
-                if let Some((prev, _)) = &slots[i] {
-                    return Err(RowError {
-                        field: Path::Field(path, &fields[i].name).render(),
-                        reason: RowErrorReason::DuplicateField,
-                        message: format!(
-                            "keys \"{prev}\" and \"{k}\" both name column \"{}\" (column names are \
-                             case-insensitive)",
-                            fields[i].name
-                        ),
-                    });
-                }
-                slots[i] = Some((k, v));
+    let (matched, mask) = match match_members(index, &obj, slots) {
+        Ok(m) => m,
+        Err(()) => {
+            // Two keys name one column: decide in key order, as a `serde_json::Map` (sorted,
+            // last duplicate winning) would, so the error names the same two keys.
+            obj = jref::sorted(obj);
+            slots.fill(NONE);
+            match match_members(index, &obj, slots) {
+                Ok(m) => m,
+                Err(()) => return Err(duplicate(fields, index, &obj, path)),
             }
-            None => leftovers.push((k, v)),
+        }
+    };
+    if matched < obj.len() {
+        for (j, (k, v)) in obj.iter_mut().enumerate() {
+            let named = match mask.get(j) {
+                Some(m) => m,
+                None => index.lookup(k).is_some(),
+            };
+            if !named {
+                leftovers.push((std::mem::take(k), std::mem::replace(v, JRef::Null)));
+            }
         }
     }
-    for (i, (f, slot)) in fields.iter().zip(slots.iter_mut()).enumerate() {
+    for (i, (f, &slot)) in fields.iter().zip(slots.iter()).enumerate() {
         // Reserved columns are filled by the caller.
         if skip.contains(&i) {
             continue;
         }
         let fpath = Path::Field(path, &f.name);
-        let value = slot.take().map_or(JRef::Null, |(_, v)| v);
+        let value = match obj.get_mut(slot as usize) {
+            Some((_, v)) => std::mem::replace(v, JRef::Null),
+            None => JRef::Null,
+        };
         let child = index.children.get(i).and_then(Option::as_ref);
         let mut nested_left = JRef::Null;
         // Write the key optimistically and take it back if the column turns out to be empty.
@@ -240,10 +247,73 @@ fn write_record_fields<'a>(
             out.truncate(mark);
         }
         if !nested_left.is_null() {
-            jref::insert(leftovers, Cow::Owned(f.name.clone()), nested_left);
+            leftovers.push((Cow::Owned(f.name.clone()), nested_left));
         }
     }
     Ok(())
+}
+
+/// No member for this field.
+const NONE: u32 = u32::MAX;
+
+/// Which of the first 64 members name a field (later ones are looked up again).
+#[derive(Default)]
+struct Named(u64);
+
+impl Named {
+    fn get(&self, j: usize) -> Option<bool> {
+        (j < 64).then(|| self.0 >> j & 1 == 1)
+    }
+}
+
+/// Fills `slots` (field → member index) and returns how many members name a field, and which;
+/// exact duplicate keys: the last wins. `Err` when two different keys name one field (case).
+fn match_members(
+    index: &RecordIndex,
+    obj: &Obj<'_>,
+    slots: &mut [u32],
+) -> Result<(usize, Named), ()> {
+    let mut matched = 0;
+    let mut named = Named::default();
+    for (j, (k, _)) in obj.iter().enumerate() {
+        if let Some(i) = index.lookup(k) {
+            let prev = slots[i];
+            if prev != NONE && obj[prev as usize].0 != *k {
+                return Err(());
+            }
+            slots[i] = j as u32;
+            matched += 1;
+            if j < 64 {
+                named.0 |= 1 << j;
+            }
+        }
+    }
+    Ok((matched, named))
+}
+
+/// The error for the first column (in key order of the sorted `obj`) that two keys name.
+fn duplicate(fields: &[Field], index: &RecordIndex, obj: &Obj<'_>, path: &Path<'_>) -> RowError {
+    let mut first: Vec<Option<&str>> = vec![None; fields.len()];
+    for (k, _) in obj {
+        let Some(i) = index.lookup(k) else { continue };
+        if let Some(prev) = first[i] {
+            return RowError {
+                field: Path::Field(path, &fields[i].name).render(),
+                reason: RowErrorReason::DuplicateField,
+                message: format!(
+                    "keys \"{prev}\" and \"{k}\" both name column \"{}\" (column names are \
+                     case-insensitive)",
+                    fields[i].name
+                ),
+            };
+        }
+        first[i] = Some(k);
+    }
+    RowError {
+        field: path.render(),
+        reason: RowErrorReason::DuplicateField,
+        message: "internal error: duplicate keys not found again".into(),
+    }
 }
 
 /// A field path built on the stack while descending, rendered (`items[2].price`) only when an

@@ -169,8 +169,9 @@ impl Decimal {
                 if self.digits.len() as i64 + shift > i64::from(limits.precision) {
                     return Err(DecimalError::OutOfRange);
                 }
-                scaled = self.digits.clone();
-                scaled.resize(self.digits.len() + shift as usize, b'0');
+                scaled = Vec::with_capacity(self.digits.len() + shift as usize);
+                scaled.extend_from_slice(&self.digits);
+                push_zeros(&mut scaled, shift as usize);
             }
         } else {
             let drop = (-shift) as usize;
@@ -218,6 +219,17 @@ impl Decimal {
     }
 }
 
+/// Appends `n` ASCII zeros by copying, not `resize`: glibc's memset for a few bytes uses a masked
+/// AVX-512 store that cost ~8% of an event's conversion in profiles (two NUMERIC columns).
+fn push_zeros(v: &mut Vec<u8>, mut n: usize) {
+    const ZEROS: &[u8; 64] = &[b'0'; 64];
+    while n > 0 {
+        let k = n.min(ZEROS.len());
+        v.extend_from_slice(&ZEROS[..k]);
+        n -= k;
+    }
+}
+
 /// Adds one to a big-endian ASCII digit string.
 fn increment(d: &mut Vec<u8>) {
     for c in d.iter_mut().rev() {
@@ -251,7 +263,8 @@ fn render(negative: bool, digits: &[u8], scale: usize) -> String {
         out.extend(int.iter().map(|&b| char::from(b)));
     }
     let pad = scale - frac.len();
-    let mut frac_text: Vec<u8> = vec![b'0'; pad];
+    let mut frac_text: Vec<u8> = Vec::with_capacity(pad + frac.len());
+    push_zeros(&mut frac_text, pad);
     frac_text.extend_from_slice(frac);
     while frac_text.last() == Some(&b'0') {
         frac_text.pop();

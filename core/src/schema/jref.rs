@@ -5,10 +5,12 @@
 //! of an event in the collector and in the SDK's flush thread. [`JRef`] borrows every string
 //! that has no escape, and an object is a `Vec` of pairs.
 //!
-//! Contract: an object's members are sorted by key (bytewise) and keys are unique, the last
-//! duplicate winning — exactly what `serde_json::Map` (a `BTreeMap`) holds for the same text,
-//! so conversion behaves the same on either, and [`JRef::write_compact`] writes the text
-//! `serde_json::to_string` writes for the corresponding `Value`.
+//! Contract: an object's members are kept in the order of the text, duplicates included; what
+//! reads them gives the meaning `serde_json::Map` (a `BTreeMap`) gives the same text: the last
+//! of duplicate keys wins ([`get`], [`sorted`]), and [`JRef::write_compact`] writes members
+//! sorted by key, without duplicates — the text `serde_json::to_string` writes for the `Value`.
+//! Sorting is left to the writer because rows rarely carry objects that are written out whole
+//! (leftovers in `other`, JSON columns, error excerpts).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -27,7 +29,7 @@ pub(crate) enum JRef<'a> {
     Object(Obj<'a>),
 }
 
-/// Object members, sorted by key, keys unique.
+/// Object members in the order of the text (see the module docs).
 pub(crate) type Obj<'a> = Vec<(Cow<'a, str>, JRef<'a>)>;
 
 impl<'a> JRef<'a> {
@@ -90,8 +92,9 @@ pub(crate) fn write_object(o: &[(Cow<'_, str>, JRef<'_>)], out: &mut String) {
 
 fn write_object_bounded(o: &[(Cow<'_, str>, JRef<'_>)], out: &mut String, limit: usize) -> bool {
     out.push('{');
-    for (i, (k, v)) in o.iter().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    let mut member = |k: &str, v: &JRef<'_>, out: &mut String| {
+        if !std::mem::take(&mut first) {
             out.push(',');
         }
         if out.len() > limit {
@@ -99,12 +102,42 @@ fn write_object_bounded(o: &[(Cow<'_, str>, JRef<'_>)], out: &mut String, limit:
         }
         crate::json::push_str(out, k);
         out.push(':');
-        if !v.write_compact_bounded(out, limit) {
-            return false;
+        v.write_compact_bounded(out, limit)
+    };
+    if is_sorted_unique(o) {
+        for (k, v) in o {
+            if !member(k, v, out) {
+                return false;
+            }
+        }
+    } else {
+        for i in sorted_order(o) {
+            if !member(&o[i].0, &o[i].1, out) {
+                return false;
+            }
         }
     }
     out.push('}');
     true
+}
+
+fn is_sorted_unique(o: &[(Cow<'_, str>, JRef<'_>)]) -> bool {
+    o.windows(2).all(|w| w[0].0 < w[1].0)
+}
+
+/// Member positions sorted by key, the last of duplicates only.
+fn sorted_order(o: &[(Cow<'_, str>, JRef<'_>)]) -> Vec<usize> {
+    let mut ix: Vec<usize> = (0..o.len()).collect();
+    // Stable: duplicates keep their text order, so the last of a run is the last in the text.
+    ix.sort_by(|&a, &b| o[a].0.cmp(&o[b].0));
+    let mut out: Vec<usize> = Vec::with_capacity(ix.len());
+    for i in ix {
+        match out.last_mut() {
+            Some(last) if o[*last].0 == o[i].0 => *last = i,
+            _ => out.push(i),
+        }
+    }
+    out
 }
 
 /// Borrows a `serde_json::Map`.
@@ -114,37 +147,19 @@ pub(crate) fn obj_from_map(m: &Map<String, Value>) -> Obj<'_> {
         .collect()
 }
 
-/// The member `key` of a sorted object.
+/// The member `key` (the last, if the key is repeated).
 pub(crate) fn get<'o, 'a>(o: &'o [(Cow<'a, str>, JRef<'a>)], key: &str) -> Option<&'o JRef<'a>> {
-    o.binary_search_by(|(k, _)| k.as_ref().cmp(key))
-        .ok()
-        .map(|i| &o[i].1)
+    o.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
-/// Inserts into a sorted object, replacing a member of the same key.
-pub(crate) fn insert<'a>(o: &mut Obj<'a>, key: Cow<'a, str>, value: JRef<'a>) {
-    match o.binary_search_by(|(k, _)| k.as_ref().cmp(key.as_ref())) {
-        Ok(i) => o[i].1 = value,
-        Err(i) => o.insert(i, (key, value)),
+/// The members sorted by key, the last of duplicates only (what a `serde_json::Map` holds).
+pub(crate) fn sorted(o: Obj<'_>) -> Obj<'_> {
+    if is_sorted_unique(&o) {
+        return o;
     }
-}
-
-/// Sorts members by key and keeps the last of duplicates (what a `BTreeMap` built by inserting
-/// them in order holds).
-fn normalize(mut o: Obj<'_>) -> Obj<'_> {
-    if o.windows(2).all(|w| w[0].0 < w[1].0) {
-        return o; // Already sorted and unique: the common case for small objects.
-    }
-    // Stable: equal keys keep their order, so the last of a run is the last in the text.
-    o.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut out: Obj<'_> = Vec::with_capacity(o.len());
-    for (k, v) in o {
-        match out.last_mut() {
-            Some(last) if last.0 == k => last.1 = v,
-            _ => out.push((k, v)),
-        }
-    }
-    out
+    let order = sorted_order(&o);
+    let mut slots: Vec<Option<(Cow<'_, str>, JRef<'_>)>> = o.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
 /// A string that borrows from the input when it has no escapes.
@@ -223,7 +238,7 @@ impl<'de> Deserialize<'de> for JRef<'de> {
                 while let Some(CowStr(k)) = map.next_key()? {
                     out.push((k, map.next_value()?));
                 }
-                Ok(JRef::Object(normalize(out)))
+                Ok(JRef::Object(out))
             }
         }
         d.deserialize_any(V)
@@ -253,7 +268,14 @@ mod tests {
             let mut out = String::new();
             jref.write_compact(&mut out);
             assert_eq!(out, serde_json::to_string(&value).unwrap(), "{text}");
-            assert_eq!(jref, JRef::from_value(&value), "{text}");
+            let mut borrowed = String::new();
+            JRef::from_value(&value).write_compact(&mut borrowed);
+            assert_eq!(borrowed, out, "{text}");
+            if let (JRef::Object(o), Value::Object(m)) = (jref, &value) {
+                let keys: Vec<String> =
+                    sorted(o).into_iter().map(|(k, _)| k.into_owned()).collect();
+                assert!(keys.iter().eq(m.keys()), "{text}");
+            }
         }
     }
 
@@ -272,12 +294,15 @@ mod tests {
     }
 
     #[test]
-    fn insert_keeps_order_and_replaces() {
-        let mut o: Obj<'_> = Vec::new();
-        for k in ["m", "a", "z", "m"] {
-            insert(&mut o, Cow::Borrowed(k), JRef::Bool(k == "m"));
-        }
-        let keys: Vec<&str> = o.iter().map(|(k, _)| k.as_ref()).collect();
-        assert_eq!(keys, ["a", "m", "z"]);
+    fn get_and_sorted_take_the_last_duplicate() {
+        let text = r#"{"b":1,"a":2,"b":3}"#;
+        let JRef::Object(o) = serde_json::from_str::<JRef<'_>>(text).unwrap() else {
+            panic!("object")
+        };
+        assert_eq!(get(&o, "b"), Some(&JRef::Number(3.into())));
+        let s = sorted(o);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0], (Cow::Borrowed("a"), JRef::Number(2.into())));
+        assert_eq!(s[1], (Cow::Borrowed("b"), JRef::Number(3.into())));
     }
 }

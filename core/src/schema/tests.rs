@@ -76,6 +76,23 @@ fn text_path_keys_escapes_and_duplicates_as_serde_json() {
     assert!(e.message.contains(r#"keys "USER_ID" and "user_id""#), "{e}");
 }
 
+#[test]
+fn text_path_agrees_with_map_path_on_duplicate_and_leftover_keys() {
+    let s = transaction();
+    for text in [
+        r#"{"user_id":1,"USER_ID":2,"User_Id":3}"#,
+        r#"{"user_id":1,"user_id":2,"USER_ID":3}"#,
+        r#"{"currency":"EUR","Currency":"USD","user_id":1,"USER_ID":2}"#,
+        r#"{"zz":1,"aa":{"y":1,"x":2,"y":3},"zz":2,"user_id":1,"user_id":4}"#,
+        r#"{"user_id":1,"items":[{"sku":"a","SKU":"b"}]}"#,
+        r#"{"user_id":1,"items":[{"sku":"a","sku":"b","q":{"b":1,"a":1,"b":2}}],"items":[{"sku":"c"}]}"#,
+        r#"{"user_id":"x","user_id":"2","amount":"1.5","amount":"bad"}"#,
+    ] {
+        let map: Map<String, Value> = serde_json::from_str(text).expect("object");
+        assert_eq!(row_from_text(&s, text), s.to_row(map, &meta()), "{text}");
+    }
+}
+
 /// Converts `v` in a one-column schema built from `field`; returns the column's output (or
 /// Null when omitted).
 fn conv_field(field: Value, v: Value) -> Result<Value, RowError> {
