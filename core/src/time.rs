@@ -415,11 +415,16 @@ fn push_time(out: &mut String, tod: i64, always_fraction: bool) {
 /// BigQuery load jobs and `insertAll` accept as is.
 pub fn format_timestamp(micros: i64) -> String {
     let mut out = String::with_capacity(27);
-    push_date(&mut out, micros.div_euclid(DAY_MICROS));
-    out.push('T');
-    push_time(&mut out, micros.rem_euclid(DAY_MICROS), true);
-    out.push('Z');
+    push_timestamp(&mut out, micros);
     out
+}
+
+/// Appends [`format_timestamp`]'s text to `out`.
+pub fn push_timestamp(out: &mut String, micros: i64) {
+    push_date(out, micros.div_euclid(DAY_MICROS));
+    out.push('T');
+    push_time(out, micros.rem_euclid(DAY_MICROS), true);
+    out.push('Z');
 }
 
 /// Parses a DATE `YYYY-[M]M-[D]D` into days since 1970-01-01.

@@ -121,6 +121,13 @@ fn fail(path: &Path<'_>, reason: RowErrorReason, f: &Field, v: &JRef<'_>, rule: 
     }
 }
 
+/// Writes a TIMESTAMP as a JSON string (its text never needs escaping).
+fn push_timestamp(out: &mut String, micros: i64) {
+    out.push('"');
+    time::push_timestamp(out, micros);
+    out.push('"');
+}
+
 /// Writes `,` unless `out` is right after an object's `{`: a value never ends in `{`, so that is
 /// exactly "no member written yet".
 fn push_separator(out: &mut String) {
@@ -153,21 +160,21 @@ pub(crate) fn to_row(
         &schema.reserved,
     )?;
     let [id_ix, time_ix, recv_ix, other_ix] = schema.reserved;
-    let mut put = |name: &str, value: &str| {
-        push_separator(&mut out);
-        crate::json::push_str(&mut out, name);
+    let key = |out: &mut String, name: &str| {
+        push_separator(out);
+        crate::json::push_str(out, name);
         out.push(':');
+    };
+    key(&mut out, &schema.fields[id_ix].name);
+    crate::json::push_str(&mut out, &meta.event_id);
+    for (ix, micros) in [(time_ix, meta.event_time), (recv_ix, meta.received_at)] {
+        key(&mut out, &schema.fields[ix].name);
+        push_timestamp(&mut out, micros);
+    }
+    let mut put = |name: &str, value: &str| {
+        key(&mut out, name);
         crate::json::push_str(&mut out, value);
     };
-    put(&schema.fields[id_ix].name, &meta.event_id);
-    put(
-        &schema.fields[time_ix].name,
-        &time::format_timestamp(meta.event_time),
-    );
-    put(
-        &schema.fields[recv_ix].name,
-        &time::format_timestamp(meta.received_at),
-    );
     let other = &schema.fields[other_ix];
     if !leftovers.is_empty() {
         let mut text = String::new();
@@ -524,8 +531,10 @@ fn write_scalar(
         }
         FieldType::Float64 => write_float(f, v, path, out)?,
         FieldType::Numeric | FieldType::BigNumeric => {
-            let s = numeric(f, v).map_err(|(reason, rule)| fail(path, reason, f, v, &rule))?;
-            crate::json::push_str(out, &s);
+            // Decimal text never needs escaping.
+            out.push('"');
+            numeric(f, v, out).map_err(|(reason, rule)| fail(path, reason, f, v, &rule))?;
+            out.push('"');
         }
         FieldType::Bool => {
             let b = match v {
@@ -570,7 +579,7 @@ fn write_scalar(
                     ))
                 }
             };
-            crate::json::push_str(out, &time::format_timestamp(micros));
+            push_timestamp(out, micros);
         }
         FieldType::Date => {
             let JRef::String(s) = v else {
@@ -723,7 +732,7 @@ fn write_float(f: &Field, v: &JRef<'_>, path: &Path<'_>, out: &mut String) -> Re
     Ok(())
 }
 
-fn numeric(f: &Field, v: &JRef<'_>) -> Result<String, (RowErrorReason, String)> {
+fn numeric(f: &Field, v: &JRef<'_>, out: &mut String) -> Result<(), (RowErrorReason, String)> {
     let big = matches!(f.ty, FieldType::BigNumeric);
     let limits = match f.precision {
         Some(p) => Limits {
@@ -784,7 +793,7 @@ fn numeric(f: &Field, v: &JRef<'_>) -> Result<String, (RowErrorReason, String)> 
             ))
         }
     };
-    parsed.canonical(limits, rounding).map_err(|e| match e {
+    parsed.canonical_into(limits, rounding, out).map_err(|e| match e {
         DecimalError::OutOfRange => {
             let range = if limits.bignumeric_default {
                 "out of range for BIGNUMERIC (±5.7896044618658097711785492504343953926634992332820282019728792003956564819967E+38)"

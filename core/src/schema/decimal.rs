@@ -155,6 +155,48 @@ impl Decimal {
         self.digits.len()
     }
 
+    /// Appends [`canonical`](Self::canonical)'s text to `out`. Values that need no rounding
+    /// (the usual case: fewer fraction digits than the scale) are written straight from the
+    /// digits, without building the scaled digit string.
+    pub fn canonical_into(
+        &self,
+        limits: Limits,
+        rounding: Rounding,
+        out: &mut String,
+    ) -> Result<(), DecimalError> {
+        let len = self.digits.len() as i64;
+        let shift = self.exp + i64::from(limits.scale);
+        let exact = shift >= 0
+            && !self.digits.is_empty()
+            && len + shift <= i64::from(limits.precision)
+            && !(limits.bignumeric_default && (len + shift) as usize == BIGNUMERIC_MAX.len());
+        if !exact {
+            out.push_str(&self.canonical(limits, rounding)?);
+            return Ok(());
+        }
+        if self.negative {
+            out.push('-');
+        }
+        let digits = std::str::from_utf8(&self.digits).map_err(|_| DecimalError::Syntax)?;
+        if self.exp >= 0 {
+            out.push_str(digits);
+            push_zeros_str(out, self.exp as usize);
+        } else {
+            let frac = (-self.exp) as usize;
+            if digits.len() > frac {
+                let (int, fraction) = digits.split_at(digits.len() - frac);
+                out.push_str(int);
+                out.push('.');
+                out.push_str(fraction);
+            } else {
+                out.push_str("0.");
+                push_zeros_str(out, frac - digits.len());
+                out.push_str(digits);
+            }
+        }
+        Ok(())
+    }
+
     /// Rounds to `limits.scale` fractional digits and renders the canonical text, or fails when
     /// the integer part does not fit.
     pub fn canonical(&self, limits: Limits, rounding: Rounding) -> Result<String, DecimalError> {
@@ -230,6 +272,15 @@ fn push_zeros(v: &mut Vec<u8>, mut n: usize) {
     }
 }
 
+fn push_zeros_str(out: &mut String, mut n: usize) {
+    const ZEROS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+    while n > 0 {
+        let k = n.min(ZEROS.len());
+        out.push_str(&ZEROS[..k]);
+        n -= k;
+    }
+}
+
 /// Adds one to a big-endian ASCII digit string.
 fn increment(d: &mut Vec<u8>) {
     for c in d.iter_mut().rev() {
@@ -279,6 +330,60 @@ fn render(negative: bool, digits: &[u8], scale: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_into_agrees_with_canonical() {
+        let limits = [
+            Limits::NUMERIC,
+            Limits::BIGNUMERIC,
+            Limits {
+                precision: 5,
+                scale: 2,
+                bignumeric_default: false,
+            },
+            Limits {
+                precision: 10,
+                scale: 0,
+                bignumeric_default: false,
+            },
+        ];
+        let mut inputs: Vec<String> = [
+            "0",
+            "-0.0",
+            "19.99",
+            "-19.99",
+            "1e3",
+            "1.5e-3",
+            "0.000000001",
+            "0.0000000015",
+            "123.4567891234",
+            "-0.5",
+            "99999999999999999999999999999.999999999",
+            "1e29",
+            "0.00",
+            "+7",
+            "1E-9",
+            "12345",
+            "123.45",
+            "1.005",
+            "-999.995",
+            "578960446186580977117854925043439539266.34992332820282019728792003956564819967",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        inputs.push(format!("{}.5", "9".repeat(37)));
+        for text in &inputs {
+            let d = parse(text).unwrap();
+            for l in limits {
+                for r in [Rounding::HalfAwayFromZero, Rounding::HalfEven] {
+                    let mut out = String::new();
+                    let into = d.canonical_into(l, r, &mut out).map(|()| out);
+                    assert_eq!(into, d.canonical(l, r), "{text} {l:?} {r:?}");
+                }
+            }
+        }
+    }
 
     fn num(s: &str) -> Result<String, DecimalError> {
         parse(s)?.canonical(Limits::NUMERIC, Rounding::HalfAwayFromZero)
