@@ -66,7 +66,19 @@ impl<'a> JRef<'a> {
             JRef::Number(n) => {
                 let _ = fmt::Write::write_fmt(out, format_args!("{n}"));
             }
-            JRef::String(s) => crate::json::push_str(out, s),
+            JRef::String(s) => {
+                let room = limit.saturating_sub(out.len());
+                if s.len() > room {
+                    // Only as much as can show: a megabyte string costs no more than a short one.
+                    let mut cut = room.min(s.len());
+                    while !s.is_char_boundary(cut) {
+                        cut += 1;
+                    }
+                    crate::json::push_str(out, &s[..cut]);
+                    return false;
+                }
+                crate::json::push_str(out, s);
+            }
             JRef::Array(a) => {
                 out.push('[');
                 for (i, v) in a.iter().enumerate() {

@@ -564,6 +564,31 @@ fn error_messages_are_bounded() {
 }
 
 #[test]
+fn excerpts_are_serde_json_text_cut_at_a_char_boundary() {
+    let long_escaped = format!("{}\"{}", "ü".repeat(40), "\n".repeat(100));
+    for v in [
+        json!("short"),
+        json!("ü".repeat(10_000)),
+        json!(long_escaped),
+        json!({"b": "x".repeat(100), "a": [1, 2.5, null, true]}),
+        json!([{"k": "ü".repeat(31)}, "tail"]),
+        json!(12345),
+    ] {
+        let full = serde_json::to_string(&v).unwrap();
+        let want = if full.len() > 64 {
+            let mut cut = 64;
+            while !full.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            format!("{}…", &full[..cut])
+        } else {
+            full
+        };
+        assert_eq!(convert::excerpt(&jref::JRef::from_value(&v)), want, "{v}");
+    }
+}
+
+#[test]
 fn schema_forms_and_reserved_columns() {
     let a = schema(json!([{"name": "a", "type": "STRING"}]));
     let b = schema(json!({"fields": [{"name": "a", "type": "STRING"}]}));
