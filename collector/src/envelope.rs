@@ -12,6 +12,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use evlog_core::envelope::{self, EnvelopeError};
+use evlog_core::json::CowStr;
 use evlog_core::Envelope;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -38,31 +39,6 @@ pub struct Fields<'a> {
     other: Vec<(Cow<'a, str>, &'a RawValue)>,
 }
 
-/// A string that borrows from the input when it has no escapes.
-struct Str<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Str<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Str<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Owned(v.to_string())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Owned(v)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
 impl<'de> Deserialize<'de> for RawEnvelope<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -73,7 +49,7 @@ impl<'de> Deserialize<'de> for RawEnvelope<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
                 let mut fields = Fields::default();
-                while let Some(Str(k)) = m.next_key::<Str<'de>>()? {
+                while let Some(CowStr(k)) = m.next_key::<CowStr<'de>>()? {
                     let v: &'de RawValue = m.next_value()?;
                     match KNOWN.iter().position(|n| *n == k) {
                         Some(i) => fields.known[i] = Some(v),
@@ -132,7 +108,9 @@ fn string(v: &RawValue) -> Option<Cow<'_, str>> {
     if !v.get().starts_with('"') {
         return None;
     }
-    serde_json::from_str::<Str<'_>>(v.get()).ok().map(|s| s.0)
+    serde_json::from_str::<CowStr<'_>>(v.get())
+        .ok()
+        .map(|s| s.0)
 }
 
 impl<'a> RawEnvelope<'a> {

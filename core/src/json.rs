@@ -1,5 +1,38 @@
 //! Writing JSON text directly into a `String`, for code that builds event bodies and rows without
-//! an intermediate `serde_json::Value` (bindings converting native values, row encoding).
+//! an intermediate `serde_json::Value` (bindings converting native values, row encoding), and
+//! reading strings without copying them ([`CowStr`]).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, Visitor};
+
+/// A JSON string deserialized borrowing from the input when it has no escapes (serde's own
+/// `Cow<str>` always copies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CowStr<'a>(pub Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for CowStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
 
 /// Appends `s` as a JSON string literal (quotes included): `"`, `\` and control characters are
 /// escaped; everything else is copied in runs. `s` is UTF-8 by type, so the output is too.

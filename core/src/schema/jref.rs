@@ -18,6 +18,8 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
+use crate::json::CowStr;
+
 /// A borrowed JSON value (see the module docs).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum JRef<'a> {
@@ -172,31 +174,6 @@ pub(crate) fn sorted(o: Obj<'_>) -> Obj<'_> {
     let order = sorted_order(&o);
     let mut slots: Vec<Option<(Cow<'_, str>, JRef<'_>)>> = o.into_iter().map(Some).collect();
     order.into_iter().filter_map(|i| slots[i].take()).collect()
-}
-
-/// A string that borrows from the input when it has no escapes.
-struct CowStr<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for CowStr<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = CowStr<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
-                Ok(CowStr(Cow::Borrowed(s)))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(CowStr(Cow::Owned(s.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, s: String) -> Result<Self::Value, E> {
-                Ok(CowStr(Cow::Owned(s)))
-            }
-        }
-        d.deserialize_str(V)
-    }
 }
 
 impl<'de> Deserialize<'de> for JRef<'de> {
