@@ -3,7 +3,10 @@
 # requests/s for single-event /v1/events, each beside nginx answering `return 204` on the same
 # machine in the same run. Installs nginx and wrk from Debian when missing.
 #
-#   bash collector/bench/run.sh            # DURATION=5s CONNECTIONS=64 THREADS=2 FSYNC=always
+#   bash collector/bench/run.sh            # DURATION=5s CONNECTIONS=64 THREADS=2 FSYNC=always ROUNDS=3
+#
+# Each round runs every case once (nginx and the collector alternating); the summary gives the
+# median and range over the rounds, because a shared VM's speed drifts by 15% between runs.
 #
 # Only 2xx answers count (429s under overload are reported separately). The collector's CPU time
 # per request (user + system, all its threads, streaming included) is printed too: on a shared
@@ -14,6 +17,7 @@ DURATION="${DURATION:-5s}"
 CONNECTIONS="${CONNECTIONS:-64}"
 THREADS="${THREADS:-2}"
 FSYNC="${FSYNC:-always}"
+ROUNDS="${ROUNDS:-3}"
 CPORT=18080
 NPORT=18081
 
@@ -54,7 +58,8 @@ http {
 }
 NGINX
 "$NGINX" -p "$tmp" -c "$tmp/nginx.conf" -g 'daemon off;' &
-pids+=($!)
+npid=$!
+pids+=($npid)
 
 cat > "$tmp/collector.toml" <<TOML
 [collector]
@@ -77,6 +82,10 @@ pids+=($cpid)
 for _ in $(seq 100); do
   curl -sf "http://127.0.0.1:$CPORT/healthz" >/dev/null && curl -sf -o /dev/null "http://127.0.0.1:$NPORT/" && break
   sleep 0.1
+done
+# Whatever answers must be our own processes (not something else already on the ports).
+for p in "$npid" "$cpid"; do
+  kill -0 "$p" 2>/dev/null || { echo "bench: nginx or the collector did not start (ports $NPORT/$CPORT in use?)" >&2; exit 1; }
 done
 
 # Request bodies and wrk scripts.
@@ -117,22 +126,37 @@ print(f"{(total - bad) / secs:.0f} {bad} {ticks / hz * 1e6 / max(total - bad, 1)
 PY
 }
 
-read -r nginx_single _ _ < <(bench "http://127.0.0.1:$NPORT/v1/events" "$tmp/single.lua")
-read -r coll_single bad_single cpu_single < <(bench "http://127.0.0.1:$CPORT/v1/events" "$tmp/single.lua")
-# The HTTP stack's own ceiling: GET /healthz (no body, no log), same load.
 printf 'wrk.method = "GET"\n' > "$tmp/get.lua"
-read -r coll_health _ cpu_health < <(bench "http://127.0.0.1:$CPORT/healthz" "$tmp/get.lua")
-read -r nginx_batch _ _ < <(bench "http://127.0.0.1:$NPORT/v1/batch" "$tmp/batch.lua")
-read -r coll_batch bad_batch cpu_batch < <(bench "http://127.0.0.1:$CPORT/v1/batch" "$tmp/batch.lua")
+for _ in $(seq "$ROUNDS"); do
+  read -r nginx_single _ _ < <(bench "http://127.0.0.1:$NPORT/v1/events" "$tmp/single.lua")
+  read -r coll_single bad_single cpu_single < <(bench "http://127.0.0.1:$CPORT/v1/events" "$tmp/single.lua")
+  # The HTTP stack's own ceiling: GET /healthz (no body, no log), same load.
+  read -r coll_health _ cpu_health < <(bench "http://127.0.0.1:$CPORT/healthz" "$tmp/get.lua")
+  read -r nginx_batch _ _ < <(bench "http://127.0.0.1:$NPORT/v1/batch" "$tmp/batch.lua")
+  read -r coll_batch bad_batch cpu_batch < <(bench "http://127.0.0.1:$CPORT/v1/batch" "$tmp/batch.lua")
+  echo "$nginx_single $coll_single $bad_single $cpu_single $coll_health $cpu_health $nginx_batch $coll_batch $bad_batch $cpu_batch" >> "$tmp/rounds"
+done
 
 metrics="$(curl -s "http://127.0.0.1:$CPORT/metrics")"
 stored="$(echo "$metrics" | awk '/^evlog_events_accepted_total/ {print $2}')"
 delivered="$(echo "$metrics" | awk '/^evlog_events_delivered_total/ {print $2}')"
-python3 - <<PY
-ns, cs, nb, cb = $nginx_single, $coll_single, $nginx_batch, $coll_batch
-print(f"machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); wrk -t $THREADS -c $CONNECTIONS -d $DURATION; WAL fsync = $FSYNC")
-print(f"single event  /v1/events: collector {cs:>10,.0f} req/s   nginx return 204 {ns:>10,.0f} req/s   ratio {cs/ns:.2f}  collector CPU {$cpu_single:.1f} us/request  (non-2xx: $bad_single)")
-print(f"GET /healthz (HTTP stack only, no body, no log): collector {$coll_health:>10,.0f} req/s  (/ nginx's figure above: {$coll_health/ns:.2f})  collector CPU {$cpu_health:.1f} us/request")
-print(f"500-event     /v1/batch : collector {cb*500:>10,.0f} events/s ({cb:,.0f} req/s)   nginx {nb:,.0f} req/s   collector CPU {$cpu_batch/500:.2f} us/event  (non-2xx: $bad_batch)")
-print(f"events accepted into the WAL during the run: {float('${stored:-0}'):,.0f}; delivered by the file sink when it ended: {float('${delivered:-0}'):,.0f}")
+echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); wrk -t $THREADS -c $CONNECTIONS -d $DURATION; WAL fsync = $FSYNC; $ROUNDS rounds"
+python3 - "$tmp/rounds" <<'PY'
+import statistics, sys
+rows = [[float(x) for x in line.split()] for line in open(sys.argv[1])]
+for i, (ns, cs, bs, cpus, ch, cpuh, nb, cb, bb, cpub) in enumerate(rows, 1):
+    print(f"round {i}:")
+    print(f"  single event  /v1/events: collector {cs:>10,.0f} req/s   nginx return 204 {ns:>10,.0f} req/s   ratio {cs/ns:.2f}  collector CPU {cpus:.1f} us/request  (non-2xx: {bs:.0f})")
+    print(f"  GET /healthz (HTTP stack only, no body, no log): collector {ch:>10,.0f} req/s  (/ nginx's figure above: {ch/ns:.2f})  collector CPU {cpuh:.1f} us/request")
+    print(f"  500-event     /v1/batch : collector {cb*500:>10,.0f} events/s ({cb:,.0f} req/s)   nginx {nb:,.0f} req/s   collector CPU {cpub/500:.2f} us/event  (non-2xx: {bb:.0f})")
+def summary(name, values, fmt):
+    return f"  {name}: median {fmt(statistics.median(values))} (range {fmt(min(values))} to {fmt(max(values))})"
+print("summary over rounds:")
+print(summary("single-event ratio to nginx", [r[1] / r[0] for r in rows], lambda v: f"{v:.2f}"))
+print(summary("single-event req/s", [r[1] for r in rows], lambda v: f"{v:,.0f}"))
+print(summary("/healthz ratio to nginx", [r[4] / r[0] for r in rows], lambda v: f"{v:.2f}"))
+print(summary("batched events/s", [r[7] * 500 for r in rows], lambda v: f"{v:,.0f}"))
+print(summary("collector CPU per single event (us)", [r[3] for r in rows], lambda v: f"{v:.1f}"))
+print(summary("collector CPU per batched event (us)", [r[9] / 500 for r in rows], lambda v: f"{v:.2f}"))
 PY
+echo "events accepted into the WAL during the run: ${stored:-0}; delivered by the file sink when it ended: ${delivered:-0}"
