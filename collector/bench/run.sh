@@ -107,34 +107,41 @@ PY
 ticks() { awk '{print $14 + $15}' "/proc/$cpid/stat"; }
 TICK="$(getconf CLK_TCK)"
 
-# Runs wrk; prints "<2xx requests/s> <non-2xx count> <collector CPU µs per 2xx request>".
+# Context switches (voluntary + involuntary) of all the collector's threads so far.
+switches() { cat /proc/"$cpid"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n + 0}'; }
+
+# Runs wrk; prints "<2xx requests/s> <non-2xx count> <collector CPU µs per 2xx request>
+# <collector context switches per 2xx request>".
 bench() { # url script
-  local out t0 t1
+  local out t0 t1 s0 s1
   t0="$(ticks)"
+  s0="$(switches)"
   out="$(wrk -t "$THREADS" -c "$CONNECTIONS" -d "$DURATION" -s "$2" "$1")"
   t1="$(ticks)"
+  s1="$(switches)"
   echo "$out" >> "$tmp/wrk.log"
-  python3 - "$out" "$DURATION" "$((t1 - t0))" "$TICK" <<'PY'
+  python3 - "$out" "$DURATION" "$((t1 - t0))" "$TICK" "$((s1 - s0))" <<'PY'
 import re, sys
-out, dur, ticks, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+out, dur, ticks, hz, cs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 total = int(re.search(r"(\d+) requests in ([\d.]+)(\w+)", out).group(1))
 m = re.search(r"([\d.]+)(\w+)\s*$", re.search(r"requests in ([\d.]+\w+)", out).group(1))
 secs = float(m.group(1)) * {"s": 1, "ms": 1e-3, "m": 60}[m.group(2)]
 bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 bad = int(bad.group(1)) if bad else 0
-print(f"{(total - bad) / secs:.0f} {bad} {ticks / hz * 1e6 / max(total - bad, 1):.1f}")
+print(f"{(total - bad) / secs:.0f} {bad} {ticks / hz * 1e6 / max(total - bad, 1):.1f} {cs / max(total - bad, 1):.3f}")
 PY
 }
 
 printf 'wrk.method = "GET"\n' > "$tmp/get.lua"
 for _ in $(seq "$ROUNDS"); do
-  read -r nginx_single _ _ < <(bench "http://127.0.0.1:$NPORT/v1/events" "$tmp/single.lua")
-  read -r coll_single bad_single cpu_single < <(bench "http://127.0.0.1:$CPORT/v1/events" "$tmp/single.lua")
+  # (nginx's own switches are not counted: $cpid is the collector.)
+  read -r nginx_single _ _ _ < <(bench "http://127.0.0.1:$NPORT/v1/events" "$tmp/single.lua")
+  read -r coll_single bad_single cpu_single cs_single < <(bench "http://127.0.0.1:$CPORT/v1/events" "$tmp/single.lua")
   # The HTTP stack's own ceiling: GET /healthz (no body, no log), same load.
-  read -r coll_health _ cpu_health < <(bench "http://127.0.0.1:$CPORT/healthz" "$tmp/get.lua")
-  read -r nginx_batch _ _ < <(bench "http://127.0.0.1:$NPORT/v1/batch" "$tmp/batch.lua")
-  read -r coll_batch bad_batch cpu_batch < <(bench "http://127.0.0.1:$CPORT/v1/batch" "$tmp/batch.lua")
-  echo "$nginx_single $coll_single $bad_single $cpu_single $coll_health $cpu_health $nginx_batch $coll_batch $bad_batch $cpu_batch" >> "$tmp/rounds"
+  read -r coll_health _ cpu_health cs_health < <(bench "http://127.0.0.1:$CPORT/healthz" "$tmp/get.lua")
+  read -r nginx_batch _ _ _ < <(bench "http://127.0.0.1:$NPORT/v1/batch" "$tmp/batch.lua")
+  read -r coll_batch bad_batch cpu_batch _ < <(bench "http://127.0.0.1:$CPORT/v1/batch" "$tmp/batch.lua")
+  echo "$nginx_single $coll_single $bad_single $cpu_single $coll_health $cpu_health $nginx_batch $coll_batch $bad_batch $cpu_batch $cs_single $cs_health" >> "$tmp/rounds"
 done
 
 metrics="$(curl -s "http://127.0.0.1:$CPORT/metrics")"
@@ -144,10 +151,10 @@ echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); wrk
 python3 - "$tmp/rounds" <<'PY'
 import statistics, sys
 rows = [[float(x) for x in line.split()] for line in open(sys.argv[1])]
-for i, (ns, cs, bs, cpus, ch, cpuh, nb, cb, bb, cpub) in enumerate(rows, 1):
+for i, (ns, cs, bs, cpus, ch, cpuh, nb, cb, bb, cpub, sws, swh) in enumerate(rows, 1):
     print(f"round {i}:")
-    print(f"  single event  /v1/events: collector {cs:>10,.0f} req/s   nginx return 204 {ns:>10,.0f} req/s   ratio {cs/ns:.2f}  collector CPU {cpus:.1f} us/request  (non-2xx: {bs:.0f})")
-    print(f"  GET /healthz (HTTP stack only, no body, no log): collector {ch:>10,.0f} req/s  (/ nginx's figure above: {ch/ns:.2f})  collector CPU {cpuh:.1f} us/request")
+    print(f"  single event  /v1/events: collector {cs:>10,.0f} req/s   nginx return 204 {ns:>10,.0f} req/s   ratio {cs/ns:.2f}  collector CPU {cpus:.1f} us/request, {sws:.2f} context switches/request  (non-2xx: {bs:.0f})")
+    print(f"  GET /healthz (HTTP stack only, no body, no log): collector {ch:>10,.0f} req/s  (/ nginx's figure above: {ch/ns:.2f})  collector CPU {cpuh:.1f} us/request, {swh:.2f} context switches/request")
     print(f"  500-event     /v1/batch : collector {cb*500:>10,.0f} events/s ({cb:,.0f} req/s)   nginx {nb:,.0f} req/s   collector CPU {cpub/500:.2f} us/event  (non-2xx: {bb:.0f})")
 def summary(name, values, fmt):
     return f"  {name}: median {fmt(statistics.median(values))} (range {fmt(min(values))} to {fmt(max(values))})"
@@ -157,6 +164,7 @@ print(summary("single-event req/s", [r[1] for r in rows], lambda v: f"{v:,.0f}")
 print(summary("/healthz ratio to nginx", [r[4] / r[0] for r in rows], lambda v: f"{v:.2f}"))
 print(summary("batched events/s", [r[7] * 500 for r in rows], lambda v: f"{v:,.0f}"))
 print(summary("collector CPU per single event (us)", [r[3] for r in rows], lambda v: f"{v:.1f}"))
+print(summary("collector context switches per single event", [r[10] for r in rows], lambda v: f"{v:.2f}"))
 print(summary("collector CPU per batched event (us)", [r[9] / 500 for r in rows], lambda v: f"{v:.2f}"))
 PY
 echo "events accepted into the WAL during the run: ${stored:-0}; delivered by the file sink when it ended: ${delivered:-0}"
