@@ -14,6 +14,7 @@ pub mod config;
 pub mod counters;
 pub mod envelope;
 mod fork;
+mod fsync;
 pub mod ids;
 pub mod json;
 pub mod pipeline;

@@ -12,8 +12,9 @@
 //! several processes — php-fpm workers, gunicorn workers — can share one directory without
 //! interleaving), repairs a torn tail left by a writer that died mid-write (truncates back to the
 //! last newline: those rows were never acknowledged), appends the batch with `O_APPEND`, and flushes
-//! to the kernel (optionally fdatasync). If a write fails part-way, the file is truncated back to its
-//! length before the write, so a failed batch leaves no partial line behind.
+//! to the kernel (optionally fdatasync). If a write or its fdatasync fails, the file is truncated back
+//! to its length before the write, so a failed batch (which the pipeline retries) leaves no line
+//! behind: no partial line, and no copy of rows that will be written again.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -134,7 +135,11 @@ fn append_locked(file: &File, data: &[u8], fsync: bool) -> std::io::Result<()> {
             return Err(e);
         }
         if fsync {
-            file.sync_data()?;
+            if let Err(e) = crate::fsync::sync_data(file) {
+                // Reported as failed (and retried): leave no copy behind (see `crate::fsync`).
+                let _ = file.set_len(len);
+                return Err(e);
+            }
         }
         Ok(())
     })();
@@ -281,6 +286,35 @@ mod tests {
         other.deliver(vec![batch(&[r#"{"a":3}"#])]);
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n");
+    }
+
+    #[test]
+    fn a_batch_whose_fsync_fails_leaves_no_rows_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = FileSinkConfig {
+            dir: dir.path().to_path_buf(),
+            fsync: true,
+            ..FileSinkConfig::default()
+        };
+        let mut sink = FileSink::new(&cfg).unwrap();
+        assert_eq!(sink.deliver(vec![batch(&[r#"{"a":1}"#])])[0].delivered, 1);
+        crate::fsync::fail_next();
+        let out = sink.deliver(vec![batch(&[r#"{"a":2}"#, r#"{"a":3}"#])]);
+        assert_eq!(out[0].delivered, 0);
+        assert_eq!(out[0].failed.len(), 2);
+        let err = out[0].error.as_ref().expect("an error").to_string();
+        assert!(err.contains("injected fsync failure"), "{err}");
+        let path = dir.path().join("events/transaction20261122.ndjson");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":1}\n");
+        // The retry lands once.
+        assert_eq!(
+            sink.deliver(vec![batch(&[r#"{"a":2}"#, r#"{"a":3}"#])])[0].delivered,
+            2
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n"
+        );
     }
 
     #[test]

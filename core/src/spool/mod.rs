@@ -20,6 +20,9 @@
 //! ## Invariants
 //! - A record is appended with one `write_all` and is acknowledged to the caller only after it
 //!   has been written (and fsynced when `fsync` is on). A crash can leave at most a torn tail.
+//! - An append whose write or fsync fails is cut off the segment (truncated back) before the
+//!   error is returned, so no reader replays records the caller was told were not written; after
+//!   a failed fsync the segment is also closed and later appends start a new one.
 //! - Exactly one writer per segment: a writer holds an exclusive `flock` on its open segment.
 //!   A reader takes the same lock without blocking, so it never replays a segment that a live
 //!   writer (this or another process) is still appending to, and two readers never replay the
@@ -266,7 +269,21 @@ impl Spool {
             });
         }
         if fsync {
-            w.file.sync_data().map_err(io_err("sync", &w.path))?;
+            if let Err(e) = crate::fsync::sync_data(&w.file) {
+                // The records may or may not be on disk, and the caller is told they failed: cut
+                // them off so no reader replays (delivers) what was reported as not written, and
+                // retire the segment (a failed fsync leaves the file's dirty pages in an unknown
+                // state; later appends go to a new file).
+                let _ = w.file.set_len(w.len);
+                let _ = w.file.sync_data();
+                let path = w.path.clone();
+                self.close_writer();
+                return Err(SpoolError::Io {
+                    op: "sync",
+                    path,
+                    source: e,
+                });
+            }
         }
         w.len += buf.len() as u64;
         self.used += buf.len() as u64;

@@ -48,6 +48,37 @@ fn appends_replays_in_order_and_deletes_committed_segments() {
 }
 
 #[test]
+fn a_failed_fsync_leaves_nothing_to_replay_of_that_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = Spool::open(SpoolOptions {
+        fsync: true,
+        ..opts(dir.path())
+    })
+    .unwrap();
+    spool.append(&[b"kept-1"]).unwrap();
+    crate::fsync::fail_next();
+    let err = spool.append(&[b"failed-1", b"failed-2"]).unwrap_err();
+    assert!(matches!(&err, SpoolError::Io { op: "sync", .. }), "{err}");
+    assert!(err.to_string().contains("injected fsync failure"), "{err}");
+    // Later appends go on, into a new segment.
+    spool.append(&[b"kept-2"]).unwrap();
+    assert_eq!(spool.segments().unwrap().len(), 2);
+    // What was reported as failed is never replayed; nothing counts as corrupt.
+    assert_eq!(
+        drain(&mut spool),
+        vec![b"kept-1".to_vec(), b"kept-2".to_vec()]
+    );
+    assert_eq!(spool.counters.corrupt_records.load(Ordering::Relaxed), 0);
+    assert_eq!(spool.counters.appended.load(Ordering::Relaxed), 2);
+
+    // A failure on a fresh segment's first append leaves no empty file behind.
+    crate::fsync::fail_next();
+    assert!(spool.append(&[b"failed-3"]).is_err());
+    assert!(spool.segments().unwrap().is_empty());
+    assert!(drain(&mut spool).is_empty());
+}
+
+#[test]
 fn committed_offset_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     {
