@@ -64,9 +64,14 @@ pub struct CollectorSection {
     pub max_event_bytes: ByteSize,
     /// Deepest JSON nesting accepted in a body (400 above it).
     pub max_depth: usize,
-    /// Ingest requests processed at once; more answer 429 at once. With the body limits, this
-    /// bounds memory: about `max_in_flight × (max_body_bytes + max_decompressed_bytes)` at worst.
+    /// Ingest requests processed at once; more answer 429 at once.
     pub max_in_flight: usize,
+    /// Body bytes the requests in progress may hold together: bodies as received plus, for gzip,
+    /// their decompressed text, counted as it grows. A request that does not fit in what is left
+    /// answers 429 (with `Retry-After`) at once; one whose decompressed body alone is larger
+    /// answers 413. This bounds ingest memory (parsing adds a fraction of it on top), however
+    /// many large or gzip-bomb bodies arrive at once. At least `max_body_bytes`.
+    pub max_in_flight_bytes: ByteSize,
     /// Directory of the write-ahead log.
     pub wal_dir: PathBuf,
     /// fsync policy of the write-ahead log: `"always"`, `"interval"` or `"never"`.
@@ -109,6 +114,7 @@ impl Default for CollectorSection {
             max_event_bytes: ByteSize(1024 * 1024),
             max_depth: 32,
             max_in_flight: 256,
+            max_in_flight_bytes: ByteSize(256 * 1024 * 1024),
             wal_dir: PathBuf::from("evlog-wal"),
             fsync: FsyncPolicy::Always,
             fsync_interval: Duration::from_millis(5),
@@ -205,6 +211,12 @@ impl CollectorConfig {
         if c.max_in_flight == 0 {
             return invalid("collector.max_in_flight", "must be at least 1");
         }
+        if c.max_in_flight_bytes.0 < c.max_body_bytes.0 {
+            return invalid(
+                "collector.max_in_flight_bytes",
+                "must be at least collector.max_body_bytes (else the largest body allowed could never be taken)",
+            );
+        }
         if c.max_batch_events == 0 {
             return invalid("collector.max_batch_events", "must be at least 1");
         }
@@ -275,5 +287,16 @@ mod tests {
         )
         .expect_err("env");
         assert!(e.to_string().contains("EVLOG_COLLECTOR_LISTEN"), "{e}");
+    }
+
+    #[test]
+    fn a_body_budget_smaller_than_the_largest_body_is_refused() {
+        let e = CollectorConfig::from_toml_str(
+            "[collector]\nmax_body_bytes = \"2MiB\"\nmax_in_flight_bytes = \"1MiB\"\n",
+        )
+        .expect_err("budget below one body");
+        let text = e.to_string();
+        assert!(text.contains("collector.max_in_flight_bytes"), "{text}");
+        assert!(text.contains("collector.max_body_bytes"), "{text}");
     }
 }

@@ -14,7 +14,7 @@ use evlog_core::json::push_str;
 use evlog_core::pipeline::Processor;
 use evlog_core::pipeline::{EventId, RawEvent};
 use evlog_core::sink::forward::wire::RowsRequest;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
@@ -36,6 +36,8 @@ pub(crate) struct State {
     pub draining: AtomicBool,
     /// Permits for ingest requests in progress (`max_in_flight`).
     pub in_flight: tokio::sync::Semaphore,
+    /// Body bytes the requests in progress hold (bounded by `max_in_flight_bytes`).
+    pub body_bytes: std::sync::atomic::AtomicU64,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -118,6 +120,13 @@ fn metrics(st: &State) -> String {
     );
     let _ = writeln!(
         s,
+        "# HELP evlog_collector_body_bytes_in_flight Body bytes held by requests in progress (bounded by max_in_flight_bytes).\n\
+         # TYPE evlog_collector_body_bytes_in_flight gauge\n\
+         evlog_collector_body_bytes_in_flight {}",
+        st.body_bytes.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        s,
         "# HELP evlog_collector_sink_healthy 1 when the last delivery succeeded.\n\
          # TYPE evlog_collector_sink_healthy gauge\n\
          evlog_collector_sink_healthy {}",
@@ -184,7 +193,54 @@ fn too_busy(st: &State, why: &str) -> Resp {
     r
 }
 
-async fn read_body(st: &State, req: Request<Incoming>) -> Result<Bytes, Resp> {
+/// What one request's body holds of `collector.max_in_flight_bytes` ([`State::body_bytes`]);
+/// given back when dropped (when the request is done with its body and what was parsed from it).
+/// A plain atomic count, never waited on: a request that does not fit is answered at once.
+pub(crate) struct BodyBudget<'a> {
+    st: &'a State,
+    held: u64,
+}
+
+impl<'a> BodyBudget<'a> {
+    fn new(st: &'a State) -> Self {
+        Self { st, held: 0 }
+    }
+
+    /// Grows the reservation to `bytes` in all; a 429 answer when they do not fit now.
+    fn cover(&mut self, bytes: u64) -> Result<(), Resp> {
+        if bytes <= self.held {
+            return Ok(());
+        }
+        let more = bytes - self.held;
+        let limit = self.st.config.max_in_flight_bytes.0;
+        let before = self.st.body_bytes.fetch_add(more, Ordering::AcqRel);
+        if before + more > limit {
+            self.st.body_bytes.fetch_sub(more, Ordering::AcqRel);
+            return Err(too_busy(
+                self.st,
+                &format!(
+                    "overloaded: the request bodies in progress hold collector.max_in_flight_bytes ({limit} bytes)"
+                ),
+            ));
+        }
+        self.held = bytes;
+        Ok(())
+    }
+}
+
+impl Drop for BodyBudget<'_> {
+    fn drop(&mut self) {
+        if self.held > 0 {
+            self.st.body_bytes.fetch_sub(self.held, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Reads (and gunzips) a request body within the size limits and the in-flight byte budget.
+async fn read_body<'a>(
+    st: &'a State,
+    req: Request<Incoming>,
+) -> Result<(Bytes, BodyBudget<'a>), Resp> {
     let max = st.config.max_body_bytes.0;
     let declared = req
         .headers()
@@ -214,43 +270,89 @@ async fn read_body(st: &State, req: Request<Incoming>) -> Result<Bytes, Resp> {
             ))
         }
     };
-    let body = match Limited::new(req.into_body(), max as usize).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            return Err(if e.is::<http_body_util::LengthLimitError>() {
-                error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("body is larger than {max} bytes (collector.max_body_bytes)"),
-                )
-            } else {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    format!("cannot read the body: {e}"),
-                )
-            })
+    let mut budget = BodyBudget::new(st);
+    if let Some(n) = declared {
+        budget.cover(n)?;
+    }
+    // Usually one frame holds the whole body: it is kept as it is, not copied.
+    let mut incoming = req.into_body();
+    let mut one: Option<Bytes> = None;
+    let mut joined: Option<bytes::BytesMut> = None;
+    let mut len = 0u64;
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        len += data.len() as u64;
+        if len > max {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body is larger than {max} bytes (collector.max_body_bytes)"),
+            ));
         }
-    };
+        budget.cover(len)?;
+        if let Some(j) = joined.as_mut() {
+            j.extend_from_slice(&data);
+        } else if let Some(first) = one.take() {
+            let mut j = bytes::BytesMut::with_capacity(first.len() + data.len());
+            j.extend_from_slice(&first);
+            j.extend_from_slice(&data);
+            joined = Some(j);
+        } else {
+            one = Some(data);
+        }
+    }
+    let body = joined
+        .map(bytes::BytesMut::freeze)
+        .or(one)
+        .unwrap_or_default();
     if !gzip {
-        return Ok(body);
+        return Ok((body, budget));
     }
     let limit = st.config.max_decompressed_bytes.0;
+    let total = st.config.max_in_flight_bytes.0;
     let mut out = Vec::new();
-    let mut dec = flate2::read::MultiGzDecoder::new(&body[..]).take(limit + 1);
-    if let Err(e) = dec.read_to_end(&mut out) {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("body is not valid gzip: {e}"),
-        ));
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut dec = flate2::read::MultiGzDecoder::new(&body[..]);
+    loop {
+        let n = match dec.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    format!("body is not valid gzip: {e}"),
+                ))
+            }
+        };
+        let size = (out.len() + n) as u64;
+        if size > limit {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "decompressed body is larger than {limit} bytes (collector.max_decompressed_bytes)"
+                ),
+            ));
+        }
+        let held = body.len() as u64 + size;
+        if held > total {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "body and its decompressed text are larger than {total} bytes (collector.max_in_flight_bytes)"
+                ),
+            ));
+        }
+        budget.cover(held)?;
+        out.extend_from_slice(&chunk[..n]);
     }
-    if out.len() as u64 > limit {
-        return Err(error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "decompressed body is larger than {limit} bytes (collector.max_decompressed_bytes)"
-            ),
-        ));
-    }
-    Ok(Bytes::from(out))
+    Ok((Bytes::from(out), budget))
 }
 
 /// The deepest nesting of `text` beyond `max`, as the byte offset where it was exceeded.
@@ -379,7 +481,8 @@ async fn ingest(st: &State, req: Request<Incoming>, batch: bool) -> Resp {
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("ndjson"));
-    let body = match read_body(st, req).await {
+    // `_budget` is held until the request is done with the body and what was parsed from it.
+    let (body, _budget) = match read_body(st, req).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -643,7 +746,8 @@ async fn ingest_rows(st: &State, req: Request<Incoming>) -> Resp {
         Ok(k) => k,
         Err(r) => return r,
     };
-    let body = match read_body(st, req).await {
+    // `_budget` is held until the request is done with the body and what was parsed from it.
+    let (body, _budget) = match read_body(st, req).await {
         Ok(b) => b,
         Err(r) => return r,
     };

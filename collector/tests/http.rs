@@ -394,3 +394,112 @@ fn concurrent_requests_share_group_commits_under_every_fsync_policy() {
         s.stop();
     }
 }
+
+#[test]
+fn bodies_in_progress_stay_within_max_in_flight_bytes() {
+    use std::io::{Read as _, Write as _};
+    let mut s = Server::start(
+        "max_in_flight_bytes = \"64KiB\"\nmax_body_bytes = \"64KiB\"\nmax_decompressed_bytes = \"1MiB\"",
+    );
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let c = client();
+    let events = format!("{}/v1/events", s.url);
+    let batch = format!("{}/v1/batch", s.url);
+    // ~30 KiB of events.
+    let big: Vec<Value> = (0..300).map(txn).collect();
+    let big_text = serde_json::to_vec(&big).expect("json");
+    assert!(
+        (25_000..40_000).contains(&big_text.len()),
+        "{}",
+        big_text.len()
+    );
+
+    // A slow client holds 40 KiB of the budget: headers sent, body still coming.
+    let mut slow = std::net::TcpStream::connect(&addr).expect("connect");
+    slow.set_read_timeout(Some(WAIT)).expect("timeout");
+    slow.write_all(
+        b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 40960\r\n\r\n[",
+    )
+    .expect("write");
+    // 40 + 30 KiB do not fit in 64 KiB now: 429 at once, naming the setting, with Retry-After.
+    assert!(
+        wait_for(WAIT, || {
+            let r = c.post(&batch).body(big_text.clone()).send().expect("send");
+            r.status() == 429
+                && r.headers().contains_key("retry-after")
+                && r.text()
+                    .expect("t")
+                    .contains("collector.max_in_flight_bytes")
+        }),
+        "no 429 while the slow body holds the budget"
+    );
+    // The same through gzip (counted as it is decompressed): 429 too.
+    let r = c
+        .post(&batch)
+        .header("content-encoding", "gzip")
+        .body(gzip(&big_text))
+        .send()
+        .expect("send");
+    assert_eq!(r.status(), 429);
+    // A small event still fits.
+    assert_eq!(status(c.post(&events).json(&txn(1))), 202);
+    let gauge = |s: &Server| -> u64 {
+        let text = client()
+            .get(format!("{}/metrics", s.url))
+            .send()
+            .expect("metrics")
+            .text()
+            .expect("text");
+        text.lines()
+            .find_map(|l| l.strip_prefix("evlog_collector_body_bytes_in_flight "))
+            .expect("gauge")
+            .parse()
+            .expect("number")
+    };
+    assert_eq!(gauge(&s), 40960, "the slow body's declared length is held");
+    // A gzip body that could never fit (its text alone is larger than the whole budget): 413.
+    let huge: Vec<Value> = (0..1000).map(txn).collect();
+    let r = c
+        .post(&batch)
+        .header("content-encoding", "gzip")
+        .body(gzip(&serde_json::to_vec(&huge).expect("json")))
+        .send()
+        .expect("send");
+    assert_eq!(r.status(), 413);
+    assert!(r
+        .text()
+        .expect("t")
+        .contains("collector.max_in_flight_bytes"));
+
+    // The slow request ends (its body is not valid JSON): its share comes back.
+    slow.write_all(&vec![b' '; 40959]).expect("write");
+    let mut answer = String::new();
+    slow.read_to_string(&mut answer).ok();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    drop(slow);
+    assert!(wait_for(WAIT, || c
+        .post(&batch)
+        .body(big_text.clone())
+        .send()
+        .is_ok_and(|r| r.status() == 200)));
+    assert_eq!(gauge(&s), 0, "every body's share was given back");
+
+    // A chunked body (no Content-Length) is read and counted frame by frame.
+    let mut chunked = std::net::TcpStream::connect(&addr).expect("connect");
+    chunked.set_read_timeout(Some(WAIT)).expect("timeout");
+    let one = txn(7).to_string();
+    let (a, b) = one.split_at(one.len() / 2);
+    write!(
+        chunked,
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+        a.len(),
+        b.len()
+    )
+    .expect("write");
+    let mut answer = String::new();
+    chunked.read_to_string(&mut answer).expect("read");
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    s.stop();
+    // 1 + 300 + 1 events stored; nothing from the refused requests.
+    assert_eq!(stored_ids(&s.data_dir()).len(), 302);
+}
