@@ -103,6 +103,12 @@ fn readyz(st: &State) -> Resp {
             "the write-ahead log is over its high watermark",
         );
     }
+    if let Some(why) = st.wal.failing() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the write-ahead log cannot be written: {why}"),
+        );
+    }
     if !st.shared.sink_healthy.load(Ordering::Relaxed) {
         return error(StatusCode::SERVICE_UNAVAILABLE, "the sink is failing");
     }

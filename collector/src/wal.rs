@@ -132,6 +132,11 @@ struct Inner {
     seal: Duration,
     /// The sealer thread, woken at close.
     sealer: std::sync::OnceLock<std::thread::Thread>,
+    /// Set while the last write failed (an I/O error, not a full log); checked on every write,
+    /// `failure` is locked only when it changes.
+    failed: AtomicBool,
+    /// When the last write failed, and why.
+    failure: Mutex<Option<(Instant, String)>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -172,6 +177,8 @@ pub fn spool_options(c: &CollectorSection) -> SpoolOptions {
 const QUEUE: usize = 8192;
 /// How long the sealer waits at close for a group in progress before it seals regardless.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// How long a failed write keeps the log reported as failing (unless a write succeeds).
+pub const FAILURE_HOLD: Duration = Duration::from_secs(10);
 
 impl WalWriter {
     /// Opens the log and starts the sealer thread (it seals the active segment every
@@ -197,6 +204,8 @@ impl WalWriter {
             interval: c.fsync_interval,
             seal: c.seal_interval,
             sealer: std::sync::OnceLock::new(),
+            failed: AtomicBool::new(false),
+            failure: Mutex::new(None),
         });
         let sealer = Arc::clone(&inner);
         let handle = std::thread::Builder::new()
@@ -209,6 +218,19 @@ impl WalWriter {
             })?;
         let _ = inner.sealer.set(handle.thread().clone());
         Ok((Self { inner, pending }, handle))
+    }
+
+    /// Why the log cannot be written, if its last write failed (an I/O error) within
+    /// [`FAILURE_HOLD`] and none succeeded since: `/readyz` then answers 503 so a load balancer
+    /// sends the traffic elsewhere. The hold lets it come back to try once no requests arrive.
+    pub fn failing(&self) -> Option<String> {
+        if !self.inner.failed.load(Ordering::Relaxed) {
+            return None;
+        }
+        lock(&self.inner.failure)
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < FAILURE_HOLD)
+            .map(|(_, why)| why.clone())
     }
 
     /// Refuses later appends; the sealer thread waits for the groups in progress, seals, and
@@ -285,7 +307,8 @@ impl Inner {
             // Blocks this worker for one write (and fsync): short, and the one wait every
             // queued request shares.
             let mut log = lock(&self.log);
-            write_group(&mut log.spool, &mut group, &self.pending, &*self.accepted);
+            let failure = write_group(&mut log.spool, &mut group, &self.pending, &*self.accepted);
+            self.note(failure);
             if log.last_seal.elapsed() >= self.seal {
                 log.spool.close_writer();
                 log.last_seal = Instant::now();
@@ -297,6 +320,21 @@ impl Inner {
             false
         } else {
             true
+        }
+    }
+
+    /// Records the outcome of a write for [`WalWriter::failing`].
+    fn note(&self, failure: Option<String>) {
+        match failure {
+            Some(why) => {
+                *lock(&self.failure) = Some((Instant::now(), why));
+                self.failed.store(true, Ordering::Relaxed);
+            }
+            None if self.failed.load(Ordering::Relaxed) => {
+                self.failed.store(false, Ordering::Relaxed);
+                *lock(&self.failure) = None;
+            }
+            None => {}
         }
     }
 
@@ -333,12 +371,14 @@ impl Inner {
     }
 }
 
+/// Writes a group and answers its appends; returns the I/O error if the write failed (a full log
+/// is not a failure of the log).
 fn write_group(
     spool: &mut Spool,
     group: &mut Vec<Append>,
     pending: &AtomicU64,
     accepted: &dyn Fn(u64),
-) {
+) -> Option<String> {
     let payloads: Vec<&[u8]> = group.iter().map(|a| a.payload.as_slice()).collect();
     let bytes: u64 = payloads.iter().map(|p| (p.len() + HEADER) as u64).sum();
     let result = match spool.append(&payloads) {
@@ -358,13 +398,18 @@ fn write_group(
                 }
                 let _ = a.done.send(r);
             }
-            return;
+            return None;
         }
         Err(e) => Err(to_append_error(e)),
+    };
+    let failure = match &result {
+        Err(AppendError::Io(why)) => Some(why.clone()),
+        _ => None,
     };
     for a in group.drain(..) {
         let _ = a.done.send(result.clone());
     }
+    failure
 }
 
 fn to_append_error(e: SpoolError) -> AppendError {

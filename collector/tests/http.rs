@@ -421,28 +421,6 @@ fn bodies_in_progress_stay_within_max_in_flight_bytes() {
         b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 40960\r\n\r\n[",
     )
     .expect("write");
-    // 40 + 30 KiB do not fit in 64 KiB now: 429 at once, naming the setting, with Retry-After.
-    assert!(
-        wait_for(WAIT, || {
-            let r = c.post(&batch).body(big_text.clone()).send().expect("send");
-            r.status() == 429
-                && r.headers().contains_key("retry-after")
-                && r.text()
-                    .expect("t")
-                    .contains("collector.max_in_flight_bytes")
-        }),
-        "no 429 while the slow body holds the budget"
-    );
-    // The same through gzip (counted as it is decompressed): 429 too.
-    let r = c
-        .post(&batch)
-        .header("content-encoding", "gzip")
-        .body(gzip(&big_text))
-        .send()
-        .expect("send");
-    assert_eq!(r.status(), 429);
-    // A small event still fits.
-    assert_eq!(status(c.post(&events).json(&txn(1))), 202);
     let gauge = |s: &Server| -> u64 {
         let text = client()
             .get(format!("{}/metrics", s.url))
@@ -456,7 +434,24 @@ fn bodies_in_progress_stay_within_max_in_flight_bytes() {
             .parse()
             .expect("number")
     };
-    assert_eq!(gauge(&s), 40960, "the slow body's declared length is held");
+    // The slow request holds its declared length once its handler runs.
+    assert!(wait_for(WAIT, || gauge(&s) == 40960), "{}", gauge(&s));
+    // 40 + 30 KiB do not fit in 64 KiB now: 429 at once, naming the setting, with Retry-After.
+    let r = c.post(&batch).body(big_text.clone()).send().expect("send");
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let why = r.text().expect("t");
+    assert!(why.contains("collector.max_in_flight_bytes"), "{why}");
+    // The same through gzip (counted as it is decompressed): 429 too.
+    let r = c
+        .post(&batch)
+        .header("content-encoding", "gzip")
+        .body(gzip(&big_text))
+        .send()
+        .expect("send");
+    assert_eq!(r.status(), 429);
+    // A small event still fits.
+    assert_eq!(status(c.post(&events).json(&txn(1))), 202);
     // A gzip body that could never fit (its text alone is larger than the whole budget): 413.
     let huge: Vec<Value> = (0..1000).map(txn).collect();
     let r = c
@@ -502,4 +497,53 @@ fn bodies_in_progress_stay_within_max_in_flight_bytes() {
     s.stop();
     // 1 + 300 + 1 events stored; nothing from the refused requests.
     assert_eq!(stored_ids(&s.data_dir()).len(), 302);
+}
+
+#[test]
+fn a_log_that_cannot_be_written_answers_503_and_reports_not_ready() {
+    let mut s = Server::start("");
+    let c = client();
+    let events = format!("{}/v1/events", s.url);
+    let readyz = format!("{}/readyz", s.url);
+    assert_eq!(status(c.get(&readyz)), 200);
+    // The log's directory is gone (as with a lost volume): once the active segment is sealed,
+    // no new one can be created.
+    let wal = s.root.path().join("wal");
+    std::fs::remove_dir_all(&wal).expect("remove the log directory");
+    assert!(
+        wait_for(WAIT, || {
+            let r = c.post(&events).json(&txn(2)).send().expect("send");
+            r.status() == 503
+                && r.text()
+                    .expect("t")
+                    .contains("the write-ahead log cannot be written")
+        }),
+        "appends never failed"
+    );
+    // Readiness follows, with the reason, so a load balancer drains this instance.
+    let r = c.get(&readyz).send().expect("readyz");
+    assert_eq!(r.status(), 503);
+    let why = r.text().expect("t");
+    assert!(
+        why.contains("the write-ahead log cannot be written"),
+        "{why}"
+    );
+    assert!(why.contains("No such file or directory"), "{why}");
+    assert_eq!(status(c.get(format!("{}/healthz", s.url))), 200);
+
+    // The volume is back: the next write succeeds and the collector is ready again.
+    std::fs::create_dir_all(&wal).expect("recreate");
+    let mut id = String::new();
+    assert!(wait_for(WAIT, || {
+        let r = c.post(&events).json(&txn(3)).send().expect("send");
+        if r.status() != 202 {
+            return false;
+        }
+        let v: Value = r.json().expect("json");
+        id = v["id"].as_str().expect("id").to_string();
+        true
+    }));
+    assert_eq!(status(c.get(&readyz)), 200);
+    s.stop();
+    assert!(stored_ids(&s.data_dir()).contains(&id));
 }
