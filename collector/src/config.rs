@@ -101,6 +101,11 @@ pub struct CollectorSection {
     pub shutdown_deadline: Duration,
     /// `Retry-After` seconds sent with 429.
     pub retry_after_secs: u64,
+    /// How long a client may take to send a request: its headers (the connection is closed past
+    /// it; an idle keep-alive connection is closed after it too) and its body (408 past it). Stops
+    /// slow clients from holding connections, `max_in_flight` permits and body memory.
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
 }
 
 impl Default for CollectorSection {
@@ -128,6 +133,7 @@ impl Default for CollectorSection {
             tls_key: None,
             shutdown_deadline: Duration::from_secs(10),
             retry_after_secs: 1,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -207,6 +213,9 @@ impl CollectorConfig {
         }
         if c.workers == 0 {
             return invalid("collector.workers", "must be at least 1");
+        }
+        if c.request_timeout.is_zero() {
+            return invalid("collector.request_timeout", "must be more than 0");
         }
         if c.max_in_flight == 0 {
             return invalid("collector.max_in_flight", "must be at least 1");

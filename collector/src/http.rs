@@ -280,12 +280,27 @@ async fn read_body<'a>(
     if let Some(n) = declared {
         budget.cover(n)?;
     }
-    // Usually one frame holds the whole body: it is kept as it is, not copied.
+    // Usually one frame holds the whole body: it is kept as it is, not copied. The whole body
+    // must arrive within `request_timeout` (a slow client holds a permit and body memory).
+    let timeout = st.config.request_timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut incoming = req.into_body();
     let mut one: Option<Bytes> = None;
     let mut joined: Option<bytes::BytesMut> = None;
     let mut len = 0u64;
-    while let Some(frame) = incoming.frame().await {
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, incoming.frame()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the body did not arrive within {timeout:?} (collector.request_timeout)"
+                    ),
+                ))
+            }
+        };
         let frame = frame.map_err(|e| {
             error(
                 StatusCode::BAD_REQUEST,

@@ -48,6 +48,16 @@ pub enum Error {
 }
 
 /// A TLS acceptor from PEM files.
+/// HTTP/1.1 connection settings: keep-alive, and `request_timeout` for request heads (hyper
+/// closes the connection; bodies are timed in the handlers).
+fn http1_builder(c: &config::CollectorSection) -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.keep_alive(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(c.request_timeout);
+    b
+}
+
 fn tls_acceptor(
     cert: &std::path::Path,
     key: &std::path::Path,
@@ -159,9 +169,7 @@ pub async fn run(
                 let svc = hyper::service::service_fn(move |req| http::handle(Arc::clone(&st), req));
                 match &tls {
                     None => {
-                        let conn = http1::Builder::new()
-                            .keep_alive(true)
-                            .serve_connection(TokioIo::new(stream), svc);
+                        let conn = http1_builder(&c).serve_connection(TokioIo::new(stream), svc);
                         let fut = graceful.watch(conn);
                         tokio::spawn(async move {
                             let _ = fut.await;
@@ -171,15 +179,14 @@ pub async fn run(
                         // The handshake runs in the connection's task, never in the accept loop.
                         let acceptor = acceptor.clone();
                         let watcher = graceful.watcher();
+                        let builder = http1_builder(&c);
                         tokio::spawn(async move {
                             let handshake = tokio::time::timeout(
                                 std::time::Duration::from_secs(10),
                                 acceptor.accept(stream),
                             );
                             if let Ok(Ok(tls_stream)) = handshake.await {
-                                let conn = http1::Builder::new()
-                                    .keep_alive(true)
-                                    .serve_connection(TokioIo::new(tls_stream), svc);
+                                let conn = builder.serve_connection(TokioIo::new(tls_stream), svc);
                                 let _ = watcher.watch(conn).await;
                             }
                         });

@@ -547,3 +547,53 @@ fn a_log_that_cannot_be_written_answers_503_and_reports_not_ready() {
     s.stop();
     assert!(stored_ids(&s.data_dir()).contains(&id));
 }
+
+#[test]
+fn slow_clients_are_cut_off_after_request_timeout() {
+    use std::io::{Read as _, Write as _};
+    let mut s = Server::start("request_timeout = \"300ms\"");
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let connect = || {
+        let c = std::net::TcpStream::connect(&addr).expect("connect");
+        c.set_read_timeout(Some(WAIT)).expect("timeout");
+        c
+    };
+    // A body that never completes: 408 naming the setting, and its share of the body budget
+    // comes back.
+    let mut slow_body = connect();
+    slow_body
+        .write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{\"names")
+        .expect("write");
+    let mut answer = String::new();
+    let _ = slow_body.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("collector.request_timeout"), "{answer}");
+    // Headers that never complete: the connection is closed.
+    let mut slow_head = connect();
+    slow_head
+        .write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")
+        .expect("write");
+    let mut rest = Vec::new();
+    let closed = match slow_head.read_to_end(&mut rest) {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    assert!(closed, "the connection stayed open");
+    // Everyone else is served, and nothing is held any more.
+    let c = client();
+    assert_eq!(
+        status(c.post(format!("{}/v1/events", s.url)).json(&txn(1))),
+        202
+    );
+    let metrics = c
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    assert!(
+        metrics.contains("evlog_collector_body_bytes_in_flight 0"),
+        "{metrics}"
+    );
+    s.stop();
+}
