@@ -97,6 +97,10 @@ impl ForwardSink {
             .map_err(|e| SinkError::Config(format!("tokio runtime: {e}")))?;
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(cfg.workers.max(1))
+            // Below the collector's `request_timeout` (30 s), after which it closes idle
+            // connections: this runtime only runs during a delivery, so it would not see the
+            // close and would send the next batch into a dead connection.
+            .pool_idle_timeout(Duration::from_secs(20))
             .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
             .build()
             .map_err(|e| SinkError::Config(format!("HTTP client: {e}")))?;
