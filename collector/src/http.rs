@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::io::Read as _;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -37,7 +37,9 @@ pub(crate) struct State {
     /// Permits for ingest requests in progress (`max_in_flight`).
     pub in_flight: tokio::sync::Semaphore,
     /// Body bytes the requests in progress hold (bounded by `max_in_flight_bytes`).
-    pub body_bytes: std::sync::atomic::AtomicU64,
+    pub body_bytes: AtomicU64,
+    /// Answers by endpoint and status.
+    pub responses: Responses,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -64,28 +66,121 @@ fn text(status: StatusCode, body: String) -> Resp {
     r
 }
 
-pub(crate) async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infallible> {
-    let path = req.uri().path().to_string();
-    let r = match (req.method(), path.as_str()) {
-        (&Method::GET, "/healthz") => respond(StatusCode::OK, json!({"status": "alive"})),
-        (&Method::GET, "/readyz") => readyz(&st),
-        (&Method::GET, "/metrics") => text(StatusCode::OK, metrics(&st)),
-        (&Method::POST, "/v1/events" | "/v1/batch" | "/v1/rows") => {
-            // Bounded work in progress: past the limit, answer at once instead of queueing.
-            let Ok(_permit) = st.in_flight.try_acquire() else {
-                return Ok(too_busy(&st, "overloaded: too many requests in progress"));
-            };
-            match path.as_str() {
-                "/v1/events" => ingest(&st, req, false).await,
-                "/v1/batch" => ingest(&st, req, true).await,
-                _ => ingest_rows(&st, req).await,
+/// The endpoints, as `/metrics` labels them (any other path counts as `other`).
+#[derive(Debug, Clone, Copy)]
+enum Endpoint {
+    Events,
+    Batch,
+    Rows,
+    Healthz,
+    Readyz,
+    Metrics,
+    Other,
+}
+
+const ENDPOINTS: [(Endpoint, &str); 7] = [
+    (Endpoint::Events, "/v1/events"),
+    (Endpoint::Batch, "/v1/batch"),
+    (Endpoint::Rows, "/v1/rows"),
+    (Endpoint::Healthz, "/healthz"),
+    (Endpoint::Readyz, "/readyz"),
+    (Endpoint::Metrics, "/metrics"),
+    (Endpoint::Other, "other"),
+];
+
+/// Status codes counted one by one; any other counts as `other`.
+const CODES: [u16; 15] = [
+    200, 202, 400, 401, 403, 404, 405, 408, 413, 415, 422, 429, 500, 503, 0,
+];
+
+/// Answers by endpoint and status code (`evlog_collector_http_responses_total`).
+#[derive(Debug)]
+pub(crate) struct Responses([[AtomicU64; CODES.len()]; ENDPOINTS.len()]);
+
+impl Default for Responses {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| {
+            std::array::from_fn(|_| AtomicU64::new(0))
+        }))
+    }
+}
+
+impl Responses {
+    fn count(&self, endpoint: Endpoint, status: StatusCode) {
+        let code = CODES
+            .iter()
+            .position(|&c| c == status.as_u16())
+            .unwrap_or(CODES.len() - 1);
+        self.0[endpoint as usize][code].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn write_prometheus(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "# HELP evlog_collector_http_responses_total HTTP answers by endpoint and status code.\n\
+             # TYPE evlog_collector_http_responses_total counter"
+        );
+        for (e, (_, path)) in ENDPOINTS.iter().enumerate() {
+            for (i, code) in CODES.iter().enumerate() {
+                let n = self.0[e][i].load(Ordering::Relaxed);
+                if n > 0 {
+                    let code = if *code == 0 {
+                        "other".to_string()
+                    } else {
+                        code.to_string()
+                    };
+                    let _ = writeln!(
+                        s,
+                        "evlog_collector_http_responses_total{{path=\"{path}\",code=\"{code}\"}} {n}"
+                    );
+                }
             }
         }
-        (_, "/v1/events" | "/v1/batch" | "/v1/rows") => {
-            error(StatusCode::METHOD_NOT_ALLOWED, format!("{path} takes POST"))
-        }
-        _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
+    }
+}
+
+pub(crate) async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    let endpoint = match req.uri().path() {
+        "/v1/events" => Endpoint::Events,
+        "/v1/batch" => Endpoint::Batch,
+        "/v1/rows" => Endpoint::Rows,
+        "/healthz" => Endpoint::Healthz,
+        "/readyz" => Endpoint::Readyz,
+        "/metrics" => Endpoint::Metrics,
+        _ => Endpoint::Other,
     };
+    let get = req.method() == Method::GET;
+    let post = req.method() == Method::POST;
+    let r = match endpoint {
+        Endpoint::Healthz if get => respond(StatusCode::OK, json!({"status": "alive"})),
+        Endpoint::Readyz if get => readyz(&st),
+        Endpoint::Metrics if get => text(StatusCode::OK, metrics(&st)),
+        Endpoint::Events | Endpoint::Batch | Endpoint::Rows if post => {
+            // Bounded work in progress: past the limit, answer at once instead of queueing.
+            if let Ok(_permit) = st.in_flight.try_acquire() {
+                match endpoint {
+                    Endpoint::Events => ingest(&st, req, false).await,
+                    Endpoint::Batch => ingest(&st, req, true).await,
+                    _ => ingest_rows(&st, req).await,
+                }
+            } else {
+                too_busy(&st, "overloaded: too many requests in progress")
+            }
+        }
+        Endpoint::Events | Endpoint::Batch | Endpoint::Rows => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{} takes POST", req.uri().path()),
+        ),
+        Endpoint::Healthz | Endpoint::Readyz | Endpoint::Metrics => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{} takes GET", req.uri().path()),
+        ),
+        Endpoint::Other => error(
+            StatusCode::NOT_FOUND,
+            format!("no such endpoint: {}", req.uri().path()),
+        ),
+    };
+    st.responses.count(endpoint, r.status());
     Ok(r)
 }
 
@@ -138,6 +233,7 @@ fn metrics(st: &State) -> String {
          evlog_collector_sink_healthy {}",
         u8::from(st.shared.sink_healthy.load(Ordering::Relaxed))
     );
+    st.responses.write_prometheus(&mut s);
     let _ = writeln!(
         s,
         "# HELP evlog_events_delivered_by_table_total Events acknowledged by the sink, per table.\n\

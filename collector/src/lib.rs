@@ -145,6 +145,7 @@ pub async fn run(
         draining: AtomicBool::new(false),
         in_flight: tokio::sync::Semaphore::new(c.max_in_flight),
         body_bytes: std::sync::atomic::AtomicU64::new(0),
+        responses: http::Responses::default(),
     });
 
     let tls = match (&c.tls_cert, &c.tls_key) {

@@ -245,6 +245,29 @@ fn limits_and_malformed_bodies() {
     assert_eq!(r.status(), 202);
     assert_eq!(status(c.get(format!("{}/healthz", s.url))), 200);
     assert_eq!(status(c.get(format!("{}/nope", s.url))), 404);
+    assert_eq!(status(c.get(&events)), 405);
+    assert_eq!(status(c.post(format!("{}/healthz", s.url))), 405);
+
+    // Every answer is counted by endpoint and status (unknown paths as "other").
+    let metrics = c
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    for (line, n) in [
+        (r#"path="/v1/events",code="413""#, 1),
+        (r#"path="/v1/events",code="400""#, 4),
+        (r#"path="/v1/events",code="202""#, 1),
+        (r#"path="/v1/events",code="405""#, 1),
+        (r#"path="/v1/batch",code="413""#, 2),
+        (r#"path="/healthz",code="200""#, 1),
+        (r#"path="/healthz",code="405""#, 1),
+        (r#"path="other",code="404""#, 1),
+    ] {
+        let want = format!("evlog_collector_http_responses_total{{{line}}} {n}");
+        assert!(metrics.lines().any(|l| l == want), "{want} in\n{metrics}");
+    }
     s.stop();
 }
 
