@@ -101,9 +101,10 @@ pub struct CollectorSection {
     pub shutdown_deadline: Duration,
     /// `Retry-After` seconds sent with 429.
     pub retry_after_secs: u64,
-    /// How long a client may take to send a request: its headers (the connection is closed past
-    /// it; an idle keep-alive connection is closed after it too) and its body (408 past it). Stops
-    /// slow clients from holding connections, `max_in_flight` permits and body memory.
+    /// How long a client may take to send a request's headers (the connection is closed past it;
+    /// an idle keep-alive connection is closed after it too), and how long it may go silent while
+    /// sending a body (408 past it). Stops stalled clients from holding connections,
+    /// `max_in_flight` permits and body memory; a slow but steady upload is not cut off.
     #[serde(deserialize_with = "duration")]
     pub request_timeout: Duration,
 }

@@ -376,27 +376,32 @@ async fn read_body<'a>(
     if let Some(n) = declared {
         budget.cover(n)?;
     }
-    // Usually one frame holds the whole body: it is kept as it is, not copied. The whole body
-    // must arrive within `request_timeout` (a slow client holds a permit and body memory).
+    // Usually one frame holds the whole body: it is kept as it is, not copied. A client silent
+    // for `request_timeout` mid-body gets 408 (it holds a permit and body memory meanwhile).
     let timeout = st.config.request_timeout;
-    let deadline = tokio::time::Instant::now() + timeout;
+    let idle = tokio::time::sleep(timeout);
+    tokio::pin!(idle);
     let mut incoming = req.into_body();
     let mut one: Option<Bytes> = None;
     let mut joined: Option<bytes::BytesMut> = None;
     let mut len = 0u64;
     loop {
-        let frame = match tokio::time::timeout_at(deadline, incoming.frame()).await {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break,
-            Err(_) => {
+        let frame = tokio::select! {
+            biased;
+            frame = incoming.frame() => frame,
+            () = &mut idle => {
                 return Err(error(
                     StatusCode::REQUEST_TIMEOUT,
                     format!(
-                        "the body did not arrive within {timeout:?} (collector.request_timeout)"
+                        "no body data for {timeout:?} (collector.request_timeout)"
                     ),
                 ))
             }
         };
+        let Some(frame) = frame else {
+            break;
+        };
+        idle.as_mut().reset(tokio::time::Instant::now() + timeout);
         let frame = frame.map_err(|e| {
             error(
                 StatusCode::BAD_REQUEST,

@@ -574,7 +574,7 @@ fn a_log_that_cannot_be_written_answers_503_and_reports_not_ready() {
 #[test]
 fn slow_clients_are_cut_off_after_request_timeout() {
     use std::io::{Read as _, Write as _};
-    let mut s = Server::start("request_timeout = \"300ms\"");
+    let mut s = Server::start("request_timeout = \"1s\"");
     let addr = s.url.trim_start_matches("http://").to_string();
     let connect = || {
         let c = std::net::TcpStream::connect(&addr).expect("connect");
@@ -602,6 +602,22 @@ fn slow_clients_are_cut_off_after_request_timeout() {
         Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
     };
     assert!(closed, "the connection stayed open");
+    // A slow but steady body (pieces 250 ms apart, 1.5 s in all) goes through.
+    let mut steady = connect();
+    let body = txn(2).to_string();
+    write!(
+        steady,
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .expect("write");
+    for piece in body.as_bytes().chunks(body.len().div_ceil(6)) {
+        std::thread::sleep(Duration::from_millis(250));
+        steady.write_all(piece).expect("write");
+    }
+    let mut answer = String::new();
+    steady.read_to_string(&mut answer).expect("read");
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
     // Everyone else is served, and nothing is held any more.
     let c = client();
     assert_eq!(
