@@ -30,12 +30,7 @@ fn single_event_is_stored_and_counted() {
     let (file, table_rows) = rows.iter().next().expect("a file");
     assert!(file.starts_with("transaction"), "{file}");
     assert_eq!(table_rows[0]["user_id"], json!(42));
-    let m = c
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .expect("metrics")
-        .text()
-        .expect("text");
+    let m = s.metrics();
     assert_eq!(metric(&m, "evlog_events_accepted_total"), Some(1.0), "{m}");
     assert_eq!(metric(&m, "evlog_events_delivered_total"), Some(1.0), "{m}");
     assert_eq!(
@@ -249,12 +244,7 @@ fn limits_and_malformed_bodies() {
     assert_eq!(status(c.post(format!("{}/healthz", s.url))), 405);
 
     // Every answer is counted by endpoint and status (unknown paths as "other").
-    let metrics = c
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .expect("metrics")
-        .text()
-        .expect("text");
+    let metrics = s.metrics();
     for (line, n) in [
         (r#"path="/v1/events",code="413""#, 1),
         (r#"path="/v1/events",code="400""#, 4),
@@ -444,21 +434,13 @@ fn bodies_in_progress_stay_within_max_in_flight_bytes() {
         b"POST /v1/batch HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 40960\r\n\r\n[",
     )
     .expect("write");
-    let gauge = |s: &Server| -> u64 {
-        let text = client()
-            .get(format!("{}/metrics", s.url))
-            .send()
-            .expect("metrics")
-            .text()
-            .expect("text");
-        text.lines()
-            .find_map(|l| l.strip_prefix("evlog_collector_body_bytes_in_flight "))
-            .expect("gauge")
-            .parse()
-            .expect("number")
-    };
+    let gauge = |s: &Server| metric(&s.metrics(), "evlog_collector_body_bytes_in_flight ");
     // The slow request holds its declared length once its handler runs.
-    assert!(wait_for(WAIT, || gauge(&s) == 40960), "{}", gauge(&s));
+    assert!(
+        wait_for(WAIT, || gauge(&s) == Some(40960.0)),
+        "{:?}",
+        gauge(&s)
+    );
     // 40 + 30 KiB do not fit in 64 KiB now: 429 at once, naming the setting, with Retry-After.
     let r = c.post(&batch).body(big_text.clone()).send().expect("send");
     assert_eq!(r.status(), 429);
@@ -500,7 +482,7 @@ fn bodies_in_progress_stay_within_max_in_flight_bytes() {
         .body(big_text.clone())
         .send()
         .is_ok_and(|r| r.status() == 200)));
-    assert_eq!(gauge(&s), 0, "every body's share was given back");
+    assert_eq!(gauge(&s), Some(0.0), "every body's share was given back");
 
     // A chunked body (no Content-Length) is read and counted frame by frame.
     let mut chunked = std::net::TcpStream::connect(&addr).expect("connect");
@@ -624,15 +606,11 @@ fn slow_clients_are_cut_off_after_request_timeout() {
         status(c.post(format!("{}/v1/events", s.url)).json(&txn(1))),
         202
     );
-    let metrics = c
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .expect("metrics")
-        .text()
-        .expect("text");
-    assert!(
-        metrics.contains("evlog_collector_body_bytes_in_flight 0"),
-        "{metrics}"
+    let m = s.metrics();
+    assert_eq!(
+        metric(&m, "evlog_collector_body_bytes_in_flight "),
+        Some(0.0),
+        "{m}"
     );
     s.stop();
 }

@@ -87,6 +87,16 @@ impl Server {
         self.root.path().join("wal")
     }
 
+    /// The `/metrics` text.
+    pub fn metrics(&self) -> String {
+        client()
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .expect("metrics")
+            .text()
+            .expect("text")
+    }
+
     /// Shuts down (drain) and returns how long it took.
     pub fn stop(&mut self) -> Duration {
         let t = Instant::now();
