@@ -78,14 +78,15 @@ enum Endpoint {
     Other,
 }
 
-const ENDPOINTS: [(Endpoint, &str); 7] = [
-    (Endpoint::Events, "/v1/events"),
-    (Endpoint::Batch, "/v1/batch"),
-    (Endpoint::Rows, "/v1/rows"),
-    (Endpoint::Healthz, "/healthz"),
-    (Endpoint::Readyz, "/readyz"),
-    (Endpoint::Metrics, "/metrics"),
-    (Endpoint::Other, "other"),
+/// The `path` label of each [`Endpoint`], in its order.
+const ENDPOINT_LABELS: [&str; 7] = [
+    "/v1/events",
+    "/v1/batch",
+    "/v1/rows",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "other",
 ];
 
 /// Status codes counted one by one; any other counts as `other`.
@@ -95,7 +96,7 @@ const CODES: [u16; 15] = [
 
 /// Answers by endpoint and status code (`evlog_collector_http_responses_total`).
 #[derive(Debug)]
-pub(crate) struct Responses([[AtomicU64; CODES.len()]; ENDPOINTS.len()]);
+pub(crate) struct Responses([[AtomicU64; CODES.len()]; ENDPOINT_LABELS.len()]);
 
 impl Default for Responses {
     fn default() -> Self {
@@ -120,7 +121,7 @@ impl Responses {
             "# HELP evlog_collector_http_responses_total HTTP answers by endpoint and status code.\n\
              # TYPE evlog_collector_http_responses_total counter"
         );
-        for (e, (_, path)) in ENDPOINTS.iter().enumerate() {
+        for (e, path) in ENDPOINT_LABELS.iter().enumerate() {
             for (i, code) in CODES.iter().enumerate() {
                 let n = self.0[e][i].load(Ordering::Relaxed);
                 if n > 0 {

@@ -389,16 +389,21 @@ fn write_group(
         }
         Err(SpoolError::Full { .. }) if group.len() > 1 => {
             // Maybe only some fit: write one by one so those that fit are taken.
+            let mut failure = None;
             for a in group.drain(..) {
                 let len = (a.payload.len() + HEADER) as u64;
                 let r = spool.append(&[&a.payload]).map_err(to_append_error);
-                if r.is_ok() {
-                    pending.fetch_add(len, Ordering::Relaxed);
-                    accepted(a.events);
+                match &r {
+                    Ok(()) => {
+                        pending.fetch_add(len, Ordering::Relaxed);
+                        accepted(a.events);
+                    }
+                    Err(AppendError::Io(why)) => failure = Some(why.clone()),
+                    Err(_) => {}
                 }
                 let _ = a.done.send(r);
             }
-            return None;
+            return failure;
         }
         Err(e) => Err(to_append_error(e)),
     };
