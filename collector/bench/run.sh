@@ -8,6 +8,12 @@
 # Each round runs every case once (nginx and the collector alternating); the summary gives the
 # median and range over the rounds, because a shared VM's speed drifts by 15% between runs.
 #
+# Beside them, the durable floor of this machine: collector/bench/floor.c, a minimal C server that
+# only reads the request, appends its body to a file, fdatasyncs (group commit, like the
+# collector's log) and answers 202, with no parsing, validation or streaming. Its ratio to nginx
+# is the most any durable server reaches here; "prewritten" is the same into a file of zeros
+# written beforehand (fdatasync then has no metadata to journal).
+#
 # Only 2xx answers count (429s under overload are reported separately). The collector's CPU time
 # per request (user + system, all its threads, streaming included) is printed too: on a shared
 # machine it varies less than requests/s.
@@ -20,9 +26,11 @@ FSYNC="${FSYNC:-always}"
 ROUNDS="${ROUNDS:-3}"
 CPORT=18080
 NPORT=18081
+FPORT=18082
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
+command -v gcc >/dev/null || need+=(gcc)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
@@ -34,9 +42,11 @@ cargo build --release -q -p evlog-collector
 BIN="${CARGO_TARGET_DIR:-target}/release/evlog-collector"
 
 tmp="$(mktemp -d)"
+gcc -O2 -Wall -pthread -o "$tmp/floor" collector/bench/floor.c
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  pkill -f "^$tmp/floor " 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$tmp"
 }
@@ -132,6 +142,24 @@ print(f"{(total - bad) / secs:.0f} {bad} {ticks / hz * 1e6 / max(total - bad, 1)
 PY
 }
 
+# The floor server in one mode (always, prewritten or never) for one wrk run; prints bench's line.
+floor() { # mode
+  local fpid out
+  rm -f "$tmp/floor.log"
+  "$tmp/floor" "$FPORT" "$tmp/floor.log" "$1" 2 &
+  fpid=$!
+  for _ in $(seq 100); do
+    curl -sf -o /dev/null -X POST -d '{}' "http://127.0.0.1:$FPORT/" && break
+    sleep 0.1
+  done
+  out="$(bench "http://127.0.0.1:$FPORT/v1/events" "$tmp/single.lua")"
+  kill "$fpid"
+  wait "$fpid" 2>/dev/null || true
+  echo "$out"
+}
+# The floor's fsync mode matching the collector's (interval has no floor of its own: always).
+case "$FSYNC" in never) FLOOR=never ;; *) FLOOR=always ;; esac
+
 printf 'wrk.method = "GET"\n' > "$tmp/get.lua"
 for _ in $(seq "$ROUNDS"); do
   # (nginx's own switches are not counted: $cpid is the collector.)
@@ -139,9 +167,15 @@ for _ in $(seq "$ROUNDS"); do
   read -r coll_single bad_single cpu_single cs_single < <(bench "http://127.0.0.1:$CPORT/v1/events" "$tmp/single.lua")
   # The HTTP stack's own ceiling: GET /healthz (no body, no log), same load.
   read -r coll_health _ cpu_health cs_health < <(bench "http://127.0.0.1:$CPORT/healthz" "$tmp/get.lua")
+  read -r floor_single _ _ _ < <(floor "$FLOOR")
+  if [ "$FLOOR" = always ]; then
+    read -r floor_pre _ _ _ < <(floor prewritten)
+  else
+    floor_pre=0
+  fi
   read -r nginx_batch _ _ _ < <(bench "http://127.0.0.1:$NPORT/v1/batch" "$tmp/batch.lua")
   read -r coll_batch bad_batch cpu_batch _ < <(bench "http://127.0.0.1:$CPORT/v1/batch" "$tmp/batch.lua")
-  echo "$nginx_single $coll_single $bad_single $cpu_single $coll_health $cpu_health $nginx_batch $coll_batch $bad_batch $cpu_batch $cs_single $cs_health" >> "$tmp/rounds"
+  echo "$nginx_single $coll_single $bad_single $cpu_single $coll_health $cpu_health $nginx_batch $coll_batch $bad_batch $cpu_batch $cs_single $cs_health $floor_single $floor_pre" >> "$tmp/rounds"
 done
 
 metrics="$(curl -s "http://127.0.0.1:$CPORT/metrics")"
@@ -151,9 +185,11 @@ echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); wrk
 python3 - "$tmp/rounds" <<'PY'
 import statistics, sys
 rows = [[float(x) for x in line.split()] for line in open(sys.argv[1])]
-for i, (ns, cs, bs, cpus, ch, cpuh, nb, cb, bb, cpub, sws, swh) in enumerate(rows, 1):
+for i, (ns, cs, bs, cpus, ch, cpuh, nb, cb, bb, cpub, sws, swh, fs, fp) in enumerate(rows, 1):
     print(f"round {i}:")
     print(f"  single event  /v1/events: collector {cs:>10,.0f} req/s   nginx return 204 {ns:>10,.0f} req/s   ratio {cs/ns:.2f}  collector CPU {cpus:.1f} us/request, {sws:.2f} context switches/request  (non-2xx: {bs:.0f})")
+    pre = f"; into a prewritten file {fp:,.0f} req/s, ratio {fp/ns:.2f}" if fp else ""
+    print(f"  durable floor (floor.c: read, append, fdatasync per group, answer): {fs:>10,.0f} req/s  ratio {fs/ns:.2f}{pre}")
     print(f"  GET /healthz (HTTP stack only, no body, no log): collector {ch:>10,.0f} req/s  (/ nginx's figure above: {ch/ns:.2f})  collector CPU {cpuh:.1f} us/request, {swh:.2f} context switches/request")
     print(f"  500-event     /v1/batch : collector {cb*500:>10,.0f} events/s ({cb:,.0f} req/s)   nginx {nb:,.0f} req/s   collector CPU {cpub/500:.2f} us/event  (non-2xx: {bb:.0f})")
 def summary(name, values, fmt):
@@ -161,6 +197,10 @@ def summary(name, values, fmt):
 print("summary over rounds:")
 print(summary("single-event ratio to nginx", [r[1] / r[0] for r in rows], lambda v: f"{v:.2f}"))
 print(summary("single-event req/s", [r[1] for r in rows], lambda v: f"{v:,.0f}"))
+print(summary("durable floor's ratio to nginx", [r[12] / r[0] for r in rows], lambda v: f"{v:.2f}"))
+if rows[0][13]:
+    print(summary("durable floor's ratio, prewritten file", [r[13] / r[0] for r in rows], lambda v: f"{v:.2f}"))
+print(summary("collector's share of the floor", [r[1] / r[12] for r in rows], lambda v: f"{v:.2f}"))
 print(summary("/healthz ratio to nginx", [r[4] / r[0] for r in rows], lambda v: f"{v:.2f}"))
 print(summary("batched events/s", [r[7] * 500 for r in rows], lambda v: f"{v:,.0f}"))
 print(summary("collector CPU per single event (us)", [r[3] for r in rows], lambda v: f"{v:.1f}"))
