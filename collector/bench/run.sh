@@ -148,10 +148,13 @@ floor() { # mode
   rm -f "$tmp/floor.log"
   "$tmp/floor" "$FPORT" "$tmp/floor.log" "$1" 2 &
   fpid=$!
-  for _ in $(seq 100); do
+  # (Writing the prewritten file's zeros takes a few seconds.)
+  for _ in $(seq 600); do
     curl -sf -o /dev/null -X POST -d '{}' "http://127.0.0.1:$FPORT/" && break
+    kill -0 "$fpid" 2>/dev/null || break
     sleep 0.1
   done
+  kill -0 "$fpid" 2>/dev/null || { echo "bench: the floor server did not start (port $FPORT in use?)" >&2; exit 1; }
   out="$(bench "http://127.0.0.1:$FPORT/v1/events" "$tmp/single.lua")"
   kill "$fpid"
   wait "$fpid" 2>/dev/null || true
@@ -168,8 +171,10 @@ for _ in $(seq "$ROUNDS"); do
   # The HTTP stack's own ceiling: GET /healthz (no body, no log), same load.
   read -r coll_health _ cpu_health cs_health < <(bench "http://127.0.0.1:$CPORT/healthz" "$tmp/get.lua")
   read -r floor_single _ _ _ < <(floor "$FLOOR")
+  [ -n "${floor_single:-}" ] || exit 1
   if [ "$FLOOR" = always ]; then
     read -r floor_pre _ _ _ < <(floor prewritten)
+    [ -n "${floor_pre:-}" ] || exit 1
   else
     floor_pre=0
   fi
