@@ -235,6 +235,7 @@ fn metrics(st: &State) -> String {
         u8::from(st.shared.sink_healthy.load(Ordering::Relaxed))
     );
     st.responses.write_prometheus(&mut s);
+    st.wal.write_prometheus(&mut s);
     let _ = writeln!(
         s,
         "# HELP evlog_events_delivered_by_table_total Events acknowledged by the sink, per table.\n\

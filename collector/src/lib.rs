@@ -120,8 +120,8 @@ pub async fn run(
     let stop = Arc::new(Mutex::new(None));
     let mut streamers = Vec::new();
     for i in 0..c.workers {
+        let spool = Spool::open(spool_opts.clone())?;
         let parts = streamer::StreamerParts {
-            spool: spool_opts.clone(),
             processor: Arc::clone(&processor),
             sink_factory: Arc::clone(&sink_factory),
             max_rows: config.core.batch.max_rows,
@@ -132,7 +132,7 @@ pub async fn run(
         };
         let h = std::thread::Builder::new()
             .name(format!("evlog-stream-{i}"))
-            .spawn(move || streamer::run(parts))
+            .spawn(move || streamer::run(parts, spool))
             .map_err(|e| Error::Other(format!("cannot start a streamer thread: {e}")))?;
         streamers.push(h);
     }

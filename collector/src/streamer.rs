@@ -17,7 +17,7 @@ use evlog_core::counters::Counters;
 use evlog_core::pipeline::{EventId, Processor, RawEvent};
 use evlog_core::routing::Destination;
 use evlog_core::sink::{Batch, EncodedRow, RejectedEvent, Sink, SinkFactory};
-use evlog_core::spool::{SegmentReader, Spool, SpoolOptions, HEADER};
+use evlog_core::spool::{SegmentReader, Spool, HEADER};
 
 use crate::wal::{read_framed, WalRecord, FRAMED};
 
@@ -39,8 +39,6 @@ pub struct Shared {
 /// Settings of a streamer.
 #[derive(Clone)]
 pub struct StreamerParts {
-    /// Where segments are.
-    pub spool: SpoolOptions,
     /// Validation and routing.
     pub processor: Arc<Processor>,
     /// Builds each streamer's sink.
@@ -60,7 +58,7 @@ pub struct StreamerParts {
 impl std::fmt::Debug for StreamerParts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamerParts")
-            .field("spool", &self.spool)
+            .field("max_rows", &self.max_rows)
             .finish_non_exhaustive()
     }
 }
@@ -70,15 +68,11 @@ const IDLE: Duration = Duration::from_millis(20);
 /// Least time between two commits inside one segment (the end of a segment always commits).
 const COMMIT_EVERY: Duration = Duration::from_millis(250);
 
-/// Runs one streamer until shutdown (see the module docs).
-pub fn run(parts: StreamerParts) {
-    let mut spool = match Spool::open(parts.spool.clone()) {
-        Ok(s) => s,
-        Err(_) => {
-            parts.shared.counters.sink_error("wal", "io");
-            return;
-        }
-    };
+/// Runs one streamer until shutdown (see the module docs), reading segments through `spool`
+/// (opened by the caller before the thread starts, so a log that cannot be opened stops the
+/// collector's start instead of a streamer, and a streamer never recreates a log directory
+/// removed after the start).
+pub fn run(parts: StreamerParts, mut spool: Spool) {
     let mut sink: Option<Box<dyn Sink>> = None;
     loop {
         let deadline = *parts.stop.lock().unwrap_or_else(|e| e.into_inner());

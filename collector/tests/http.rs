@@ -34,6 +34,16 @@ fn single_event_is_stored_and_counted() {
     assert_eq!(metric(&m, "evlog_events_accepted_total"), Some(1.0), "{m}");
     assert_eq!(metric(&m, "evlog_events_delivered_total"), Some(1.0), "{m}");
     assert_eq!(
+        metric(&m, "evlog_collector_wal_appends_total"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "evlog_collector_wal_write_seconds_count"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
         metric(
             &m,
             "evlog_events_delivered_by_table_total{dataset=\"events\",table=\"transaction\"}"
@@ -393,15 +403,27 @@ fn concurrent_requests_share_group_commits_under_every_fsync_policy() {
             }),
             "{policy}: not every acknowledged event was stored"
         );
-        let m = client()
-            .get(format!("{url}/metrics"))
-            .send()
-            .expect("metrics")
-            .text()
-            .expect("text");
+        let m = s.metrics();
         assert_eq!(
             metric(&m, "evlog_events_accepted_total"),
             Some(200.0),
+            "{policy}: {m}"
+        );
+        // One record per request, written in groups: each group's write time is observed once.
+        assert_eq!(
+            metric(&m, "evlog_collector_wal_appends_total"),
+            Some(200.0),
+            "{policy}: {m}"
+        );
+        let groups = metric(&m, "evlog_collector_wal_write_seconds_count").expect("groups");
+        assert!((1.0..=200.0).contains(&groups), "{policy}: {m}");
+        assert_eq!(
+            metric(&m, "evlog_collector_wal_write_seconds_bucket{le=\"+Inf\"}"),
+            Some(groups),
+            "{policy}: {m}"
+        );
+        assert!(
+            metric(&m, "evlog_collector_wal_write_seconds_sum").is_some_and(|t| t > 0.0),
             "{policy}: {m}"
         );
         s.stop();
@@ -515,15 +537,15 @@ fn a_log_that_cannot_be_written_answers_503_and_reports_not_ready() {
     // no new one can be created.
     let wal = s.root.path().join("wal");
     std::fs::remove_dir_all(&wal).expect("remove the log directory");
+    let mut last = String::new();
     assert!(
         wait_for(WAIT, || {
             let r = c.post(&events).json(&txn(2)).send().expect("send");
-            r.status() == 503
-                && r.text()
-                    .expect("t")
-                    .contains("the write-ahead log cannot be written")
+            let code = r.status();
+            last = format!("{code} {}", r.text().expect("t"));
+            code == 503 && last.contains("the write-ahead log cannot be written")
         }),
-        "appends never failed"
+        "appends never failed; the last answer: {last}"
     );
     // Readiness follows, with the reason, so a load balancer drains this instance.
     let r = c.get(&readyz).send().expect("readyz");

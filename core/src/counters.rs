@@ -14,6 +14,7 @@
 //! threads do not contend on a shared line; everything else is written by the flush thread.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -127,6 +128,88 @@ pub const FLUSH_BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
+/// A histogram of durations for Prometheus: a count per bucket (fixed upper bounds in seconds,
+/// then +Inf) and the sum. Lock-free; observing is two relaxed atomic adds.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// One per bound, then +Inf (not cumulative).
+    buckets: Box<[AtomicU64]>,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    /// Empty, with these upper bounds (seconds, ascending).
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one duration.
+    pub fn observe(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(self.bounds.len());
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_micros
+            .fetch_add(took.as_micros().min(u64::MAX as u128) as u64, Relaxed);
+    }
+
+    /// Cumulative counts for each bound, then +Inf (the total count).
+    pub fn cumulative(&self) -> Vec<u64> {
+        let mut total = 0;
+        self.buckets
+            .iter()
+            .map(|c| {
+                total += c.load(Relaxed);
+                total
+            })
+            .collect()
+    }
+
+    /// The sum of all durations, in seconds.
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_micros.load(Relaxed) as f64 / 1e6
+    }
+
+    /// Appends the histogram in the Prometheus text format.
+    pub fn write_prometheus(&self, s: &mut String, name: &str, help: &str) {
+        write_histogram(
+            s,
+            name,
+            help,
+            self.bounds,
+            &self.cumulative(),
+            self.sum_seconds(),
+        );
+    }
+}
+
+/// Appends a histogram in the Prometheus text format: `cumulative` holds a count per bound, then
+/// +Inf (the total count).
+pub fn write_histogram(
+    s: &mut String,
+    name: &str,
+    help: &str,
+    bounds: &[f64],
+    cumulative: &[u64],
+    sum: f64,
+) {
+    let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (i, count) in cumulative.iter().enumerate() {
+        let le = bounds.get(i).map_or("+Inf".to_string(), |b| b.to_string());
+        let _ = writeln!(s, "{name}_bucket{{le=\"{le}\"}} {count}");
+    }
+    let count = cumulative.last().copied().unwrap_or(0);
+    let _ = writeln!(s, "{name}_sum {sum}\n{name}_count {count}");
+}
+
 /// Live counters of one pipeline in one process.
 #[derive(Debug)]
 pub struct Counters {
@@ -137,8 +220,7 @@ pub struct Counters {
     dropped: [CachePadded<AtomicU64>; DropReason::ALL.len()],
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     sink_errors: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
-    flush_buckets: [AtomicU64; FLUSH_BUCKETS.len() + 1],
-    flush_sum_micros: AtomicU64,
+    flush: Histogram,
 }
 
 impl Default for Counters {
@@ -158,8 +240,7 @@ impl Counters {
             dropped: std::array::from_fn(|_| CachePadded::new(AtomicU64::new(0))),
             rejected: Mutex::new(BTreeMap::new()),
             sink_errors: Mutex::new(BTreeMap::new()),
-            flush_buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            flush_sum_micros: AtomicU64::new(0),
+            flush: Histogram::new(&FLUSH_BUCKETS),
         }
     }
 
@@ -210,14 +291,7 @@ impl Counters {
 
     /// Records how long one flush took.
     pub fn observe_flush(&self, took: Duration) {
-        let secs = took.as_secs_f64();
-        let i = FLUSH_BUCKETS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(FLUSH_BUCKETS.len());
-        self.flush_buckets[i].fetch_add(1, Relaxed);
-        self.flush_sum_micros
-            .fetch_add(took.as_micros().min(u64::MAX as u128) as u64, Relaxed);
+        self.flush.observe(took);
     }
 
     /// Reads every counter. `queue_events` is supplied by the owner of the queue. `in_flight` is
@@ -237,15 +311,6 @@ impl Counters {
             .collect::<BTreeMap<_, _>>();
         let accepted = self.accepted.sum();
         let settled = delivered + rejected.values().sum::<u64>() + dropped.values().sum::<u64>();
-        let mut cumulative = 0;
-        let flush_buckets = self
-            .flush_buckets
-            .iter()
-            .map(|c| {
-                cumulative += c.load(Relaxed);
-                cumulative
-            })
-            .collect();
         Stats {
             accepted,
             delivered,
@@ -255,8 +320,8 @@ impl Counters {
             spooled: self.spooled.load(Relaxed),
             queue_events,
             in_flight: accepted as i64 - settled as i64,
-            flush_seconds_buckets: flush_buckets,
-            flush_seconds_sum: self.flush_sum_micros.load(Relaxed) as f64 / 1e6,
+            flush_seconds_buckets: self.flush.cumulative(),
+            flush_seconds_sum: self.flush.sum_seconds(),
             sink_errors: lock(&self.sink_errors)
                 .iter()
                 .map(|((s, k), v)| ((s.to_string(), k.to_string()), *v))
@@ -342,7 +407,6 @@ impl Stats {
 
     /// Prometheus text exposition of these counters (HELP/TYPE lines included).
     pub fn to_prometheus(&self) -> String {
-        use std::fmt::Write as _;
         let mut s = String::new();
         let mut counter = |name: &str, help: &str, kind: &str| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -382,24 +446,13 @@ impl Stats {
         for (name, v) in self.to_flat() {
             let _ = writeln!(s, "{name} {v}");
         }
-        let _ = writeln!(
-            s,
-            "# HELP {n} Time to deliver one flush.\n# TYPE {n} histogram",
-            n = names::FLUSH_SECONDS
-        );
-        for (i, count) in self.flush_seconds_buckets.iter().enumerate() {
-            let le = FLUSH_BUCKETS
-                .get(i)
-                .map_or("+Inf".to_string(), |b| b.to_string());
-            let _ = writeln!(s, "{}_bucket{{le=\"{le}\"}} {count}", names::FLUSH_SECONDS);
-        }
-        let _ = writeln!(
-            s,
-            "{}_sum {}\n{}_count {}",
+        write_histogram(
+            &mut s,
             names::FLUSH_SECONDS,
+            "Time to deliver one flush.",
+            &FLUSH_BUCKETS,
+            &self.flush_seconds_buckets,
             self.flush_seconds_sum,
-            names::FLUSH_SECONDS,
-            self.flush_seconds_buckets.last().copied().unwrap_or(0)
         );
         s
     }
@@ -430,6 +483,25 @@ mod tests {
         assert!(text.contains("evlog_flush_seconds_bucket{le=\"0.005\"} 1"));
         c.deliver(2);
         assert!(c.snapshot(0).is_settled());
+    }
+
+    #[test]
+    fn histogram_counts_cumulatively_by_upper_bound() {
+        static BOUNDS: [f64; 2] = [0.001, 0.01];
+        let h = Histogram::new(&BOUNDS);
+        h.observe(Duration::from_micros(1000)); // on a bound: counted in it
+        h.observe(Duration::from_millis(5));
+        h.observe(Duration::from_millis(20));
+        assert_eq!(h.cumulative(), vec![1, 2, 3]);
+        assert!((h.sum_seconds() - 0.026).abs() < 1e-9);
+        let mut text = String::new();
+        h.write_prometheus(&mut text, "t_seconds", "Test.");
+        assert_eq!(
+            text,
+            "# HELP t_seconds Test.\n# TYPE t_seconds histogram\n\
+             t_seconds_bucket{le=\"0.001\"} 1\nt_seconds_bucket{le=\"0.01\"} 2\n\
+             t_seconds_bucket{le=\"+Inf\"} 3\nt_seconds_sum 0.026\nt_seconds_count 3\n"
+        );
     }
 
     #[test]
