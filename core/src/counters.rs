@@ -135,7 +135,8 @@ pub struct Histogram {
     bounds: &'static [f64],
     /// One per bound, then +Inf (not cumulative).
     buckets: Box<[AtomicU64]>,
-    sum_micros: AtomicU64,
+    /// In nanoseconds (a u64 holds 584 years of them).
+    sum_nanos: AtomicU64,
 }
 
 impl Histogram {
@@ -144,7 +145,7 @@ impl Histogram {
         Self {
             bounds,
             buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum_micros: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
         }
     }
 
@@ -157,8 +158,8 @@ impl Histogram {
             .position(|b| secs <= *b)
             .unwrap_or(self.bounds.len());
         self.buckets[i].fetch_add(1, Relaxed);
-        self.sum_micros
-            .fetch_add(took.as_micros().min(u64::MAX as u128) as u64, Relaxed);
+        self.sum_nanos
+            .fetch_add(took.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
     }
 
     /// Cumulative counts for each bound, then +Inf (the total count).
@@ -175,7 +176,7 @@ impl Histogram {
 
     /// The sum of all durations, in seconds.
     pub fn sum_seconds(&self) -> f64 {
-        self.sum_micros.load(Relaxed) as f64 / 1e6
+        self.sum_nanos.load(Relaxed) as f64 / 1e9
     }
 
     /// Appends the histogram in the Prometheus text format.
