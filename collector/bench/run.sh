@@ -120,6 +120,15 @@ TICK="$(getconf CLK_TCK)"
 # Context switches (voluntary + involuntary) of all the collector's threads so far.
 switches() { cat /proc/"$cpid"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n + 0}'; }
 
+# The collector's log so far: "<group commits> <their write+fsync seconds> <appends>".
+wal_stats() {
+  curl -s "http://127.0.0.1:$CPORT/metrics" | awk '
+    /^evlog_collector_wal_write_seconds_count / {c = $2}
+    /^evlog_collector_wal_write_seconds_sum / {s = $2}
+    /^evlog_collector_wal_appends_total / {a = $2}
+    END {print c + 0, s + 0, a + 0}'
+}
+
 # Runs wrk; prints "<2xx requests/s> <non-2xx count> <collector CPU µs per 2xx request>
 # <collector context switches per 2xx request>".
 bench() { # url script
@@ -167,7 +176,11 @@ printf 'wrk.method = "GET"\n' > "$tmp/get.lua"
 for _ in $(seq "$ROUNDS"); do
   # (nginx's own switches are not counted: $cpid is the collector.)
   read -r nginx_single _ _ _ < <(bench "http://127.0.0.1:$NPORT/v1/events" "$tmp/single.lua")
+  read -r g0 w0 a0 < <(wal_stats)
   read -r coll_single bad_single cpu_single cs_single < <(bench "http://127.0.0.1:$CPORT/v1/events" "$tmp/single.lua")
+  read -r g1 w1 a1 < <(wal_stats)
+  # Per group commit during the single-event run: requests, and write+fsync milliseconds.
+  read -r group_reqs group_ms < <(python3 -c "g = $g1 - $g0; print(($a1 - $a0) / max(g, 1), ($w1 - $w0) * 1e3 / max(g, 1))")
   # The HTTP stack's own ceiling: GET /healthz (no body, no log), same load.
   read -r coll_health _ cpu_health cs_health < <(bench "http://127.0.0.1:$CPORT/healthz" "$tmp/get.lua")
   read -r floor_single _ _ _ < <(floor "$FLOOR")
@@ -180,7 +193,7 @@ for _ in $(seq "$ROUNDS"); do
   fi
   read -r nginx_batch _ _ _ < <(bench "http://127.0.0.1:$NPORT/v1/batch" "$tmp/batch.lua")
   read -r coll_batch bad_batch cpu_batch _ < <(bench "http://127.0.0.1:$CPORT/v1/batch" "$tmp/batch.lua")
-  echo "$nginx_single $coll_single $bad_single $cpu_single $coll_health $cpu_health $nginx_batch $coll_batch $bad_batch $cpu_batch $cs_single $cs_health $floor_single $floor_pre" >> "$tmp/rounds"
+  echo "$nginx_single $coll_single $bad_single $cpu_single $coll_health $cpu_health $nginx_batch $coll_batch $bad_batch $cpu_batch $cs_single $cs_health $floor_single $floor_pre $group_reqs $group_ms" >> "$tmp/rounds"
 done
 
 metrics="$(curl -s "http://127.0.0.1:$CPORT/metrics")"
@@ -190,9 +203,10 @@ echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); wrk
 python3 - "$tmp/rounds" <<'PY'
 import statistics, sys
 rows = [[float(x) for x in line.split()] for line in open(sys.argv[1])]
-for i, (ns, cs, bs, cpus, ch, cpuh, nb, cb, bb, cpub, sws, swh, fs, fp) in enumerate(rows, 1):
+for i, (ns, cs, bs, cpus, ch, cpuh, nb, cb, bb, cpub, sws, swh, fs, fp, gr, gms) in enumerate(rows, 1):
     print(f"round {i}:")
     print(f"  single event  /v1/events: collector {cs:>10,.0f} req/s   nginx return 204 {ns:>10,.0f} req/s   ratio {cs/ns:.2f}  collector CPU {cpus:.1f} us/request, {sws:.2f} context switches/request  (non-2xx: {bs:.0f})")
+    print(f"                            its log: {gr:.1f} requests per group commit, {gms:.3f} ms per group's write and fsync (mean)")
     pre = f"; into a prewritten file {fp:,.0f} req/s, ratio {fp/ns:.2f}" if fp else ""
     print(f"  durable floor (floor.c: read, append, fdatasync per group, answer): {fs:>10,.0f} req/s  ratio {fs/ns:.2f}{pre}")
     print(f"  GET /healthz (HTTP stack only, no body, no log): collector {ch:>10,.0f} req/s  (/ nginx's figure above: {ch/ns:.2f})  collector CPU {cpuh:.1f} us/request, {swh:.2f} context switches/request")
@@ -209,6 +223,8 @@ print(summary("collector's share of the floor", [r[1] / r[12] for r in rows], la
 print(summary("/healthz ratio to nginx", [r[4] / r[0] for r in rows], lambda v: f"{v:.2f}"))
 print(summary("batched events/s", [r[7] * 500 for r in rows], lambda v: f"{v:,.0f}"))
 print(summary("collector CPU per single event (us)", [r[3] for r in rows], lambda v: f"{v:.1f}"))
+print(summary("requests per group commit (single events)", [r[14] for r in rows], lambda v: f"{v:.1f}"))
+print(summary("ms per group's write and fsync (single events)", [r[15] for r in rows], lambda v: f"{v:.3f}"))
 print(summary("collector context switches per single event", [r[10] for r in rows], lambda v: f"{v:.2f}"))
 print(summary("collector CPU per batched event (us)", [r[9] / 500 for r in rows], lambda v: f"{v:.2f}"))
 PY
