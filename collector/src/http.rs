@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use evlog_core::counters::{write_header, write_metric};
 use evlog_core::envelope;
 use evlog_core::json::push_str;
 use evlog_core::pipeline::Processor;
@@ -116,10 +117,11 @@ impl Responses {
     }
 
     fn write_prometheus(&self, s: &mut String) {
-        let _ = writeln!(
+        write_header(
             s,
-            "# HELP evlog_collector_http_responses_total HTTP answers by endpoint and status code.\n\
-             # TYPE evlog_collector_http_responses_total counter"
+            "evlog_collector_http_responses_total",
+            "HTTP answers by endpoint and status code.",
+            "counter",
         );
         for (e, path) in ENDPOINT_LABELS.iter().enumerate() {
             for (i, code) in CODES.iter().enumerate() {
@@ -213,33 +215,34 @@ fn readyz(st: &State) -> Resp {
 
 fn metrics(st: &State) -> String {
     let mut s = st.shared.counters.snapshot(0).to_prometheus();
-    let _ = writeln!(
-        s,
-        "# HELP evlog_collector_wal_pending_bytes Write-ahead log bytes not yet streamed.\n\
-         # TYPE evlog_collector_wal_pending_bytes gauge\n\
-         evlog_collector_wal_pending_bytes {}",
-        st.shared.pending.load(Ordering::Relaxed)
+    write_metric(
+        &mut s,
+        "evlog_collector_wal_pending_bytes",
+        "Write-ahead log bytes not yet streamed.",
+        "gauge",
+        st.shared.pending.load(Ordering::Relaxed),
     );
-    let _ = writeln!(
-        s,
-        "# HELP evlog_collector_body_bytes_in_flight Body bytes held by requests in progress (bounded by max_in_flight_bytes).\n\
-         # TYPE evlog_collector_body_bytes_in_flight gauge\n\
-         evlog_collector_body_bytes_in_flight {}",
-        st.body_bytes.load(Ordering::Relaxed)
+    write_metric(
+        &mut s,
+        "evlog_collector_body_bytes_in_flight",
+        "Body bytes held by requests in progress (bounded by max_in_flight_bytes).",
+        "gauge",
+        st.body_bytes.load(Ordering::Relaxed),
     );
-    let _ = writeln!(
-        s,
-        "# HELP evlog_collector_sink_healthy 1 when the last delivery succeeded.\n\
-         # TYPE evlog_collector_sink_healthy gauge\n\
-         evlog_collector_sink_healthy {}",
-        u8::from(st.shared.sink_healthy.load(Ordering::Relaxed))
+    write_metric(
+        &mut s,
+        "evlog_collector_sink_healthy",
+        "1 when the last delivery succeeded.",
+        "gauge",
+        u8::from(st.shared.sink_healthy.load(Ordering::Relaxed)),
     );
     st.responses.write_prometheus(&mut s);
     st.wal.write_prometheus(&mut s);
-    let _ = writeln!(
-        s,
-        "# HELP evlog_events_delivered_by_table_total Events acknowledged by the sink, per table.\n\
-         # TYPE evlog_events_delivered_by_table_total counter"
+    write_header(
+        &mut s,
+        "evlog_events_delivered_by_table_total",
+        "Events acknowledged by the sink, per table.",
+        "counter",
     );
     let tables = st
         .shared

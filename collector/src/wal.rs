@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use evlog_core::counters::Histogram;
+use evlog_core::counters::{write_metric, Histogram};
 use evlog_core::routing::{Destination, PartitionKind};
 use evlog_core::sink::forward::wire::{WireBatch, WireRejected};
 use evlog_core::sink::RejectedEvent;
@@ -249,18 +249,17 @@ impl WalWriter {
     /// Appends the log's metrics in the Prometheus text format: group write times (their count
     /// is the number of groups) and appends (so appends / groups is the mean group size).
     pub fn write_prometheus(&self, s: &mut String) {
-        use std::fmt::Write as _;
         self.inner.write_seconds.write_prometheus(
             s,
             "evlog_collector_wal_write_seconds",
             "Time to write one group commit to the write-ahead log (and fsync it, when the policy fsyncs).",
         );
-        let _ = writeln!(
+        write_metric(
             s,
-            "# HELP evlog_collector_wal_appends_total Records (one per ingest request) handed to the write-ahead log's group commits.\n\
-             # TYPE evlog_collector_wal_appends_total counter\n\
-             evlog_collector_wal_appends_total {}",
-            self.inner.appends.load(Ordering::Relaxed)
+            "evlog_collector_wal_appends_total",
+            "Records (one per ingest request) handed to the write-ahead log's group commits.",
+            "counter",
+            self.inner.appends.load(Ordering::Relaxed),
         );
     }
 

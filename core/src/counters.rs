@@ -192,6 +192,23 @@ impl Histogram {
     }
 }
 
+/// Appends the HELP and TYPE lines of a metric in the Prometheus text format.
+pub fn write_header(s: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Appends a metric of one unlabelled sample (HELP and TYPE lines included).
+pub fn write_metric(
+    s: &mut String,
+    name: &str,
+    help: &str,
+    kind: &str,
+    value: impl std::fmt::Display,
+) {
+    write_header(s, name, help, kind);
+    let _ = writeln!(s, "{name} {value}");
+}
+
 /// Appends a histogram in the Prometheus text format: `cumulative` holds a count per bound, then
 /// +Inf (the total count).
 pub fn write_histogram(
@@ -202,7 +219,7 @@ pub fn write_histogram(
     cumulative: &[u64],
     sum: f64,
 ) {
-    let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} histogram");
+    write_header(s, name, help, "histogram");
     for (i, count) in cumulative.iter().enumerate() {
         let le = bounds.get(i).map_or("+Inf".to_string(), |b| b.to_string());
         let _ = writeln!(s, "{name}_bucket{{le=\"{le}\"}} {count}");
@@ -409,9 +426,8 @@ impl Stats {
     /// Prometheus text exposition of these counters (HELP/TYPE lines included).
     pub fn to_prometheus(&self) -> String {
         let mut s = String::new();
-        let mut counter = |name: &str, help: &str, kind: &str| {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
+        let mut counter =
+            |name: &str, help: &str, kind: &str| write_header(&mut s, name, help, kind);
         counter(names::ACCEPTED, "Events offered to evlog.", "counter");
         counter(
             names::DELIVERED,
