@@ -41,6 +41,8 @@ pub(crate) struct State {
     pub body_bytes: AtomicU64,
     /// Answers by endpoint and status.
     pub responses: Responses,
+    /// Connections closing after an early answer, read to their end first ([`crate::linger`]).
+    pub drains: Arc<crate::linger::Drains>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -142,7 +144,14 @@ impl Responses {
     }
 }
 
-pub(crate) async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+pub(crate) async fn handle(
+    st: Arc<State>,
+    mark: Arc<crate::linger::Mark>,
+    req: Request<Incoming>,
+) -> Result<Resp, Infallible> {
+    // A refusal may leave the body unread: hyper then closes the connection after the answer,
+    // and the mark makes that close a lingering one.
+    let has_body = !hyper::body::Body::is_end_stream(req.body());
     let endpoint = match req.uri().path() {
         "/v1/events" => Endpoint::Events,
         "/v1/batch" => Endpoint::Batch,
@@ -184,6 +193,7 @@ pub(crate) async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Res
         ),
     };
     st.responses.count(endpoint, r.status());
+    mark.set(has_body && !r.status().is_success());
     Ok(r)
 }
 
@@ -237,6 +247,7 @@ fn metrics(st: &State) -> String {
         u8::from(st.shared.sink_healthy.load(Ordering::Relaxed)),
     );
     st.responses.write_prometheus(&mut s);
+    st.drains.write_prometheus(&mut s);
     st.wal.write_prometheus(&mut s);
     write_header(
         &mut s,
