@@ -9,9 +9,11 @@
 //! `Expect: 100-continue`) would see a broken pipe or a reset instead of the 413 and its message.
 //!
 //! Contract:
-//! - The handler marks a connection ([`Mark::set`]) when it answers a request that carries a
-//!   body (a `Content-Length` above 0 or chunked) with a status other than 2xx: that body may be
-//!   unread. Each answer sets or clears the mark.
+//! - The handler marks a connection ([`Mark::answered`]) when it answers a request that carries
+//!   a body (a `Content-Length` above 0 or chunked) with a status other than 2xx before that body
+//!   was read to its end (the body reader reports it: [`Mark::body_read`]). Each answer sets or
+//!   clears the mark. A marked answer says `Connection: close`, so the client does not reuse the
+//!   connection hyper is about to close.
 //! - When a marked connection's socket is dropped, a background task reads and discards what the
 //!   client still sends, then closes: once the client closes its side (end of stream), has sent
 //!   nothing for `collector.lingering.timeout`, `collector.lingering.time` has passed since the
@@ -89,14 +91,33 @@ impl Drains {
     }
 }
 
-/// Whether the connection's last answer may have left a request body unread (set per answer by
-/// the handler).
+/// Per connection: whether its last answer left a request body unread. Requests with a body
+/// carry it in their extensions, for the body reader.
 #[derive(Debug, Default)]
-pub(crate) struct Mark(AtomicBool);
+pub(crate) struct Mark {
+    /// The last answer was sent before its request's body was read to its end.
+    unread: AtomicBool,
+    /// The current request's body was read to its end.
+    read: AtomicBool,
+}
 
 impl Mark {
-    pub(crate) fn set(&self, unread_body: bool) {
-        self.0.store(unread_body, Ordering::Relaxed);
+    /// A request starts.
+    pub(crate) fn start(&self) {
+        self.read.store(false, Ordering::Relaxed);
+    }
+
+    /// The current request's body was read to its end.
+    pub(crate) fn body_read(&self) {
+        self.read.store(true, Ordering::Relaxed);
+    }
+
+    /// The current request is answered; true when the answer leaves its body unread (the
+    /// connection then closes lingering).
+    pub(crate) fn answered(&self, has_body: bool, success: bool) -> bool {
+        let unread = has_body && !success && !self.read.load(Ordering::Relaxed);
+        self.unread.store(unread, Ordering::Relaxed);
+        unread
     }
 }
 
@@ -187,7 +208,7 @@ impl Drop for LingeringStream {
         let Some(io) = self.io.take() else {
             return;
         };
-        if !self.mark.0.load(Ordering::Relaxed) {
+        if !self.mark.unread.load(Ordering::Relaxed) {
             return;
         }
         // Dropped in its connection's task, on the runtime (outside one, e.g. as the runtime

@@ -85,6 +85,7 @@ fn oversized_bodies_written_whole_still_read_their_413() {
         assert_eq!(a.status, 413, "{a:?}");
         assert!(error_text(&a).contains("collector.max_body_bytes"), "{a:?}");
         assert!(a.head.contains("content-type: application/json"), "{a:?}");
+        assert!(a.head.contains("connection: close"), "{a:?}");
     }
     // Chunked: refused once 1 MiB was read, while the client is still sending.
     let mut c = connect(&s);
@@ -206,7 +207,9 @@ fn expect_100_continue_gets_the_final_status_when_refused() {
         c.read_to_end(&mut raw).expect("read");
         let text = String::from_utf8_lossy(&raw).to_string();
         assert!(!text.contains("100 Continue"), "{text}");
-        assert_eq!(parse(&raw).status, code, "{text}");
+        let a = parse(&raw);
+        assert_eq!(a.status, code, "{text}");
+        assert!(a.head.contains("connection: close"), "{text}");
     }
     // Accepted: `100 Continue` once the handler reads the body, then the answer.
     let body = txn(1).to_string();
@@ -228,6 +231,48 @@ fn expect_100_continue_gets_the_final_status_when_refused() {
     let mut raw = Vec::new();
     c.read_to_end(&mut raw).expect("read");
     assert_eq!(parse(&raw).status, 202, "{}", String::from_utf8_lossy(&raw));
+    s.stop();
+}
+
+/// Reads one answer (its head, then `Content-Length` bytes) from a connection kept open.
+fn read_one(c: &mut TcpStream) -> Answer {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        c.read_exact(&mut byte).expect("read the head");
+        raw.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no content-length in {head}"));
+    let mut body = vec![0u8; len];
+    c.read_exact(&mut body).expect("read the body");
+    raw.extend_from_slice(&body);
+    parse(&raw)
+}
+
+#[test]
+fn answers_after_the_whole_body_was_read_keep_the_connection() {
+    let mut s = Server::start("");
+    let mut c = connect(&s);
+    // 400 (not an envelope) after the body was read: nothing is left unread, the connection
+    // stays open and serves the next request.
+    c.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n[1]")
+        .expect("write");
+    let a = read_one(&mut c);
+    assert_eq!(a.status, 400, "{a:?}");
+    assert!(!a.head.contains("connection: close"), "{a:?}");
+    let body = txn(1).to_string();
+    write!(
+        c,
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    assert_eq!(read_one(&mut c).status, 202);
     s.stop();
 }
 
