@@ -5,10 +5,9 @@
 //!   `GET /healthz`, `GET /readyz`, `GET /metrics`.
 //! - A 2xx answer means the request's events are in the write-ahead log ([`wal`]); streamer
 //!   threads ([`streamer`]) deliver them through the configured sink and commit afterwards.
-//!
 //! - Answers sent before a request body was read (401, 413, 429, …) reach clients that are
 //!   still sending it: the rest is read and discarded, within bounds, before the connection is
-//!   closed ([`linger`]'s lingering close).
+//!   closed (lingering close, module `linger`).
 //!
 //! Shutdown: stop accepting, finish in-flight requests, stream what is in the log until
 //! `collector.shutdown_deadline`, return. What is left stays in the log for the next start.
