@@ -107,6 +107,43 @@ pub struct CollectorSection {
     /// `max_in_flight` permits and body memory; a slow but steady upload is not cut off.
     #[serde(deserialize_with = "duration")]
     pub request_timeout: Duration,
+    /// `[collector.lingering]`: how the rest of a refused request's body is read and discarded
+    /// before its connection is closed.
+    pub lingering: Lingering,
+}
+
+/// `[collector.lingering]`: nginx's lingering close. An answer sent before the request's body
+/// was read (401, 413, 429, … at once) ends the connection; a client still sending its body
+/// would get a reset, which destroys the answer it has not read yet. So the collector reads and
+/// discards what the client still sends, within these bounds, and closes once the client is
+/// done. No permit and no body budget are held meanwhile, only the socket.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Lingering {
+    /// Longest time spent reading a refused body after the answer (nginx's `lingering_time`).
+    #[serde(deserialize_with = "duration")]
+    pub time: Duration,
+    /// The reading stops once the client has sent nothing for this long (nginx's
+    /// `lingering_timeout`).
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Most bytes read and discarded per connection: a client may send this much past a refusal
+    /// and still read the answer.
+    pub max_bytes: ByteSize,
+    /// Connections drained at once; past it a refused connection is closed at once (its client
+    /// may see a reset instead of the answer). 0 turns lingering off.
+    pub max_connections: usize,
+}
+
+impl Default for Lingering {
+    fn default() -> Self {
+        Self {
+            time: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+            max_bytes: ByteSize(256 * 1024 * 1024),
+            max_connections: 1024,
+        }
+    }
 }
 
 impl Default for CollectorSection {
@@ -135,6 +172,7 @@ impl Default for CollectorSection {
             shutdown_deadline: Duration::from_secs(10),
             retry_after_secs: 1,
             request_timeout: Duration::from_secs(30),
+            lingering: Lingering::default(),
         }
     }
 }

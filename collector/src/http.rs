@@ -17,7 +17,9 @@ use evlog_core::pipeline::{EventId, RawEvent};
 use evlog_core::sink::forward::wire::RowsRequest;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{
+    HeaderValue, CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
@@ -41,6 +43,8 @@ pub(crate) struct State {
     pub body_bytes: AtomicU64,
     /// Answers by endpoint and status.
     pub responses: Responses,
+    /// Connections closing after an early answer, read to their end first ([`crate::linger`]).
+    pub drains: Arc<crate::linger::Drains>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -142,7 +146,18 @@ impl Responses {
     }
 }
 
-pub(crate) async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+pub(crate) async fn handle(
+    st: Arc<State>,
+    mark: Arc<crate::linger::Mark>,
+    mut req: Request<Incoming>,
+) -> Result<Resp, Infallible> {
+    // A refusal may leave the body unread: hyper then closes the connection after the answer,
+    // and the mark makes that close a lingering one (`read_body` reports a body read through).
+    let has_body = !hyper::body::Body::is_end_stream(req.body());
+    if has_body {
+        mark.start();
+        req.extensions_mut().insert(Arc::clone(&mark));
+    }
     let endpoint = match req.uri().path() {
         "/v1/events" => Endpoint::Events,
         "/v1/batch" => Endpoint::Batch,
@@ -154,7 +169,7 @@ pub(crate) async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Res
     };
     let get = req.method() == Method::GET;
     let post = req.method() == Method::POST;
-    let r = match endpoint {
+    let mut r = match endpoint {
         Endpoint::Healthz if get => respond(StatusCode::OK, json!({"status": "alive"})),
         Endpoint::Readyz if get => readyz(&st),
         Endpoint::Metrics if get => text(StatusCode::OK, metrics(&st)),
@@ -184,6 +199,11 @@ pub(crate) async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Res
         ),
     };
     st.responses.count(endpoint, r.status());
+    if mark.answered(has_body, r.status().is_success()) {
+        // hyper closes the connection after this answer: say so, or a client could reuse it.
+        r.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     Ok(r)
 }
 
@@ -237,6 +257,7 @@ fn metrics(st: &State) -> String {
         u8::from(st.shared.sink_healthy.load(Ordering::Relaxed)),
     );
     st.responses.write_prometheus(&mut s);
+    st.drains.write_prometheus(&mut s);
     st.wal.write_prometheus(&mut s);
     write_header(
         &mut s,
@@ -386,6 +407,7 @@ async fn read_body<'a>(
     let timeout = st.config.request_timeout;
     let idle = tokio::time::sleep(timeout);
     tokio::pin!(idle);
+    let read_through = req.extensions().get::<Arc<crate::linger::Mark>>().cloned();
     let mut incoming = req.into_body();
     let mut one: Option<Bytes> = None;
     let mut joined: Option<bytes::BytesMut> = None;
@@ -434,6 +456,9 @@ async fn read_body<'a>(
         } else {
             one = Some(data);
         }
+    }
+    if let Some(mark) = read_through {
+        mark.body_read();
     }
     let body = joined
         .map(bytes::BytesMut::freeze)

@@ -5,6 +5,9 @@
 //!   `GET /healthz`, `GET /readyz`, `GET /metrics`.
 //! - A 2xx answer means the request's events are in the write-ahead log ([`wal`]); streamer
 //!   threads ([`streamer`]) deliver them through the configured sink and commit afterwards.
+//! - Answers sent before a request body was read (401, 413, 429, …) reach clients that are
+//!   still sending it: the rest is read and discarded, within bounds, before the connection is
+//!   closed (lingering close, module `linger`).
 //!
 //! Shutdown: stop accepting, finish in-flight requests, stream what is in the log until
 //! `collector.shutdown_deadline`, return. What is left stays in the log for the next start.
@@ -12,6 +15,7 @@
 pub mod config;
 mod envelope;
 mod http;
+mod linger;
 pub mod streamer;
 pub mod wal;
 
@@ -146,6 +150,7 @@ pub async fn run(
         in_flight: tokio::sync::Semaphore::new(c.max_in_flight),
         body_bytes: std::sync::atomic::AtomicU64::new(0),
         responses: http::Responses::default(),
+        drains: linger::Drains::new(c.lingering.clone()),
     });
 
     let tls = match (&c.tls_cert, &c.tls_key) {
@@ -166,8 +171,14 @@ pub async fn run(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                // An early refusal marks its connection, which then closes lingering (see `linger`).
+                let mark = Arc::new(linger::Mark::default());
+                let stream =
+                    linger::LingeringStream::new(stream, Arc::clone(&mark), Arc::clone(&state.drains));
                 let st = Arc::clone(&state);
-                let svc = hyper::service::service_fn(move |req| http::handle(Arc::clone(&st), req));
+                let svc = hyper::service::service_fn(move |req| {
+                    http::handle(Arc::clone(&st), Arc::clone(&mark), req)
+                });
                 match &tls {
                     None => {
                         let conn = http1_builder(&c).serve_connection(TokioIo::new(stream), svc);

@@ -342,23 +342,33 @@ fn requests_past_max_in_flight_get_429_at_once() {
         b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
     )
     .expect("write");
+    // Its handler holds the permit once it has reserved its declared length.
+    let held = |s: &Server| metric(&s.metrics(), "evlog_collector_body_bytes_in_flight ");
+    assert!(
+        wait_for(WAIT, || held(&s) == Some(100.0)),
+        "the slow request never started: {:?}",
+        held(&s)
+    );
     let c = client();
     let url = format!("{}/v1/events", s.url);
-    assert!(
-        wait_for(WAIT, || c
-            .post(&url)
-            .json(&txn(1))
-            .send()
-            .is_ok_and(|r| r.status() == 429)),
-        "no 429 while the permit is held"
-    );
+    let r = c.post(&url).json(&txn(1)).send().expect("send");
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert!(r
+        .text()
+        .expect("t")
+        .contains("too many requests in progress"));
+    // The slow request ends when its client goes (400: the body was cut short); it is counted
+    // after its permit was given back.
     drop(slow);
-    // The permit comes back when the slow request ends.
-    assert!(wait_for(WAIT, || c
-        .post(&url)
-        .json(&txn(2))
-        .send()
-        .is_ok_and(|r| r.status() == 202)));
+    assert!(
+        wait_for(WAIT, || s.metrics().lines().any(|l| l.starts_with(
+            r#"evlog_collector_http_responses_total{path="/v1/events",code="400"}"#
+        ))),
+        "{}",
+        s.metrics()
+    );
+    assert_eq!(status(c.post(&url).json(&txn(2))), 202);
     assert_eq!(status(c.get(format!("{}/healthz", s.url))), 200);
     s.stop();
 }
