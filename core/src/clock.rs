@@ -11,6 +11,12 @@
 //! the error between refreshes stays in the microseconds. Anything unexpected — no TSC clocksource,
 //! a writer that vanished in a fork, a reader that keeps losing the race — falls back to the real
 //! clock, never to a wrong time.
+//!
+//! Every calibration point is a bracketed sample: TSC, real clock, TSC again, kept only when the
+//! two TSC reads are close (`MAX_SAMPLE_TICKS`). A thread preempted between reading the TSC and
+//! the real clock (milliseconds on a busy machine) would otherwise pair a TSC value with a later
+//! time, and a 10 ms calibration would be off by as much as the preemption: every stamp until the
+//! next refresh would drift by that ratio. A rejected sample just serves the real clock.
 
 /// Microseconds since the Unix epoch.
 #[inline]
@@ -35,6 +41,9 @@ mod tsc {
     const FIRST_CALIBRATION_NS: i64 = 10_000_000;
     /// Age after which a caller refreshes the calibration.
     const REFRESH_NS: i64 = 1_000_000_000;
+    /// Most TSC ticks between the two reads that bracket a real-clock read for the sample to be
+    /// used (~20-50 µs at 1-2.5 GHz; an undisturbed bracket takes well under 1 µs).
+    const MAX_SAMPLE_TICKS: u64 = 50_000;
 
     static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
     static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -59,6 +68,17 @@ mod tsc {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos().min(i64::MAX as u128) as i64)
+    }
+
+    /// A calibration point: the real time and the TSC at (the middle of) the same instant, or
+    /// only the real time when the thread was interrupted between the reads.
+    fn sample() -> (i64, Option<u64>) {
+        let t0 = rdtsc();
+        let real = real_ns();
+        let t1 = rdtsc();
+        let ticks = t1.wrapping_sub(t0);
+        let tsc = (ticks <= MAX_SAMPLE_TICKS).then(|| t0 + ticks / 2);
+        (real, tsc)
     }
 
     #[cold]
@@ -125,22 +145,24 @@ mod tsc {
             _ => return None,
         }
         let (base_tsc, base_ns, mult) = read()?;
-        let now = rdtsc();
         if mult == 0 {
-            return Some(calibrate_first(base_tsc, base_ns, now));
+            return Some(calibrate_first(base_tsc, base_ns));
         }
-        let ticks = now.wrapping_sub(base_tsc);
+        let ticks = rdtsc().wrapping_sub(base_tsc);
         let ns = base_ns + ((u128::from(ticks) * u128::from(mult)) >> 32) as i64;
         if ns - base_ns > REFRESH_NS || ticks > (1 << 62) {
-            return Some(refresh(base_tsc, base_ns, now) / 1000);
+            return Some(refresh(base_tsc, base_ns) / 1000);
         }
         Some(ns / 1000)
     }
 
     /// Before the rate is known: serve the real clock, and set the rate once 10 ms have passed.
     #[cold]
-    fn calibrate_first(base_tsc: u64, base_ns: i64, now_tsc: u64) -> i64 {
-        let real = real_ns();
+    fn calibrate_first(base_tsc: u64, base_ns: i64) -> i64 {
+        let (real, tsc) = sample();
+        let Some(now_tsc) = tsc else {
+            return real / 1000; // interrupted mid-sample: try again on a later call
+        };
         if base_tsc == 0 {
             write(now_tsc, real, 0);
         } else if real - base_ns >= FIRST_CALIBRATION_NS {
@@ -154,8 +176,11 @@ mod tsc {
 
     /// The calibration is over a second old: measure the rate over the last period and re-anchor.
     #[cold]
-    fn refresh(base_tsc: u64, base_ns: i64, now_tsc: u64) -> i64 {
-        let real = real_ns();
+    fn refresh(base_tsc: u64, base_ns: i64) -> i64 {
+        let (real, tsc) = sample();
+        let Some(now_tsc) = tsc else {
+            return real; // interrupted mid-sample: a later call refreshes
+        };
         // Concurrent refreshers race for the writer lock in `write`; losers just use `real`.
         match mult_between(base_tsc, base_ns, now_tsc, real) {
             Some(m) => write(now_tsc, real, m),
