@@ -227,8 +227,20 @@ fn readyz(st: &State) -> Resp {
             format!("the write-ahead log cannot be written: {why}"),
         );
     }
-    if !st.shared.sink_healthy.load(Ordering::Relaxed) {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the sink is failing");
+    // Dead letters held back in the log block it as failing rows do: not ready either way.
+    if !st.shared.sink_healthy.load(Ordering::Relaxed)
+        || st.shared.counters.snapshot(0).dead_letters_waiting > 0
+    {
+        let why = st
+            .shared
+            .sink_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the sink is failing: {why}"),
+        );
     }
     respond(StatusCode::OK, json!({"status": "ready"}))
 }

@@ -114,6 +114,7 @@ pub async fn run(
         counters: Counters::new(),
         pending: Arc::clone(&pending),
         sink_healthy: AtomicBool::new(true),
+        sink_error: Mutex::new(String::new()),
         per_table: Mutex::new(Default::default()),
         boot: evlog_core::ids::random_u64(),
     });

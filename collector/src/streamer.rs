@@ -6,6 +6,11 @@
 //! those rows again on restart, with the same insertId (BigQuery drops the duplicates).
 //! Rows the sink fails are retried (full-jitter backoff, `[retry]` base/cap) without committing;
 //! at the shutdown deadline a streamer stops and what is uncommitted stays in the log.
+//!
+//! Dead letters are retried the same way: while their table cannot be written (no permission,
+//! BigQuery down) the streamer does not commit past them, `evlog_dead_letters_waiting` counts
+//! them, and `/readyz` answers 503 with the sink's last error. Only dead letters the table
+//! refuses for good (a row it finds invalid) are dropped, counted as `dead_letter_failed`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,10 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use evlog_core::config::RetryConfig;
-use evlog_core::counters::Counters;
+use evlog_core::counters::{Counters, DropReason};
 use evlog_core::pipeline::{EventId, Processor, RawEvent};
 use evlog_core::routing::Destination;
-use evlog_core::sink::{Batch, EncodedRow, RejectedEvent, Sink, SinkFactory};
+use evlog_core::sink::{intern_reason, Batch, EncodedRow, RejectedEvent, Sink, SinkFactory};
 use evlog_core::spool::{SegmentReader, Spool, HEADER};
 
 use crate::wal::{read_framed, WalRecord, FRAMED};
@@ -30,6 +35,8 @@ pub struct Shared {
     pub pending: Arc<AtomicU64>,
     /// False after a delivery failed, true again after one succeeded.
     pub sink_healthy: AtomicBool,
+    /// What the last failed delivery (rows or dead letters) reported, for `/readyz`.
+    pub sink_error: Mutex<String>,
     /// Rows delivered per `dataset.table`.
     pub per_table: Mutex<BTreeMap<String, u64>>,
     /// This process's boot id (see [`WalRecord::boot`]).
@@ -53,6 +60,14 @@ pub struct StreamerParts {
     pub shared: Arc<Shared>,
     /// Set when the collector is shutting down: stream what is left, until `deadline`.
     pub stop: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Shared {
+    /// Marks the sink failing, with why.
+    fn failing(&self, why: &str) {
+        self.sink_healthy.store(false, Ordering::Relaxed);
+        *self.sink_error.lock().unwrap_or_else(|e| e.into_inner()) = why.to_string();
+    }
 }
 
 impl std::fmt::Debug for StreamerParts {
@@ -84,7 +99,9 @@ pub fn run(parts: StreamerParts, mut spool: Spool) {
                 Ok(s) => sink = Some(s),
                 Err(e) => {
                     parts.shared.counters.sink_error("unavailable", e.kind());
-                    parts.shared.sink_healthy.store(false, Ordering::Relaxed);
+                    parts
+                        .shared
+                        .failing(&format!("the sink cannot be built: {e}"));
                     std::thread::sleep(parts.retry.base.max(IDLE));
                     continue;
                 }
@@ -197,7 +214,7 @@ fn read_framed_record(parts: &StreamerParts, acc: &mut Acc, payload: &[u8]) {
     }
     for r in header.rejected {
         acc.events += 1;
-        let reason = intern(&r.reason);
+        let reason = intern_reason(&r.reason);
         acc.rejects.push(r.into_rejected(reason));
     }
 }
@@ -225,7 +242,7 @@ fn read_json_record(parts: &StreamerParts, acc: &mut Acc, payload: &[u8]) {
             }
             for r in record.rejected {
                 acc.events += 1;
-                let reason = intern(&r.reason);
+                let reason = intern_reason(&r.reason);
                 acc.rejects.push(r.into_rejected(reason));
             }
             for e in record.events {
@@ -284,6 +301,7 @@ fn deliver(parts: &StreamerParts, sink: &mut dyn Sink, acc: Acc) -> bool {
     }
     let mut rejects = acc.rejects;
     let mut attempt = 0u32;
+    let mut row_error = None;
     while !batches.is_empty() {
         let dests: Vec<Destination> = batches.iter().map(|b| b.destination.clone()).collect();
         let started = Instant::now();
@@ -306,6 +324,7 @@ fn deliver(parts: &StreamerParts, sink: &mut dyn Sink, acc: Acc) -> bool {
             }
             rejects.extend(o.rejected);
             if !o.failed.is_empty() {
+                row_error = o.error.as_ref().map(|e| e.to_string());
                 let bytes = o.failed.iter().map(|r| r.json.len()).sum();
                 batches.push(Batch {
                     destination: dest,
@@ -317,7 +336,10 @@ fn deliver(parts: &StreamerParts, sink: &mut dyn Sink, acc: Acc) -> bool {
         if batches.is_empty() {
             shared.sink_healthy.store(true, Ordering::Relaxed);
         } else {
-            shared.sink_healthy.store(false, Ordering::Relaxed);
+            shared.failing(&format!(
+                "rows cannot be delivered: {}",
+                row_error.as_deref().unwrap_or("delivery failed")
+            ));
             shared
                 .counters
                 .retry(batches.iter().map(|b| b.rows.len() as u64).sum());
@@ -326,21 +348,46 @@ fn deliver(parts: &StreamerParts, sink: &mut dyn Sink, acc: Acc) -> bool {
             }
         }
     }
+    // Dead letters counted in `evlog_dead_letters_waiting` while their table fails.
+    let mut waiting = 0u64;
     while !rejects.is_empty() {
-        match sink.dead_letter(&rejects) {
-            Ok(()) => {
-                for r in &rejects {
-                    shared.counters.reject(r.reason, 1);
-                }
-                rejects.clear();
-            }
-            Err(e) => {
+        let o = sink.store_dead_letters(std::mem::take(&mut rejects));
+        for r in &o.stored {
+            shared.counters.reject(r.reason, 1);
+        }
+        if !o.refused.is_empty() {
+            // The dead-letter table refuses them for good: retrying would block the log forever.
+            shared
+                .counters
+                .sink_error(sink.name(), "dead_letter_invalid");
+            shared
+                .counters
+                .drop_events(DropReason::DeadLetterFailed, o.refused.len() as u64);
+        }
+        rejects = o.failed;
+        let now_waiting = rejects.len() as u64;
+        if now_waiting > waiting {
+            shared.counters.dead_letters_wait(now_waiting - waiting);
+        } else {
+            shared.counters.dead_letters_settled(waiting - now_waiting);
+        }
+        waiting = now_waiting;
+        if rejects.is_empty() {
+            shared.sink_healthy.store(true, Ordering::Relaxed);
+            break;
+        }
+        let e = o.error.map_or_else(
+            || "not stored".to_string(),
+            |e| {
                 shared.counters.sink_error(sink.name(), e.kind());
-                shared.sink_healthy.store(false, Ordering::Relaxed);
-                if !backoff(parts, &mut attempt) {
-                    return false;
-                }
-            }
+                e.to_string()
+            },
+        );
+        shared.failing(&format!("dead letters cannot be written: {e}"));
+        if !backoff(parts, &mut attempt) {
+            // Left uncommitted in the log for the next start; no longer waiting here.
+            shared.counters.dead_letters_settled(waiting);
+            return false;
         }
     }
     shared.pending.fetch_sub(
@@ -372,20 +419,4 @@ fn backoff(parts: &StreamerParts, attempt: &mut u32) -> bool {
         }
         std::thread::sleep((until - now).min(Duration::from_millis(20)));
     }
-}
-
-/// A `'static` label for a forwarded rejection reason (counters take static labels). Reasons are
-/// few; past a bound, unknown ones share one label so memory stays bounded.
-fn intern(reason: &str) -> &'static str {
-    static SEEN: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
-    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(s) = seen.iter().find(|s| **s == reason) {
-        return s;
-    }
-    if seen.len() >= 64 || reason.len() > 64 {
-        return "forwarded_other";
-    }
-    let s: &'static str = Box::leak(reason.to_string().into_boxed_str());
-    seen.push(s);
-    s
 }

@@ -41,6 +41,9 @@ pub mod names {
     pub const FLUSH_SECONDS: &str = "evlog_flush_seconds";
     /// Sink errors; labels `sink`, `kind`.
     pub const SINK_ERRORS: &str = "evlog_sink_errors_total";
+    /// Rejected events waiting for their dead-letter table, which cannot be written now; kept in
+    /// the spool (SDK) or the write-ahead log (collector) and retried (gauge).
+    pub const DEAD_LETTERS_WAITING: &str = "evlog_dead_letters_waiting";
 }
 
 /// Why an accepted event was dropped (not stored anywhere, counted).
@@ -239,6 +242,7 @@ pub struct Counters {
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     sink_errors: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     flush: Histogram,
+    dead_letters_waiting: AtomicU64,
 }
 
 impl Default for Counters {
@@ -259,6 +263,7 @@ impl Counters {
             rejected: Mutex::new(BTreeMap::new()),
             sink_errors: Mutex::new(BTreeMap::new()),
             flush: Histogram::new(&FLUSH_BUCKETS),
+            dead_letters_waiting: AtomicU64::new(0),
         }
     }
 
@@ -307,6 +312,18 @@ impl Counters {
         *lock(&self.sink_errors).entry((sink, kind)).or_default() += 1;
     }
 
+    /// `n` more dead letters wait for a table that cannot be written now.
+    pub fn dead_letters_wait(&self, n: u64) {
+        self.dead_letters_waiting.fetch_add(n, Relaxed);
+    }
+
+    /// `n` waiting dead letters were settled (stored, dropped, or handed back for another try).
+    pub fn dead_letters_settled(&self, n: u64) {
+        let _ = self
+            .dead_letters_waiting
+            .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(n)));
+    }
+
     /// Records how long one flush took.
     pub fn observe_flush(&self, took: Duration) {
         self.flush.observe(took);
@@ -344,6 +361,7 @@ impl Counters {
                 .iter()
                 .map(|((s, k), v)| ((s.to_string(), k.to_string()), *v))
                 .collect(),
+            dead_letters_waiting: self.dead_letters_waiting.load(Relaxed),
         }
     }
 }
@@ -380,6 +398,8 @@ pub struct Stats {
     pub flush_seconds_sum: f64,
     /// `evlog_sink_errors_total` by (sink, kind).
     pub sink_errors: BTreeMap<(String, String), u64>,
+    /// `evlog_dead_letters_waiting`.
+    pub dead_letters_waiting: u64,
 }
 
 impl Stats {
@@ -420,6 +440,10 @@ impl Stats {
                 *v as f64,
             ));
         }
+        out.push((
+            names::DEAD_LETTERS_WAITING.to_string(),
+            self.dead_letters_waiting as f64,
+        ));
         out
     }
 
@@ -459,6 +483,11 @@ impl Stats {
             names::SINK_ERRORS,
             "Sink errors by sink and kind.",
             "counter",
+        );
+        counter(
+            names::DEAD_LETTERS_WAITING,
+            "Rejected events kept for a dead-letter table that cannot be written now.",
+            "gauge",
         );
         for (name, v) in self.to_flat() {
             let _ = writeln!(s, "{name} {v}");

@@ -131,3 +131,71 @@ fn flush_is_false_while_earlier_events_wait_in_the_spool() {
     );
     assert!(!p.shutdown(Duration::from_secs(10)));
 }
+
+#[test]
+fn dead_letters_that_cannot_be_written_wait_in_the_spool_for_a_later_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MemoryStore::new();
+    store.fail_dead_letters.store(true, Ordering::SeqCst);
+    let first = Pipeline::with_parts(config(dir.path(), ""), schemas(), store.factory());
+    for i in 0..10 {
+        first
+            .log_json("events", "page_view", &format!(r#"{{"url":"/{i}"}}"#))
+            .unwrap();
+    }
+    for i in 0..4 {
+        // No `url`, which is REQUIRED: rejected.
+        first
+            .log_json("events", "page_view", &format!(r#"{{"user_id":{i}}}"#))
+            .unwrap();
+    }
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            let s = first.stats();
+            s.delivered == 10 && s.dead_letters_waiting == 4
+        }),
+        "{:?}",
+        first.stats()
+    );
+    assert!(!first.shutdown(Duration::from_secs(5)), "dead letters wait");
+    let s = first.stats();
+    assert_eq!((s.rejected_total(), s.dropped_total()), (0, 0), "{s:?}");
+    assert_eq!(s.in_flight, 4, "{s:?}");
+    assert!(
+        s.sink_errors
+            .get(&("memory".to_string(), "other".to_string()))
+            .is_some_and(|n| *n >= 1),
+        "the failure is counted: {s:?}"
+    );
+    drop(first);
+    assert!(lock(&store.rejected).is_empty());
+
+    // The next process (a second pipeline on the same spool) stores them once its sink can.
+    store.fail_dead_letters.store(false, Ordering::SeqCst);
+    let second = Pipeline::with_parts(config(dir.path(), ""), schemas(), store.factory());
+    // The flush thread starts with the first event.
+    second
+        .log_json("events", "page_view", r#"{"url":"/new"}"#)
+        .unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || lock(&store.rejected).len() == 4
+            && second.stats().is_settled()),
+        "{:?}",
+        second.stats()
+    );
+    let s = second.stats();
+    // Replayed from another writer: accepted and rejected here, so the books balance.
+    assert_eq!((s.accepted, s.delivered), (5, 1), "{s:?}");
+    assert_eq!(s.rejected.get("missing_required"), Some(&4), "{s:?}");
+    assert_eq!(s.dead_letters_waiting, 0, "{s:?}");
+    assert!(s.is_settled(), "{s:?}");
+    for r in lock(&store.rejected).iter() {
+        assert_eq!(r.field.as_deref(), Some("url"), "{r:?}");
+        assert!(r.raw.contains("user_id"), "{r:?}");
+    }
+    assert!(second.shutdown(Duration::from_secs(5)));
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

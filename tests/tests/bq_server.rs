@@ -809,6 +809,51 @@ fn failure_ratio_is_reproducible_from_the_seed() {
 }
 
 #[test]
+fn a_denied_table_answers_403_access_denied_until_allowed() {
+    let s = server();
+    let create = json!({"tableReference": {"projectId": P, "datasetId": D, "tableId": "dl"},
+                        "schema": {"fields": [{"name": "a", "type": "STRING"}]}});
+    let tables = format!("/bigquery/v2/projects/{P}/datasets/{D}/tables");
+    s.deny_table(D, "dl", true);
+    s.deny_table(D, "tx", true);
+    // Denied whether the table exists (tx) or not (dl): permissions are checked first.
+    for t in ["tx", "dl"] {
+        let r = post_json(&s, &insert_path(t), &one_row());
+        assert_eq!(r.status, 403, "{t}");
+        let e = &r.json()["error"];
+        assert_eq!(e["errors"][0]["reason"], "accessDenied");
+        assert_eq!(e["status"], "PERMISSION_DENIED");
+        assert!(e["message"]
+            .as_str()
+            .unwrap()
+            .contains("bigquery.tables.updateData"));
+    }
+    let r = post_json(&s, &tables, &create);
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["error"]["errors"][0]["reason"], "accessDenied");
+    assert!(!s.table_exists(P, D, "dl"));
+    // Other tables and reads are untouched.
+    assert_eq!(get(&s, &format!("{tables}/tx")).status, 200);
+
+    s.deny_table(D, "dl", false);
+    s.deny_table(D, "tx", false);
+    let r = post_json(&s, &insert_path("dl"), &one_row());
+    assert_eq!(r.status, 404, "a missing table is notFound again");
+    assert_eq!(r.json()["error"]["errors"][0]["reason"], "notFound");
+    assert_eq!(post_json(&s, &tables, &create).status, 200);
+    assert_eq!(
+        post_json(
+            &s,
+            &insert_path("dl"),
+            &rows_req(&[(None, json!({"a": "x"}))])
+        )
+        .status,
+        200
+    );
+    assert_eq!(s.rows(P, D, "dl").len(), 1);
+}
+
+#[test]
 fn down_and_refusing_modes() {
     let s = server();
     s.set_down(true);
@@ -960,6 +1005,20 @@ fn the_binary_loads_evlog_schemas_and_serves_admin_endpoints() {
         r.json(),
         json!({"kind": "bigquery#tableDataInsertAllResponse"})
     );
+    let deny = |denied: bool| {
+        let body = json!({"deny": "events.transaction", "denied": denied}).to_string();
+        send(addr, "POST", "/_fault", &[], body.as_bytes())
+            .unwrap()
+            .status
+    };
+    assert_eq!(deny(true), 200);
+    assert_eq!(
+        send(addr, "POST", path, &[], body.as_bytes())
+            .unwrap()
+            .status,
+        403
+    );
+    assert_eq!(deny(false), 200);
     let st = send(addr, "GET", "/_stats", &[], b"").unwrap().json();
     assert_eq!(st["faults_injected"], 2);
     assert_eq!(st["rows_stored"], 1);

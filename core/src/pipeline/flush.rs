@@ -7,6 +7,14 @@
 //! replayed oldest first (this process's and those left by earlier ones), a bounded amount per
 //! round so live events keep flowing.
 //!
+//! Rejected events take the same path: the dead letters a sink cannot store now (their table
+//! cannot be written: no permission, BigQuery down) go to the spool as a dead-letter record,
+//! counted in `evlog_dead_letters_waiting` and `evlog_sink_errors_total`, and a breaker of their
+//! own (same intervals) keeps new rejects going straight to the spool while it is open. Replay
+//! stops at a dead-letter record while that breaker is open and resumes there when it closes, so
+//! nothing is skipped; rows keep flowing live meanwhile. Without a spool they are dropped,
+//! counted as `dead_letter_failed`, as failed rows are.
+//!
 //! It parks when there is nothing to do. While no rows are pending it asks producers to wake it
 //! on the first event; while rows are pending it sleeps until the oldest batch's age deadline and
 //! asks to be woken only when a full batch (`batch.max_rows` events) is waiting, so a steady
@@ -20,7 +28,7 @@ use std::time::Instant;
 use std::time::Duration;
 
 use super::lanes::Lanes;
-use super::spooled::Record;
+use super::spooled::{Parts, Record};
 use super::{ErrorSummary, FlushParts, Outcome, ProcState, RawEvent, Request, IDLE_PARK};
 use crate::counters::DropReason;
 use crate::routing::Destination;
@@ -94,6 +102,9 @@ struct Worker {
     /// Deliveries go straight to the spool until then.
     breaker_until: Option<Instant>,
     breaker_wait: Duration,
+    /// The same for dead letters: their table could not be written.
+    dl_breaker_until: Option<Instant>,
+    dl_breaker_wait: Duration,
     /// When to look at the spool next for records to replay.
     next_replay: Instant,
     /// Identifies this flush thread's spool records (see `spooled`, the record format).
@@ -139,6 +150,8 @@ impl Worker {
             spool,
             breaker_until: None,
             breaker_wait: BREAKER_MIN,
+            dl_breaker_until: None,
+            dl_breaker_wait: BREAKER_MIN,
             next_replay: Instant::now(),
             writer: crate::ids::random_u64(),
             own_spooled: 0,
@@ -577,6 +590,14 @@ impl Worker {
                 let _ = seg.commit(rec.end);
                 continue;
             };
+            if record.is_dead_letters() {
+                if let Some(until) = self.dl_breaker_until.filter(|t| Instant::now() < *t) {
+                    // Their table still cannot be written: stop here, uncommitted, and come
+                    // back when the breaker closes (keeps the order, skips nothing).
+                    self.next_replay = until;
+                    return false;
+                }
+            }
             let n = record.len();
             rows += n;
             if !record.foreign(self.writer) {
@@ -585,14 +606,17 @@ impl Worker {
             }
             if record.foreign(self.writer) {
                 self.st.counters.accept_n(n as u64);
+            } else if record.is_dead_letters() {
+                self.st.counters.dead_letters_settled(n as u64);
             }
             // What fails again is re-spooled as a new record and this one committed, so every
             // event is counted once whatever happens.
             match record.into_parts() {
-                Ok(batch) => {
+                Parts::Rows(batch) => {
                     self.deliver_batches(vec![batch]);
                 }
-                Err(raws) => {
+                Parts::DeadLetters(events) => self.rejects.extend(events),
+                Parts::Raw(raws) => {
                     for raw in raws {
                         match self.parts.processor.process(&raw) {
                             Ok((dest, row)) => self.add_row(dest, row),
@@ -618,45 +642,94 @@ impl Worker {
         self.send_report();
     }
 
+    /// Stores pending rejects in their dead-letter tables and counts them; what cannot be stored
+    /// now goes to the spool (see the module docs).
     fn dead_letter_rejects(&mut self) {
-        let counters = &self.st.counters;
-        if !self.rejects.is_empty() {
-            let rejects = std::mem::take(&mut self.rejects);
-            let result = match &mut self.sink {
-                Ok(sink) => sink.dead_letter(&rejects),
-                Err(e) => Err(SinkError::Other(e.to_string())),
-            };
-            match result {
-                Ok(()) => {
-                    let mut by_reason: Vec<ErrorSummary> = Vec::new();
-                    for r in &rejects {
-                        counters.reject(r.reason, 1);
-                        match by_reason.iter_mut().find(|s| s.reason == r.reason) {
-                            Some(s) => s.count += 1,
-                            None => by_reason.push(ErrorSummary {
-                                outcome: Outcome::Rejected,
-                                reason: r.reason.into(),
-                                count: 1,
-                                message: r.error.clone(),
-                            }),
-                        }
-                    }
-                    self.report.extend(by_reason);
-                }
-                Err(e) => {
-                    counters.sink_error(
-                        self.sink.as_ref().map_or("unavailable", |s| s.name()),
-                        e.kind(),
-                    );
-                    counters.drop_events(DropReason::DeadLetterFailed, rejects.len() as u64);
-                    self.report.push(ErrorSummary {
-                        outcome: Outcome::Dropped,
-                        reason: DropReason::DeadLetterFailed.as_str().into(),
-                        count: rejects.len() as u64,
-                        message: e.to_string(),
-                    });
-                }
+        if self.rejects.is_empty() {
+            return;
+        }
+        let rejects = std::mem::take(&mut self.rejects);
+        let now = Instant::now();
+        if self.spool.is_some() && self.dl_breaker_until.is_some_and(|t| now < t) {
+            self.spool_dead_letters(&rejects);
+            return;
+        }
+        let probing = self.dl_breaker_until.is_some();
+        let outcome = match &mut self.sink {
+            Ok(sink) => {
+                sink.set_probe(probing);
+                let o = sink.store_dead_letters(rejects);
+                sink.set_probe(false);
+                o
             }
+            Err(e) => crate::sink::DeadLetterOutcome::failed(
+                rejects,
+                SinkError::Other(format!("sink unavailable: {e}")),
+            ),
+        };
+        let name = self.sink.as_ref().map_or("unavailable", |s| s.name());
+        let counters = &self.st.counters;
+        let mut by_reason: Vec<ErrorSummary> = Vec::new();
+        for r in &outcome.stored {
+            counters.reject(r.reason, 1);
+            match by_reason.iter_mut().find(|s| s.reason == r.reason) {
+                Some(s) => s.count += 1,
+                None => by_reason.push(ErrorSummary {
+                    outcome: Outcome::Rejected,
+                    reason: r.reason.into(),
+                    count: 1,
+                    message: r.error.clone(),
+                }),
+            }
+        }
+        self.report.extend(by_reason);
+        if let Some((_, message)) = outcome.refused.first() {
+            // The dead-letter table itself refuses them: trying again cannot help.
+            let n = outcome.refused.len() as u64;
+            counters.sink_error(name, "dead_letter_invalid");
+            counters.drop_events(DropReason::DeadLetterFailed, n);
+            self.report.push(ErrorSummary {
+                outcome: Outcome::Dropped,
+                reason: DropReason::DeadLetterFailed.as_str().into(),
+                count: n,
+                message: message.clone(),
+            });
+        }
+        if outcome.failed.is_empty() {
+            self.dl_breaker_until = None;
+            self.dl_breaker_wait = BREAKER_MIN;
+            return;
+        }
+        let error = outcome
+            .error
+            .unwrap_or_else(|| SinkError::Other("dead letters not stored".into()));
+        counters.sink_error(name, error.kind());
+        if self.spool.is_some() {
+            self.spool_dead_letters(&outcome.failed);
+            let until = Instant::now() + self.dl_breaker_wait;
+            self.dl_breaker_until = Some(until);
+            self.dl_breaker_wait =
+                (self.dl_breaker_wait * 2).min(self.parts.retry.cap.max(BREAKER_MIN));
+            // Try them again from the spool as soon as the breaker closes.
+            self.next_replay = self.next_replay.min(until);
+        } else {
+            let n = outcome.failed.len() as u64;
+            counters.drop_events(DropReason::DeadLetterFailed, n);
+            self.report.push(ErrorSummary {
+                outcome: Outcome::Dropped,
+                reason: DropReason::DeadLetterFailed.as_str().into(),
+                count: n,
+                message: format!("dead-letter table cannot be written: {error}"),
+            });
+        }
+    }
+
+    /// Keeps dead letters in the spool for a later attempt (dropped, counted, when it cannot).
+    fn spool_dead_letters(&mut self, events: &[RejectedEvent]) {
+        let n = events.len();
+        let record = Record::from_rejected(events, self.writer);
+        if self.spool_record(&record, n, DropReason::DeadLetterFailed) {
+            self.st.counters.dead_letters_wait(n as u64);
         }
     }
 
@@ -743,11 +816,14 @@ impl Worker {
         }
         if !self.rejects.is_empty() {
             ok = false;
-            let n = self.rejects.len() as u64;
-            self.st
-                .counters
-                .drop_events(DropReason::ShutdownDeadline, n);
-            self.rejects.clear();
+            let rejects = std::mem::take(&mut self.rejects);
+            if self.spool.is_some() {
+                self.spool_dead_letters(&rejects);
+            } else {
+                self.st
+                    .counters
+                    .drop_events(DropReason::ShutdownDeadline, rejects.len() as u64);
+            }
         }
         if self.spool.is_some() {
             // Events still queued (not even validated) are kept raw.

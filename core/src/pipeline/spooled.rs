@@ -3,7 +3,12 @@
 //! - `{"rows":{"dataset":…,"table":…,"partitioned":bool,"day":"YYYYMMDD","writer":pid,
 //!   "rows":[{"id":…,"json":<row>}]}}` — validated rows whose delivery failed;
 //! - `{"raw":{"writer":pid,"events":[{"namespace","type","time","received_at","id","body"}]}}` —
-//!   events not yet validated (left in the queue at the shutdown deadline).
+//!   events not yet validated (left in the queue at the shutdown deadline);
+//! - `{"dead_letters":{"writer":pid,"events":[{"dataset","event_id","namespace","type",
+//!   "event_time","received_at","reason","field","error","raw"}]}}` — rejected events whose
+//!   dead-letter table could not be written (each event as in the forward wire format's
+//!   `rejected`). Added after the first two: a build that predates it skips such records as
+//!   undecodable (counted), and this build reads the older records unchanged.
 //!
 //! (Externally tagged on purpose: serde buffers internally tagged enums, and a buffered
 //! `RawValue` cannot be read back.)
@@ -18,7 +23,8 @@ use serde_json::value::RawValue;
 
 use super::{EventId, RawEvent};
 use crate::routing::{Destination, PartitionKind};
-use crate::sink::{Batch, EncodedRow};
+use crate::sink::forward::wire::WireRejected;
+use crate::sink::{intern_reason, Batch, EncodedRow, RejectedEvent};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -35,6 +41,20 @@ pub(crate) enum Record {
         writer: u64,
         events: Vec<Raw>,
     },
+    DeadLetters {
+        writer: u64,
+        events: Vec<WireRejected>,
+    },
+}
+
+/// What a record holds, back in the pipeline's types.
+pub(crate) enum Parts {
+    /// Validated rows for one destination.
+    Rows(Batch),
+    /// Events to validate.
+    Raw(Vec<RawEvent>),
+    /// Rejected events for their dead-letter tables.
+    DeadLetters(Vec<RejectedEvent>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -93,6 +113,13 @@ impl Record {
         }
     }
 
+    pub(crate) fn from_rejected(events: &[RejectedEvent], writer: u64) -> Self {
+        Record::DeadLetters {
+            writer,
+            events: events.iter().map(WireRejected::from).collect(),
+        }
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
@@ -103,7 +130,9 @@ impl Record {
 
     /// Whether another writer accepted these events.
     pub(crate) fn foreign(&self, me: u64) -> bool {
-        let (Record::Rows { writer, .. } | Record::Raw { writer, .. }) = self;
+        let (Record::Rows { writer, .. }
+        | Record::Raw { writer, .. }
+        | Record::DeadLetters { writer, .. }) = self;
         *writer != me
     }
 
@@ -111,11 +140,17 @@ impl Record {
         match self {
             Record::Rows { rows, .. } => rows.len(),
             Record::Raw { events, .. } => events.len(),
+            Record::DeadLetters { events, .. } => events.len(),
         }
     }
 
-    /// Back into a batch or raw events.
-    pub(crate) fn into_parts(self) -> Result<Batch, Vec<RawEvent>> {
+    /// Whether it holds dead letters.
+    pub(crate) fn is_dead_letters(&self) -> bool {
+        matches!(self, Record::DeadLetters { .. })
+    }
+
+    /// Back into a batch, raw events or dead letters.
+    pub(crate) fn into_parts(self) -> Parts {
         match self {
             Record::Rows {
                 dataset,
@@ -132,23 +167,34 @@ impl Record {
                         json: r.json.get().to_string(),
                     })
                     .collect();
-                Ok(Batch {
+                Parts::Rows(Batch {
                     destination: Destination::from_parts(&dataset, &table, partitioned, &day),
                     bytes: rows.iter().map(|r| r.json.len()).sum(),
                     rows,
                 })
             }
-            Record::Raw { events, .. } => Err(events
-                .into_iter()
-                .map(|e| RawEvent {
-                    namespace: CompactString::from(e.namespace),
-                    type_name: CompactString::from(e.type_name),
-                    time: e.time,
-                    received_at: e.received_at,
-                    id: EventId::Given(e.id.into()),
-                    body: e.body,
-                })
-                .collect()),
+            Record::DeadLetters { events, .. } => Parts::DeadLetters(
+                events
+                    .into_iter()
+                    .map(|e| {
+                        let reason = intern_reason(&e.reason);
+                        e.into_rejected(reason)
+                    })
+                    .collect(),
+            ),
+            Record::Raw { events, .. } => Parts::Raw(
+                events
+                    .into_iter()
+                    .map(|e| RawEvent {
+                        namespace: CompactString::from(e.namespace),
+                        type_name: CompactString::from(e.type_name),
+                        time: e.time,
+                        received_at: e.received_at,
+                        id: EventId::Given(e.id.into()),
+                        body: e.body,
+                    })
+                    .collect(),
+            ),
         }
     }
 }
@@ -174,7 +220,9 @@ mod tests {
         };
         let rec = Record::decode(&Record::from_batch(&batch, 9).encode()).expect("decodes");
         assert!(!rec.foreign(9) && rec.foreign(8));
-        let back = rec.into_parts().expect("rows");
+        let Parts::Rows(back) = rec.into_parts() else {
+            panic!("rows expected")
+        };
         assert_eq!(back.destination, batch.destination);
         assert_eq!(back.rows, batch.rows);
 
@@ -189,9 +237,46 @@ mod tests {
         let rec = Record::decode(&Record::from_raw(std::slice::from_ref(&raw), 9).encode())
             .expect("decodes");
         assert_eq!(rec.len(), 1);
-        let back = rec.into_parts().expect_err("raw events");
+        let Parts::Raw(back) = rec.into_parts() else {
+            panic!("raw events expected")
+        };
         assert_eq!(back[0].body, raw.body);
         assert_eq!(back[0].id.to_text(), raw.id.to_text());
         assert_eq!((back[0].time, back[0].received_at), (Some(5), 6));
+
+        let dead = RejectedEvent {
+            dataset: "events".into(),
+            event_id: "id-3".into(),
+            namespace: "events".into(),
+            type_name: "order".into(),
+            event_time: None,
+            received_at: 8,
+            reason: "missing_required",
+            field: Some("code".into()),
+            error: "field code: REQUIRED".into(),
+            raw: r#"{"n":1}"#.into(),
+        };
+        let rec = Record::decode(&Record::from_rejected(std::slice::from_ref(&dead), 9).encode())
+            .expect("decodes");
+        assert!(rec.is_dead_letters() && !rec.foreign(9) && rec.len() == 1);
+        let Parts::DeadLetters(back) = rec.into_parts() else {
+            panic!("dead letters expected")
+        };
+        assert_eq!(back, vec![dead]);
+    }
+
+    #[test]
+    fn records_of_earlier_builds_still_decode() {
+        // Written before the dead-letter kind existed: the same bytes must keep decoding.
+        let rows = br#"{"rows":{"dataset":"events","table":"t","partitioned":false,"day":"20261122","writer":4,"rows":[{"id":"a","json":{"x":1}}]}}"#;
+        let raw = br#"{"raw":{"writer":4,"events":[{"namespace":"events","type":"t","time":null,"received_at":1,"id":"b","body":"{}"}]}}"#;
+        assert!(matches!(
+            Record::decode(rows).map(Record::into_parts),
+            Some(Parts::Rows(_))
+        ));
+        assert!(matches!(
+            Record::decode(raw).map(Record::into_parts),
+            Some(Parts::Raw(_))
+        ));
     }
 }

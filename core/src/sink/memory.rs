@@ -16,6 +16,9 @@ pub struct MemoryStore {
     pub rejected: Mutex<Vec<RejectedEvent>>,
     /// While true, every delivery fails.
     pub fail: AtomicBool,
+    /// While true, every dead-letter write fails (as when the dead-letter table cannot be
+    /// written); rows are unaffected.
+    pub fail_dead_letters: AtomicBool,
 }
 
 impl MemoryStore {
@@ -82,6 +85,11 @@ impl Sink for MemorySink {
     }
 
     fn dead_letter(&mut self, events: &[RejectedEvent]) -> Result<(), SinkError> {
+        if self.store.fail_dead_letters.load(Ordering::SeqCst) {
+            return Err(SinkError::Other(
+                "memory sink told to fail dead letters".into(),
+            ));
+        }
         lock(&self.store.rejected).extend_from_slice(events);
         Ok(())
     }

@@ -10,6 +10,11 @@
 //! - `failed`: rows not delivered within the sink's retry budget, with the error (the pipeline
 //!   spools or drops them, counted).
 //!
+//! Dead letters ([`Sink::store_dead_letters`]) have the same three outcomes: stored in the
+//! dataset's dead-letter table (counted `rejected`), refused for good by that table (counted
+//! dropped, `dead_letter_failed`), or failed for now (the table cannot be written: the SDK keeps
+//! them in its spool and the collector in its write-ahead log, and both try again later).
+//!
 //! A sink must not retry forever and must not panic on bad data.
 
 pub mod bigquery;
@@ -73,7 +78,9 @@ pub struct RejectedEvent {
     pub raw: String,
 }
 
-/// Schema of the dead-letter table (BigQuery JSON schema format).
+/// Schema of the dead-letter table (BigQuery JSON schema format). evlog owns this table: the
+/// BigQuery sink creates it (ingestion-time partitioned by day) when it is missing, whatever
+/// `create_tables` says. README.md documents each column.
 pub const DEAD_LETTER_SCHEMA: &str = r#"[
   {"name": "event_id", "type": "STRING", "mode": "REQUIRED"},
   {"name": "namespace", "type": "STRING", "mode": "REQUIRED"},
@@ -146,6 +153,56 @@ impl BatchOutcome {
     }
 }
 
+/// What became of dead letters handed to [`Sink::store_dead_letters`].
+#[derive(Debug, Default)]
+pub struct DeadLetterOutcome {
+    /// Stored in their dead-letter tables.
+    pub stored: Vec<RejectedEvent>,
+    /// Refused for good by the dead-letter table (e.g. a row it finds invalid), with its message:
+    /// trying again cannot help.
+    pub refused: Vec<(RejectedEvent, String)>,
+    /// Not stored for now (table unreachable, no permission, out of retries): keep and retry.
+    pub failed: Vec<RejectedEvent>,
+    /// Why `failed` is not empty.
+    pub error: Option<SinkError>,
+}
+
+impl DeadLetterOutcome {
+    /// Everything stored.
+    pub fn stored(events: Vec<RejectedEvent>) -> Self {
+        Self {
+            stored: events,
+            ..Self::default()
+        }
+    }
+
+    /// Nothing stored: all failed with `error`.
+    pub fn failed(events: Vec<RejectedEvent>, error: SinkError) -> Self {
+        Self {
+            failed: events,
+            error: Some(error),
+            ..Self::default()
+        }
+    }
+}
+
+/// A `'static` label for a rejection reason read back from disk or the wire (counters take
+/// static labels). Reasons are few; past a bound, unknown ones share one label so memory stays
+/// bounded.
+pub fn intern_reason(reason: &str) -> &'static str {
+    static SEEN: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = seen.iter().find(|s| **s == reason) {
+        return s;
+    }
+    if seen.len() >= 64 || reason.len() > 64 {
+        return "forwarded_other";
+    }
+    let s: &'static str = Box::leak(reason.to_string().into_boxed_str());
+    seen.push(s);
+    s
+}
+
 /// Sink errors. `kind()` is the `kind` label of `evlog_sink_errors_total`.
 #[derive(Debug, Error)]
 pub enum SinkError {
@@ -195,8 +252,18 @@ pub trait Sink: Send {
     /// Delivers the batches; returns one outcome per batch, in order.
     fn deliver(&mut self, batches: Vec<Batch>) -> Vec<BatchOutcome>;
 
-    /// Stores rejected events in their datasets' dead-letter tables.
+    /// Stores rejected events in their datasets' dead-letter tables, all or nothing.
     fn dead_letter(&mut self, events: &[RejectedEvent]) -> Result<(), SinkError>;
+
+    /// Stores rejected events in their datasets' dead-letter tables and says what became of each
+    /// (see [`DeadLetterOutcome`]). The default is all or nothing through [`Sink::dead_letter`];
+    /// a sink that can tell partial outcomes apart (BigQuery) overrides it.
+    fn store_dead_letters(&mut self, events: Vec<RejectedEvent>) -> DeadLetterOutcome {
+        match self.dead_letter(&events) {
+            Ok(()) => DeadLetterOutcome::stored(events),
+            Err(e) => DeadLetterOutcome::failed(events, e),
+        }
+    }
 
     /// While `probe` is set, make a single attempt per request: the destination has been failing
     /// and the pipeline only wants to know whether it is back (what fails goes to the spool).

@@ -1,7 +1,10 @@
 //! The disk spool: what could not be delivered waits here, crash-safe, until it can be.
 //!
-//! Used by the SDK pipeline for batches that failed after the retry budget, for queue overflow and
-//! for what is left at the shutdown deadline; reused by the collector as its write-ahead log.
+//! Used by the SDK pipeline for batches that failed after the retry budget, for dead letters whose
+//! table could not be written, for queue overflow and for what is left at the shutdown deadline;
+//! reused by the collector as its write-ahead log. The spool frames opaque payloads; what the
+//! pipeline puts in them (rows, raw events, dead letters) is documented in `pipeline::spooled`,
+//! which keeps reading the payload kinds of earlier builds.
 //!
 //! ## On-disk format
 //! A spool is a directory of segment files `seg-<created µs, 20 digits>-<pid>-<seq>.evs`, ordered

@@ -489,6 +489,11 @@ fn dispatch(
                 None => not_found_table(&k),
             }
         }
+        Route::InsertAll(k) if shared.is_denied(&k.1, &k.2) => access_denied(&format!(
+            "Access Denied: Table {0}: Permission bigquery.tables.updateData denied on table \
+                 {0} (or it may not exist).",
+            table_name(&k)
+        )),
         Route::InsertAll(k) => insert_all(shared, &k, body, record),
         Route::DataList(k) => data_list(shared, &k, query),
         Route::AdminStats | Route::AdminFault | Route::NotFound => err(
@@ -517,7 +522,7 @@ fn dataset_resource(p: &str, d: &str, created_ms: i64) -> Value {
     })
 }
 
-fn column_json(c: &Column) -> Value {
+pub(crate) fn column_json(c: &Column) -> Value {
     let ty = match c.ty {
         ColType::String => "STRING",
         ColType::Bytes => "BYTES",
@@ -628,6 +633,11 @@ fn dataset_insert(shared: &Shared, p: &str, body: &[u8]) -> Resp {
     json_resp(200, &dataset_resource(p, d, created))
 }
 
+/// BigQuery's answer to a call the caller has no permission for.
+fn access_denied(message: &str) -> Resp {
+    err(403, "accessDenied", message)
+}
+
 fn valid_table_id(t: &str) -> bool {
     !t.is_empty()
         && t.len() <= 1024
@@ -665,6 +675,12 @@ fn table_insert(shared: &Shared, p: &str, d: &str, body: &[u8]) -> Resp {
     }
     if !valid_table_id(t) {
         return err(400, "invalid", &format!("Invalid table ID \"{t}\"."));
+    }
+    if shared.is_denied(d, t) {
+        return access_denied(&format!(
+            "Access Denied: Dataset {p}:{d}: Permission bigquery.tables.create denied on \
+                 dataset {p}:{d} (or it may not exist)."
+        ));
     }
     let columns = match v.get("schema").map(schema::parse_schema) {
         None => Ok(Vec::new()),
@@ -956,6 +972,14 @@ async fn admin(shared: &Shared, r: Route, req: Request<Incoming>) -> Resp {
         }
         applied.push("ratio");
     }
+    if let Some(name) = v.get("deny").and_then(Value::as_str) {
+        let Some((d, t)) = name.split_once('.') else {
+            return err(400, "invalid", "\"deny\" takes \"dataset.table\"");
+        };
+        let on = v.get("denied").and_then(Value::as_bool).unwrap_or(true);
+        shared.set_denied(d, t, on);
+        applied.push("deny");
+    }
     if let Some(down) = v.get("down").and_then(Value::as_bool) {
         shared.down.store(down, Ordering::SeqCst);
         applied.push("down");
@@ -970,7 +994,8 @@ async fn admin(shared: &Shared, r: Route, req: Request<Incoming>) -> Resp {
         return err(
             400,
             "invalid",
-            "expected one of: fault (with ms, count, target), ratio (with seed, mix), down, clear",
+            "expected one of: fault (with ms, count, target), ratio (with seed, mix), deny (with \
+             denied), down, clear",
         );
     }
     json_resp(200, &json!({"applied": applied}))

@@ -16,7 +16,7 @@
 mod http;
 pub mod schema;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -335,6 +335,8 @@ pub(crate) struct Shared {
     pub state: Mutex<State>,
     pub faults: Mutex<FaultState>,
     pub down: AtomicBool,
+    /// (dataset, table) pairs the caller has no permission on (see [`BqTestServer::deny_table`]).
+    pub denied: Mutex<HashSet<(String, String)>>,
     pub refusing: watch::Sender<bool>,
     pub shutdown: watch::Sender<bool>,
     /// Bumped to close every open connection.
@@ -348,6 +350,24 @@ impl Shared {
 
     pub(crate) fn faults(&self) -> MutexGuard<'_, FaultState> {
         self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the caller lacks permission on `dataset.table`.
+    pub(crate) fn is_denied(&self, dataset: &str, table: &str) -> bool {
+        self.denied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&(dataset.to_string(), table.to_string()))
+    }
+
+    pub(crate) fn set_denied(&self, dataset: &str, table: &str, denied: bool) {
+        let mut d = self.denied.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (dataset.to_string(), table.to_string());
+        if denied {
+            d.insert(key);
+        } else {
+            d.remove(&key);
+        }
     }
 
     fn kill_connections(&self) {
@@ -380,6 +400,7 @@ impl BqTestServer {
                 ..FaultState::default()
             }),
             down: AtomicBool::new(false),
+            denied: Mutex::new(HashSet::new()),
             refusing: watch::channel(false).0,
             shutdown: watch::channel(false).0,
             kill: watch::channel(0).0,
@@ -502,6 +523,13 @@ impl BqTestServer {
         .unwrap_or_default()
     }
 
+    /// A table's schema fields as `tables.get` returns them, if the table exists.
+    pub fn table_schema(&self, project: &str, dataset: &str, table: &str) -> Option<Value> {
+        self.with_table(project, dataset, table, |t| {
+            Value::Array(t.columns.iter().map(http::column_json).collect())
+        })
+    }
+
     pub fn table_exists(&self, project: &str, dataset: &str, table: &str) -> bool {
         self.with_table(project, dataset, table, |_| ()).is_some()
     }
@@ -562,6 +590,14 @@ impl BqTestServer {
     /// Down: every API request is answered 503 `backendError` until set up again.
     pub fn set_down(&self, down: bool) {
         self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Denied: the caller has no permission on `dataset.table` until allowed again, as with a
+    /// service account lacking `bigquery.tables.updateData` and `bigquery.tables.create` there:
+    /// `insertAll` into it and `tables.insert` of it are answered 403 `accessDenied`, whether the
+    /// table exists or not (BigQuery checks permissions first); everything else is unchanged.
+    pub fn deny_table(&self, dataset: &str, table: &str, denied: bool) {
+        self.shared.set_denied(dataset, table, denied);
     }
 
     /// Refusing: the listening socket is closed (connections are refused) and open connections

@@ -13,9 +13,15 @@
 //!   honoured. Per-row `insertErrors`: rows marked `invalid` are rejected (dead-lettered with
 //!   BigQuery's message), every other marked row (`stopped`, …) is sent again. Nothing is retried
 //!   beyond `max_attempts`; what is left is reported as failed (the pipeline spools or drops it).
-//! - Dead letters go to `<dataset>.<dead_letter_table>` by the same path.
-//! - With `create_tables`, a `notFound` answer creates the dataset and the base table from its
-//!   schema file (time-partitioned by day for partitioned tables) and tries again.
+//! - Dead letters go to `<dataset>.<dead_letter_table>` by the same path. evlog owns that table:
+//!   a `notFound` answer creates it (with [`DEAD_LETTER_SCHEMA`](super::DEAD_LETTER_SCHEMA),
+//!   ingestion-time partitioned by day) whatever `create_tables` says, and tries again. Dead
+//!   letters that still cannot be written (no permission, BigQuery down) are reported as failed
+//!   and kept by the caller (SDK spool, collector write-ahead log) for a later attempt; only rows
+//!   the dead-letter table refuses as `invalid` are reported as refused for good.
+//! - With `create_tables`, a `notFound` answer creates the base table from its schema file
+//!   (time-partitioned by day for partitioned tables), and its dataset if that is missing too,
+//!   and tries again. Without it, evlog never creates a dataset.
 //!
 //! On the official `gcp-bigquery-client` crate: evlog uses its wire models (the insertAll
 //! response is parsed with them) and the same OAuth2 library (yup-oauth2) for service-account
@@ -37,7 +43,7 @@ use serde_json::{json, Value};
 
 pub use self::config::{AuthMethod, BigQueryConfig};
 use self::service::{Failure, Tokens};
-use super::{Batch, BatchOutcome, EncodedRow, RejectedEvent, Sink, SinkError};
+use super::{Batch, BatchOutcome, DeadLetterOutcome, EncodedRow, RejectedEvent, Sink, SinkError};
 use crate::config::RetryConfig;
 use crate::routing::PartitionKind;
 
@@ -77,6 +83,8 @@ struct Job {
     base_table: String,
     suffix: Option<String>,
     rows: Vec<EncodedRow>,
+    /// Rows for the dead-letter table, which the sink creates when it is missing.
+    dead_letter: bool,
 }
 
 #[derive(Default)]
@@ -208,7 +216,7 @@ impl BigQuerySink {
             };
             pending = retry_rows;
             out.attempt_errors.push(failure.kind);
-            if failure.not_found && self.cfg.create_tables && !bootstrapped {
+            if failure.not_found && (self.cfg.create_tables || job.dead_letter) && !bootstrapped {
                 bootstrapped = true;
                 match self.ensure_table(&job.dataset, &job.base_table).await {
                     Ok(()) => continue,
@@ -237,7 +245,7 @@ impl BigQuerySink {
         }
     }
 
-    /// Creates the dataset and the base table if they are missing.
+    /// Creates the table if it is missing (and, with `create_tables`, its dataset).
     async fn ensure_table(&self, dataset: &str, table: &str) -> Result<(), SinkError> {
         let key = (dataset.to_string(), table.to_string());
         if self
@@ -264,12 +272,6 @@ impl BigQuerySink {
         };
         let base = self.cfg.base_url.trim_end_matches('/');
         let project = &self.cfg.project;
-        let dataset_body = json!({
-            "kind": "bigquery#dataset",
-            "datasetReference": {"projectId": project, "datasetId": dataset},
-        });
-        self.create(&format!("{base}/projects/{project}/datasets"), dataset_body)
-            .await?;
         let mut table_body = json!({
             "kind": "bigquery#table",
             "tableReference": {"projectId": project, "datasetId": dataset, "tableId": table},
@@ -278,11 +280,34 @@ impl BigQuerySink {
         if *partitioned {
             table_body["timePartitioning"] = json!({"type": "DAY"});
         }
-        self.create(
-            &format!("{base}/projects/{project}/datasets/{dataset}/tables"),
-            table_body,
-        )
-        .await?;
+        let tables_url = format!("{base}/projects/{project}/datasets/{dataset}/tables");
+        let created = match self.create(&tables_url, &table_body).await {
+            // The dataset is missing too: datasets belong to the user unless `create_tables`.
+            Err(f) if f.not_found && self.cfg.create_tables => {
+                let dataset_body = json!({
+                    "kind": "bigquery#dataset",
+                    "datasetReference": {"projectId": project, "datasetId": dataset},
+                });
+                match self
+                    .create(
+                        &format!("{base}/projects/{project}/datasets"),
+                        &dataset_body,
+                    )
+                    .await
+                {
+                    Ok(()) => self.create(&tables_url, &table_body).await,
+                    Err(f) => Err(Failure {
+                        message: format!("creating dataset {dataset}: {}", f.message),
+                        ..f
+                    }),
+                }
+            }
+            r => r,
+        };
+        created.map_err(|f| SinkError::Remote {
+            kind: f.kind,
+            message: format!("creating table {dataset}.{table}: {}", f.message),
+        })?;
         self.ensured
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -291,26 +316,26 @@ impl BigQuerySink {
     }
 
     /// POSTs a create call; 409 (already exists) is success.
-    async fn create(&self, url: &str, body: Value) -> Result<(), SinkError> {
-        let token = self.tokens.token().await.map_err(Failure::into_error)?;
+    async fn create(&self, url: &str, body: &Value) -> Result<(), Failure> {
+        let token = self.tokens.token().await?;
         let mut req = self
             .http
             .post(url)
             .timeout(self.cfg.request_timeout)
-            .json(&body);
+            .json(body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.map_err(|e| SinkError::Remote {
-            kind: "transport",
-            message: format!("create {url}: {e}"),
-        })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Failure::retry("transport", format!("create {url}: {e}"), None))?;
         let status = resp.status().as_u16();
         if resp.status().is_success() || status == 409 {
             return Ok(());
         }
         let body = resp.bytes().await.unwrap_or_default();
-        Err(service::classify(status, &body, None).into_error())
+        Err(service::classify(status, &body, None))
     }
 
     fn run(&self, jobs: Vec<Job>) -> Vec<(usize, JobResult)> {
@@ -345,6 +370,7 @@ impl BigQuerySink {
                 base_table: d.table.to_string(),
                 suffix: suffix.clone(),
                 rows: chunk,
+                dead_letter: false,
             });
         }
         jobs.reverse();
@@ -393,34 +419,80 @@ impl Sink for BigQuerySink {
     }
 
     fn dead_letter(&mut self, events: &[RejectedEvent]) -> Result<(), SinkError> {
+        let o = self.store_dead_letters(events.to_vec());
+        if let Some(e) = o.error {
+            return Err(e);
+        }
+        match o.refused.into_iter().next() {
+            Some((_, message)) => Err(SinkError::Remote {
+                kind: "dead_letter_invalid",
+                message,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn store_dead_letters(&mut self, events: Vec<RejectedEvent>) -> DeadLetterOutcome {
         let now = crate::time::now_micros();
-        let mut by_dataset: HashMap<&str, Vec<EncodedRow>> = HashMap::new();
+        // Rows come back by insertId; an id may repeat (one event logged twice), so each id
+        // maps to the queue of its events.
+        let mut by_id: HashMap<String, Vec<RejectedEvent>> = HashMap::new();
+        let mut by_dataset: HashMap<String, Vec<EncodedRow>> = HashMap::new();
         for e in events {
-            by_dataset.entry(&e.dataset).or_default().push(EncodedRow {
+            let row = EncodedRow {
                 insert_id: format!("{}-rejected", e.event_id),
                 json: e.to_row_json(now),
-            });
+            };
+            by_dataset
+                .entry(e.dataset.clone())
+                .or_default()
+                .push(row.clone());
+            by_id.entry(row.insert_id).or_default().push(e);
         }
-        let jobs: Vec<Job> = by_dataset
-            .into_iter()
-            .map(|(dataset, rows)| Job {
-                batch: 0,
-                dataset: dataset.to_string(),
-                base_table: self.cfg.dead_letter_table.clone(),
-                suffix: None,
-                rows,
-            })
-            .collect();
-        let mut first_error = None;
-        for (_, r) in self.run(jobs) {
-            if !r.failed.is_empty() || !r.rejected.is_empty() {
-                first_error.get_or_insert(r.error.unwrap_or_else(|| SinkError::Remote {
-                    kind: "dead_letter",
-                    message: "BigQuery refused dead-letter rows".into(),
-                }));
+        let mut jobs = Vec::new();
+        for (dataset, rows) in by_dataset {
+            let parts = request::split(
+                &rows,
+                self.cfg.max_rows_per_request,
+                self.cfg.max_bytes_per_request.0 as usize,
+            );
+            for part in parts {
+                jobs.push(Job {
+                    batch: 0,
+                    dataset: dataset.clone(),
+                    base_table: self.cfg.dead_letter_table.clone(),
+                    suffix: None,
+                    rows: rows[part].to_vec(),
+                    dead_letter: true,
+                });
             }
         }
-        first_error.map_or(Ok(()), Err)
+        let mut out = DeadLetterOutcome::default();
+        let mut take = |id: &str| by_id.get_mut(id).and_then(Vec::pop);
+        for (_, r) in self.run(jobs) {
+            for row in r.failed {
+                out.failed.extend(take(&row.insert_id));
+            }
+            for (row, location, message) in r.rejected {
+                let why = format!(
+                    "the dead-letter table refused the row{}: {message}",
+                    location.map(|l| format!(" ({l})")).unwrap_or_default()
+                );
+                out.refused.extend(take(&row.insert_id).map(|e| (e, why)));
+            }
+            if r.error.is_some() {
+                out.error = r.error;
+            }
+        }
+        // What was neither failed nor refused was acknowledged.
+        out.stored = by_id.into_values().flatten().collect();
+        if !out.failed.is_empty() && out.error.is_none() {
+            out.error = Some(SinkError::Remote {
+                kind: "dead_letter",
+                message: "BigQuery did not take the dead letters".into(),
+            });
+        }
+        out
     }
 }
 
