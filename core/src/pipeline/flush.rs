@@ -484,11 +484,14 @@ impl Worker {
         counters.observe_flush(started.elapsed());
         let name = self.sink.as_ref().map_or("unavailable", |s| s.name());
         let mut all_ok = true;
+        let mut stored = Vec::new();
         for (o, dest) in outcomes.into_iter().zip(dests) {
             let counters = &self.st.counters;
             counters.deliver(o.delivered as u64);
             counters.retry(o.retried as u64);
             self.rejects.extend(o.rejected);
+            // Already stored by the destination (a collector): count them, do not send them again.
+            stored.extend(o.rejected_stored);
             for kind in &o.attempt_errors {
                 counters.sink_error(name, kind);
             }
@@ -526,6 +529,7 @@ impl Worker {
                 }
             }
         }
+        self.count_rejected(&stored);
         if all_ok {
             self.reset_breaker();
         } else {
@@ -618,6 +622,24 @@ impl Worker {
         self.send_report();
     }
 
+    /// Counts events stored as dead letters as rejected, for the counters and the error hook.
+    fn count_rejected(&mut self, rejects: &[RejectedEvent]) {
+        let mut by_reason: Vec<ErrorSummary> = Vec::new();
+        for r in rejects {
+            self.st.counters.reject(r.reason, 1);
+            match by_reason.iter_mut().find(|s| s.reason == r.reason) {
+                Some(s) => s.count += 1,
+                None => by_reason.push(ErrorSummary {
+                    outcome: Outcome::Rejected,
+                    reason: r.reason.into(),
+                    count: 1,
+                    message: r.error.clone(),
+                }),
+            }
+        }
+        self.report.extend(by_reason);
+    }
+
     fn dead_letter_rejects(&mut self) {
         let counters = &self.st.counters;
         if !self.rejects.is_empty() {
@@ -627,22 +649,7 @@ impl Worker {
                 Err(e) => Err(SinkError::Other(e.to_string())),
             };
             match result {
-                Ok(()) => {
-                    let mut by_reason: Vec<ErrorSummary> = Vec::new();
-                    for r in &rejects {
-                        counters.reject(r.reason, 1);
-                        match by_reason.iter_mut().find(|s| s.reason == r.reason) {
-                            Some(s) => s.count += 1,
-                            None => by_reason.push(ErrorSummary {
-                                outcome: Outcome::Rejected,
-                                reason: r.reason.into(),
-                                count: 1,
-                                message: r.error.clone(),
-                            }),
-                        }
-                    }
-                    self.report.extend(by_reason);
-                }
+                Ok(()) => self.count_rejected(&rejects),
                 Err(e) => {
                     counters.sink_error(
                         self.sink.as_ref().map_or("unavailable", |s| s.name()),
