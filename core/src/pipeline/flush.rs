@@ -102,6 +102,11 @@ struct Worker {
     /// shutdown() answer true only when it is 0: a spooled event has not reached the sink, even
     /// if it was spooled before the call (e.g. while the breaker was open).
     own_spooled: u64,
+    /// Events this thread took and then dropped (the sink failed them with no spool, their dead
+    /// letters could not be stored, the spool was full) since flush() last answered. flush() and
+    /// shutdown() answer false while it is not 0: those events were logged before the call and
+    /// will never reach the sink.
+    lost: u64,
 }
 
 impl Worker {
@@ -142,6 +147,7 @@ impl Worker {
             next_replay: Instant::now(),
             writer: crate::ids::random_u64(),
             own_spooled: 0,
+            lost: 0,
         }
     }
 
@@ -166,8 +172,9 @@ impl Worker {
             if !flush_waiters.is_empty() {
                 self.drain_published();
                 self.deliver_all();
-                // Spooled is not delivered: say so.
-                let ok = self.own_spooled == 0;
+                // Spooled or dropped is not delivered: say so.
+                let ok = self.own_spooled == 0 && self.lost == 0;
+                self.lost = 0;
                 for w in flush_waiters {
                     let _ = w.send(ok);
                 }
@@ -412,6 +419,7 @@ impl Worker {
         let counters = &self.st.counters;
         let Some(spool) = &mut self.spool else {
             counters.drop_events(fallback, n as u64);
+            self.lost += n as u64;
             return false;
         };
         match spool.append(&[&record.encode()]) {
@@ -434,6 +442,7 @@ impl Worker {
                     },
                 );
                 counters.drop_events(reason, n as u64);
+                self.lost += n as u64;
                 self.report.push(ErrorSummary {
                     outcome: Outcome::Dropped,
                     reason: reason.as_str().into(),
@@ -520,6 +529,7 @@ impl Worker {
                     self.st
                         .counters
                         .drop_events(DropReason::SinkError, n as u64);
+                    self.lost += n as u64;
                     self.report.push(ErrorSummary {
                         outcome: Outcome::Dropped,
                         reason: DropReason::SinkError.as_str().into(),
@@ -656,6 +666,7 @@ impl Worker {
                         e.kind(),
                     );
                     counters.drop_events(DropReason::DeadLetterFailed, rejects.len() as u64);
+                    self.lost += rejects.len() as u64;
                     self.report.push(ErrorSummary {
                         outcome: Outcome::Dropped,
                         reason: DropReason::DeadLetterFailed.as_str().into(),
@@ -771,7 +782,7 @@ impl Worker {
                 }
             }
         }
-        if self.own_spooled > 0 {
+        if self.own_spooled > 0 || self.lost > 0 {
             ok = false;
         }
         self.send_report();
