@@ -63,8 +63,9 @@ enum evlog_status
    */
   EVLOG_SHUT_DOWN = 6,
   /**
-   * `evlog_flush` / `evlog_shutdown` / `evlog_close`: the deadline passed before every event
-   * was answered by the sink (after shutdown, what was left is dropped: `shutdown_deadline`).
+   * `evlog_flush` / `evlog_shutdown` / `evlog_close`: not every event was delivered — the
+   * deadline passed before the sink answered them all (after shutdown, what was left is
+   * dropped: `shutdown_deadline`), or some were spooled or dropped (counted in `evlog_stats`).
    */
   EVLOG_TIMEOUT = 7,
   /**
@@ -269,8 +270,10 @@ evlog_status evlog_log_with(const struct evlog_handle *handle,
  * Waits until every event logged (by any thread) before this call has been answered by the
  * sink, or `timeout_ms` passes.
  *
- * Returns `EVLOG_OK` when everything made it, `EVLOG_TIMEOUT` otherwise (the events stay
- * queued and are still delivered later). Blocks up to `timeout_ms`. Thread-safe.
+ * Returns `EVLOG_OK` when everything made it (delivered, or rejected and stored as a dead
+ * letter), `EVLOG_TIMEOUT` otherwise: the timeout passed (the events stay queued and are still
+ * delivered later), or events were spooled or dropped since the previous flush (counted, see
+ * `evlog_stats`). Blocks up to `timeout_ms`. Thread-safe.
  */
 evlog_status evlog_flush(const struct evlog_handle *handle, uint32_t timeout_ms);
 

@@ -65,9 +65,11 @@ namespace {
 
     /**
      * Waits until every event logged before this call in this process has been answered by the
-     * sink (delivered, rejected to the dead-letter table, or dropped and counted).
+     * sink.
      *
-     * @return bool true if that happened within $timeout_ms.
+     * @return bool true when every such event was delivered or rejected to the dead-letter table
+     *         within $timeout_ms; false on timeout or when some were spooled or dropped (counted,
+     *         see evlog_stats()).
      * @throws \Evlog\Exception for a negative timeout or invalid configuration.
      */
     function evlog_flush(int $timeout_ms = 1000): bool {}

@@ -323,6 +323,11 @@ fn deliver(parts: &StreamerParts, sink: &mut dyn Sink, acc: Acc) -> bool {
                 shared.counters.sink_error(sink.name(), e.kind());
             }
             rejects.extend(o.rejected);
+            // Stored as dead letters by the destination itself (a collector forwarding to
+            // another): counted, not sent again.
+            for r in &o.rejected_stored {
+                shared.counters.reject(r.reason, 1);
+            }
             if !o.failed.is_empty() {
                 row_error = o.error.as_ref().map(|e| e.to_string());
                 let bytes = o.failed.iter().map(|r| r.json.len()).sum();

@@ -458,6 +458,11 @@ impl Config {
                 "is required with sink.kind = \"forward\"",
             );
         }
+        if !fw.url.is_empty() {
+            if let Err(rule) = crate::sink::forward::check_url(&fw.url) {
+                return invalid("sink.forward.url", rule);
+            }
+        }
         if fw.workers == 0 || fw.workers > 256 {
             return invalid("sink.forward.workers", "must be 1..=256");
         }

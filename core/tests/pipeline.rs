@@ -307,7 +307,8 @@ fn sink_failures_are_counted_not_lost_silently() {
         p.log_json("events", "page_view", &format!(r#"{{"url":"/{i}"}}"#))
             .unwrap();
     }
-    assert!(p.flush(Duration::from_secs(10)));
+    // No spool: the failed events are dropped, so flush() must not say they made it.
+    assert!(!p.flush(Duration::from_secs(10)));
     let s = p.stats();
     assert_eq!(s.dropped["sink_error"], 10);
     assert_eq!(
@@ -315,6 +316,44 @@ fn sink_failures_are_counted_not_lost_silently() {
         1
     );
     assert!(s.is_settled());
+    // Reported once: nothing was lost since, so the next flush is true again.
+    assert!(p.flush(Duration::from_secs(10)));
+    store.fail.store(false, Ordering::SeqCst);
+    p.log_json("events", "page_view", r#"{"url":"/ok"}"#)
+        .unwrap();
+    assert!(p.flush(Duration::from_secs(10)));
+    assert_eq!(store.row_count(), 1);
+}
+
+#[test]
+fn flush_is_false_when_events_were_dropped_before_it_was_called() {
+    // The age trigger delivers (and the failing sink drops) the events on the flush thread's
+    // own schedule, before flush() is called: they were still logged before the call.
+    let (p, store) = memory_pipeline("[batch]\nmax_age = \"1ms\"\n");
+    store.fail.store(true, Ordering::SeqCst);
+    for i in 0..3 {
+        p.log_json("events", "page_view", &format!(r#"{{"url":"/{i}"}}"#))
+            .unwrap();
+    }
+    assert!(
+        wait_for(Duration::from_secs(10), || p
+            .stats()
+            .dropped
+            .get("sink_error")
+            == Some(&3)),
+        "{:?}",
+        p.stats()
+    );
+    assert!(!p.flush(Duration::from_secs(10)));
+}
+
+#[test]
+fn shutdown_is_false_when_events_were_dropped() {
+    let (p, store) = memory_pipeline("[batch]\nmax_age = \"1h\"\n");
+    store.fail.store(true, Ordering::SeqCst);
+    p.log_json("events", "page_view", r#"{"url":"/"}"#).unwrap();
+    assert!(!p.shutdown(Duration::from_secs(10)));
+    assert_eq!(p.stats().dropped["sink_error"], 1);
 }
 
 #[test]
@@ -392,7 +431,7 @@ fn error_hook_hears_about_rejections_and_drops() {
     assert!(p.flush(Duration::from_secs(10)));
     store.fail.store(true, Ordering::SeqCst);
     p.log_json("events", "page_view", r#"{"url":"/"}"#).unwrap();
-    assert!(p.flush(Duration::from_secs(10)));
+    assert!(!p.flush(Duration::from_secs(10)), "an event was dropped");
     let seen = seen.lock().unwrap();
     // Delivery rounds may split one reason over several summaries: add them up.
     let total = |reason: &str| -> (u64, Vec<evlog_core::ErrorSummary>) {

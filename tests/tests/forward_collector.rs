@@ -1,12 +1,15 @@
 //! The SDK in forward mode → the collector → the BigQuery test server: every event stored once,
-//! and the counters of both sides reconcile.
+//! and the counters of both sides reconcile. And the SDK against servers that are not the
+//! collector (a 204, an HTML page): nothing counts delivered, and flush() says so.
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use evlog_collector::CollectorConfig;
+use evlog_core::sink::forward::wire::RowsRequest;
 use evlog_core::{Config, EventInput, Pipeline};
 use evlog_tests::bq::BqTestServer;
 
@@ -249,6 +252,199 @@ fn undeliverable_batches_go_to_the_sdk_spool_and_reach_the_collector_later() {
     );
     let s = p.stats();
     assert_eq!(s.delivered, 1000, "{s:?}");
+    assert!(s.is_settled(), "{s:?}");
+    assert!(p.shutdown(Duration::from_secs(5)));
+    collector.stop();
+}
+
+/// A loopback HTTP/1.1 server that is not (or pretends to be) the collector: answers every
+/// request with `answer(body)` (status, body) and records the request bodies (the SDK is set to
+/// send them uncompressed).
+fn fake_collector(
+    answer: impl Fn(&RowsRequest) -> (u16, String) + Send + 'static,
+) -> (String, Arc<Mutex<Vec<RowsRequest>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut out = stream;
+            loop {
+                let mut len = None;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse::<usize>().ok();
+                    }
+                }
+                let Some(len) = len else { break };
+                let mut body = vec![0; len];
+                if reader.read_exact(&mut body).is_err() {
+                    break;
+                }
+                let req: RowsRequest = serde_json::from_slice(&body).expect("wire body");
+                let (status, text) = answer(&req);
+                seen2.lock().expect("lock").push(req);
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{text}",
+                    text.len()
+                );
+                if out.write_all(answer.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (url, seen)
+}
+
+fn sdk_config(url: &str, extra: &str) -> Config {
+    Config::from_toml_str(&format!(
+        r#"
+        [sink]
+        kind = "forward"
+        [sink.forward]
+        url = "{url}"
+        api_key = "{KEY}"
+        gzip = false
+        [batch]
+        max_age = "1h"
+        [retry]
+        base = "5ms"
+        cap = "50ms"
+        max_attempts = 3
+        [schemas]
+        dir = {:?}
+        {extra}
+        "#,
+        schema_dir()
+    ))
+    .expect("sdk config")
+}
+
+fn log_page_views(p: &Pipeline, n: usize) {
+    for i in 0..n {
+        p.log_json("events", "page_view", &format!(r#"{{"url":"/{i}"}}"#))
+            .expect("accepted");
+    }
+}
+
+#[test]
+fn a_web_server_answering_204_is_not_the_collector() {
+    let (url, seen) = fake_collector(|_| (204, String::new()));
+    let p = Pipeline::new(sdk_config(&url, "")).expect("pipeline");
+    let messages = Arc::new(Mutex::new(Vec::new()));
+    let m = Arc::clone(&messages);
+    p.set_error_hook(Some(Arc::new(move |s: &evlog_core::ErrorSummary| {
+        m.lock().expect("lock").push(s.message.clone());
+    })));
+    log_page_views(&p, 5);
+    assert!(
+        !p.flush(Duration::from_secs(30)),
+        "the events were not delivered: flush must not say they were"
+    );
+    let s = p.stats();
+    assert_eq!(s.delivered, 0, "{s:?}");
+    assert_eq!(s.dropped.get("sink_error"), Some(&5), "{s:?}");
+    assert_eq!(
+        s.sink_errors
+            .get(&("forward".to_string(), "bad_answer".to_string())),
+        Some(&1),
+        "a wrong server is not retried: {s:?}"
+    );
+    assert!(s.is_settled(), "{s:?}");
+    assert_eq!(seen.lock().expect("lock").len(), 1);
+    let messages = messages.lock().expect("lock");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains(&format!("{url}/v1/rows")) && m.contains("204")),
+        "the error names the URL and the status: {messages:?}"
+    );
+    // Nothing new went wrong since: the next flush is true.
+    assert!(p.flush(Duration::from_secs(5)));
+    assert!(p.shutdown(Duration::from_secs(5)));
+}
+
+#[test]
+fn a_wrong_answer_with_a_spool_is_spooled_not_delivered() {
+    let (url, _) = fake_collector(|_| (200, "<html>It works!</html>".into()));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extra = format!("[spool]\nenabled = true\ndir = {:?}\n", dir.path());
+    let p = Pipeline::new(sdk_config(&url, &extra)).expect("pipeline");
+    log_page_views(&p, 4);
+    assert!(
+        !p.flush(Duration::from_secs(30)),
+        "spooled is not delivered"
+    );
+    let s = p.stats();
+    assert_eq!((s.delivered, s.spooled), (0, 4), "{s:?}");
+    assert!(
+        s.sink_errors
+            .contains_key(&("forward".to_string(), "bad_answer".to_string())),
+        "{s:?}"
+    );
+}
+
+#[test]
+fn rows_the_collector_refused_count_rejected_and_are_not_sent_again() {
+    // Refuses the second row of every batch, as the collector's own checks would.
+    let (url, seen) = fake_collector(|req| {
+        let rows = req.batches.iter().map(|b| b.rows.len()).sum::<usize>();
+        let refused: Vec<serde_json::Value> = req
+            .batches
+            .first()
+            .and_then(|b| b.rows.get(1))
+            .map(|r| {
+                serde_json::json!({"batch": 0, "row": 1, "id": r.id, "reason": "too_long",
+                                   "field": "url", "error": "field \"url\": too long"})
+            })
+            .into_iter()
+            .collect();
+        let body = serde_json::json!({
+            "accepted": rows + req.rejected.len(),
+            "rows": rows - refused.len(),
+            "dead_letters": req.rejected.len() + refused.len(),
+            "refused": refused,
+        });
+        (200, body.to_string())
+    });
+    let p = Pipeline::new(sdk_config(&url, "")).expect("pipeline");
+    log_page_views(&p, 3);
+    assert!(p.flush(Duration::from_secs(30)), "{:?}", p.stats());
+    let s = p.stats();
+    assert_eq!(s.delivered, 2, "{s:?}");
+    assert_eq!(s.rejected.get("too_long"), Some(&1), "{s:?}");
+    assert!(s.is_settled(), "{s:?}");
+    let seen = seen.lock().expect("lock");
+    assert_eq!(
+        seen.len(),
+        1,
+        "the refused row was not sent again as a dead letter"
+    );
+    assert!(seen[0].rejected.is_empty());
+}
+
+#[test]
+fn sdk_dead_letters_are_stored_by_the_real_collector() {
+    let server = start_server();
+    let wal = tempfile::tempdir().expect("tempdir");
+    let mut collector = Collector::start(&server, wal.path());
+    let url = format!("http://{}", collector.addr);
+    let p = Pipeline::new(sdk_config(&url, "")).expect("pipeline");
+    log_page_views(&p, 2);
+    p.log_json("events", "no_such_table", "{}")
+        .expect("accepted");
+    assert!(p.flush(Duration::from_secs(30)), "{:?}", p.stats());
+    let s = p.stats();
+    assert_eq!(s.delivered, 2, "{s:?}");
+    assert_eq!(s.rejected.get("unknown_table"), Some(&1), "{s:?}");
     assert!(s.is_settled(), "{s:?}");
     assert!(p.shutdown(Duration::from_secs(5)));
     collector.stop();

@@ -301,8 +301,10 @@ pub extern "C" fn evlog_log_with(
 /// Waits until every event logged (by any thread) before this call has been answered by the
 /// sink, or `timeout_ms` passes.
 ///
-/// Returns `EVLOG_OK` when everything made it, `EVLOG_TIMEOUT` otherwise (the events stay
-/// queued and are still delivered later). Blocks up to `timeout_ms`. Thread-safe.
+/// Returns `EVLOG_OK` when everything made it (delivered, or rejected and stored as a dead
+/// letter), `EVLOG_TIMEOUT` otherwise: the timeout passed (the events stay queued and are still
+/// delivered later), or events were spooled or dropped since the previous flush (counted, see
+/// `evlog_stats`). Blocks up to `timeout_ms`. Thread-safe.
 #[no_mangle]
 pub extern "C" fn evlog_flush(handle: *const evlog_handle, timeout_ms: u32) -> evlog_status {
     ffi_panic_boundary! {
@@ -310,7 +312,7 @@ pub extern "C" fn evlog_flush(handle: *const evlog_handle, timeout_ms: u32) -> e
         if h.pipeline.flush(Duration::from_millis(timeout_ms.into())) {
             evlog_status::EVLOG_OK
         } else {
-            error::fail(evlog_status::EVLOG_TIMEOUT, "evlog_flush: the timeout passed before the sink answered every event")
+            error::fail(evlog_status::EVLOG_TIMEOUT, "evlog_flush: not every event logged before was delivered: the timeout passed, or events were spooled or dropped (see evlog_stats)")
         }
     }
 }

@@ -35,8 +35,9 @@ pub enum evlog_status {
     /// The handle was shut down (`evlog_shutdown`); the event was counted as dropped
     /// (`shut_down`).
     EVLOG_SHUT_DOWN = 6,
-    /// `evlog_flush` / `evlog_shutdown` / `evlog_close`: the deadline passed before every event
-    /// was answered by the sink (after shutdown, what was left is dropped: `shutdown_deadline`).
+    /// `evlog_flush` / `evlog_shutdown` / `evlog_close`: not every event was delivered — the
+    /// deadline passed before the sink answered them all (after shutdown, what was left is
+    /// dropped: `shutdown_deadline`), or some were spooled or dropped (counted in `evlog_stats`).
     EVLOG_TIMEOUT = 7,
     /// The configuration could not be read or is invalid (the message names the key or file).
     EVLOG_CONFIG_ERROR = 8,

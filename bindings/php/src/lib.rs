@@ -204,7 +204,8 @@ fn option_time(value: &Zval) -> PhpResult<Option<i64>> {
 }
 
 /// Waits until everything logged so far in this process has been answered by the sink, at most
-/// `$timeout_ms`. True when it was.
+/// `$timeout_ms`. True when all of it was delivered or dead-lettered; false on timeout or when
+/// some was spooled or dropped (core's `Pipeline::flush`).
 #[php_function]
 #[php(defaults(timeout_ms = 1000))]
 pub fn evlog_flush(timeout_ms: i64) -> PhpResult<bool> {

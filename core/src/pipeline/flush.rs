@@ -113,6 +113,11 @@ struct Worker {
     /// shutdown() answer true only when it is 0: a spooled event has not reached the sink, even
     /// if it was spooled before the call (e.g. while the breaker was open).
     own_spooled: u64,
+    /// Events this thread took and then dropped (the sink failed them with no spool, their dead
+    /// letters could not be stored, the spool was full) since flush() last answered. flush() and
+    /// shutdown() answer false while it is not 0: those events were logged before the call and
+    /// will never reach the sink.
+    lost: u64,
 }
 
 impl Worker {
@@ -155,6 +160,7 @@ impl Worker {
             next_replay: Instant::now(),
             writer: crate::ids::random_u64(),
             own_spooled: 0,
+            lost: 0,
         }
     }
 
@@ -179,8 +185,9 @@ impl Worker {
             if !flush_waiters.is_empty() {
                 self.drain_published();
                 self.deliver_all();
-                // Spooled is not delivered: say so.
-                let ok = self.own_spooled == 0;
+                // Spooled or dropped is not delivered: say so.
+                let ok = self.own_spooled == 0 && self.lost == 0;
+                self.lost = 0;
                 for w in flush_waiters {
                     let _ = w.send(ok);
                 }
@@ -425,6 +432,7 @@ impl Worker {
         let counters = &self.st.counters;
         let Some(spool) = &mut self.spool else {
             counters.drop_events(fallback, n as u64);
+            self.lost += n as u64;
             return false;
         };
         match spool.append(&[&record.encode()]) {
@@ -447,6 +455,7 @@ impl Worker {
                     },
                 );
                 counters.drop_events(reason, n as u64);
+                self.lost += n as u64;
                 self.report.push(ErrorSummary {
                     outcome: Outcome::Dropped,
                     reason: reason.as_str().into(),
@@ -497,11 +506,14 @@ impl Worker {
         counters.observe_flush(started.elapsed());
         let name = self.sink.as_ref().map_or("unavailable", |s| s.name());
         let mut all_ok = true;
+        let mut stored = Vec::new();
         for (o, dest) in outcomes.into_iter().zip(dests) {
             let counters = &self.st.counters;
             counters.deliver(o.delivered as u64);
             counters.retry(o.retried as u64);
             self.rejects.extend(o.rejected);
+            // Already stored by the destination (a collector): count them, do not send them again.
+            stored.extend(o.rejected_stored);
             for kind in &o.attempt_errors {
                 counters.sink_error(name, kind);
             }
@@ -530,6 +542,7 @@ impl Worker {
                     self.st
                         .counters
                         .drop_events(DropReason::SinkError, n as u64);
+                    self.lost += n as u64;
                     self.report.push(ErrorSummary {
                         outcome: Outcome::Dropped,
                         reason: DropReason::SinkError.as_str().into(),
@@ -539,6 +552,7 @@ impl Worker {
                 }
             }
         }
+        self.count_rejected(&stored);
         if all_ok {
             self.reset_breaker();
         } else {
@@ -642,6 +656,24 @@ impl Worker {
         self.send_report();
     }
 
+    /// Counts events stored as dead letters as rejected, for the counters and the error hook.
+    fn count_rejected(&mut self, rejects: &[RejectedEvent]) {
+        let mut by_reason: Vec<ErrorSummary> = Vec::new();
+        for r in rejects {
+            self.st.counters.reject(r.reason, 1);
+            match by_reason.iter_mut().find(|s| s.reason == r.reason) {
+                Some(s) => s.count += 1,
+                None => by_reason.push(ErrorSummary {
+                    outcome: Outcome::Rejected,
+                    reason: r.reason.into(),
+                    count: 1,
+                    message: r.error.clone(),
+                }),
+            }
+        }
+        self.report.extend(by_reason);
+    }
+
     /// Stores pending rejects in their dead-letter tables and counts them; what cannot be stored
     /// now goes to the spool (see the module docs).
     fn dead_letter_rejects(&mut self) {
@@ -668,26 +700,14 @@ impl Worker {
             ),
         };
         let name = self.sink.as_ref().map_or("unavailable", |s| s.name());
+        self.count_rejected(&outcome.stored);
         let counters = &self.st.counters;
-        let mut by_reason: Vec<ErrorSummary> = Vec::new();
-        for r in &outcome.stored {
-            counters.reject(r.reason, 1);
-            match by_reason.iter_mut().find(|s| s.reason == r.reason) {
-                Some(s) => s.count += 1,
-                None => by_reason.push(ErrorSummary {
-                    outcome: Outcome::Rejected,
-                    reason: r.reason.into(),
-                    count: 1,
-                    message: r.error.clone(),
-                }),
-            }
-        }
-        self.report.extend(by_reason);
         if let Some((_, message)) = outcome.refused.first() {
             // The dead-letter table itself refuses them: trying again cannot help.
             let n = outcome.refused.len() as u64;
             counters.sink_error(name, "dead_letter_invalid");
             counters.drop_events(DropReason::DeadLetterFailed, n);
+            self.lost += n;
             self.report.push(ErrorSummary {
                 outcome: Outcome::Dropped,
                 reason: DropReason::DeadLetterFailed.as_str().into(),
@@ -715,6 +735,7 @@ impl Worker {
         } else {
             let n = outcome.failed.len() as u64;
             counters.drop_events(DropReason::DeadLetterFailed, n);
+            self.lost += n;
             self.report.push(ErrorSummary {
                 outcome: Outcome::Dropped,
                 reason: DropReason::DeadLetterFailed.as_str().into(),
@@ -840,7 +861,7 @@ impl Worker {
                 }
             }
         }
-        if self.own_spooled > 0 {
+        if self.own_spooled > 0 || self.lost > 0 {
             ok = false;
         }
         self.send_report();

@@ -13,7 +13,12 @@
 //!   routes each event, batches rows per destination, and hands batches to the sink when one
 //!   reaches `batch.max_rows` or `batch.max_bytes`, or its oldest row `batch.max_age`.
 //! - [`Pipeline::flush`] and [`Pipeline::shutdown`] are exact: when they return true, every event
-//!   logged before the call (in the happens-before sense) has been answered by the sink.
+//!   logged before the call (in the happens-before sense) has been delivered or rejected (stored
+//!   as a dead letter). They return false when one of those events is not: still queued at the
+//!   timeout, in the spool, or dropped by the flush thread (the sink failed it with no spool, its
+//!   dead letter could not be stored, the spool was full), whenever that happened since the
+//!   previous flush() answer. A drop is reported by one flush() answer; the next is true again
+//!   if nothing else went wrong.
 //! - Fork: the queue, counters and thread belong to one process. A forked child's first `log()`
 //!   builds a fresh state and thread; the parent's (copied, stale) state is never touched.
 
@@ -578,8 +583,10 @@ impl Pipeline {
     }
 
     /// Waits until every event logged before this call has been answered by the sink, or
-    /// `timeout` passes. True when everything made it; false on timeout or when events had to
-    /// go to the spool instead (the sink is failing).
+    /// `timeout` passes. True when everything made it (delivered, or rejected and stored as a
+    /// dead letter); false on timeout, when events had to go to the spool instead (the sink is
+    /// failing), or when events were dropped since the previous answer (counted in
+    /// `dropped_total`, e.g. `sink_error` without a spool).
     pub fn flush(&self, timeout: Duration) -> bool {
         let st = self.shared.state.load_full();
         if st.generation != fork::generation() || !st.started.load(Ordering::Acquire) {
@@ -600,7 +607,8 @@ impl Pipeline {
 
     /// Stops taking events, delivers what is queued until `timeout` passes, and stops the flush
     /// thread. What is left at the deadline is dropped and counted (`shutdown_deadline`). True when
-    /// everything was delivered in time. Later `log()` calls fail with [`LogError::ShutDown`].
+    /// everything was delivered in time (false, as for [`Pipeline::flush`], when events were
+    /// spooled or dropped since the previous flush() answer). Later `log()` calls fail with [`LogError::ShutDown`].
     pub fn shutdown(&self, timeout: Duration) -> bool {
         let st = self.shared.state.load_full();
         st.generation != fork::generation() || st.shutdown(Instant::now() + timeout)

@@ -7,6 +7,8 @@
 //!
 //! - `delivered`: rows the destination acknowledged;
 //! - `rejected`: rows the destination refused for good (they go to the dead-letter table);
+//! - `rejected_stored`: rows the destination refused and stored as dead letters itself (counted
+//!   rejected, not dead-lettered again);
 //! - `failed`: rows not delivered within the sink's retry budget, with the error (the pipeline
 //!   spools or drops them, counted).
 //!
@@ -122,8 +124,11 @@ impl RejectedEvent {
 pub struct BatchOutcome {
     /// Rows acknowledged.
     pub delivered: usize,
-    /// Rows refused for good by the destination.
+    /// Rows refused for good by the destination (the pipeline stores them with `dead_letter`).
     pub rejected: Vec<RejectedEvent>,
+    /// Rows the destination refused and already stored in its own dead-letter table (the
+    /// collector does, for the forward sink): counted rejected, never handed to `dead_letter`.
+    pub rejected_stored: Vec<RejectedEvent>,
     /// Rows not delivered within the retry budget.
     pub failed: Vec<EncodedRow>,
     /// Why `failed` is not empty (or the last error seen).

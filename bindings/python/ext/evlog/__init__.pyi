@@ -74,7 +74,8 @@ class Client:
         shut down), counted. Raises InvalidEvent for a bad envelope or value. ``time``: a
         datetime (naive = UTC) or epoch milliseconds; ``id``: the insertId (default UUIDv7)."""
     def flush(self, timeout: float = 5.0) -> bool:
-        """True when everything logged before was answered by the sink within ``timeout``."""
+        """True when everything logged before was delivered (or dead-lettered) within
+        ``timeout``; False on timeout or when events were spooled or dropped (see ``stats()``)."""
     def shutdown(self, timeout: float = 5.0) -> bool:
         """Delivers what is queued (bounded by ``timeout``) and stops; later logs return False."""
     def stats(self) -> dict[str, int]:

@@ -9,6 +9,18 @@
 //!                "field": "user_id", "error": "…", "raw": "…"}]}
 //! ```
 //! Rows were validated and converted by the sender's core; the collector stores them as they are.
+//!
+//! The answer ([`RowsAnswer`]), `200` with a JSON object:
+//!
+//! ```json
+//! {"accepted": 3, "rows": 1, "dead_letters": 2,
+//!  "refused": [{"batch": 0, "row": 1, "id": "…", "reason": "invalid_value",
+//!               "field": "amount", "error": "…"}]}
+//! ```
+//! `accepted` counts every item of the request now in the collector's write-ahead log (rows plus
+//! dead letters sent); `refused` lists rows the collector's own checks refused and stored as dead
+//! letters instead. Only `accepted` is required (older collectors send nothing else); unknown keys
+//! are ignored so the collector may add some.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -75,6 +87,71 @@ pub struct WireRejected {
     pub error: String,
     /// The raw event text.
     pub raw: String,
+}
+
+/// The collector's answer to `POST /v1/rows` (see the module docs).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowsAnswer {
+    /// Items of the request now in the collector's write-ahead log: rows plus dead letters sent.
+    pub accepted: u64,
+    /// Rows stored as rows (informational; absent from older collectors).
+    #[serde(default)]
+    pub rows: u64,
+    /// Dead letters stored (informational; absent from older collectors).
+    #[serde(default)]
+    pub dead_letters: u64,
+    /// Rows the collector refused and stored in its dead-letter table instead.
+    #[serde(default)]
+    pub refused: Vec<WireRefused>,
+}
+
+/// One row the collector refused (and stored as a dead letter itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireRefused {
+    /// Index in the request's `batches`.
+    pub batch: usize,
+    /// Index in that batch's `rows`.
+    pub row: usize,
+    /// The row's `id`, to check the indexes point at the right row.
+    pub id: String,
+    /// Reason label, e.g. `invalid_value`.
+    pub reason: String,
+    /// The field at fault, if one.
+    #[serde(default)]
+    pub field: Option<String>,
+    /// The full error message.
+    pub error: String,
+}
+
+/// A `'static` label for a reason read off the wire (counters take static labels). Core's own
+/// rejection labels are returned as they are; other reasons are leaked once each, and past a bound (or
+/// when too long) share `forwarded_other`, so a misbehaving peer cannot grow memory.
+pub fn intern_reason(reason: &str) -> &'static str {
+    use std::sync::Mutex;
+    static SEEN: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    const KNOWN: &[&str] = &[
+        "missing_required",
+        "invalid_value",
+        "out_of_range",
+        "too_long",
+        "duplicate_field",
+        "invalid_json",
+        "not_an_object",
+        "unknown_table",
+    ];
+    if let Some(s) = KNOWN.iter().find(|s| **s == reason) {
+        return s;
+    }
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = seen.iter().find(|s| **s == reason) {
+        return s;
+    }
+    if seen.len() >= 64 || reason.len() > 64 {
+        return "forwarded_other";
+    }
+    let s: &'static str = Box::leak(reason.to_string().into_boxed_str());
+    seen.push(s);
+    s
 }
 
 impl RowsRequest {
