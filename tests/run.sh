@@ -29,9 +29,11 @@ if want rust; then
   cargo fmt --all -- --check || status=1
   log "lint: cargo clippy --workspace --all-targets -- -D warnings"
   cargo clippy --workspace --all-targets -- -D warnings || status=1
-  log "rust: cargo test --workspace"
+  # --no-fail-fast: a failing test binary must not hide the tests of the binaries after it (the
+  # summary would count a fraction of the suite as "all").
+  log "rust: cargo test --workspace --no-fail-fast"
   out="$CARGO_TARGET_DIR/rust-tests.log"
-  cargo test --workspace 2>&1 | tee "$out" || status=1
+  cargo test --workspace --no-fail-fast 2>&1 | tee "$out" || status=1
   record_cargo_output rust "$out"
 fi
 
