@@ -3,7 +3,7 @@
 CPython ends a daemon thread that retakes the GIL during finalization with pthread_exit (a
 forced unwind); a dispatcher thread inside a pyo3 call at that moment made glibc abort the
 process ("FATAL: exception not rethrown", SIGABRT) in a few runs out of twenty. These tests run
-the script of the report 200 times, and 200 gunicorn worker exits, while two busy loops compete
+the script of the report 200 times, and 100 gunicorn worker exits, while two busy loops compete
 for the CPUs, and require every process to exit cleanly and every summary to be delivered.
 """
 
@@ -121,7 +121,7 @@ def app(environ, start_response):
     return [b"ok"]
 """
 
-WORKER_EXITS = 200
+WORKER_EXITS = 100
 MAX_REQUESTS = 2
 
 
