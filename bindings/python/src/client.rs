@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
 
 use crate::convert::{self, ConvertError};
-use crate::dispatch::{outcome_str, Dispatch};
+use crate::dispatch::{Dispatch, ErrorFeed};
 use crate::error::Error;
 use crate::utils::{enter_evlog, timeout};
 
@@ -58,6 +58,11 @@ impl Client {
         let pipeline = Pipeline::new(config)?;
         let dispatch = Dispatch::new();
         if on_error.is_some() {
+            if !dispatch.is_available() {
+                return Err(Error::Python(crate::exceptions::EvlogError::new_err(
+                    "on_error: cannot create the dispatcher's wake-up socket (out of file descriptors?)",
+                )));
+            }
             pipeline.set_error_hook(Some(dispatch.hook()));
         }
         Ok(Self {
@@ -129,7 +134,11 @@ impl Client {
     fn shutdown_impl(&self, py: Python<'_>, seconds: f64) -> bool {
         self.closed.store(true, Ordering::Release);
         let p = &self.pipeline;
-        enter_evlog(py, || p.shutdown(timeout(seconds)))
+        let done = enter_evlog(py, || p.shutdown(timeout(seconds)));
+        // The flush thread has reported (after a timeout, what it reports once the dispatcher
+        // has exited counts as missed): the dispatcher delivers what is queued and exits.
+        self.dispatch.stop();
+        done
     }
 
     fn stats_impl<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
@@ -219,27 +228,9 @@ impl Client {
         false
     }
 
-    /// Dispatcher thread: the next error summary as a dict, or None after `timeout` seconds.
-    fn _next_error<'py>(
-        &self,
-        py: Python<'py>,
-        timeout_s: f64,
-    ) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let d = &self.dispatch;
-        let Some(s) = enter_evlog(py, || d.next(timeout(timeout_s))) else {
-            return Ok(None);
-        };
-        let out = PyDict::new(py);
-        out.set_item("outcome", outcome_str(s.outcome))?;
-        out.set_item("reason", s.reason)?;
-        out.set_item("count", s.count)?;
-        out.set_item("message", s.message)?;
-        Ok(Some(out))
-    }
-
-    /// Dispatcher thread: whether it should keep running (this process's, client open).
-    fn _dispatcher_current(&self) -> bool {
-        self.dispatch.is_current()
+    /// What this process's `on_error` dispatcher thread reads (called by `_start_dispatcher`).
+    fn _error_feed(&self) -> ErrorFeed {
+        self.dispatch.feed()
     }
 
     /// Called by `evlog`'s `os.register_at_fork(after_in_child=...)`.

@@ -10,7 +10,9 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import select
 import threading
+import time
 import weakref
 
 from . import _evlog
@@ -51,6 +53,9 @@ _atexit_timeout = 5.0
 _clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
 _clients_lock = threading.Lock()
 
+# This process's on_error dispatcher threads, joined at exit.
+_dispatchers: "list[threading.Thread]" = []
+
 
 class Client(_evlog.Client):
     """A client with its own pipeline (queue, flush thread, sink); see ``__init__.pyi``."""
@@ -79,33 +84,55 @@ def configure(path=None, *, on_error=None, atexit_timeout=None, **settings) -> C
 def _start_dispatcher(client: Client) -> None:
     """Starts this process's thread that calls ``client.on_error`` (called by the first log())."""
     t = threading.Thread(
-        target=_dispatch_loop, args=(weakref.ref(client),), name="evlog-on-error", daemon=True
+        target=_dispatch_loop,
+        args=(weakref.ref(client), client._error_feed()),
+        name="evlog-on-error",
+        daemon=True,
     )
+    with _clients_lock:
+        _dispatchers[:] = [d for d in _dispatchers if d.is_alive()]
+        _dispatchers.append(t)
     t.start()
 
 
-def _dispatch_loop(ref) -> None:
-    pid = os.getpid()
-    while True:
-        client = ref()
-        if client is None or os.getpid() != pid or not client._dispatcher_current():
-            return
-        summary = client._next_error(0.2)
-        if summary is None:
-            if client.closed:
+def _dispatch_loop(ref, feed) -> None:
+    # The wait is select() here in Python, never inside Rust: every feed method returns at once
+    # and keeps the GIL. A daemon thread that retakes the GIL inside a pyo3 call while the
+    # interpreter finalizes is ended by a forced unwind that pyo3's catch_unwind swallows, and
+    # glibc aborts the process ("FATAL: exception not rethrown"). The exit hook also stops and
+    # joins this thread before finalization.
+    try:
+        while True:
+            # Read before take(): a summary queued before the stop is then surely taken.
+            stopping = feed.stopping
+            summaries = feed.take()
+            if summaries:
+                client = ref()
+                if client is None:
+                    return
+                callback = client.on_error
+                del client
+                for summary in summaries:
+                    try:
+                        callback(summary)
+                    except Exception:  # never propagate into our threads
+                        _logger.exception("evlog on_error callback raised")
+                continue
+            if stopping:
                 return
-            continue
-        callback = client.on_error
-        del client
-        try:
-            callback(summary)
-        except Exception:  # never propagate into our threads
-            _logger.exception("evlog on_error callback raised")
+            select.select([feed], [], [])
+    finally:
+        # Whatever arrives from now on is counted in evlog_on_error_missed_total.
+        feed.close()
 
 
 def _after_fork_child() -> None:
     # The parent's dispatcher thread does not exist here; the child's first log() starts one.
     # The pipeline itself notices the fork on its own (fresh queue and flush thread).
+    # A lock or list held by a thread of the parent would never be released here.
+    global _dispatchers, _clients_lock
+    _dispatchers = []
+    _clients_lock = threading.Lock()
     for c in list(_clients):
         c._after_fork_child()
 
@@ -116,6 +143,10 @@ os.register_at_fork(after_in_child=_after_fork_child)
 def _at_exit() -> None:
     # Delivers what is queued before the interpreter goes away, bounded by _atexit_timeout.
     # The default client may have been created from the environment by a first log().
+    # Each shutdown stops that client's on_error dispatcher, which then delivers the summaries
+    # still queued and exits; joining it here means no evlog thread is left when finalization
+    # ends daemon threads.
+    deadline = time.monotonic() + _atexit_timeout
     try:
         shutdown(_atexit_timeout)
     except Exception:
@@ -126,6 +157,19 @@ def _at_exit() -> None:
                 c.shutdown(_atexit_timeout)
         except Exception:
             _logger.exception("evlog: shutdown at exit failed")
+    _join_dispatchers(max(deadline - time.monotonic(), 1.0))
+
+
+def _join_dispatchers(timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for t in list(_dispatchers):
+        t.join(max(deadline - time.monotonic(), 0.0))
+        if t.is_alive():
+            _logger.warning(
+                "evlog: the on_error callback did not return within %.1fs at exit; "
+                "the summaries it has not taken are not delivered",
+                timeout,
+            )
 
 
 atexit.register(_at_exit)
