@@ -41,10 +41,11 @@ $sum = fn($prefix) => array_sum(array_filter($s, fn($k) => str_starts_with($k, $
 echo "sdk: flushed=", var_export($s['flushed'], true), " accepted={$s['evlog_events_accepted_total']} delivered={$s['evlog_events_delivered_total']}",
     " rejected=", $sum('evlog_events_rejected_total'), " dropped=", $sum('evlog_events_dropped_total'), "\n";
 
-// The collector side: wait until it has streamed the rows out of its log, then read its files.
+// The collector side: wait until it has streamed everything out of its log (the 300 rows to the
+// table, the 2 dead letters to the dead-letter table), then read its files.
 $metrics = evlog_wait(function () use ($url) {
     $t = evlog_get("$url/metrics");
-    return evlog_metric($t, 'evlog_events_delivered_total') >= 300 ? $t : null;
+    return evlog_metric($t, 'evlog_events_delivered_total') + evlog_metric($t, 'evlog_events_rejected_total') >= 302 ? $t : null;
 }, 30) ?: evlog_get("$url/metrics");
 foreach (['evlog_events_accepted_total', 'evlog_events_delivered_total', 'evlog_events_rejected_total', 'evlog_events_dropped_total'] as $k) {
     echo "collector: $k ", evlog_metric($metrics, $k), "\n";
