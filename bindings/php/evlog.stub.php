@@ -3,31 +3,65 @@
  * IDE stub for the evlog PHP extension (bindings/php). Not loaded by PHP.
  *
  * php.ini directives (all PHP_INI_SYSTEM: php.ini, `php -d`, php-fpm `php_admin_value`; read once
- * per process by the first evlog call; empty = not set, the value comes from evlog.config or the
- * default; EVLOG_* environment variables override both, as in every evlog binding):
+ * per process by the first evlog call). A directive set nowhere keeps the value from the TOML file
+ * (evlog.config, else $EVLOG_CONFIG) or core's default; EVLOG_* environment variables override
+ * everything, as in every evlog binding. `php --ri evlog` shows each directive's effective value
+ * and where it comes from (secrets redacted).
  *
- *   evlog.config              TOML config file (same keys as every evlog binding)
- *   evlog.mode                file (default) | "null" (quote it: PHP's ini parser reads bare null
- *                             as an empty string) | collector, bigquery (not available yet:
- *                             Evlog\Exception)
- *   evlog.collector_url       collector URL for mode=collector (not available yet)
- *   evlog.api_key             collector API key for mode=collector (not available yet)
- *   evlog.file_dir            sink.file.dir: <dataset>/<table><YYYYMMDD>.ndjson (default evlog-data)
- *   evlog.file_fsync          sink.file.fsync: fdatasync after every batch (default 0)
- *   evlog.schema_dir          schemas.dir: <namespace>/<type>.json BigQuery schemas (default schemas)
- *   evlog.spool_enabled       spool.enabled (passed to core; the spool is a later issue)
- *   evlog.spool_dir           spool.dir
- *   evlog.spool_max_bytes     spool.max_bytes
- *   evlog.batch_max_rows      batch.max_rows (default 500)
- *   evlog.batch_max_bytes     batch.max_bytes (default 1MiB)
- *   evlog.batch_max_age       batch.max_age (default 1s)
- *   evlog.shutdown_timeout    batch.shutdown_timeout: MSHUTDOWN's delivery deadline (default 5s)
- *   evlog.queue_capacity      queue.capacity (default 100000)
- *   evlog.queue_max_bytes     queue.max_bytes (default 64MiB)
- *   evlog.max_event_bytes     queue.max_event_bytes (default 1MiB)
- *   evlog.retry_base          retry.base (default 100ms)
- *   evlog.retry_cap           retry.cap (default 30s)
- *   evlog.retry_max_attempts  retry.max_attempts (default 8)
+ * Empty values: PHP's ini parser turns the bare words null, off, no, false and none into "". A
+ * boolean directive reads "" as off; any other directive set to "" is an Evlog\Exception saying
+ * to quote the word: write evlog.mode="null" and evlog.bigquery_auth="none".
+ *
+ *   evlog.config                        TOML file with any keys of the top-level README
+ *   evlog.mode                          sink.kind: file (default) | "null" | forward | bigquery
+ *                                       (collector is refused: that sink is called forward)
+ *   -- mode = file
+ *   evlog.file_dir                      sink.file.dir: <dataset>/<table><YYYYMMDD>.ndjson (evlog-data)
+ *   evlog.file_fsync                    sink.file.fsync: fdatasync after every batch (0)
+ *   evlog.file_max_open_files           sink.file.max_open_files (64)
+ *   evlog.file_dead_letter_table        sink.file.dead_letter_table (_evlog_rejected)
+ *   -- mode = forward (to an evlog collector)
+ *   evlog.forward_url                   sink.forward.url: collector base URL, required
+ *   evlog.forward_api_key               sink.forward.api_key: sent as Authorization: Bearer (none)
+ *   evlog.forward_gzip                  sink.forward.gzip (1)
+ *   evlog.forward_timeout               sink.forward.timeout: one HTTP request (10s)
+ *   evlog.forward_workers               sink.forward.workers: requests in flight (4)
+ *   evlog.forward_max_rows_per_request  sink.forward.max_rows_per_request (1000)
+ *   -- mode = bigquery
+ *   evlog.bigquery_project              sink.bigquery.project: required
+ *   evlog.bigquery_auth                 sink.bigquery.auth: application_default (default) |
+ *                                       service_account | token | "none"
+ *   evlog.bigquery_credentials          sink.bigquery.credentials: service-account key file
+ *   evlog.bigquery_token                sink.bigquery.token: bearer token for auth = token
+ *   evlog.bigquery_base_url             sink.bigquery.base_url (https://bigquery.googleapis.com/bigquery/v2)
+ *   evlog.bigquery_max_rows_per_request sink.bigquery.max_rows_per_request (500)
+ *   evlog.bigquery_max_bytes_per_request sink.bigquery.max_bytes_per_request (9MB)
+ *   evlog.bigquery_gzip                 sink.bigquery.gzip (1)
+ *   evlog.bigquery_workers              sink.bigquery.workers: insertAll requests in flight (4)
+ *   evlog.bigquery_request_timeout      sink.bigquery.request_timeout (30s)
+ *   evlog.bigquery_skip_invalid_rows    sink.bigquery.skip_invalid_rows (0)
+ *   evlog.bigquery_create_tables        sink.bigquery.create_tables (0)
+ *   evlog.bigquery_dead_letter_table    sink.bigquery.dead_letter_table (_evlog_rejected)
+ *   -- every mode
+ *   evlog.schema_dir                    schemas.dir: <namespace>/<type>.json BigQuery schemas (schemas)
+ *   evlog.spool_enabled                 spool.enabled: keep what the sink cannot take on disk (0)
+ *   evlog.spool_dir                     spool.dir (evlog-spool)
+ *   evlog.spool_max_bytes               spool.max_bytes (1GiB)
+ *   evlog.spool_segment_bytes           spool.segment_bytes (64MiB)
+ *   evlog.spool_fsync                   spool.fsync: fsync every append (1)
+ *   evlog.batch_max_rows                batch.max_rows (500)
+ *   evlog.batch_max_bytes               batch.max_bytes (1MiB)
+ *   evlog.batch_max_age                 batch.max_age (1s)
+ *   evlog.shutdown_timeout              batch.shutdown_timeout: MSHUTDOWN's delivery deadline (5s)
+ *   evlog.queue_capacity                queue.capacity (100000)
+ *   evlog.queue_max_bytes               queue.max_bytes (64MiB)
+ *   evlog.max_event_bytes               queue.max_event_bytes (1MiB)
+ *   evlog.queue_overflow                queue.overflow: drop (default) | spool
+ *   evlog.retry_base                    retry.base (100ms)
+ *   evlog.retry_cap                     retry.cap (30s)
+ *   evlog.retry_max_attempts            retry.max_attempts (8)
+ *   -- earlier names, refused with the new name: evlog.collector_url (evlog.forward_url),
+ *      evlog.api_key (evlog.forward_api_key)
  */
 
 namespace Evlog {

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# PHP extension (bindings/php): .phpt tests via PHP's run-tests.php, then nginx + php-fpm end to end.
+# PHP extension (bindings/php): .phpt tests via PHP's run-tests.php, then nginx + php-fpm end to end
+# in each mode (file, forward into a collector process, bigquery into the BigQuery test server).
 #   bash tests/suites/30-php.sh setup   installs php8.2-dev/cli/fpm, libclang-dev, nginx, ab, wrk
 #   bash tests/suites/30-php.sh         builds the extension (debug) and runs the tests
 set -euo pipefail
@@ -12,16 +13,18 @@ if [ "${1:-}" = setup ]; then
 fi
 
 # Debug profile, like the rest of the run, so CI builds core once (benchmarks build release).
-log "php: cargo build -p evlog-php"
-cargo build -p evlog-php
+log "php: cargo build -p evlog-php -p evlog-collector, bq-test-server"
+cargo build -p evlog-php -p evlog-collector
+cargo build -p evlog-tests --bin bq-test-server
 ext="$CARGO_TARGET_DIR/debug/libevlog_php.so"
+export COLLECTOR_BIN="$CARGO_TARGET_DIR/debug/evlog-collector" BQ_SERVER_BIN="$CARGO_TARGET_DIR/debug/bq-test-server"
 php_dir=bindings/php/tests/phpt
 out="$CARGO_TARGET_DIR/php-phpt.log"
 
 log "php: run-tests.php $php_dir"
 run_tests=$(php-config --extension-dir)/build/run-tests.php
 status=0
-(cd "$php_dir" && PHPT_EVLOG_EXT="$ext" NO_INTERACTION=1 TEST_PHP_EXECUTABLE=$(command -v php8.2) \
+(cd "$php_dir" && PHPT_EVLOG_EXT="$ext" PHPT_EVLOG_COLLECTOR="$COLLECTOR_BIN" PHPT_EVLOG_BQ_SERVER="$BQ_SERVER_BIN" NO_INTERACTION=1 TEST_PHP_EXECUTABLE=$(command -v php8.2) \
   php8.2 "$run_tests" -q --show-diff -d "extension=$ext" .) 2>&1 | tee "$out" || status=1
 rm -rf "$php_dir/out"
 passed=$(awk '/^Tests passed/ {print $4}' "$out"); passed=${passed:-0}
@@ -30,12 +33,14 @@ skipped=$(awk '/^Tests skipped/ {print $4}' "$out")
 [ "${skipped:-0}" = 0 ] || { echo "phpt: $skipped tests skipped" >&2; failed=$((failed + skipped)); }
 [ "$passed" -gt 0 ] && [ "$failed" = 0 ] || status=1
 
-log "php: nginx + php-fpm end to end"
-fpm_out="$CARGO_TARGET_DIR/php-fpm-test.log"
-bash bindings/php/tests/fpm/fpm_test.sh "$ext" 2000 8 2>&1 | tee "$fpm_out" || status=1
-passed=$((passed + $(grep -c '^fpm_test: PASS' "$fpm_out" || true)))
-failed=$((failed + $(grep -c '^fpm_test: FAIL' "$fpm_out" || true)))
-grep -q '^fpm_test: 0 failed' "$fpm_out" || { status=1; [ "$failed" -gt 0 ] || failed=1; }
+for mode in file forward bigquery; do
+  log "php: nginx + php-fpm end to end, mode $mode"
+  fpm_out="$CARGO_TARGET_DIR/php-fpm-test-$mode.log"
+  bash bindings/php/tests/fpm/fpm_test.sh "$ext" 2000 8 "$mode" 2>&1 | tee "$fpm_out" || status=1
+  passed=$((passed + $(grep -c '^fpm_test: PASS' "$fpm_out" || true)))
+  failed=$((failed + $(grep -c '^fpm_test: FAIL' "$fpm_out" || true)))
+  grep -q "^fpm_test: \[$mode\] 0 failed" "$fpm_out" || { status=1; [ "$failed" -gt 0 ] || failed=1; }
+done
 
 record_counts php "$passed" "$failed"
 exit "$status"

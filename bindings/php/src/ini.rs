@@ -1,14 +1,30 @@
 //! php.ini directives and how they become a core [`Config`].
 //!
 //! Every directive is `PHP_INI_SYSTEM` (php.ini, `-d`, php-fpm `php_admin_value`): the pipeline
-//! is built once per process from the values seen by the first `evlog_log()`, so a per-request
-//! `ini_set()` could not take effect anyway. An empty value means "not set": the key keeps the
-//! value from `evlog.config` (a TOML file, see the top-level README) or core's default.
-//! Precedence, lowest first: core defaults, `evlog.config` file, `evlog.*` directives, `EVLOG_*`
-//! environment variables (core's rule for every binding).
+//! is built once per process from the values seen by the first evlog call, so a per-request
+//! `ini_set()` could not take effect anyway. Precedence, lowest first: core defaults, the TOML
+//! file (`evlog.config`, else the `EVLOG_CONFIG` environment variable), `evlog.*` directives,
+//! `EVLOG_*` environment variables (core's rule for every binding).
 //!
-//! This module has no PHP types: [`build_config`] takes a lookup function, so it is unit-tested
-//! without a PHP runtime.
+//! "Not set" and "set to an empty value" differ: the directives are registered without a default
+//! value (a NULL string, which no php.ini line, `-d` or `php_admin_value` can produce), so a
+//! directive absent everywhere reads as `None` and keeps the value of the file or core's default.
+//! PHP's ini parser turns the bare words `null`, `off`, `no`, `false` and `none` into an empty
+//! string, so `evlog.mode=null` or `evlog.bigquery_auth=none` written without quotes arrive as
+//! `""`: an empty value is an error that says to quote the word, except for boolean directives,
+//! where it means off (PHP's own convention for `off`/`no`/`false`).
+//!
+//! Mode names are core's sink kinds: `file`, `null`, `forward`, `bigquery`. `collector` is refused
+//! with a message naming `forward` (one name per sink in every binding and doc); the directives
+//! `evlog.collector_url` and `evlog.api_key` of earlier versions are registered only to refuse them
+//! with the new names (`evlog.forward_url`, `evlog.forward_api_key`), instead of PHP's silent
+//! ignoring of unknown directives.
+//!
+//! [`resolve`] also reports, per directive, the value core will use and where it came from
+//! (`php --ri evlog`), with secrets redacted.
+//!
+//! This module has no PHP types: [`build_config`] and [`resolve`] take a lookup function, so they
+//! are unit-tested without a PHP runtime.
 
 use std::path::Path;
 
@@ -20,20 +36,24 @@ use evlog_core::Config;
 pub enum Kind {
     /// Path of the TOML config file (not a key).
     ConfigFile,
-    /// `file`, `null` (and the reserved `collector`, `bigquery`).
+    /// `sink.kind`: `file`, `null`, `forward` or `bigquery`.
     Mode,
+    /// One of a fixed set of words (a TOML string).
+    Choice(&'static [&'static str]),
     /// A string key.
     Str,
+    /// A string key shown redacted by `php --ri evlog`.
+    Secret,
     /// An integer key.
     Int,
-    /// A boolean key (`1`/`on`/`yes`/`true` or `0`/`off`/`no`/`false`).
+    /// A boolean key (`1`/`on`/`yes`/`true` or `0`/`off`/`no`/`false`; empty = off).
     Bool,
     /// A size: an integer (bytes) or a string such as `64MiB`.
     Size,
     /// A duration string such as `250ms`, `1s`.
     Duration,
-    /// Accepted and shown, used by a sink that does not exist yet.
-    Reserved,
+    /// A directive of an earlier version: setting it is an error naming its replacement.
+    Renamed(&'static str),
 }
 
 /// One directive: name, TOML key (dotted), kind, one-line description (for the stub and README).
@@ -58,31 +78,22 @@ const fn d(name: &'static str, key: &'static str, kind: Kind, doc: &'static str)
     }
 }
 
+/// The modes, which are core's `sink.kind` values.
+pub const MODES: &[&str] = &["file", "null", "forward", "bigquery"];
+
 /// Every directive, in the order `php --ri evlog` shows them.
 pub const DIRECTIVES: &[Directive] = &[
     d(
         "evlog.config",
         "",
         Kind::ConfigFile,
-        "TOML config file (same keys as every evlog binding)",
+        "TOML config file (same keys as every evlog binding); default: $EVLOG_CONFIG",
     ),
     d(
         "evlog.mode",
         "sink.kind",
         Kind::Mode,
-        "file (default) or null; collector and bigquery are not available yet",
-    ),
-    d(
-        "evlog.collector_url",
-        "",
-        Kind::Reserved,
-        "collector URL for mode=collector (not available yet)",
-    ),
-    d(
-        "evlog.api_key",
-        "",
-        Kind::Reserved,
-        "collector API key for mode=collector (not available yet)",
+        "sink: file, \"null\" (quoted), forward (to an evlog collector) or bigquery",
     ),
     d(
         "evlog.file_dir",
@@ -94,7 +105,133 @@ pub const DIRECTIVES: &[Directive] = &[
         "evlog.file_fsync",
         "sink.file.fsync",
         Kind::Bool,
-        "fdatasync after every batch",
+        "file sink: fdatasync after every batch",
+    ),
+    d(
+        "evlog.file_max_open_files",
+        "sink.file.max_open_files",
+        Kind::Int,
+        "file sink: most files kept open at once",
+    ),
+    d(
+        "evlog.file_dead_letter_table",
+        "sink.file.dead_letter_table",
+        Kind::Str,
+        "file sink: table of rejected events in each dataset",
+    ),
+    d(
+        "evlog.forward_url",
+        "sink.forward.url",
+        Kind::Str,
+        "forward: the collector's base URL (required), e.g. http://127.0.0.1:8080",
+    ),
+    d(
+        "evlog.forward_api_key",
+        "sink.forward.api_key",
+        Kind::Secret,
+        "forward: API key sent as Authorization: Bearer <key>",
+    ),
+    d(
+        "evlog.forward_gzip",
+        "sink.forward.gzip",
+        Kind::Bool,
+        "forward: gzip request bodies",
+    ),
+    d(
+        "evlog.forward_timeout",
+        "sink.forward.timeout",
+        Kind::Duration,
+        "forward: timeout of one HTTP request",
+    ),
+    d(
+        "evlog.forward_workers",
+        "sink.forward.workers",
+        Kind::Int,
+        "forward: requests in flight at once",
+    ),
+    d(
+        "evlog.forward_max_rows_per_request",
+        "sink.forward.max_rows_per_request",
+        Kind::Int,
+        "forward: most rows per request",
+    ),
+    d(
+        "evlog.bigquery_project",
+        "sink.bigquery.project",
+        Kind::Str,
+        "bigquery: GCP project that owns the datasets (required)",
+    ),
+    d(
+        "evlog.bigquery_auth",
+        "sink.bigquery.auth",
+        Kind::Choice(&["application_default", "service_account", "token", "none"]),
+        "bigquery: application_default, service_account, token or \"none\" (quoted)",
+    ),
+    d(
+        "evlog.bigquery_credentials",
+        "sink.bigquery.credentials",
+        Kind::Str,
+        "bigquery: service-account key file (auth = service_account)",
+    ),
+    d(
+        "evlog.bigquery_token",
+        "sink.bigquery.token",
+        Kind::Secret,
+        "bigquery: fixed bearer token (auth = token)",
+    ),
+    d(
+        "evlog.bigquery_base_url",
+        "sink.bigquery.base_url",
+        Kind::Str,
+        "bigquery: API root (a proxy or the test server)",
+    ),
+    d(
+        "evlog.bigquery_max_rows_per_request",
+        "sink.bigquery.max_rows_per_request",
+        Kind::Int,
+        "bigquery: most rows per insertAll request",
+    ),
+    d(
+        "evlog.bigquery_max_bytes_per_request",
+        "sink.bigquery.max_bytes_per_request",
+        Kind::Size,
+        "bigquery: most bytes of row JSON per request",
+    ),
+    d(
+        "evlog.bigquery_gzip",
+        "sink.bigquery.gzip",
+        Kind::Bool,
+        "bigquery: gzip request bodies",
+    ),
+    d(
+        "evlog.bigquery_workers",
+        "sink.bigquery.workers",
+        Kind::Int,
+        "bigquery: insertAll requests in flight at once",
+    ),
+    d(
+        "evlog.bigquery_request_timeout",
+        "sink.bigquery.request_timeout",
+        Kind::Duration,
+        "bigquery: timeout of one HTTP request",
+    ),
+    d(
+        "evlog.bigquery_skip_invalid_rows",
+        "sink.bigquery.skip_invalid_rows",
+        Kind::Bool,
+        "bigquery: BigQuery's skipInvalidRows",
+    ),
+    d(
+        "evlog.bigquery_create_tables",
+        "sink.bigquery.create_tables",
+        Kind::Bool,
+        "bigquery: create missing datasets and tables from the schema files",
+    ),
+    d(
+        "evlog.bigquery_dead_letter_table",
+        "sink.bigquery.dead_letter_table",
+        Kind::Str,
+        "bigquery: table of rejected events in each dataset",
     ),
     d(
         "evlog.schema_dir",
@@ -106,19 +243,31 @@ pub const DIRECTIVES: &[Directive] = &[
         "evlog.spool_enabled",
         "spool.enabled",
         Kind::Bool,
-        "disk spool for undeliverable batches (passed to core)",
+        "disk spool for what the sink cannot take (replayed by the next worker)",
     ),
     d(
         "evlog.spool_dir",
         "spool.dir",
         Kind::Str,
-        "disk spool directory (passed to core)",
+        "disk spool directory",
     ),
     d(
         "evlog.spool_max_bytes",
         "spool.max_bytes",
         Kind::Size,
         "disk spool size limit",
+    ),
+    d(
+        "evlog.spool_segment_bytes",
+        "spool.segment_bytes",
+        Kind::Size,
+        "disk spool segment file size",
+    ),
+    d(
+        "evlog.spool_fsync",
+        "spool.fsync",
+        Kind::Bool,
+        "fsync every spool append",
     ),
     d(
         "evlog.batch_max_rows",
@@ -163,6 +312,12 @@ pub const DIRECTIVES: &[Directive] = &[
         "largest event body",
     ),
     d(
+        "evlog.queue_overflow",
+        "queue.overflow",
+        Kind::Choice(&["drop", "spool"]),
+        "queue full: drop (count) or spool (needs evlog.spool_enabled)",
+    ),
+    d(
         "evlog.retry_base",
         "retry.base",
         Kind::Duration,
@@ -180,44 +335,150 @@ pub const DIRECTIVES: &[Directive] = &[
         Kind::Int,
         "attempts per request",
     ),
+    d(
+        "evlog.collector_url",
+        "",
+        Kind::Renamed("evlog.forward_url"),
+        "renamed evlog.forward_url (setting it is an error)",
+    ),
+    d(
+        "evlog.api_key",
+        "",
+        Kind::Renamed("evlog.forward_api_key"),
+        "renamed evlog.forward_api_key (setting it is an error)",
+    ),
 ];
 
-/// Builds the configuration from directive values (`lookup(name)`, `None` or empty = unset) and
-/// the given environment. The error names the directive (or the file) and the rule.
+/// Where a directive's effective value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Core's default.
+    Default,
+    /// The TOML file.
+    File,
+    /// The `evlog.*` directive (php.ini, `-d`, `php_admin_value`).
+    Directive,
+    /// An environment variable (named).
+    Env(String),
+    /// Not a setting (a renamed directive).
+    Unused,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File => f.write_str("evlog.config file"),
+            Source::Directive => f.write_str("php.ini"),
+            Source::Env(var) => write!(f, "env {var}"),
+            Source::Unused => f.write_str("-"),
+        }
+    }
+}
+
+/// One row of `php --ri evlog`: a directive, the value core uses, where it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effective {
+    /// `evlog.*` name.
+    pub name: &'static str,
+    /// The value core uses (secrets redacted), or a note for renamed directives.
+    pub value: String,
+    /// Where it comes from.
+    pub source: Source,
+}
+
+/// The configuration and, per directive, its effective value.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// What the pipeline is built from.
+    pub config: Config,
+    /// One row per directive, in [`DIRECTIVES`] order.
+    pub effective: Vec<Effective>,
+}
+
+/// Builds the configuration from directive values (`lookup(name)`: `None` = not set, see the
+/// module docs for empty values) and the given environment. The error names the directive (or
+/// the file) and the rule.
 pub fn build_config(
     lookup: impl Fn(&str) -> Option<String>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Config, String> {
-    let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+    resolve(lookup, env).map(|r| r.config)
+}
+
+/// [`build_config`] plus each directive's effective value and source.
+pub fn resolve(
+    lookup: impl Fn(&str) -> Option<String>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Resolved, String> {
+    let env: Vec<(String, String)> = env.into_iter().collect();
     let mut table = toml::Table::new();
     let mut origin = String::from("php.ini");
-    if let Some(path) = get("evlog.config") {
-        let text = std::fs::read_to_string(Path::new(&path))
+    let (file, file_source) = match lookup("evlog.config") {
+        Some(v) if v.trim().is_empty() => {
+            return Err(empty_error("evlog.config", Kind::ConfigFile))
+        }
+        Some(v) => (Some(v.trim().to_string()), Source::Directive),
+        None => match env
+            .iter()
+            .find(|(k, v)| k == "EVLOG_CONFIG" && !v.is_empty())
+        {
+            Some((_, v)) => (Some(v.clone()), Source::Env("EVLOG_CONFIG".into())),
+            None => (None, Source::Default),
+        },
+    };
+    if let Some(path) = &file {
+        let text = std::fs::read_to_string(Path::new(path))
             .map_err(|e| format!("evlog.config: cannot read {path}: {e}"))?;
         table = toml::from_str(&text).map_err(|e| format!("evlog.config = {path}: {e}"))?;
         origin = format!("{path} with php.ini evlog.* directives");
     }
+    let file_table = table.clone();
+    let mut set = Vec::new();
     for dir in DIRECTIVES {
-        let Some(raw) = get(dir.name) else { continue };
+        let Some(raw) = lookup(dir.name) else {
+            continue;
+        };
         let raw = raw.trim();
+        if let Kind::Renamed(new) = dir.kind {
+            return Err(format!(
+                "{} was renamed {new} (it is used with evlog.mode=forward); set {new} instead",
+                dir.name
+            ));
+        }
+        if raw.is_empty() && dir.kind != Kind::Bool {
+            return Err(empty_error(dir.name, dir.kind));
+        }
         let value = match dir.kind {
-            Kind::ConfigFile | Kind::Reserved => continue,
+            Kind::ConfigFile | Kind::Renamed(_) => continue,
             Kind::Mode => match raw {
-                "file" | "null" => toml::Value::String(raw.into()),
-                "collector" | "bigquery" => {
+                m if MODES.contains(&m) => toml::Value::String(m.into()),
+                "collector" => {
                     return Err(format!(
-                        "{} = {raw}: the {raw} sink is not available yet in this evlog build; use file or null",
+                        "{} = collector: the sink that sends events to an evlog collector is called forward: \
+                         set evlog.mode=forward and evlog.forward_url",
                         dir.name
                     ))
                 }
                 _ => {
                     return Err(format!(
-                        "{} = {raw}: unknown mode (expected file, null, collector or bigquery)",
-                        dir.name
+                        "{} = {raw}: unknown mode (expected {})",
+                        dir.name,
+                        MODES.join(", ")
                     ))
                 }
             },
-            Kind::Str | Kind::Duration => toml::Value::String(raw.into()),
+            Kind::Choice(words) => {
+                if !words.contains(&raw) {
+                    return Err(format!(
+                        "{} = {raw}: must be one of {}",
+                        dir.name,
+                        words.join(", ")
+                    ));
+                }
+                toml::Value::String(raw.into())
+            }
+            Kind::Str | Kind::Secret | Kind::Duration => toml::Value::String(raw.into()),
             Kind::Int => toml::Value::Integer(raw.parse().map_err(|_| {
                 format!("{} = {raw}: must be a non-negative integer", dir.name)
             })?),
@@ -230,32 +491,146 @@ pub fn build_config(
             },
         };
         set_key(&mut table, dir.key, value);
+        set.push(dir.name);
     }
     let text = toml::to_string(&table).map_err(|e| format!("{origin}: {e}"))?;
-    Config::from_toml_with_env(&text, &origin, env).map_err(|e| describe(&e))
+    let config = Config::from_toml_with_env(&text, &origin, env.iter().cloned())
+        .map_err(|e| describe(&e))?;
+    let effective = effective_values(&config, &file, file_source, &file_table, &set, &env);
+    Ok(Resolved { config, effective })
 }
 
-/// Adds the directive name to a core error about a key.
-fn describe(e: &ConfigError) -> String {
-    let msg = e.to_string();
-    let mut hints: Vec<&str> = DIRECTIVES
-        .iter()
-        .filter(|d| !d.key.is_empty() && msg.contains(d.key.rsplit('.').next().unwrap_or(d.key)))
-        .filter(|d| msg.contains(d.key) || matches!(e, ConfigError::Parse { .. }))
-        .map(|d| d.name)
+/// Refuses `evlog.*` names given to PHP (php.ini, `-d`) that are no directive: PHP itself ignores
+/// unknown names silently, so a misspelt `evlog.spool_enabled` would run without the spool.
+pub fn check_names<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Result<(), String> {
+    let mut unknown: Vec<String> = names
+        .into_iter()
+        .filter(|n| {
+            let n = n.as_ref();
+            n.starts_with("evlog.") && !DIRECTIVES.iter().any(|d| d.name == n)
+        })
+        .map(|n| n.as_ref().to_string())
         .collect();
-    hints.dedup();
-    if hints.is_empty() {
-        msg
-    } else {
-        format!("{msg} (php.ini: {})", hints.join(", "))
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    unknown.sort();
+    Err(format!(
+        "unknown php.ini directive {}: no such evlog setting (`php --ri evlog` lists them)",
+        unknown.join(", ")
+    ))
+}
+
+fn empty_error(name: &str, kind: Kind) -> String {
+    let example = match kind {
+        Kind::Mode => format!(" (e.g. {name}=\"null\" for the null sink)"),
+        Kind::Choice(words) => format!(" (e.g. {name}=\"{}\")", words[words.len() - 1]),
+        _ => String::new(),
+    };
+    format!(
+        "{name} is set to an empty value: PHP's ini parser reads the bare words null, off, no, false and \
+         none as \"\"; quote the value{example}, or remove the line to keep the value from evlog.config \
+         or the default"
+    )
+}
+
+/// Each directive's effective value in `config` and where it came from.
+fn effective_values(
+    config: &Config,
+    file: &Option<String>,
+    file_source: Source,
+    file_table: &toml::Table,
+    set: &[&str],
+    env: &[(String, String)],
+) -> Vec<Effective> {
+    let tree = toml::Value::try_from(config).unwrap_or(toml::Value::Table(toml::Table::new()));
+    DIRECTIVES
+        .iter()
+        .map(|dir| {
+            let (value, source) = match dir.kind {
+                Kind::ConfigFile => (
+                    file.clone().unwrap_or_else(|| "(none)".into()),
+                    file_source.clone(),
+                ),
+                Kind::Renamed(new) => (format!("(renamed {new})"), Source::Unused),
+                _ => {
+                    let var = format!("EVLOG_{}", dir.key.replace('.', "_").to_ascii_uppercase());
+                    // Core's rule: an `EVLOG_` prefix, the rest compared without case.
+                    let from_env = env
+                        .iter()
+                        .any(|(k, _)| k.starts_with("EVLOG_") && k.eq_ignore_ascii_case(&var));
+                    let source = if from_env {
+                        Source::Env(var)
+                    } else if set.contains(&dir.name) {
+                        Source::Directive
+                    } else if get_key(file_table, dir.key).is_some() {
+                        Source::File
+                    } else {
+                        Source::Default
+                    };
+                    let value = match (get_key_value(&tree, dir.key), dir.kind) {
+                        (Some(toml::Value::String(s)), Kind::Secret) if !s.is_empty() => {
+                            "(set, redacted)".to_string()
+                        }
+                        (Some(toml::Value::String(s)), _) if s.is_empty() => "(not set)".into(),
+                        (Some(toml::Value::String(s)), _) => s.clone(),
+                        (Some(v), _) => v.to_string(),
+                        (None, _) => "(not set)".into(),
+                    };
+                    (value, source)
+                }
+            };
+            Effective {
+                name: dir.name,
+                value,
+                source,
+            }
+        })
+        .collect()
+}
+
+fn get_key<'a>(table: &'a toml::Table, dotted: &str) -> Option<&'a toml::Value> {
+    let (first, rest) = match dotted.split_once('.') {
+        Some((a, b)) => (a, Some(b)),
+        None => (dotted, None),
+    };
+    let v = table.get(first)?;
+    match (rest, v) {
+        (None, v) => Some(v),
+        (Some(rest), toml::Value::Table(t)) => get_key(t, rest),
+        _ => None,
+    }
+}
+
+fn get_key_value<'a>(tree: &'a toml::Value, dotted: &str) -> Option<&'a toml::Value> {
+    match tree {
+        toml::Value::Table(t) => get_key(t, dotted),
+        _ => None,
+    }
+}
+
+/// Adds the directive of the key a core error names (`Invalid`'s key, or the `` in `key` `` the
+/// TOML deserializer appends) to the message, on one line.
+fn describe(e: &ConfigError) -> String {
+    let msg = e.to_string().replace('\n', " ");
+    let key = match e {
+        ConfigError::Invalid { key, .. } => Some(key.to_string()),
+        _ => msg
+            .rsplit_once("in `")
+            .and_then(|(_, rest)| rest.split_once('`'))
+            .map(|(key, _)| key.to_string()),
+    };
+    match key.and_then(|k| DIRECTIVES.iter().find(|d| d.key == k)) {
+        Some(d) => format!("{msg} (php.ini: {})", d.name),
+        None => msg,
     }
 }
 
 fn parse_bool(raw: &str) -> Option<bool> {
     match raw.to_ascii_lowercase().as_str() {
+        // "" is what PHP's ini parser makes of bare off/no/false/none/null.
         "1" | "on" | "yes" | "true" => Some(true),
-        "0" | "off" | "no" | "false" | "none" => Some(false),
+        "0" | "off" | "no" | "false" | "none" | "" => Some(false),
         _ => None,
     }
 }
@@ -287,24 +662,33 @@ mod tests {
     use std::time::Duration;
 
     use evlog_core::config::SinkKind;
+    use evlog_core::sink::bigquery::AuthMethod;
 
     use super::*;
 
-    fn build(pairs: &[(&str, &str)]) -> Result<Config, String> {
+    fn build_env(pairs: &[(&str, &str)], env: &[(&str, &str)]) -> Result<Resolved, String> {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        build_config(|n| map.get(n).cloned(), std::iter::empty())
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        resolve(|n| map.get(n).cloned(), env)
+    }
+
+    fn build(pairs: &[(&str, &str)]) -> Result<Config, String> {
+        build_env(pairs, &[]).map(|r| r.config)
+    }
+
+    fn row<'a>(r: &'a Resolved, name: &str) -> &'a Effective {
+        r.effective.iter().find(|e| e.name == name).expect(name)
     }
 
     #[test]
-    fn empty_directives_give_core_defaults() {
+    fn unset_directives_give_core_defaults() {
         assert_eq!(build(&[]).unwrap(), Config::default());
-        assert_eq!(
-            build(&[("evlog.batch_max_rows", " ")]).unwrap(),
-            Config::default()
-        );
     }
 
     #[test]
@@ -319,8 +703,11 @@ mod tests {
             ("evlog.max_event_bytes", "1024"),
             ("evlog.batch_max_age", "250ms"),
             ("evlog.shutdown_timeout", "3s"),
+            ("evlog.spool_enabled", "1"),
             ("evlog.spool_dir", "/tmp/spool"),
-            ("evlog.collector_url", "http://127.0.0.1:1"),
+            ("evlog.spool_segment_bytes", "1MiB"),
+            ("evlog.spool_fsync", ""),
+            ("evlog.queue_overflow", "spool"),
         ])
         .unwrap();
         assert_eq!(c.sink.kind, SinkKind::Null);
@@ -332,7 +719,165 @@ mod tests {
         assert_eq!(c.queue.max_event_bytes.0, 1024);
         assert_eq!(c.batch.max_age, Duration::from_millis(250));
         assert_eq!(c.batch.shutdown_timeout, Duration::from_secs(3));
+        assert!(c.spool.enabled);
         assert_eq!(c.spool.dir, Path::new("/tmp/spool"));
+        assert_eq!(c.spool.segment_bytes.0, 1024 * 1024);
+        assert!(!c.spool.fsync, "an empty boolean (bare off) is off");
+        assert_eq!(c.queue.overflow, evlog_core::config::Overflow::Spool);
+    }
+
+    #[test]
+    fn forward_mode_from_directives() {
+        let c = build(&[
+            ("evlog.mode", "forward"),
+            ("evlog.forward_url", "http://127.0.0.1:8080"),
+            ("evlog.forward_api_key", "k-1"),
+            ("evlog.forward_gzip", "off"),
+            ("evlog.forward_timeout", "2s"),
+            ("evlog.forward_workers", "2"),
+            ("evlog.forward_max_rows_per_request", "100"),
+        ])
+        .unwrap();
+        assert_eq!(c.sink.kind, SinkKind::Forward);
+        let f = &c.sink.forward;
+        assert_eq!(f.url, "http://127.0.0.1:8080");
+        assert_eq!(f.api_key.as_deref(), Some("k-1"));
+        assert!(!f.gzip);
+        assert_eq!(f.timeout, Duration::from_secs(2));
+        assert_eq!((f.workers, f.max_rows_per_request), (2, 100));
+        let e = build(&[("evlog.mode", "forward")]).unwrap_err();
+        assert!(
+            e.contains("sink.forward.url") && e.contains("evlog.forward_url"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bigquery_mode_from_directives() {
+        let c = build(&[
+            ("evlog.mode", "bigquery"),
+            ("evlog.bigquery_project", "p"),
+            ("evlog.bigquery_auth", "token"),
+            ("evlog.bigquery_token", "t"),
+            ("evlog.bigquery_credentials", "/etc/key.json"),
+            ("evlog.bigquery_base_url", "http://127.0.0.1:9/bigquery/v2"),
+            ("evlog.bigquery_max_rows_per_request", "50"),
+            ("evlog.bigquery_max_bytes_per_request", "1MB"),
+            ("evlog.bigquery_gzip", "no"),
+            ("evlog.bigquery_workers", "3"),
+            ("evlog.bigquery_request_timeout", "4s"),
+            ("evlog.bigquery_skip_invalid_rows", "yes"),
+            ("evlog.bigquery_create_tables", "true"),
+            ("evlog.bigquery_dead_letter_table", "dead"),
+        ])
+        .unwrap();
+        assert_eq!(c.sink.kind, SinkKind::Bigquery);
+        let b = &c.sink.bigquery;
+        assert_eq!(b.project, "p");
+        assert_eq!(b.auth, AuthMethod::Token);
+        assert_eq!(b.token.as_deref(), Some("t"));
+        assert_eq!(b.credentials.as_deref(), Some(Path::new("/etc/key.json")));
+        assert_eq!(b.base_url, "http://127.0.0.1:9/bigquery/v2");
+        assert_eq!(
+            (b.max_rows_per_request, b.max_bytes_per_request.0),
+            (50, 1_000_000)
+        );
+        assert!(!b.gzip && b.skip_invalid_rows && b.create_tables);
+        assert_eq!((b.workers, b.request_timeout), (3, Duration::from_secs(4)));
+        assert_eq!(b.dead_letter_table, "dead");
+        let c = build(&[
+            ("evlog.mode", "bigquery"),
+            ("evlog.bigquery_project", "p"),
+            ("evlog.bigquery_auth", "none"),
+        ])
+        .unwrap();
+        assert_eq!(c.sink.bigquery.auth, AuthMethod::None);
+        let e = build(&[("evlog.mode", "bigquery")]).unwrap_err();
+        assert!(e.contains("evlog.bigquery_project"), "{e}");
+        let e = build(&[("evlog.bigquery_auth", "oauth")]).unwrap_err();
+        assert!(
+            e.contains("evlog.bigquery_auth = oauth") && e.contains("application_default"),
+            "{e}"
+        );
+    }
+
+    /// Every key of the forward and BigQuery sinks and of the spool has a directive, and every
+    /// directive's key exists in core's configuration.
+    #[test]
+    fn directives_cover_the_sinks_and_the_spool() {
+        let tree = toml::Value::try_from(Config::default()).unwrap();
+        let mut keys = Vec::new();
+        for section in ["sink.forward", "sink.bigquery", "sink.file", "spool"] {
+            let toml::Value::Table(t) = get_key_value(&tree, section).unwrap() else {
+                panic!("{section}")
+            };
+            keys.extend(t.keys().map(|k| format!("{section}.{k}")));
+        }
+        // Keys that default to absent (not in the serialized defaults).
+        keys.extend(
+            [
+                "sink.forward.api_key",
+                "sink.bigquery.credentials",
+                "sink.bigquery.token",
+            ]
+            .map(String::from),
+        );
+        for key in &keys {
+            assert!(
+                DIRECTIVES.iter().any(|d| d.key == key),
+                "no evlog.* directive for {key}"
+            );
+        }
+        let with_optional: Vec<String> = keys.clone();
+        for dir in DIRECTIVES.iter().filter(|d| !d.key.is_empty()) {
+            assert!(
+                get_key_value(&tree, dir.key).is_some()
+                    || with_optional.iter().any(|k| k == dir.key),
+                "{} names {}, which core does not have",
+                dir.name,
+                dir.key
+            );
+        }
+    }
+
+    /// The stub and the README list every directive.
+    #[test]
+    fn stub_and_readme_list_every_directive() {
+        let stub = include_str!("../evlog.stub.php");
+        let readme = include_str!("../README.md");
+        for dir in DIRECTIVES {
+            assert!(stub.contains(dir.name), "evlog.stub.php lacks {}", dir.name);
+            assert!(readme.contains(dir.name), "README.md lacks {}", dir.name);
+        }
+    }
+
+    #[test]
+    fn unknown_evlog_names_are_refused() {
+        assert!(check_names(["evlog.mode", "memory_limit", "extension"]).is_ok());
+        let e = check_names(["evlog.spool_enable", "evlog.mode", "evlog.forward_ulr"]).unwrap_err();
+        assert!(
+            e.contains("unknown php.ini directive evlog.forward_ulr, evlog.spool_enable"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn empty_values_are_refused_with_a_quoting_hint() {
+        // What PHP hands over for `evlog.mode=null` written without quotes.
+        let e = build(&[("evlog.mode", "")]).unwrap_err();
+        assert!(
+            e.contains("evlog.mode is set to an empty value") && e.contains("evlog.mode=\"null\""),
+            "{e}"
+        );
+        let e = build(&[("evlog.bigquery_auth", "")]).unwrap_err();
+        assert!(e.contains("evlog.bigquery_auth=\"none\""), "{e}");
+        let e = build(&[("evlog.batch_max_rows", " ")]).unwrap_err();
+        assert!(
+            e.contains("evlog.batch_max_rows is set to an empty value"),
+            "{e}"
+        );
+        let e = build(&[("evlog.config", "")]).unwrap_err();
+        assert!(e.contains("evlog.config is set to an empty value"), "{e}");
     }
 
     #[test]
@@ -348,11 +893,34 @@ mod tests {
             "{e}"
         );
         let e = build(&[("evlog.mode", "collector")]).unwrap_err();
-        assert!(e.contains("not available yet"), "{e}");
+        assert!(
+            e.contains("evlog.mode = collector") && e.contains("evlog.mode=forward"),
+            "{e}"
+        );
         let e = build(&[("evlog.mode", "kafka")]).unwrap_err();
-        assert!(e.contains("unknown mode"), "{e}");
+        assert!(
+            e.contains("unknown mode") && e.contains("file, null, forward, bigquery"),
+            "{e}"
+        );
+        let e = build(&[("evlog.collector_url", "http://x")]).unwrap_err();
+        assert!(
+            e.contains("evlog.collector_url was renamed evlog.forward_url"),
+            "{e}"
+        );
+        let e = build(&[("evlog.api_key", "")]).unwrap_err();
+        assert!(e.contains("renamed evlog.forward_api_key"), "{e}");
         let e = build(&[("evlog.file_fsync", "maybe")]).unwrap_err();
         assert!(e.contains("evlog.file_fsync"), "{e}");
+        let e = build(&[("evlog.forward_timeout", "soon")]).unwrap_err();
+        assert!(
+            e.contains("in `sink.forward.timeout` (php.ini: evlog.forward_timeout)")
+                && !e.contains('\n'),
+            "{e}"
+        );
+        let e = build(&[("evlog.batch_max_bytes", "5parsecs")]).unwrap_err();
+        assert!(e.ends_with("(php.ini: evlog.batch_max_bytes)"), "{e}");
+        let e = build(&[("evlog.mode", "forward")]).unwrap_err();
+        assert!(e.ends_with("(php.ini: evlog.forward_url)"), "{e}");
         let e = build(&[("evlog.config", "/nonexistent/evlog.toml")]).unwrap_err();
         assert!(
             e.contains("evlog.config") && e.contains("/nonexistent"),
@@ -361,18 +929,89 @@ mod tests {
     }
 
     #[test]
-    fn directives_override_the_config_file() {
+    fn directives_override_the_config_file_and_env_overrides_both() {
         let dir = std::env::temp_dir().join(format!("evlog-php-ini-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("evlog.toml");
-        std::fs::write(&file, "[batch]\nmax_rows = 11\nmax_age = \"2s\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "[batch]\nmax_rows = 11\nmax_age = \"2s\"\n[sink.forward]\napi_key = \"from-file\"\n",
+        )
+        .unwrap();
         let path = file.to_str().unwrap();
-        let c = build(&[("evlog.config", path), ("evlog.batch_max_rows", "12")]).unwrap();
-        assert_eq!(c.batch.max_rows, 12);
-        assert_eq!(c.batch.max_age, Duration::from_secs(2));
+        let r = build_env(
+            &[
+                ("evlog.config", path),
+                ("evlog.batch_max_rows", "12"),
+                ("evlog.retry_cap", "9s"),
+                ("evlog.retry_base", "1s"),
+            ],
+            &[("EVLOG_RETRY_BASE", "2s")],
+        )
+        .unwrap();
+        assert_eq!(r.config.batch.max_rows, 12);
+        assert_eq!(r.config.batch.max_age, Duration::from_secs(2));
+        assert_eq!(r.config.retry.base, Duration::from_secs(2));
+        let shown = |n| {
+            let e = row(&r, n);
+            format!("{} [{}]", e.value, e.source)
+        };
+        assert_eq!(shown("evlog.config"), format!("{path} [php.ini]"));
+        assert_eq!(shown("evlog.batch_max_rows"), "12 [php.ini]");
+        assert_eq!(shown("evlog.batch_max_age"), "2s [evlog.config file]");
+        assert_eq!(shown("evlog.retry_base"), "2s [env EVLOG_RETRY_BASE]");
+        assert_eq!(shown("evlog.retry_cap"), "9s [php.ini]");
+        assert_eq!(shown("evlog.queue_capacity"), "100000 [default]");
+        assert_eq!(shown("evlog.mode"), "file [default]");
+        assert_eq!(shown("evlog.file_fsync"), "false [default]");
+        assert_eq!(
+            shown("evlog.forward_api_key"),
+            "(set, redacted) [evlog.config file]"
+        );
+        assert_eq!(shown("evlog.bigquery_token"), "(not set) [default]");
+        assert_eq!(shown("evlog.forward_url"), "(not set) [default]");
+        assert!(r.effective.iter().all(|e| !e.value.contains("from-file")));
+        assert_eq!(r.effective.len(), DIRECTIVES.len());
+
+        // Without evlog.config, EVLOG_CONFIG names the file (as in every binding).
+        let r = build_env(&[], &[("EVLOG_CONFIG", path)]).unwrap();
+        assert_eq!(r.config.batch.max_rows, 11);
+        assert_eq!(
+            shown_of(&r, "evlog.config"),
+            format!("{path} [env EVLOG_CONFIG]")
+        );
+
         std::fs::write(&file, "[batch]\nmax_rowz = 1\n").unwrap();
         let e = build(&[("evlog.config", path)]).unwrap_err();
         assert!(e.contains("max_rowz"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn shown_of(r: &Resolved, name: &str) -> String {
+        let e = row(r, name);
+        format!("{} [{}]", e.value, e.source)
+    }
+
+    #[test]
+    fn secrets_are_redacted_wherever_they_come_from() {
+        let r = build_env(
+            &[
+                ("evlog.mode", "forward"),
+                ("evlog.forward_url", "http://127.0.0.1:1"),
+                ("evlog.forward_api_key", "s3cret-key"),
+            ],
+            &[("EVLOG_SINK_BIGQUERY_TOKEN", "s3cret-token")],
+        )
+        .unwrap();
+        assert_eq!(
+            shown_of(&r, "evlog.forward_api_key"),
+            "(set, redacted) [php.ini]"
+        );
+        assert_eq!(
+            shown_of(&r, "evlog.bigquery_token"),
+            "(set, redacted) [env EVLOG_SINK_BIGQUERY_TOKEN]"
+        );
+        assert_eq!(shown_of(&r, "evlog.mode"), "forward [php.ini]");
+        assert!(r.effective.iter().all(|e| !e.value.contains("s3cret")));
     }
 }

@@ -21,9 +21,13 @@
 //!   script) calls `shutdown(evlog.shutdown_timeout)`, which delivers what is queued; what is still
 //!   undelivered at the deadline goes to the disk spool with `evlog.spool_enabled = 1` (replayed
 //!   by the next worker that logs), or is counted as dropped (`shutdown_deadline`) without it.
+//! - Configuration ([`ini`]): `evlog.*` directives for every sink (`evlog.mode` = `file`, `null`,
+//!   `forward`, `bigquery`), the spool, batching, queue and retries, over the `evlog.config` TOML
+//!   file and under `EVLOG_*` variables. `php --ri evlog` shows each directive's effective value
+//!   and its source, secrets redacted.
 //! - No Rust panic reaches PHP: every entry point runs inside [`guard`].
 
-#![allow(unsafe_code)] // FFI module: the ini display call and the ext-php-rs entry points.
+#![allow(unsafe_code)] // FFI module: ini registration and lookup, and the ext-php-rs entry points.
 #![cfg_attr(windows, feature(abi_vectorcall))]
 
 pub mod convert;
@@ -31,7 +35,7 @@ pub mod ini;
 pub mod json;
 
 use std::cell::RefCell;
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::{c_char, c_int, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -43,7 +47,7 @@ use ext_php_rs::flags::{DataType, IniEntryPermission};
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendHashTable, Zval};
 use ext_php_rs::zend::{ce, ClassEntry, ExecutorGlobals, IniEntryDef, ModuleEntry};
-use ext_php_rs::{info_table_end, info_table_row, info_table_start};
+use ext_php_rs::{info_table_end, info_table_header, info_table_row, info_table_start};
 
 pub use evlog_core as core;
 
@@ -74,18 +78,52 @@ fn guard<T>(name: &str, f: impl FnOnce() -> PhpResult<T>) -> PhpResult<T> {
     }
 }
 
-/// The process's pipeline, or why it could not be built. Built once, on first use, never in
-/// MINIT. Ini directives are `PHP_INI_SYSTEM`, so caching a configuration error is exact.
-static PIPELINE: OnceLock<Result<Pipeline, String>> = OnceLock::new();
+/// The process's pipeline (with the effective directive values it was built from, for
+/// `php --ri`), or why it could not be built. Built once, on first use, never in MINIT. Ini
+/// directives are `PHP_INI_SYSTEM`, so caching a configuration error is exact.
+static PIPELINE: OnceLock<Result<(Pipeline, Vec<ini::Effective>), String>> = OnceLock::new();
 
-fn build_pipeline() -> Result<Pipeline, String> {
-    let config = ini::build_config(ini_value, std::env::vars())?;
-    Pipeline::new(config).map_err(|e| format!("evlog configuration: {e}"))
+/// The process environment as strings (a non-UTF-8 variable is read lossily rather than
+/// panicking: `EVLOG_*` values then fail their key's rule with a message).
+fn env_vars() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The `evlog.*` names given in php.ini or with `-d` (PHP's configuration hash).
+fn configured_evlog_names() -> Vec<String> {
+    // SAFETY: PHP's own configuration hash, built before MINIT and read-only afterwards; read on
+    // PHP's thread.
+    let Some(hash) = (unsafe { php_ini_get_configuration_hash().as_ref() }) else {
+        return Vec::new();
+    };
+    hash.iter()
+        .map(|(key, _)| key.to_string())
+        .filter(|k| k.starts_with("evlog."))
+        .collect()
+}
+
+/// The configuration from this process's directives, `EVLOG_*` variables and files.
+fn resolve_config() -> Result<ini::Resolved, String> {
+    ini::check_names(configured_evlog_names())?;
+    ini::resolve(ini_value, env_vars())
+}
+
+fn build_pipeline() -> Result<(Pipeline, Vec<ini::Effective>), String> {
+    let resolved = resolve_config()?;
+    let p = Pipeline::new(resolved.config).map_err(|e| format!("evlog configuration: {e}"))?;
+    Ok((p, resolved.effective))
 }
 
 fn pipeline() -> PhpResult<&'static Pipeline> {
     match PIPELINE.get_or_init(build_pipeline) {
-        Ok(p) => Ok(p),
+        Ok((p, _)) => Ok(p),
         Err(e) => Err(misuse(e.clone())),
     }
 }
@@ -246,15 +284,26 @@ pub fn evlog_last_error() -> Option<String> {
 }
 
 /// MINIT: registers the ini directives. Starts nothing (php-fpm forks after this).
+///
+/// No directive has a default value (a NULL string, which no php.ini line, `-d` or
+/// `php_admin_value` can produce): "not set" reads as `None`, while a bare `null`/`off`/`none`
+/// reads as `""`, so `evlog.mode=null` without quotes is detected (see [`ini`]).
 fn startup(_ty: i32, module_number: i32) -> i32 {
     let entries = ini::DIRECTIVES
         .iter()
         .map(|d| {
-            IniEntryDef::new(
+            let mut entry = IniEntryDef::new(
                 d.name.to_string(),
                 String::new(),
                 &IniEntryPermission::System,
-            )
+            );
+            if !entry.value.is_null() {
+                // SAFETY: IniEntryDef::new made `value` with CString::into_raw; reclaimed once.
+                drop(unsafe { CString::from_raw(entry.value.cast_mut()) });
+            }
+            entry.value = std::ptr::null();
+            entry.value_length = 0;
+            entry
         })
         .collect();
     IniEntryDef::register(entries, module_number);
@@ -264,15 +313,17 @@ fn startup(_ty: i32, module_number: i32) -> i32 {
 /// MSHUTDOWN: delivers what is queued within `evlog.shutdown_timeout`.
 extern "C" fn shutdown(_ty: i32, _module_number: i32) -> i32 {
     let _ = catch_unwind(|| {
-        if let Some(Ok(p)) = PIPELINE.get() {
+        if let Some(Ok((p, _))) = PIPELINE.get() {
             p.shutdown(p.config().batch.shutdown_timeout);
         }
     });
     0
 }
 
-/// The current value of one of our directives (`INI_STR`). Non-UTF-8 bytes are replaced, so a
-/// bad value reaches the config rules (and their error message) instead of failing here.
+/// The current value of one of our directives (`INI_STR`): `None` when it is set nowhere (its
+/// value is still the NULL default registered in MINIT), `Some("")` when set to an empty value.
+/// Non-UTF-8 bytes are replaced, so a bad value reaches the config rules (and their error
+/// message) instead of failing here.
 fn ini_value(name: &str) -> Option<String> {
     let mut exists = false;
     // SAFETY: name points to name.len() valid bytes (zend_ini_string_ex takes the length, no NUL
@@ -287,6 +338,9 @@ fn ini_value(name: &str) -> Option<String> {
 }
 
 extern "C" {
+    /// `main/php_ini.h`: the values of php.ini and `-d`, by name, including names no extension
+    /// registered.
+    fn php_ini_get_configuration_hash() -> *mut ZendHashTable;
     /// `INI_STR()` (`Zend/zend_ini.h`): the current value of a registered directive.
     fn zend_ini_string_ex(
         name: *const c_char,
@@ -294,12 +348,17 @@ extern "C" {
         orig: c_int,
         exists: *mut bool,
     ) -> *mut c_char;
-    /// PHP's own ini table renderer (`main/php_ini.h`), used by `php --ri` for every extension.
-    fn display_ini_entries(module: *mut ModuleEntry);
 }
 
-/// `php --ri evlog` / `phpinfo()`.
-extern "C" fn info(module: *mut ModuleEntry) {
+/// A string PHP's info table can print (its rows are C strings).
+fn printable(s: impl Into<String>) -> String {
+    s.into().replace('\0', "\\0")
+}
+
+/// `php --ri evlog` / `phpinfo()`: the pipeline's state, then every directive with the value core
+/// uses (from the directive, the TOML file, an `EVLOG_*` variable or the default) and its source,
+/// secrets redacted. Once the pipeline runs, the values it was built from; before, resolved now.
+extern "C" fn info(_module: *mut ModuleEntry) {
     let _ = catch_unwind(|| {
         info_table_start!();
         info_table_row!("evlog support", "enabled");
@@ -309,12 +368,36 @@ extern "C" fn info(module: *mut ModuleEntry) {
             Some(Ok(_)) => format!("running in pid {}", std::process::id()),
             Some(Err(e)) => format!("configuration error: {e}"),
         };
-        info_table_row!("pipeline", state);
+        info_table_row!("pipeline", printable(state));
+        info_table_end!();
+
+        info_table_start!();
+        info_table_header!("Directive", "Effective value", "Source");
+        let effective = match PIPELINE.get() {
+            Some(Ok((_, effective))) => Ok(effective.clone()),
+            _ => resolve_config().map(|r| r.effective),
+        };
+        match effective {
+            Ok(rows) => {
+                for e in rows {
+                    info_table_row!(e.name, printable(e.value), e.source.to_string());
+                }
+            }
+            Err(err) => {
+                // No effective values: show what the directives say (secrets redacted).
+                info_table_row!("configuration error", printable(err), "-");
+                for d in ini::DIRECTIVES {
+                    let (raw, source) = match (ini_value(d.name), d.kind) {
+                        (None, _) => ("(not set)".to_string(), "-"),
+                        (Some(_), ini::Kind::Secret) => ("(set, redacted)".to_string(), "php.ini"),
+                        (Some(v), _) => (format!("{v:?}"), "php.ini"),
+                    };
+                    info_table_row!(d.name, printable(raw), source);
+                }
+            }
+        }
         info_table_end!();
     });
-    // SAFETY: `module` is the pointer PHP passed to this info callback (our own, live module
-    // entry); display_ini_entries only reads the registered directives of that module.
-    unsafe { display_ini_entries(module) };
 }
 
 #[php_module]

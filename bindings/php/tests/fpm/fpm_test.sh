@@ -1,20 +1,71 @@
 #!/usr/bin/env bash
 # End-to-end: nginx + php-fpm (pm.max_requests=20, so workers are recycled under load) serving a
-# page that logs 10 events per request; 2000 requests via ab -> every event stored exactly once,
-# per-worker counters reconcile with the stored rows, no worker crash in the fpm log.
-#   bash fpm_test.sh EXT_SO [REQUESTS] [CONCURRENCY]
+# page that logs 10 events per request; REQUESTS requests via ab -> every event stored exactly
+# once, per-worker counters reconcile with what the sink's side counted, no worker crash in the
+# fpm log. MODE picks the sink, configured by php.ini directives only (php-fpm -d):
+#   file      the file sink writes NDJSON under the test's temp dir
+#   forward   into a real collector process (COLLECTOR_BIN, open: no API keys; file sink behind it)
+#   bigquery  into the BigQuery test server (BQ_SERVER_BIN), auth "none"
+#   bash fpm_test.sh EXT_SO [REQUESTS] [CONCURRENCY] [MODE]
 # Prints "fpm_test: PASS ..." or "fpm_test: FAIL ..." lines; exits non-zero on any failure.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/stack.sh"
-ext=$1 requests=${2:-2000} concurrency=${3:-8}
-trap 'stack_stop || true; [ -n "${STACK_DIR:-}" ] && [ -z "${KEEP:-}" ] && rm -rf "$STACK_DIR"' EXIT
-
-stack_start "$ext" "$here/www" 4 20 -d "evlog.schema_dir=$here/schemas" -d evlog.batch_max_age=200ms
+ext=$1 requests=${2:-2000} concurrency=${3:-8} mode=${4:-file}
+backend_dir=$(mktemp -d "${TMPDIR:-/tmp}/evlog-fpm-backend.XXXXXX")
+backend_pid=""
+backend_stop() { # SIGTERM (graceful: the collector streams its log, then exits), waits
+  [ -n "$backend_pid" ] || return 0
+  kill -TERM "$backend_pid" 2>/dev/null || true
+  stack_wait 60 bash -c "! kill -0 $backend_pid 2>/dev/null" || kill -KILL "$backend_pid" 2>/dev/null || true
+  local rc=0; wait "$backend_pid" 2>/dev/null || rc=$?
+  backend_pid=""
+  return $rc
+}
+trap 'stack_stop || true; backend_stop || true; [ -z "${KEEP:-}" ] && rm -rf "${STACK_DIR:-}" "$backend_dir"' EXIT
 failures=0
 check() { # check NAME CONDITION-RESULT DETAIL
-  if [ "$2" = 0 ]; then echo "fpm_test: PASS $1 ($3)"; else echo "fpm_test: FAIL $1 ($3)"; failures=$((failures + 1)); fi
+  if [ "$2" = 0 ]; then echo "fpm_test: PASS [$mode] $1 ($3)"; else echo "fpm_test: FAIL [$mode] $1 ($3)"; failures=$((failures + 1)); fi
 }
+# backend_start CMD...: runs a server that prints "listening on [http://]ADDR" and sets backend_url.
+backend_start() {
+  "$@" > "$backend_dir/backend.out" 2> "$backend_dir/backend.err" &
+  backend_pid=$!
+  stack_wait 60 grep -q "listening on" "$backend_dir/backend.out" || { cat "$backend_dir/backend.err" >&2; return 1; }
+  backend_url=$(sed -n 's/.*listening on \(http:\/\/\)\{0,1\}\([^ ]*\).*/http:\/\/\2/p' "$backend_dir/backend.out" | head -1)
+}
+
+sink_args=()
+case "$mode" in
+  file) ;;
+  forward)
+    cat > "$backend_dir/collector.toml" <<TOML
+[collector]
+wal_dir = "$backend_dir/wal"
+fsync = "never"
+shutdown_deadline = "30s"
+[sink]
+kind = "file"
+[sink.file]
+dir = "$backend_dir/data"
+[schemas]
+dir = "$here/schemas"
+[batch]
+max_age = "200ms"
+TOML
+    backend_start "${COLLECTOR_BIN:?COLLECTOR_BIN: the evlog-collector binary}" --config "$backend_dir/collector.toml" --listen 127.0.0.1:0
+    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$backend_url")
+    ;;
+  bigquery)
+    backend_start "${BQ_SERVER_BIN:?BQ_SERVER_BIN: the bq-test-server binary}" --port 0 --schemas "$here/schemas" --project evlog-fpm
+    # Quoted: a bare none is "" to PHP's ini parser.
+    sink_args=(-d evlog.mode=bigquery -d evlog.bigquery_project=evlog-fpm -d 'evlog.bigquery_auth="none"'
+               -d "evlog.bigquery_base_url=$backend_url/bigquery/v2")
+    ;;
+  *) echo "fpm_test: unknown mode $mode (file, forward, bigquery)" >&2; exit 2 ;;
+esac
+
+stack_start "$ext" "$here/www" 4 20 -d "evlog.schema_dir=$here/schemas" -d evlog.batch_max_age=200ms "${sink_args[@]}"
 
 ab -q -n "$requests" -c "$concurrency" "http://127.0.0.1:$STACK_PORT/log.php?stats=1" > "$STACK_DIR/ab.txt" 2>&1 || true
 complete=$(awk '/^Complete requests:/ {print $3}' "$STACK_DIR/ab.txt")
@@ -23,45 +74,102 @@ non2xx=$(awk '/^Non-2xx responses:/ {print $3}' "$STACK_DIR/ab.txt"); non2xx=${n
 check "requests served" $([ "$complete" = "$requests" ] && [ "$failed" = 0 ] && [ "$non2xx" = 0 ]; echo $?) \
   "complete=$complete failed=$failed non2xx=$non2xx"
 
-stack_stop
-fpm_stopped=$?
+fpm_stopped=0; stack_stop || fpm_stopped=$?
 check "php-fpm stopped gracefully" "$fpm_stopped" "SIGQUIT, workers ran MSHUTDOWN"
 
 expected=$((requests * 10))
-python3 - "$STACK_DIR" "$expected" > "$STACK_DIR/verify.txt" <<'PY' || true
-import glob, json, os, sys
-d, expected = sys.argv[1], int(sys.argv[2])
-rows = []
-for f in glob.glob(os.path.join(d, "data", "web", "hit*.ndjson")):
-    with open(f) as fh:
-        rows += [json.loads(l) for l in fh if l.strip()]
+if [ "$mode" = forward ]; then
+  # Every worker's MSHUTDOWN has had its batches acknowledged (in the collector's log); wait until
+  # the collector has streamed them to its sink, then stop it (graceful: exit code 0).
+  stack_wait 60 bash -c "[ \"\$(curl -fsS '$backend_url/metrics' | awk '/^evlog_events_delivered_total / {print \$2}')\" -ge $expected ]" || true
+  curl -fsS "$backend_url/metrics" > "$backend_dir/metrics.txt" || true
+  collector_stopped=0; backend_stop || collector_stopped=$?
+  check "collector stopped gracefully" "$collector_stopped" "SIGTERM, exit code $collector_stopped"
+elif [ "$mode" = bigquery ]; then
+  curl -fsS "$backend_url/_stats" > "$backend_dir/stats.json" || true
+fi
+
+python3 - "$mode" "$STACK_DIR" "$backend_dir" "${backend_url:-}" "$expected" > "$STACK_DIR/verify.txt" <<'PY' || true
+import glob, json, os, sys, urllib.parse, urllib.request
+mode, d, bd, url, expected = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+
+def ndjson(pattern):
+    rows = []
+    for f in glob.glob(pattern):
+        with open(f) as fh:
+            rows += [json.loads(l) for l in fh if l.strip()]
+    return rows
+
+def get(path):
+    with urllib.request.urlopen(url + path, timeout=10) as r:
+        return json.load(r)
+
+backend_ok, backend = True, ""
+if mode == "bigquery":
+    # Read the rows back through tabledata.list (day-sharded tables hit<YYYYMMDD>).
+    api = "/bigquery/v2/projects/evlog-fpm/datasets/web/tables"
+    rows, tables = [], get(api).get("tables", [])
+    for t in tables:
+        table = t["tableReference"]["tableId"]
+        if not (table.startswith("hit") and table[3:].isdigit()):
+            continue
+        names = [f["name"] for f in get(f"{api}/{table}")["schema"]["fields"]]
+        token = ""
+        while True:
+            page = get(f"{api}/{table}/data?maxResults=10000" + (f"&pageToken={urllib.parse.quote(token)}" if token else ""))
+            rows += [{n: c["v"] for n, c in zip(names, r["f"])} for r in page.get("rows", [])]
+            token = page.get("pageToken", "")
+            if not token:
+                break
+    dead = [t for t in tables if "_evlog_rejected" in t["tableReference"]["tableId"]]
+    s = json.load(open(os.path.join(bd, "stats.json")))
+    backend = f"bq server: rows_stored {s['rows_stored']} rows_invalid {s['rows_invalid']} duplicates_dropped {s['duplicates_dropped']} insertAll requests {s['insert_all_requests']}"
+    backend_ok = s["rows_stored"] == expected and s["rows_invalid"] == 0
+else:
+    data = os.path.join(bd if mode == "forward" else d, "data")
+    rows = ndjson(os.path.join(data, "web", "hit*.ndjson"))
+    dead = glob.glob(os.path.join(data, "*", "_evlog_rejected*.ndjson"))
+    if mode == "forward":
+        m = {}
+        for line in open(os.path.join(bd, "metrics.txt")):
+            if line and not line.startswith("#") and " " in line:
+                k, v = line.rsplit(" ", 1)
+                base = k.split("{")[0]
+                m[base] = m.get(base, 0) + float(v)
+        a, dl = int(m.get("evlog_events_accepted_total", 0)), int(m.get("evlog_events_delivered_total", 0))
+        rj, dr = int(m.get("evlog_events_rejected_total", 0)), int(m.get("evlog_events_dropped_total", 0))
+        backend = f"collector: accepted {a} delivered {dl} rejected {rj} dropped {dr}"
+        backend_ok = a == expected and dl == expected and rj == 0 and dr == 0
 ids = [r["event_id"] for r in rows]
 reqs = {}
 for r in rows:
-    reqs.setdefault(r["req"], set()).add(r["i"])
+    reqs.setdefault(r["req"], set()).add(int(r["i"]))
 complete = sum(1 for s in reqs.values() if s == set(range(10)))
-dead = glob.glob(os.path.join(d, "data", "*", "_evlog_rejected*.ndjson"))
-acc = dlv = drop = rej = infl = 0
+acc = dlv = drop = rej = 0
 stats = glob.glob(os.path.join(d, "stats", "*.json"))
 for f in stats:
     s = json.load(open(f))
     acc += s["evlog_events_accepted_total"]; dlv += s["evlog_events_delivered_total"]
     drop += sum(v for k, v in s.items() if k.startswith("evlog_events_dropped_total"))
     rej += sum(v for k, v in s.items() if k.startswith("evlog_events_rejected_total"))
-print(f"rows {len(rows)} unique_ids {len(set(ids))} expected {expected} complete_requests {complete}")
-print(f"dead_letter_files {len(dead)}")
+print(f"rows {len(rows)} unique_ids {len(set(ids))} expected {expected} complete_requests {complete} dead_letter_tables {len(dead)}")
 print(f"workers {len(stats)} accepted {acc} delivered_at_last_request {dlv} dropped {drop} rejected {rej}")
-ok = len(rows) == expected and len(set(ids)) == expected and complete * 10 == expected and not dead \
-     and acc == expected and drop == 0 and rej == 0 and len(stats) >= expected // 10 // 20
-print("OK" if ok else "MISMATCH")
+if backend:
+    print(backend)
+stored = len(rows) == expected and len(set(ids)) == expected and complete * 10 == expected and not dead
+counters = acc == expected and drop == 0 and rej == 0 and len(stats) >= expected // 10 // 20 and backend_ok
+print("STORED" if stored else "STORED MISMATCH")
+print("COUNTERS" if counters else "COUNTERS MISMATCH")
 PY
 cat "$STACK_DIR/verify.txt"
-check "every event stored exactly once" $(grep -qx OK "$STACK_DIR/verify.txt"; echo $?) "$(head -1 "$STACK_DIR/verify.txt")"
+check "every event stored exactly once" $(grep -qx STORED "$STACK_DIR/verify.txt"; echo $?) "$(head -1 "$STACK_DIR/verify.txt")"
+check "counters reconcile (php workers and the sink's side)" $(grep -qx COUNTERS "$STACK_DIR/verify.txt"; echo $?) \
+  "$(sed -n 2p "$STACK_DIR/verify.txt")${backend_url:+; $(sed -n 3p "$STACK_DIR/verify.txt")}"
 workers=$(awk '/^workers/ {print $2}' "$STACK_DIR/verify.txt")
 exits=$(grep -c "exited with code 0" "$STACK_DIR/fpm.log" || true)
 check "workers recycled under load" $([ "${workers:-0}" -ge $((requests / 20)) ]; echo $?) "$workers worker processes logged, $exits clean worker exits, for $requests requests at pm.max_requests=20"
 crashes=$(grep -E -c "SIGSEGV|exited on signal|exited with code [1-9]|PHP Fatal|panicked" "$STACK_DIR/fpm.log" || true)
 check "no worker crash in the fpm log" $([ "$crashes" = 0 ]; echo $?) "$crashes matching lines"
 [ "$crashes" = 0 ] || grep -E "SIGSEGV|exited on signal|exited with code [1-9]|PHP Fatal|panicked" "$STACK_DIR/fpm.log" | head -5
-echo "fpm_test: $failures failed"
+echo "fpm_test: [$mode] $failures failed"
 [ "$failures" = 0 ]

@@ -1,6 +1,7 @@
 # nginx + php-fpm on loopback, in a temp dir, as the current user. Source, do not run.
 #   stack_start EXT_SO WWW_DIR WORKERS MAX_REQUESTS [-d evlog.x=y ...]  -> sets STACK_DIR, STACK_PORT
 #   stack_stop                                                          -> graceful (SIGQUIT), waits
+# STACK_POOL_EXTRA: more lines for the [www] pool (e.g. php_admin_value[evlog.mode] = forward).
 # Needs: nginx, php-fpm8.2, python3 (free port).
 
 stack_wait() { # stack_wait SECONDS CMD...: polls CMD until it succeeds or the deadline passes
@@ -32,6 +33,7 @@ pm.max_children = $workers
 pm.max_requests = $max_requests
 catch_workers_output = yes
 decorate_workers_output = no
+${STACK_POOL_EXTRA:-}
 CONF
   cat > "$STACK_DIR/nginx.conf" <<CONF
 $nginx_user
