@@ -41,24 +41,26 @@ pub mod reasons {
 pub struct Processor {
     schemas: SchemaRegistry,
     router: Router,
-    /// (dataset, base table) → the namespace/type pairs with a schema routed there, sorted.
-    by_table: HashMap<(String, String), Vec<(String, String)>>,
+    /// dataset → base table → the namespace/type pairs with a schema routed there, sorted.
+    by_table: HashMap<String, HashMap<String, Vec<(String, String)>>>,
 }
 
 impl Processor {
     /// From loaded schemas and the `[routing]` config.
     pub fn new(schemas: SchemaRegistry, config: &Config) -> Self {
         let router = Router::new(&config.routing);
-        let mut by_table: HashMap<(String, String), Vec<(String, String)>> = HashMap::new();
+        let mut by_table: HashMap<String, HashMap<String, Vec<(String, String)>>> = HashMap::new();
         for s in schemas.iter() {
             // The day does not matter here: only dataset and table are compared.
             let d = router.route(s.namespace(), s.type_name(), 0);
             by_table
-                .entry((d.dataset.to_string(), d.table.to_string()))
+                .entry(d.dataset.to_string())
+                .or_default()
+                .entry(d.table.to_string())
                 .or_default()
                 .push((s.namespace().to_owned(), s.type_name().to_owned()));
         }
-        for v in by_table.values_mut() {
+        for v in by_table.values_mut().flat_map(HashMap::values_mut) {
             v.sort();
         }
         Self {
@@ -162,7 +164,7 @@ impl Processor {
                 raw: row.to_owned(),
             })
         };
-        let Some(candidates) = self.by_table.get(&(dataset.to_owned(), table.to_owned())) else {
+        let Some(candidates) = self.by_table.get(dataset).and_then(|t| t.get(table)) else {
             return Err(reject(
                 dataset,
                 table,

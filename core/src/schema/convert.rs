@@ -21,7 +21,7 @@
 //! NULL or absent NULLABLE and REPEATED columns are omitted; REQUIRED ones are errors. `to_row`
 //! never panics, whatever the input.
 //!
-//! The same code also checks rows it wrote (the row pass, [`Pass::Row`], used by
+//! The same code also checks rows it wrote (the row pass, `Pass::Row`, used by
 //! [`super::row_check`]): every written form is in the accepted column of its type and converts
 //! to itself, except JSON and GEOGRAPHY, whose written strings the row pass keeps as they are
 //! after checking they hold JSON text, or WKT or GeoJSON object text.
