@@ -1003,6 +1003,7 @@ async fn ingest_rows(st: &State, req: Request<Incoming>) -> Resp {
                 // The converter's text of the row: the same text for rows core wrote.
                 Ok(text) if text != r.json.get() => match RawValue::from_string(text) {
                     Ok(json) => b.rows.push(WireRow { id: r.id, json }),
+                    // Not expected (the converter writes JSON); the row as sent passed too.
                     Err(_) => b.rows.push(r),
                 },
                 Ok(_) => b.rows.push(r),
