@@ -29,6 +29,33 @@ pub struct ApiKey {
     pub key: String,
     /// Namespaces this key may write; `["*"]` allows all.
     pub namespaces: Vec<String>,
+    /// What the key may send: `"client"` (the default, least privilege: the kind of key a
+    /// browser or mobile app carries) sends envelopes only (`/v1/events`, `/v1/batch`), which the
+    /// collector validates and converts itself; `"sdk"` (a server SDK's forward sink) may also
+    /// send converted rows (`/v1/rows`), which the collector checks against their schema.
+    #[serde(default)]
+    pub role: KeyRole,
+}
+
+/// An API key's role (see [`ApiKey::role`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyRole {
+    /// Envelopes only.
+    #[default]
+    Client,
+    /// Envelopes and rows.
+    Sdk,
+}
+
+impl KeyRole {
+    /// The name as written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyRole::Client => "client",
+            KeyRole::Sdk => "sdk",
+        }
+    }
 }
 
 /// When the write-ahead log is fsynced before requests are acknowledged.
@@ -320,6 +347,17 @@ mod tests {
         assert_eq!(c.collector.fsync, FsyncPolicy::Interval);
         assert_eq!(c.collector.fsync_interval, Duration::from_millis(2));
         assert_eq!(c.core.batch.max_rows, 7);
+        assert_eq!(c.collector.api_keys[0].role, KeyRole::Client);
+        let c = CollectorConfig::from_toml_str(
+            "[collector]\napi_keys = [{ key = \"secret-key-1\", namespaces = [\"*\"], role = \"sdk\" }]\n",
+        )
+        .expect("valid");
+        assert_eq!(c.collector.api_keys[0].role, KeyRole::Sdk);
+        let e = CollectorConfig::from_toml_str(
+            "[collector]\napi_keys = [{ key = \"secret-key-1\", namespaces = [\"*\"], role = \"admin\" }]\n",
+        )
+        .expect_err("unknown role");
+        assert!(e.to_string().contains("admin"), "{e}");
     }
 
     #[test]

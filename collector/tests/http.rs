@@ -81,8 +81,8 @@ fn batch_answers_per_event_and_bad_events_do_not_fail_neighbours() {
         .iter()
         .map(|r| r["status"].as_u64().expect("status"))
         .collect();
-    // The schema error (user_id not a number) is found by the streamer: accepted, dead-lettered.
-    assert_eq!(statuses, vec![202, 400, 422, 413, 202, 202], "{body}");
+    // The schema error (user_id not a number) is found at ingest: 422, dead-lettered.
+    assert_eq!(statuses, vec![202, 400, 422, 413, 422, 202], "{body}");
     assert!(
         body["results"][1]["error"]
             .as_str()

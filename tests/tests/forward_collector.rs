@@ -33,7 +33,7 @@ impl Collector {
             r#"
             [collector]
             wal_dir = {wal:?}
-            api_keys = [{{ key = "{KEY}", namespaces = ["events"] }}]
+            api_keys = [{{ key = "{KEY}", namespaces = ["events"], role = "sdk" }}]
             seal_interval = "20ms"
             fsync = "interval"
             fsync_interval = "2ms"

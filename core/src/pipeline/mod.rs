@@ -40,7 +40,7 @@ use crossbeam_queue::SegQueue;
 use crossbeam_utils::CachePadded;
 use thiserror::Error;
 
-pub use self::process::Processor;
+pub use self::process::{reasons, Processor};
 use crate::config::Config;
 use crate::counters::{Counters, DropReason, Stats};
 use crate::envelope::{self, EnvelopeError};

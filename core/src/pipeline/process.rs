@@ -1,12 +1,24 @@
 //! Validation and routing of one queued event: the work the flush thread (and the collector) does
-//! per event, off the `log()` path.
+//! per event, off the `log()` path; and the check of a row converted elsewhere
+//! ([`Processor::check_row`], the collector's `/v1/rows`).
+//!
+//! A row names its destination (dataset, table, partitioning, day), not its namespace and type,
+//! so its schema is found by routing in reverse: the candidates are the loaded schemas whose
+//! namespace/type the router sends to that dataset and base table (with no `[routing.tables]`
+//! entry, namespace = dataset and type = table; an entry may send several types to one table).
+//! The row is taken by the first candidate, in namespace/type order, whose schema it passes
+//! ([`crate::schema::row_check`]) and whose routing gives its partitioning and, from its
+//! `event_time`, its day; otherwise it is refused with the first candidate's reason.
+
+use std::collections::HashMap;
 
 use serde_json::Value;
 
 use super::RawEvent;
 use crate::config::Config;
-use crate::routing::{Destination, Router};
+use crate::routing::{Destination, PartitionKind, Router};
 use crate::schema::jref::JRef;
+use crate::schema::row_check::RowCheckError;
 use crate::schema::{RowMeta, SchemaRegistry};
 use crate::sink::{EncodedRow, RejectedEvent};
 use crate::time;
@@ -17,8 +29,11 @@ pub mod reasons {
     pub const INVALID_JSON: &str = "invalid_json";
     /// The body is JSON but not an object.
     pub const NOT_AN_OBJECT: &str = "not_an_object";
-    /// No schema file for the namespace/type.
+    /// No schema file for the namespace/type (for a row: no schema is routed to its table).
     pub const UNKNOWN_TABLE: &str = "unknown_table";
+    /// A row's `day` is not the UTC day of its `event_time`, or its `partitioned` flag is not
+    /// its table's routing.
+    pub const WRONG_DESTINATION: &str = "wrong_destination";
 }
 
 /// Schemas plus routing: turns a [`RawEvent`] into a row for a destination, or a rejection.
@@ -26,14 +41,32 @@ pub mod reasons {
 pub struct Processor {
     schemas: SchemaRegistry,
     router: Router,
+    /// dataset → base table → the namespace/type pairs with a schema routed there, sorted.
+    by_table: HashMap<String, HashMap<String, Vec<(String, String)>>>,
 }
 
 impl Processor {
     /// From loaded schemas and the `[routing]` config.
     pub fn new(schemas: SchemaRegistry, config: &Config) -> Self {
+        let router = Router::new(&config.routing);
+        let mut by_table: HashMap<String, HashMap<String, Vec<(String, String)>>> = HashMap::new();
+        for s in schemas.iter() {
+            // The day does not matter here: only dataset and table are compared.
+            let d = router.route(s.namespace(), s.type_name(), 0);
+            by_table
+                .entry(d.dataset.to_string())
+                .or_default()
+                .entry(d.table.to_string())
+                .or_default()
+                .push((s.namespace().to_owned(), s.type_name().to_owned()));
+        }
+        for v in by_table.values_mut().flat_map(HashMap::values_mut) {
+            v.sort();
+        }
         Self {
             schemas,
-            router: Router::new(&config.routing),
+            router,
+            by_table,
         }
     }
 
@@ -102,6 +135,107 @@ impl Processor {
                 e.to_string(),
             )),
         }
+    }
+
+    /// Checks a row converted elsewhere, for `dataset`.`table` (`partitioned` or day-sharded,
+    /// `day` as `YYYYMMDD`) with insert id `id` (see the module docs). Returns the row's text as
+    /// this process's converter writes it (for a row core wrote, the same text), or the
+    /// rejection to keep in the dead-letter table, whose `raw` is the row.
+    pub fn check_row(
+        &self,
+        dataset: &str,
+        table: &str,
+        partitioned: bool,
+        day: &str,
+        id: &str,
+        row: &str,
+    ) -> Result<String, Box<RejectedEvent>> {
+        let reject = |ns: &str, ty: &str, e: RowCheckError| {
+            Box::new(RejectedEvent {
+                dataset: dataset.to_owned(),
+                event_id: id.to_owned(),
+                namespace: ns.to_owned(),
+                type_name: ty.to_owned(),
+                event_time: e.event_time,
+                received_at: e.received_at.unwrap_or_else(crate::clock::now_micros),
+                reason: e.reason,
+                field: e.field,
+                error: e.message,
+                raw: row.to_owned(),
+            })
+        };
+        let Some(candidates) = self.by_table.get(dataset).and_then(|t| t.get(table)) else {
+            return Err(reject(
+                dataset,
+                table,
+                RowCheckError {
+                    reason: reasons::UNKNOWN_TABLE,
+                    field: None,
+                    message: format!(
+                        "no schema is routed to table {dataset}.{table} (a row's table must be \
+                         where [routing] sends a namespace/type that has a schema file)"
+                    ),
+                    event_time: None,
+                    received_at: None,
+                },
+            ));
+        };
+        let mut first = None;
+        for (ns, ty) in candidates {
+            let Some(schema) = self.schemas.get(ns, ty) else {
+                continue;
+            };
+            let e = match schema.check_row(id, row) {
+                Ok(c) => {
+                    let dest = self.router.route(ns, ty, c.event_time);
+                    let wrong = |field: &str, message: String| RowCheckError {
+                        reason: reasons::WRONG_DESTINATION,
+                        field: Some(field.to_owned()),
+                        message,
+                        event_time: Some(c.event_time),
+                        received_at: Some(c.received_at),
+                    };
+                    let routed = dest.partitioning == PartitionKind::Partitioned;
+                    if routed != partitioned {
+                        wrong(
+                            "partitioned",
+                            format!(
+                                "partitioned is {partitioned}, but {ns}.{ty} is routed to a {} \
+                                 table",
+                                if routed { "partitioned" } else { "day-sharded" }
+                            ),
+                        )
+                    } else if dest.day != day {
+                        wrong(
+                            "day",
+                            format!(
+                                "day {day:?} is not the UTC day of event_time {} ({})",
+                                crate::time::format_timestamp(c.event_time),
+                                dest.day
+                            ),
+                        )
+                    } else {
+                        return Ok(c.json);
+                    }
+                }
+                Err(e) => e,
+            };
+            first.get_or_insert((ns, ty, e));
+        }
+        Err(match first {
+            Some((ns, ty, e)) => reject(ns, ty, e),
+            None => reject(
+                dataset,
+                table,
+                RowCheckError {
+                    reason: reasons::UNKNOWN_TABLE,
+                    field: None,
+                    message: format!("no schema for table {dataset}.{table}"),
+                    event_time: None,
+                    received_at: None,
+                },
+            ),
+        })
     }
 
     fn reject(

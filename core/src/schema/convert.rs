@@ -20,6 +20,11 @@
 //!
 //! NULL or absent NULLABLE and REPEATED columns are omitted; REQUIRED ones are errors. `to_row`
 //! never panics, whatever the input.
+//!
+//! The same code also checks rows it wrote (the row pass, `Pass::Row`, used by
+//! [`super::row_check`]): every written form is in the accepted column of its type and converts
+//! to itself, except JSON and GEOGRAPHY, whose written strings the row pass keeps as they are
+//! after checking they hold JSON text, or WKT or GeoJSON object text.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -48,6 +53,8 @@ pub enum RowErrorReason {
     TooLong,
     /// Two keys name the same column (column names are case-insensitive).
     DuplicateField,
+    /// A row (not an event: events keep such keys in `other`) has a key no column names.
+    UnknownField,
 }
 
 impl RowErrorReason {
@@ -59,6 +66,7 @@ impl RowErrorReason {
             RowErrorReason::OutOfRange => "out_of_range",
             RowErrorReason::TooLong => "too_long",
             RowErrorReason::DuplicateField => "duplicate_field",
+            RowErrorReason::UnknownField => "unknown_field",
         }
     }
 }
@@ -158,7 +166,59 @@ pub(crate) fn to_row(
         &mut out,
         &mut leftovers,
         &schema.reserved,
+        Pass::Event,
     )?;
+    let other = (!leftovers.is_empty()).then(|| {
+        let mut text = String::new();
+        jref::write_object(&leftovers, &mut text);
+        text
+    });
+    Ok(finish_row(schema, out, meta, other.as_deref()))
+}
+
+/// Which input the converter reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pass {
+    /// An event, as sent by a caller.
+    Event,
+    /// A row this converter wrote (see [`super::row_check`]): JSON and GEOGRAPHY columns hold
+    /// the JSON or WKT text the event pass wrote, so they must be strings of that text and are
+    /// kept as they are (the event pass would quote them again).
+    Row,
+}
+
+/// The row pass: converts a row's non-reserved columns (the reserved keys taken out by the
+/// caller) into the row text up to, not including, the reserved columns (it starts with `{` and
+/// is completed by [`finish_row`]); returns the members no column names, for the caller to
+/// refuse.
+pub(crate) fn row_fields<'a>(
+    schema: &TableSchema,
+    row: Obj<'a>,
+) -> Result<(String, Obj<'a>), RowError> {
+    let mut out = String::with_capacity(256);
+    let mut leftovers = Obj::new();
+    out.push('{');
+    write_record_fields(
+        &schema.fields,
+        &schema.index,
+        row,
+        &Path::Root,
+        &mut out,
+        &mut leftovers,
+        &schema.reserved,
+        Pass::Row,
+    )?;
+    Ok((out, leftovers))
+}
+
+/// Appends the reserved columns (and `other`'s JSON object text, if any) to the columns written
+/// so far, and closes the row.
+pub(crate) fn finish_row(
+    schema: &TableSchema,
+    mut out: String,
+    meta: &RowMeta,
+    other_text: Option<&str>,
+) -> Row {
     let [id_ix, time_ix, recv_ix, other_ix] = schema.reserved;
     let key = |out: &mut String, name: &str| {
         push_separator(out);
@@ -171,25 +231,23 @@ pub(crate) fn to_row(
         key(&mut out, &schema.fields[ix].name);
         push_timestamp(&mut out, micros);
     }
-    let mut put = |name: &str, value: &str| {
-        key(&mut out, name);
-        crate::json::push_str(&mut out, value);
-    };
     let other = &schema.fields[other_ix];
-    if !leftovers.is_empty() {
-        let mut text = String::new();
-        jref::write_object(&leftovers, &mut text);
-        put(&other.name, &text);
+    if let Some(text) = other_text {
+        key(&mut out, &other.name);
+        crate::json::push_str(&mut out, text);
     } else if other.mode == Mode::Required {
         // A schema may declare `other` REQUIRED; BigQuery would reject the row without it.
-        put(&other.name, "{}");
+        key(&mut out, &other.name);
+        crate::json::push_str(&mut out, "{}");
     }
     out.push('}');
-    Ok(Row { json: out })
+    Row { json: out }
 }
 
 /// Matches the keys of `obj` to `fields` and writes `"name":value` pairs (without braces) for
 /// every column that has a value. Unmatched keys go to `leftovers`.
+// The recursion's state, passed down as it is (a struct of it would be rebuilt at every level).
+#[allow(clippy::too_many_arguments)]
 fn write_record_fields<'a>(
     fields: &[Field],
     index: &RecordIndex,
@@ -198,6 +256,7 @@ fn write_record_fields<'a>(
     out: &mut String,
     leftovers: &mut Obj<'a>,
     skip: &[usize],
+    pass: Pass,
 ) -> Result<(), RowError> {
     // The member matched to each field (NONE: absent); on the stack for the usual record size.
     const STACK: usize = 32;
@@ -250,7 +309,7 @@ fn write_record_fields<'a>(
         push_separator(out);
         crate::json::push_str(out, &f.name);
         out.push(':');
-        if !write_column(f, child, value, &fpath, out, &mut nested_left)? {
+        if !write_column(f, child, value, &fpath, out, &mut nested_left, pass)? {
             out.truncate(mark);
         }
         if !nested_left.is_null() {
@@ -366,6 +425,7 @@ fn write_column<'a>(
     path: &Path<'_>,
     out: &mut String,
     left: &mut JRef<'a>,
+    pass: Pass,
 ) -> Result<bool, RowError> {
     match (f.mode, value) {
         (Mode::Required, JRef::Null) => Err(RowError {
@@ -398,7 +458,7 @@ fn write_column<'a>(
                     out.push(',');
                 }
                 let mut l = JRef::Null;
-                write_value(f, index, item, &ipath, out, &mut l)?;
+                write_value(f, index, item, &ipath, out, &mut l, pass)?;
                 if is_record {
                     any_left |= !l.is_null();
                     // Keep positions so `other` mirrors the array; elements with nothing left
@@ -418,7 +478,7 @@ fn write_column<'a>(
         }
         (Mode::Repeated, v) => Err(invalid(path, f, &v, "a REPEATED column takes a JSON array")),
         (_, v) => {
-            write_value(f, index, v, path, out, left)?;
+            write_value(f, index, v, path, out, left, pass)?;
             Ok(true)
         }
     }
@@ -432,6 +492,7 @@ fn write_value<'a>(
     path: &Path<'_>,
     out: &mut String,
     left: &mut JRef<'a>,
+    pass: Pass,
 ) -> Result<(), RowError> {
     match &f.ty {
         FieldType::Record(sub) => {
@@ -449,14 +510,14 @@ fn write_value<'a>(
             };
             let mut nested = Obj::new();
             out.push('{');
-            write_record_fields(sub, index, obj, path, out, &mut nested, &[])?;
+            write_record_fields(sub, index, obj, path, out, &mut nested, &[], pass)?;
             out.push('}');
             if !nested.is_empty() {
                 *left = JRef::Object(nested);
             }
             Ok(())
         }
-        _ => write_scalar(f, &v, path, out),
+        _ => write_scalar(f, &v, path, out, pass),
     }
 }
 
@@ -465,8 +526,12 @@ fn write_scalar(
     v: &JRef<'_>,
     path: &Path<'_>,
     out: &mut String,
+    pass: Pass,
 ) -> Result<(), RowError> {
     match &f.ty {
+        FieldType::Json | FieldType::Geography if pass == Pass::Row => {
+            written_text(f, v, path, out)?;
+        }
         FieldType::String => {
             let owned;
             let s = match v {
@@ -632,6 +697,44 @@ fn write_scalar(
             return Err(invalid(path, f, v, "internal error: RECORD as scalar"))
         }
     }
+    Ok(())
+}
+
+/// The row pass of a JSON or GEOGRAPHY column: the string the event pass wrote (JSON text; WKT
+/// or GeoJSON object text), kept as it is.
+fn written_text(
+    f: &Field,
+    v: &JRef<'_>,
+    path: &Path<'_>,
+    out: &mut String,
+) -> Result<(), RowError> {
+    let JRef::String(s) = v else {
+        return Err(invalid(
+            path,
+            f,
+            v,
+            "a row holds this column as a string of its text",
+        ));
+    };
+    let ok = match f.ty {
+        FieldType::Json => serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok(),
+        _ => {
+            is_wkt(s)
+                || matches!(
+                    serde_json::from_str::<JRef<'_>>(s),
+                    Ok(JRef::Object(ref o)) if matches!(jref::get(o, "type"), Some(JRef::String(_)))
+                )
+        }
+    };
+    if !ok {
+        let rule = if f.ty == FieldType::Json {
+            "not JSON text"
+        } else {
+            "neither WKT nor the text of a GeoJSON object with a \"type\""
+        };
+        return Err(invalid(path, f, v, rule));
+    }
+    crate::json::push_str(out, s);
     Ok(())
 }
 

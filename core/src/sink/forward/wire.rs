@@ -8,19 +8,31 @@
 //!                "received_at": 1763800000000000, "reason": "missing_required",
 //!                "field": "user_id", "error": "…", "raw": "…"}]}
 //! ```
-//! Rows were validated and converted by the sender's core; the collector stores them as they are.
+//! Rows were validated and converted by the sender's core. The collector takes them only from
+//! keys with role `"sdk"` (a `"client"` key gets 403) and checks every row again
+//! ([`crate::pipeline::Processor::check_row`]: a schema is routed to its `dataset`/`table`, the
+//! row passes it, reserved columns present, `partitioned` and `day` as routing gives them from
+//! `event_time`). A row that fails is not stored as a row: it is kept in the dataset's
+//! dead-letter table (its reason, field and error; `raw` = the row) and counted rejected.
 //!
-//! The answer ([`RowsAnswer`]), `200` with a JSON object:
+//! The answer (200) to a request whose rows and dead letters are all in the collector's
+//! write-ahead log:
 //!
 //! ```json
-//! {"accepted": 3, "rows": 1, "dead_letters": 2,
+//! {"accepted": 3, "rows": 1, "dead_letters": 1,
 //!  "refused": [{"batch": 0, "row": 1, "id": "…", "reason": "invalid_value",
-//!               "field": "amount", "error": "…"}]}
+//!               "field": "user_id", "error": "field \"user_id\": expected INT64, got …"}]}
 //! ```
-//! `accepted` counts every item of the request now in the collector's write-ahead log (rows plus
-//! dead letters sent); `refused` lists rows the collector's own checks refused and stored as dead
-//! letters instead. Only `accepted` is required (older collectors send nothing else); unknown keys
-//! are ignored so the collector may add some.
+//! `rows`: rows stored as rows; `dead_letters`: the request's `rejected` entries; `refused`: the
+//! rows that failed the checks (`batch` and `row` index the request's `batches[i].rows[j]`;
+//! `field` may be null), now dead letters; `accepted` = `rows` + `dead_letters` +
+//! `refused.len()`, every item of the request. Reasons: core's rejection reasons
+//! (`unknown_table`, `missing_required`, `invalid_value`, `out_of_range`, `too_long`,
+//! `duplicate_field`), plus `unknown_field` (a key no column names) and `wrong_destination`
+//! (`day` or `partitioned` not what routing gives). A malformed request (bad names, day format or
+//! ids, a row that is not an object) is refused whole with 400 and the place named.
+//! Only `accepted` is required by the forward sink (it checks it against what it sent); unknown
+//! keys are ignored so the collector may add some.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
