@@ -4,13 +4,15 @@
 # AddressSanitizer + UBSan and under valgrind; checks the header compiles as C and C++; builds and
 # runs the example with the README's command; installs into a temp prefix and builds the example
 # through pkg-config (shared and static).
-#   bash tests/suites/10-c.sh setup   installs gcc, g++, valgrind, pkg-config
+# Also checks the installed artifacts: the .so's SONAME, no debug info, and a CMake project using
+# find_package(evlog) against the prefix (shared and static).
+#   bash tests/suites/10-c.sh setup   installs gcc, g++, valgrind, pkg-config, cmake, binutils
 #   bash tests/suites/10-c.sh         runs the suite
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 if [ "${1:-}" = setup ]; then
-  ensure_apt gcc g++ libc6-dev valgrind pkg-config
+  ensure_apt gcc g++ libc6-dev valgrind pkg-config cmake make binutils
   exit 0
 fi
 
@@ -132,6 +134,54 @@ if PROFILE=debug bash bindings/c/install.sh "$prefix"; then
   check "shared example uses libevlog.so" sh -c "ldd '$work/hello-shared' | grep -q '$prefix/lib/libevlog.so'"
   rm -rf "$work/example-data"
   check "static example runs" example_ok "$work/hello-static"
+
+  version=$(pkg-config --modversion evlog)
+  soname=$(readelf -d "$prefix/lib/libevlog.so.$version" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
+  check "libevlog.so.$version has SONAME libevlog.so.0.<minor> ($soname)" \
+    test "$soname" = "libevlog.so.$(cut -d. -f1-2 <<<"$version")"
+  check "libevlog.so and the SONAME link resolve to the versioned file" sh -c \
+    "test \"\$(readlink -f '$prefix/lib/libevlog.so')\" = \"\$(readlink -f '$prefix/lib/libevlog.so.$version')\" && test -e '$prefix/lib/$soname'"
+  check "a program linked via pkg-config records the SONAME (NEEDED $soname)" sh -c \
+    "readelf -d '$work/hello-shared' | grep -q 'Shared library: \[$soname\]'"
+  # shellcheck disable=SC2046
+  gcc bindings/c/examples/hello.c $(pkg-config --cflags --libs evlog) -o "$work/hello-norpath"
+  rm -rf "$work/example-data"
+  with_ld_path() { LD_LIBRARY_PATH="$prefix/lib" example_ok "$@"; }
+  check "without an rpath, the program runs with LD_LIBRARY_PATH=PREFIX/lib (install.sh's note)" \
+    with_ld_path "$work/hello-norpath"
+  no_debug_info() { ! readelf -S --wide "$1" 2>/dev/null | grep -q '\.debug_info'; }
+  check "installed libevlog.a has no debug info" no_debug_info "$prefix/lib/libevlog.a"
+  check "installed libevlog.so has no debug info" no_debug_info "$prefix/lib/libevlog.so.$version"
+
+  log "c: a CMake project with find_package(evlog) against the prefix"
+  mkdir -p "$work/cmake-src"
+  cp bindings/c/examples/hello.c "$work/cmake-src/"
+  cat > "$work/cmake-src/CMakeLists.txt" <<CMAKE
+cmake_minimum_required(VERSION 3.16)
+project(evlog_cmake_check C)
+find_package(evlog $version CONFIG REQUIRED)
+add_executable(hello_shared hello.c)
+target_link_libraries(hello_shared PRIVATE evlog::evlog)
+add_executable(hello_static hello.c)
+target_link_libraries(hello_static PRIVATE evlog::evlog_static)
+CMAKE
+  if cmake -S "$work/cmake-src" -B "$work/cmake-build" -DCMAKE_PREFIX_PATH="$prefix" >"$work/cmake.log" 2>&1 &&
+    cmake --build "$work/cmake-build" >>"$work/cmake.log" 2>&1; then
+    pass "CMake find_package(evlog $version) configures and builds (shared and static)"
+    rm -rf "$work/example-data"
+    check "CMake shared example runs" example_ok "$work/cmake-build/hello_shared"
+    rm -rf "$work/example-data"
+    check "CMake static example runs" example_ok "$work/cmake-build/hello_static"
+  else
+    cat "$work/cmake.log" >&2
+    fail "CMake find_package(evlog $version) configures and builds (shared and static)"
+  fi
+  mkdir -p "$work/cmake-src9"
+  cp "$work/cmake-src/hello.c" "$work/cmake-src9/"
+  sed 's/find_package(evlog [0-9.]*/find_package(evlog 9.0/' "$work/cmake-src/CMakeLists.txt" \
+    > "$work/cmake-src9/CMakeLists.txt"
+  check "find_package(evlog 9.0) is refused (evlogConfigVersion.cmake)" sh -c \
+    "! cmake -S '$work/cmake-src9' -B '$work/cmake-build9' -DCMAKE_PREFIX_PATH='$prefix' >/dev/null 2>&1"
 else
   fail "install.sh"
 fi
