@@ -13,7 +13,9 @@ use evlog_core::counters::{write_header, write_metric};
 use evlog_core::envelope;
 use evlog_core::json::push_str;
 use evlog_core::pipeline::{reasons, EventId, Processor, RawEvent};
-use evlog_core::sink::forward::wire::{RowsRequest, WireRejected, WireRow};
+use evlog_core::sink::forward::wire::{
+    RowsAnswer, RowsRequest, WireRefused, WireRejected, WireRow,
+};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{
@@ -1045,15 +1047,15 @@ async fn ingest_rows(st: &State, req: Request<Incoming>) -> Resp {
                 },
                 Ok(_) => b.rows.push(r),
                 Err(rejected) => {
-                    refused.push(json!({
-                        "batch": i,
-                        "row": j,
-                        "id": rejected.event_id,
-                        "reason": rejected.reason,
-                        "field": rejected.field,
-                        "error": rejected.error,
-                    }));
                     record.rejected.push(WireRejected::from(&*rejected));
+                    refused.push(WireRefused {
+                        batch: i,
+                        row: j,
+                        id: rejected.event_id,
+                        reason: rejected.reason.to_string(),
+                        field: rejected.field,
+                        error: rejected.error,
+                    });
                 }
             }
         }
@@ -1066,9 +1068,15 @@ async fn ingest_rows(st: &State, req: Request<Incoming>) -> Resp {
             return r;
         }
     }
-    respond(
+    let answer = RowsAnswer {
+        accepted: n as u64,
+        rows: rows as u64,
+        dead_letters: dead_letters as u64,
+        refused,
+    };
+    json_response(
         StatusCode::OK,
-        json!({"accepted": n, "rows": rows, "dead_letters": dead_letters, "refused": refused}),
+        serde_json::to_string(&answer).unwrap_or_default(),
     )
 }
 

@@ -377,7 +377,7 @@ fn refused_events(
                 type_name: batch.table.clone(),
                 event_time: None,
                 received_at: now,
-                reason: wire::intern_reason(&r.reason),
+                reason: super::intern_reason(&r.reason),
                 field: r.field,
                 error: r.error,
                 raw: row.json.get().to_string(),

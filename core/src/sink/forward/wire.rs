@@ -135,37 +135,6 @@ pub struct WireRefused {
     pub error: String,
 }
 
-/// A `'static` label for a reason read off the wire (counters take static labels). Core's own
-/// rejection labels are returned as they are; other reasons are leaked once each, and past a bound (or
-/// when too long) share `forwarded_other`, so a misbehaving peer cannot grow memory.
-pub fn intern_reason(reason: &str) -> &'static str {
-    use std::sync::Mutex;
-    static SEEN: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
-    const KNOWN: &[&str] = &[
-        "missing_required",
-        "invalid_value",
-        "out_of_range",
-        "too_long",
-        "duplicate_field",
-        "invalid_json",
-        "not_an_object",
-        "unknown_table",
-    ];
-    if let Some(s) = KNOWN.iter().find(|s| **s == reason) {
-        return s;
-    }
-    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(s) = seen.iter().find(|s| **s == reason) {
-        return s;
-    }
-    if seen.len() >= 64 || reason.len() > 64 {
-        return "forwarded_other";
-    }
-    let s: &'static str = Box::leak(reason.to_string().into_boxed_str());
-    seen.push(s);
-    s
-}
-
 impl RowsRequest {
     /// A request carrying rows for one destination.
     pub fn rows(dest: &Destination, rows: &[EncodedRow]) -> Self {
