@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use evlog_core::counters::{write_header, write_metric};
+use evlog_core::counters::{write_header, write_metric, write_sample};
 use evlog_core::envelope;
 use evlog_core::json::push_str;
 use evlog_core::pipeline::{reasons, EventId, Processor, RawEvent};
@@ -138,9 +138,11 @@ impl Responses {
                     } else {
                         code.to_string()
                     };
-                    let _ = writeln!(
+                    write_sample(
                         s,
-                        "evlog_collector_http_responses_total{{path=\"{path}\",code=\"{code}\"}} {n}"
+                        "evlog_collector_http_responses_total",
+                        &[("path", path), ("code", &code)],
+                        n,
                     );
                 }
             }
@@ -247,6 +249,9 @@ fn readyz(st: &State) -> Resp {
     respond(StatusCode::OK, json!({"status": "ready"}))
 }
 
+/// `/metrics` in the Prometheus text format 0.0.4: the core counters, then the collector's own
+/// families, each as its HELP and TYPE lines followed at once by all of its samples (per-table
+/// series included), no family twice.
 fn metrics(st: &State) -> String {
     let mut s = st.shared.counters.snapshot(0).to_prometheus();
     write_metric(
@@ -287,9 +292,11 @@ fn metrics(st: &State) -> String {
         .clone();
     for (table, n) in tables {
         let (dataset, table) = table.split_once('.').unwrap_or(("", &table));
-        let _ = writeln!(
-            s,
-            "evlog_events_delivered_by_table_total{{dataset=\"{dataset}\",table=\"{table}\"}} {n}"
+        write_sample(
+            &mut s,
+            "evlog_events_delivered_by_table_total",
+            &[("dataset", dataset), ("table", table)],
+            n,
         );
     }
     s

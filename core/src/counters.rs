@@ -12,6 +12,10 @@
 //!
 //! The hot path touches one striped counter (`accepted`, one cache line per thread stripe) so logging
 //! threads do not contend on a shared line; everything else is written by the flush thread.
+//!
+//! [`Stats::to_prometheus`] and the `write_*` helpers (also used for the collector's own families)
+//! render the Prometheus text format 0.0.4: each family's HELP and TYPE lines, then all of its
+//! samples, before the next family's header. A counter's family is named with its `_total`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -195,12 +199,49 @@ impl Histogram {
     }
 }
 
-/// Appends the HELP and TYPE lines of a metric in the Prometheus text format.
+/// Appends the HELP and TYPE lines of a metric family in the Prometheus text format (0.0.4).
+///
+/// `name` is the family's name as its samples spell it: a counter's ends in `_total`
+/// (`# TYPE evlog_events_accepted_total counter`, as promtool's linter wants; `prometheus_client`
+/// reads it as the family `evlog_events_accepted`). The family's samples must follow at once,
+/// before any other family's header: parsers end a family at the first line that is not its.
 pub fn write_header(s: &mut String, name: &str, help: &str, kind: &str) {
+    let help = help.replace('\\', "\\\\").replace('\n', "\\n");
     let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-/// Appends a metric of one unlabelled sample (HELP and TYPE lines included).
+/// Appends one sample line, `name{labels} value`, with the label values escaped (backslash,
+/// double quote and line feed, as the text format requires).
+pub fn write_sample(
+    s: &mut String,
+    name: &str,
+    labels: &[(&str, &str)],
+    value: impl std::fmt::Display,
+) {
+    s.push_str(name);
+    if !labels.is_empty() {
+        s.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            let _ = write!(s, "{k}=\"");
+            for c in v.chars() {
+                match c {
+                    '\\' => s.push_str("\\\\"),
+                    '"' => s.push_str("\\\""),
+                    '\n' => s.push_str("\\n"),
+                    c => s.push(c),
+                }
+            }
+            s.push('"');
+        }
+        s.push('}');
+    }
+    let _ = writeln!(s, " {value}");
+}
+
+/// Appends a family of one unlabelled sample (HELP and TYPE lines included).
 pub fn write_metric(
     s: &mut String,
     name: &str,
@@ -209,7 +250,7 @@ pub fn write_metric(
     value: impl std::fmt::Display,
 ) {
     write_header(s, name, help, kind);
-    let _ = writeln!(s, "{name} {value}");
+    write_sample(s, name, &[], value);
 }
 
 /// Appends a histogram in the Prometheus text format: `cumulative` holds a count per bound, then
@@ -223,9 +264,10 @@ pub fn write_histogram(
     sum: f64,
 ) {
     write_header(s, name, help, "histogram");
+    let bucket = format!("{name}_bucket");
     for (i, count) in cumulative.iter().enumerate() {
         let le = bounds.get(i).map_or("+Inf".to_string(), |b| b.to_string());
-        let _ = writeln!(s, "{name}_bucket{{le=\"{le}\"}} {count}");
+        write_sample(s, &bucket, &[("le", &le)], count);
     }
     let count = cumulative.last().copied().unwrap_or(0);
     let _ = writeln!(s, "{name}_sum {sum}\n{name}_count {count}");
@@ -447,60 +489,91 @@ impl Stats {
         out
     }
 
-    /// Prometheus text exposition of these counters (HELP/TYPE lines included).
+    /// Prometheus text exposition (format 0.0.4) of these counters: each family's HELP and TYPE
+    /// lines, then its samples, then the next family (parsers such as `prometheus_client` end a
+    /// family at the first line that is not its own). A labelled family with no series yet (no
+    /// drops, say) is its header alone.
     pub fn to_prometheus(&self) -> String {
-        let mut s = String::new();
-        let mut counter =
-            |name: &str, help: &str, kind: &str| write_header(&mut s, name, help, kind);
-        counter(names::ACCEPTED, "Events offered to evlog.", "counter");
-        counter(
+        let mut out = String::new();
+        let s = &mut out;
+        write_metric(
+            s,
+            names::ACCEPTED,
+            "Events offered to evlog.",
+            "counter",
+            self.accepted,
+        );
+        write_metric(
+            s,
             names::DELIVERED,
             "Events acknowledged by the sink.",
             "counter",
+            self.delivered,
         );
-        counter(
+        write_header(
+            s,
             names::REJECTED,
             "Events dead-lettered, by reason.",
             "counter",
         );
-        counter(
+        for (reason, n) in &self.rejected {
+            write_sample(s, names::REJECTED, &[("reason", reason)], n);
+        }
+        write_header(
+            s,
             names::DROPPED,
             "Events lost and counted, by reason.",
             "counter",
         );
-        counter(
+        for (reason, n) in &self.dropped {
+            write_sample(s, names::DROPPED, &[("reason", reason)], n);
+        }
+        write_metric(
+            s,
             names::RETRIED,
             "Events sent again after a failure.",
             "counter",
+            self.retried,
         );
-        counter(
+        write_metric(
+            s,
             names::SPOOLED,
             "Events written to the disk spool.",
             "counter",
+            self.spooled,
         );
-        counter(names::QUEUE_EVENTS, "Events waiting in memory.", "gauge");
-        counter(
+        write_metric(
+            s,
+            names::QUEUE_EVENTS,
+            "Events waiting in memory.",
+            "gauge",
+            self.queue_events,
+        );
+        write_header(
+            s,
             names::SINK_ERRORS,
             "Sink errors by sink and kind.",
             "counter",
         );
-        counter(
+        for ((sink, kind), n) in &self.sink_errors {
+            write_sample(s, names::SINK_ERRORS, &[("sink", sink), ("kind", kind)], n);
+        }
+        write_metric(
+            s,
             names::DEAD_LETTERS_WAITING,
             "Rejected events kept for a dead-letter table that cannot be written now.",
             "gauge",
+            self.dead_letters_waiting,
         );
-        for (name, v) in self.to_flat() {
-            let _ = writeln!(s, "{name} {v}");
-        }
         write_histogram(
-            &mut s,
+            s,
             names::FLUSH_SECONDS,
             "Time to deliver one flush.",
             &FLUSH_BUCKETS,
             &self.flush_seconds_buckets,
             self.flush_seconds_sum,
         );
-        s
+        out
     }
 }
 
@@ -529,6 +602,108 @@ mod tests {
         assert!(text.contains("evlog_flush_seconds_bucket{le=\"0.005\"} 1"));
         c.deliver(2);
         assert!(c.snapshot(0).is_settled());
+    }
+
+    /// The families of a text exposition in order, as (name, type), after checking that each
+    /// family's HELP and TYPE lines come together, once, right before all of its samples.
+    fn families(text: &str) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut lines = text.lines().peekable();
+        while let Some(line) = lines.next() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap().to_string();
+                let ty = lines.next().and_then(|l| l.strip_prefix("# TYPE "));
+                let (ty_name, kind) = ty
+                    .and_then(|t| t.split_once(' '))
+                    .unwrap_or_else(|| panic!("HELP {name} not followed by its TYPE in\n{text}"));
+                assert_eq!(ty_name, name, "HELP and TYPE name differ in\n{text}");
+                assert!(
+                    out.iter().all(|(n, _)| *n != name),
+                    "family {name} appears twice in\n{text}"
+                );
+                out.push((name, kind.to_string()));
+                continue;
+            }
+            assert!(!line.starts_with('#'), "stray comment {line:?}");
+            let sample = line.split(['{', ' ']).next().unwrap();
+            let (family, kind) = out
+                .last()
+                .unwrap_or_else(|| panic!("sample {line:?} before any TYPE"));
+            let ok = match kind.as_str() {
+                "histogram" => ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .any(|suffix| sample.strip_suffix(suffix) == Some(family.as_str())),
+                _ => sample == family,
+            };
+            assert!(
+                ok,
+                "sample {line:?} is not in family {family} ({kind}) in\n{text}"
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn prometheus_text_groups_each_family_under_its_header() {
+        let c = Counters::new();
+        c.accept_n(9);
+        c.deliver(3);
+        c.reject("unknown_table", 1);
+        c.reject("missing_required", 2);
+        c.drop_events(DropReason::QueueFull, 1);
+        c.drop_events(DropReason::SinkError, 1);
+        c.retry(4);
+        c.spool(5);
+        c.sink_error("bigquery", "http_503");
+        c.sink_error("file", "io");
+        c.observe_flush(Duration::from_millis(30));
+        let text = c.snapshot(6).to_prometheus();
+        let kinds: Vec<_> = families(&text)
+            .into_iter()
+            .map(|(n, k)| format!("{n} {k}"))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "evlog_events_accepted_total counter",
+                "evlog_events_delivered_total counter",
+                "evlog_events_rejected_total counter",
+                "evlog_events_dropped_total counter",
+                "evlog_events_retried_total counter",
+                "evlog_events_spooled_total counter",
+                "evlog_queue_events gauge",
+                "evlog_sink_errors_total counter",
+                "evlog_dead_letters_waiting gauge",
+                "evlog_flush_seconds histogram",
+            ]
+        );
+        let rejected = "# TYPE evlog_events_rejected_total counter\n\
+             evlog_events_rejected_total{reason=\"missing_required\"} 2\n\
+             evlog_events_rejected_total{reason=\"unknown_table\"} 1\n# HELP ";
+        assert!(text.contains(rejected), "{text}");
+        assert!(text.contains(
+            "evlog_sink_errors_total{sink=\"bigquery\",kind=\"http_503\"} 1\n\
+             evlog_sink_errors_total{sink=\"file\",kind=\"io\"} 1\n# HELP evlog_dead_letters_waiting "
+        ));
+        assert!(text.contains("\nevlog_queue_events 6\n"), "{text}");
+        assert!(text.ends_with("evlog_flush_seconds_count 1\n"), "{text}");
+
+        // Nothing counted yet: every family still has its header, the labelled ones no samples.
+        let empty = Counters::new().snapshot(0).to_prometheus();
+        assert_eq!(families(&empty).len(), 9);
+        assert!(!empty.contains("evlog_events_dropped_total{"), "{empty}");
+    }
+
+    #[test]
+    fn label_values_and_help_are_escaped() {
+        let mut s = String::new();
+        write_header(&mut s, "t_total", "A \\ and\na line.", "counter");
+        write_sample(&mut s, "t_total", &[("a", "x\"y\\z\nw"), ("b", "")], 3);
+        assert_eq!(
+            s,
+            "# HELP t_total A \\\\ and\\na line.\n# TYPE t_total counter\n\
+             t_total{a=\"x\\\"y\\\\z\\nw\",b=\"\"} 3\n"
+        );
     }
 
     #[test]

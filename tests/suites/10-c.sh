@@ -6,13 +6,17 @@
 # through pkg-config (shared and static).
 # Also checks the installed artifacts: the .so's SONAME, no debug info, and a CMake project using
 # find_package(evlog) against the prefix (shared and static).
-#   bash tests/suites/10-c.sh setup   installs gcc, g++, valgrind, pkg-config, cmake, binutils
+# The plain run also writes evlog_stats_text's output, which must pass `promtool check metrics`
+# and parse with prometheus_client into the right family types (tests/check_metrics.py).
+#   bash tests/suites/10-c.sh setup   installs gcc, g++, valgrind, pkg-config, cmake, binutils,
+#                                     promtool (Debian's prometheus), prometheus_client (.venv)
 #   bash tests/suites/10-c.sh         runs the suite
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 if [ "${1:-}" = setup ]; then
-  ensure_apt gcc g++ libc6-dev valgrind pkg-config cmake make binutils
+  ensure_apt gcc g++ libc6-dev valgrind pkg-config cmake make binutils prometheus
+  ensure_venv "prometheus_client>=0.17"
   exit 0
 fi
 
@@ -81,7 +85,17 @@ run_c() {
 
 if [ -x "$work/evlog_test" ]; then
   log "c: C tests (100000 events in the threads test)"
-  run_c plain "$work/plain.log" "" "$work/evlog_test"
+  EVTEST_STATS_TEXT="$work/stats.prom" run_c plain "$work/plain.log" "" "$work/evlog_test"
+  log "c: evlog_stats_text's output through promtool and prometheus_client"
+  ensure_venv
+  check "stats text passes promtool check metrics" sh -c "promtool check metrics < '$work/stats.prom'"
+  check "stats text parses with prometheus_client into typed families" \
+    python tests/check_metrics.py "$work/stats.prom" \
+    evlog_events_accepted=counter evlog_events_delivered=counter \
+    evlog_events_rejected=counter evlog_events_dropped=counter \
+    evlog_events_retried=counter evlog_events_spooled=counter evlog_queue_events=gauge \
+    'evlog_sink_errors=counter?' evlog_dead_letters_waiting=gauge evlog_flush_seconds=histogram \
+    'evlog_events_dropped_total{reason=invalid_envelope}' 'evlog_events_rejected_total{}'
 fi
 if [ -x "$work/evlog_test_asan" ]; then
   log "c: C tests under AddressSanitizer + UBSan (leak check on)"

@@ -6,7 +6,8 @@
  *   SCHEMAS_DIR  schemas with events/transaction.json (core/tests/data/schemas)
  *   WORK_DIR     an empty temporary directory; each test writes its files under WORK_DIR/<test>
  *   TEST         run only these tests (default: all)
- * Environment: EVTEST_EVENTS (default 100000) events for the threads and fork tests.
+ * Environment: EVTEST_EVENTS (default 100000) events for the threads and fork tests;
+ *              EVTEST_STATS_TEXT, a file the log_misuse test writes evlog_stats_text's text to.
  * Prints "ok - NAME" / "not ok - NAME" per test and "# passed N failed M"; exits 1 on failure.
  */
 #define _GNU_SOURCE
@@ -386,10 +387,20 @@ static int test_log_misuse(void) {
     size_t got = 0;
     CHECK_STATUS(evlog_stats_text(h, text, need, &got), EVLOG_OK);
     CHECK(got == need - 1 && strlen(text) == got);
-    int has = strstr(text, "evlog_events_dropped_total{reason=\"invalid_envelope\"} 7") != NULL &&
-              strstr(text, "evlog_events_rejected_total{reason=") != NULL;
+    /* Each family's samples right under its HELP and TYPE lines. */
+    int has = strstr(text, "# TYPE evlog_events_dropped_total counter\n"
+                           "evlog_events_dropped_total{reason=\"invalid_envelope\"} 7\n") != NULL &&
+              strstr(text, "# TYPE evlog_events_rejected_total counter\n"
+                           "evlog_events_rejected_total{reason=") != NULL;
+    /* For the suite's promtool and prometheus_client checks. */
+    const char *out_path = getenv("EVTEST_STATS_TEXT");
+    FILE *out = out_path ? fopen(out_path, "w") : NULL;
+    int written = out && fputs(text, out) >= 0;
+    if (out)
+        written &= fclose(out) == 0;
     free(text);
     CHECK(has);
+    CHECK(!out_path || written);
 
     CHECK_STATUS(evlog_close(h, 10000), EVLOG_OK);
     return 0;
