@@ -180,17 +180,27 @@ fn slow<'a>(fields: &Fields<'a>) -> Result<Checked<'a>, EnvelopeError> {
         .zip(fields.known)
         .filter_map(|(k, v)| Some((Cow::Borrowed(*k), v?)));
     for (k, v) in known.chain(fields.other.iter().cloned()) {
-        // The body parsed already, so every raw value is valid JSON.
-        let value: Value = serde_json::from_str(v.get()).unwrap_or(Value::Null);
+        let value: Value = if k == "event" && v.get().starts_with('{') {
+            // Core only checks that the event is an object; its text goes on as sent below (a
+            // `Value` would turn an integer beyond 64 bits into a double).
+            Value::Object(Map::new())
+        } else {
+            // The body parsed already, so every raw value is valid JSON.
+            serde_json::from_str(v.get()).unwrap_or(Value::Null)
+        };
         map.insert(k.to_string(), value);
     }
     let env = Envelope::from_value(Value::Object(map))?;
+    let event = match fields.known[4] {
+        Some(raw) => Cow::Borrowed(raw.get()),
+        None => Cow::Owned(Value::Object(env.event).to_string()),
+    };
     Ok(Checked {
         namespace: Cow::Owned(env.namespace),
         type_name: Cow::Owned(env.type_name),
         time: env.time,
         id: env.id.map(Cow::Owned),
-        event: Cow::Owned(Value::Object(env.event).to_string()),
+        event,
     })
 }
 

@@ -646,3 +646,43 @@ fn slow_clients_are_cut_off_after_request_timeout() {
     );
     s.stop();
 }
+
+/// Fields the schema does not name are stored in `other` as they were posted: integers beyond
+/// 64 bits digit for digit, numbers beyond doubles, string escapes as written (the body is sent
+/// as text: a `serde_json::Value` would already have turned the integers into doubles).
+#[test]
+fn unknown_fields_keep_the_posted_text() {
+    let mut s = Server::start("");
+    let c = client();
+    let event = r#"{"user_id": 7, "big": 123456789012345678901234567890,
+        "neg": -9223372036854775809, "deep": {"x": [1e400, 0.10000000000000000000001]},
+        "s": "caf\u00e9 \/", "items": [{"sku": "a", "extra": 18446744073709551616}]}"#;
+    let want = r#"{"big":123456789012345678901234567890,"neg":-9223372036854775809,"deep":{"x":[1e400,0.10000000000000000000001]},"s":"caf\u00e9 \/","items":[{"extra":18446744073709551616}]}"#;
+    let single = format!(
+        r#"{{"namespace": "events", "type": "transaction", "id": "raw-1", "event": {event}}}"#
+    );
+    let batch = format!(
+        r#"[{{"namespace": "events", "type": "transaction", "id": "raw-2", "event": {event}}}]"#
+    );
+    for (path, body) in [("events", single), ("batch", batch)] {
+        let r = c
+            .post(format!("{}/v1/{path}", s.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .expect("send");
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+    }
+    assert!(
+        wait_for(WAIT, || stored_ids(&s.data_dir()).len() == 2),
+        "events not stored"
+    );
+    let rows = rows(&s.data_dir());
+    let stored: Vec<&Value> = rows.values().flatten().collect();
+    assert_eq!(stored.len(), 2);
+    for row in stored {
+        assert_eq!(row["other"].as_str(), Some(want), "{row}");
+        assert_eq!(row["user_id"], json!(7));
+    }
+    s.stop();
+}

@@ -276,3 +276,37 @@ def test_big_int_beyond_int64_is_rejected_by_the_column_not_by_log(env, client):
     assert "n" in json.dumps(dead) and "18446744073709551616" in json.dumps(dead)
     s = client.stats()
     assert sum(v for k, v in s.items() if k.startswith("evlog_events_rejected_total")) == 1
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        2**64,
+        -(2**63) - 1,
+        10**40,
+        -(10**40),
+        123456789012345678901234567890,
+        2**1000,
+        [2**64, -(2**63) - 1, {"deep": [10**40, {"x": -(2**200)}]}],
+        {"b": 2**70, "a": [1, 2**65], "n": None, "s": "caf\u00e9 \"q\" \\ \n"},
+    ],
+    ids=lambda v: repr(v)[:40],
+)
+def test_unknown_fields_keep_exact_digits_in_other(env, client, value):
+    # The binding writes Python ints of any size as their decimal digits; core keeps the text of
+    # fields the schema does not name, so `other` holds exactly what json.dumps writes.
+    assert client.log("events", "t", {"n": 1, "big": value, "nested": {"v": value}})
+    assert client.flush(10)
+    (row,) = env.rows()
+    want = json.dumps({"big": value, "nested": {"v": value}}, separators=(",", ":"), ensure_ascii=False)
+    assert row["other"] == want
+    assert json.loads(row["other"]) == {"big": value, "nested": {"v": value}}
+
+
+def test_floats_in_other_read_back_as_the_same_float(env, client):
+    values = [0.1, 1 / 3, 5e-324, 1.7976931348623157e308, -0.0, 1e16, 2.0**70]
+    assert client.log("events", "t", {"n": 1, "fl": values})
+    assert client.flush(10)
+    (row,) = env.rows()
+    back = json.loads(row["other"])["fl"]
+    assert [float.hex(x) for x in back] == [float.hex(x) for x in values]

@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::RawEvent;
 use crate::config::Config;
 use crate::routing::{Destination, PartitionKind, Router};
-use crate::schema::jref::JRef;
+use crate::schema::jref::{self, JRef};
 use crate::schema::row_check::RowCheckError;
 use crate::schema::{RowMeta, SchemaRegistry};
 use crate::sink::{EncodedRow, RejectedEvent};
@@ -84,8 +84,9 @@ impl Processor {
     pub fn process(&self, raw: &RawEvent) -> Result<(Destination, EncodedRow), Box<RejectedEvent>> {
         let id = raw.id.to_text();
         let event_time = raw.time.unwrap_or(raw.received_at);
-        // Parsed borrowing from the body: no allocation per key or per unescaped string.
-        let event = match serde_json::from_str::<JRef<'_>>(&raw.body) {
+        // Parsed borrowing from the body: no allocation per key, string or number, and the
+        // text of unknown fields kept as sent (see `schema::jref`).
+        let event = match jref::parse(&raw.body) {
             Ok(JRef::Object(m)) => m,
             Ok(_) => {
                 return Err(self.reject(

@@ -6,7 +6,7 @@
 //!
 //! | type | accepted | written |
 //! |---|---|---|
-//! | STRING | string; number or bool (as its text) | string, `maxLength` checked in characters |
+//! | STRING | string; number (its text as sent) or bool | string, `maxLength` checked in characters |
 //! | BYTES | base64 string (padding optional) | canonical padded base64, `maxLength` in bytes |
 //! | INT64 | integer in i64, or its string (`"+7"`) | number |
 //! | FLOAT64 | number, numeric string, `NaN`/`Infinity`/`-Infinity`/`inf` | number or `"NaN"`/`"Infinity"`/`"-Infinity"` |
@@ -14,7 +14,7 @@
 //! | BOOL | bool, `"true"`/`"false"`/`"1"`/`"0"`, 1/0 | bool |
 //! | TIMESTAMP | [`crate::time::parse_timestamp`] string, or epoch seconds | `YYYY-MM-DDTHH:MM:SS.ffffffZ` |
 //! | DATE, TIME, DATETIME | the [`crate::time`] forms | canonical text |
-//! | JSON | any value | its compact JSON text, as a string |
+//! | JSON | any value | its JSON text as sent (whitespace removed), as a string |
 //! | GEOGRAPHY | WKT string, or GeoJSON object | string |
 //! | RECORD | object | object |
 //!
@@ -25,13 +25,20 @@
 //! [`super::row_check`]): every written form is in the accepted column of its type and converts
 //! to itself, except JSON and GEOGRAPHY, whose written strings the row pass keeps as they are
 //! after checking they hold JSON text, or WKT or GeoJSON object text.
+//!
+//! `other` holds the members no column names as they were sent (see [`super::jref`]): numbers
+//! digit for digit (`123456789012345678901234567890` stays that, not a double), strings and keys
+//! with their escapes as written, members in the order sent, duplicates included; only the
+//! whitespace between tokens is dropped. Top-level leftovers come first, in text order, then
+//! each RECORD column's leftovers under its name, in schema order. JSON columns keep their
+//! value's text the same way.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use serde_json::Number;
 
-use super::jref::{self, JRef, Obj};
+use super::jref::{self, JNum, JRef, JStr, Obj};
 
 use super::decimal::{self, DecimalError, Limits, Rounding};
 use super::{Field, FieldType, Mode, RecordIndex, Row, RowMeta, TableSchema};
@@ -285,7 +292,7 @@ fn write_record_fields<'a>(
         for (j, (k, v)) in obj.iter_mut().enumerate() {
             let named = match mask.get(j) {
                 Some(m) => m,
-                None => index.lookup(k).is_some(),
+                None => index.lookup(&k.value()).is_some(),
             };
             if !named {
                 leftovers.push((std::mem::take(k), std::mem::replace(v, JRef::Null)));
@@ -313,7 +320,7 @@ fn write_record_fields<'a>(
             out.truncate(mark);
         }
         if !nested_left.is_null() {
-            leftovers.push((Cow::Owned(f.name.clone()), nested_left));
+            leftovers.push((JStr::plain(f.name.clone()), nested_left));
         }
     }
     Ok(())
@@ -342,7 +349,7 @@ fn match_members(
     let mut matched = 0;
     let mut named = Named::default();
     for (j, (k, _)) in obj.iter().enumerate() {
-        if let Some(i) = index.lookup(k) {
+        if let Some(i) = index.lookup(&k.value()) {
             let prev = slots[i];
             if prev != NONE && obj[prev as usize].0 != *k {
                 return Err(());
@@ -359,10 +366,11 @@ fn match_members(
 
 /// The error for the first column (in key order of the sorted `obj`) that two keys name.
 fn duplicate(fields: &[Field], index: &RecordIndex, obj: &Obj<'_>, path: &Path<'_>) -> RowError {
-    let mut first: Vec<Option<&str>> = vec![None; fields.len()];
+    let mut first: Vec<Option<Cow<'_, str>>> = vec![None; fields.len()];
     for (k, _) in obj {
-        let Some(i) = index.lookup(k) else { continue };
-        if let Some(prev) = first[i] {
+        let k = k.value();
+        let Some(i) = index.lookup(&k) else { continue };
+        if let Some(prev) = &first[i] {
             return RowError {
                 field: Path::Field(path, &fields[i].name).render(),
                 reason: RowErrorReason::DuplicateField,
@@ -535,11 +543,12 @@ fn write_scalar(
         FieldType::String => {
             let owned;
             let s = match v {
-                JRef::String(s) => s.as_ref(),
-                JRef::Number(n) => {
-                    owned = n.to_string();
-                    &owned
+                JRef::String(s) => {
+                    owned = s.value();
+                    owned.as_ref()
                 }
+                // A number's text as sent.
+                JRef::Number(n) => n.text(),
                 JRef::Bool(b) => {
                     if *b {
                         "true"
@@ -574,7 +583,8 @@ fn write_scalar(
             let JRef::String(s) = v else {
                 return Err(invalid(path, f, v, "BYTES take a base64 string"));
             };
-            let bytes = base64_decode(s).ok_or_else(|| invalid(path, f, v, "not valid base64"))?;
+            let bytes =
+                base64_decode(&s.value()).ok_or_else(|| invalid(path, f, v, "not valid base64"))?;
             if let Some(max) = f.max_length {
                 if bytes.len() as u64 > max {
                     return Err(fail(
@@ -604,8 +614,12 @@ fn write_scalar(
         FieldType::Bool => {
             let b = match v {
                 JRef::Bool(b) => Some(*b),
-                JRef::String(s) if s.eq_ignore_ascii_case("true") || s == "1" => Some(true),
-                JRef::String(s) if s.eq_ignore_ascii_case("false") || s == "0" => Some(false),
+                JRef::String(s) if s.value().eq_ignore_ascii_case("true") || *s == *"1" => {
+                    Some(true)
+                }
+                JRef::String(s) if s.value().eq_ignore_ascii_case("false") || *s == *"0" => {
+                    Some(false)
+                }
                 JRef::Number(n) => match n.as_u64() {
                     Some(1) => Some(true),
                     Some(0) => Some(false),
@@ -625,7 +639,9 @@ fn write_scalar(
         }
         FieldType::Timestamp => {
             let micros = match v {
-                JRef::String(s) => time::parse_timestamp(s).map_err(|e| time_err(path, f, v, e))?,
+                JRef::String(s) => {
+                    time::parse_timestamp(&s.value()).map_err(|e| time_err(path, f, v, e))?
+                }
                 JRef::Number(n) => epoch_seconds(n).ok_or_else(|| {
                     fail(
                         path,
@@ -650,7 +666,7 @@ fn write_scalar(
             let JRef::String(s) = v else {
                 return Err(invalid(path, f, v, "DATE takes a 'YYYY-MM-DD' string"));
             };
-            let d = time::parse_date(s).map_err(|e| time_err(path, f, v, e))?;
+            let d = time::parse_date(&s.value()).map_err(|e| time_err(path, f, v, e))?;
             crate::json::push_str(out, &time::format_date(d));
         }
         FieldType::Time => {
@@ -662,7 +678,7 @@ fn write_scalar(
                     "TIME takes a 'HH:MM:SS[.ffffff]' string",
                 ));
             };
-            let t = time::parse_time(s).map_err(|e| time_err(path, f, v, e))?;
+            let t = time::parse_time(&s.value()).map_err(|e| time_err(path, f, v, e))?;
             crate::json::push_str(out, &time::format_time(t));
         }
         FieldType::DateTime => {
@@ -674,12 +690,12 @@ fn write_scalar(
                     "DATETIME takes a 'YYYY-MM-DD HH:MM:SS[.ffffff]' string",
                 ));
             };
-            let t = time::parse_datetime(s).map_err(|e| time_err(path, f, v, e))?;
+            let t = time::parse_datetime(&s.value()).map_err(|e| time_err(path, f, v, e))?;
             crate::json::push_str(out, &time::format_datetime(t));
         }
         FieldType::Json => crate::json::push_str(out, &compact(v)),
         FieldType::Geography => match v {
-            JRef::String(s) if is_wkt(s) => crate::json::push_str(out, s),
+            JRef::String(s) if is_wkt(&s.value()) => crate::json::push_str(out, &s.value()),
             JRef::Object(o) if matches!(jref::get(o, "type"), Some(JRef::String(_))) => {
                 crate::json::push_str(out, &compact(v))
             }
@@ -716,12 +732,13 @@ fn written_text(
             "a row holds this column as a string of its text",
         ));
     };
+    let text = s.value();
     let ok = match f.ty {
-        FieldType::Json => serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok(),
+        FieldType::Json => serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok(),
         _ => {
-            is_wkt(s)
+            is_wkt(&text)
                 || matches!(
-                    serde_json::from_str::<JRef<'_>>(s),
+                    jref::parse(&text),
                     Ok(JRef::Object(ref o)) if matches!(jref::get(o, "type"), Some(JRef::String(_)))
                 )
         }
@@ -734,7 +751,8 @@ fn written_text(
         };
         return Err(invalid(path, f, v, rule));
     }
-    crate::json::push_str(out, s);
+    // The string as the row wrote it (escapes as sent), like every other string evlog keeps.
+    s.write(out);
     Ok(())
 }
 
@@ -754,12 +772,14 @@ fn int64(v: &JRef<'_>) -> Result<i64, (RowErrorReason, &'static str)> {
         JRef::Number(n) => {
             if let Some(i) = n.as_i64() {
                 Ok(i)
-            } else if n.is_u64() {
+            } else if n.is_integer_literal() && n.text() != "-0" {
+                // Digits beyond i64, of any length.
                 Err((RowErrorReason::OutOfRange, RANGE))
             } else {
-                let x = n.as_f64().unwrap_or(f64::NAN);
+                // Beyond doubles (1e400) counts as integral: out of range too.
+                let x = n.text().parse::<f64>().unwrap_or(f64::NAN);
                 // 1e19 is integral but beyond i64: a range error says more than "not an integer".
-                if x.fract() == 0.0 && x.abs() >= 2f64.powi(63) {
+                if (x.fract() == 0.0 || x.is_infinite()) && x.abs() >= 2f64.powi(63) {
                     Err((RowErrorReason::OutOfRange, RANGE))
                 } else {
                     Err((
@@ -770,7 +790,8 @@ fn int64(v: &JRef<'_>) -> Result<i64, (RowErrorReason, &'static str)> {
             }
         }
         JRef::String(s) => {
-            let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+            let s = s.value();
+            let digits = s.strip_prefix(['+', '-']).unwrap_or(&s);
             if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
                 return Err((RowErrorReason::InvalidValue, "not an integer"));
             }
@@ -786,11 +807,24 @@ fn int64(v: &JRef<'_>) -> Result<i64, (RowErrorReason, &'static str)> {
 
 fn write_float(f: &Field, v: &JRef<'_>, path: &Path<'_>, out: &mut String) -> Result<(), RowError> {
     match v {
-        JRef::Number(n) => {
-            // serde_json already renders the shortest exact text (and integers as written).
-            let _ = write!(out, "{n}");
-        }
+        JRef::Number(n) => match n.to_number() {
+            // The value serde_json reads from the text, in its shortest exact text (integers
+            // as written): what BigQuery stores, not the sender's spelling.
+            Some(n) => {
+                let _ = write!(out, "{n}");
+            }
+            None => {
+                return Err(fail(
+                    path,
+                    RowErrorReason::OutOfRange,
+                    f,
+                    v,
+                    "out of FLOAT64 range",
+                ))
+            }
+        },
         JRef::String(s) => {
+            let s = s.value();
             let special = match s.to_ascii_lowercase().as_str() {
                 "nan" => Some("NaN"),
                 "infinity" | "inf" | "+infinity" | "+inf" => Some("Infinity"),
@@ -855,17 +889,23 @@ fn numeric(f: &Field, v: &JRef<'_>, out: &mut String) -> Result<(), (RowErrorRea
         _ => Rounding::HalfAwayFromZero,
     };
     let parsed = match v {
-        JRef::String(s) => decimal::parse(s).map_err(|_| {
+        JRef::String(s) => decimal::parse(&s.value()).map_err(|_| {
             (
                 RowErrorReason::InvalidValue,
                 "not a decimal number".to_owned(),
             )
         })?,
         JRef::Number(n) => {
-            if n.is_i64() || n.is_u64() {
-                decimal::parse(&n.to_string())
+            if n.is_integer_literal() {
+                // The digits as sent, exact at any length.
+                decimal::parse(n.text())
             } else {
-                let x = n.as_f64().unwrap_or(f64::NAN);
+                let Some(x) = n.as_f64() else {
+                    return Err((
+                        RowErrorReason::OutOfRange,
+                        format!("out of range for {}", f.ty.sql_name()),
+                    ));
+                };
                 // `{:e}` prints the shortest text that round-trips, i.e. the digits the sender
                 // most likely wrote.
                 let text = format!("{x:e}");
@@ -911,7 +951,7 @@ fn numeric(f: &Field, v: &JRef<'_>, out: &mut String) -> Result<(), (RowErrorRea
 }
 
 /// Epoch seconds (fraction allowed) to microseconds, if in BigQuery's range.
-fn epoch_seconds(n: &Number) -> Option<i64> {
+fn epoch_seconds(n: &JNum<'_>) -> Option<i64> {
     let micros = if let Some(i) = n.as_i64() {
         i.checked_mul(1_000_000)?
     } else {

@@ -21,10 +21,8 @@
 //! [`NOT_AN_OBJECT`] and [`INVALID_JSON`] shared with event processing), the field at fault and
 //! a message that names the rule.
 
-use std::borrow::Cow;
-
 use super::convert::{self, RowError, RowErrorReason};
-use super::jref::{JRef, Obj};
+use super::jref::{self, JRef, JStr, Obj};
 use super::{Field, FieldType, RowMeta, TableSchema};
 use crate::time;
 
@@ -92,7 +90,7 @@ impl TableSchema {
             event_time: None,
             received_at: None,
         };
-        let obj = match serde_json::from_str::<JRef<'_>>(text) {
+        let obj = match jref::parse(text) {
             Ok(JRef::Object(o)) => o,
             Ok(_) => return Err(whole(NOT_AN_OBJECT, "row: must be a JSON object".into())),
             Err(e) => return Err(whole(INVALID_JSON, format!("row: invalid JSON: {e}"))),
@@ -109,14 +107,14 @@ impl TableSchema {
                     "expected STRING (REQUIRED), got null or no value".into(),
                 ))
             }
-            Some(JRef::String(s)) if s == id => {}
+            Some(JRef::String(s)) if s.value() == id => {}
             Some(v) => {
                 return Err(refuse(
                     RowErrorReason::InvalidValue,
                     name(id_ix),
                     format!(
                         "expected the row's insert id {}, got {}: event_id is the insert id",
-                        convert::excerpt(&JRef::String(id.into())),
+                        convert::excerpt(&JRef::String(JStr::plain(id))),
                         convert::excerpt(&v)
                     ),
                 ))
@@ -128,7 +126,7 @@ impl TableSchema {
                 name(ix),
                 "expected TIMESTAMP (REQUIRED), got null or no value".into(),
             )),
-            Some(JRef::String(s)) => time::parse_timestamp(&s).map_err(|e| {
+            Some(JRef::String(s)) => time::parse_timestamp(&s.value()).map_err(|e| {
                 refuse(
                     RowErrorReason::InvalidValue,
                     name(ix),
@@ -159,9 +157,7 @@ impl TableSchema {
         };
         let other = match other_v {
             None | Some(JRef::Null) => None,
-            Some(JRef::String(s))
-                if matches!(serde_json::from_str::<JRef<'_>>(&s), Ok(JRef::Object(_))) =>
-            {
+            Some(JRef::String(s)) if matches!(jref::parse(&s.value()), Ok(JRef::Object(_))) => {
                 Some(s)
             }
             Some(v) => {
@@ -193,6 +189,7 @@ impl TableSchema {
             event_time,
             received_at,
         };
+        let other = other.map(|s| s.value().into_owned());
         let row = convert::finish_row(self, out, &meta, other.as_deref());
         Ok(CheckedRow {
             json: row.json,
@@ -208,13 +205,13 @@ impl TableSchema {
         &self,
         obj: Obj<'a>,
     ) -> Result<([Option<JRef<'a>>; 4], Obj<'a>), RowCheckError> {
-        let mut slots: [Option<(Cow<'a, str>, JRef<'a>)>; 4] = Default::default();
+        let mut slots: [Option<(JStr<'a>, JRef<'a>)>; 4] = Default::default();
         let mut rest = Obj::with_capacity(obj.len());
         for (k, v) in obj {
             let slot = self
                 .reserved
                 .iter()
-                .position(|&ix| self.fields[ix].name.eq_ignore_ascii_case(&k));
+                .position(|&ix| self.fields[ix].name.eq_ignore_ascii_case(&k.value()));
             match slot {
                 Some(i) => {
                     if let Some((prev, _)) = &slots[i] {
@@ -224,8 +221,10 @@ impl TableSchema {
                                 RowErrorReason::DuplicateField,
                                 col,
                                 format!(
-                                    "keys \"{prev}\" and \"{k}\" both name column \"{col}\" \
-                                     (column names are case-insensitive)"
+                                    "keys \"{}\" and \"{}\" both name column \"{col}\" \
+                                     (column names are case-insensitive)",
+                                    prev.value(),
+                                    k.value()
                                 ),
                             ));
                         }
@@ -251,8 +250,10 @@ fn first_leftover(fields: &[Field], left: &Obj<'_>, path: String) -> String {
         }
     };
     for (k, v) in left {
+        let k = k.value();
+        let k = k.as_ref();
         let record = fields.iter().find_map(|f| match &f.ty {
-            FieldType::Record(sub) if f.name == *k => Some(sub),
+            FieldType::Record(sub) if f.name == k => Some(sub),
             _ => None,
         });
         match (record, v) {

@@ -132,6 +132,12 @@ static long read_rows(const char *dir, const char *prefix, void (*each)(const ch
     return lines;
 }
 
+/* Prints a row to stderr (to show what a failed check saw). */
+static void fputs_row(const char *line, void *ctx) {
+    (void)ctx;
+    fputs(line, stderr);
+}
+
 /* ---- ids "<tag><thread>-<i>": one slot per expected id, counting how often it was seen ---- */
 struct idset {
     int threads;
@@ -440,6 +446,47 @@ static int test_shutdown_handle(void) {
     return 0;
 }
 
+/* Fields the schema does not name land in `other` as sent: numbers digit for digit (integers
+ * beyond 64 bits, beyond doubles), string escapes as written; only whitespace is dropped. */
+struct find_ctx {
+    const char *needle;
+    int found;
+};
+
+static void find_in_row(const char *line, void *ctx) {
+    struct find_ctx *f = ctx;
+    if (strstr(line, f->needle))
+        f->found++;
+}
+
+static int test_other_exact(void) {
+    char dir[4096];
+    evlog_handle *h;
+    if (open_in("other_exact", &h, dir, sizeof dir))
+        return 1;
+    const char *ev = "{\"user_id\": 1, \"big\": 123456789012345678901234567890,\n"
+                     "  \"neg\": -9223372036854775809, \"u\": 18446744073709551616,\n"
+                     "  \"nested\": {\"x\": [1e400, 0.1000000000000000000001, -0.0]},"
+                     " \"s\": \"caf\\u00e9 \\/\"}";
+    CHECK_STATUS(evlog_log_with(h, "events", "transaction", ev, strlen(ev), EVLOG_TIME_NOW, "x1"),
+                 EVLOG_OK);
+    CHECK_STATUS(evlog_flush(h, 10000), EVLOG_OK);
+    /* The row's `other` is a JSON string: its quotes and backslashes are escaped once more. */
+    struct find_ctx f = {
+        "\"other\":\"{\\\"big\\\":123456789012345678901234567890,"
+        "\\\"neg\\\":-9223372036854775809,\\\"u\\\":18446744073709551616,"
+        "\\\"nested\\\":{\\\"x\\\":[1e400,0.1000000000000000000001,-0.0]},"
+        "\\\"s\\\":\\\"caf\\\\u00e9 \\\\/\\\"}\"",
+        0};
+    CHECK(read_rows(dir, "transaction", find_in_row, &f) == 1);
+    if (f.found != 1) {
+        read_rows(dir, "transaction", fputs_row, NULL);
+        FAIL("`other` not as sent; want %s", f.needle);
+    }
+    CHECK_STATUS(evlog_close(h, 10000), EVLOG_OK);
+    return 0;
+}
+
 /* ---- many threads ---- */
 struct worker {
     evlog_handle *h;
@@ -579,6 +626,7 @@ static const struct {
     {"shutdown_handle", test_shutdown_handle},
     {"threads", test_threads},
     {"fork", test_fork},
+    {"other_exact", test_other_exact},
 };
 
 int main(int argc, char **argv) {

@@ -40,7 +40,7 @@ expect_exception(fn() => evlog_log('t', 'any', ['cycle' => $self]));
 bool(true)
 bool(true)
 bool(true)
-{"empty":[],"holes":{"0":"a","2":"c"},"intkeys":{"5":"five","7":"seven"},"list":[1,"two",3.0,null],"map":{"a":1,"b":{"c":"d"}},"mixed":{"0":"zero","k":"v"},"nested":[[1,[2,[3]]],{"k":[[]]}],"ref":1,"reordered":{"0":"a","1":"b"},"std":{"x":1,"y":{"z":true}}}
+{"list":[1,"two",3.0,null],"map":{"a":1,"b":{"c":"d"}},"intkeys":{"5":"five","7":"seven"},"mixed":{"0":"zero","k":"v"},"holes":{"0":"a","2":"c"},"reordered":{"1":"b","0":"a"},"empty":[],"nested":[[1,[2,[3]]],{"k":[[]]}],"std":{"x":1,"y":{"z":true}},"ref":1}
 {"0":"first","1":"second"}
 Evlog\Exception: event.deep.d.d.d%s: nested deeper than 64 levels
 bool(true)

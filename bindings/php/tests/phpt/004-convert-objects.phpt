@@ -34,7 +34,7 @@ print_r(array_intersect_key(evlog_stats(), ['evlog_events_accepted_total' => 1])
 --EXPECT--
 bool(true)
 bool(true)
-{"dt":"2026-11-22T09:00:00.123456Z","dti":"1969-12-31T23:59:58.500000Z","money":{"at":"1970-01-01T00:00:00.000000Z","cents":999},"sku":"SKU-1"}
+{"dt":"2026-11-22T09:00:00.123456Z","dti":"1969-12-31T23:59:58.500000Z","money":{"cents":999,"at":"1970-01-01T00:00:00.000000Z"},"sku":"SKU-1"}
 Evlog\Exception: event.o.x: an object of class Opaque cannot be logged (supported: DateTimeInterface, JsonSerializable, Stringable, stdClass)
 Evlog\Exception: event.fn: an object of class Closure cannot be logged (supported: DateTimeInterface, JsonSerializable, Stringable, stdClass)
 Evlog\Exception: event.list[1]: a resource cannot be logged (convert it to a string or number first)
