@@ -690,7 +690,7 @@ mod tests {
 
         // Nothing counted yet: every family still has its header, the labelled ones no samples.
         let empty = Counters::new().snapshot(0).to_prometheus();
-        assert_eq!(families(&empty).len(), 9);
+        assert_eq!(families(&empty).len(), 10);
         assert!(!empty.contains("evlog_events_dropped_total{"), "{empty}");
     }
 
