@@ -118,6 +118,10 @@ struct Worker {
     /// shutdown() answer false while it is not 0: those events were logged before the call and
     /// will never reach the sink.
     lost: u64,
+    /// Dead letters taken from this process's spool for another attempt: still counted in
+    /// `evlog_dead_letters_waiting` until the attempt settles them (stored, dropped or spooled
+    /// again), so the gauge does not dip while the attempt is in flight.
+    dl_retrying: u64,
 }
 
 impl Worker {
@@ -161,6 +165,7 @@ impl Worker {
             writer: crate::ids::random_u64(),
             own_spooled: 0,
             lost: 0,
+            dl_retrying: 0,
         }
     }
 
@@ -621,7 +626,7 @@ impl Worker {
             if record.foreign(self.writer) {
                 self.st.counters.accept_n(n as u64);
             } else if record.is_dead_letters() {
-                self.st.counters.dead_letters_settled(n as u64);
+                self.dl_retrying += n as u64;
             }
             // What fails again is re-spooled as a new record and this one committed, so every
             // event is counted once whatever happens.
@@ -641,6 +646,9 @@ impl Worker {
                 }
             }
             self.dead_letter_rejects();
+            // Those not spooled again were stored or dropped: no longer waiting.
+            let settled = std::mem::take(&mut self.dl_retrying);
+            self.st.counters.dead_letters_settled(settled);
             let _ = seg.commit(rec.end);
         }
         true
@@ -748,9 +756,14 @@ impl Worker {
     /// Keeps dead letters in the spool for a later attempt (dropped, counted, when it cannot).
     fn spool_dead_letters(&mut self, events: &[RejectedEvent]) {
         let n = events.len();
+        // Those back from the spool are already counted waiting; only new ones are added.
+        let carried = self.dl_retrying.min(n as u64);
+        self.dl_retrying -= carried;
         let record = Record::from_rejected(events, self.writer);
         if self.spool_record(&record, n, DropReason::DeadLetterFailed) {
-            self.st.counters.dead_letters_wait(n as u64);
+            self.st.counters.dead_letters_wait(n as u64 - carried);
+        } else {
+            self.st.counters.dead_letters_settled(carried); // dropped, counted
         }
     }
 

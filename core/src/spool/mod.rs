@@ -30,7 +30,9 @@
 //!   A reader takes the same lock without blocking, so it never replays a segment that a live
 //!   writer (this or another process) is still appending to, and two readers never replay the
 //!   same segment at once. A dead process's locks vanish with it, so a later process replays
-//!   what it left.
+//!   what it left. A reader that gets the lock of a segment another reader has meanwhile
+//!   finished and removed (it opened the file before the removal) sees it unlinked and skips
+//!   it: its offset file is gone too, and it would replay every record again.
 //! - Readers verify magic and CRC. A torn tail (an incomplete last record) ends the segment; a
 //!   corrupt record is skipped by scanning forward to the next valid header. Both are counted
 //!   (`corrupt_records`, `skipped_bytes`), never fatal.
@@ -40,6 +42,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -351,28 +354,43 @@ impl Spool {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // replayed meanwhile
                 Err(e) => return Err(io_err("open", &path)(e)),
             };
-            if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
-                continue; // a live writer or another reader has it
+            if let Some(reader) = take_segment(path, file)? {
+                return Ok(Some(reader));
             }
-            let len = file.metadata().map_err(io_err("stat", &path))?.len();
-            let committed = read_offset(&path).min(len);
-            if committed >= len {
-                remove_segment(&path);
-                continue;
-            }
-            return Ok(Some(SegmentReader {
-                path,
-                file,
-                pos: committed,
-                committed,
-                last_end: committed,
-                len,
-                buf: Vec::new(),
-                buf_at: committed,
-            }));
         }
         Ok(None)
     }
+}
+
+/// Locks an opened segment for replay, or None when someone else has it, it was removed after
+/// it was opened, or everything in it is committed (then it is removed).
+fn take_segment(path: PathBuf, file: File) -> Result<Option<SegmentReader>, SpoolError> {
+    if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+        return Ok(None); // a live writer or another reader has it
+    }
+    let meta = file.metadata().map_err(io_err("stat", &path))?;
+    if meta.nlink() == 0 {
+        // Another reader finished it and removed it (with its offset file) after this one
+        // opened it and before it got the lock: replaying it from offset 0 would deliver every
+        // record twice.
+        return Ok(None);
+    }
+    let len = meta.len();
+    let committed = read_offset(&path).min(len);
+    if committed >= len {
+        remove_segment(&path);
+        return Ok(None);
+    }
+    Ok(Some(SegmentReader {
+        path,
+        file,
+        pos: committed,
+        committed,
+        last_end: committed,
+        len,
+        buf: Vec::new(),
+        buf_at: committed,
+    }))
 }
 
 impl Drop for Spool {

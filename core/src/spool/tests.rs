@@ -167,6 +167,25 @@ fn records_across_read_ahead_chunks_read_back_and_corruption_past_the_first_chun
 }
 
 #[test]
+fn a_segment_removed_between_open_and_lock_is_not_replayed_again() {
+    // Reader B opens a segment, is preempted before it locks it; reader A replays the whole
+    // segment, commits and removes it (with its offset file); then B gets the lock.
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = Spool::open(opts(dir.path())).unwrap();
+    writer.append(&[b"only-once".as_slice()]).unwrap();
+    writer.close_writer();
+    let path = writer.segments().unwrap().remove(0);
+    let opened_by_b = File::open(&path).unwrap();
+    let mut a = Spool::open(opts(dir.path())).unwrap();
+    assert_eq!(drain(&mut a), vec![b"only-once".to_vec()]);
+    assert!(!path.exists(), "A removed the segment it finished");
+    assert!(
+        take_segment(path, opened_by_b).unwrap().is_none(),
+        "B must not replay a removed segment from offset 0"
+    );
+}
+
+#[test]
 fn live_writer_segment_is_not_replayed_by_another_handle() {
     let dir = tempfile::tempdir().unwrap();
     let mut writer = Spool::open(opts(dir.path())).unwrap();
