@@ -36,7 +36,9 @@ stop_load() {
   wait "${busy[@]}" 2>/dev/null
   busy=()
 }
-trap stop_load EXIT INT TERM
+trap stop_load EXIT
+# Interrupted: stop the busy loops and the run in progress, and end (a trap alone would go on).
+trap 'stop_load; kill 0 2>/dev/null; exit 130' INT TERM
 
 log "warm-up run (builds; not under load, not counted): ${cmd[*]}"
 "${cmd[@]}" > "$out_dir/warmup.log" 2>&1 || echo "warm-up run failed (see $out_dir/warmup.log); counting runs anyway" >&2
