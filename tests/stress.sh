@@ -36,10 +36,16 @@ stop_load() {
   wait "${busy[@]}" 2>/dev/null
   busy=()
 }
-trap stop_load EXIT INT TERM
+trap stop_load EXIT
+# Interrupted: stop the busy loops and the run in progress, and end (a trap alone would go on).
+trap 'trap - INT TERM EXIT; stop_load; kill 0 2>/dev/null; exit 130' INT TERM
 
 log "warm-up run (builds; not under load, not counted): ${cmd[*]}"
-"${cmd[@]}" > "$out_dir/warmup.log" 2>&1 || echo "warm-up run failed (see $out_dir/warmup.log); counting runs anyway" >&2
+# Each run is a background child the shell `wait`s for, so an interrupt is handled at once (bash
+# runs traps only after a foreground command ends).
+run_logged() { "${cmd[@]}" > "$1" 2>&1 & wait $!; }
+run_logged "$out_dir/warmup.log" ||
+  echo "warm-up run failed (see $out_dir/warmup.log); counting runs anyway" >&2
 
 for _ in $(seq "$load"); do
   # A plain spinning shell loop: one full CPU each, no I/O.
@@ -52,7 +58,7 @@ ok=0
 bad=0
 for k in $(seq "$runs"); do
   start=$(date +%s)
-  if TEST_RESULTS="$out_dir/results-$k.txt" "${cmd[@]}" > "$out_dir/run-$k.log" 2>&1; then
+  if TEST_RESULTS="$out_dir/results-$k.txt" run_logged "$out_dir/run-$k.log"; then
     ok=$((ok + 1))
     verdict=passed
   else
