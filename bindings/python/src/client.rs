@@ -425,24 +425,37 @@ pub fn log(
     }
 }
 
-/// `evlog.flush(timeout=5.0) -> bool` on the default client.
+/// [`NOT_CONFIGURED`] as of the previous `evlog.flush()`/`shutdown()` answer.
+static NOT_CONFIGURED_ANSWERED: AtomicU64 = AtomicU64::new(0);
+
+/// Whether no event was dropped as `not_configured` since the previous flush/shutdown answer:
+/// like any drop, such a drop makes the next answer False.
+fn none_dropped_unconfigured() -> bool {
+    let n = NOT_CONFIGURED.load(Ordering::Relaxed);
+    NOT_CONFIGURED_ANSWERED.swap(n, Ordering::Relaxed) == n
+}
+
+/// `evlog.flush(timeout=5.0) -> bool` on the default client; False too when `evlog.log()`
+/// dropped events for want of a working configuration since the previous answer.
 #[pyfunction]
 #[pyo3(signature = (timeout=DEFAULT_TIMEOUT))]
 pub fn flush(py: Python<'_>, timeout: f64) -> PyResult<bool> {
-    match DEFAULT.load_full() {
-        Some(c) => Ok(c.get().flush_impl(py, timeout)),
-        None => Ok(true),
-    }
+    let delivered = match DEFAULT.load_full() {
+        Some(c) => c.get().flush_impl(py, timeout),
+        None => true,
+    };
+    Ok(none_dropped_unconfigured() && delivered)
 }
 
-/// `evlog.shutdown(timeout=5.0) -> bool` on the default client.
+/// `evlog.shutdown(timeout=5.0) -> bool` on the default client (False as for `flush()`).
 #[pyfunction]
 #[pyo3(signature = (timeout=DEFAULT_TIMEOUT))]
 pub fn shutdown(py: Python<'_>, timeout: f64) -> PyResult<bool> {
-    match DEFAULT.load_full() {
-        Some(c) => Ok(c.get().shutdown_impl(py, timeout)),
-        None => Ok(true),
-    }
+    let delivered = match DEFAULT.load_full() {
+        Some(c) => c.get().shutdown_impl(py, timeout),
+        None => true,
+    };
+    Ok(none_dropped_unconfigured() && delivered)
 }
 
 /// `evlog.stats() -> dict` of the default client, plus the events `evlog.log()` dropped
