@@ -332,13 +332,15 @@ pub struct Background {
 }
 
 impl Background {
-    /// Binds `addr` (e.g. `127.0.0.1:0`) and starts serving.
+    /// Checks the configuration ([`prepare`]: its errors are returned here), binds `addr`
+    /// (e.g. `127.0.0.1:0`) and starts serving.
     pub fn start(config: CollectorConfig, addr: &str) -> Result<Self, Error> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .map_err(|e| Error::Other(format!("runtime: {e}")))?;
+        let prepared = rt.block_on(prepare(config))?;
         let listener = rt
             .block_on(tokio::net::TcpListener::bind(addr))
             .map_err(|e| Error::Other(format!("bind {addr}: {e}")))?;
@@ -349,7 +351,7 @@ impl Background {
         let thread = std::thread::Builder::new()
             .name("evlog-collector".into())
             .spawn(move || {
-                rt.block_on(run(listener, config, async {
+                rt.block_on(prepared.serve(listener, async {
                     let _ = rx.await;
                 }))
             })
