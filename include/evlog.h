@@ -310,7 +310,9 @@ evlog_status evlog_stats(const struct evlog_handle *handle, struct evlog_counter
 /**
  * Renders every counter with its labels (rejected and dropped by reason, sink errors, the
  * flush-time histogram) in the Prometheus text format 0.0.4 into `buf` (caller-owned, `len`
- * bytes): each family's HELP and TYPE lines, then all of its samples.
+ * bytes): each family's HELP and TYPE lines, then all of its samples. Rejected and dropped
+ * have a sample for every reason core knows (0 until counted); sink errors one per (sink, kind)
+ * seen.
  *
  * On `EVLOG_OK`, `buf` holds the NUL-terminated text and `*out_len` (optional) its length. If
  * the text does not fit, returns `EVLOG_BUFFER_TOO_SMALL`, leaves `buf` untouched and writes

@@ -113,6 +113,8 @@ namespace {
      * `evlog_events_accepted_total`, `evlog_events_delivered_total`,
      * `evlog_events_dropped_total{reason="queue_full"}`, `evlog_events_rejected_total{reason="unknown_table"}`,
      * `evlog_queue_events`; plus `in_flight` (accepted - delivered - rejected - dropped) and `pid`.
+     * Every family and every reason core knows is always present (0 until counted); sink errors
+     * are listed per (sink, kind) seen.
      *
      * @return array<string, int>
      * @throws \Evlog\Exception for invalid configuration.

@@ -68,17 +68,36 @@ fn tls_acceptor(
 ) -> Result<tokio_rustls::TlsAcceptor, Error> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    // The path as tried (relative ones resolve against the working directory).
+    let abs = |p: &std::path::Path| {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .display()
+            .to_string()
+    };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| Error::Other(format!("collector.tls_cert {}: {e}", cert.display())))?;
+        .map_err(|e| {
+            Error::Other(format!(
+                "collector.tls_cert {}: {e}; set collector.tls_cert to a PEM certificate chain \
+                 readable by this user",
+                abs(cert)
+            ))
+        })?;
     if certs.is_empty() {
         return Err(Error::Other(format!(
-            "collector.tls_cert {}: no certificate in the file",
-            cert.display()
+            "collector.tls_cert {}: no certificate in the file (expected PEM \
+             \"-----BEGIN CERTIFICATE-----\" blocks)",
+            abs(cert)
         )));
     }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| Error::Other(format!("collector.tls_key {}: {e}", key.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        Error::Other(format!(
+            "collector.tls_key {}: {e}; set collector.tls_key to a PEM private key (PKCS#8, \
+             PKCS#1 or SEC1) readable by this user",
+            abs(key)
+        ))
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -88,16 +107,52 @@ fn tls_acceptor(
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Serves until `shutdown` resolves, then drains (see the crate docs). Returns after the
-/// streamers stopped (everything streamed, or the deadline passed).
-pub async fn run(
-    listener: tokio::net::TcpListener,
+/// A configuration checked and turned into its parts (schemas, sink, TLS, write-ahead log
+/// directory) before anything listens: [`prepare`] then [`Prepared::serve`]. A program prints
+/// that it listens only after `prepare` succeeded, so a bad setting never looks like a start.
+pub struct Prepared {
     config: CollectorConfig,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), Error> {
-    let c = config.collector.clone();
-    let schemas = SchemaRegistry::load_dir(&config.core.schemas.dir)?;
+    processor: Arc<Processor>,
+    sink_factory: evlog_core::sink::SinkFactory,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    pending: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("listen", &self.config.collector.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Loads the schemas (`schemas.dir`), builds the sink, reads the TLS files and opens the
+/// write-ahead log directory (`collector.wal_dir`, created when missing, checked writable).
+/// Every error names the key and the path.
+pub async fn prepare(config: CollectorConfig) -> Result<Prepared, Error> {
+    let c = &config.collector;
+    let schemas = SchemaRegistry::load_configured(&config.core)?;
     let processor = Arc::new(Processor::new(schemas, &config.core));
+    let tls = match (&c.tls_cert, &c.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    let wal_err = |e: &dyn std::fmt::Display| {
+        Error::Other(format!(
+            "collector.wal_dir {}: {e}; create it writable for this user, or set \
+             collector.wal_dir to a writable directory",
+            std::path::absolute(&c.wal_dir)
+                .unwrap_or_else(|_| c.wal_dir.clone())
+                .display()
+        ))
+    };
+    let spool = Spool::open(wal::spool_options(c)).map_err(|e| wal_err(&e))?;
+    // Opening creates the directory; writing is what the collector does with it.
+    let probe = c.wal_dir.join(".evlog-write-check");
+    std::fs::write(&probe, b"")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| wal_err(&e))?;
+    let pending = Arc::new(AtomicU64::new(spool.pending_bytes()));
     // Sinks own their runtimes (and the BigQuery sink blocks on one to check its credentials):
     // build them off this runtime's threads.
     let sink_factory = {
@@ -106,10 +161,51 @@ pub async fn run(
             .await
             .map_err(|e| Error::Other(format!("sink setup: {e}")))??
     };
+    Ok(Prepared {
+        config,
+        processor,
+        sink_factory,
+        tls,
+        pending,
+    })
+}
+
+/// Serves until `shutdown` resolves, then drains (see the crate docs). Returns after the
+/// streamers stopped (everything streamed, or the deadline passed). [`prepare`] then
+/// [`Prepared::serve`].
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    config: CollectorConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    prepare(config).await?.serve(listener, shutdown).await
+}
+
+impl Prepared {
+    /// Serves on `listener` until `shutdown` resolves, then drains (see the crate docs).
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), Error> {
+        serve(self, listener, shutdown).await
+    }
+}
+
+async fn serve(
+    prepared: Prepared,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let Prepared {
+        config,
+        processor,
+        sink_factory,
+        tls,
+        pending,
+    } = prepared;
+    let c = config.collector.clone();
     let spool_opts = wal::spool_options(&c);
-    let pending = Arc::new(AtomicU64::new(
-        Spool::open(spool_opts.clone())?.pending_bytes(),
-    ));
     let shared = Arc::new(streamer::Shared {
         counters: Counters::new(),
         pending: Arc::clone(&pending),
@@ -154,10 +250,6 @@ pub async fn run(
         drains: linger::Drains::new(c.lingering.clone()),
     });
 
-    let tls = match (&c.tls_cert, &c.tls_key) {
-        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
-        _ => None,
-    };
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -240,13 +332,15 @@ pub struct Background {
 }
 
 impl Background {
-    /// Binds `addr` (e.g. `127.0.0.1:0`) and starts serving.
+    /// Checks the configuration ([`prepare`]: its errors are returned here), binds `addr`
+    /// (e.g. `127.0.0.1:0`) and starts serving.
     pub fn start(config: CollectorConfig, addr: &str) -> Result<Self, Error> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .map_err(|e| Error::Other(format!("runtime: {e}")))?;
+        let prepared = rt.block_on(prepare(config))?;
         let listener = rt
             .block_on(tokio::net::TcpListener::bind(addr))
             .map_err(|e| Error::Other(format!("bind {addr}: {e}")))?;
@@ -257,7 +351,7 @@ impl Background {
         let thread = std::thread::Builder::new()
             .name("evlog-collector".into())
             .spawn(move || {
-                rt.block_on(run(listener, config, async {
+                rt.block_on(prepared.serve(listener, async {
                     let _ = rx.await;
                 }))
             })

@@ -1,10 +1,13 @@
 //! `evlog-collector --config <file>`: binds `collector.listen`, serves until SIGTERM/SIGINT,
-//! drains until `collector.shutdown_deadline`, exits. All logic is in the library ([`run`]).
+//! drains until `collector.shutdown_deadline`, exits. All logic is in the library
+//! ([`prepare`], then `Prepared::serve`). A configuration that cannot work (schemas, sink, TLS
+//! files, write-ahead log directory) exits 1 with the key and path before anything listens;
+//! unreadable or invalid config files and arguments exit 2.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use evlog_collector::{run, CollectorConfig};
+use evlog_collector::{prepare, CollectorConfig};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -65,6 +68,9 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async move {
         let addr = config.collector.listen;
+        // Every setting is checked (schemas, sink, TLS files, write-ahead log directory) before
+        // the port is bound and "listening" printed: a bad one exits with its key and path.
+        let prepared = prepare(config).await.map_err(|e| e.to_string())?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -87,7 +93,8 @@ fn main() -> ExitCode {
             }
             eprintln!("evlog-collector: shutting down");
         };
-        run(listener, config, shutdown)
+        prepared
+            .serve(listener, shutdown)
             .await
             .map_err(|e| e.to_string())
     });

@@ -260,3 +260,101 @@ dir = {schemas:?}
         "events left in the log were not delivered after restart"
     );
 }
+
+/// Runs the binary in `cwd` with `args`, expecting it to exit on its own; returns its exit code,
+/// stdout and stderr. A binary still running after 20 s is killed and fails the test.
+fn run_to_exit(cwd: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_evlog-collector"))
+        .args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn collector");
+    let status = wait_exit(&mut child, Duration::from_secs(20));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = status.unwrap_or_else(|| panic!("still running after 20 s: {out} {err}"));
+    (status.code(), out, err)
+}
+
+/// The example config started outside the repository (its `schemas.dir` is relative to the
+/// working directory): the collector exits 1 naming the key, the absolute path tried and the
+/// fix, and never says it listens. The same for an unwritable write-ahead log directory and a
+/// missing TLS file.
+#[test]
+fn a_config_that_cannot_work_fails_before_listening_and_names_key_and_path() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/collector.toml");
+    let example = example.to_str().expect("utf-8 path");
+    let empty = tempfile::tempdir().expect("tempdir");
+    let (code, out, err) = run_to_exit(
+        empty.path(),
+        &["--config", example, "--listen", "127.0.0.1:0"],
+    );
+    assert_eq!(code, Some(1), "stdout {out:?} stderr {err:?}");
+    assert!(!out.contains("listening"), "{out}");
+    let tried = empty.path().join("collector/examples/schemas");
+    assert!(
+        err.contains("schemas.dir")
+            && err.contains(&format!("{}: ", tried.display()))
+            && err.contains("No such file or directory")
+            && err.contains("EVLOG_SCHEMAS_DIR"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(empty.path()).expect("ls").count(),
+        0,
+        "nothing created before the check"
+    );
+
+    // The write-ahead log directory is a file: the key and the absolute path.
+    let root = tempfile::tempdir().expect("tempdir");
+    std::fs::write(root.path().join("wal"), "not a directory").expect("write");
+    let cfg = root.path().join("c.toml");
+    let text = format!(
+        "[collector]\nlisten = \"127.0.0.1:0\"\nwal_dir = \"wal\"\n[schemas]\ndir = {:?}\n",
+        schemas_dir().display().to_string()
+    );
+    std::fs::write(&cfg, &text).expect("write config");
+    let (code, out, err) = run_to_exit(root.path(), &["--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "stdout {out:?} stderr {err:?}");
+    assert!(!out.contains("listening"), "{out}");
+    let wal = root.path().join("wal");
+    assert!(
+        err.contains(&format!("collector.wal_dir {}", wal.display())),
+        "{err}"
+    );
+
+    // A TLS certificate file that does not exist.
+    let text = format!(
+        "[collector]\nlisten = \"127.0.0.1:0\"\nwal_dir = \"wal2\"\ntls_cert = \"cert.pem\"\n\
+         tls_key = \"key.pem\"\n[schemas]\ndir = {:?}\n",
+        schemas_dir().display().to_string()
+    );
+    std::fs::write(&cfg, &text).expect("write config");
+    let (code, out, err) = run_to_exit(root.path(), &["--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "stdout {out:?} stderr {err:?}");
+    assert!(!out.contains("listening"), "{out}");
+    let cert = root.path().join("cert.pem");
+    assert!(
+        err.contains(&format!("collector.tls_cert {}: ", cert.display())),
+        "{err}"
+    );
+}

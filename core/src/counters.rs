@@ -96,6 +96,26 @@ impl DropReason {
     }
 }
 
+/// Every `reason` of `evlog_events_rejected_total` that core itself produces, in label order:
+/// the envelope and routing checks ([`reasons`](crate::pipeline::reasons)), schema conversion and row
+/// checks ([`RowErrorReason`](crate::schema::RowErrorReason)) and BigQuery's refusals
+/// ([`REJECT_REASON`](crate::sink::bigquery::REJECT_REASON)). [`Stats`] always holds each of
+/// them (0 until counted), so a reader can index any of them. Reasons read back from a
+/// collector's answer or the spool may add others.
+pub const REJECT_REASONS: [&str; 11] = [
+    "bigquery_invalid",
+    "duplicate_field",
+    "invalid_json",
+    "invalid_value",
+    "missing_required",
+    "not_an_object",
+    "out_of_range",
+    "too_long",
+    "unknown_field",
+    "unknown_table",
+    "wrong_destination",
+];
+
 const STRIPES: usize = 16;
 
 /// A counter split over cache lines so concurrent writers do not contend.
@@ -376,15 +396,18 @@ impl Counters {
     /// than acceptances.
     pub fn snapshot(&self, queue_events: u64) -> Stats {
         let delivered = self.delivered.load(Relaxed);
-        let rejected = lock(&self.rejected)
+        // Every known reason is present, 0 until counted (see [`Stats`]).
+        let mut rejected = REJECT_REASONS
             .iter()
-            .map(|(k, v)| (k.to_string(), *v))
+            .map(|r| (r.to_string(), 0))
             .collect::<BTreeMap<_, _>>();
+        for (k, v) in lock(&self.rejected).iter() {
+            *rejected.entry(k.to_string()).or_default() += *v;
+        }
         let dropped = DropReason::ALL
             .iter()
             .zip(&self.dropped)
             .map(|(r, c)| (r.as_str().to_string(), c.load(Relaxed)))
-            .filter(|(_, v)| *v > 0)
             .collect::<BTreeMap<_, _>>();
         let accepted = self.accepted.sum();
         let settled = delivered + rejected.values().sum::<u64>() + dropped.values().sum::<u64>();
@@ -415,15 +438,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// A point-in-time reading of the counters.
+///
+/// Every family is always present, 0 when nothing happened: the scalars, `rejected` with every
+/// reason of [`REJECT_REASONS`] (plus any other reason counted, e.g. one a collector answered),
+/// `dropped` with every [`DropReason`]. `sink_errors` holds only the (sink, kind) pairs seen:
+/// kinds come from the destination's answers (HTTP statuses, BigQuery reasons), an open set.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Stats {
     /// `evlog_events_accepted_total`.
     pub accepted: u64,
     /// `evlog_events_delivered_total`.
     pub delivered: u64,
-    /// `evlog_events_rejected_total` by reason.
+    /// `evlog_events_rejected_total` by reason: every reason of [`REJECT_REASONS`], and others
+    /// counted.
     pub rejected: BTreeMap<String, u64>,
-    /// `evlog_events_dropped_total` by reason.
+    /// `evlog_events_dropped_total` by reason: every [`DropReason`].
     pub dropped: BTreeMap<String, u64>,
     /// `evlog_events_retried_total`.
     pub retried: u64,
@@ -461,7 +490,8 @@ impl Stats {
             && self.accepted == self.delivered + self.rejected_total() + self.dropped_total()
     }
 
-    /// Flat `name{labels} value` pairs with DESIGN.md names, for bindings (`stats()`) and logs.
+    /// Flat `name{labels} value` pairs with DESIGN.md names, for bindings (`stats()`) and logs:
+    /// every family, labelled ones with every known reason (see [`Stats`]).
     pub fn to_flat(&self) -> Vec<(String, f64)> {
         let mut out = vec![
             (names::ACCEPTED.to_string(), self.accepted as f64),
@@ -491,8 +521,9 @@ impl Stats {
 
     /// Prometheus text exposition (format 0.0.4) of these counters: each family's HELP and TYPE
     /// lines, then its samples, then the next family (parsers such as `prometheus_client` end a
-    /// family at the first line that is not its own). A labelled family with no series yet (no
-    /// drops, say) is its header alone.
+    /// family at the first line that is not its own). `rejected` and `dropped` have a sample for
+    /// every known reason (0 until counted), so rates and alerts work before the first event;
+    /// `evlog_sink_errors_total` has one per (sink, kind) seen, its header alone before any.
     pub fn to_prometheus(&self) -> String {
         let mut out = String::new();
         let s = &mut out;
@@ -677,10 +708,14 @@ mod tests {
                 "evlog_flush_seconds histogram",
             ]
         );
-        let rejected = "# TYPE evlog_events_rejected_total counter\n\
-             evlog_events_rejected_total{reason=\"missing_required\"} 2\n\
-             evlog_events_rejected_total{reason=\"unknown_table\"} 1\n# HELP ";
-        assert!(text.contains(rejected), "{text}");
+        assert!(
+            text.contains("evlog_events_rejected_total{reason=\"missing_required\"} 2\n")
+                && text.contains("evlog_events_rejected_total{reason=\"unknown_table\"} 1\n")
+                && text.contains(
+                    "evlog_events_rejected_total{reason=\"wrong_destination\"} 0\n# HELP "
+                ),
+            "{text}"
+        );
         assert!(text.contains(
             "evlog_sink_errors_total{sink=\"bigquery\",kind=\"http_503\"} 1\n\
              evlog_sink_errors_total{sink=\"file\",kind=\"io\"} 1\n# HELP evlog_dead_letters_waiting "
@@ -688,10 +723,79 @@ mod tests {
         assert!(text.contains("\nevlog_queue_events 6\n"), "{text}");
         assert!(text.ends_with("evlog_flush_seconds_count 1\n"), "{text}");
 
-        // Nothing counted yet: every family still has its header, the labelled ones no samples.
+        // Nothing counted yet: every family still has its header, rejected and dropped a zero
+        // sample per known reason, sink errors none (its kinds are an open set).
         let empty = Counters::new().snapshot(0).to_prometheus();
         assert_eq!(families(&empty).len(), 10);
-        assert!(!empty.contains("evlog_events_dropped_total{"), "{empty}");
+        for r in DropReason::ALL {
+            let line = format!(
+                "\nevlog_events_dropped_total{{reason=\"{}\"}} 0\n",
+                r.as_str()
+            );
+            assert!(empty.contains(&line), "{line} in {empty}");
+        }
+        for r in REJECT_REASONS {
+            let line = format!("\nevlog_events_rejected_total{{reason=\"{r}\"}} 0\n");
+            assert!(empty.contains(&line), "{line} in {empty}");
+        }
+        assert!(!empty.contains("evlog_sink_errors_total{"), "{empty}");
+    }
+
+    /// `stats()["evlog_events_dropped_total{reason=…}"]` must not raise for a reason that has
+    /// not happened: every family and known reason is in the flat form, 0 until counted.
+    #[test]
+    fn flat_stats_hold_every_family_and_known_reason() {
+        let c = Counters::new();
+        let flat: BTreeMap<String, f64> = c.snapshot(0).to_flat().into_iter().collect();
+        for name in [
+            names::ACCEPTED,
+            names::DELIVERED,
+            names::RETRIED,
+            names::SPOOLED,
+            names::QUEUE_EVENTS,
+            names::DEAD_LETTERS_WAITING,
+        ] {
+            assert_eq!(flat.get(name), Some(&0.0), "{name} in {flat:?}");
+        }
+        for r in DropReason::ALL {
+            let k = format!("{}{{reason=\"{}\"}}", names::DROPPED, r.as_str());
+            assert_eq!(flat.get(&k), Some(&0.0), "{k}");
+        }
+        for r in REJECT_REASONS {
+            let k = format!("{}{{reason=\"{r}\"}}", names::REJECTED);
+            assert_eq!(flat.get(&k), Some(&0.0), "{k}");
+        }
+        assert_eq!(
+            flat.len(),
+            6 + DropReason::ALL.len() + REJECT_REASONS.len(),
+            "no sink error seen, none listed: {flat:?}"
+        );
+        // A reason outside the known set (e.g. answered by a collector) joins them.
+        c.accept_n(2);
+        c.reject("forwarded_other", 1);
+        c.reject("unknown_table", 1);
+        let s = c.snapshot(0);
+        assert_eq!(s.rejected["forwarded_other"], 1);
+        assert_eq!(s.rejected["unknown_table"], 1);
+        assert_eq!(s.rejected["too_long"], 0);
+        assert!(s.is_settled(), "{s:?}");
+    }
+
+    /// Every reason core produces is in [`REJECT_REASONS`], so none appears only once counted.
+    #[test]
+    fn reject_reasons_cover_every_reason_core_produces() {
+        use crate::pipeline::reasons;
+        use crate::schema::RowErrorReason;
+        let mut produced = vec![
+            reasons::INVALID_JSON,
+            reasons::NOT_AN_OBJECT,
+            reasons::UNKNOWN_TABLE,
+            reasons::WRONG_DESTINATION,
+            crate::sink::bigquery::REJECT_REASON,
+        ];
+        produced.extend(RowErrorReason::ALL.iter().map(|r| r.as_str()));
+        produced.sort_unstable();
+        assert_eq!(produced, REJECT_REASONS);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Python binding suite: builds the evlog wheel (maturin, debug profile, shared CARGO_TARGET_DIR)
 # into the project-local .venv and runs bindings/python/tests with pytest: conversions and
-# errors, threads, fork children, gunicorn --preload with 4 workers under load, interpreter exit.
+# errors, threads, fork children, gunicorn --preload with 4 workers under load, interpreter exit,
+# and every ```python block of the READMEs run as written in a fresh directory (test_readme.py).
 #   bash tests/suites/20-python.sh setup   install Debian packages and venv tools only
 #   bash tests/suites/20-python.sh         build the extension and run the tests
 set -euo pipefail

@@ -265,7 +265,7 @@ fn collector_keeps_dead_letters_in_its_log_while_their_table_is_denied() {
             &m,
             "evlog_events_dropped_total{reason=\"dead_letter_failed\"}"
         ),
-        None,
+        Some(0.0),
         "{m}"
     );
     assert!(

@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arc_swap::ArcSwapOption;
 use evlog_core::{envelope, Config, EventInput, LogError, Pipeline};
@@ -331,6 +331,14 @@ fn settings_toml(settings: &Bound<'_, PyDict>) -> Result<String, Error> {
 
 static DEFAULT: ArcSwapOption<Py<Client>> = ArcSwapOption::const_empty();
 
+/// Set when the implicit default configuration (first `evlog.log()`/`stats()` without
+/// `configure()`) failed in this process: it is tried once, its error logged once.
+static IMPLICIT_FAILED: AtomicBool = AtomicBool::new(false);
+/// Events `evlog.log()` dropped because no configuration works (`reason="not_configured"`).
+static NOT_CONFIGURED: AtomicU64 = AtomicU64::new(0);
+/// The `reason` label of [`NOT_CONFIGURED`] in `evlog.stats()`.
+const NOT_CONFIGURED_KEY: &str = "evlog_events_dropped_total{reason=\"not_configured\"}";
+
 fn default_client(py: Python<'_>) -> PyResult<Bound<'_, Client>> {
     if let Some(c) = DEFAULT.load().as_ref() {
         return Ok(c.bind(py).clone());
@@ -351,6 +359,45 @@ fn default_client_slow(py: Python<'_>) -> PyResult<Bound<'_, Client>> {
     Ok(c.as_ref().expect("just set").bind(py).clone())
 }
 
+/// The default client for `evlog.log()` and `evlog.stats()`, or None when `configure()` was not
+/// called and the implicit configuration does not work. Like Python's `logging`, a deployment
+/// mistake must not raise out of a logging call in the middle of a request, but it must be
+/// loud: the first failure is logged (ERROR, logger `evlog`; Python prints it to stderr when
+/// logging is not set up) with the error naming the key, the path and the fix, and is not
+/// tried again in this process (each try reads the disk); `configure()` still can.
+#[cold]
+fn implicit_default(py: Python<'_>) -> Option<Bound<'_, Client>> {
+    if IMPLICIT_FAILED.load(Ordering::Acquire) {
+        return DEFAULT.load().as_ref().map(|c| c.bind(py).clone());
+    }
+    match default_client(py) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            if !IMPLICIT_FAILED.swap(true, Ordering::AcqRel) {
+                let msg = format!(
+                    "evlog.configure() was not called and the default configuration \
+                     (EVLOG_CONFIG, EVLOG_* variables, built-in defaults) does not work: {}: {}. \
+                     Until evlog.configure() succeeds, evlog.log() returns False and counts each \
+                     event in evlog.stats() as {NOT_CONFIGURED_KEY}",
+                    e.get_type(py)
+                        .name()
+                        .map_or_else(|_| "ConfigError".into(), |n| n.to_string()),
+                    e.value(py)
+                );
+                let logged = py
+                    .import("logging")
+                    .and_then(|m| m.call_method1("getLogger", ("evlog",)))
+                    .and_then(|l| l.call_method1("error", ("%s", msg.as_str())));
+                if logged.is_err() {
+                    // Logging itself is broken (e.g. at interpreter exit): stderr still works.
+                    eprintln!("evlog: {msg}");
+                }
+            }
+            None
+        }
+    }
+}
+
 /// `evlog.log(namespace, type, event, *, time=None, id=None) -> bool` on the default client.
 #[pyfunction]
 #[pyo3(signature = (namespace, r#type, event, *, time=None, id=None))]
@@ -367,36 +414,77 @@ pub fn log(
         Some(c) => Client::log_impl(c.bind(py), namespace, r#type, event, time, id),
         None => {
             drop(guard);
-            let c = default_client(py)?;
-            Client::log_impl(&c, namespace, r#type, event, time, id)
+            match implicit_default(py) {
+                Some(c) => Client::log_impl(&c, namespace, r#type, event, time, id),
+                None => {
+                    NOT_CONFIGURED.fetch_add(1, Ordering::Relaxed);
+                    Ok(false)
+                }
+            }
         }
     }
 }
 
-/// `evlog.flush(timeout=5.0) -> bool` on the default client.
+/// [`NOT_CONFIGURED`] as of the previous `evlog.flush()`/`shutdown()` answer.
+static NOT_CONFIGURED_ANSWERED: AtomicU64 = AtomicU64::new(0);
+
+/// Whether no event was dropped as `not_configured` since the previous flush/shutdown answer:
+/// like any drop, such a drop makes the next answer False.
+fn none_dropped_unconfigured() -> bool {
+    let n = NOT_CONFIGURED.load(Ordering::Relaxed);
+    NOT_CONFIGURED_ANSWERED.swap(n, Ordering::Relaxed) == n
+}
+
+/// `evlog.flush(timeout=5.0) -> bool` on the default client; False too when `evlog.log()`
+/// dropped events for want of a working configuration since the previous answer.
 #[pyfunction]
 #[pyo3(signature = (timeout=DEFAULT_TIMEOUT))]
 pub fn flush(py: Python<'_>, timeout: f64) -> PyResult<bool> {
-    match DEFAULT.load_full() {
-        Some(c) => Ok(c.get().flush_impl(py, timeout)),
-        None => Ok(true),
-    }
+    let delivered = match DEFAULT.load_full() {
+        Some(c) => c.get().flush_impl(py, timeout),
+        None => true,
+    };
+    Ok(none_dropped_unconfigured() && delivered)
 }
 
-/// `evlog.shutdown(timeout=5.0) -> bool` on the default client.
+/// `evlog.shutdown(timeout=5.0) -> bool` on the default client (False as for `flush()`).
 #[pyfunction]
 #[pyo3(signature = (timeout=DEFAULT_TIMEOUT))]
 pub fn shutdown(py: Python<'_>, timeout: f64) -> PyResult<bool> {
-    match DEFAULT.load_full() {
-        Some(c) => Ok(c.get().shutdown_impl(py, timeout)),
-        None => Ok(true),
-    }
+    let delivered = match DEFAULT.load_full() {
+        Some(c) => c.get().shutdown_impl(py, timeout),
+        None => true,
+    };
+    Ok(none_dropped_unconfigured() && delivered)
 }
 
-/// `evlog.stats() -> dict` of the default client.
+/// `evlog.stats() -> dict` of the default client, plus the events `evlog.log()` dropped
+/// because no configuration worked (`dropped{reason="not_configured"}`, also counted in
+/// `accepted`, so the counters still add up). Without a working configuration, every counter
+/// is 0 but those.
 #[pyfunction]
 pub fn stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
-    default_client(py)?.get().stats_impl(py)
+    let d = match DEFAULT.load_full() {
+        Some(c) => c.get().stats_impl(py)?,
+        None => match implicit_default(py) {
+            Some(c) => c.get().stats_impl(py)?,
+            None => {
+                let d = PyDict::new(py);
+                for (name, value) in evlog_core::counters::Counters::new().snapshot(0).to_flat() {
+                    d.set_item(name, value as u64)?;
+                }
+                d.set_item("evlog_on_error_missed_total", 0u64)?;
+                d
+            }
+        },
+    };
+    let n = NOT_CONFIGURED.load(Ordering::Relaxed);
+    let accepted: u64 = d
+        .get_item(evlog_core::counters::names::ACCEPTED)?
+        .map_or(Ok(0), |v| v.extract())?;
+    d.set_item(evlog_core::counters::names::ACCEPTED, accepted + n)?;
+    d.set_item(NOT_CONFIGURED_KEY, n)?;
+    Ok(d)
 }
 
 /// The default client, created from the environment on first use.

@@ -1,6 +1,7 @@
 //! Core errors → Python exceptions, mapped once and exhaustively.
 
 use evlog_core::config::ConfigError as CoreConfigError;
+use evlog_core::schema::SchemaError;
 use evlog_core::{EnvelopeError, PipelineError};
 use pyo3::PyErr;
 
@@ -30,6 +31,22 @@ impl From<Error> for PyErr {
             Error::Config(e) => ConfigError::new_err(e.to_string()),
             Error::Pipeline(e) => match e {
                 PipelineError::Config(e) => ConfigError::new_err(e.to_string()),
+                PipelineError::Schema(SchemaError::Dir {
+                    path,
+                    source,
+                    mut fix,
+                }) => {
+                    // Core's fix names the key and the variable; add Python's own way.
+                    let hint =
+                        " (in Python: evlog.configure(schemas={\"dir\": \"path/to/schemas\"}, ...))";
+                    match fix.find("that holds them") {
+                        Some(i) => fix.insert_str(i + "that holds them".len(), hint),
+                        None => fix.push_str(hint),
+                    }
+                    ConfigError::new_err(
+                        PipelineError::Schema(SchemaError::Dir { path, source, fix }).to_string(),
+                    )
+                }
                 e @ (PipelineError::Schema(_) | PipelineError::Sink(_)) => {
                     ConfigError::new_err(e.to_string())
                 }

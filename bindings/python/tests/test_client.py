@@ -24,6 +24,76 @@ def test_configuration_errors_name_the_key(env, tmp_path):
         evlog.Client(on_error=42, **env.settings())
 
 
+def test_missing_schema_directory_names_key_absolute_path_and_fix(env, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(evlog.ConfigError) as e:
+        evlog.Client(**env.settings(schemas={"dir": "nowhere"}))
+    msg = str(e.value)
+    assert msg.startswith("schemas.dir: cannot read the schema directory "), msg
+    assert f"{tmp_path / 'nowhere'}: No such file or directory" in msg, msg
+    assert "EVLOG_SCHEMAS_DIR" in msg and 'evlog.configure(schemas={"dir"' in msg, msg
+    assert "forward" not in msg, msg
+    # Forward mode converts events to rows in this process too, so it needs the files: say so.
+    with pytest.raises(evlog.ConfigError, match='sink.kind = "forward" the SDK still converts'):
+        evlog.Client(
+            **env.settings(
+                sink={"kind": "forward", "forward": {"url": "http://127.0.0.1:9"}},
+                schemas={"dir": "nowhere"},
+            )
+        )
+
+
+DROP_REASONS = [
+    "invalid_envelope",
+    "queue_full",
+    "shut_down",
+    "shutdown_deadline",
+    "sink_error",
+    "spool_full",
+    "dead_letter_failed",
+]
+REJECT_REASONS = [
+    "bigquery_invalid",
+    "duplicate_field",
+    "invalid_json",
+    "invalid_value",
+    "missing_required",
+    "not_an_object",
+    "out_of_range",
+    "too_long",
+    "unknown_field",
+    "unknown_table",
+    "wrong_destination",
+]
+
+
+def test_stats_hold_every_family_and_reason_from_the_start(env):
+    with evlog.Client(**env.settings()) as c:
+        s = c.stats()
+        for name in (
+            "evlog_events_accepted_total",
+            "evlog_events_delivered_total",
+            "evlog_events_retried_total",
+            "evlog_events_spooled_total",
+            "evlog_queue_events",
+            "evlog_dead_letters_waiting",
+            "evlog_on_error_missed_total",
+        ):
+            assert s[name] == 0, name
+        for r in DROP_REASONS:
+            assert s[f'evlog_events_dropped_total{{reason="{r}"}}'] == 0, r
+        for r in REJECT_REASONS:
+            assert s[f'evlog_events_rejected_total{{reason="{r}"}}'] == 0, r
+        # Sink errors are listed per (sink, kind) seen: none yet.
+        assert not [k for k in s if k.startswith("evlog_sink_errors_total")], s
+        assert len(s) == 7 + len(DROP_REASONS) + len(REJECT_REASONS), sorted(s)
+        assert c.log("events", "nope", {})
+        assert c.flush(10)
+        s = c.stats()
+        assert s['evlog_events_rejected_total{reason="unknown_table"}'] == 1
+        assert s['evlog_events_dropped_total{reason="queue_full"}'] == 0
+
+
 def test_config_file_path(env, tmp_path):
     cfg = tmp_path / "evlog.toml"
     cfg.write_text(

@@ -103,7 +103,7 @@ def test_fork_child_gets_its_own_on_error_dispatcher(env, tmp_path):
     c.shutdown(5)
 
 
-def run_py(code: str, env_vars: dict, timeout: float = 60) -> subprocess.CompletedProcess:
+def run_py(code: str, env_vars: dict, timeout: float = 60, cwd=None) -> subprocess.CompletedProcess:
     e = {k: v for k, v in os.environ.items() if not k.startswith("EVLOG_")}
     e.update(env_vars)
     return subprocess.run(
@@ -112,6 +112,7 @@ def run_py(code: str, env_vars: dict, timeout: float = 60) -> subprocess.Complet
         capture_output=True,
         text=True,
         timeout=timeout,
+        cwd=cwd,
     )
 
 
@@ -146,10 +147,69 @@ def test_interpreter_exit_flushes_the_default_client_from_the_environment(env):
     assert sorted(row["seq"] for row in env.rows()) == list(range(300))
 
 
-def test_unknown_evlog_environment_variable_is_a_config_error(env):
-    r = run_py("import evlog; evlog.log('events', 't', {})", {"EVLOG_BATCH_MAX_RWOS": "1"})
-    assert r.returncode != 0
-    assert "ConfigError" in r.stderr and "EVLOG_BATCH_MAX_RWOS" in r.stderr
+NOT_CONFIGURED = 'evlog_events_dropped_total{reason="not_configured"}'
+NOT_CALLED = "evlog.configure() was not called"
+
+
+def test_log_without_a_working_configuration_says_so_once_and_drops_counted(env, tmp_path):
+    # The default configuration in a directory without `schemas/`: log() must not raise into
+    # the request, but the mistake is printed once (logger "evlog", stderr without logging set
+    # up) with the key, the absolute path and the fix, and every event is counted as dropped.
+    cwd = tmp_path / "app"
+    cwd.mkdir()
+    r = run_py(
+        f"""
+        import evlog
+        for i in range(3):
+            assert evlog.log("events", "t", {{"n": i}}) is False
+        # Like any drop, these make the next flush() answer False (and only that one).
+        assert evlog.flush(1) is False
+        assert evlog.flush(1) is True
+        s = evlog.stats()
+        assert s[{NOT_CONFIGURED!r}] == 3, s
+        assert s["evlog_events_accepted_total"] == 3, s
+        assert s["evlog_events_delivered_total"] == 0, s
+        assert s['evlog_events_dropped_total{{reason="queue_full"}}'] == 0, s
+        # configure() still works afterwards, and the earlier drops stay counted.
+        evlog.configure(sink={{"file": {{"dir": {str(env.out)!r}}}}},
+                        schemas={{"dir": {str(env.schemas)!r}}})
+        assert evlog.log("events", "t", {{"n": 7}}, id="after") is True
+        assert evlog.flush(10)
+        s = evlog.stats()
+        assert s[{NOT_CONFIGURED!r}] == 3, s
+        assert s["evlog_events_accepted_total"] == 4, s
+        assert s["evlog_events_delivered_total"] == 1, s
+        """,
+        {},
+        cwd=cwd,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count(NOT_CALLED) == 1, r.stderr
+    tried = cwd / "schemas"
+    for part in (
+        "ConfigError: schemas.dir: cannot read the schema directory",
+        f"{tried}: No such file or directory",
+        "EVLOG_SCHEMAS_DIR",
+        'evlog.configure(schemas={"dir": "path/to/schemas"}',
+        NOT_CONFIGURED,
+    ):
+        assert part in r.stderr, (part, r.stderr)
+    assert [row["event_id"] for row in env.rows()] == ["after"]
+
+
+def test_unknown_evlog_environment_variable_is_reported_by_the_first_log(env):
+    r = run_py(
+        f"""
+        import evlog
+        assert evlog.log('events', 't', {{}}) is False
+        assert evlog.log('events', 't', {{}}) is False
+        assert evlog.stats()[{NOT_CONFIGURED!r}] == 2
+        """,
+        {**env.env_vars(), "EVLOG_BATCH_MAX_RWOS": "1"},
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count(NOT_CALLED) == 1, r.stderr
+    assert "ConfigError" in r.stderr and "EVLOG_BATCH_MAX_RWOS" in r.stderr, r.stderr
 
 
 # ---- gunicorn --preload, 4 workers ---------------------------------------------------------

@@ -349,7 +349,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// Loads schemas from `schemas.dir` and builds the configured sink.
     pub fn new(config: Config) -> Result<Self, PipelineError> {
-        let schemas = SchemaRegistry::load_dir(&config.schemas.dir)?;
+        let schemas = SchemaRegistry::load_configured(&config)?;
         let processor = Processor::new(schemas, &config);
         let factory = sink::factory(&config, &processor)?;
         Ok(Self::with_processor(config, processor, factory))

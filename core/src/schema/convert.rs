@@ -65,6 +65,16 @@ pub enum RowErrorReason {
 }
 
 impl RowErrorReason {
+    /// Every reason.
+    pub const ALL: [RowErrorReason; 6] = [
+        RowErrorReason::MissingRequired,
+        RowErrorReason::InvalidValue,
+        RowErrorReason::OutOfRange,
+        RowErrorReason::TooLong,
+        RowErrorReason::DuplicateField,
+        RowErrorReason::UnknownField,
+    ];
+
     /// The snake_case label, e.g. `missing_required`.
     pub fn as_str(&self) -> &'static str {
         match self {

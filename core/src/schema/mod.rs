@@ -269,7 +269,18 @@ pub enum SchemaError {
         /// The parser's error, with line and column.
         source: serde_json::Error,
     },
-    /// Reading a file or directory failed.
+    /// The schema directory itself cannot be read (absent, not a directory, no permission).
+    /// Display names the key `schemas.dir`, the absolute path tried and the fix.
+    #[error("schemas.dir: cannot read the schema directory {}: {source}; {fix}", path.display())]
+    Dir {
+        /// The directory, made absolute against the working directory.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+        /// How to fix it; [`SchemaRegistry::load_configured`] and the bindings add their way.
+        fix: String,
+    },
+    /// Reading a file or a namespace directory failed.
     #[error("{origin}: {source}")]
     Io {
         /// File or directory path.
@@ -812,16 +823,48 @@ impl SchemaRegistry {
         Self::default()
     }
 
+    /// Loads the schemas of `config.schemas.dir`. A directory that cannot be read is an error
+    /// ([`SchemaError::Dir`]) even when no event has been logged yet: without it every event
+    /// would be rejected as `unknown_table`, whatever the sink (`null` included, which still
+    /// validates). An existing empty directory is accepted. With `sink.kind = "forward"` the
+    /// error says why the SDK needs the files too: it converts events to rows itself.
+    pub fn load_configured(config: &crate::Config) -> Result<Self, SchemaError> {
+        Self::load_dir(&config.schemas.dir).map_err(|e| match e {
+            SchemaError::Dir {
+                path,
+                source,
+                mut fix,
+            } if config.sink.kind == crate::config::SinkKind::Forward => {
+                fix.push_str(
+                    ". With sink.kind = \"forward\" the SDK still converts every event to a \
+                     row against its schema before sending it (the collector checks each row \
+                     again), so it needs the same schema files as the collector",
+                );
+                SchemaError::Dir { path, source, fix }
+            }
+            e => e,
+        })
+    }
+
     /// Loads every `<dir>/<namespace>/<type>.json`. Other files are ignored, as are
     /// subdirectories of a namespace directory; a `.json` file directly in `dir`, a namespace or
     /// type name BigQuery would not accept, or any invalid schema is an error naming the file.
+    /// A `dir` that cannot be read is [`SchemaError::Dir`], with the absolute path.
     pub fn load_dir(dir: &Path) -> Result<Self, SchemaError> {
         let io = |p: &Path| {
             let origin = p.display().to_string();
             move |source| SchemaError::Io { origin, source }
         };
+        let entries = sorted_entries(dir).map_err(|source| SchemaError::Dir {
+            path: std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()),
+            source,
+            fix: "create it with one <namespace>/<type>.json file per event type (BigQuery's \
+                  JSON schema format), or set schemas.dir (environment: EVLOG_SCHEMAS_DIR) to \
+                  the directory that holds them"
+                .into(),
+        })?;
         let mut reg = SchemaRegistry::empty();
-        for ns_path in sorted_entries(dir).map_err(io(dir))? {
+        for ns_path in entries {
             let Some(ns) = ns_path
                 .file_name()
                 .and_then(|n| n.to_str())

@@ -901,6 +901,45 @@ fn load_dir_reads_namespaces_and_types() {
     assert!(e.contains("missing"), "{e}");
 }
 
+/// A schema directory that cannot be read names the key, the absolute path tried and the fix;
+/// in forward mode it also says why the SDK needs the files.
+#[test]
+fn missing_schema_dir_names_key_absolute_path_and_fix() {
+    let mut config = crate::Config::default();
+    config.schemas.dir = "no-such-evlog-schemas-dir".into();
+    let e = SchemaRegistry::load_configured(&config)
+        .expect_err("missing dir")
+        .to_string();
+    let abs = std::env::current_dir()
+        .expect("cwd")
+        .join("no-such-evlog-schemas-dir");
+    assert!(e.starts_with("schemas.dir: "), "{e}");
+    assert!(e.contains(&format!("{}: ", abs.display())), "{e}");
+    assert!(e.contains("No such file or directory"), "{e}");
+    assert!(
+        e.contains("EVLOG_SCHEMAS_DIR") && e.contains("create it"),
+        "{e}"
+    );
+    assert!(!e.contains("forward"), "{e}");
+
+    config.sink.kind = crate::config::SinkKind::Forward;
+    config.sink.forward.url = "http://127.0.0.1:1".into();
+    let e = SchemaRegistry::load_configured(&config)
+        .expect_err("missing dir")
+        .to_string();
+    assert!(
+        e.contains("sink.kind = \"forward\"") && e.contains("same schema files"),
+        "{e}"
+    );
+
+    // An empty directory is a valid (empty) registry.
+    let dir = tempfile::tempdir().expect("tempdir");
+    config.schemas.dir = dir.path().to_path_buf();
+    assert!(SchemaRegistry::load_configured(&config)
+        .expect("empty dir loads")
+        .is_empty());
+}
+
 #[test]
 fn load_dir_test_data() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/schemas");

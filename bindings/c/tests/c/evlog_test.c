@@ -393,11 +393,16 @@ static int test_log_misuse(void) {
     size_t got = 0;
     CHECK_STATUS(evlog_stats_text(h, text, need, &got), EVLOG_OK);
     CHECK(got == need - 1 && strlen(text) == got);
-    /* Each family's samples right under its HELP and TYPE lines. */
-    int has = strstr(text, "# TYPE evlog_events_dropped_total counter\n"
-                           "evlog_events_dropped_total{reason=\"invalid_envelope\"} 7\n") != NULL &&
+    /* Each family's samples right under its HELP and TYPE lines. Every known reason has a
+     * sample (0 until counted), so the counted one sits among them: between its family's TYPE
+     * line and the next family's HELP line. */
+    const char *dropped = strstr(text, "# TYPE evlog_events_dropped_total counter\n");
+    const char *next = dropped ? strstr(dropped, "# HELP ") : NULL;
+    const char *sample = strstr(text, "\nevlog_events_dropped_total{reason=\"invalid_envelope\"} 7\n");
+    int has = dropped && next && sample && dropped < sample && sample < next &&
               strstr(text, "# TYPE evlog_events_rejected_total counter\n"
-                           "evlog_events_rejected_total{reason=") != NULL;
+                           "evlog_events_rejected_total{reason=") != NULL &&
+              strstr(text, "\nevlog_events_dropped_total{reason=\"spool_full\"} 0\n") != NULL;
     /* For the suite's promtool and prometheus_client checks. */
     const char *out_path = getenv("EVTEST_STATS_TEXT");
     FILE *out = out_path ? fopen(out_path, "w") : NULL;

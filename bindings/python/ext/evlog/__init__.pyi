@@ -80,7 +80,8 @@ class Client:
         """Delivers what is queued (bounded by ``timeout``) and stops; later logs return False."""
     def stats(self) -> dict[str, int]:
         """This process's counters by DESIGN.md name, e.g.
-        ``evlog_events_dropped_total{reason="queue_full"}``."""
+        ``evlog_events_dropped_total{reason="queue_full"}``: every family and every known
+        reason always present (0 until counted); sink errors per (sink, kind) seen."""
     @property
     def on_error(self) -> Callable[[ErrorSummary], object] | None: ...
     @property
@@ -106,11 +107,19 @@ def log(
     time: datetime.datetime | int | float | None = None,
     id: str | None = None,
 ) -> bool:
-    """``Client.log`` on the default client (created from the environment on first use)."""
+    """``Client.log`` on the default client (created from the environment on first use).
+
+    Never raises ConfigError: when ``configure()`` was not called and the default configuration
+    does not work, the error is logged once (ERROR, logger ``evlog``) and every call returns
+    False, counted as ``evlog_events_dropped_total{reason="not_configured"}`` in ``stats()``."""
 
 def flush(timeout: float = 5.0) -> bool: ...
 def shutdown(timeout: float = 5.0) -> bool: ...
-def stats() -> dict[str, int]: ...
-def get_client() -> Client: ...
+def stats() -> dict[str, int]:
+    """The default client's counters plus ``evlog_events_dropped_total{reason="not_configured"}``
+    (also counted in ``evlog_events_accepted_total``); all 0 but those without a working
+    configuration."""
+def get_client() -> Client:
+    """The default client, created from the environment on first use (raises ConfigError)."""
 def to_json(event: Mapping[str, Value]) -> str:
     """The JSON text log() would queue for ``event``."""
