@@ -9,14 +9,14 @@
 #                                       evlog::evlog (shared) and evlog::evlog_static)
 # then runs ldconfig when PREFIX/lib is a directory the loader searches (e.g. /usr/local/lib on
 # Debian), so programs linked against libevlog.so start without LD_LIBRARY_PATH or an rpath.
-#   bash bindings/c/install.sh [PREFIX]      default PREFIX=/usr/local; builds --profile dist
+#   bash bindings/c/install.sh [PREFIX]      default PREFIX=/usr/local; builds --release
 #   PROFILE=debug bash bindings/c/install.sh PREFIX   installs a debug build (used by the tests)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 prefix="${1:-/usr/local}"
-profile="${PROFILE:-dist}"
+profile="${PROFILE:-release}"
 case "$profile" in
   dist | release) cargo build --profile "$profile" -p evlog-c >&2 ;;
   debug) cargo build -p evlog-c >&2 ;;
@@ -33,7 +33,7 @@ libdir="$prefix/lib"
 install -d "$libdir/pkgconfig" "$libdir/cmake/evlog" "$prefix/include"
 install -m 644 "$built/libevlog.a" "$libdir/libevlog.a"
 # A Rust static library carries the debug info of the standard library it bundles; users of an
-# installed library do not need it (build with PROFILE=profiling-like settings to keep it).
+# installed library do not need it (`cargo build --profile profiling` keeps it, for perf).
 strip --strip-debug "$libdir/libevlog.a"
 install -m 755 "$built/libevlog.so" "$libdir/libevlog.so.$version"
 strip --strip-debug "$libdir/libevlog.so.$version"
