@@ -2,7 +2,8 @@
 # Python binding suite: builds the evlog wheel (maturin, debug profile, shared CARGO_TARGET_DIR)
 # into the project-local .venv and runs bindings/python/tests with pytest: conversions and
 # errors, threads, fork children, gunicorn --preload with 4 workers under load, interpreter exit,
-# and every ```python block of the READMEs run as written in a fresh directory (test_readme.py).
+# and every ```python block of the READMEs run as written in a fresh directory (test_readme.py);
+# then the installable wheel: build-wheel.sh (dev profile), installed alone into a fresh venv.
 #   bash tests/suites/20-python.sh setup   install Debian packages and venv tools only
 #   bash tests/suites/20-python.sh         build the extension and run the tests
 set -euo pipefail
@@ -11,7 +12,7 @@ cd "$REPO_ROOT"
 
 # python3-dev: libpython for linking the pyo3 library crate in `cargo test --workspace`.
 ensure_apt python3-dev python3-venv
-ensure_venv "maturin>=1.5,<2" "pytest>=7" "gunicorn>=21"
+ensure_venv "maturin>=1.5,<2" "ziglang>=0.10,<0.14" "pytest>=7" "gunicorn>=21"
 [ "${1:-}" = setup ] && exit 0
 
 log "python: maturin develop (debug) into .venv"
@@ -28,4 +29,19 @@ passed=$( (grep -Eo '[0-9]+ passed' "$out" || true) | tail -1 | awk '{print $1+0
 failed=$( (grep -Eo '[0-9]+ (failed|error|errors)' "$out" || true) | awk '{s+=$1} END {print s+0}')
 [ "$rc" -ne 0 ] && [ "${failed:-0}" -eq 0 ] && failed=1
 record_counts python "${passed:-0}" "${failed:-0}"
+
+# The wheel people install: build-wheel.sh's own command (zig, manylinux2014, its tag and glibc
+# checks), with the dev profile to keep CI short, installed alone into a fresh venv (no network:
+# the wheel has no dependencies) and used from there.
+log "python: build-wheel.sh --profile dev, then install the wheel into a fresh venv"
+wheel_dir="$CARGO_TARGET_DIR/wheel"
+if bash bindings/python/build-wheel.sh --profile dev "$wheel_dir" &&
+  rm -rf "$wheel_dir/venv" && python3 -m venv "$wheel_dir/venv" &&
+  "$wheel_dir/venv/bin/pip" install --quiet --no-index "$wheel_dir"/evlog-*.whl &&
+  (cd "$wheel_dir" && ./venv/bin/python "$REPO_ROOT/bindings/python/tests/wheel_smoke.py"); then
+  record_counts python-wheel 1 0
+else
+  record_counts python-wheel 0 1
+  rc=1
+fi
 exit "$rc"
