@@ -1,0 +1,374 @@
+//! `POST /v1/events` (one envelope) and `POST /v1/batch` (a JSON array of envelopes, or NDJSON:
+//! one per line, when `Content-Type` names `ndjson` or the body does not start with `[`).
+//!
+//! Each envelope is parsed once with raw values ([`crate::envelope`]), checked (core's envelope
+//! rules, the key's namespace scope, `collector.max_event_bytes`) and run through core's
+//! processor: a converted row, or a dead letter (422) kept in the log all the same. The
+//! request's rows and dead letters are one write-ahead log record; the answer comes once it is
+//! durable.
+//!
+//! Answers: `/v1/events` answers with its event's status and `{"id"}` (202), or `{"id"?,
+//! "error", "reason", "field"?}` (400, 403, 413, 422). `/v1/batch` answers 200 `{"accepted",
+//! "refused", "results": [{"index", "status", …}]}`, one result per event in order, so a bad
+//! event never fails its neighbours; a body that cannot be read as a whole (nesting, syntax of
+//! the array, more than `collector.max_batch_events`, no event) is refused whole.
+
+use std::fmt::Write as _;
+
+use evlog_core::clock::now_micros;
+use evlog_core::json::push_str;
+use evlog_core::pipeline::{reasons, EventId, RawEvent};
+use hyper::body::Incoming;
+use hyper::header::CONTENT_TYPE;
+use hyper::{Request, StatusCode};
+
+use super::answer::{self, error, syntax_error, Resp};
+use super::auth::{in_scope, out_of_scope};
+use super::body::{read_body, too_deep};
+use super::State;
+use crate::config::ApiKey;
+use crate::envelope::{Checked, RawEnvelope};
+use crate::wal::RecordBuilder;
+
+/// Answers one request; `batch` for `/v1/batch`.
+pub(super) async fn handle(
+    st: &State,
+    req: Request<Incoming>,
+    key: Option<ApiKey>,
+    batch: bool,
+) -> Resp {
+    let ndjson = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("ndjson"));
+    // `_budget` is held until the request is done with the body and what was parsed from it.
+    let (body, _budget) = match read_body(st, req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let values = match parse(st, &body, batch, ndjson) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if values.len() > st.config.max_batch_events {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "more than {} events in one request (collector.max_batch_events)",
+                st.config.max_batch_events
+            ),
+        );
+    }
+    if batch && values.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "body: no events");
+    }
+
+    // Check, validate and convert each event; the log keeps converted rows and dead letters.
+    let mut items = Vec::with_capacity(values.len());
+    let mut record = RecordBuilder::new(st.shared.boot);
+    let received_at = now_micros();
+    let max_event = st.config.max_event_bytes.0 as usize;
+    let mut scratch = None;
+    for v in values {
+        let item = match v.and_then(|v| check_event(key.as_ref(), v, max_event)) {
+            Ok(env) => process_event(st, &env, received_at, &mut scratch, &mut record),
+            Err(item) => item,
+        };
+        items.push(item);
+    }
+    if !record.is_empty() {
+        let n = record.len() as u64;
+        if let Err(r) = st.append(record.finish(), n).await {
+            return r;
+        }
+    }
+    if batch {
+        batch_answer(&items)
+    } else {
+        let item = &items[0];
+        let mut out = String::with_capacity(64);
+        out.push('{');
+        item.push_fields(&mut out, true);
+        out.push('}');
+        answer::json_text(item.status, out)
+    }
+}
+
+/// Parses the body: each envelope's keys with raw values (the event object is parsed once,
+/// later, by core's processor), or a per-event syntax error for NDJSON lines. A body that is
+/// one JSON document is refused whole when it nests too deep or is not valid JSON.
+fn parse<'b>(
+    st: &State,
+    body: &'b [u8],
+    batch: bool,
+    ndjson: bool,
+) -> Result<Vec<Result<RawEnvelope<'b>, Item>>, Resp> {
+    let max_depth = st.config.max_depth;
+    let mut values: Vec<Result<RawEnvelope<'_>, Item>> = Vec::new();
+    let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    if !batch || (!ndjson && first == Some(b'[')) {
+        if let Some(at) = too_deep(body, max_depth + usize::from(batch)) {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "body nests deeper than {max_depth} levels (collector.max_depth) at byte {at}"
+                ),
+            ));
+        }
+        if batch {
+            match serde_json::from_slice::<Vec<RawEnvelope<'_>>>(body) {
+                Ok(items) => values.extend(items.into_iter().map(Ok)),
+                Err(e) => return Err(error(StatusCode::BAD_REQUEST, syntax_error("body", &e))),
+            }
+        } else {
+            match serde_json::from_slice::<RawEnvelope<'_>>(body) {
+                Ok(v) => values.push(Ok(v)),
+                Err(e) => return Err(error(StatusCode::BAD_REQUEST, syntax_error("body", &e))),
+            }
+        }
+        return Ok(values);
+    }
+    for (n, line) in body.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if values.len() >= st.config.max_batch_events {
+            // One past the limit: the request is refused whole (`handle`).
+            values.push(Err(Item::err(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many",
+                String::new(),
+            )));
+            break;
+        }
+        let item = if let Some(at) = too_deep(line, max_depth) {
+            Err(Item::err(
+                StatusCode::BAD_REQUEST,
+                "too_deep",
+                format!(
+                    "line {}: nests deeper than {max_depth} levels (collector.max_depth) at byte {at}",
+                    n + 1
+                ),
+            ))
+        } else {
+            serde_json::from_slice::<RawEnvelope<'_>>(line).map_err(|e| {
+                Item::err(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    syntax_error(&format!("line {}", n + 1), &e),
+                )
+            })
+        };
+        values.push(item);
+    }
+    Ok(values)
+}
+
+/// Checks one envelope: shape (core's rules), scope, size.
+fn check_event<'a>(
+    key: Option<&ApiKey>,
+    raw: RawEnvelope<'a>,
+    max_event: usize,
+) -> Result<Checked<'a>, Item> {
+    let env = raw
+        .check()
+        .map_err(|e| Item::err(StatusCode::BAD_REQUEST, "invalid_envelope", e.to_string()))?;
+    if !in_scope(key, &env.namespace) {
+        return Err(Item::err(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            out_of_scope(&env.namespace),
+        ));
+    }
+    let size = env.event.len();
+    if size > max_event {
+        return Err(Item::err(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "event_too_large",
+            format!("event is {size} bytes, the limit is {max_event} (collector.max_event_bytes)"),
+        ));
+    }
+    Ok(env)
+}
+
+/// Core's event for a checked envelope: the only place the collector's HTTP side builds one.
+/// `scratch` is one per request, refilled per event, so its body buffer is reused.
+fn core_event<'s>(
+    scratch: &'s mut Option<RawEvent>,
+    env: &Checked<'_>,
+    received_at: i64,
+) -> &'s RawEvent {
+    let raw = scratch.get_or_insert_with(|| RawEvent {
+        namespace: Default::default(),
+        type_name: Default::default(),
+        time: None,
+        received_at,
+        id: EventId::Generated(0),
+        body: String::new(),
+    });
+    raw.namespace = env.namespace.as_ref().into();
+    raw.type_name = env.type_name.as_ref().into();
+    raw.time = env.time;
+    raw.received_at = received_at;
+    raw.id = match &env.id {
+        Some(id) => EventId::Given(id.as_ref().into()),
+        None => EventId::Generated(evlog_core::ids::uuid_v7(received_at)),
+    };
+    raw.body.clear();
+    raw.body.push_str(&env.event);
+    raw
+}
+
+/// Validates and converts one checked event with core's processor (the only parse of its
+/// body) and adds the row, or the dead letter, to the record. An event core rejects (no schema
+/// for its table, or a schema violation: a missing REQUIRED field, a wrong type, …) answers 422
+/// with core's reason, the field at fault and the rule, and is kept in the dead-letter table.
+fn process_event(
+    st: &State,
+    env: &Checked<'_>,
+    received_at: i64,
+    scratch: &mut Option<RawEvent>,
+    record: &mut RecordBuilder,
+) -> Item {
+    match st.processor.process(core_event(scratch, env, received_at)) {
+        Ok((dest, row)) => {
+            record.push_row(&dest, &row.insert_id, &row.json);
+            Item {
+                status: StatusCode::ACCEPTED,
+                id: Some(row.insert_id),
+                error: None,
+                reason: None,
+                field: None,
+            }
+        }
+        Err(rejected) => {
+            let error = if rejected.reason == reasons::UNKNOWN_TABLE {
+                format!(
+                    "no schema for table {}.{}: the event is kept in the dead-letter table",
+                    env.namespace, env.type_name
+                )
+            } else {
+                format!(
+                    "{}: the event is kept in the dead-letter table",
+                    rejected.error
+                )
+            };
+            record.push_rejected(&rejected);
+            let rejected = *rejected;
+            Item {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                id: Some(rejected.event_id),
+                error: Some(error),
+                reason: Some(rejected.reason),
+                field: rejected.field,
+            }
+        }
+    }
+}
+
+/// One event's result.
+struct Item {
+    status: StatusCode,
+    id: Option<String>,
+    error: Option<String>,
+    reason: Option<&'static str>,
+    /// The field at fault, for schema violations.
+    field: Option<String>,
+}
+
+impl Item {
+    fn err(status: StatusCode, reason: &'static str, msg: String) -> Self {
+        Self {
+            status,
+            id: None,
+            error: Some(msg),
+            reason: Some(reason),
+            field: None,
+        }
+    }
+
+    /// Appends the item's fields (after `{` and any leading fields) to a JSON object being built.
+    fn push_fields(&self, out: &mut String, mut first: bool) {
+        let mut sep = |out: &mut String| {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+        };
+        if let Some(id) = &self.id {
+            sep(out);
+            out.push_str("\"id\":");
+            push_str(out, id);
+        }
+        if let Some(e) = &self.error {
+            sep(out);
+            out.push_str("\"error\":");
+            push_str(out, e);
+        }
+        if let Some(r) = self.reason {
+            sep(out);
+            out.push_str("\"reason\":");
+            push_str(out, r);
+        }
+        if let Some(f) = &self.field {
+            sep(out);
+            out.push_str("\"field\":");
+            push_str(out, f);
+        }
+    }
+}
+
+/// `/v1/batch`'s answer: the counts, then every event's result in order.
+fn batch_answer(items: &[Item]) -> Resp {
+    let accepted = items
+        .iter()
+        .filter(|i| i.status == StatusCode::ACCEPTED)
+        .count();
+    let mut out = String::with_capacity(64 + items.len() * 72);
+    let _ = write!(
+        out,
+        "{{\"accepted\":{accepted},\"refused\":{},\"results\":[",
+        items.len() - accepted
+    );
+    for (i, it) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"index\":");
+        out.push_str(itoa(i).as_str());
+        out.push_str(",\"status\":");
+        out.push_str(itoa(usize::from(it.status.as_u16())).as_str());
+        it.push_fields(&mut out, false);
+        out.push('}');
+    }
+    out.push_str("]}");
+    answer::json_text(StatusCode::OK, out)
+}
+
+/// A small integer as text without `fmt` machinery.
+fn itoa(mut n: usize) -> Itoa {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    Itoa { buf, start: i }
+}
+
+struct Itoa {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Itoa {
+    fn as_str(&self) -> &str {
+        // Only ASCII digits were written.
+        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
+    }
+}

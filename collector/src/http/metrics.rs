@@ -1,0 +1,127 @@
+//! `GET /metrics` and the count of answers by endpoint and status it reports.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use evlog_core::counters::{write_header, write_metric, write_sample};
+use hyper::StatusCode;
+
+use super::answer::{self, Resp};
+use super::routes::{self, ROUTES};
+use super::State;
+
+/// Status codes counted one by one; any other counts as `other` (the `0`, last).
+const CODES: [u16; 15] = [
+    200, 202, 400, 401, 403, 404, 405, 408, 413, 415, 422, 429, 500, 503, 0,
+];
+
+/// Answers by endpoint and status code (`evlog_collector_http_responses_total`): one row per
+/// route of [`ROUTES`], in its order, then one for any other path (`path="other"`).
+#[derive(Debug)]
+pub(crate) struct Responses(Box<[[AtomicU64; CODES.len()]]>);
+
+impl Default for Responses {
+    fn default() -> Self {
+        Self(
+            (0..=ROUTES.len())
+                .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+                .collect(),
+        )
+    }
+}
+
+impl Responses {
+    /// Counts one answer of the route at `route` ([`routes::find`]).
+    pub(super) fn count(&self, route: usize, status: StatusCode) {
+        let code = CODES
+            .iter()
+            .position(|&c| c == status.as_u16())
+            .unwrap_or(CODES.len() - 1);
+        self.0[route][code].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn write_prometheus(&self, s: &mut String) {
+        write_header(
+            s,
+            "evlog_collector_http_responses_total",
+            "HTTP answers by endpoint and status code.",
+            "counter",
+        );
+        for (e, counts) in self.0.iter().enumerate() {
+            let path = routes::label(e);
+            for (i, code) in CODES.iter().enumerate() {
+                let n = counts[i].load(Ordering::Relaxed);
+                if n > 0 {
+                    let code = if *code == 0 {
+                        "other".to_string()
+                    } else {
+                        code.to_string()
+                    };
+                    write_sample(
+                        s,
+                        "evlog_collector_http_responses_total",
+                        &[("path", path), ("code", &code)],
+                        n,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `GET /metrics`.
+pub(super) fn handle(st: &State) -> Resp {
+    answer::prometheus(render(st))
+}
+
+/// `/metrics` in the Prometheus text format 0.0.4: the core counters, then the collector's own
+/// families, each as its HELP and TYPE lines followed at once by all of its samples (per-table
+/// series included), no family twice.
+fn render(st: &State) -> String {
+    let mut s = st.shared.counters.snapshot(0).to_prometheus();
+    write_metric(
+        &mut s,
+        "evlog_collector_wal_pending_bytes",
+        "Write-ahead log bytes not yet streamed.",
+        "gauge",
+        st.shared.pending.load(Ordering::Relaxed),
+    );
+    write_metric(
+        &mut s,
+        "evlog_collector_body_bytes_in_flight",
+        "Body bytes held by requests in progress (bounded by max_in_flight_bytes).",
+        "gauge",
+        st.body_bytes.load(Ordering::Relaxed),
+    );
+    write_metric(
+        &mut s,
+        "evlog_collector_sink_healthy",
+        "1 when the last delivery succeeded.",
+        "gauge",
+        u8::from(st.shared.sink_healthy.load(Ordering::Relaxed)),
+    );
+    st.responses.write_prometheus(&mut s);
+    st.drains.write_prometheus(&mut s);
+    st.wal.write_prometheus(&mut s);
+    write_header(
+        &mut s,
+        "evlog_events_delivered_by_table_total",
+        "Events acknowledged by the sink, per table.",
+        "counter",
+    );
+    let tables = st
+        .shared
+        .per_table
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    for (table, n) in tables {
+        let (dataset, table) = table.split_once('.').unwrap_or(("", &table));
+        write_sample(
+            &mut s,
+            "evlog_events_delivered_by_table_total",
+            &[("dataset", dataset), ("table", table)],
+            n,
+        );
+    }
+    s
+}

@@ -1,0 +1,179 @@
+//! `POST /v1/rows`: rows an SDK converted (core's forward sink), for keys with role `"sdk"`
+//! (any request when no keys are configured; the route table checks the role).
+//!
+//! A malformed request (a bad dataset, table, day or id, a row that is not an object or is too
+//! large, a namespace out of the key's scope) is refused whole with the place named: it means a
+//! broken sender. Every row is then checked by core against its table's schema and routing
+//! ([`Processor::check_row`](evlog_core::pipeline::Processor::check_row)); a row that fails is
+//! kept in the dead-letter table (reason, field, error; `raw` = the row) instead, and listed in
+//! the answer's `refused`. Request and answer: `evlog_core::sink::forward::wire`.
+
+use evlog_core::envelope;
+use evlog_core::sink::forward::wire::{
+    RowsAnswer, RowsRequest, WireRefused, WireRejected, WireRow,
+};
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+use serde_json::value::RawValue;
+
+use super::answer::{self, error, syntax_error, Resp};
+use super::auth::{in_scope, out_of_scope};
+use super::body::{read_body, too_deep};
+use super::State;
+use crate::config::ApiKey;
+use crate::wal::WalRecord;
+
+/// Answers one request.
+pub(super) async fn handle(st: &State, req: Request<Incoming>, key: Option<ApiKey>) -> Resp {
+    // `_budget` is held until the request is done with the body and what was parsed from it.
+    let (body, _budget) = match read_body(st, req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    // A row's JSON sits 4 levels deeper than an event's in its envelope (the `batches` array,
+    // a batch, its `rows` array, the row): the same limit for the same content.
+    if let Some(at) = too_deep(&body, st.config.max_depth + 4) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("body nests too deep (collector.max_depth) at byte {at}"),
+        );
+    }
+    let request: RowsRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, syntax_error("body", &e)),
+    };
+    let mut record = WalRecord {
+        boot: st.shared.boot,
+        events: Vec::new(),
+        batches: request.batches,
+        rejected: request.rejected,
+    };
+    let n = record.len();
+    if n > st.config.max_batch_events {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{n} rows in one request, the limit is {} (collector.max_batch_events)",
+                st.config.max_batch_events
+            ),
+        );
+    }
+    if let Err(r) = check_request(st, key.as_ref(), &record) {
+        return r;
+    }
+    let dead_letters = record.rejected.len();
+    let refused = check_rows(st, &mut record);
+    let rows = record.batches.iter().map(|b| b.rows.len()).sum::<usize>();
+    if n > 0 {
+        let payload = serde_json::to_vec(&record).unwrap_or_default();
+        if let Err(r) = st.append(payload, n as u64).await {
+            return r;
+        }
+    }
+    let answer = RowsAnswer {
+        accepted: n as u64,
+        rows: rows as u64,
+        dead_letters: dead_letters as u64,
+        refused,
+    };
+    answer::json_text(
+        StatusCode::OK,
+        serde_json::to_string(&answer).unwrap_or_default(),
+    )
+}
+
+/// The request's shape: names, days, ids, row sizes and namespace scopes; the first fault
+/// refuses it whole (400, or 403 for a scope), with its place named.
+fn check_request(st: &State, key: Option<&ApiKey>, record: &WalRecord) -> Result<(), Resp> {
+    let max_event = st.config.max_event_bytes.0 as usize;
+    for (i, b) in record.batches.iter().enumerate() {
+        let checks = [
+            envelope::check_dataset_name(&b.dataset).map_err(|r| format!("dataset: {r}")),
+            envelope::check_table_name(&b.table).map_err(|r| format!("table: {r}")),
+            if b.day.len() == 8 && b.day.bytes().all(|c| c.is_ascii_digit()) {
+                Ok(())
+            } else {
+                Err(format!("day: expected YYYYMMDD, got {:?}", b.day))
+            },
+        ];
+        if let Some(Err(e)) = checks.into_iter().find(Result::is_err) {
+            return Err(error(StatusCode::BAD_REQUEST, format!("batches[{i}].{e}")));
+        }
+        if !in_scope(key, &b.dataset) {
+            return Err(error(StatusCode::FORBIDDEN, out_of_scope(&b.dataset)));
+        }
+        for (j, r) in b.rows.iter().enumerate() {
+            let bad = if let Err(e) = envelope::check_id(&r.id) {
+                Some(e.to_string())
+            } else if !r.json.get().starts_with('{') {
+                Some("json: must be an object".into())
+            } else if r.json.get().len() > max_event {
+                Some(format!(
+                    "json: {} bytes, the limit is {max_event} (collector.max_event_bytes)",
+                    r.json.get().len()
+                ))
+            } else {
+                None
+            };
+            if let Some(e) = bad {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    format!("batches[{i}].rows[{j}].{e}"),
+                ));
+            }
+        }
+    }
+    for (i, r) in record.rejected.iter().enumerate() {
+        if let Err(e) = envelope::check_dataset_name(&r.dataset) {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("rejected[{i}].dataset: {e}"),
+            ));
+        }
+        if !in_scope(key, &r.dataset) {
+            return Err(error(StatusCode::FORBIDDEN, out_of_scope(&r.dataset)));
+        }
+    }
+    Ok(())
+}
+
+/// Checks every row with core; a refused one moves to the record's dead letters (the same
+/// record) and is returned for the answer. Batches left empty are dropped.
+fn check_rows(st: &State, record: &mut WalRecord) -> Vec<WireRefused> {
+    let mut refused = Vec::new();
+    for (i, b) in record.batches.iter_mut().enumerate() {
+        let rows = std::mem::take(&mut b.rows);
+        for (j, r) in rows.into_iter().enumerate() {
+            let checked = st.processor.check_row(
+                &b.dataset,
+                &b.table,
+                b.partitioned,
+                &b.day,
+                &r.id,
+                r.json.get(),
+            );
+            match checked {
+                // The converter's text of the row: the same text for rows core wrote.
+                Ok(text) if text != r.json.get() => match RawValue::from_string(text) {
+                    Ok(json) => b.rows.push(WireRow { id: r.id, json }),
+                    // Not expected (the converter writes JSON); the row as sent passed too.
+                    Err(_) => b.rows.push(r),
+                },
+                Ok(_) => b.rows.push(r),
+                Err(rejected) => {
+                    record.rejected.push(WireRejected::from(&*rejected));
+                    refused.push(WireRefused {
+                        batch: i,
+                        row: j,
+                        id: rejected.event_id,
+                        reason: rejected.reason.to_string(),
+                        field: rejected.field,
+                        error: rejected.error,
+                    });
+                }
+            }
+        }
+    }
+    record.batches.retain(|b| !b.rows.is_empty());
+    refused
+}
