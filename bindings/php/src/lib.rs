@@ -32,7 +32,6 @@
 
 pub mod convert;
 pub mod ini;
-pub mod json;
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString};
