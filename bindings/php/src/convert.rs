@@ -3,7 +3,7 @@
 //! | PHP | JSON |
 //! |---|---|
 //! | `null`, `bool`, `int` | `null`, `true`/`false`, number |
-//! | `float` | number; NaN / ±INF → `"NaN"`, `"Infinity"`, `"-Infinity"` |
+//! | `float` | number (shortest round-trip form, core's `json::push_f64`); NaN / ±INF → `"NaN"`, `"Infinity"`, `"-Infinity"` |
 //! | `string` | string; must be valid UTF-8 (BigQuery's rule), else an error naming the field |
 //! | array with keys `0..n-1` in order | array |
 //! | any other array | object (integer keys become strings) |
@@ -21,7 +21,7 @@ use ext_php_rs::flags::DataType;
 use ext_php_rs::types::{ZendHashTable, ZendObject, Zval};
 use ext_php_rs::zend::{ce, ClassEntry};
 
-use crate::json;
+use evlog_core::json;
 
 /// Deepest nesting of arrays/objects accepted.
 pub const MAX_DEPTH: usize = 64;

@@ -24,12 +24,14 @@
 //! (`php --ri evlog`), with secrets redacted.
 //!
 //! This module has no PHP types: [`build_config`] and [`resolve`] take a lookup function, so they
-//! are unit-tested without a PHP runtime.
+//! are unit-tested without a PHP runtime. Their errors are [`Error`]s (messages in `error.rs`).
 
 use std::path::Path;
 
 use evlog_core::config::ConfigError;
 use evlog_core::Config;
+
+use crate::error::{DirectiveError, Error};
 
 /// How a directive's text becomes a TOML value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -402,7 +404,7 @@ pub struct Resolved {
 pub fn build_config(
     lookup: impl Fn(&str) -> Option<String>,
     env: impl IntoIterator<Item = (String, String)>,
-) -> Result<Config, String> {
+) -> Result<Config, Error> {
     resolve(lookup, env).map(|r| r.config)
 }
 
@@ -410,13 +412,13 @@ pub fn build_config(
 pub fn resolve(
     lookup: impl Fn(&str) -> Option<String>,
     env: impl IntoIterator<Item = (String, String)>,
-) -> Result<Resolved, String> {
+) -> Result<Resolved, Error> {
     let env: Vec<(String, String)> = env.into_iter().collect();
     let mut table = toml::Table::new();
     let mut origin = String::from("php.ini");
     let (file, file_source) = match lookup("evlog.config") {
         Some(v) if v.trim().is_empty() => {
-            return Err(empty_error("evlog.config", Kind::ConfigFile))
+            return Err(empty_error("evlog.config", Kind::ConfigFile).into())
         }
         Some(v) => (Some(v.trim().to_string()), Source::Directive),
         None => match env
@@ -428,9 +430,16 @@ pub fn resolve(
         },
     };
     if let Some(path) = &file {
-        let text = std::fs::read_to_string(Path::new(path))
-            .map_err(|e| format!("evlog.config: cannot read {path}: {e}"))?;
-        table = toml::from_str(&text).map_err(|e| format!("evlog.config = {path}: {e}"))?;
+        let text = std::fs::read_to_string(Path::new(path)).map_err(|source| {
+            DirectiveError::ReadFile {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        table = toml::from_str(&text).map_err(|source| DirectiveError::ParseFile {
+            path: path.clone(),
+            source,
+        })?;
         origin = format!("{path} with php.ini evlog.* directives");
     }
     let file_table = table.clone();
@@ -441,50 +450,55 @@ pub fn resolve(
         };
         let raw = raw.trim();
         if let Kind::Renamed(new) = dir.kind {
-            return Err(format!(
-                "{} was renamed {new} (it is used with evlog.mode=forward); set {new} instead",
-                dir.name
-            ));
+            return Err(DirectiveError::Renamed {
+                name: dir.name,
+                new,
+            }
+            .into());
         }
         if raw.is_empty() && dir.kind != Kind::Bool {
-            return Err(empty_error(dir.name, dir.kind));
+            return Err(empty_error(dir.name, dir.kind).into());
         }
         let value = match dir.kind {
             Kind::ConfigFile | Kind::Renamed(_) => continue,
             Kind::Mode => match raw {
                 m if MODES.contains(&m) => toml::Value::String(m.into()),
-                "collector" => {
-                    return Err(format!(
-                        "{} = collector: the sink that sends events to an evlog collector is called forward: \
-                         set evlog.mode=forward and evlog.forward_url",
-                        dir.name
-                    ))
-                }
+                "collector" => return Err(DirectiveError::CollectorMode { name: dir.name }.into()),
                 _ => {
-                    return Err(format!(
-                        "{} = {raw}: unknown mode (expected {})",
-                        dir.name,
-                        MODES.join(", ")
-                    ))
+                    return Err(DirectiveError::NotOneOf {
+                        name: dir.name,
+                        value: raw.into(),
+                        allowed: MODES,
+                        mode: true,
+                    }
+                    .into())
                 }
             },
             Kind::Choice(words) => {
                 if !words.contains(&raw) {
-                    return Err(format!(
-                        "{} = {raw}: must be one of {}",
-                        dir.name,
-                        words.join(", ")
-                    ));
+                    return Err(DirectiveError::NotOneOf {
+                        name: dir.name,
+                        value: raw.into(),
+                        allowed: words,
+                        mode: false,
+                    }
+                    .into());
                 }
                 toml::Value::String(raw.into())
             }
             Kind::Str | Kind::Secret | Kind::Duration => toml::Value::String(raw.into()),
-            Kind::Int => toml::Value::Integer(raw.parse().map_err(|_| {
-                format!("{} = {raw}: must be a non-negative integer", dir.name)
-            })?),
-            Kind::Bool => toml::Value::Boolean(parse_bool(raw).ok_or_else(|| {
-                format!("{} = {raw}: must be a boolean (1/0, on/off, yes/no, true/false)", dir.name)
-            })?),
+            Kind::Int => {
+                toml::Value::Integer(raw.parse().map_err(|_| DirectiveError::NotInteger {
+                    name: dir.name,
+                    value: raw.into(),
+                })?)
+            }
+            Kind::Bool => {
+                toml::Value::Boolean(parse_bool(raw).ok_or_else(|| DirectiveError::NotBoolean {
+                    name: dir.name,
+                    value: raw.into(),
+                })?)
+            }
             Kind::Size => match raw.parse::<i64>() {
                 Ok(n) => toml::Value::Integer(n),
                 Err(_) => toml::Value::String(raw.into()),
@@ -493,16 +507,22 @@ pub fn resolve(
         set_key(&mut table, dir.key, value);
         set.push(dir.name);
     }
-    let text = toml::to_string(&table).map_err(|e| format!("{origin}: {e}"))?;
-    let config = Config::from_toml_with_env(&text, &origin, env.iter().cloned())
-        .map_err(|e| describe(&e))?;
+    let text = toml::to_string(&table).map_err(|source| DirectiveError::Serialize {
+        origin: origin.clone(),
+        source,
+    })?;
+    let config =
+        Config::from_toml_with_env(&text, &origin, env.iter().cloned()).map_err(|error| {
+            let directive = directive_of(&error);
+            Error::Config { error, directive }
+        })?;
     let effective = effective_values(&config, &file, file_source, &file_table, &set, &env);
     Ok(Resolved { config, effective })
 }
 
 /// Refuses `evlog.*` names given to PHP (php.ini, `-d`) that are no directive: PHP itself ignores
 /// unknown names silently, so a misspelt `evlog.spool_enabled` would run without the spool.
-pub fn check_names<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Result<(), String> {
+pub fn check_names<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Result<(), Error> {
     let mut unknown: Vec<String> = names
         .into_iter()
         .filter(|n| {
@@ -515,23 +535,16 @@ pub fn check_names<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Result<
         return Ok(());
     }
     unknown.sort();
-    Err(format!(
-        "unknown php.ini directive {}: no such evlog setting (`php --ri evlog` lists them)",
-        unknown.join(", ")
-    ))
+    Err(DirectiveError::Unknown(unknown).into())
 }
 
-fn empty_error(name: &str, kind: Kind) -> String {
+fn empty_error(name: &'static str, kind: Kind) -> DirectiveError {
     let example = match kind {
-        Kind::Mode => format!(" (e.g. {name}=\"null\" for the null sink)"),
-        Kind::Choice(words) => format!(" (e.g. {name}=\"{}\")", words[words.len() - 1]),
-        _ => String::new(),
+        Kind::Mode => Some(format!("{name}=\"null\" for the null sink")),
+        Kind::Choice(words) => Some(format!("{name}=\"{}\"", words[words.len() - 1])),
+        _ => None,
     };
-    format!(
-        "{name} is set to an empty value: PHP's ini parser reads the bare words null, off, no, false and \
-         none as \"\"; quote the value{example}, or remove the line to keep the value from evlog.config \
-         or the default"
-    )
+    DirectiveError::Empty { name, example }
 }
 
 /// Each directive's effective value in `config` and where it came from.
@@ -609,21 +622,21 @@ fn get_key_value<'a>(tree: &'a toml::Value, dotted: &str) -> Option<&'a toml::Va
     }
 }
 
-/// Adds the directive of the key a core error names (`Invalid`'s key, or the `` in `key` `` the
-/// TOML deserializer appends) to the message, on one line.
-fn describe(e: &ConfigError) -> String {
-    let msg = e.to_string().replace('\n', " ");
+/// The directive of the key a core error names (`Invalid`'s key, or the `` in `key` `` the TOML
+/// deserializer appends), which the message then names too.
+fn directive_of(e: &ConfigError) -> Option<&'static str> {
+    let msg;
     let key = match e {
-        ConfigError::Invalid { key, .. } => Some(key.to_string()),
-        _ => msg
-            .rsplit_once("in `")
-            .and_then(|(_, rest)| rest.split_once('`'))
-            .map(|(key, _)| key.to_string()),
+        ConfigError::Invalid { key, .. } => Some(*key),
+        _ => {
+            msg = e.to_string();
+            msg.rsplit_once("in `")
+                .and_then(|(_, rest)| rest.split_once('`'))
+                .map(|(key, _)| key)
+        }
     };
-    match key.and_then(|k| DIRECTIVES.iter().find(|d| d.key == k)) {
-        Some(d) => format!("{msg} (php.ini: {})", d.name),
-        None => msg,
-    }
+    key.and_then(|k| DIRECTIVES.iter().find(|d| d.key == k))
+        .map(|d| d.name)
 }
 
 fn parse_bool(raw: &str) -> Option<bool> {
@@ -675,7 +688,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        resolve(|n| map.get(n).cloned(), env)
+        resolve(|n| map.get(n).cloned(), env).map_err(|e| e.to_string())
     }
 
     fn build(pairs: &[(&str, &str)]) -> Result<Config, String> {
@@ -854,7 +867,9 @@ mod tests {
     #[test]
     fn unknown_evlog_names_are_refused() {
         assert!(check_names(["evlog.mode", "memory_limit", "extension"]).is_ok());
-        let e = check_names(["evlog.spool_enable", "evlog.mode", "evlog.forward_ulr"]).unwrap_err();
+        let e = check_names(["evlog.spool_enable", "evlog.mode", "evlog.forward_ulr"])
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("unknown php.ini directive evlog.forward_ulr, evlog.spool_enable"),
             "{e}"

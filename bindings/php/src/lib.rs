@@ -25,29 +25,35 @@
 //!   `forward`, `bigquery`), the spool, batching, queue and retries, over the `evlog.config` TOML
 //!   file and under `EVLOG_*` variables. `php --ri evlog` shows each directive's effective value
 //!   and its source, secrets redacted.
-//! - No Rust panic reaches PHP: every entry point runs inside [`guard`].
+//! - No Rust panic reaches PHP: every entry point runs inside [`error::guard`], and the module
+//!   hooks (MINIT, MSHUTDOWN, MINFO) inside `catch_unwind`.
+//!
+//! Layout (the C binding's model): this file holds the entry points, each one conversion, one
+//! call into core and one mapping; [`error`] maps every error to what PHP sees, once; [`ffi`] is
+//! the only module with `unsafe` (PHP's C API that ext-php-rs does not wrap); [`convert`] turns
+//! zvals into the event's JSON text; [`ini`] turns directives into core's configuration.
 
-#![allow(unsafe_code)] // FFI module: ini registration and lookup, and the ext-php-rs entry points.
+#![deny(unsafe_code)] // only `ffi` allows it
 #![cfg_attr(windows, feature(abi_vectorcall))]
 
 pub mod convert;
+pub mod error;
+mod ffi;
 pub mod ini;
-pub mod json;
 
-use std::cell::RefCell;
-use std::ffi::{c_char, c_int, CStr, CString};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::catch_unwind;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use evlog_core::{EventInput, Pipeline};
 use ext_php_rs::boxed::ZBox;
-use ext_php_rs::exception::PhpException;
-use ext_php_rs::flags::{DataType, IniEntryPermission};
+use ext_php_rs::flags::DataType;
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendHashTable, Zval};
-use ext_php_rs::zend::{ce, ClassEntry, ExecutorGlobals, IniEntryDef, ModuleEntry};
+use ext_php_rs::zend::{ce, ClassEntry, ExecutorGlobals, ModuleEntry};
 use ext_php_rs::{info_table_end, info_table_header, info_table_row, info_table_start};
+
+use crate::error::{guard, Error};
 
 pub use evlog_core as core;
 
@@ -59,29 +65,15 @@ pub use evlog_core as core;
 #[derive(Debug, Default)]
 pub struct EvlogException;
 
-fn misuse(message: impl Into<String>) -> PhpException {
-    PhpException::from_class::<EvlogException>(message.into())
-}
-
-/// Runs an entry point's body, turning a Rust panic into an `Evlog\Exception`.
-fn guard<T>(name: &str, f: impl FnOnce() -> PhpResult<T>) -> PhpResult<T> {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(misuse(format!("evlog internal error in {name}: {msg}")))
-        }
-    }
+/// An `Evlog\Exception` for a wrong argument.
+fn argument(message: impl Into<String>) -> PhpException {
+    Error::Argument(message.into()).into()
 }
 
 /// The process's pipeline (with the effective directive values it was built from, for
 /// `php --ri`), or why it could not be built. Built once, on first use, never in MINIT. Ini
 /// directives are `PHP_INI_SYSTEM`, so caching a configuration error is exact.
-static PIPELINE: OnceLock<Result<(Pipeline, Vec<ini::Effective>), String>> = OnceLock::new();
+static PIPELINE: OnceLock<Result<(Pipeline, Vec<ini::Effective>), Error>> = OnceLock::new();
 
 /// The process environment as strings (a non-UTF-8 variable is read lossily rather than
 /// panicking: `EVLOG_*` values then fail their key's rule with a message).
@@ -96,50 +88,23 @@ fn env_vars() -> Vec<(String, String)> {
         .collect()
 }
 
-/// The `evlog.*` names given in php.ini or with `-d` (PHP's configuration hash).
-fn configured_evlog_names() -> Vec<String> {
-    // SAFETY: PHP's own configuration hash, built before MINIT and read-only afterwards; read on
-    // PHP's thread.
-    let Some(hash) = (unsafe { php_ini_get_configuration_hash().as_ref() }) else {
-        return Vec::new();
-    };
-    hash.iter()
-        .map(|(key, _)| key.to_string())
-        .filter(|k| k.starts_with("evlog."))
-        .collect()
-}
-
 /// The configuration from this process's directives, `EVLOG_*` variables and files.
-fn resolve_config() -> Result<ini::Resolved, String> {
-    ini::check_names(configured_evlog_names())?;
-    ini::resolve(ini_value, env_vars())
+fn resolve_config() -> Result<ini::Resolved, Error> {
+    ini::check_names(ffi::configured_names())?;
+    ini::resolve(ffi::ini_value, env_vars())
 }
 
-fn build_pipeline() -> Result<(Pipeline, Vec<ini::Effective>), String> {
+fn build_pipeline() -> Result<(Pipeline, Vec<ini::Effective>), Error> {
     let resolved = resolve_config()?;
-    let p = Pipeline::new(resolved.config).map_err(|e| format!("evlog configuration: {e}"))?;
+    let p = Pipeline::new(resolved.config)?;
     Ok((p, resolved.effective))
 }
 
 fn pipeline() -> PhpResult<&'static Pipeline> {
     match PIPELINE.get_or_init(build_pipeline) {
         Ok((p, _)) => Ok(p),
-        Err(e) => Err(misuse(e.clone())),
+        Err(e) => Err(e.into()),
     }
-}
-
-thread_local! {
-    /// Why the last `evlog_log()` in this process returned false (cleared by a success).
-    static LAST_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-fn set_last_error(e: Option<String>) {
-    LAST_ERROR.with(|l| {
-        let mut l = l.borrow_mut();
-        if l.is_some() || e.is_some() {
-            *l = e;
-        }
-    });
 }
 
 /// Logs one event. Returns false when core did not take it (see the module docs).
@@ -160,7 +125,7 @@ pub fn evlog_log(
             Ok(body) => body,
             // A jsonSerialize()/__toString() threw: its own exception propagates to the caller.
             Err(_) if ExecutorGlobals::has_exception() => return Ok(false),
-            Err(e) => return Err(misuse(e.to_string())),
+            Err(e) => return Err(Error::Convert(e).into()),
         };
         let input = EventInput {
             namespace,
@@ -169,16 +134,7 @@ pub fn evlog_log(
             time,
             id: id.as_deref(),
         };
-        match p.log(input) {
-            Ok(()) => {
-                set_last_error(None);
-                Ok(true)
-            }
-            Err(e) => {
-                set_last_error(Some(e.to_string()));
-                Ok(false)
-            }
-        }
+        Ok(error::logged(p.log(input)))
     })
 }
 
@@ -195,13 +151,17 @@ fn parse_options(o: &ZendHashTable) -> PhpResult<(Option<i64>, Option<String>)> 
                 DataType::String => {
                     let s = value
                         .str()
-                        .ok_or_else(|| misuse("option id: must be a valid UTF-8 string"))?;
+                        .ok_or_else(|| argument("option id: must be a valid UTF-8 string"))?;
                     id = Some(s.to_string());
                 }
-                other => return Err(misuse(format!("option id: must be a string, got {other}"))),
+                other => {
+                    return Err(argument(format!(
+                        "option id: must be a string, got {other}"
+                    )))
+                }
             },
             other => {
-                return Err(misuse(format!(
+                return Err(argument(format!(
                     "unknown option {other:?} (known options: time, id)"
                 )))
             }
@@ -218,23 +178,23 @@ fn option_time(value: &Zval) -> PhpResult<Option<i64>> {
         DataType::Double => {
             let ms = value.double().unwrap_or_default();
             if !ms.is_finite() {
-                return Err(misuse("option time: must be a finite number of epoch milliseconds"));
+                return Err(argument("option time: must be a finite number of epoch milliseconds"));
             }
             Some((ms * 1000.0).round() as i64)
         }
         DataType::Object(_) => {
-            let obj = value.object().ok_or_else(|| misuse("option time: unreadable object"))?;
+            let obj = value.object().ok_or_else(|| argument("option time: unreadable object"))?;
             let is_dt = ClassEntry::try_find("DateTimeInterface")
                 .is_some_and(|dt| obj.instance_of(dt));
             if !is_dt {
-                return Err(misuse(
+                return Err(argument(
                     "option time: must be a DateTimeInterface or epoch milliseconds (int/float)",
                 ));
             }
-            Some(convert::datetime_micros(obj).map_err(|e| misuse(format!("option time: {e}")))?)
+            Some(convert::datetime_micros(obj).map_err(|e| argument(format!("option time: {e}")))?)
         }
         other => {
-            return Err(misuse(format!(
+            return Err(argument(format!(
                 "option time: must be a DateTimeInterface or epoch milliseconds (int/float), got {other}"
             )))
         }
@@ -249,7 +209,7 @@ fn option_time(value: &Zval) -> PhpResult<Option<i64>> {
 pub fn evlog_flush(timeout_ms: i64) -> PhpResult<bool> {
     guard("evlog_flush", || {
         let ms = u64::try_from(timeout_ms).map_err(|_| {
-            misuse(format!(
+            argument(format!(
                 "evlog_flush: timeout_ms must be >= 0, got {timeout_ms}"
             ))
         })?;
@@ -266,7 +226,7 @@ pub fn evlog_stats() -> PhpResult<ZBox<ZendHashTable>> {
         let mut ht = ZendHashTable::new();
         let put = |ht: &mut ZendHashTable, k: &str, v: i64| {
             ht.insert(k, v)
-                .map_err(|e| misuse(format!("evlog_stats: {e}")))
+                .map_err(|e| Error::Host(format!("evlog_stats: {e}")))
         };
         for (name, value) in stats.to_flat() {
             put(&mut ht, &name, value as i64)?;
@@ -279,8 +239,8 @@ pub fn evlog_stats() -> PhpResult<ZBox<ZendHashTable>> {
 
 /// Why the last `evlog_log()` returned false, or null after a success.
 #[php_function]
-pub fn evlog_last_error() -> Option<String> {
-    LAST_ERROR.with(|l| l.borrow().clone())
+pub fn evlog_last_error() -> PhpResult<Option<String>> {
+    guard("evlog_last_error", || Ok(error::last_error()))
 }
 
 /// MINIT: registers the ini directives. Starts nothing (php-fpm forks after this).
@@ -289,25 +249,15 @@ pub fn evlog_last_error() -> Option<String> {
 /// `php_admin_value` can produce): "not set" reads as `None`, while a bare `null`/`off`/`none`
 /// reads as `""`, so `evlog.mode=null` without quotes is detected (see [`ini`]).
 fn startup(_ty: i32, module_number: i32) -> i32 {
-    let entries = ini::DIRECTIVES
-        .iter()
-        .map(|d| {
-            let mut entry = IniEntryDef::new(
-                d.name.to_string(),
-                String::new(),
-                &IniEntryPermission::System,
-            );
-            if !entry.value.is_null() {
-                // SAFETY: IniEntryDef::new made `value` with CString::into_raw; reclaimed once.
-                drop(unsafe { CString::from_raw(entry.value.cast_mut()) });
-            }
-            entry.value = std::ptr::null();
-            entry.value_length = 0;
-            entry
-        })
-        .collect();
-    IniEntryDef::register(entries, module_number);
-    0
+    let registered = catch_unwind(|| {
+        ffi::register_directives(ini::DIRECTIVES.iter().map(|d| d.name), module_number);
+    });
+    // SUCCESS, or FAILURE: PHP refuses the extension instead of a panic unwinding into it.
+    if registered.is_ok() {
+        0
+    } else {
+        -1
+    }
 }
 
 /// MSHUTDOWN: delivers what is queued within `evlog.shutdown_timeout`.
@@ -318,36 +268,6 @@ extern "C" fn shutdown(_ty: i32, _module_number: i32) -> i32 {
         }
     });
     0
-}
-
-/// The current value of one of our directives (`INI_STR`): `None` when it is set nowhere (its
-/// value is still the NULL default registered in MINIT), `Some("")` when set to an empty value.
-/// Non-UTF-8 bytes are replaced, so a bad value reaches the config rules (and their error
-/// message) instead of failing here.
-fn ini_value(name: &str) -> Option<String> {
-    let mut exists = false;
-    // SAFETY: name points to name.len() valid bytes (zend_ini_string_ex takes the length, no NUL
-    // needed); `exists` is a valid out-pointer. Called on PHP's thread during a request.
-    let ptr = unsafe { zend_ini_string_ex(name.as_ptr().cast(), name.len(), 0, &mut exists) };
-    if ptr.is_null() || !exists {
-        return None;
-    }
-    // SAFETY: PHP returns the directive's NUL-terminated value, alive for the whole request.
-    let value = unsafe { CStr::from_ptr(ptr) };
-    Some(value.to_string_lossy().into_owned())
-}
-
-extern "C" {
-    /// `main/php_ini.h`: the values of php.ini and `-d`, by name, including names no extension
-    /// registered.
-    fn php_ini_get_configuration_hash() -> *mut ZendHashTable;
-    /// `INI_STR()` (`Zend/zend_ini.h`): the current value of a registered directive.
-    fn zend_ini_string_ex(
-        name: *const c_char,
-        name_length: usize,
-        orig: c_int,
-        exists: *mut bool,
-    ) -> *mut c_char;
 }
 
 /// A string PHP's info table can print (its rows are C strings).
@@ -385,9 +305,9 @@ extern "C" fn info(_module: *mut ModuleEntry) {
             }
             Err(err) => {
                 // No effective values: show what the directives say (secrets redacted).
-                info_table_row!("configuration error", printable(err), "-");
+                info_table_row!("configuration error", printable(err.to_string()), "-");
                 for d in ini::DIRECTIVES {
-                    let (raw, source) = match (ini_value(d.name), d.kind) {
+                    let (raw, source) = match (ffi::ini_value(d.name), d.kind) {
                         (None, _) => ("(not set)".to_string(), "-"),
                         (Some(_), ini::Kind::Secret) => ("(set, redacted)".to_string(), "php.ini"),
                         (Some(v), _) => (format!("{v:?}"), "php.ini"),

@@ -9,13 +9,13 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arc_swap::ArcSwapOption;
-use evlog_core::{envelope, Config, EventInput, LogError, Pipeline};
+use evlog_core::{envelope, Config, EventInput, Pipeline};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
 
 use crate::convert::{self, ConvertError};
 use crate::dispatch::{Dispatch, ErrorFeed};
-use crate::error::Error;
+use crate::error::{self, Error};
 use crate::utils::{enter_evlog, timeout};
 
 /// Default timeout of `flush()` and `shutdown()`, in seconds.
@@ -44,9 +44,9 @@ impl Client {
         let settings = settings.filter(|s| !s.is_empty());
         let config = match (path, settings) {
             (Some(_), Some(_)) => {
-                return Err(Error::Python(crate::exceptions::ConfigError::new_err(
-                    "give either path= or settings, not both (put the settings in the file)",
-                )))
+                return Err(Error::Settings(
+                    "give either path= or settings, not both (put the settings in the file)".into(),
+                ))
             }
             (Some(p), None) => Config::from_path(&p)?,
             (None, Some(s)) => {
@@ -59,9 +59,9 @@ impl Client {
         let dispatch = Dispatch::new();
         if on_error.is_some() {
             if !dispatch.is_available() {
-                return Err(Error::Python(crate::exceptions::EvlogError::new_err(
+                return Err(Error::Dispatch(
                     "on_error: cannot create the dispatcher's wake-up socket (out of file descriptors?)",
-                )));
+                ));
             }
             pipeline.set_error_hook(Some(dispatch.hook()));
         }
@@ -119,11 +119,7 @@ impl Client {
             time,
             id,
         };
-        match this.pipeline.log(input) {
-            Ok(()) => Ok(true),
-            Err(LogError::Invalid(e)) => Err(Error::from(e).into()),
-            Err(LogError::QueueFull(_) | LogError::ShutDown) => Ok(false),
-        }
+        error::logged(this.pipeline.log(input))
     }
 
     fn flush_impl(&self, py: Python<'_>, seconds: f64) -> bool {
@@ -162,14 +158,9 @@ impl Client {
         settings: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         if let Some(cb) = &on_error {
-            Python::with_gil(|py| {
-                if !cb.bind(py).is_callable() {
-                    return Err(crate::exceptions::ConfigError::new_err(
-                        "on_error must be callable",
-                    ));
-                }
-                Ok(())
-            })?;
+            if !Python::with_gil(|py| cb.bind(py).is_callable()) {
+                return Err(Error::Settings("on_error must be callable".into()).into());
+            }
         }
         Ok(Self::build(path, on_error, settings)?)
     }
@@ -310,21 +301,15 @@ fn time_micros(t: &Bound<'_, PyAny>) -> PyResult<i64> {
 /// way the file would); core then parses, overlays `EVLOG_*` and validates it.
 fn settings_toml(settings: &Bound<'_, PyDict>) -> Result<String, Error> {
     let mut json = String::new();
-    convert::write_value(&mut json, settings.as_any(), 0).map_err(|e| {
-        Error::Python(crate::exceptions::ConfigError::new_err(format!(
-            "settings: {e}"
-        )))
-    })?;
+    convert::write_value(&mut json, settings.as_any(), 0)
+        .map_err(|e| Error::Settings(format!("settings: {e}")))?;
     let value: toml::Value = serde_json::from_str(&json).map_err(|e| {
-        Error::Python(crate::exceptions::ConfigError::new_err(format!(
+        Error::Settings(format!(
             "settings cannot be expressed as TOML (None is not a value; leave the key out): {e}"
-        )))
+        ))
     })?;
-    toml::to_string(&value).map_err(|e| {
-        Error::Python(crate::exceptions::ConfigError::new_err(format!(
-            "settings cannot be expressed as TOML: {e}"
-        )))
-    })
+    toml::to_string(&value)
+        .map_err(|e| Error::Settings(format!("settings cannot be expressed as TOML: {e}")))
 }
 
 // ---- the module-level default client -------------------------------------------------------

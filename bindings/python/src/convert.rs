@@ -6,7 +6,7 @@
 //! | `list`, `tuple`, `set`, `frozenset` | array (sets in iteration order) |
 //! | `str` | string |
 //! | `int` (any size; `bool` excluded) | number, exact digits (schema conversion checks ranges per column) |
-//! | `float` | number (shortest round-trip form); NaN/±inf → `"NaN"`, `"Infinity"`, `"-Infinity"` (BigQuery's spelling) |
+//! | `float` | number (shortest round-trip form, core's [`json::push_f64`]); NaN/±inf → `"NaN"`, `"Infinity"`, `"-Infinity"` (BigQuery's spelling) |
 //! | `bool`, `None` | `true`/`false`, `null` |
 //! | `datetime.datetime` | RFC 3339 UTC string `YYYY-MM-DDTHH:MM:SS.ffffffZ`; naive datetimes are taken as UTC |
 //! | `datetime.date` | `"YYYY-MM-DD"` |
@@ -17,10 +17,13 @@
 //! Anything else raises `InvalidEvent` naming the field path (`event.items[2].price`) and the
 //! type. Containers nest at most [`MAX_DEPTH`] deep (a cycle hits this limit too), below
 //! serde_json's recursion limit that the flush thread parses with.
+//!
+//! Strings, integers and floats are written by core's [`json`] writers, shared with the PHP
+//! binding, so both write the same text for the same value.
 
 use std::fmt;
 
-use evlog_core::time;
+use evlog_core::{json, time};
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{
@@ -145,7 +148,7 @@ fn write_dict(out: &mut String, d: &Bound<'_, PyDict>, depth: usize) -> Result<(
         }
         first = false;
         let key = dict_key(&k)?;
-        write_str(out, key);
+        json::push_str(out, key);
         out.push(':');
         write_value(out, &v, depth + 1).map_err(|e| e.within(key_segment(key)))?;
     }
@@ -199,7 +202,7 @@ pub fn write_value(
 ) -> Result<(), ConvertError> {
     if v.is_exact_instance_of::<PyString>() {
         let s = v.downcast::<PyString>().map_err(|e| py_err(e.into()))?;
-        write_str(out, s.to_str().map_err(py_err)?);
+        json::push_str(out, s.to_str().map_err(py_err)?);
         return Ok(());
     }
     if v.is_exact_instance_of::<PyInt>() {
@@ -207,7 +210,7 @@ pub fn write_value(
     }
     if v.is_exact_instance_of::<PyFloat>() {
         let f: f64 = v.extract().map_err(py_err)?;
-        write_float(out, f);
+        json::push_f64(out, f);
         return Ok(());
     }
     if v.is_exact_instance_of::<PyBool>() {
@@ -239,7 +242,7 @@ fn write_other(out: &mut String, v: &Bound<'_, PyAny>, depth: usize) -> Result<(
     let py = v.py();
     // Subclasses of the builtins (str enums, int enums, bool).
     if let Ok(s) = v.downcast::<PyString>() {
-        write_str(out, s.to_str().map_err(py_err)?);
+        json::push_str(out, s.to_str().map_err(py_err)?);
         return Ok(());
     }
     if v.downcast::<PyBool>().is_ok() {
@@ -257,7 +260,7 @@ fn write_other(out: &mut String, v: &Bound<'_, PyAny>, depth: usize) -> Result<(
     }
     if v.downcast::<PyFloat>().is_ok() {
         let f: f64 = v.extract().map_err(py_err)?;
-        write_float(out, f);
+        json::push_f64(out, f);
         return Ok(());
     }
     let t = types(py).map_err(py_err)?;
@@ -282,12 +285,12 @@ fn write_other(out: &mut String, v: &Bound<'_, PyAny>, depth: usize) -> Result<(
             .call_method1("__format__", ("f",))
             .and_then(|s| s.extract())
             .map_err(py_err)?;
-        write_str(out, &text);
+        json::push_str(out, &text);
         return Ok(());
     }
     if v.is_instance(t.uuid.bind(py)).map_err(py_err)? {
         let text = v.str().map_err(py_err)?;
-        write_str(out, text.to_str().map_err(py_err)?);
+        json::push_str(out, text.to_str().map_err(py_err)?);
         return Ok(());
     }
     if let Ok(b) = v.downcast::<PyBytes>() {
@@ -321,7 +324,7 @@ fn write_other(out: &mut String, v: &Bound<'_, PyAny>, depth: usize) -> Result<(
             }
             let (k, val): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract().map_err(py_err)?;
             let key = dict_key(&k)?;
-            write_str(out, key);
+            json::push_str(out, key);
             out.push(':');
             write_value(out, &val, depth + 1).map_err(|e| e.within(key_segment(key)))?;
         }
@@ -337,32 +340,13 @@ fn write_other(out: &mut String, v: &Bound<'_, PyAny>, depth: usize) -> Result<(
 
 fn write_int(out: &mut String, v: &Bound<'_, PyAny>) -> Result<(), ConvertError> {
     if let Ok(i) = v.extract::<i64>() {
-        use std::fmt::Write as _;
-        let _ = write!(out, "{i}");
+        json::push_i64(out, i);
         return Ok(());
     }
     // Beyond i64: Python's own decimal digits, exact. Ranges are checked per column later.
     let text = v.str().map_err(py_err)?;
     out.push_str(text.to_str().map_err(py_err)?);
     Ok(())
-}
-
-/// Writes a float: shortest round-trip digits, or BigQuery's string spelling of NaN and ±inf.
-pub fn write_float(out: &mut String, f: f64) {
-    if f.is_finite() {
-        out.push_str(ryu::Buffer::new().format_finite(f));
-    } else if f.is_nan() {
-        out.push_str("\"NaN\"");
-    } else if f > 0.0 {
-        out.push_str("\"Infinity\"");
-    } else {
-        out.push_str("\"-Infinity\"");
-    }
-}
-
-/// Writes a JSON string literal: copies runs that need no escaping in one go.
-pub fn write_str(out: &mut String, s: &str) {
-    evlog_core::json::push_str(out, s);
 }
 
 /// Writes bytes as a standard base64 JSON string (with padding).
@@ -448,26 +432,6 @@ pub fn to_json(event: &Bound<'_, PyAny>) -> PyResult<String> {
 mod tests {
     use super::*;
 
-    fn s(x: &str) -> String {
-        let mut out = String::new();
-        write_str(&mut out, x);
-        out
-    }
-
-    #[test]
-    fn strings_escape_like_serde_json() {
-        for x in [
-            "",
-            "plain",
-            "q\"b\\",
-            "\n\r\t\u{8}\u{c}",
-            "\u{1}\u{1f}\u{7f}",
-            "é✓🎉",
-        ] {
-            assert_eq!(s(x), serde_json::to_string(x).unwrap(), "{x:?}");
-        }
-    }
-
     #[test]
     fn base64_matches_rfc4648_vectors() {
         for (raw, enc) in [
@@ -482,33 +446,6 @@ mod tests {
             let mut out = String::new();
             write_base64(&mut out, raw.as_bytes());
             assert_eq!(out, format!("\"{enc}\""));
-        }
-    }
-
-    #[test]
-    fn floats_round_trip_and_spell_non_finite_like_bigquery() {
-        for f in [
-            0.0,
-            -0.0,
-            1.5,
-            0.1,
-            1e300,
-            -2.5e-300,
-            f64::MAX,
-            f64::MIN_POSITIVE,
-        ] {
-            let mut out = String::new();
-            write_float(&mut out, f);
-            assert_eq!(out.parse::<f64>().unwrap().to_bits(), f.to_bits(), "{out}");
-        }
-        for (f, want) in [
-            (f64::NAN, "\"NaN\""),
-            (f64::INFINITY, "\"Infinity\""),
-            (f64::NEG_INFINITY, "\"-Infinity\""),
-        ] {
-            let mut out = String::new();
-            write_float(&mut out, f);
-            assert_eq!(out, want);
         }
     }
 

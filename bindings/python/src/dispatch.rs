@@ -253,9 +253,9 @@ impl ErrorFeed {
     fn fileno(&self) -> PyResult<i32> {
         match &self.channel.wake {
             Some(w) => Ok(w.rx.as_raw_fd()),
-            None => Err(crate::exceptions::EvlogError::new_err(
-                "the on_error feed has no wake-up socket",
-            )),
+            None => {
+                Err(crate::error::Error::Dispatch("the on_error feed has no wake-up socket").into())
+            }
         }
     }
 

@@ -5,7 +5,9 @@
 //! - [`client`]: the `Client` class (one core `Pipeline`) and the module-level default client.
 //! - [`convert`]: Python objects → the event's JSON text, written straight into one `String`.
 //! - [`dispatch`]: forwards core's error summaries to the Python `on_error` callback.
-//! - [`error`]: core errors → Python exceptions, mapped once; [`exceptions`] declares them once.
+//! - [`error`]: core errors → Python exceptions, mapped once; [`exceptions`] declares them once
+//!   (`EvlogError` and under it one class per family: `InvalidEvent`, `ConfigError`, and under
+//!   that `SchemaError`, `SinkError`).
 //! - [`utils`]: releasing the GIL around anything that may wait.
 //!
 //! Contract (see `ext/evlog/__init__.pyi`): `log()` never blocks and never raises for transport
@@ -37,6 +39,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("EvlogError", py.get_type::<exceptions::EvlogError>())?;
     m.add("InvalidEvent", py.get_type::<exceptions::InvalidEvent>())?;
     m.add("ConfigError", py.get_type::<exceptions::ConfigError>())?;
+    m.add("SchemaError", py.get_type::<exceptions::SchemaError>())?;
+    m.add("SinkError", py.get_type::<exceptions::SinkError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

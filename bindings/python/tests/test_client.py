@@ -43,6 +43,52 @@ def test_missing_schema_directory_names_key_absolute_path_and_fix(env, tmp_path,
         )
 
 
+# ---- one exception class per family of core errors ------------------------------------------
+
+
+def test_a_configuration_that_breaks_a_rule_is_a_config_error_not_a_subclass(env, tmp_path):
+    for settings in (
+        env.settings(batch={"bogus": 1}),
+        env.settings(batch={"max_rows": 0}),
+        env.settings(schemas={"dir": str(tmp_path / "nowhere")}),
+    ):
+        with pytest.raises(evlog.ConfigError) as e:
+            evlog.Client(**settings)
+        # The missing schema directory too: no schema was read, the fix is the setting.
+        assert type(e.value) is evlog.ConfigError, (type(e.value), e.value)
+
+
+def test_a_malformed_schema_file_is_a_schema_error(env):
+    bad = env.schemas / "events" / "bad.json"
+    bad.write_text('[{"name": "x", "type": "NOPE"}]')
+    with pytest.raises(evlog.SchemaError, match=r'bad\.json: field "x"') as e:
+        evlog.Client(**env.settings())
+    # Earlier versions raised ConfigError here: code that catches it keeps working.
+    assert isinstance(e.value, evlog.ConfigError)
+    bad.write_text("[{")
+    with pytest.raises(evlog.SchemaError, match=r"bad\.json: invalid JSON"):
+        evlog.Client(**env.settings())
+    with pytest.raises(evlog.ConfigError, match=r"bad\.json"):
+        evlog.configure(**env.settings())
+
+
+def test_a_sink_that_cannot_be_set_up_is_a_sink_error(env, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(evlog.SinkError, match="a-file") as e:
+        evlog.Client(**env.settings(sink={"file": {"dir": str(blocker / "out")}}))
+    assert isinstance(e.value, evlog.ConfigError)
+
+
+def test_a_refused_event_is_invalid_event_and_transport_problems_raise_nothing(env):
+    c = evlog.Client(**env.settings())
+    with pytest.raises(evlog.InvalidEvent, match='"namespace"') as e:
+        c.log("bad ns", "t", {})
+    assert not isinstance(e.value, evlog.ConfigError)
+    c.shutdown(5)
+    assert c.log("events", "t", {"n": 1}) is False
+
+
 DROP_REASONS = [
     "invalid_envelope",
     "queue_full",

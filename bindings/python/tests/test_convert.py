@@ -169,6 +169,12 @@ def test_exception_hierarchy():
     assert issubclass(evlog.ConfigError, evlog.EvlogError)
     assert issubclass(evlog.EvlogError, Exception)
     assert evlog.InvalidEvent.__module__ == "evlog"
+    # Schema and sink errors come from configure()/Client() and were ConfigError before.
+    assert issubclass(evlog.SchemaError, evlog.ConfigError)
+    assert issubclass(evlog.SinkError, evlog.ConfigError)
+    assert not issubclass(evlog.InvalidEvent, evlog.ConfigError)
+    for cls in (evlog.ConfigError, evlog.SchemaError, evlog.SinkError):
+        assert cls.__module__ == "evlog"
 
 
 # ---- the envelope, through a real client --------------------------------------------------

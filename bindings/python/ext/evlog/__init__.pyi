@@ -42,7 +42,18 @@ class InvalidEvent(EvlogError):
     """log() refused the event: a bad envelope field or an unconvertible value (named)."""
 
 class ConfigError(EvlogError):
-    """Bad configuration: names the key (or file) and the rule."""
+    """Bad configuration: names the key (or file) and the rule. Also raised when the schema
+    directory cannot be read (names ``schemas.dir``, the absolute path tried and the fix)."""
+
+class SchemaError(ConfigError):
+    """A schema file is malformed: names the file and, for a field, its dotted path.
+
+    A subclass of ConfigError: ``configure()`` and ``Client()`` raise it, and ``except
+    ConfigError`` keeps catching every configuration that cannot work."""
+
+class SinkError(ConfigError):
+    """The sink cannot be set up (e.g. its directory cannot be created). A subclass of
+    ConfigError, like SchemaError."""
 
 class Client:
     """A pipeline: bounded queue, background flush thread, sink.
@@ -52,6 +63,10 @@ class Client:
     defaults. ``EVLOG_*`` environment variables override keys in every case. ``on_error`` is
     called on a daemon thread with an ``ErrorSummary`` for rejected and dropped events; its
     exceptions are logged (logger ``evlog``), never propagated.
+
+    Raises ConfigError (the configuration cannot be read, breaks a rule, or its schema directory
+    cannot be read), SchemaError (a schema file is malformed) or SinkError (the sink cannot be
+    set up); SchemaError and SinkError are subclasses of ConfigError.
     """
 
     def __init__(
@@ -97,7 +112,8 @@ def configure(
     **settings: Any,
 ) -> Client:
     """Builds a Client and makes it the module default (the previous default is shut down).
-    ``atexit_timeout``: seconds the interpreter-exit hook waits for delivery (default 5)."""
+    ``atexit_timeout``: seconds the interpreter-exit hook waits for delivery (default 5).
+    Raises ConfigError, or its subclass SchemaError or SinkError, as ``Client()`` does."""
 
 def log(
     namespace: str,
