@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use evlog_core::config::{ByteSize, ConfigError};
+use evlog_core::config::{duration_str, ByteSize, ConfigError};
 use evlog_core::Config;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 /// The whole collector configuration.
 #[derive(Debug, Clone, Default)]
@@ -104,7 +104,7 @@ pub struct CollectorSection {
     /// fsync policy of the write-ahead log: `"always"`, `"interval"` or `"never"`.
     pub fsync: FsyncPolicy,
     /// With `fsync = "interval"`: how long writes are collected before one write and fsync.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration_str::deserialize")]
     pub fsync_interval: Duration,
     /// Unstreamed write-ahead-log bytes above which requests get 429 and `/readyz` 503.
     pub high_watermark: ByteSize,
@@ -113,7 +113,7 @@ pub struct CollectorSection {
     /// The write-ahead log starts a new segment past this size.
     pub segment_bytes: ByteSize,
     /// The active segment is sealed (made readable by streamers) at least this often.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration_str::deserialize")]
     pub seal_interval: Duration,
     /// Streamer threads (each streams whole segments to the sink).
     pub workers: usize,
@@ -124,7 +124,7 @@ pub struct CollectorSection {
     /// TLS private key (PEM file: PKCS#8, PKCS#1 or SEC1).
     pub tls_key: Option<PathBuf>,
     /// On SIGTERM/SIGINT: how long to keep streaming to the sink before exiting.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration_str::deserialize")]
     pub shutdown_deadline: Duration,
     /// `Retry-After` seconds sent with 429.
     pub retry_after_secs: u64,
@@ -132,7 +132,7 @@ pub struct CollectorSection {
     /// an idle keep-alive connection is closed after it too), and how long it may go silent while
     /// sending a body (408 past it). Stops stalled clients from holding connections,
     /// `max_in_flight` permits and body memory; a slow but steady upload is not cut off.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration_str::deserialize")]
     pub request_timeout: Duration,
     /// `[collector.lingering]`: how the rest of a refused request's body is read and discarded
     /// before its connection is closed.
@@ -148,11 +148,11 @@ pub struct CollectorSection {
 #[serde(deny_unknown_fields, default)]
 pub struct Lingering {
     /// Longest time spent reading a refused body after the answer (nginx's `lingering_time`).
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration_str::deserialize")]
     pub time: Duration,
     /// The reading stops once the client has sent nothing for this long (nginx's
     /// `lingering_timeout`).
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration_str::deserialize")]
     pub timeout: Duration,
     /// Most bytes read and discarded per connection: a client may send this much past a refusal
     /// and still read the answer.
@@ -202,15 +202,6 @@ impl Default for CollectorSection {
             lingering: Lingering::default(),
         }
     }
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "expected a duration like \"250ms\", \"1s\" or \"2m\", got {s:?}: {e}"
-        ))
-    })
 }
 
 impl CollectorConfig {

@@ -157,9 +157,16 @@ pub async fn prepare(config: CollectorConfig) -> Result<Prepared, Error> {
     // build them off this runtime's threads.
     let sink_factory = {
         let (core, processor) = (config.core.clone(), Arc::clone(&processor));
-        tokio::task::spawn_blocking(move || evlog_core::sink::factory(&core, &processor))
-            .await
-            .map_err(|e| Error::Other(format!("sink setup: {e}")))??
+        tokio::task::spawn_blocking(move || {
+            evlog_core::sink::factory(
+                &core.sink,
+                &core.retry,
+                processor.schemas(),
+                processor.router(),
+            )
+        })
+        .await
+        .map_err(|e| Error::Other(format!("sink setup: {e}")))??
     };
     Ok(Prepared {
         config,

@@ -351,7 +351,12 @@ impl Pipeline {
     pub fn new(config: Config) -> Result<Self, PipelineError> {
         let schemas = SchemaRegistry::load_configured(&config)?;
         let processor = Processor::new(schemas, &config);
-        let factory = sink::factory(&config, &processor)?;
+        let factory = sink::factory(
+            &config.sink,
+            &config.retry,
+            processor.schemas(),
+            processor.router(),
+        )?;
         Ok(Self::with_processor(config, processor, factory))
     }
 

@@ -1,7 +1,23 @@
-//! HTTP plumbing shared by the sinks that talk HTTP (BigQuery, forward to the collector): how a
-//! failure is labelled, which statuses are worth another try, `Retry-After`, and the backoff.
+//! HTTP plumbing shared by the sinks that talk HTTP (BigQuery, forward to the collector), so each
+//! rule exists once: how a failure is labelled, which statuses are worth another try,
+//! `Retry-After`, the retry budget of one request ([`Attempts`]), the sink's runtime, running
+//! requests side by side, and gzip bodies. A sink keeps only what is its own: its status-to-label
+//! mapping, what counts as a good answer, its messages.
+//!
+//! The retry policy, for every HTTP sink: an attempt that fails with a retryable [`Failure`]
+//! (connect errors, timeouts, dropped connections, 408, 429, 5xx, and whatever the sink adds) is
+//! tried again after a full-jitter backoff ([`RetryConfig::backoff`]), at least as long as the
+//! server's `Retry-After` (capped at `retry.cap`); after `retry.max_attempts` attempts, or one
+//! attempt while the pipeline probes, the request fails and its rows are reported failed.
 
+use std::future::Future;
+use std::io::Write as _;
 use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt};
+
+use super::SinkError;
+use crate::config::retry::RetryConfig;
 
 /// The `kind` label of a transport error (no HTTP answer).
 pub fn transport_kind(e: &reqwest::Error) -> &'static str {
@@ -28,13 +44,124 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-/// Full-jitter exponential backoff: a uniform delay in `[0, min(cap, base·2^attempt)]`.
-pub fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
-    let ceiling = base
-        .saturating_mul(1u32.checked_shl(attempt.min(30)).unwrap_or(u32::MAX))
-        .min(cap);
-    let r = crate::ids::random_u64() as f64 / u64::MAX as f64;
-    ceiling.mul_f64(r)
+/// Why one attempt failed, and whether trying again can help.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// Retry (after at least `retry_after`, when the server said so) or give up.
+    pub retryable: bool,
+    /// Server-requested delay (`Retry-After`).
+    pub retry_after: Option<Duration>,
+    /// `kind` label for `evlog_sink_errors_total`.
+    pub kind: &'static str,
+    /// What happened.
+    pub message: String,
+    /// The destination said the target does not exist (BigQuery: table or dataset); a sink that
+    /// may create it does, and tries again.
+    pub not_found: bool,
+}
+
+impl Failure {
+    /// A retryable failure.
+    pub fn retry(kind: &'static str, message: String, retry_after: Option<Duration>) -> Self {
+        Self {
+            retryable: true,
+            retry_after,
+            kind,
+            message,
+            not_found: false,
+        }
+    }
+
+    /// A failure that retrying will not fix.
+    pub fn fatal(kind: &'static str, message: String) -> Self {
+        Self {
+            retryable: false,
+            retry_after: None,
+            kind,
+            message,
+            not_found: false,
+        }
+    }
+
+    /// As a sink error.
+    pub fn into_error(self) -> SinkError {
+        SinkError::Remote {
+            kind: self.kind,
+            message: self.message,
+        }
+    }
+}
+
+/// The attempts of one request: how many it may make and how long it waits between them (see
+/// the module docs).
+#[derive(Debug)]
+pub struct Attempts<'a> {
+    retry: &'a RetryConfig,
+    max: u32,
+    made: u32,
+}
+
+impl<'a> Attempts<'a> {
+    /// A fresh budget; `probe` allows a single attempt (the pipeline only wants to know whether
+    /// the destination is back).
+    pub fn new(retry: &'a RetryConfig, probe: bool) -> Self {
+        Self {
+            retry,
+            max: if probe { 1 } else { retry.max_attempts.max(1) },
+            made: 0,
+        }
+    }
+
+    /// After a failed attempt: sleeps the backoff and returns true (try again), or returns false
+    /// at once when `failure` is final or the attempts are used up.
+    pub async fn backoff(&mut self, failure: &Failure) -> bool {
+        self.made += 1;
+        if !failure.retryable || self.made >= self.max {
+            return false;
+        }
+        let asked = failure.retry_after.unwrap_or_default().min(self.retry.cap);
+        tokio::time::sleep(self.retry.backoff(self.made - 1).max(asked)).await;
+        true
+    }
+}
+
+/// The current-thread runtime an HTTP sink owns and drives from the flush thread (or a
+/// collector streamer) while it delivers.
+pub fn runtime() -> Result<tokio::runtime::Runtime, SinkError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| SinkError::Config(format!("tokio runtime: {e}")))
+}
+
+/// Runs `send` on every job on `rt`, at most `workers` at once; results in completion order.
+pub fn run_all<J, R, Fut>(
+    rt: &tokio::runtime::Runtime,
+    workers: usize,
+    jobs: Vec<J>,
+    send: impl FnMut(J) -> Fut,
+) -> Vec<R>
+where
+    Fut: Future<Output = R>,
+{
+    rt.block_on(
+        stream::iter(jobs)
+            .map(send)
+            .buffer_unordered(workers.max(1))
+            .collect(),
+    )
+}
+
+/// gzip-compresses a request body (fast level: bodies are rows of JSON, which compress well
+/// anyway, and the flush thread waits for it).
+pub fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
+    // Writing to a Vec cannot fail.
+    let _ = enc.write_all(body);
+    enc.finish().unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -42,13 +169,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_is_bounded_full_jitter() {
-        for attempt in 0..40 {
-            let d = backoff(Duration::from_millis(100), Duration::from_secs(30), attempt);
-            assert!(d <= Duration::from_secs(30));
-            assert!(d <= Duration::from_millis(100) * 2u32.saturating_pow(attempt.min(20)));
-        }
+    fn retryable_statuses() {
         assert!(retryable_status(503) && retryable_status(429) && retryable_status(408));
         assert!(!retryable_status(400) && !retryable_status(404));
+    }
+
+    #[test]
+    fn attempts_stop_at_the_budget_at_a_final_failure_and_when_probing() {
+        let retry = RetryConfig {
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(2),
+            max_attempts: 3,
+        };
+        let rt = runtime().expect("runtime");
+        let again = Failure::retry("http_5xx", "503".into(), None);
+        let mut a = Attempts::new(&retry, false);
+        let tries: Vec<bool> = rt.block_on(async {
+            let mut v = Vec::new();
+            for _ in 0..3 {
+                v.push(a.backoff(&again).await);
+            }
+            v
+        });
+        assert_eq!(tries, [true, true, false], "3 attempts in all");
+        let mut a = Attempts::new(&retry, false);
+        assert!(!rt.block_on(a.backoff(&Failure::fatal("http_4xx", "400".into()))));
+        let mut a = Attempts::new(&retry, true);
+        assert!(!rt.block_on(a.backoff(&again)), "a probe makes one attempt");
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        let body = br#"{"rows":[{"x":1}]}"#;
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(&gzip(body)[..]),
+            &mut back,
+        )
+        .expect("gunzip");
+        assert_eq!(back, body);
     }
 }

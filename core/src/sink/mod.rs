@@ -1,9 +1,10 @@
 //! Sinks: where batches of validated rows go.
 //!
-//! Every sink has the same shape: a config section, a constructor that checks what it can at
-//! startup, and the [`Sink`] trait. The flush thread owns its sink (one per process, built again in
-//! a forked child by the [`SinkFactory`]), hands it every batch that is due in one call (so a sink
-//! may send several requests at once), and counts outcomes only from what the sink reports:
+//! # The contract
+//!
+//! The flush thread owns its sink (one per process, built again in a forked child by the
+//! [`SinkFactory`]), hands it every batch that is due in one call (so a sink may send several
+//! requests at once), and counts outcomes only from what the sink reports:
 //!
 //! - `delivered`: rows the destination acknowledged;
 //! - `rejected`: rows the destination refused for good (they go to the dead-letter table);
@@ -17,21 +18,52 @@
 //! dropped, `dead_letter_failed`), or failed for now (the table cannot be written: the SDK keeps
 //! them in its spool and the collector in its write-ahead log, and both try again later).
 //!
-//! A sink must not retry forever and must not panic on bad data.
+//! A sink must not retry forever and must not panic on bad data. The collector's streamers use
+//! the same sinks through the same [`Sink`] trait and [`SinkFactory`].
+//!
+//! # The shape of a sink
+//!
+//! A sink is a folder `core/src/sink/<name>/` with the same files:
+//!
+//! - `mod.rs`: the module doc (what the sink promises, how it behaves on failure, its wire or
+//!   on-disk format), then `mod config; mod sink;` and `pub use` of the config and sink types;
+//! - `config.rs`: `<Name>Config`, the `[sink.<name>]` section: serde, `deny_unknown_fields`,
+//!   `default`, a doc comment on every field, `Default`, and `validate()` with the section's
+//!   rules, returning [`ConfigError`](crate::config::ConfigError) that names the key (it takes
+//!   `selected: bool` when a key is required only while `sink.kind` names this sink: every
+//!   sink's section is checked, selected or not);
+//! - `sink.rs`: the sink type, `new(&config, …) -> Result<Self, SinkError>` (checks what it can
+//!   at startup) and `impl Sink`;
+//! - `tests.rs`: its unit tests, when it has some;
+//! - whatever else it needs, one concern per file (BigQuery: `request.rs` bodies, `service.rs`
+//!   the calls and their answers; forward: `wire.rs`, the format it shares with the collector).
+//!
+//! Beside the folders: this file (the contract and the types every sink shares), `factory.rs`
+//! (`[sink]`: the list of sinks, their configs, the factory) and `http.rs` (what HTTP sinks
+//! share). A sink imports from `crate::config` only the leaf types (`config::units`, `config::retry`,
+//! `config::error`); the configuration imports the sinks' configs, never the other way round.
+//! Sinks that talk HTTP take their retry budget, status rules, `Retry-After`, runtime and gzip
+//! from `http.rs`, and keep only their own answers and labels.
+//!
+//! To add one: copy `null/` to `<name>/`, rename the types, add `pub mod <name>;` here, then in
+//! `factory.rs` a [`SinkKind`] variant, a field of [`SinkConfig`], its `validate()` call and its
+//! arm in [`factory`]. A key that defaults to absent (an `Option`) also goes in `OPTIONAL_LEAVES`
+//! in `config.rs`, so that `EVLOG_*` can set it; the PHP binding names its php.ini settings in
+//! `bindings/php/src/ini.rs`. `memory/` has the same shape but no kind: it is a test sink that a
+//! host builds itself ([`memory::MemoryStore::factory`]).
 
 pub mod bigquery;
+mod factory;
 pub mod file;
 pub mod forward;
-pub mod http;
+pub(crate) mod http;
 pub mod memory;
 pub mod null;
-
-use std::sync::Arc;
 
 use serde_json::json;
 use thiserror::Error;
 
-use crate::config::SinkKind;
+pub use self::factory::{factory, SinkConfig, SinkFactory, SinkKind};
 use crate::routing::Destination;
 use crate::time;
 
@@ -279,45 +311,5 @@ pub trait Sink: Send {
     /// Makes everything written so far durable and releases resources.
     fn close(&mut self) -> Result<(), SinkError> {
         Ok(())
-    }
-}
-
-/// Builds a sink; called once in every process that logs (after a fork, in the child too).
-pub type SinkFactory = Arc<dyn Fn() -> Result<Box<dyn Sink>, SinkError> + Send + Sync>;
-
-/// The factory for the configured sink. Checks the configuration once now (for BigQuery: builds
-/// the client and reads the credentials).
-pub fn factory(
-    full: &crate::config::Config,
-    processor: &crate::pipeline::Processor,
-) -> Result<SinkFactory, SinkError> {
-    let config = &full.sink;
-    match config.kind {
-        SinkKind::Bigquery => {
-            let cfg = config.bigquery.clone();
-            let retry = full.retry.clone();
-            let catalog = Arc::new(bigquery::catalog(processor));
-            bigquery::BigQuerySink::new(&cfg, &retry, catalog.clone())?;
-            Ok(Arc::new(move || {
-                bigquery::BigQuerySink::new(&cfg, &retry, catalog.clone())
-                    .map(|s| Box::new(s) as Box<dyn Sink>)
-            }))
-        }
-        SinkKind::File => {
-            let cfg = config.file.clone();
-            file::FileSink::new(&cfg)?;
-            Ok(Arc::new(move || {
-                file::FileSink::new(&cfg).map(|s| Box::new(s) as Box<dyn Sink>)
-            }))
-        }
-        SinkKind::Forward => {
-            let cfg = config.forward.clone();
-            let retry = full.retry.clone();
-            forward::ForwardSink::new(&cfg, &retry)?;
-            Ok(Arc::new(move || {
-                forward::ForwardSink::new(&cfg, &retry).map(|s| Box::new(s) as Box<dyn Sink>)
-            }))
-        }
-        SinkKind::Null => Ok(Arc::new(|| Ok(Box::new(null::NullSink) as Box<dyn Sink>))),
     }
 }

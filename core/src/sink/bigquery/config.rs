@@ -5,7 +5,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ByteSize;
+use crate::config::error::ConfigError;
+use crate::config::units::{duration_str, ByteSize};
+
+/// BigQuery's limit on one insertAll request, in bytes (10 MB): `max_bytes_per_request` and
+/// `batch.max_bytes` stay within it.
+pub const REQUEST_LIMIT: u64 = 10 * 1000 * 1000;
 
 /// How the sink gets OAuth2 access tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -46,7 +51,7 @@ pub struct BigQueryConfig {
     /// insertAll requests in flight at once.
     pub workers: usize,
     /// Timeout of one HTTP request.
-    #[serde(with = "crate::config::duration_str")]
+    #[serde(with = "duration_str")]
     pub request_timeout: Duration,
     /// BigQuery's `skipInvalidRows`: false (BigQuery's default) makes one invalid row stop the
     /// others in its request, which evlog then resends without it.
@@ -74,5 +79,48 @@ impl Default for BigQueryConfig {
             create_tables: false,
             dead_letter_table: "_evlog_rejected".into(),
         }
+    }
+}
+
+impl BigQueryConfig {
+    /// The section's rules; `selected` (`sink.kind = "bigquery"`) makes `project`, and the
+    /// credentials `auth` names, required.
+    pub fn validate(&self, selected: bool) -> Result<(), ConfigError> {
+        if selected {
+            if self.project.is_empty() {
+                return ConfigError::invalid(
+                    "sink.bigquery.project",
+                    "is required with sink.kind = \"bigquery\"",
+                );
+            }
+            if self.auth == AuthMethod::ServiceAccount && self.credentials.is_none() {
+                return ConfigError::invalid(
+                    "sink.bigquery.credentials",
+                    "is required with auth = \"service_account\"",
+                );
+            }
+            if self.auth == AuthMethod::Token && self.token.is_none() {
+                return ConfigError::invalid(
+                    "sink.bigquery.token",
+                    "is required with auth = \"token\"",
+                );
+            }
+        }
+        if !(1..=50_000).contains(&self.max_rows_per_request) {
+            return ConfigError::invalid("sink.bigquery.max_rows_per_request", "must be 1..=50000");
+        }
+        if self.max_bytes_per_request.0 == 0 || self.max_bytes_per_request.0 > REQUEST_LIMIT {
+            return ConfigError::invalid(
+                "sink.bigquery.max_bytes_per_request",
+                "must be 1..=10MB (BigQuery's request limit)",
+            );
+        }
+        if self.workers == 0 || self.workers > 256 {
+            return ConfigError::invalid("sink.bigquery.workers", "must be 1..=256");
+        }
+        if let Err(rule) = crate::envelope::check_table_name(&self.dead_letter_table) {
+            return ConfigError::invalid("sink.bigquery.dead_letter_table", rule);
+        }
+        Ok(())
     }
 }

@@ -7,6 +7,7 @@ use gcp_bigquery_client::model::table_data_insert_all_response::TableDataInsertA
 use serde::Deserialize;
 
 use super::config::{AuthMethod, BigQueryConfig};
+use crate::sink::http::{self, Failure};
 use crate::sink::SinkError;
 
 /// BigQuery's OAuth2 scope.
@@ -97,53 +98,6 @@ impl Tokens {
     }
 }
 
-/// Why an attempt failed, and whether trying again can help.
-#[derive(Debug, Clone)]
-pub struct Failure {
-    /// Retry (after at least `retry_after`, when the server said so) or give up.
-    pub retryable: bool,
-    /// Server-requested delay (`Retry-After`).
-    pub retry_after: Option<Duration>,
-    /// `kind` label for `evlog_sink_errors_total`.
-    pub kind: &'static str,
-    /// What happened.
-    pub message: String,
-    /// BigQuery said the table or dataset does not exist.
-    pub not_found: bool,
-}
-
-impl Failure {
-    /// A retryable failure.
-    pub fn retry(kind: &'static str, message: String, retry_after: Option<Duration>) -> Self {
-        Self {
-            retryable: true,
-            retry_after,
-            kind,
-            message,
-            not_found: false,
-        }
-    }
-
-    /// A failure that retrying will not fix.
-    pub fn fatal(kind: &'static str, message: String) -> Self {
-        Self {
-            retryable: false,
-            retry_after: None,
-            kind,
-            message,
-            not_found: false,
-        }
-    }
-
-    /// As a sink error.
-    pub fn into_error(self) -> SinkError {
-        SinkError::Remote {
-            kind: self.kind,
-            message: self.message,
-        }
-    }
-}
-
 /// BigQuery's error body: `{"error":{"code","message","errors":[{"reason","message"}],"status"}}`.
 #[derive(Debug, Deserialize)]
 struct ErrorBody {
@@ -185,7 +139,7 @@ pub async fn insert_all(
     if gzip {
         req = req
             .header(reqwest::header::CONTENT_ENCODING, "gzip")
-            .body(super::request::gzip(&body));
+            .body(http::gzip(&body));
     } else {
         req = req.body(body);
     }
@@ -197,7 +151,7 @@ pub async fn insert_all(
         Err(e) => return Err(transport(e)),
     };
     let status = resp.status();
-    let retry_after = crate::sink::http::retry_after(resp.headers());
+    let retry_after = http::retry_after(resp.headers());
     let bytes = match resp.bytes().await {
         Ok(b) => b,
         Err(e) => return Err(transport(e)),
@@ -216,7 +170,7 @@ pub async fn insert_all(
 }
 
 fn transport(e: reqwest::Error) -> Failure {
-    let kind = crate::sink::http::transport_kind(&e);
+    let kind = http::transport_kind(&e);
     // Connection refused/reset, timeouts, dropped connections: all worth another try.
     Failure::retry(kind, format!("{kind} error: {e}"), None)
 }
@@ -243,7 +197,7 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Fail
         ),
     };
     let _ = parsed.as_ref().map(|b| b.error.code);
-    let retryable_status = crate::sink::http::retryable_status(status);
+    let retryable_status = http::retryable_status(status);
     let retryable_reason = reasons.iter().any(|r| RETRYABLE_REASONS.contains(r));
     let kind = match status {
         429 => "rate_limited",
@@ -257,30 +211,4 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Fail
     };
     f.not_found = status == 404 || reasons.contains(&"notFound");
     f
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classifies_bigquery_answers() {
-        let body = br#"{"error":{"code":503,"message":"Backend error","errors":[{"reason":"backendError","message":"x"}],"status":"UNAVAILABLE"}}"#;
-        let f = classify(503, body, None);
-        assert!(f.retryable && f.kind == "http_5xx" && f.message.contains("backendError"));
-        let f = classify(500, b"<html>oops</html>", None);
-        assert!(f.retryable && f.message.contains("HTTP 500") && f.message.contains("oops"));
-        let f = classify(429, br#"{"error":{"code":429,"message":"slow down","errors":[{"reason":"rateLimitExceeded"}]}}"#, Some(Duration::from_secs(2)));
-        assert!(f.retryable && f.retry_after == Some(Duration::from_secs(2)));
-        let f = classify(403, br#"{"error":{"code":403,"message":"quota","errors":[{"reason":"rateLimitExceeded"}]}}"#, None);
-        assert!(f.retryable, "retryable reason on a 403");
-        let f = classify(404, br#"{"error":{"code":404,"message":"Not found: Table p:d.t","errors":[{"reason":"notFound"}],"status":"NOT_FOUND"}}"#, None);
-        assert!(!f.retryable && f.not_found);
-        let f = classify(
-            400,
-            br#"{"error":{"code":400,"message":"bad","errors":[{"reason":"invalid"}]}}"#,
-            None,
-        );
-        assert!(!f.retryable && f.kind == "http_4xx");
-    }
 }

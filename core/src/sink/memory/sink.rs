@@ -1,11 +1,10 @@
-//! The memory sink: keeps every batch and dead-letter row in a shared store, for tests and for
-//! embedding evlog where the host wants the rows itself. Can be told to fail, to exercise the
-//! pipeline's error paths.
+//! The memory sink itself and the store it writes into.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{Batch, BatchOutcome, RejectedEvent, Sink, SinkError, SinkFactory};
+use super::MemoryConfig;
+use crate::sink::{Batch, BatchOutcome, RejectedEvent, Sink, SinkError, SinkFactory};
 
 /// What a [`MemorySink`] has received.
 #[derive(Debug, Default)]
@@ -31,9 +30,8 @@ impl MemoryStore {
     pub fn factory(self: &Arc<Self>) -> SinkFactory {
         let store = self.clone();
         Arc::new(move || {
-            Ok(Box::new(MemorySink {
-                store: store.clone(),
-            }) as Box<dyn Sink>)
+            MemorySink::new(&MemoryConfig::default(), store.clone())
+                .map(|s| Box::new(s) as Box<dyn Sink>)
         })
     }
 
@@ -59,6 +57,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug)]
 pub struct MemorySink {
     store: Arc<MemoryStore>,
+}
+
+impl MemorySink {
+    /// A sink writing into `store`.
+    pub fn new(_config: &MemoryConfig, store: Arc<MemoryStore>) -> Result<Self, SinkError> {
+        Ok(Self { store })
+    }
 }
 
 impl Sink for MemorySink {

@@ -1,10 +1,18 @@
-//! The null sink: acknowledges every row and keeps nothing (benchmarks, dry runs).
+//! The null sink itself.
 
-use super::{Batch, BatchOutcome, RejectedEvent, Sink, SinkError};
+use super::NullConfig;
+use crate::sink::{Batch, BatchOutcome, RejectedEvent, Sink, SinkError};
 
 /// Counts rows as delivered and discards them.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NullSink;
+
+impl NullSink {
+    /// A null sink (nothing to check).
+    pub fn new(_config: &NullConfig) -> Result<Self, SinkError> {
+        Ok(NullSink)
+    }
+}
 
 impl Sink for NullSink {
     fn name(&self) -> &'static str {

@@ -1,0 +1,51 @@
+//! The configuration error: which key (or file, or variable) and which rule. A leaf: the sinks'
+//! own `validate()` return it without depending on the rest of the configuration.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// A configuration problem, naming the key (or file) and the rule.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TOML syntax, unknown key or wrong type.
+    #[error("{origin}: {message}")]
+    Parse {
+        /// File path, `<string>` or the environment variable.
+        origin: String,
+        /// The parser's message, which names the key and position.
+        message: String,
+    },
+    /// A value that parses but breaks a rule.
+    #[error("invalid setting {key}: {rule}")]
+    Invalid {
+        /// Dotted key, e.g. `batch.max_rows`.
+        key: &'static str,
+        /// The rule.
+        rule: String,
+    },
+    /// An `EVLOG_*` variable that names no key.
+    #[error("unknown environment variable {var}: no such setting (keys are EVLOG_<SECTION>_<KEY>, e.g. EVLOG_BATCH_MAX_ROWS)")]
+    UnknownEnv {
+        /// The variable.
+        var: String,
+    },
+}
+
+impl ConfigError {
+    /// `Err(Invalid)` for `key` breaking `rule`: the one way every `validate()` reports.
+    pub fn invalid<T>(key: &'static str, rule: impl Into<String>) -> Result<T, ConfigError> {
+        Err(ConfigError::Invalid {
+            key,
+            rule: rule.into(),
+        })
+    }
+}

@@ -1,0 +1,494 @@
+//! The BigQuery sink itself: requests per batch, retries, row errors, table creation, outcomes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::service::{self, Tokens};
+use super::{request, BigQueryConfig};
+use crate::config::retry::RetryConfig;
+use crate::routing::{PartitionKind, Router};
+use crate::schema::SchemaRegistry;
+use crate::sink::http::{self, Attempts, Failure};
+use crate::sink::{
+    Batch, BatchOutcome, DeadLetterOutcome, EncodedRow, RejectedEvent, Sink, SinkError,
+    DEAD_LETTER_SCHEMA,
+};
+
+/// Reason label of rows BigQuery refused as `invalid`.
+pub const REJECT_REASON: &str = "bigquery_invalid";
+
+/// Base tables the sink may create: (dataset, table) → (schema fields, partitioned).
+pub type TableCatalog = HashMap<(String, String), (Value, bool)>;
+
+/// Streams batches into BigQuery.
+pub struct BigQuerySink {
+    rt: tokio::runtime::Runtime,
+    http: reqwest::Client,
+    tokens: Tokens,
+    cfg: BigQueryConfig,
+    retry: RetryConfig,
+    catalog: Arc<TableCatalog>,
+    /// Tables this sink created or found, so it bootstraps each at most once.
+    ensured: Mutex<HashSet<(String, String)>>,
+    /// One attempt per request (the pipeline is probing a failing destination).
+    probe: bool,
+}
+
+impl std::fmt::Debug for BigQuerySink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BigQuerySink")
+            .field("project", &self.cfg.project)
+            .field("base_url", &self.cfg.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One request's worth of rows and what happened to them.
+struct Job {
+    batch: usize,
+    dataset: String,
+    base_table: String,
+    suffix: Option<String>,
+    rows: Vec<EncodedRow>,
+    /// Rows for the dead-letter table, which the sink creates when it is missing.
+    dead_letter: bool,
+}
+
+#[derive(Default)]
+struct JobResult {
+    delivered: usize,
+    rejected: Vec<(EncodedRow, Option<String>, String)>,
+    failed: Vec<EncodedRow>,
+    error: Option<SinkError>,
+    retried: usize,
+    attempt_errors: Vec<&'static str>,
+}
+
+impl BigQuerySink {
+    /// Builds the HTTP client, the runtime and the token source (a bad key file fails here).
+    pub fn new(
+        cfg: &BigQueryConfig,
+        retry: &RetryConfig,
+        catalog: Arc<TableCatalog>,
+    ) -> Result<Self, SinkError> {
+        let rt = http::runtime()?;
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(cfg.workers)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| SinkError::Config(format!("HTTP client: {e}")))?;
+        let tokens = rt.block_on(Tokens::from_config(cfg))?;
+        Ok(Self {
+            rt,
+            http,
+            tokens,
+            cfg: cfg.clone(),
+            retry: retry.clone(),
+            catalog,
+            ensured: Mutex::new(HashSet::new()),
+            probe: false,
+        })
+    }
+
+    fn url(&self, dataset: &str, table: &str) -> String {
+        format!(
+            "{}/projects/{}/datasets/{}/tables/{}/insertAll",
+            self.cfg.base_url.trim_end_matches('/'),
+            self.cfg.project,
+            dataset,
+            table
+        )
+    }
+
+    /// Sends `job.rows` until delivered, rejected or out of attempts.
+    async fn run_job(&self, job: Job) -> JobResult {
+        let mut out = JobResult::default();
+        let mut pending = job.rows;
+        let mut attempts = Attempts::new(&self.retry, self.probe);
+        let mut bootstrapped = false;
+        let url = self.url(&job.dataset, &job.base_table);
+        loop {
+            let body = request::body(&pending, job.suffix.as_deref(), self.cfg.skip_invalid_rows);
+            let result = service::insert_all(
+                &self.http,
+                &self.tokens,
+                &url,
+                body,
+                self.cfg.gzip,
+                self.cfg.request_timeout,
+            )
+            .await;
+            let (retry_rows, failure) = match result {
+                Ok(resp) => {
+                    let errors = resp.insert_errors.unwrap_or_default();
+                    if errors.is_empty() {
+                        out.delivered += pending.len();
+                        return out;
+                    }
+                    // Rows not mentioned were stored; `invalid` ones are refused for good; the
+                    // rest (`stopped`, transient per-row reasons) go again.
+                    let mut verdict: HashMap<usize, (bool, Option<String>, String)> =
+                        HashMap::new();
+                    for e in errors {
+                        let Some(i) = e.index.and_then(|i| usize::try_from(i).ok()) else {
+                            continue;
+                        };
+                        let protos = e.errors.unwrap_or_default();
+                        let invalid = protos
+                            .iter()
+                            .find(|p| p.reason.as_deref() == Some("invalid"));
+                        let entry = match invalid {
+                            Some(p) => (
+                                true,
+                                p.location.clone(),
+                                p.message.clone().unwrap_or_else(|| "invalid".into()),
+                            ),
+                            None => (
+                                false,
+                                None,
+                                protos
+                                    .first()
+                                    .and_then(|p| p.reason.clone())
+                                    .unwrap_or_else(|| "stopped".into()),
+                            ),
+                        };
+                        verdict.insert(i, entry);
+                    }
+                    let mut again = Vec::new();
+                    for (i, row) in pending.into_iter().enumerate() {
+                        match verdict.remove(&i) {
+                            None => out.delivered += 1,
+                            Some((true, location, message)) => {
+                                out.rejected.push((row, location, message))
+                            }
+                            Some((false, _, _)) => again.push(row),
+                        }
+                    }
+                    if again.is_empty() {
+                        return out;
+                    }
+                    (
+                        again,
+                        Failure::retry(
+                            "row_errors",
+                            "rows stopped by an invalid neighbour or a transient row error".into(),
+                            None,
+                        ),
+                    )
+                }
+                Err(f) => (pending, f),
+            };
+            pending = retry_rows;
+            out.attempt_errors.push(failure.kind);
+            if failure.not_found && (self.cfg.create_tables || job.dead_letter) && !bootstrapped {
+                bootstrapped = true;
+                match self.ensure_table(&job.dataset, &job.base_table).await {
+                    Ok(()) => continue,
+                    Err(e) => {
+                        out.failed = pending;
+                        out.error = Some(e);
+                        return out;
+                    }
+                }
+            }
+            if !attempts.backoff(&failure).await {
+                out.failed = pending;
+                out.error = Some(failure.into_error());
+                return out;
+            }
+            out.retried += pending.len();
+        }
+    }
+
+    /// Creates the table if it is missing (and, with `create_tables`, its dataset).
+    async fn ensure_table(&self, dataset: &str, table: &str) -> Result<(), SinkError> {
+        let key = (dataset.to_string(), table.to_string());
+        if self
+            .ensured
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&key)
+        {
+            return Ok(());
+        }
+        let dead_letter;
+        let (fields, partitioned) = if table == self.cfg.dead_letter_table {
+            dead_letter = (
+                serde_json::from_str::<Value>(DEAD_LETTER_SCHEMA).unwrap_or_default(),
+                true,
+            );
+            &dead_letter
+        } else {
+            self.catalog.get(&key).ok_or_else(|| {
+                SinkError::Config(format!(
+                    "table {dataset}.{table} does not exist and no schema file maps to it"
+                ))
+            })?
+        };
+        let base = self.cfg.base_url.trim_end_matches('/');
+        let project = &self.cfg.project;
+        let mut table_body = json!({
+            "kind": "bigquery#table",
+            "tableReference": {"projectId": project, "datasetId": dataset, "tableId": table},
+            "schema": {"fields": fields},
+        });
+        if *partitioned {
+            table_body["timePartitioning"] = json!({"type": "DAY"});
+        }
+        let tables_url = format!("{base}/projects/{project}/datasets/{dataset}/tables");
+        let created = match self.create(&tables_url, &table_body).await {
+            // The dataset is missing too: datasets belong to the user unless `create_tables`.
+            Err(f) if f.not_found && self.cfg.create_tables => {
+                let dataset_body = json!({
+                    "kind": "bigquery#dataset",
+                    "datasetReference": {"projectId": project, "datasetId": dataset},
+                });
+                match self
+                    .create(
+                        &format!("{base}/projects/{project}/datasets"),
+                        &dataset_body,
+                    )
+                    .await
+                {
+                    Ok(()) => self.create(&tables_url, &table_body).await,
+                    Err(f) => Err(Failure {
+                        message: format!("creating dataset {dataset}: {}", f.message),
+                        ..f
+                    }),
+                }
+            }
+            r => r,
+        };
+        created.map_err(|f| SinkError::Remote {
+            kind: f.kind,
+            message: format!("creating table {dataset}.{table}: {}", f.message),
+        })?;
+        self.ensured
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
+        Ok(())
+    }
+
+    /// POSTs a create call; 409 (already exists) is success.
+    async fn create(&self, url: &str, body: &Value) -> Result<(), Failure> {
+        let token = self.tokens.token().await?;
+        let mut req = self
+            .http
+            .post(url)
+            .timeout(self.cfg.request_timeout)
+            .json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Failure::retry("transport", format!("create {url}: {e}"), None))?;
+        let status = resp.status().as_u16();
+        if resp.status().is_success() || status == 409 {
+            return Ok(());
+        }
+        let body = resp.bytes().await.unwrap_or_default();
+        Err(service::classify(status, &body, None))
+    }
+
+    fn run(&self, jobs: Vec<Job>) -> Vec<(usize, JobResult)> {
+        http::run_all(&self.rt, self.cfg.workers, jobs, |job| async move {
+            let batch = job.batch;
+            (batch, self.run_job(job).await)
+        })
+    }
+
+    fn jobs_for(&self, batch_index: usize, batch: Batch) -> Vec<Job> {
+        let d = &batch.destination;
+        let suffix = d.template_suffix().map(str::to_string);
+        let parts = request::split(
+            &batch.rows,
+            self.cfg.max_rows_per_request,
+            self.cfg.max_bytes_per_request.0 as usize,
+        );
+        let mut rows = batch.rows;
+        let mut jobs = Vec::with_capacity(parts.len());
+        // Split from the back so each part is moved out without copying rows.
+        for part in parts.into_iter().rev() {
+            let chunk = rows.split_off(part.start);
+            jobs.push(Job {
+                batch: batch_index,
+                dataset: d.dataset.to_string(),
+                base_table: d.table.to_string(),
+                suffix: suffix.clone(),
+                rows: chunk,
+                dead_letter: false,
+            });
+        }
+        jobs.reverse();
+        jobs
+    }
+}
+
+impl Sink for BigQuerySink {
+    fn name(&self) -> &'static str {
+        "bigquery"
+    }
+
+    fn set_probe(&mut self, probe: bool) {
+        self.probe = probe;
+    }
+
+    fn deliver(&mut self, batches: Vec<Batch>) -> Vec<BatchOutcome> {
+        let mut outcomes: Vec<BatchOutcome> = (0..batches.len())
+            .map(|_| BatchOutcome::default())
+            .collect();
+        let dests: Vec<_> = batches.iter().map(|b| b.destination.clone()).collect();
+        let jobs: Vec<Job> = batches
+            .into_iter()
+            .enumerate()
+            .flat_map(|(i, b)| self.jobs_for(i, b))
+            .collect();
+        let now = crate::time::now_micros();
+        for (i, r) in self.run(jobs) {
+            let o = &mut outcomes[i];
+            o.delivered += r.delivered;
+            o.retried += r.retried;
+            o.attempt_errors.extend(r.attempt_errors);
+            o.failed.extend(r.failed);
+            if r.error.is_some() {
+                o.error = r.error;
+            }
+            for (row, location, message) in r.rejected {
+                let mut e = rejected_row(row, location, message, now);
+                e.dataset = dests[i].dataset.to_string();
+                e.namespace = dests[i].dataset.to_string();
+                e.type_name = dests[i].table.to_string();
+                o.rejected.push(e);
+            }
+        }
+        outcomes
+    }
+
+    fn dead_letter(&mut self, events: &[RejectedEvent]) -> Result<(), SinkError> {
+        let o = self.store_dead_letters(events.to_vec());
+        if let Some(e) = o.error {
+            return Err(e);
+        }
+        match o.refused.into_iter().next() {
+            Some((_, message)) => Err(SinkError::Remote {
+                kind: "dead_letter_invalid",
+                message,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn store_dead_letters(&mut self, events: Vec<RejectedEvent>) -> DeadLetterOutcome {
+        let now = crate::time::now_micros();
+        // Rows come back by insertId; an id may repeat (one event logged twice), so each id
+        // maps to the queue of its events.
+        let mut by_id: HashMap<String, Vec<RejectedEvent>> = HashMap::new();
+        let mut by_dataset: HashMap<String, Vec<EncodedRow>> = HashMap::new();
+        for e in events {
+            let row = EncodedRow {
+                insert_id: format!("{}-rejected", e.event_id),
+                json: e.to_row_json(now),
+            };
+            by_dataset
+                .entry(e.dataset.clone())
+                .or_default()
+                .push(row.clone());
+            by_id.entry(row.insert_id).or_default().push(e);
+        }
+        let mut jobs = Vec::new();
+        for (dataset, rows) in by_dataset {
+            let parts = request::split(
+                &rows,
+                self.cfg.max_rows_per_request,
+                self.cfg.max_bytes_per_request.0 as usize,
+            );
+            for part in parts {
+                jobs.push(Job {
+                    batch: 0,
+                    dataset: dataset.clone(),
+                    base_table: self.cfg.dead_letter_table.clone(),
+                    suffix: None,
+                    rows: rows[part].to_vec(),
+                    dead_letter: true,
+                });
+            }
+        }
+        let mut out = DeadLetterOutcome::default();
+        let mut take = |id: &str| by_id.get_mut(id).and_then(Vec::pop);
+        for (_, r) in self.run(jobs) {
+            for row in r.failed {
+                out.failed.extend(take(&row.insert_id));
+            }
+            for (row, location, message) in r.rejected {
+                let why = format!(
+                    "the dead-letter table refused the row{}: {message}",
+                    location.map(|l| format!(" ({l})")).unwrap_or_default()
+                );
+                out.refused.extend(take(&row.insert_id).map(|e| (e, why)));
+            }
+            if r.error.is_some() {
+                out.error = r.error;
+            }
+        }
+        // What was neither failed nor refused was acknowledged.
+        out.stored = by_id.into_values().flatten().collect();
+        if !out.failed.is_empty() && out.error.is_none() {
+            out.error = Some(SinkError::Remote {
+                kind: "dead_letter",
+                message: "BigQuery did not take the dead letters".into(),
+            });
+        }
+        out
+    }
+}
+
+/// A row BigQuery refused, as a dead-letter entry.
+fn rejected_row(
+    row: EncodedRow,
+    location: Option<String>,
+    message: String,
+    now: i64,
+) -> RejectedEvent {
+    let parsed: Option<Value> = serde_json::from_str(&row.json).ok();
+    let text = |k: &str| {
+        parsed
+            .as_ref()
+            .and_then(|v| v.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let time = |k: &str| text(k).and_then(|t| crate::time::parse_timestamp(&t).ok());
+    RejectedEvent {
+        dataset: String::new(), // the caller fills in the destination
+        event_id: row.insert_id.clone(),
+        namespace: String::new(),
+        type_name: String::new(),
+        event_time: time("event_time"),
+        received_at: time("received_at").unwrap_or(now),
+        reason: REJECT_REASON,
+        field: location,
+        error: format!("BigQuery refused the row: {message}"),
+        raw: row.json,
+    }
+}
+
+/// The catalog of base tables from the schemas and routing in use.
+pub fn catalog(schemas: &SchemaRegistry, router: &Router) -> TableCatalog {
+    schemas
+        .iter()
+        .map(|s| {
+            let d = router.route(s.namespace(), s.type_name(), 0);
+            let fields = s.to_bigquery_json();
+            (
+                (d.dataset.to_string(), d.table.to_string()),
+                (fields, d.partitioning == PartitionKind::Partitioned),
+            )
+        })
+        .collect()
+}

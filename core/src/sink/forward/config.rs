@@ -1,0 +1,97 @@
+//! `[sink.forward]`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::error::ConfigError;
+use crate::config::units::duration_str;
+
+/// `[sink.forward]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardConfig {
+    /// The collector's base URL, e.g. `http://127.0.0.1:8080` (required with `kind = "forward"`;
+    /// http or https, no query or fragment, not an endpoint such as `/v1/rows`). The sink posts to
+    /// `<url>/v1/rows`; a path prefix (a collector behind a proxy at `/evlog`) is kept.
+    pub url: String,
+    /// API key sent as `Authorization: Bearer <key>`; none for an open collector.
+    pub api_key: Option<String>,
+    /// Compress request bodies with gzip.
+    pub gzip: bool,
+    /// Timeout of one HTTP request.
+    #[serde(with = "duration_str")]
+    pub timeout: Duration,
+    /// Requests in flight at once.
+    pub workers: usize,
+    /// Most rows per request (keep it at or under the collector's `max_batch_events`).
+    pub max_rows_per_request: usize,
+}
+
+impl Default for ForwardConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            api_key: None,
+            gzip: true,
+            timeout: Duration::from_secs(10),
+            workers: 4,
+            max_rows_per_request: 1000,
+        }
+    }
+}
+
+impl ForwardConfig {
+    /// The section's rules; `selected` (`sink.kind = "forward"`) makes `url` required. A URL
+    /// given is checked either way.
+    pub fn validate(&self, selected: bool) -> Result<(), ConfigError> {
+        if selected && self.url.is_empty() {
+            return ConfigError::invalid(
+                "sink.forward.url",
+                "is required with sink.kind = \"forward\"",
+            );
+        }
+        if !self.url.is_empty() {
+            if let Err(rule) = check_url(&self.url) {
+                return ConfigError::invalid("sink.forward.url", rule);
+            }
+        }
+        if self.workers == 0 || self.workers > 256 {
+            return ConfigError::invalid("sink.forward.workers", "must be 1..=256");
+        }
+        if self.max_rows_per_request == 0 {
+            return ConfigError::invalid("sink.forward.max_rows_per_request", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Endpoints of the collector: a URL ending with one of them is an endpoint, not the base URL.
+const ENDPOINTS: &[&str] = &["/v1/rows", "/v1/events", "/v1/batch"];
+
+/// Checks `sink.forward.url`: an http(s) URL with a host, no query or fragment, and not one of the
+/// collector's endpoints. The error is the rule broken.
+pub(super) fn check_url(url: &str) -> Result<(), String> {
+    const BASE: &str = "give the collector's base URL, e.g. http://host:8080";
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL ({e}); {BASE}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "{url:?}: the scheme must be http or https, got {:?}; {BASE}",
+            parsed.scheme()
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{url:?} has no host; {BASE}"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!("{url:?} has a query or fragment; {BASE}"));
+    }
+    let path = parsed.path().trim_end_matches('/');
+    if let Some(ep) = ENDPOINTS.iter().find(|ep| path.ends_with(*ep)) {
+        return Err(format!(
+            "{url:?} ends with the endpoint {ep} (the sink adds /v1/rows itself); {BASE}"
+        ));
+    }
+    Ok(())
+}

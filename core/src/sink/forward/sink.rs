@@ -1,0 +1,353 @@
+//! The forward sink itself: requests, the collector's answer and what it means for each row.
+
+use std::time::Duration;
+
+use super::config::check_url;
+use super::{wire, ForwardConfig};
+use crate::config::retry::RetryConfig;
+use crate::sink::http::{self, Attempts, Failure};
+use crate::sink::{intern_reason, Batch, BatchOutcome, EncodedRow, RejectedEvent, Sink, SinkError};
+
+/// Sends batches to a collector.
+pub struct ForwardSink {
+    rt: tokio::runtime::Runtime,
+    http: reqwest::Client,
+    cfg: ForwardConfig,
+    retry: RetryConfig,
+    /// `<url>/v1/rows`.
+    pub(super) url: String,
+    probe: bool,
+}
+
+impl std::fmt::Debug for ForwardSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForwardSink")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Most bytes of an answer read (a collector's answer with 1000 refused rows is well under it).
+const MAX_ANSWER_BYTES: usize = 8 << 20;
+/// Characters of an unexpected answer quoted in an error.
+const EXCERPT_CHARS: usize = 200;
+
+/// Up to [`EXCERPT_CHARS`] characters of an answer body, on one line, for an error message.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() {
+        return "an empty body".into();
+    }
+    let cut: String = text.chars().take(EXCERPT_CHARS).collect();
+    if cut.len() < text.len() {
+        format!("{cut:?}…")
+    } else {
+        format!("{cut:?}")
+    }
+}
+
+/// What a request carries, to check the answer against.
+struct Sent<'a> {
+    request: &'a wire::RowsRequest,
+    /// Rows plus dead letters: what `accepted` must say.
+    items: usize,
+}
+
+impl ForwardSink {
+    /// Builds the HTTP client and runtime.
+    pub fn new(cfg: &ForwardConfig, retry: &RetryConfig) -> Result<Self, SinkError> {
+        if cfg.url.is_empty() {
+            return Err(SinkError::Config(
+                "sink.forward.url is required with sink.kind = \"forward\"".into(),
+            ));
+        }
+        check_url(&cfg.url)
+            .map_err(|rule| SinkError::Config(format!("sink.forward.url: {rule}")))?;
+        let rt = http::runtime()?;
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(cfg.workers.max(1))
+            // Below the collector's `request_timeout` (30 s), after which it closes idle
+            // connections: this runtime only runs during a delivery, so it would not see the
+            // close and would send the next batch into a dead connection.
+            .pool_idle_timeout(Duration::from_secs(20))
+            .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
+            // A collector never redirects; a redirect means a wrong URL (and following one would
+            // turn the POST into a GET without its body).
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| SinkError::Config(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            rt,
+            http,
+            url: format!("{}/v1/rows", cfg.url.trim_end_matches('/')),
+            cfg: cfg.clone(),
+            retry: retry.clone(),
+            probe: false,
+        })
+    }
+
+    fn encode(&self, body: &wire::RowsRequest) -> Vec<u8> {
+        let json = serde_json::to_vec(body).unwrap_or_default();
+        if self.cfg.gzip {
+            http::gzip(&json)
+        } else {
+            json
+        }
+    }
+
+    /// One POST; `Ok` only with the collector's answer for exactly what was sent (its `refused`
+    /// rows checked against the request).
+    async fn attempt(&self, body: Vec<u8>, sent: &Sent<'_>) -> Result<wire::RowsAnswer, Failure> {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .timeout(self.cfg.timeout)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if self.cfg.gzip {
+            req = req.header(reqwest::header::CONTENT_ENCODING, "gzip");
+        }
+        if let Some(k) = &self.cfg.api_key {
+            req = req.bearer_auth(k);
+        }
+        let transport = |e: reqwest::Error| {
+            Failure::retry(
+                http::transport_kind(&e),
+                format!("POST {}: {e}", self.url),
+                None,
+            )
+        };
+        let mut resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let retry_after = http::retry_after(resp.headers());
+        // Read the whole answer (bounded) so the connection goes back to the pool.
+        let mut text = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            text.extend_from_slice(&chunk);
+            if text.len() > MAX_ANSWER_BYTES {
+                break;
+            }
+        }
+        let code = status.as_u16();
+        if !status.is_success() {
+            return Err(Failure {
+                kind: match code {
+                    429 => "http_429",
+                    500..=599 => "http_5xx",
+                    400..=499 => "http_4xx",
+                    300..=399 => "http_3xx",
+                    _ => "bad_answer",
+                },
+                message: format!("POST {} answered {status}: {}", self.url, excerpt(&text)),
+                retryable: http::retryable_status(code),
+                retry_after,
+                not_found: false,
+            });
+        }
+        check_answer(&text, sent).map_err(|what| {
+            Failure::fatal(
+                "bad_answer",
+                format!(
+                    "POST {} answered {status} {what}, not the collector's answer \
+                 {{\"accepted\": {}}}: is sink.forward.url an evlog collector?{}",
+                    self.url,
+                    sent.items,
+                    if text.iter().all(u8::is_ascii_whitespace) {
+                        String::new()
+                    } else {
+                        format!(" The answer: {}", excerpt(&text))
+                    }
+                ),
+            )
+        })
+    }
+
+    /// Sends one request until it succeeds or attempts run out.
+    async fn send(&self, body: &wire::RowsRequest) -> JobResult {
+        let bytes = self.encode(body);
+        let sent = Sent {
+            request: body,
+            items: body.batches.iter().map(|b| b.rows.len()).sum::<usize>() + body.rejected.len(),
+        };
+        let mut attempts = Attempts::new(&self.retry, self.probe);
+        let mut out = JobResult::default();
+        loop {
+            match self.attempt(bytes.clone(), &sent).await {
+                Ok(answer) => {
+                    out.answer = Some(answer);
+                    return out;
+                }
+                Err(f) => {
+                    out.attempt_errors.push(f.kind);
+                    if !attempts.backoff(&f).await {
+                        out.error = Some(f.into_error());
+                        return out;
+                    }
+                    out.retried += sent.items;
+                }
+            }
+        }
+    }
+}
+
+/// The answer, if it is the collector's for `sent`; else what is wrong with it.
+fn check_answer(text: &[u8], sent: &Sent<'_>) -> Result<wire::RowsAnswer, String> {
+    if text.len() > MAX_ANSWER_BYTES {
+        return Err(format!("with more than {MAX_ANSWER_BYTES} bytes"));
+    }
+    if text.iter().all(u8::is_ascii_whitespace) {
+        return Err("with an empty body".into());
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(text).map_err(|e| format!("with a body that is not JSON ({e})"))?;
+    if !value.is_object() {
+        return Err("with JSON that is not an object".into());
+    }
+    let answer: wire::RowsAnswer =
+        serde_json::from_value(value).map_err(|e| format!("with an unexpected object ({e})"))?;
+    if answer.accepted != sent.items as u64 {
+        return Err(format!(
+            "with accepted = {} for the {} items sent",
+            answer.accepted, sent.items
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for r in &answer.refused {
+        let row = sent
+            .request
+            .batches
+            .get(r.batch)
+            .and_then(|b| b.rows.get(r.row));
+        if row.is_none_or(|row| row.id != r.id) {
+            return Err(format!(
+                "with refused row batches[{}].rows[{}] id {:?}, which is not a row sent",
+                r.batch, r.row, r.id
+            ));
+        }
+        if !seen.insert((r.batch, r.row)) {
+            return Err(format!(
+                "with refused row batches[{}].rows[{}] listed twice",
+                r.batch, r.row
+            ));
+        }
+    }
+    Ok(answer)
+}
+
+#[derive(Default)]
+struct JobResult {
+    /// The collector's (checked) answer; `None` when the request failed.
+    answer: Option<wire::RowsAnswer>,
+    error: Option<SinkError>,
+    retried: usize,
+    attempt_errors: Vec<&'static str>,
+}
+
+/// The rows the collector refused (and stored), as the events the pipeline counts rejected.
+/// Namespace and type are the destination's dataset and table (what the row knows of them); the
+/// events are only counted and reported, never stored again.
+fn refused_events(
+    request: &wire::RowsRequest,
+    refused: Vec<wire::WireRefused>,
+) -> Vec<RejectedEvent> {
+    let now = crate::time::now_micros();
+    refused
+        .into_iter()
+        .filter_map(|r| {
+            let batch = request.batches.get(r.batch)?;
+            let row = batch.rows.get(r.row)?;
+            Some(RejectedEvent {
+                dataset: batch.dataset.clone(),
+                event_id: r.id,
+                namespace: batch.dataset.clone(),
+                type_name: batch.table.clone(),
+                event_time: None,
+                received_at: now,
+                reason: intern_reason(&r.reason),
+                field: r.field,
+                error: r.error,
+                raw: row.json.get().to_string(),
+            })
+        })
+        .collect()
+}
+
+impl Sink for ForwardSink {
+    fn name(&self) -> &'static str {
+        "forward"
+    }
+
+    fn set_probe(&mut self, probe: bool) {
+        self.probe = probe;
+    }
+
+    fn deliver(&mut self, batches: Vec<Batch>) -> Vec<BatchOutcome> {
+        let per = self.cfg.max_rows_per_request.max(1);
+        let mut jobs: Vec<(usize, Vec<EncodedRow>, wire::RowsRequest)> = Vec::new();
+        let mut outcomes: Vec<BatchOutcome> = Vec::with_capacity(batches.len());
+        for (i, batch) in batches.into_iter().enumerate() {
+            outcomes.push(BatchOutcome::default());
+            let dest = batch.destination;
+            let mut rows = batch.rows;
+            while !rows.is_empty() {
+                let rest = rows.split_off(rows.len().min(per));
+                let body = wire::RowsRequest::rows(&dest, &rows);
+                jobs.push((i, std::mem::replace(&mut rows, rest), body));
+            }
+        }
+        let this = &*self;
+        let results = http::run_all(
+            &self.rt,
+            self.cfg.workers,
+            jobs,
+            |(i, rows, body)| async move {
+                let r = this.send(&body).await;
+                (i, rows, body, r)
+            },
+        );
+        for (i, rows, body, r) in results {
+            let o = &mut outcomes[i];
+            o.retried += r.retried;
+            o.attempt_errors.extend(r.attempt_errors);
+            let Some(answer) = r.answer else {
+                o.failed.extend(rows);
+                o.error = r.error;
+                continue;
+            };
+            let sent = body.batches.iter().map(|b| b.rows.len()).sum::<usize>();
+            let stored = refused_events(&body, answer.refused);
+            o.delivered += sent - stored.len();
+            o.rejected_stored.extend(stored);
+            if sent < rows.len() {
+                // Rows whose JSON is not valid (core never produces them) were left out of the
+                // body: not sent, so not delivered.
+                let ids: std::collections::HashSet<&str> =
+                    body.batches[0].rows.iter().map(|r| r.id.as_str()).collect();
+                o.failed.extend(
+                    rows.into_iter()
+                        .filter(|r| !ids.contains(r.insert_id.as_str())),
+                );
+                o.error.get_or_insert(SinkError::Other(
+                    "a row is not valid JSON and was not sent".into(),
+                ));
+            }
+        }
+        outcomes
+    }
+
+    fn dead_letter(&mut self, events: &[RejectedEvent]) -> Result<(), SinkError> {
+        let mut first_error = None;
+        for chunk in events.chunks(self.cfg.max_rows_per_request.max(1)) {
+            let body = wire::RowsRequest::rejected(chunk);
+            let r = self.rt.block_on(self.send(&body));
+            if r.answer.is_none() {
+                first_error.get_or_insert(r.error.unwrap_or_else(|| SinkError::Remote {
+                    kind: "dead_letter",
+                    message: "the collector refused dead letters".into(),
+                }));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
