@@ -100,7 +100,7 @@ typedef uint32_t evlog_status;
 typedef struct evlog_handle evlog_handle;
 
 /**
- * A reading of the counters (names from DESIGN.md; `dropped_*` split by reason). Filled by
+ * A reading of the counters (names from docs/contracts.md; `dropped_*` split by reason). Filled by
  * `evlog_stats`. Invariant: `accepted == delivered + rejected + dropped + in_flight`.
  */
 typedef struct evlog_counters {

@@ -109,7 +109,7 @@ namespace {
     function evlog_flush(int $timeout_ms = 1000): bool {}
 
     /**
-     * This process's counters, keyed by their DESIGN.md names with labels, e.g.
+     * This process's counters, keyed by their names (docs/contracts.md) with labels, e.g.
      * `evlog_events_accepted_total`, `evlog_events_delivered_total`,
      * `evlog_events_dropped_total{reason="queue_full"}`, `evlog_events_rejected_total{reason="unknown_table"}`,
      * `evlog_queue_events`; plus `in_flight` (accepted - delivered - rejected - dropped) and `pid`.

@@ -1,6 +1,6 @@
 //! Counters: every event offered to `log()` is accounted for.
 //!
-//! Names are the ones in DESIGN.md and are shared by the SDK's `stats()` and the collector's
+//! Names are the ones in docs/contracts.md and are shared by the SDK's `stats()` and the collector's
 //! `/metrics`. The invariant, checked by tests under concurrency:
 //!
 //! `accepted = delivered + rejected + dropped + in_flight`
@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
-/// Metric names (DESIGN.md).
+/// Metric names (docs/contracts.md).
 pub mod names {
     /// Events offered to `log()` / received by the collector.
     pub const ACCEPTED: &str = "evlog_events_accepted_total";
@@ -490,7 +490,7 @@ impl Stats {
             && self.accepted == self.delivered + self.rejected_total() + self.dropped_total()
     }
 
-    /// Flat `name{labels} value` pairs with DESIGN.md names, for bindings (`stats()`) and logs:
+    /// Flat `name{labels} value` pairs with the names of docs/contracts.md, for bindings (`stats()`) and logs:
     /// every family, labelled ones with every known reason (see [`Stats`]).
     pub fn to_flat(&self) -> Vec<(String, f64)> {
         let mut out = vec![

@@ -4,7 +4,7 @@
 //! - [`schema`]: BigQuery JSON schema files; validation and conversion of an event to a row.
 //! - [`routing`]: dataset, table and day shard of a row.
 //! - [`pipeline`]: `log()` → lock-free queue → flush thread → [`sink`].
-//! - [`counters`]: the DESIGN.md counters and the accounting invariant.
+//! - [`counters`]: the counters (docs/contracts.md) and the accounting invariant.
 //! - [`config`]: the TOML configuration with `EVLOG_*` overrides.
 //!
 //! This crate has no FFI code; bindings and the collector adapt it.

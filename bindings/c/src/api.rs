@@ -42,7 +42,7 @@ pub struct evlog_handle {
     pipeline: Pipeline,
 }
 
-/// A reading of the counters (names from DESIGN.md; `dropped_*` split by reason). Filled by
+/// A reading of the counters (names from docs/contracts.md; `dropped_*` split by reason). Filled by
 /// `evlog_stats`. Invariant: `accepted == delivered + rejected + dropped + in_flight`.
 #[allow(non_camel_case_types)]
 #[repr(C)]

@@ -217,7 +217,7 @@ pub fn evlog_flush(timeout_ms: i64) -> PhpResult<bool> {
     })
 }
 
-/// This process's counters: DESIGN.md names with labels (`evlog_events_dropped_total{reason="queue_full"}`)
+/// This process's counters: the names of docs/contracts.md with labels (`evlog_events_dropped_total{reason="queue_full"}`)
 /// as keys, integer values; plus `in_flight` and `pid`.
 #[php_function]
 pub fn evlog_stats() -> PhpResult<ZBox<ZendHashTable>> {

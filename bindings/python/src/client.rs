@@ -191,7 +191,7 @@ impl Client {
         self.shutdown_impl(py, timeout)
     }
 
-    /// Counters of this process by their DESIGN.md names.
+    /// Counters of this process by their names (docs/contracts.md).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         self.stats_impl(py)
     }

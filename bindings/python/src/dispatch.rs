@@ -289,7 +289,7 @@ fn summary_dict(py: Python<'_>, s: ErrorSummary) -> PyResult<Bound<'_, PyDict>> 
     Ok(out)
 }
 
-/// `rejected` / `dropped`, the words DESIGN.md uses.
+/// `rejected` / `dropped`, the words of docs/contracts.md.
 pub fn outcome_str(o: Outcome) -> &'static str {
     match o {
         Outcome::Rejected => "rejected",

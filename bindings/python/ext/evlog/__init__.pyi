@@ -94,7 +94,7 @@ class Client:
     def shutdown(self, timeout: float = 5.0) -> bool:
         """Delivers what is queued (bounded by ``timeout``) and stops; later logs return False."""
     def stats(self) -> dict[str, int]:
-        """This process's counters by DESIGN.md name, e.g.
+        """This process's counters by name (docs/contracts.md), e.g.
         ``evlog_events_dropped_total{reason="queue_full"}``: every family and every known
         reason always present (0 until counted); sink errors per (sink, kind) seen."""
     @property
