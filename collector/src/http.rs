@@ -11,8 +11,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use evlog_core::counters::{write_header, write_metric, write_sample};
 use evlog_core::envelope;
+use evlog_core::ingest::{reasons, EventInput, Processor, RawEvent};
 use evlog_core::json::push_str;
-use evlog_core::pipeline::{reasons, EventId, Processor, RawEvent};
 use evlog_core::sink::forward::wire::{
     RowsAnswer, RowsRequest, WireRefused, WireRejected, WireRow,
 };
@@ -741,14 +741,7 @@ async fn ingest(st: &State, req: Request<Incoming>, batch: bool) -> Resp {
     let mut record = RecordBuilder::new(st.shared.boot);
     let received_at = evlog_core::clock::now_micros();
     let max_event = st.config.max_event_bytes.0 as usize;
-    let mut raw = RawEvent {
-        namespace: Default::default(),
-        type_name: Default::default(),
-        time: None,
-        received_at,
-        id: EventId::Generated(0),
-        body: String::new(),
-    };
+    let mut raw = RawEvent::new(EventInput::new("", "", String::new()), received_at);
     for v in values {
         let item = match v.and_then(|v| check_event(key.as_ref(), v, max_event)) {
             Ok(env) => process_event(st, env, received_at, &mut raw, &mut record),
@@ -861,16 +854,14 @@ fn process_event(
     record: &mut RecordBuilder,
 ) -> Item {
     // One RawEvent per request, refilled per event: its body buffer is reused.
-    raw.namespace = env.namespace.as_ref().into();
-    raw.type_name = env.type_name.as_ref().into();
-    raw.time = env.time;
-    raw.received_at = received_at;
-    raw.id = match env.id {
-        Some(id) => EventId::Given(id.as_ref().into()),
-        None => EventId::Generated(evlog_core::ids::uuid_v7(received_at)),
+    let input = EventInput {
+        namespace: &env.namespace,
+        type_name: &env.type_name,
+        event_json: env.event.as_ref().into(),
+        time: env.time,
+        id: env.id.as_deref(),
     };
-    raw.body.clear();
-    raw.body.push_str(&env.event);
+    raw.refill(&input, received_at);
     match st.processor.process(raw) {
         Ok((dest, row)) => {
             record.push_row(&dest, &row.insert_id, &row.json);
@@ -886,7 +877,8 @@ fn process_event(
             let error = if rejected.reason == reasons::UNKNOWN_TABLE {
                 format!(
                     "no schema for table {}.{}: the event is kept in the dead-letter table",
-                    raw.namespace, raw.type_name
+                    raw.namespace(),
+                    raw.type_name()
                 )
             } else {
                 format!(
@@ -962,7 +954,6 @@ async fn ingest_rows(st: &State, req: Request<Incoming>) -> Resp {
     };
     let mut record = WalRecord {
         boot: st.shared.boot,
-        events: Vec::new(),
         batches: request.batches,
         rejected: request.rejected,
     };

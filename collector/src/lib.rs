@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use evlog_core::counters::Counters;
-use evlog_core::pipeline::Processor;
+use evlog_core::ingest::Processor;
 use evlog_core::schema::SchemaRegistry;
 use evlog_core::spool::Spool;
 use hyper::server::conn::http1;
@@ -223,7 +223,6 @@ async fn serve(
     for i in 0..c.workers {
         let spool = Spool::open(spool_opts.clone())?;
         let parts = streamer::StreamerParts {
-            processor: Arc::clone(&processor),
             sink_factory: Arc::clone(&sink_factory),
             max_rows: config.core.batch.max_rows,
             max_bytes: config.core.batch.max_bytes.0 as usize,

@@ -24,38 +24,16 @@ use evlog_core::counters::{write_metric, Histogram};
 use evlog_core::routing::{Destination, PartitionKind};
 use evlog_core::sink::forward::wire::{WireBatch, WireRejected};
 use evlog_core::sink::RejectedEvent;
-use evlog_core::spool::{Spool, SpoolError, SpoolOptions, HEADER};
+use evlog_core::spool::{self, Spool, SpoolError, SpoolOptions};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use crate::config::{CollectorSection, FsyncPolicy};
 
-/// One event as stored in the log.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct WalEvent {
-    /// Envelope namespace.
-    pub namespace: String,
-    /// Envelope type.
-    #[serde(rename = "type")]
-    pub type_name: String,
-    /// Event time (µs) if the client gave one.
-    pub time: Option<i64>,
-    /// When the collector received it (µs).
-    pub received_at: i64,
-    /// The event id (given or generated at ingest, so replays keep the same insertId).
-    pub id: String,
-    /// The event object.
-    pub event: Box<RawValue>,
-}
-
-/// One record: what one request brought.
+/// A JSON record: what one `/v1/rows` request brought.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct WalRecord {
     /// The writing process's boot id.
     pub boot: u64,
-    /// Envelopes (`/v1/events`, `/v1/batch`), validated by the streamer.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub events: Vec<WalEvent>,
     /// Rows an SDK validated (`/v1/rows`, the forward sink).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub batches: Vec<WireBatch>,
@@ -67,9 +45,7 @@ pub struct WalRecord {
 impl WalRecord {
     /// How many events the record holds.
     pub fn len(&self) -> usize {
-        self.events.len()
-            + self.batches.iter().map(|b| b.rows.len()).sum::<usize>()
-            + self.rejected.len()
+        self.batches.iter().map(|b| b.rows.len()).sum::<usize>() + self.rejected.len()
     }
 
     /// Whether it holds nothing.
@@ -414,7 +390,7 @@ fn write_group(
     accepted: &dyn Fn(u64),
 ) -> Option<String> {
     let payloads: Vec<&[u8]> = group.iter().map(|a| a.payload.as_slice()).collect();
-    let bytes: u64 = payloads.iter().map(|p| (p.len() + HEADER) as u64).sum();
+    let bytes: u64 = payloads.iter().map(|p| spool::stored_len(p.len())).sum();
     let result = match spool.append(&payloads) {
         Ok(()) => {
             pending.fetch_add(bytes, Ordering::Relaxed);
@@ -425,7 +401,7 @@ fn write_group(
             // Maybe only some fit: write one by one so those that fit are taken.
             let mut failure = None;
             for a in group.drain(..) {
-                let len = (a.payload.len() + HEADER) as u64;
+                let len = spool::stored_len(a.payload.len());
                 let r = spool.append(&[&a.payload]).map_err(to_append_error);
                 match &r {
                     Ok(()) => {

@@ -97,7 +97,7 @@ impl DropReason {
 }
 
 /// Every `reason` of `evlog_events_rejected_total` that core itself produces, in label order:
-/// the envelope and routing checks ([`reasons`](crate::pipeline::reasons)), schema conversion and row
+/// the envelope and routing checks ([`reasons`](crate::ingest::reasons)), schema conversion and row
 /// checks ([`RowErrorReason`](crate::schema::RowErrorReason)) and BigQuery's refusals
 /// ([`REJECT_REASON`](crate::sink::bigquery::REJECT_REASON)). [`Stats`] always holds each of
 /// them (0 until counted), so a reader can index any of them. Reasons read back from a
@@ -784,7 +784,7 @@ mod tests {
     /// Every reason core produces is in [`REJECT_REASONS`], so none appears only once counted.
     #[test]
     fn reject_reasons_cover_every_reason_core_produces() {
-        use crate::pipeline::reasons;
+        use crate::ingest::reasons;
         use crate::schema::RowErrorReason;
         let mut produced = vec![
             reasons::INVALID_JSON,

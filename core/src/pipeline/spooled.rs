@@ -21,7 +21,7 @@ use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{EventId, RawEvent};
+use crate::ingest::{EventId, RawEvent};
 use crate::routing::{Destination, PartitionKind};
 use crate::sink::forward::wire::WireRejected;
 use crate::sink::{intern_reason, Batch, EncodedRow, RejectedEvent};

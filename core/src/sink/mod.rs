@@ -289,7 +289,7 @@ pub type SinkFactory = Arc<dyn Fn() -> Result<Box<dyn Sink>, SinkError> + Send +
 /// the client and reads the credentials).
 pub fn factory(
     full: &crate::config::Config,
-    processor: &crate::pipeline::Processor,
+    processor: &crate::ingest::Processor,
 ) -> Result<SinkFactory, SinkError> {
     let config = &full.sink;
     match config.kind {

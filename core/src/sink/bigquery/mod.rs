@@ -527,7 +527,7 @@ fn rejected_row(
 }
 
 /// The catalog of base tables from the schemas and routing in use.
-pub fn catalog(processor: &crate::pipeline::Processor) -> TableCatalog {
+pub fn catalog(processor: &crate::ingest::Processor) -> TableCatalog {
     processor
         .schemas()
         .iter()
