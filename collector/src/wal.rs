@@ -1,13 +1,34 @@
-//! The write-ahead log: core's [`Spool`] (same segment and record format), one record per
-//! request. Concurrent requests are grouped into one write and one fsync by the requests' own
-//! tasks (leader/follower group commit, no writer thread to hand over to and wake back).
+//! The write-ahead log: core's [`Spool`] (same segments and record framing: magic, length,
+//! CRC-32C, payload), one record per request. Concurrent requests are grouped into one write and
+//! one fsync by the requests' own tasks (leader/follower group commit, no writer thread to hand
+//! over to and wake back).
 //!
-//! Record payload (JSON): `{"boot":<u64>,"batches":[…],"rejected":[…]}` in core's forward wire
-//! format: rows already validated and converted (by core's processor at ingest, or by an SDK
-//! for `/v1/rows`) and dead letters. Records written by earlier versions carry `"events"`
-//! (envelopes still to validate); streamers still read those. `boot` identifies the collector
-//! process that acknowledged the events, so a later process replaying them counts them as
-//! accepted by itself.
+//! ## Record payloads
+//! Two kinds, told apart by the first byte. Both hold rows already validated and converted (by
+//! core's processor at ingest, or by an SDK for `/v1/rows`) and dead letters, and the `boot` id
+//! of the collector process that acknowledged them: a later process replaying them counts them
+//! as accepted by itself.
+//!
+//! **Framed** (first byte [`FRAMED`], `0x02`), written for `/v1/events` and `/v1/batch`
+//! ([`RecordBuilder`]); binary, so streamers slice rows out without scanning JSON. Integers are
+//! little-endian; a `str` is a `u32` byte length then that many bytes of UTF-8:
+//!
+//! ```text
+//! u8   0x02
+//! u64  boot
+//! u32  number of destinations N
+//! N ×  u8 partitioned (1) or day-sharded (0), str dataset, str table, str day (YYYYMMDD),
+//!      u32 rows in this destination
+//! str  dead letters: a JSON array of core's forward-wire `rejected` entries, or empty
+//! then the rows of the first destination, then of the second, …: each str id, str row JSON
+//! ```
+//!
+//! **JSON** (first byte `{`), written for `/v1/rows` ([`WalRecord`]):
+//! `{"boot":<u64>,"batches":[…],"rejected":[…]}`, `batches` and `rejected` in core's forward
+//! wire format (`evlog_core::sink::forward::wire`), each left out when empty.
+//!
+//! A payload that reads as neither is skipped by the streamers and counted in
+//! `evlog_sink_errors_total{sink="wal",kind="undecodable"}`.
 //!
 //! Invariants:
 //! - A request is acknowledged (its `done` channel answered Ok) only after its record was written,
@@ -437,16 +458,8 @@ fn to_append_error(e: SpoolError) -> AppendError {
 /// First byte of a framed record (JSON records start with `{`).
 pub const FRAMED: u8 = 0x02;
 
-/// Builds one framed record, binary so streamers read it by slicing, with no JSON scanning
-/// (integers little-endian; `str` is a `u32` length then UTF-8 bytes):
-///
-/// ```text
-/// FRAMED, boot u64, batches u32,
-///   per batch: partitioned u8, dataset str, table str, day str, rows u32
-/// rejected str (a JSON array of core's forward-wire dead letters, or empty),
-/// then each batch's rows in order: id str, row JSON str
-/// ```
-/// Rows are core's converted JSON, copied as they are.
+/// Builds one framed record (the format is in the module docs). Rows are core's converted JSON,
+/// copied as they are.
 #[derive(Debug)]
 pub struct RecordBuilder {
     boot: u64,
