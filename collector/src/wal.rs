@@ -68,11 +68,6 @@ impl WalRecord {
     pub fn len(&self) -> usize {
         self.batches.iter().map(|b| b.rows.len()).sum::<usize>() + self.rejected.len()
     }
-
-    /// Whether it holds nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Why an append was not acknowledged.
@@ -111,8 +106,6 @@ impl std::fmt::Debug for Append {
 #[derive(Debug, Clone)]
 pub struct WalWriter {
     inner: Arc<Inner>,
-    /// Uncommitted bytes in the log.
-    pub pending: Arc<AtomicU64>,
 }
 
 struct Inner {
@@ -205,7 +198,7 @@ impl WalWriter {
                 spool,
                 last_seal: Instant::now(),
             }),
-            pending: Arc::clone(&pending),
+            pending,
             accepted: Box::new(accepted),
             closed: AtomicBool::new(false),
             policy: c.fsync,
@@ -227,7 +220,7 @@ impl WalWriter {
                 source: e,
             })?;
         let _ = inner.sealer.set(handle.thread().clone());
-        Ok((Self { inner, pending }, handle))
+        Ok((Self { inner }, handle))
     }
 
     /// Why the log cannot be written, if its last write failed (an I/O error) within

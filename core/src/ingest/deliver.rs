@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use crate::counters::{Counters, DropReason};
 use crate::routing::Destination;
-use crate::sink::{Batch, EncodedRow, RejectedEvent, Sink, SinkError};
+use crate::sink::{Batch, DeadLetterOutcome, EncodedRow, RejectedEvent, Sink, SinkError};
 
 /// What became of a delivery round, counted; what is left to do with it is the caller's.
 #[derive(Debug, Default)]
@@ -38,20 +38,6 @@ impl FailedBatch {
             .as_ref()
             .map_or_else(|| "delivery failed".into(), ToString::to_string)
     }
-}
-
-/// What became of dead letters handed to [`store_dead_letters`], counted.
-#[derive(Debug, Default)]
-pub struct DeadLetters {
-    /// Stored in their dead-letter tables (counted rejected).
-    pub stored: Vec<RejectedEvent>,
-    /// How many the dead-letter table refused for good (counted dropped, `dead_letter_failed`),
-    /// and its first message.
-    pub refused: Option<(u64, String)>,
-    /// Not stored for now: keep them and try again later.
-    pub failed: Vec<RejectedEvent>,
-    /// Why `failed` is not empty (counted in `evlog_sink_errors_total`); `None` when it is.
-    pub error: Option<SinkError>,
 }
 
 /// Hands `batches` to `sink` in one call and counts its report in `counters`: the call's
@@ -99,36 +85,30 @@ pub fn deliver(sink: &mut dyn Sink, batches: Vec<Batch>, counters: &Counters) ->
 /// Hands dead letters to `sink` ([`Sink::store_dead_letters`]) and counts its report in
 /// `counters`: those stored as rejected (by reason); those refused for good as dropped
 /// (`dead_letter_failed`) with a `dead_letter_invalid` sink error; for those failed, the error's
-/// kind. What failed is returned, for the caller to keep.
+/// kind. Returns the report, with an error whenever some failed (the caller keeps those).
 pub fn store_dead_letters(
     sink: &mut dyn Sink,
     events: Vec<RejectedEvent>,
     counters: &Counters,
-) -> DeadLetters {
-    let o = sink.store_dead_letters(events);
+) -> DeadLetterOutcome {
+    let mut o = sink.store_dead_letters(events);
     let name = sink.name();
     for r in &o.stored {
         counters.reject(r.reason, 1);
     }
-    let refused = o.refused.first().map(|(_, message)| {
-        let n = o.refused.len() as u64;
+    if !o.refused.is_empty() {
         counters.sink_error(name, "dead_letter_invalid");
-        counters.drop_events(DropReason::DeadLetterFailed, n);
-        (n, message.clone())
-    });
-    let error = (!o.failed.is_empty()).then(|| {
+        counters.drop_events(DropReason::DeadLetterFailed, o.refused.len() as u64);
+    }
+    if o.failed.is_empty() {
+        o.error = None;
+    } else {
         let e = o
             .error
-            .unwrap_or_else(|| SinkError::Other("dead letters not stored".into()));
+            .get_or_insert_with(|| SinkError::Other("dead letters not stored".into()));
         counters.sink_error(name, e.kind());
-        e
-    });
-    DeadLetters {
-        stored: o.stored,
-        refused,
-        failed: o.failed,
-        error,
     }
+    o
 }
 
 /// Rows for one destination as a batch.
@@ -144,7 +124,7 @@ fn batch_of(destination: Destination, rows: Vec<EncodedRow>) -> Batch {
 mod tests {
     use super::*;
     use crate::routing::PartitionKind;
-    use crate::sink::{BatchOutcome, DeadLetterOutcome};
+    use crate::sink::BatchOutcome;
 
     /// Answers with what it is given.
     struct Scripted {
@@ -267,7 +247,7 @@ mod tests {
         let c = Counters::new();
         let d = store_dead_letters(&mut sink, Vec::new(), &c);
         assert_eq!(d.stored.len(), 2);
-        assert_eq!(d.refused, Some((1, "refused: bad row".into())));
+        assert_eq!(d.refused.len(), 1);
         assert_eq!(d.failed.len(), 1);
         assert_eq!(
             d.error.as_ref().map(ToString::to_string).as_deref(),

@@ -17,21 +17,27 @@
 //!   `batch.max_bytes`.
 //! - **Delivery**: [`deliver`] hands batches to a [`Sink`](crate::sink::Sink) in one call and
 //!   counts what it reports ([`Delivery`]); [`store_dead_letters`] does the same for dead
-//!   letters ([`DeadLetters`]). What the sink could not take now (failed rows, failed dead
-//!   letters) is returned uncounted: the caller keeps it (the pipeline in its spool, the
-//!   collector in its write-ahead log) or drops it, and counts that.
+//!   letters ([`DeadLetterOutcome`](crate::sink::DeadLetterOutcome), its `error` set whenever
+//!   some failed). What the sink could not take now (failed rows, failed dead letters) is
+//!   returned uncounted: the caller keeps it (the pipeline in its spool, the collector in its
+//!   write-ahead log) or drops it, and counts that.
 //!
 //! ## Counters moved (`crate::counters`)
-//! | call | counter | when |
-//! |---|---|---|
-//! | [`deliver`] | `evlog_flush_seconds` | one observation: the sink call's duration |
-//! | | `evlog_events_delivered_total` | rows the sink acknowledged |
-//! | | `evlog_events_retried_total` | rows the sink sent more than once |
-//! | | `evlog_sink_errors_total{sink,kind}` | every failed attempt's kind; the final error's kind when the sink reports no attempts |
-//! | | `evlog_events_rejected_total{reason}` | rows the destination stored as dead letters itself (`rejected_stored`) |
-//! | [`store_dead_letters`] | `evlog_events_rejected_total{reason}` | dead letters stored |
-//! | | `evlog_events_dropped_total{reason="dead_letter_failed"}`, `evlog_sink_errors_total{sink,kind="dead_letter_invalid"}` | dead letters the table refused for good |
-//! | | `evlog_sink_errors_total{sink,kind}` | the error's kind, once, when some failed |
+//! [`deliver`]:
+//! - `evlog_flush_seconds`: one observation, the sink call's duration;
+//! - `evlog_events_delivered_total`: rows the sink acknowledged;
+//! - `evlog_events_retried_total`: rows the sink sent more than once;
+//! - `evlog_sink_errors_total{sink,kind}`: every failed attempt's kind, or the final error's
+//!   kind when the sink reports no attempts;
+//! - `evlog_events_rejected_total{reason}`: rows the destination stored as dead letters itself
+//!   (`rejected_stored`). Rows it refused (`rejected`) are counted when they are stored.
+//!
+//! [`store_dead_letters`]:
+//! - `evlog_events_rejected_total{reason}`: dead letters stored;
+//! - `evlog_events_dropped_total{reason="dead_letter_failed"}` and
+//!   `evlog_sink_errors_total{sink,kind="dead_letter_invalid"}`: dead letters the table refused
+//!   for good;
+//! - `evlog_sink_errors_total{sink,kind}`: the error's kind, once, when some failed.
 //!
 //! With these and the caller's own counts (accepted when taken; spooled, dropped or waiting for
 //! what comes back failed), every accepted event ends in exactly one of delivered, rejected or
@@ -43,7 +49,7 @@ mod event;
 mod process;
 
 pub use self::batch::Batcher;
-pub use self::deliver::{deliver, store_dead_letters, DeadLetters, Delivery, FailedBatch};
+pub use self::deliver::{deliver, store_dead_letters, Delivery, FailedBatch};
 pub(crate) use self::event::EventId;
 pub use self::event::{EventInput, RawEvent};
 pub use self::process::{reasons, Processor};

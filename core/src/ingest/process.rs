@@ -76,7 +76,7 @@ impl Processor {
     }
 
     /// The router in use.
-    pub fn router(&self) -> &Router {
+    pub(crate) fn router(&self) -> &Router {
         &self.router
     }
 

@@ -230,7 +230,7 @@ impl Spool {
     }
 
     /// Total bytes of segment files.
-    pub fn used_bytes(&self) -> u64 {
+    pub(crate) fn used_bytes(&self) -> u64 {
         self.segments()
             .unwrap_or_default()
             .iter()
@@ -546,7 +546,7 @@ impl SegmentReader {
     }
 
     /// Whether every record has been read.
-    pub fn at_end(&self) -> bool {
+    pub(crate) fn at_end(&self) -> bool {
         self.pos >= self.len
     }
 }

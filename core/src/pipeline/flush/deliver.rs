@@ -83,11 +83,12 @@ impl Worker {
         let outcome = ingest::store_dead_letters(self.sink.as_mut(), rejects, &self.st.counters);
         self.sink.set_probe(false);
         self.report.rejected(&outcome.stored);
-        if let Some((n, message)) = outcome.refused {
+        if let Some((_, message)) = outcome.refused.first() {
             // The dead-letter table itself refuses them: trying again cannot help.
+            let n = outcome.refused.len() as u64;
             self.lost += n;
             self.report
-                .dropped(DropReason::DeadLetterFailed, n, message);
+                .dropped(DropReason::DeadLetterFailed, n, message.clone());
         }
         let Some(error) = outcome.error else {
             self.dl_breaker.reset();
