@@ -50,8 +50,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{CollectorSection, FsyncPolicy};
 
-/// A JSON record: what one `/v1/rows` request brought.
+/// A JSON record: what one `/v1/rows` request brought. A record with other members is not one
+/// this build wrote: it reads as undecodable (counted) rather than losing what it holds unseen.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WalRecord {
     /// The writing process's boot id.
     pub boot: u64,
@@ -616,6 +618,16 @@ impl RecordBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_records_hold_rows_and_dead_letters_only() {
+        let rows = br#"{"boot":3,"batches":[{"dataset":"events","table":"t","partitioned":true,"day":"20261122","rows":[{"id":"a","json":{"x":1}}]}]}"#;
+        let r: WalRecord = serde_json::from_slice(rows).expect("a /v1/rows record");
+        assert_eq!((r.boot, r.len()), (3, 1));
+        // Anything else is not a record this build wrote: undecodable, not read in part.
+        let other = br#"{"boot":3,"events":[{"namespace":"events","type":"t","time":null,"received_at":1,"id":"b","event":{}}]}"#;
+        assert!(serde_json::from_slice::<WalRecord>(other).is_err());
+    }
 
     #[test]
     fn framed_records_read_back() {
