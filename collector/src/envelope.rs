@@ -1,7 +1,7 @@
 //! Ingest-side envelope parsing without `serde_json::Value` trees.
 //!
 //! An envelope is read as its top-level keys with *raw* (unparsed, borrowed) values, so the
-//! `event` object is only skipped over here; core's [`Processor`](evlog_core::pipeline::Processor)
+//! `event` object is only skipped over here; core's [`Processor`](evlog_core::ingest::Processor)
 //! parses it once, at ingest, and the write-ahead log keeps the converted row.
 //!
 //! The rules are core's [`Envelope::from_value`]: when the fast path finds anything it does not

@@ -3,8 +3,8 @@
 //! - [`run`]: serve on a bound listener until `shutdown` resolves, then drain (see below).
 //! - `POST /v1/events` (one envelope), `POST /v1/batch` (JSON array or NDJSON), gzip accepted;
 //!   `GET /healthz`, `GET /readyz`, `GET /metrics`.
-//! - A 2xx answer means the request's events are in the write-ahead log ([`wal`]); streamer
-//!   threads ([`streamer`]) deliver them through the configured sink and commit afterwards.
+//! - A 2xx answer means the request's events are in the write-ahead log (module `wal`); streamer
+//!   threads (module `streamer`) deliver them through the configured sink and commit afterwards.
 //! - Answers sent before a request body was read (401, 413, 429, …) reach clients that are
 //!   still sending it: the rest is read and discarded, within bounds, before the connection is
 //!   closed (lingering close, module `linger`).
@@ -16,8 +16,8 @@ pub mod config;
 mod envelope;
 mod http;
 mod linger;
-pub mod streamer;
-pub mod wal;
+mod streamer;
+mod wal;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use evlog_core::counters::Counters;
-use evlog_core::pipeline::Processor;
+use evlog_core::ingest::Processor;
 use evlog_core::schema::SchemaRegistry;
 use evlog_core::spool::Spool;
 use hyper::server::conn::http1;
@@ -230,7 +230,6 @@ async fn serve(
     for i in 0..c.workers {
         let spool = Spool::open(spool_opts.clone())?;
         let parts = streamer::StreamerParts {
-            processor: Arc::clone(&processor),
             sink_factory: Arc::clone(&sink_factory),
             max_rows: config.core.batch.max_rows,
             max_bytes: config.core.batch.max_bytes.0 as usize,

@@ -1,35 +1,39 @@
-//! Streamers: threads that read sealed write-ahead-log segments, validate and route every event
-//! with core's [`Processor`], deliver batches through core's sink, dead-letter rejects through the
-//! same sink, and commit the segment offset only after the sink acknowledged everything before it.
+//! Streamers: threads that read sealed write-ahead-log segments (rows converted at ingest, and
+//! dead letters), batch the rows, deliver them through core's sink, dead-letter rejects through
+//! the same sink, and commit the segment offset only after the sink acknowledged everything
+//! before it. Batching, delivery and the counting of outcomes are core's
+//! ([`evlog_core::ingest`]), as in the SDK's flush thread; what is the collector's is retrying
+//! without committing, the shutdown deadline, `/readyz` and the per-table counts.
 //!
 //! Delivery is at least once: a crash between the sink's acknowledgement and the commit sends
 //! those rows again on restart, with the same insertId (BigQuery drops the duplicates).
-//! Rows the sink fails are retried (full-jitter backoff, `[retry]` base/cap) without committing;
-//! at the shutdown deadline a streamer stops and what is uncommitted stays in the log.
+//! Rows the sink fails are retried (core's full-jitter backoff, `[retry]` base/cap) without
+//! committing; at the shutdown deadline a streamer stops and what is uncommitted stays in the
+//! log.
 //!
 //! Dead letters are retried the same way: while their table cannot be written (no permission,
 //! BigQuery down) the streamer does not commit past them, `evlog_dead_letters_waiting` counts
 //! them, and `/readyz` answers 503 with the sink's last error. Only dead letters the table
 //! refuses for good (a row it finds invalid) are dropped, counted as `dead_letter_failed`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use evlog_core::config::RetryConfig;
-use evlog_core::counters::{Counters, DropReason};
-use evlog_core::pipeline::{EventId, Processor, RawEvent};
+use evlog_core::counters::Counters;
+use evlog_core::ingest::{self, Batcher};
 use evlog_core::routing::Destination;
-use evlog_core::sink::{intern_reason, Batch, EncodedRow, RejectedEvent, Sink, SinkFactory};
-use evlog_core::spool::{SegmentReader, Spool, HEADER};
+use evlog_core::sink::{intern_reason, EncodedRow, RejectedEvent, Sink, SinkFactory};
+use evlog_core::spool::{SegmentReader, Spool};
 
 use crate::wal::{read_framed, WalRecord, FRAMED};
 
 /// What streamers share with the HTTP side.
 #[derive(Debug)]
 pub struct Shared {
-    /// DESIGN.md counters.
+    /// The counters (docs/contracts.md).
     pub counters: Counters,
     /// Uncommitted log bytes.
     pub pending: Arc<AtomicU64>,
@@ -46,8 +50,6 @@ pub struct Shared {
 /// Settings of a streamer.
 #[derive(Clone)]
 pub struct StreamerParts {
-    /// Validation and routing.
-    pub processor: Arc<Processor>,
     /// Builds each streamer's sink.
     pub sink_factory: SinkFactory,
     /// Rows per sink call.
@@ -67,6 +69,18 @@ impl Shared {
     fn failing(&self, why: &str) {
         self.sink_healthy.store(false, Ordering::Relaxed);
         *self.sink_error.lock().unwrap_or_else(|e| e.into_inner()) = why.to_string();
+    }
+
+    /// Adds rows delivered to their tables' counts.
+    fn count_per_table(&self, delivered: &[(Destination, usize)]) {
+        if delivered.is_empty() {
+            return;
+        }
+        let mut t = self.per_table.lock().unwrap_or_else(|e| e.into_inner());
+        for (dest, n) in delivered {
+            *t.entry(format!("{}.{}", dest.dataset, dest.table))
+                .or_default() += *n as u64;
+        }
     }
 }
 
@@ -129,13 +143,24 @@ pub fn run(parts: StreamerParts, mut spool: Spool) {
     }
 }
 
-#[derive(Default)]
+/// What was read since the last delivery.
 struct Acc {
-    rows: HashMap<Destination, (Vec<EncodedRow>, usize)>,
+    rows: Batcher,
     rejects: Vec<RejectedEvent>,
     events: usize,
     /// Log bytes of the records read into this accumulator.
     bytes: u64,
+}
+
+impl Acc {
+    fn new(parts: &StreamerParts) -> Self {
+        Self {
+            rows: Batcher::new(parts.max_rows, parts.max_bytes),
+            rejects: Vec::new(),
+            events: 0,
+            bytes: 0,
+        }
+    }
 }
 
 fn stream_segment(
@@ -145,7 +170,7 @@ fn stream_segment(
     mut seg: SegmentReader,
 ) {
     let shared = &parts.shared;
-    let mut acc = Acc::default();
+    let mut acc = Acc::new(parts);
     let mut last_end = None;
     let mut last_commit = Instant::now();
     loop {
@@ -157,7 +182,7 @@ fn stream_segment(
                 return; // not committed: read again later
             }
         };
-        acc.bytes += (rec.payload.len() + HEADER) as u64;
+        acc.bytes += rec.stored_len();
         if rec.payload.first() == Some(&FRAMED) {
             read_framed_record(parts, &mut acc, &rec.payload);
         } else {
@@ -165,7 +190,7 @@ fn stream_segment(
         }
         last_end = Some(rec.end);
         if acc.events >= parts.max_rows {
-            if !deliver(parts, sink, std::mem::take(&mut acc)) {
+            if !deliver(parts, sink, std::mem::replace(&mut acc, Acc::new(parts))) {
                 return;
             }
             // Committing costs a file write, fsync and rename: inside a segment (sealed every
@@ -198,18 +223,27 @@ fn read_framed_record(parts: &StreamerParts, acc: &mut Acc, payload: &[u8]) {
         shared.counters.accept_n(n as u64);
     }
     for (dest, n) in header.batches {
-        let slot = acc.rows.entry(dest).or_default();
-        for _ in 0..n {
-            let Some((id, json)) = rows.next_row() else {
-                shared.counters.sink_error("wal", "undecodable");
-                break;
-            };
-            acc.events += 1;
-            slot.1 += json.len();
-            slot.0.push(EncodedRow {
-                insert_id: id.to_string(),
-                json: json.to_string(),
-            });
+        let (mut read, mut torn) = (0, false);
+        acc.rows.extend(
+            &dest,
+            std::iter::from_fn(|| {
+                if read == n {
+                    return None;
+                }
+                let Some((id, json)) = rows.next_row() else {
+                    torn = true;
+                    return None;
+                };
+                read += 1;
+                Some(EncodedRow {
+                    insert_id: id.to_string(),
+                    json: json.to_string(),
+                })
+            }),
+        );
+        acc.events += read;
+        if torn {
+            shared.counters.sink_error("wal", "undecodable");
         }
     }
     for r in header.rejected {
@@ -219,157 +253,65 @@ fn read_framed_record(parts: &StreamerParts, acc: &mut Acc, payload: &[u8]) {
     }
 }
 
-/// A JSON record ([`WalRecord`]): `/v1/rows` requests, and envelopes logged by earlier versions.
+/// A JSON record ([`WalRecord`]): a `/v1/rows` request.
 fn read_json_record(parts: &StreamerParts, acc: &mut Acc, payload: &[u8]) {
     let shared = &parts.shared;
-    match serde_json::from_slice::<WalRecord>(payload) {
-        Ok(record) => {
-            if record.boot != shared.boot {
-                shared.counters.accept_n(record.len() as u64);
-            }
-            for b in record.batches {
-                let dest = b.destination();
-                let slot = acc.rows.entry(dest).or_default();
-                for r in b.rows {
-                    acc.events += 1;
-                    let json = r.json.get().to_string();
-                    slot.1 += json.len();
-                    slot.0.push(EncodedRow {
-                        insert_id: r.id,
-                        json,
-                    });
-                }
-            }
-            for r in record.rejected {
-                acc.events += 1;
-                let reason = intern_reason(&r.reason);
-                acc.rejects.push(r.into_rejected(reason));
-            }
-            for e in record.events {
-                let raw = RawEvent {
-                    namespace: e.namespace.into(),
-                    type_name: e.type_name.into(),
-                    time: e.time,
-                    received_at: e.received_at,
-                    id: EventId::Given(e.id.into()),
-                    body: e.event.get().to_string(),
-                };
-                acc.events += 1;
-                match parts.processor.process(&raw) {
-                    Ok((dest, row)) => {
-                        let slot = acc.rows.entry(dest).or_default();
-                        slot.1 += row.json.len();
-                        slot.0.push(row);
-                    }
-                    Err(r) => acc.rejects.push(*r),
-                }
-            }
-        }
-        Err(_) => shared.counters.sink_error("wal", "undecodable"),
+    let Ok(record) = serde_json::from_slice::<WalRecord>(payload) else {
+        shared.counters.sink_error("wal", "undecodable");
+        return;
+    };
+    if record.boot != shared.boot {
+        shared.counters.accept_n(record.len() as u64);
+    }
+    for b in record.batches {
+        acc.events += b.rows.len();
+        let dest = b.destination();
+        let rows = b.rows.into_iter().map(|r| EncodedRow {
+            insert_id: r.id,
+            json: r.json.get().to_string(),
+        });
+        acc.rows.extend(&dest, rows);
+    }
+    for r in record.rejected {
+        acc.events += 1;
+        let reason = intern_reason(&r.reason);
+        acc.rejects.push(r.into_rejected(reason));
     }
 }
 
 /// Delivers rows and dead letters, retrying failures until they succeed or the shutdown deadline
 /// passes. True when everything was acknowledged (the caller may commit).
-fn deliver(parts: &StreamerParts, sink: &mut dyn Sink, acc: Acc) -> bool {
+fn deliver(parts: &StreamerParts, sink: &mut dyn Sink, mut acc: Acc) -> bool {
     let shared = &parts.shared;
-    let mut batches = Vec::new();
-    for (dest, (rows, _)) in acc.rows {
-        let mut chunk = Vec::new();
-        let mut bytes = 0;
-        for row in rows {
-            if !chunk.is_empty()
-                && (chunk.len() >= parts.max_rows || bytes + row.json.len() > parts.max_bytes)
-            {
-                batches.push(Batch {
-                    destination: dest.clone(),
-                    rows: std::mem::take(&mut chunk),
-                    bytes,
-                });
-                bytes = 0;
-            }
-            bytes += row.json.len();
-            chunk.push(row);
-        }
-        if !chunk.is_empty() {
-            batches.push(Batch {
-                destination: dest,
-                rows: chunk,
-                bytes,
-            });
-        }
-    }
+    acc.rows.close_all();
+    let mut batches = acc.rows.take_ready();
     let mut rejects = acc.rejects;
     let mut attempt = 0u32;
-    let mut row_error = None;
     while !batches.is_empty() {
-        let dests: Vec<Destination> = batches.iter().map(|b| b.destination.clone()).collect();
-        let started = Instant::now();
-        let outcomes = sink.deliver(batches);
-        shared.counters.observe_flush(started.elapsed());
-        batches = Vec::new();
-        for (o, dest) in outcomes.into_iter().zip(dests) {
-            shared.counters.deliver(o.delivered as u64);
-            shared.counters.retry(o.retried as u64);
-            if o.delivered > 0 {
-                let mut t = shared.per_table.lock().unwrap_or_else(|e| e.into_inner());
-                *t.entry(format!("{}.{}", dest.dataset, dest.table))
-                    .or_default() += o.delivered as u64;
-            }
-            for kind in &o.attempt_errors {
-                shared.counters.sink_error(sink.name(), kind);
-            }
-            if let (Some(e), true) = (&o.error, o.attempt_errors.is_empty()) {
-                shared.counters.sink_error(sink.name(), e.kind());
-            }
-            rejects.extend(o.rejected);
-            // Stored as dead letters by the destination itself (a collector forwarding to
-            // another): counted, not sent again.
-            for r in &o.rejected_stored {
-                shared.counters.reject(r.reason, 1);
-            }
-            if !o.failed.is_empty() {
-                row_error = o.error.as_ref().map(|e| e.to_string());
-                let bytes = o.failed.iter().map(|r| r.json.len()).sum();
-                batches.push(Batch {
-                    destination: dest,
-                    rows: o.failed,
-                    bytes,
-                });
-            }
-        }
-        if batches.is_empty() {
+        let delivery = ingest::deliver(sink, batches, &shared.counters);
+        shared.count_per_table(&delivery.delivered);
+        rejects.extend(delivery.rejected);
+        let Some(last) = delivery.failed.last() else {
             shared.sink_healthy.store(true, Ordering::Relaxed);
-        } else {
-            shared.failing(&format!(
-                "rows cannot be delivered: {}",
-                row_error.as_deref().unwrap_or("delivery failed")
-            ));
-            shared
-                .counters
-                .retry(batches.iter().map(|b| b.rows.len() as u64).sum());
-            if !backoff(parts, &mut attempt) {
-                return false;
-            }
+            break;
+        };
+        shared.failing(&format!("rows cannot be delivered: {}", last.message()));
+        batches = delivery.failed.into_iter().map(|f| f.batch).collect();
+        shared
+            .counters
+            .retry(batches.iter().map(|b| b.rows.len() as u64).sum());
+        if !backoff(parts, &mut attempt) {
+            return false;
         }
     }
     // Dead letters counted in `evlog_dead_letters_waiting` while their table fails.
     let mut waiting = 0u64;
     while !rejects.is_empty() {
-        let o = sink.store_dead_letters(std::mem::take(&mut rejects));
-        for r in &o.stored {
-            shared.counters.reject(r.reason, 1);
-        }
-        if !o.refused.is_empty() {
-            // The dead-letter table refuses them for good: retrying would block the log forever.
-            shared
-                .counters
-                .sink_error(sink.name(), "dead_letter_invalid");
-            shared
-                .counters
-                .drop_events(DropReason::DeadLetterFailed, o.refused.len() as u64);
-        }
-        rejects = o.failed;
+        // Those the table refuses for good are dropped (counted): retrying would block the log
+        // forever.
+        let outcome =
+            ingest::store_dead_letters(sink, std::mem::take(&mut rejects), &shared.counters);
+        rejects = outcome.failed;
         let now_waiting = rejects.len() as u64;
         if now_waiting > waiting {
             shared.counters.dead_letters_wait(now_waiting - waiting);
@@ -377,17 +319,10 @@ fn deliver(parts: &StreamerParts, sink: &mut dyn Sink, acc: Acc) -> bool {
             shared.counters.dead_letters_settled(waiting - now_waiting);
         }
         waiting = now_waiting;
-        if rejects.is_empty() {
+        let Some(e) = outcome.error else {
             shared.sink_healthy.store(true, Ordering::Relaxed);
             break;
-        }
-        let e = o.error.map_or_else(
-            || "not stored".to_string(),
-            |e| {
-                shared.counters.sink_error(sink.name(), e.kind());
-                e.to_string()
-            },
-        );
+        };
         shared.failing(&format!("dead letters cannot be written: {e}"));
         if !backoff(parts, &mut attempt) {
             // Left uncommitted in the log for the next start; no longer waiting here.
@@ -402,17 +337,12 @@ fn deliver(parts: &StreamerParts, sink: &mut dyn Sink, acc: Acc) -> bool {
     true
 }
 
-/// Sleeps a full-jitter backoff; false when the shutdown deadline passes first.
+/// Sleeps core's full-jitter backoff for the next attempt; false when the shutdown deadline
+/// passes first (checked at least every 20 ms).
 fn backoff(parts: &StreamerParts, attempt: &mut u32) -> bool {
     *attempt = attempt.saturating_add(1);
     let cap = parts.retry.cap.max(Duration::from_millis(1));
-    let exp = parts
-        .retry
-        .base
-        .saturating_mul(1u32 << (*attempt).min(16))
-        .min(cap);
-    let jitter = evlog_core::ids::random_u64() % (exp.as_micros() as u64 + 1);
-    let until = Instant::now() + Duration::from_micros(jitter);
+    let until = Instant::now() + evlog_core::config::backoff(parts.retry.base, cap, *attempt);
     loop {
         let deadline = *parts.stop.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();

@@ -1,13 +1,34 @@
-//! The write-ahead log: core's [`Spool`] (same segment and record format), one record per
-//! request. Concurrent requests are grouped into one write and one fsync by the requests' own
-//! tasks (leader/follower group commit, no writer thread to hand over to and wake back).
+//! The write-ahead log: core's [`Spool`] (same segments and record framing: magic, length,
+//! CRC-32C, payload), one record per request. Concurrent requests are grouped into one write and
+//! one fsync by the requests' own tasks (leader/follower group commit, no writer thread to hand
+//! over to and wake back).
 //!
-//! Record payload (JSON): `{"boot":<u64>,"batches":[…],"rejected":[…]}` in core's forward wire
-//! format: rows already validated and converted (by core's processor at ingest, or by an SDK
-//! for `/v1/rows`) and dead letters. Records written by earlier versions carry `"events"`
-//! (envelopes still to validate); streamers still read those. `boot` identifies the collector
-//! process that acknowledged the events, so a later process replaying them counts them as
-//! accepted by itself.
+//! ## Record payloads
+//! Two kinds, told apart by the first byte. Both hold rows already validated and converted (by
+//! core's processor at ingest, or by an SDK for `/v1/rows`) and dead letters, and the `boot` id
+//! of the collector process that acknowledged them: a later process replaying them counts them
+//! as accepted by itself.
+//!
+//! **Framed** (first byte [`FRAMED`], `0x02`), written for `/v1/events` and `/v1/batch`
+//! ([`RecordBuilder`]); binary, so streamers slice rows out without scanning JSON. Integers are
+//! little-endian; a `str` is a `u32` byte length then that many bytes of UTF-8:
+//!
+//! ```text
+//! u8   0x02
+//! u64  boot
+//! u32  number of destinations N
+//! N ×  u8 partitioned (1) or day-sharded (0), str dataset, str table, str day (YYYYMMDD),
+//!      u32 rows in this destination
+//! str  dead letters: a JSON array of core's forward-wire `rejected` entries, or empty
+//! then the rows of the first destination, then of the second, …: each str id, str row JSON
+//! ```
+//!
+//! **JSON** (first byte `{`), written for `/v1/rows` ([`WalRecord`]):
+//! `{"boot":<u64>,"batches":[…],"rejected":[…]}`, `batches` and `rejected` in core's forward
+//! wire format (`evlog_core::sink::forward::wire`), each left out when empty.
+//!
+//! A payload that reads as neither is skipped by the streamers and counted in
+//! `evlog_sink_errors_total{sink="wal",kind="undecodable"}`.
 //!
 //! Invariants:
 //! - A request is acknowledged (its `done` channel answered Ok) only after its record was written,
@@ -24,38 +45,18 @@ use evlog_core::counters::{write_metric, Histogram};
 use evlog_core::routing::{Destination, PartitionKind};
 use evlog_core::sink::forward::wire::{WireBatch, WireRejected};
 use evlog_core::sink::RejectedEvent;
-use evlog_core::spool::{Spool, SpoolError, SpoolOptions, HEADER};
+use evlog_core::spool::{self, Spool, SpoolError, SpoolOptions};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use crate::config::{CollectorSection, FsyncPolicy};
 
-/// One event as stored in the log.
+/// A JSON record: what one `/v1/rows` request brought. A record with other members is not one
+/// this build wrote: it reads as undecodable (counted) rather than losing what it holds unseen.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct WalEvent {
-    /// Envelope namespace.
-    pub namespace: String,
-    /// Envelope type.
-    #[serde(rename = "type")]
-    pub type_name: String,
-    /// Event time (µs) if the client gave one.
-    pub time: Option<i64>,
-    /// When the collector received it (µs).
-    pub received_at: i64,
-    /// The event id (given or generated at ingest, so replays keep the same insertId).
-    pub id: String,
-    /// The event object.
-    pub event: Box<RawValue>,
-}
-
-/// One record: what one request brought.
-#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WalRecord {
     /// The writing process's boot id.
     pub boot: u64,
-    /// Envelopes (`/v1/events`, `/v1/batch`), validated by the streamer.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub events: Vec<WalEvent>,
     /// Rows an SDK validated (`/v1/rows`, the forward sink).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub batches: Vec<WireBatch>,
@@ -67,14 +68,7 @@ pub struct WalRecord {
 impl WalRecord {
     /// How many events the record holds.
     pub fn len(&self) -> usize {
-        self.events.len()
-            + self.batches.iter().map(|b| b.rows.len()).sum::<usize>()
-            + self.rejected.len()
-    }
-
-    /// Whether it holds nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.batches.iter().map(|b| b.rows.len()).sum::<usize>() + self.rejected.len()
     }
 }
 
@@ -114,8 +108,6 @@ impl std::fmt::Debug for Append {
 #[derive(Debug, Clone)]
 pub struct WalWriter {
     inner: Arc<Inner>,
-    /// Uncommitted bytes in the log.
-    pub pending: Arc<AtomicU64>,
 }
 
 struct Inner {
@@ -208,7 +200,7 @@ impl WalWriter {
                 spool,
                 last_seal: Instant::now(),
             }),
-            pending: Arc::clone(&pending),
+            pending,
             accepted: Box::new(accepted),
             closed: AtomicBool::new(false),
             policy: c.fsync,
@@ -230,7 +222,7 @@ impl WalWriter {
                 source: e,
             })?;
         let _ = inner.sealer.set(handle.thread().clone());
-        Ok((Self { inner, pending }, handle))
+        Ok((Self { inner }, handle))
     }
 
     /// Why the log cannot be written, if its last write failed (an I/O error) within
@@ -414,7 +406,7 @@ fn write_group(
     accepted: &dyn Fn(u64),
 ) -> Option<String> {
     let payloads: Vec<&[u8]> = group.iter().map(|a| a.payload.as_slice()).collect();
-    let bytes: u64 = payloads.iter().map(|p| (p.len() + HEADER) as u64).sum();
+    let bytes: u64 = payloads.iter().map(|p| spool::stored_len(p.len())).sum();
     let result = match spool.append(&payloads) {
         Ok(()) => {
             pending.fetch_add(bytes, Ordering::Relaxed);
@@ -425,7 +417,7 @@ fn write_group(
             // Maybe only some fit: write one by one so those that fit are taken.
             let mut failure = None;
             for a in group.drain(..) {
-                let len = (a.payload.len() + HEADER) as u64;
+                let len = spool::stored_len(a.payload.len());
                 let r = spool.append(&[&a.payload]).map_err(to_append_error);
                 match &r {
                     Ok(()) => {
@@ -461,16 +453,8 @@ fn to_append_error(e: SpoolError) -> AppendError {
 /// First byte of a framed record (JSON records start with `{`).
 pub const FRAMED: u8 = 0x02;
 
-/// Builds one framed record, binary so streamers read it by slicing, with no JSON scanning
-/// (integers little-endian; `str` is a `u32` length then UTF-8 bytes):
-///
-/// ```text
-/// FRAMED, boot u64, batches u32,
-///   per batch: partitioned u8, dataset str, table str, day str, rows u32
-/// rejected str (a JSON array of core's forward-wire dead letters, or empty),
-/// then each batch's rows in order: id str, row JSON str
-/// ```
-/// Rows are core's converted JSON, copied as they are.
+/// Builds one framed record (the format is in the module docs). Rows are core's converted JSON,
+/// copied as they are.
 #[derive(Debug)]
 pub struct RecordBuilder {
     boot: u64,
@@ -634,6 +618,16 @@ impl RecordBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_records_hold_rows_and_dead_letters_only() {
+        let rows = br#"{"boot":3,"batches":[{"dataset":"events","table":"t","partitioned":true,"day":"20261122","rows":[{"id":"a","json":{"x":1}}]}]}"#;
+        let r: WalRecord = serde_json::from_slice(rows).expect("a /v1/rows record");
+        assert_eq!((r.boot, r.len()), (3, 1));
+        // Anything else is not a record this build wrote: undecodable, not read in part.
+        let other = br#"{"boot":3,"events":[{"namespace":"events","type":"t","time":null,"received_at":1,"id":"b","event":{}}]}"#;
+        assert!(serde_json::from_slice::<WalRecord>(other).is_err());
+    }
 
     #[test]
     fn framed_records_read_back() {

@@ -8,11 +8,11 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use common::*;
-use evlog_core::pipeline::{EventId, Processor, RawEvent};
+use evlog_core::ingest::{Processor, RawEvent};
 use evlog_core::schema::SchemaRegistry;
 use evlog_core::sink::forward::wire::{RowsRequest, WireBatch, WireRejected};
 use evlog_core::sink::RejectedEvent;
-use evlog_core::Config;
+use evlog_core::{Config, EventInput};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -137,14 +137,12 @@ fn core_rows(
     events
         .iter()
         .map(|(ty, id, ev)| {
-            let raw = RawEvent {
-                namespace: "events".into(),
-                type_name: (*ty).into(),
+            let input = EventInput {
                 time: Some(T),
-                received_at: T + 1_000,
-                id: EventId::Given((*id).into()),
-                body: ev.to_string(),
+                id: Some(id),
+                ..EventInput::new("events", ty, ev.to_string())
             };
+            let raw = RawEvent::new(input, T + 1_000);
             p.process(&raw).expect("core converts it")
         })
         .collect()

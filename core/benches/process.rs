@@ -8,8 +8,9 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use evlog_core::config::Config;
-use evlog_core::pipeline::{EventId, Processor, RawEvent};
+use evlog_core::ingest::{Processor, RawEvent};
 use evlog_core::schema::SchemaRegistry;
+use evlog_core::EventInput;
 
 fn bench(c: &mut Criterion) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/schemas");
@@ -28,14 +29,8 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("process");
     g.throughput(Throughput::Elements(1));
     for (ty, body) in events {
-        let raw = RawEvent {
-            namespace: "events".into(),
-            type_name: ty.into(),
-            time: None,
-            received_at: 1_763_800_000_000_000,
-            id: EventId::Generated(0x0193_5f2e_8a00_7000_8000_0000_0000_0001),
-            body: body.to_owned(),
-        };
+        // No id: a generated UUIDv7, formatted per call as the flush thread does.
+        let raw = RawEvent::new(EventInput::new("events", ty, body), 1_763_800_000_000_000);
         let (_, row) = p.process(&raw).expect("valid event");
         assert!(!row.json.is_empty());
         g.bench_function(ty, |b| b.iter(|| black_box(p.process(black_box(&raw)))));

@@ -27,7 +27,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use self::error::ConfigError;
-pub use self::retry::RetryConfig;
+pub use self::retry::{backoff, RetryConfig};
 pub use self::units::{duration_str, ByteSize};
 pub use crate::sink::{SinkConfig, SinkKind};
 

@@ -97,7 +97,7 @@ impl DropReason {
 }
 
 /// Every `reason` of `evlog_events_rejected_total` that core itself produces, in label order:
-/// the envelope and routing checks ([`reasons`](crate::pipeline::reasons)), schema conversion and row
+/// the envelope and routing checks ([`reasons`](crate::ingest::reasons)), schema conversion and row
 /// checks ([`RowErrorReason`](crate::schema::RowErrorReason)) and BigQuery's refusals
 /// ([`REJECT_REASON`](crate::sink::bigquery::REJECT_REASON)). [`Stats`] always holds each of
 /// them (0 until counted), so a reader can index any of them. Reasons read back from a
@@ -190,7 +190,7 @@ impl Histogram {
     }
 
     /// Cumulative counts for each bound, then +Inf (the total count).
-    pub fn cumulative(&self) -> Vec<u64> {
+    pub(crate) fn cumulative(&self) -> Vec<u64> {
         let mut total = 0;
         self.buckets
             .iter()
@@ -202,7 +202,7 @@ impl Histogram {
     }
 
     /// The sum of all durations, in seconds.
-    pub fn sum_seconds(&self) -> f64 {
+    pub(crate) fn sum_seconds(&self) -> f64 {
         self.sum_nanos.load(Relaxed) as f64 / 1e9
     }
 
@@ -275,7 +275,7 @@ pub fn write_metric(
 
 /// Appends a histogram in the Prometheus text format: `cumulative` holds a count per bound, then
 /// +Inf (the total count).
-pub fn write_histogram(
+pub(crate) fn write_histogram(
     s: &mut String,
     name: &str,
     help: &str,
@@ -331,7 +331,7 @@ impl Counters {
 
     /// One event offered to `log()`.
     #[inline]
-    pub fn accept(&self) {
+    pub(crate) fn accept(&self) {
         self.accepted.add(1);
     }
 
@@ -341,12 +341,12 @@ impl Counters {
     }
 
     /// `n` events acknowledged by the sink.
-    pub fn deliver(&self, n: u64) {
+    pub(crate) fn deliver(&self, n: u64) {
         self.delivered.fetch_add(n, Relaxed);
     }
 
     /// `n` events rejected (and dead-lettered) for `reason`.
-    pub fn reject(&self, reason: &'static str, n: u64) {
+    pub(crate) fn reject(&self, reason: &'static str, n: u64) {
         if n > 0 {
             *lock(&self.rejected).entry(reason).or_default() += n;
         }
@@ -354,7 +354,7 @@ impl Counters {
 
     /// `n` events dropped for `reason`.
     #[inline]
-    pub fn drop_events(&self, reason: DropReason, n: u64) {
+    pub(crate) fn drop_events(&self, reason: DropReason, n: u64) {
         // Discriminants follow declaration order, which is the order of `ALL`.
         self.dropped[reason as usize].fetch_add(n, Relaxed);
     }
@@ -365,7 +365,7 @@ impl Counters {
     }
 
     /// `n` events written to the spool.
-    pub fn spool(&self, n: u64) {
+    pub(crate) fn spool(&self, n: u64) {
         self.spooled.fetch_add(n, Relaxed);
     }
 
@@ -387,7 +387,7 @@ impl Counters {
     }
 
     /// Records how long one flush took.
-    pub fn observe_flush(&self, took: Duration) {
+    pub(crate) fn observe_flush(&self, took: Duration) {
         self.flush.observe(took);
     }
 
@@ -784,7 +784,7 @@ mod tests {
     /// Every reason core produces is in [`REJECT_REASONS`], so none appears only once counted.
     #[test]
     fn reject_reasons_cover_every_reason_core_produces() {
-        use crate::pipeline::reasons;
+        use crate::ingest::reasons;
         use crate::schema::RowErrorReason;
         let mut produced = vec![
             reasons::INVALID_JSON,

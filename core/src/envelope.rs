@@ -9,7 +9,7 @@
 //! ```
 //! Contract: `namespace` must be a valid BigQuery dataset name and `type` a valid BigQuery table name
 //! (both also become path components of schema files and file-sink outputs, so nothing that could
-//! escape a directory or a URL path is allowed); `id` is printable and at most [`MAX_ID_BYTES`];
+//! escape a directory or a URL path is allowed); `id` is printable and at most 128 bytes;
 //! `time` lies within BigQuery's TIMESTAMP range; `event` is a JSON object. Every error names the
 //! field and the rule it broke.
 
@@ -19,11 +19,11 @@ use thiserror::Error;
 use crate::time;
 
 /// BigQuery dataset names: letters, digits and underscores, at most 1024 bytes.
-pub const MAX_DATASET_BYTES: usize = 1024;
+pub(crate) const MAX_DATASET_BYTES: usize = 1024;
 /// BigQuery table names are at most 1024 bytes; day-sharded tables append `YYYYMMDD`.
-pub const MAX_TABLE_BYTES: usize = 1024 - 8;
+pub(crate) const MAX_TABLE_BYTES: usize = 1024 - 8;
 /// Longest accepted event id (BigQuery `insertId`).
-pub const MAX_ID_BYTES: usize = 128;
+pub(crate) const MAX_ID_BYTES: usize = 128;
 
 /// A broken envelope rule. `field` is the envelope field, `rule` says what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -227,7 +227,7 @@ pub fn parse_time_value(value: &Value) -> Result<i64, EnvelopeError> {
 /// Cheap structural check of an event body at `log()`: valid UTF-8 is guaranteed by `&str`; the
 /// text must look like a JSON object. Full parsing happens on the flush thread (an event that then
 /// fails to parse is rejected and dead-lettered with its raw text).
-pub fn check_event_text(text: &str) -> Result<(), EnvelopeError> {
+pub(crate) fn check_event_text(text: &str) -> Result<(), EnvelopeError> {
     let t = text.trim_ascii();
     if t.starts_with('{') && t.ends_with('}') {
         Ok(())
@@ -333,7 +333,7 @@ fn take_string(obj: &mut Map<String, Value>, field: &'static str) -> Result<Stri
 }
 
 /// The JSON kind of a value, for error messages.
-pub fn json_kind(v: &Value) -> &'static str {
+pub(crate) fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -42,7 +42,7 @@ pub fn random_u64() -> u64 {
 /// of the time (RFC 9562 §6.2, method 3), so ids from one thread sort by time to the
 /// microsecond; `rand_b` is 62 random bits.
 #[inline]
-pub fn uuid_v7(unix_micros: i64) -> u128 {
+pub(crate) fn uuid_v7(unix_micros: i64) -> u128 {
     let micros = unix_micros.max(0) as u64;
     let millis = u128::from(micros / 1000) & 0xFFFF_FFFF_FFFF;
     let rand_a = u128::from((micros % 1000) * 4096 / 1000);
@@ -51,7 +51,7 @@ pub fn uuid_v7(unix_micros: i64) -> u128 {
 }
 
 /// Formats a UUID as 36 lowercase hex characters with hyphens.
-pub fn format_uuid(u: u128) -> String {
+pub(crate) fn format_uuid(u: u128) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(36);
     for i in 0..32 {

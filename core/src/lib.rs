@@ -4,6 +4,8 @@
 //! - [`schema`]: BigQuery JSON schema files; validation and conversion of an event to a row.
 //! - [`routing`]: dataset, table and day shard of a row.
 //! - [`pipeline`]: `log()` → lock-free queue → flush thread → [`sink`].
+//! - [`ingest`]: the seam the flush thread and the collector share: the event type, processing
+//!   (validation, conversion, routing), batching, delivery and the counting of its outcome.
 //! - [`counters`]: the counters (docs/contracts.md) and the accounting invariant.
 //! - [`config`]: the TOML configuration with `EVLOG_*` overrides.
 //!
@@ -16,6 +18,7 @@ pub mod envelope;
 mod fork;
 mod fsync;
 pub mod ids;
+pub mod ingest;
 pub mod json;
 pub mod pipeline;
 pub mod routing;
@@ -27,6 +30,5 @@ pub mod time;
 pub use config::Config;
 pub use counters::{DropReason, Stats};
 pub use envelope::{Envelope, EnvelopeError};
-pub use pipeline::{
-    ErrorHook, ErrorSummary, EventInput, LogError, Outcome, Pipeline, PipelineError,
-};
+pub use ingest::EventInput;
+pub use pipeline::{ErrorHook, ErrorSummary, LogError, Outcome, Pipeline, PipelineError};

@@ -420,7 +420,7 @@ pub fn format_timestamp(micros: i64) -> String {
 }
 
 /// Appends [`format_timestamp`]'s text to `out`.
-pub fn push_timestamp(out: &mut String, micros: i64) {
+pub(crate) fn push_timestamp(out: &mut String, micros: i64) {
     push_date(out, micros.div_euclid(DAY_MICROS));
     out.push('T');
     push_time(out, micros.rem_euclid(DAY_MICROS), true);

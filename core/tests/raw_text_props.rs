@@ -5,8 +5,9 @@
 //! duplicates. Only the whitespace between tokens is dropped.
 
 use evlog_core::config::Config;
-use evlog_core::pipeline::{EventId, Processor, RawEvent};
+use evlog_core::ingest::{Processor, RawEvent};
 use evlog_core::schema::{SchemaRegistry, TableSchema};
+use evlog_core::EventInput;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
@@ -19,14 +20,7 @@ fn processor() -> Processor {
 }
 
 fn process(p: &Processor, body: String) -> Map<String, Value> {
-    let raw = RawEvent {
-        namespace: "ns".into(),
-        type_name: "t".into(),
-        time: None,
-        received_at: 1_763_800_000_000_000,
-        id: EventId::Generated(1),
-        body,
-    };
+    let raw = RawEvent::new(EventInput::new("ns", "t", body), 1_763_800_000_000_000);
     let (_, row) = p
         .process(&raw)
         .unwrap_or_else(|e| panic!("{}: {}", e.error, e.raw));

@@ -16,8 +16,8 @@
 use std::fmt::Write as _;
 
 use evlog_core::clock::now_micros;
+use evlog_core::ingest::{reasons, EventInput, RawEvent};
 use evlog_core::json::push_str;
-use evlog_core::pipeline::{reasons, EventId, RawEvent};
 use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
 use hyper::{Request, StatusCode};
@@ -199,24 +199,16 @@ fn core_event<'s>(
     env: &Checked<'_>,
     received_at: i64,
 ) -> &'s RawEvent {
-    let raw = scratch.get_or_insert_with(|| RawEvent {
-        namespace: Default::default(),
-        type_name: Default::default(),
-        time: None,
-        received_at,
-        id: EventId::Generated(0),
-        body: String::new(),
-    });
-    raw.namespace = env.namespace.as_ref().into();
-    raw.type_name = env.type_name.as_ref().into();
-    raw.time = env.time;
-    raw.received_at = received_at;
-    raw.id = match &env.id {
-        Some(id) => EventId::Given(id.as_ref().into()),
-        None => EventId::Generated(evlog_core::ids::uuid_v7(received_at)),
+    let input = EventInput {
+        namespace: &env.namespace,
+        type_name: &env.type_name,
+        event_json: env.event.as_ref().into(),
+        time: env.time,
+        id: env.id.as_deref(),
     };
-    raw.body.clear();
-    raw.body.push_str(&env.event);
+    let raw = scratch
+        .get_or_insert_with(|| RawEvent::new(EventInput::new("", "", String::new()), received_at));
+    raw.refill(&input, received_at);
     raw
 }
 

@@ -61,7 +61,7 @@ use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use evlog_core::pipeline::Processor;
+use evlog_core::ingest::Processor;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION};
 use hyper::{Request, StatusCode};

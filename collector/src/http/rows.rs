@@ -4,7 +4,7 @@
 //! A malformed request (a bad dataset, table, day or id, a row that is not an object or is too
 //! large, a namespace out of the key's scope) is refused whole with the place named: it means a
 //! broken sender. Every row is then checked by core against its table's schema and routing
-//! ([`Processor::check_row`](evlog_core::pipeline::Processor::check_row)); a row that fails is
+//! ([`Processor::check_row`](evlog_core::ingest::Processor::check_row)); a row that fails is
 //! kept in the dead-letter table (reason, field, error; `raw` = the row) instead, and listed in
 //! the answer's `refused`. Request and answer: `evlog_core::sink::forward::wire`.
 
@@ -44,7 +44,6 @@ pub(super) async fn handle(st: &State, req: Request<Incoming>, key: Option<ApiKe
     };
     let mut record = WalRecord {
         boot: st.shared.boot,
-        events: Vec::new(),
         batches: request.batches,
         rejected: request.rejected,
     };

@@ -35,8 +35,9 @@ use std::sync::Arc;
 use compact_str::CompactString;
 use crossbeam_queue::SegQueue;
 
-use super::{ProcState, RawEvent};
+use super::ProcState;
 use crate::envelope::{self, EnvelopeError};
+use crate::ingest::RawEvent;
 
 /// Slots per ring (~35 KiB). One is always left for the marker that moves on to the next ring.
 const RING_SLOTS: usize = 256;
@@ -443,7 +444,7 @@ fn take_queue(st: &ProcState, max: usize, f: &mut impl FnMut(RawEvent) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::EventId;
+    use crate::ingest::EventId;
 
     fn event(i: usize) -> RawEvent {
         RawEvent {

@@ -11,7 +11,8 @@
 //!   bytes (`[queue]`), with one atomic reservation per event.
 //! - A flush thread, started by the first `log()` in a process, drains the queue, validates and
 //!   routes each event, batches rows per destination, and hands batches to the sink when one
-//!   reaches `batch.max_rows` or `batch.max_bytes`, or its oldest row `batch.max_age`.
+//!   reaches `batch.max_rows` or `batch.max_bytes`, or its oldest row `batch.max_age` (all through
+//!   [`crate::ingest`], as the collector does).
 //! - [`Pipeline::flush`] and [`Pipeline::shutdown`] are exact: when they return true, every event
 //!   logged before the call (in the happens-before sense) has been delivered or rejected (stored
 //!   as a dead letter). They return false when one of those events is not: still queued at the
@@ -24,7 +25,6 @@
 
 mod flush;
 mod lanes;
-mod process;
 mod spooled;
 
 use std::borrow::Cow;
@@ -34,51 +34,18 @@ use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use compact_str::CompactString;
 use crossbeam_channel::{Receiver, Sender};
 use crossbeam_queue::SegQueue;
 use crossbeam_utils::CachePadded;
 use thiserror::Error;
 
-pub use self::process::{reasons, Processor};
 use crate::config::Config;
 use crate::counters::{Counters, DropReason, Stats};
 use crate::envelope::{self, EnvelopeError};
+use crate::fork;
+use crate::ingest::{EventId, EventInput, Processor, RawEvent};
 use crate::schema::{SchemaError, SchemaRegistry};
 use crate::sink::{self, SinkError, SinkFactory};
-use crate::{fork, ids};
-
-/// One event as `log()` takes it. Bindings build `event_json` directly from native values.
-#[derive(Debug, Clone)]
-pub struct EventInput<'a> {
-    /// Dataset-level name.
-    pub namespace: &'a str,
-    /// Table-level name.
-    pub type_name: &'a str,
-    /// The event's fields as JSON object text.
-    pub event_json: Cow<'a, str>,
-    /// Event time in µs since the epoch; default: now.
-    pub time: Option<i64>,
-    /// Event id (insertId); default: a new UUIDv7.
-    pub id: Option<&'a str>,
-}
-
-impl<'a> EventInput<'a> {
-    /// An event with default time and id.
-    pub fn new(
-        namespace: &'a str,
-        type_name: &'a str,
-        event_json: impl Into<Cow<'a, str>>,
-    ) -> Self {
-        Self {
-            namespace,
-            type_name,
-            event_json: event_json.into(),
-            time: None,
-            id: None,
-        }
-    }
-}
 
 /// Why `log()` did not take an event. The event is counted as dropped with [`LogError::reason`].
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -143,42 +110,6 @@ pub enum PipelineError {
     /// The sink cannot be set up.
     #[error(transparent)]
     Sink(#[from] SinkError),
-}
-
-/// An event waiting in the queue.
-#[derive(Debug)]
-pub struct RawEvent {
-    /// Envelope namespace (checked).
-    pub namespace: CompactString,
-    /// Envelope type (checked).
-    pub type_name: CompactString,
-    /// Event time (µs) if the caller gave one.
-    pub time: Option<i64>,
-    /// When `log()` was called (µs); `received_at`, and `event_time` by default.
-    pub received_at: i64,
-    /// The event id.
-    pub id: EventId,
-    /// The event's JSON object text, not yet parsed. Its buffer returns to the pool afterwards.
-    pub body: String,
-}
-
-/// An event id: generated at `log()` (formatted later, off the hot path) or given.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EventId {
-    /// A UUIDv7.
-    Generated(u128),
-    /// The caller's id.
-    Given(CompactString),
-}
-
-impl EventId {
-    /// The id as text.
-    pub fn to_text(&self) -> String {
-        match self {
-            EventId::Generated(u) => ids::format_uuid(*u),
-            EventId::Given(s) => s.to_string(),
-        }
-    }
 }
 
 /// Queue reservations pack events (high 24 bits) and bytes (low 40 bits) in one atomic word, so
@@ -396,11 +327,6 @@ impl Pipeline {
         &self.shared.config
     }
 
-    /// Validation and routing, for callers that process envelopes themselves (the collector).
-    pub fn processor(&self) -> &Arc<Processor> {
-        &self.shared.processor
-    }
-
     /// An empty buffer to build an event body in (recycled when possible); pass it back as
     /// `EventInput::event_json = Cow::Owned(buf)` so the body is never copied.
     pub fn buffer(&self) -> String {
@@ -486,13 +412,10 @@ impl Pipeline {
             envelope::check_time_micros(t)?;
         }
         let received_at = crate::clock::now_micros();
-        let id = match input.id {
-            Some(id) => {
-                envelope::check_id(id)?;
-                EventId::Given(id.into())
-            }
-            None => EventId::Generated(ids::uuid_v7(received_at)),
-        };
+        if let Some(id) = input.id {
+            envelope::check_id(id)?;
+        }
+        let id = EventId::given_or_new(input.id, received_at);
         if st.shut_down.load(Ordering::Relaxed) {
             return Err(LogError::ShutDown);
         }

@@ -1,27 +1,33 @@
-//! What the pipeline writes to the spool: one JSON document per record.
+//! What the pipeline writes to the spool: each record's payload (the spool frames it, see
+//! `crate::spool`) is one JSON document of one of three kinds:
 //!
-//! - `{"rows":{"dataset":…,"table":…,"partitioned":bool,"day":"YYYYMMDD","writer":pid,
-//!   "rows":[{"id":…,"json":<row>}]}}` — validated rows whose delivery failed;
-//! - `{"raw":{"writer":pid,"events":[{"namespace","type","time","received_at","id","body"}]}}` —
-//!   events not yet validated (left in the queue at the shutdown deadline);
-//! - `{"dead_letters":{"writer":pid,"events":[{"dataset","event_id","namespace","type",
+//! - `{"rows":{"dataset":…,"table":…,"partitioned":bool,"day":"YYYYMMDD","writer":<u64>,
+//!   "rows":[{"id":…,"json":<row object>}]}}` — validated rows for one destination that did
+//!   not reach the sink (it failed them, the breaker was open, or the shutdown deadline passed);
+//! - `{"raw":{"writer":<u64>,"events":[{"namespace","type","time","received_at","id","body"}]}}`
+//!   — events not yet validated (queue overflow with `queue.overflow = "spool"`, and what was
+//!   still queued at the shutdown deadline); `time` is null when the caller gave none, `id` is
+//!   the event id as text (generated ones formatted), `body` the event's JSON text as a string;
+//! - `{"dead_letters":{"writer":<u64>,"events":[{"dataset","event_id","namespace","type",
 //!   "event_time","received_at","reason","field","error","raw"}]}}` — rejected events whose
 //!   dead-letter table could not be written (each event as in the forward wire format's
-//!   `rejected`). Added after the first two: a build that predates it skips such records as
-//!   undecodable (counted), and this build reads the older records unchanged.
+//!   `rejected`).
 //!
-//! (Externally tagged on purpose: serde buffers internally tagged enums, and a buffered
-//! `RawValue` cannot be read back.)
+//! Times are µs since the epoch. (Externally tagged on purpose: serde buffers internally tagged
+//! enums, and a buffered `RawValue` cannot be read back.)
 //!
-//! `writer` identifies the flush thread (one per pipeline and process, random) that accepted the
-//! events: whoever replays another writer's records counts them as accepted by itself, so its
-//! counters keep `accepted = delivered + rejected + dropped + in_flight`.
+//! `writer` is not a process id: it is a random 64-bit number the flush thread draws when it
+//! starts (`ids::random_u64`), so one per pipeline and process (a forked child's thread draws
+//! its own). It tells whoever replays a record whether it accepted those events itself: another
+//! flush thread's events (an earlier or another process's, or another pipeline's sharing the
+//! directory) are counted accepted by the thread that replays them, so its counters keep
+//! `accepted = delivered + rejected + dropped + in_flight`; its own were counted when logged.
 
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{EventId, RawEvent};
+use crate::ingest::{EventId, RawEvent};
 use crate::routing::{Destination, PartitionKind};
 use crate::sink::forward::wire::WireRejected;
 use crate::sink::{intern_reason, Batch, EncodedRow, RejectedEvent};
@@ -266,8 +272,8 @@ mod tests {
     }
 
     #[test]
-    fn records_of_earlier_builds_still_decode() {
-        // Written before the dead-letter kind existed: the same bytes must keep decoding.
+    fn records_as_written_on_disk_decode() {
+        // The on-disk format: these bytes must keep decoding (a change here is a format change).
         let rows = br#"{"rows":{"dataset":"events","table":"t","partitioned":false,"day":"20261122","writer":4,"rows":[{"id":"a","json":{"x":1}}]}}"#;
         let raw = br#"{"raw":{"writer":4,"events":[{"namespace":"events","type":"t","time":null,"received_at":1,"id":"b","body":"{}"}]}}"#;
         assert!(matches!(

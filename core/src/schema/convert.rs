@@ -22,11 +22,11 @@
 //! never panics, whatever the input.
 //!
 //! The same code also checks rows it wrote (the row pass, `Pass::Row`, used by
-//! [`super::row_check`]): every written form is in the accepted column of its type and converts
+//! `super::row_check`): every written form is in the accepted column of its type and converts
 //! to itself, except JSON and GEOGRAPHY, whose written strings the row pass keeps as they are
 //! after checking they hold JSON text, or WKT or GeoJSON object text.
 //!
-//! `other` holds the members no column names as they were sent (see [`super::jref`]): numbers
+//! `other` holds the members no column names as they were sent (see `super::jref`): numbers
 //! digit for digit (`123456789012345678901234567890` stays that, not a double), strings and keys
 //! with their escapes as written, members in the order sent, duplicates included; only the
 //! whitespace between tokens is dropped. Top-level leftovers come first, in text order, then

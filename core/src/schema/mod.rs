@@ -16,14 +16,15 @@
 //!   column names, including keys named like the reserved columns, are kept as compact JSON text
 //!   in `other`, at the same nested path for RECORD subfields. Invalid events are rejected with a
 //!   [`RowError`] that names the field, the expected type, the value and the rule.
-//! - [`TableSchema::check_row`] checks a row converted elsewhere (the collector's `/v1/rows`)
-//!   against the table: see [`row_check`].
+//! - `TableSchema::check_row` (module `row_check`) checks a row converted elsewhere (the
+//!   collector's `/v1/rows`) against the table; callers reach it through
+//!   [`Processor::check_row`](crate::ingest::Processor::check_row).
 //! - [`SchemaRegistry::load_dir`] loads `<dir>/<namespace>/<type>.json`.
 
 pub mod convert;
 pub mod decimal;
 pub(crate) mod jref;
-pub mod row_check;
+pub(crate) mod row_check;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -82,7 +82,7 @@ fn refuse(reason: RowErrorReason, field: &str, rule: String) -> RowCheckError {
 impl TableSchema {
     /// Checks a row received from elsewhere against this table (see the module docs); `id` is
     /// the row's insert id.
-    pub fn check_row(&self, id: &str, text: &str) -> Result<CheckedRow, RowCheckError> {
+    pub(crate) fn check_row(&self, id: &str, text: &str) -> Result<CheckedRow, RowCheckError> {
         let whole = |reason, message: String| RowCheckError {
             reason,
             field: None,

@@ -4,7 +4,7 @@
 //! table could not be written, for queue overflow and for what is left at the shutdown deadline;
 //! reused by the collector as its write-ahead log. The spool frames opaque payloads; what the
 //! pipeline puts in them (rows, raw events, dead letters) is documented in `pipeline::spooled`,
-//! which keeps reading the payload kinds of earlier builds.
+//! what the collector puts in them in its `wal` module.
 //!
 //! ## On-disk format
 //! A spool is a directory of segment files `seg-<created µs, 20 digits>-<pid>-<seq>.evs`, ordered
@@ -50,9 +50,9 @@ use rustix::fs::{flock, FlockOperation};
 use thiserror::Error;
 
 /// Record header magic ("EVLG" read as little-endian u32).
-pub const MAGIC: u32 = 0x474C_5645;
+pub(crate) const MAGIC: u32 = 0x474C_5645;
 /// Header bytes before a payload.
-pub const HEADER: usize = 12;
+pub(crate) const HEADER: usize = 12;
 /// Largest payload accepted (bigger is a caller bug; BigQuery requests are ≤ 10 MB).
 pub const MAX_RECORD: usize = 64 * 1024 * 1024;
 
@@ -169,6 +169,19 @@ pub struct Record {
     pub end: u64,
 }
 
+/// Bytes a record with a payload of `payload_len` bytes takes in a segment (header included):
+/// what an append adds to the spool's size, and what committing it frees.
+pub fn stored_len(payload_len: usize) -> u64 {
+    (payload_len + HEADER) as u64
+}
+
+impl Record {
+    /// Bytes this record takes in its segment (see [`stored_len`]).
+    pub fn stored_len(&self) -> u64 {
+        stored_len(self.payload.len())
+    }
+}
+
 impl Spool {
     /// Opens (creating) the directory.
     pub fn open(opts: SpoolOptions) -> Result<Self, SpoolError> {
@@ -217,7 +230,7 @@ impl Spool {
     }
 
     /// Total bytes of segment files.
-    pub fn used_bytes(&self) -> u64 {
+    pub(crate) fn used_bytes(&self) -> u64 {
         self.segments()
             .unwrap_or_default()
             .iter()
@@ -533,7 +546,7 @@ impl SegmentReader {
     }
 
     /// Whether every record has been read.
-    pub fn at_end(&self) -> bool {
+    pub(crate) fn at_end(&self) -> bool {
         self.pos >= self.len
     }
 }

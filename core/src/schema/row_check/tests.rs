@@ -5,8 +5,8 @@ use serde_json::{json, Map, Value};
 
 use super::super::{RowMeta, TableSchema};
 use crate::config::Config;
-use crate::pipeline::reasons;
-use crate::pipeline::{EventId, Processor, RawEvent};
+use crate::ingest::reasons;
+use crate::ingest::{EventId, Processor, RawEvent};
 use crate::schema::SchemaRegistry;
 
 fn schema(ns: &str, ty: &str, fields: Value) -> TableSchema {

@@ -10,7 +10,7 @@
 //! ```
 //! Rows were validated and converted by the sender's core. The collector takes them only from
 //! keys with role `"sdk"` (a `"client"` key gets 403) and checks every row again
-//! ([`crate::pipeline::Processor::check_row`]: a schema is routed to its `dataset`/`table`, the
+//! ([`crate::ingest::Processor::check_row`]: a schema is routed to its `dataset`/`table`, the
 //! row passes it, reserved columns present, `partitioned` and `day` as routing gives them from
 //! `event_time`). A row that fails is not stored as a row: it is kept in the dataset's
 //! dead-letter table (its reason, field and error; `raw` = the row) and counted rejected.
