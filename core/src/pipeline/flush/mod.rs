@@ -316,15 +316,24 @@ impl Worker {
     ) -> usize {
         let mut lanes = std::mem::take(&mut self.lanes);
         let st = Arc::clone(&self.st);
-        let mut bytes = 0u64;
+        let (mut events, mut bytes) = (0u64, 0u64);
         let n = take(&mut lanes, &st, &mut |raw| {
+            events += 1;
             bytes += raw.body.len() as u64;
             self.process(&raw);
+            if events == DRAIN_CHUNK as u64 {
+                // A long take (a flush of a full queue) frees room for producers and ships full
+                // batches every chunk, so it holds at most a chunk of rows and shows progress in
+                // the counters instead of validating the whole queue before delivering any.
+                st.release(events, bytes);
+                (events, bytes) = (0, 0);
+                self.deliver_due(Instant::now());
+            }
             Some(raw.body)
         });
         self.lanes = lanes;
-        if n > 0 {
-            st.release(n as u64, bytes);
+        if events > 0 {
+            st.release(events, bytes);
         }
         n
     }
