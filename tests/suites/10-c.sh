@@ -200,6 +200,21 @@ else
   fail "install.sh"
 fi
 
+# The README's own block for a user's program, run as written: HOME is a fresh directory (the
+# block installs into $HOME/evlog and builds in ~/evlog-app), the debug build stands in for the
+# release one (PROFILE=debug, as above), and both of its programs must log what hello.c logs.
+log "c: the C README's 'Build your own program' block, as written"
+readme_c() {
+  local home="$work/readme-home" block out
+  rm -rf "$home" && mkdir -p "$home"
+  block="$(python3 tests/readme_block.py bindings/c/README.md "Build your own program" sh)" || return 1
+  out="$(HOME="$home" PROFILE=debug bash -e -c "$block" 2>&1)" || { echo "$out" >&2; return 1; }
+  echo "$out"
+  [ "$(grep -c 'accepted 5, delivered 4, rejected 0, dropped 1' <<<"$out")" -eq 2 ] &&
+    [ "$(cat "$home"/evlog-app/evlog-data/events/transaction*.ndjson | wc -l)" -ge 6 ]
+}
+check "the C README's install, pkg-config and CMake block runs as written" readme_c
+
 echo "c: $passed passed, $failed failed"
 record_counts c "$passed" "$failed"
 [ "$failed" -eq 0 ]

@@ -42,5 +42,21 @@ for mode in file forward bigquery; do
   grep -q "^fpm_test: \[$mode\] 0 failed" "$fpm_out" || { status=1; [ "$failed" -gt 0 ] || failed=1; }
 done
 
+# The README's API example, as written, from a directory of its own with the example schemas
+# (what the README tells a user to do), with this run's debug build of the extension.
+log "php: the README's API example, as written"
+readme_dir="$CARGO_TARGET_DIR/php-readme"
+rm -rf "$readme_dir" && mkdir -p "$readme_dir"
+cp -r collector/examples/schemas "$readme_dir/schemas"
+if python3 tests/readme_block.py bindings/php/README.md "API" php > "$readme_dir/example.php" &&
+  out="$(cd "$readme_dir" && php8.2 -d "extension=$ext" example.php 2>&1)" &&
+  [ "$(printf '%s\n' "$out" | tr -s ' \n' ' ')" = "bool(true) bool(true) int(1) NULL " ] &&
+  grep -q '"event_id":"order-1234"' "$readme_dir"/evlog-data/events/transaction20231114.ndjson; then
+  passed=$((passed + 1))
+else
+  echo "php README example: ${out:-}" >&2
+  failed=$((failed + 1)); status=1
+fi
+
 record_counts php "$passed" "$failed"
 exit "$status"
