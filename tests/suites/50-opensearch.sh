@@ -7,12 +7,14 @@
 # then runs the benchmark script in its smoke mode (tests/bench/opensearch.sh --smoke): both the
 # sink and opensearch-py's helpers.bulk index the same documents into osmem-server, and each
 # must have stored all of them.
-#   bash tests/suites/50-opensearch.sh setup   installs osmem-server, opensearch-py (.venv)
+#   bash tests/suites/50-opensearch.sh setup   installs osmem-server, opensearch-py (.venv) and
+#                                              openssl (the TLS test's certificates)
 #   bash tests/suites/50-opensearch.sh         runs the benchmark smoke test
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 if [ "${1:-}" = setup ]; then
+  ensure_apt openssl
   ensure_venv "osmem-server==0.1.6" "opensearch-py>=2.4,<4"
   exit 0
 fi

@@ -539,3 +539,79 @@ fn json_and_geography_columns_are_indexed_as_values_and_a_mapping_conflict_is_de
         ]),
     );
 }
+
+/// Runs openssl with `args`; panics with its output when it fails.
+fn openssl(args: &[&str], dir: &std::path::Path) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (Debian package openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn https_nodes_are_trusted_through_ca_file_and_refused_without_it() {
+    let (os, _) = start();
+    // A CA, and a certificate for 127.0.0.1 it signed.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "1", "-subj", "/CN=evlog test CA"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(&ca, d);
+    let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "node.key", "-out", "node.csr"]);
+    openssl(&csr, d);
+    std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "node.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "node.pem",
+        ],
+        d,
+    );
+    let tls = FaultProxy::start_tls(os.url(), &d.join("node.pem"), &d.join("node.key"))
+        .expect("TLS proxy");
+    assert!(tls.url().starts_with("https://127.0.0.1:"));
+    let mut cfg = config(vec![tls.url()]);
+    cfg.ca_file = Some(d.join("ca.pem"));
+    let mut s = sink(&cfg);
+    let o = deliver_one(&mut s, batch("tls", 5, 0));
+    assert_eq!(o.delivered, 5, "{o:?}");
+    // Without the CA the node's certificate is not trusted: failed, not retried forever.
+    let mut cfg = config(vec![tls.url()]);
+    cfg.install_templates = false;
+    let mut s = sink(&cfg);
+    let o = deliver_one(&mut s, batch("untrusted", 5, 0));
+    assert_eq!((o.delivered, o.failed.len()), (0, 5), "{o:?}");
+    assert_eq!(o.attempt_errors.len(), 6, "retry.max_attempts: {o:?}");
+    let e = o.error.expect("error").to_string();
+    assert!(e.contains("https://127.0.0.1"), "{e}");
+    check(os.url(), json!([{"index": INDEX0, "ids": ids("tls", 5)}]));
+}

@@ -9,10 +9,13 @@
 //!   its `_bulk` item (429 `es_rejected_execution_exception`, 5xx), a number of times: either
 //!   without reaching the upstream, or after it stored the document (then a resend meets 409).
 //!   The other documents of the request go through; their items keep their places.
+//!
+//! [`FaultProxy::start_tls`] serves HTTPS with a given certificate (for the sink's `ca_file`).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -107,6 +110,7 @@ impl Shared {
 /// The proxy; stops on drop.
 pub struct FaultProxy {
     addr: SocketAddr,
+    tls: bool,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
@@ -123,6 +127,31 @@ impl std::fmt::Debug for FaultProxy {
 impl FaultProxy {
     /// A proxy on a free loopback port in front of `upstream` (`http://127.0.0.1:PORT`).
     pub fn start(upstream: &str) -> io::Result<Self> {
+        Self::serve(upstream, None)
+    }
+
+    /// The same, serving HTTPS with the certificate chain and key of these PEM files.
+    pub fn start_tls(upstream: &str, cert: &Path, key: &Path) -> io::Result<Self> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let bad =
+            |e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
+        let certs = CertificateDer::pem_file_iter(cert)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| bad(&e))?;
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(&e))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+            .map_err(|e| bad(&e))?;
+        Self::serve(
+            upstream,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        )
+    }
+
+    fn serve(upstream: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> io::Result<Self> {
         let up: SocketAddr = upstream
             .trim_start_matches("http://")
             .trim_end_matches('/')
@@ -136,6 +165,7 @@ impl FaultProxy {
             state: Mutex::new(State::default()),
         });
         let (shutdown, mut stop) = watch::channel(false);
+        let tls_on = tls.is_some();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("os-fault-proxy")
@@ -154,7 +184,19 @@ impl FaultProxy {
                             r = listener.accept() => {
                                 if let Ok((stream, _)) = r {
                                     let _ = stream.set_nodelay(true);
-                                    tokio::spawn(connection(Arc::clone(&s), stream));
+                                    let s = Arc::clone(&s);
+                                    match tls.clone() {
+                                        None => {
+                                            tokio::spawn(connection(s, stream));
+                                        }
+                                        Some(acceptor) => {
+                                            tokio::spawn(async move {
+                                                if let Ok(tls) = acceptor.accept(stream).await {
+                                                    connection(s, tls).await;
+                                                }
+                                            });
+                                        }
+                                    }
                                 }
                             }
                             _ = stop.changed() => break,
@@ -165,15 +207,17 @@ impl FaultProxy {
             })?;
         Ok(Self {
             addr,
+            tls: tls_on,
             shared,
             shutdown,
             thread: Some(thread),
         })
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` when started with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Queues a fault for the next `_bulk` request without one.
@@ -223,7 +267,10 @@ impl std::fmt::Display for DropConnection {
 
 impl std::error::Error for DropConnection {}
 
-async fn connection(shared: Arc<Shared>, stream: TcpStream) {
+async fn connection<S>(shared: Arc<Shared>, stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let svc = hyper::service::service_fn(move |req| handle(Arc::clone(&shared), req));
     let _ = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)

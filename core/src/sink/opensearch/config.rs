@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::index::{IndexPattern, Placeholder};
+use super::index::{IndexPattern, Placeholder, ALL};
 use crate::config::error::ConfigError;
 use crate::config::units::{duration_str, ByteSize};
 
@@ -170,11 +170,8 @@ impl OpenSearchConfig {
                 );
             }
         }
-        let index = IndexPattern::parse(
-            &self.index,
-            &[Placeholder::Namespace, Placeholder::Type, Placeholder::Date],
-        )
-        .or_else(|rule| ConfigError::invalid("sink.opensearch.index", rule))?;
+        let index = IndexPattern::parse(&self.index, &ALL)
+            .or_else(|rule| ConfigError::invalid("sink.opensearch.index", rule))?;
         if self.data_stream && index.has(Placeholder::Date) {
             return ConfigError::invalid(
                 "sink.opensearch.index",

@@ -31,6 +31,9 @@ impl Placeholder {
     }
 }
 
+/// Every placeholder (what `index` takes).
+pub const ALL: [Placeholder; 3] = [Placeholder::Namespace, Placeholder::Type, Placeholder::Date];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Text(String),
@@ -58,7 +61,6 @@ pub struct Values<'a> {
 impl IndexPattern {
     /// Parses `text`, allowing only the placeholders in `allowed`; the error is the rule broken.
     pub fn parse(text: &str, allowed: &[Placeholder]) -> Result<Self, String> {
-        let all = [Placeholder::Namespace, Placeholder::Type, Placeholder::Date];
         let names = allowed
             .iter()
             .map(|p| p.name())
@@ -76,7 +78,7 @@ impl IndexPattern {
                         .find('}')
                         .ok_or_else(|| format!("{text:?}: a '{{' is not closed"))?;
                     let name = &rest[..=end];
-                    let p = all
+                    let p = ALL
                         .into_iter()
                         .find(|p| p.name() == name)
                         .filter(|p| allowed.contains(p))

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::document::DocShape;
-use super::index::{IndexPattern, Placeholder, Values};
+use super::index::{IndexPattern, Values, ALL};
 use super::request::{self, ItemError, Verdict};
 use super::service::{excerpt, Service};
 use super::template::{self, Catalog, Template};
@@ -75,11 +75,10 @@ impl OpenSearchSink {
                 "sink.opensearch.urls is required with sink.kind = \"opensearch\"".into(),
             ));
         }
-        let all = [Placeholder::Namespace, Placeholder::Type, Placeholder::Date];
-        let index = IndexPattern::parse(&cfg.index, &all)
+        let index = IndexPattern::parse(&cfg.index, &ALL)
             .map_err(|rule| SinkError::Config(format!("sink.opensearch.index: {rule}")))?;
         let dead_letter_index =
-            IndexPattern::parse(&cfg.dead_letter_index, &all).map_err(|rule| {
+            IndexPattern::parse(&cfg.dead_letter_index, &ALL).map_err(|rule| {
                 SinkError::Config(format!("sink.opensearch.dead_letter_index: {rule}"))
             })?;
         let shapes = catalog

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use super::config::{JsonMapping, OpenSearchConfig};
-use super::index::{IndexPattern, Values};
+use super::index::{IndexPattern, Values, ALL};
 use crate::routing::Router;
 use crate::schema::{Field, FieldType, SchemaRegistry, TableSchema, EVENT_ID, OTHER};
 use crate::sink::DEAD_LETTER_SCHEMA;
@@ -209,9 +209,3 @@ pub fn templates(cfg: &OpenSearchConfig, catalog: &Catalog) -> Vec<Template> {
         })
         .collect()
 }
-
-const ALL: [super::index::Placeholder; 3] = [
-    super::index::Placeholder::Namespace,
-    super::index::Placeholder::Type,
-    super::index::Placeholder::Date,
-];

@@ -8,15 +8,13 @@ use serde_json::{json, Value};
 
 use super::config::{JsonMapping, OpenSearchAuth, OpenSearchConfig};
 use super::document::DocShape;
-use super::index::{IndexPattern, Placeholder, Values};
+use super::index::{IndexPattern, Placeholder, Values, ALL};
 use super::request::{body, verdicts, ItemError, Verdict};
 use super::service::{classify, Service};
 use super::template::{self, Catalog};
 use crate::config::Config;
 use crate::schema::TableSchema;
 use crate::sink::EncodedRow;
-
-const ALL: [Placeholder; 3] = [Placeholder::Namespace, Placeholder::Type, Placeholder::Date];
 
 fn selected(extra: &str) -> Result<Config, String> {
     Config::from_toml_str(&format!(
