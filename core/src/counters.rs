@@ -794,6 +794,7 @@ mod tests {
             reasons::UNKNOWN_TABLE,
             reasons::WRONG_DESTINATION,
             crate::sink::bigquery::REJECT_REASON,
+            crate::sink::opensearch::REJECT_REASON,
         ];
         produced.extend(RowErrorReason::ALL.iter().map(|r| r.as_str()));
         produced.sort_unstable();
