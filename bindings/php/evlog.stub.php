@@ -13,8 +13,8 @@
  * to quote the word: write evlog.mode="null" and evlog.bigquery_auth="none".
  *
  *   evlog.config                        TOML file with any keys of the top-level README
- *   evlog.mode                          sink.kind: file (default) | "null" | forward | bigquery
- *                                       (collector is refused: that sink is called forward)
+ *   evlog.mode                          sink.kind: file (default) | "null" | forward | bigquery |
+ *                                       opensearch (collector is refused: that sink is called forward)
  *   -- mode = file
  *   evlog.file_dir                      sink.file.dir: <dataset>/<table><YYYYMMDD>.ndjson (evlog-data)
  *   evlog.file_fsync                    sink.file.fsync: fdatasync after every batch (0)
@@ -42,6 +42,29 @@
  *   evlog.bigquery_skip_invalid_rows    sink.bigquery.skip_invalid_rows (0)
  *   evlog.bigquery_create_tables        sink.bigquery.create_tables (0)
  *   evlog.bigquery_dead_letter_table    sink.bigquery.dead_letter_table (_evlog_rejected)
+ *   -- mode = opensearch (OpenSearch or Elasticsearch, _bulk)
+ *   evlog.opensearch_urls               sink.opensearch.urls: node URLs, comma-separated, required
+ *   evlog.opensearch_index              sink.opensearch.index ({namespace}-{type}-{date})
+ *   evlog.opensearch_data_stream        sink.opensearch.data_stream: index names a data stream (0)
+ *   evlog.opensearch_auth               sink.opensearch.auth: "none" (default) | basic | api_key |
+ *                                       bearer
+ *   evlog.opensearch_user               sink.opensearch.user (auth = basic)
+ *   evlog.opensearch_password           sink.opensearch.password (auth = basic)
+ *   evlog.opensearch_api_key            sink.opensearch.api_key: Authorization: ApiKey (auth = api_key)
+ *   evlog.opensearch_token              sink.opensearch.token: Authorization: Bearer (auth = bearer)
+ *   evlog.opensearch_ca_file            sink.opensearch.ca_file: PEM CA certificates for https
+ *   evlog.opensearch_gzip               sink.opensearch.gzip (1)
+ *   evlog.opensearch_timeout            sink.opensearch.timeout: one HTTP request (30s)
+ *   evlog.opensearch_workers            sink.opensearch.workers: _bulk requests in flight (2)
+ *   evlog.opensearch_max_docs_per_request sink.opensearch.max_docs_per_request (1000)
+ *   evlog.opensearch_max_bytes_per_request sink.opensearch.max_bytes_per_request (5MB)
+ *   evlog.opensearch_install_templates  sink.opensearch.install_templates: from the schemas (0)
+ *   evlog.opensearch_template_prefix    sink.opensearch.template_prefix (evlog)
+ *   evlog.opensearch_template_priority  sink.opensearch.template_priority (200)
+ *   evlog.opensearch_composed_of        sink.opensearch.composed_of: component templates, comma-separated
+ *   evlog.opensearch_json_mapping       sink.opensearch.json_mapping: object (default) | flat_object |
+ *                                       flattened
+ *   evlog.opensearch_dead_letter_index  sink.opensearch.dead_letter_index ({namespace}-_evlog_rejected)
  *   -- every mode
  *   evlog.schema_dir                    schemas.dir: <namespace>/<type>.json BigQuery schemas (schemas)
  *   evlog.spool_enabled                 spool.enabled: keep what the sink cannot take on disk (0)

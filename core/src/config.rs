@@ -362,6 +362,21 @@ const OPTIONAL_LEAVES: &[OptionalLeaf] = &[
     (&["sink", "forward", "api_key"], || {
         toml::Value::String(String::new())
     }),
+    (&["sink", "opensearch", "user"], || {
+        toml::Value::String(String::new())
+    }),
+    (&["sink", "opensearch", "password"], || {
+        toml::Value::String(String::new())
+    }),
+    (&["sink", "opensearch", "api_key"], || {
+        toml::Value::String(String::new())
+    }),
+    (&["sink", "opensearch", "token"], || {
+        toml::Value::String(String::new())
+    }),
+    (&["sink", "opensearch", "ca_file"], || {
+        toml::Value::String(String::new())
+    }),
 ];
 
 /// Every settable leaf key path with its default (its type guides how env strings are read).

@@ -98,17 +98,19 @@ impl DropReason {
 
 /// Every `reason` of `evlog_events_rejected_total` that core itself produces, in label order:
 /// the envelope and routing checks ([`reasons`](crate::ingest::reasons)), schema conversion and row
-/// checks ([`RowErrorReason`](crate::schema::RowErrorReason)) and BigQuery's refusals
-/// ([`REJECT_REASON`](crate::sink::bigquery::REJECT_REASON)). [`Stats`] always holds each of
+/// checks ([`RowErrorReason`](crate::schema::RowErrorReason)), BigQuery's refusals
+/// ([`REJECT_REASON`](crate::sink::bigquery::REJECT_REASON)) and OpenSearch's
+/// ([`REJECT_REASON`](crate::sink::opensearch::REJECT_REASON)). [`Stats`] always holds each of
 /// them (0 until counted), so a reader can index any of them. Reasons read back from a
 /// collector's answer or the spool may add others.
-pub const REJECT_REASONS: [&str; 11] = [
+pub const REJECT_REASONS: [&str; 12] = [
     "bigquery_invalid",
     "duplicate_field",
     "invalid_json",
     "invalid_value",
     "missing_required",
     "not_an_object",
+    "opensearch_refused",
     "out_of_range",
     "too_long",
     "unknown_field",
@@ -792,6 +794,7 @@ mod tests {
             reasons::UNKNOWN_TABLE,
             reasons::WRONG_DESTINATION,
             crate::sink::bigquery::REJECT_REASON,
+            crate::sink::opensearch::REJECT_REASON,
         ];
         produced.extend(RowErrorReason::ALL.iter().map(|r| r.as_str()));
         produced.sort_unstable();

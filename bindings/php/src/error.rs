@@ -124,6 +124,11 @@ pub enum DirectiveError {
         /// The value given.
         value: String,
     },
+    /// A comma-separated list with an empty item (`a,,b`, a trailing comma).
+    EmptyListItem {
+        /// The directive.
+        name: &'static str,
+    },
     /// Not a boolean word.
     NotBoolean {
         /// The directive.
@@ -202,6 +207,10 @@ impl fmt::Display for DirectiveError {
             DirectiveError::NotInteger { name, value } => {
                 write!(f, "{name} = {value}: must be a non-negative integer")
             }
+            DirectiveError::EmptyListItem { name } => write!(
+                f,
+                "{name}: an empty item in the comma-separated list (a doubled or trailing comma?)"
+            ),
             DirectiveError::NotBoolean { name, value } => write!(
                 f,
                 "{name} = {value}: must be a boolean (1/0, on/off, yes/no, true/false)"

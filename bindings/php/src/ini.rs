@@ -14,7 +14,7 @@
 //! `""`: an empty value is an error that says to quote the word, except for boolean directives,
 //! where it means off (PHP's own convention for `off`/`no`/`false`).
 //!
-//! Mode names are core's sink kinds: `file`, `null`, `forward`, `bigquery`. `collector` is refused
+//! Mode names are core's sink kinds: `file`, `null`, `forward`, `bigquery`, `opensearch`. `collector` is refused
 //! with a message naming `forward` (one name per sink in every binding and doc); the directives
 //! `evlog.collector_url` and `evlog.api_key` of earlier versions are registered only to refuse them
 //! with the new names (`evlog.forward_url`, `evlog.forward_api_key`), instead of PHP's silent
@@ -38,12 +38,14 @@ use crate::error::{DirectiveError, Error};
 pub enum Kind {
     /// Path of the TOML config file (not a key).
     ConfigFile,
-    /// `sink.kind`: `file`, `null`, `forward` or `bigquery`.
+    /// `sink.kind`: `file`, `null`, `forward`, `bigquery` or `opensearch`.
     Mode,
     /// One of a fixed set of words (a TOML string).
     Choice(&'static [&'static str]),
     /// A string key.
     Str,
+    /// A list of strings, written comma-separated (`http://a:9200, http://b:9200`).
+    List,
     /// A string key shown redacted by `php --ri evlog`.
     Secret,
     /// An integer key.
@@ -81,7 +83,7 @@ const fn d(name: &'static str, key: &'static str, kind: Kind, doc: &'static str)
 }
 
 /// The modes, which are core's `sink.kind` values.
-pub const MODES: &[&str] = &["file", "null", "forward", "bigquery"];
+pub const MODES: &[&str] = &["file", "null", "forward", "bigquery", "opensearch"];
 
 /// Every directive, in the order `php --ri evlog` shows them.
 pub const DIRECTIVES: &[Directive] = &[
@@ -95,7 +97,7 @@ pub const DIRECTIVES: &[Directive] = &[
         "evlog.mode",
         "sink.kind",
         Kind::Mode,
-        "sink: file, \"null\" (quoted), forward (to an evlog collector) or bigquery",
+        "sink: file, \"null\" (quoted), forward (to an evlog collector), bigquery or opensearch",
     ),
     d(
         "evlog.file_dir",
@@ -234,6 +236,126 @@ pub const DIRECTIVES: &[Directive] = &[
         "sink.bigquery.dead_letter_table",
         Kind::Str,
         "bigquery: table of rejected events in each dataset",
+    ),
+    d(
+        "evlog.opensearch_urls",
+        "sink.opensearch.urls",
+        Kind::List,
+        "opensearch: node URLs, comma-separated (required), e.g. http://127.0.0.1:9200",
+    ),
+    d(
+        "evlog.opensearch_index",
+        "sink.opensearch.index",
+        Kind::Str,
+        "opensearch: index pattern with {namespace}, {type}, {date} (or a data stream's name)",
+    ),
+    d(
+        "evlog.opensearch_data_stream",
+        "sink.opensearch.data_stream",
+        Kind::Bool,
+        "opensearch: the index names a data stream (documents get @timestamp)",
+    ),
+    d(
+        "evlog.opensearch_auth",
+        "sink.opensearch.auth",
+        Kind::Choice(&["basic", "api_key", "bearer", "none"]),
+        "opensearch: \"none\" (quoted), basic, api_key or bearer",
+    ),
+    d(
+        "evlog.opensearch_user",
+        "sink.opensearch.user",
+        Kind::Str,
+        "opensearch: user name (auth = basic)",
+    ),
+    d(
+        "evlog.opensearch_password",
+        "sink.opensearch.password",
+        Kind::Secret,
+        "opensearch: password (auth = basic)",
+    ),
+    d(
+        "evlog.opensearch_api_key",
+        "sink.opensearch.api_key",
+        Kind::Secret,
+        "opensearch: API key sent as Authorization: ApiKey <key> (auth = api_key)",
+    ),
+    d(
+        "evlog.opensearch_token",
+        "sink.opensearch.token",
+        Kind::Secret,
+        "opensearch: bearer token (auth = bearer)",
+    ),
+    d(
+        "evlog.opensearch_ca_file",
+        "sink.opensearch.ca_file",
+        Kind::Str,
+        "opensearch: PEM file of CA certificates trusted for https URLs",
+    ),
+    d(
+        "evlog.opensearch_gzip",
+        "sink.opensearch.gzip",
+        Kind::Bool,
+        "opensearch: gzip request bodies",
+    ),
+    d(
+        "evlog.opensearch_timeout",
+        "sink.opensearch.timeout",
+        Kind::Duration,
+        "opensearch: timeout of one HTTP request",
+    ),
+    d(
+        "evlog.opensearch_workers",
+        "sink.opensearch.workers",
+        Kind::Int,
+        "opensearch: _bulk requests in flight at once",
+    ),
+    d(
+        "evlog.opensearch_max_docs_per_request",
+        "sink.opensearch.max_docs_per_request",
+        Kind::Int,
+        "opensearch: most documents per _bulk request",
+    ),
+    d(
+        "evlog.opensearch_max_bytes_per_request",
+        "sink.opensearch.max_bytes_per_request",
+        Kind::Size,
+        "opensearch: most bytes of documents per _bulk request",
+    ),
+    d(
+        "evlog.opensearch_install_templates",
+        "sink.opensearch.install_templates",
+        Kind::Bool,
+        "opensearch: put index templates generated from the schema files",
+    ),
+    d(
+        "evlog.opensearch_template_prefix",
+        "sink.opensearch.template_prefix",
+        Kind::Str,
+        "opensearch: prefix of the templates' names",
+    ),
+    d(
+        "evlog.opensearch_template_priority",
+        "sink.opensearch.template_priority",
+        Kind::Int,
+        "opensearch: lowest priority of the templates",
+    ),
+    d(
+        "evlog.opensearch_composed_of",
+        "sink.opensearch.composed_of",
+        Kind::List,
+        "opensearch: component templates, comma-separated, every template is composed of",
+    ),
+    d(
+        "evlog.opensearch_json_mapping",
+        "sink.opensearch.json_mapping",
+        Kind::Choice(&["object", "flat_object", "flattened"]),
+        "opensearch: mapping of JSON columns: object, flat_object or flattened",
+    ),
+    d(
+        "evlog.opensearch_dead_letter_index",
+        "sink.opensearch.dead_letter_index",
+        Kind::Str,
+        "opensearch: index of rejected events, {namespace} and {date} replaced",
     ),
     d(
         "evlog.schema_dir",
@@ -487,6 +609,13 @@ pub fn resolve(
                 toml::Value::String(raw.into())
             }
             Kind::Str | Kind::Secret | Kind::Duration => toml::Value::String(raw.into()),
+            Kind::List => {
+                let items: Vec<&str> = raw.split(',').map(str::trim).collect();
+                if items.iter().any(|i| i.is_empty()) {
+                    return Err(DirectiveError::EmptyListItem { name: dir.name }.into());
+                }
+                toml::Value::Array(items.into_iter().map(|i| i.into()).collect())
+            }
             Kind::Int => {
                 toml::Value::Integer(raw.parse().map_err(|_| DirectiveError::NotInteger {
                     name: dir.name,
@@ -676,6 +805,7 @@ mod tests {
 
     use evlog_core::config::SinkKind;
     use evlog_core::sink::bigquery::AuthMethod;
+    use evlog_core::sink::opensearch::{JsonMapping, OpenSearchAuth};
 
     use super::*;
 
@@ -814,13 +944,86 @@ mod tests {
         );
     }
 
+    #[test]
+    fn opensearch_mode_from_directives() {
+        let r = build_env(
+            &[
+                ("evlog.mode", "opensearch"),
+                ("evlog.opensearch_urls", "http://a:9200, https://b:9200"),
+                ("evlog.opensearch_index", "logs-{namespace}-{type}"),
+                ("evlog.opensearch_data_stream", "on"),
+                ("evlog.opensearch_auth", "basic"),
+                ("evlog.opensearch_user", "evlog"),
+                ("evlog.opensearch_password", "s3cret"),
+                ("evlog.opensearch_ca_file", "/etc/ca.pem"),
+                ("evlog.opensearch_gzip", "off"),
+                ("evlog.opensearch_timeout", "5s"),
+                ("evlog.opensearch_workers", "3"),
+                ("evlog.opensearch_max_docs_per_request", "200"),
+                ("evlog.opensearch_max_bytes_per_request", "2MB"),
+                ("evlog.opensearch_install_templates", "1"),
+                ("evlog.opensearch_template_prefix", "app"),
+                ("evlog.opensearch_template_priority", "300"),
+                ("evlog.opensearch_composed_of", "ism-30d,shards-1"),
+                ("evlog.opensearch_json_mapping", "flat_object"),
+                ("evlog.opensearch_dead_letter_index", "dead-{namespace}"),
+            ],
+            &[],
+        )
+        .unwrap();
+        let c = &r.config;
+        assert_eq!(c.sink.kind, SinkKind::Opensearch);
+        let o = &c.sink.opensearch;
+        assert_eq!(o.urls, ["http://a:9200", "https://b:9200"]);
+        assert_eq!(o.index, "logs-{namespace}-{type}");
+        assert!(o.data_stream && o.install_templates && !o.gzip);
+        assert_eq!(o.auth, OpenSearchAuth::Basic);
+        assert_eq!(
+            (o.user.as_deref(), o.password.as_deref()),
+            (Some("evlog"), Some("s3cret"))
+        );
+        assert_eq!(o.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
+        assert_eq!((o.timeout, o.workers), (Duration::from_secs(5), 3));
+        assert_eq!(
+            (o.max_docs_per_request, o.max_bytes_per_request.0),
+            (200, 2_000_000)
+        );
+        assert_eq!(
+            (o.template_prefix.as_str(), o.template_priority),
+            ("app", 300)
+        );
+        assert_eq!(o.composed_of, ["ism-30d", "shards-1"]);
+        assert_eq!(o.json_mapping, JsonMapping::FlatObject);
+        assert_eq!(o.dead_letter_index, "dead-{namespace}");
+        assert_eq!(
+            row(&r, "evlog.opensearch_password").value,
+            "(set, redacted)"
+        );
+        assert_eq!(
+            row(&r, "evlog.opensearch_urls").value,
+            r#"["http://a:9200", "https://b:9200"]"#
+        );
+        let e = build(&[("evlog.mode", "opensearch")]).unwrap_err();
+        assert!(e.contains("evlog.opensearch_urls"), "{e}");
+        let e = build(&[("evlog.opensearch_urls", "http://a:9200,")]).unwrap_err();
+        assert!(e.contains("evlog.opensearch_urls: an empty item"), "{e}");
+        let e = build(&[("evlog.opensearch_auth", "")]).unwrap_err();
+        assert!(e.contains("evlog.opensearch_auth=\"none\""), "{e}");
+    }
+
     /// Every key of the forward and BigQuery sinks and of the spool has a directive, and every
     /// directive's key exists in core's configuration.
     #[test]
     fn directives_cover_the_sinks_and_the_spool() {
         let tree = toml::Value::try_from(Config::default()).unwrap();
         let mut keys = Vec::new();
-        for section in ["sink.forward", "sink.bigquery", "sink.file", "spool"] {
+        for section in [
+            "sink.forward",
+            "sink.bigquery",
+            "sink.opensearch",
+            "sink.file",
+            "spool",
+        ] {
             let toml::Value::Table(t) = get_key_value(&tree, section).unwrap() else {
                 panic!("{section}")
             };
@@ -832,6 +1035,11 @@ mod tests {
                 "sink.forward.api_key",
                 "sink.bigquery.credentials",
                 "sink.bigquery.token",
+                "sink.opensearch.user",
+                "sink.opensearch.password",
+                "sink.opensearch.api_key",
+                "sink.opensearch.token",
+                "sink.opensearch.ca_file",
             ]
             .map(String::from),
         );

@@ -105,6 +105,7 @@ REJECT_REASONS = [
     "invalid_value",
     "missing_required",
     "not_an_object",
+    "opensearch_refused",
     "out_of_range",
     "too_long",
     "unknown_field",

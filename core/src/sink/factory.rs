@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{bigquery, file, forward, null, Sink, SinkError};
+use super::{bigquery, file, forward, null, opensearch, Sink, SinkError};
 use crate::config::error::ConfigError;
 use crate::config::retry::RetryConfig;
 use crate::routing::Router;
@@ -25,13 +25,16 @@ pub enum SinkKind {
     Bigquery,
     /// Send batches to an evlog collector over HTTP, see `[sink.forward]`.
     Forward,
+    /// OpenSearch or Elasticsearch (`_bulk`), see `[sink.opensearch]`.
+    Opensearch,
 }
 
 /// `[sink]`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SinkConfig {
-    /// Which sink to use: `"file"` (default), `"bigquery"`, `"forward"` or `"null"`.
+    /// Which sink to use: `"file"` (default), `"bigquery"`, `"opensearch"`, `"forward"` or
+    /// `"null"`.
     pub kind: SinkKind,
     /// Settings of the file sink.
     pub file: file::FileSinkConfig,
@@ -39,6 +42,8 @@ pub struct SinkConfig {
     pub bigquery: bigquery::BigQueryConfig,
     /// Settings of the forward (to a collector) sink.
     pub forward: forward::ForwardConfig,
+    /// Settings of the OpenSearch sink.
+    pub opensearch: opensearch::OpenSearchConfig,
 }
 
 impl SinkConfig {
@@ -47,7 +52,8 @@ impl SinkConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.file.validate()?;
         self.bigquery.validate(self.kind == SinkKind::Bigquery)?;
-        self.forward.validate(self.kind == SinkKind::Forward)
+        self.forward.validate(self.kind == SinkKind::Forward)?;
+        self.opensearch.validate(self.kind == SinkKind::Opensearch)
     }
 }
 
@@ -56,7 +62,8 @@ pub type SinkFactory = Arc<dyn Fn() -> Result<Box<dyn Sink>, SinkError> + Send +
 
 /// The factory for the configured sink. Checks the configuration once now (for BigQuery: builds
 /// the client and reads the credentials). `schemas` and `router` are those in use: the BigQuery
-/// sink creates the tables they describe ([`bigquery::catalog`]).
+/// sink creates the tables they describe ([`bigquery::catalog`]), the OpenSearch sink generates
+/// index templates and documents from them ([`opensearch::catalog`]).
 pub fn factory(
     config: &SinkConfig,
     retry: &RetryConfig,
@@ -87,6 +94,16 @@ pub fn factory(
             forward::ForwardSink::new(&cfg, &retry)?;
             Ok(Arc::new(move || {
                 forward::ForwardSink::new(&cfg, &retry).map(|s| Box::new(s) as Box<dyn Sink>)
+            }))
+        }
+        SinkKind::Opensearch => {
+            let cfg = config.opensearch.clone();
+            let retry = retry.clone();
+            let catalog = Arc::new(opensearch::catalog(schemas, router));
+            opensearch::OpenSearchSink::new(&cfg, &retry, catalog.clone())?;
+            Ok(Arc::new(move || {
+                opensearch::OpenSearchSink::new(&cfg, &retry, catalog.clone())
+                    .map(|s| Box::new(s) as Box<dyn Sink>)
             }))
         }
         SinkKind::Null => Ok(Arc::new(|| {

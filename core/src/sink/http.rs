@@ -1,7 +1,7 @@
-//! HTTP plumbing shared by the sinks that talk HTTP (BigQuery, forward to the collector), so each
-//! rule exists once: how a failure is labelled, which statuses are worth another try,
-//! `Retry-After`, the retry budget of one request ([`Attempts`]), the sink's runtime, running
-//! requests side by side, and gzip bodies. A sink keeps only what is its own: its status-to-label
+//! HTTP plumbing shared by the sinks that talk HTTP (BigQuery, OpenSearch, forward to the
+//! collector), so each rule exists once: how a failure is labelled, which statuses are worth
+//! another try, `Retry-After`, the retry budget of one request ([`Attempts`]), the sink's runtime,
+//! running requests side by side, cutting rows into requests ([`split`]), and gzip bodies. A sink keeps only what is its own: its status-to-label
 //! mapping, what counts as a good answer, its messages.
 //!
 //! The retry policy, for every HTTP sink: an attempt that fails with a retryable [`Failure`]
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
 
-use super::SinkError;
+use super::{EncodedRow, SinkError};
 use crate::config::retry::RetryConfig;
 
 /// The `kind` label of a transport error (no HTTP answer).
@@ -152,6 +152,31 @@ where
     )
 }
 
+/// Splits `rows` into runs of at most `max_rows` rows and `max_bytes` bytes of row JSON (a
+/// single larger row gets a request of its own; the destination will judge it).
+pub fn split(
+    rows: &[EncodedRow],
+    max_rows: usize,
+    max_bytes: usize,
+) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, row) in rows.iter().enumerate() {
+        let len = row.json.len() + row.insert_id.len() + 32;
+        if i > start && (i - start >= max_rows || bytes + len > max_bytes) {
+            out.push(start..i);
+            start = i;
+            bytes = 0;
+        }
+        bytes += len;
+    }
+    if start < rows.len() {
+        out.push(start..rows.len());
+    }
+    out
+}
+
 /// gzip-compresses a request body (fast level: bodies are rows of JSON, which compress well
 /// anyway, and the flush thread waits for it).
 pub fn gzip(body: &[u8]) -> Vec<u8> {
@@ -196,6 +221,32 @@ mod tests {
         assert!(!rt.block_on(a.backoff(&Failure::fatal("http_4xx", "400".into()))));
         let mut a = Attempts::new(&retry, true);
         assert!(!rt.block_on(a.backoff(&again)), "a probe makes one attempt");
+    }
+
+    fn rows(n: usize, size: usize) -> Vec<EncodedRow> {
+        (0..n)
+            .map(|i| EncodedRow {
+                insert_id: format!("id-{i}"),
+                json: format!("{{\"v\":\"{}\"}}", "x".repeat(size)),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn splits_by_rows_and_bytes() {
+        let r = rows(1200, 10);
+        let parts = split(&r, 500, usize::MAX);
+        assert_eq!(parts, vec![0..500, 500..1000, 1000..1200]);
+        let r = rows(10, 1000);
+        let parts = split(&r, 500, 3500);
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [3, 3, 3, 1]
+        );
+        assert_eq!(parts.iter().map(|p| p.len()).sum::<usize>(), 10);
+        // A row bigger than the limit travels alone.
+        let r = rows(3, 5000);
+        assert_eq!(split(&r, 500, 3000).len(), 3);
     }
 
     #[test]

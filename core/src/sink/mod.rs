@@ -59,6 +59,7 @@ pub mod forward;
 pub(crate) mod http;
 pub mod memory;
 pub mod null;
+pub mod opensearch;
 
 use serde_json::json;
 use thiserror::Error;
@@ -129,6 +130,39 @@ pub const DEAD_LETTER_SCHEMA: &str = r#"[
 ]"#;
 
 impl RejectedEvent {
+    /// A row the destination refused for good, as a dead letter. The row knows its destination,
+    /// not its envelope: namespace and type are the destination's dataset and table; the times
+    /// are the row's `event_time` and `received_at` (or `now`); `raw` is the row.
+    pub fn refused_row(
+        destination: &Destination,
+        row: EncodedRow,
+        reason: &'static str,
+        field: Option<String>,
+        error: String,
+        now: i64,
+    ) -> Self {
+        let parsed: Option<serde_json::Value> = serde_json::from_str(&row.json).ok();
+        let time = |k: &str| {
+            parsed
+                .as_ref()
+                .and_then(|v| v.get(k))
+                .and_then(serde_json::Value::as_str)
+                .and_then(|t| time::parse_timestamp(t).ok())
+        };
+        RejectedEvent {
+            dataset: destination.dataset.to_string(),
+            event_id: row.insert_id,
+            namespace: destination.dataset.to_string(),
+            type_name: destination.table.to_string(),
+            event_time: time(crate::schema::EVENT_TIME),
+            received_at: time(crate::schema::RECEIVED_AT).unwrap_or(now),
+            reason,
+            field,
+            error,
+            raw: row.json,
+        }
+    }
+
     /// The dead-letter row (see [`DEAD_LETTER_SCHEMA`]) as JSON object text.
     pub fn to_row_json(&self, rejected_at: i64) -> String {
         let mut row = json!({

@@ -1,35 +1,11 @@
 //! insertAll request bodies.
 //!
-//! Rows are already JSON text; the body is spliced together without parsing them again:
+//! Rows are already JSON text (requests are cut by `sink::http::split`); the body is spliced
+//! together without parsing them again:
 //! `{"kind":"bigquery#tableDataInsertAllRequest","skipInvalidRows":…,"ignoreUnknownValues":false,
 //! "templateSuffix":"YYYYMMDD","rows":[{"insertId":"…","json":<row>},…]}`.
 
 use crate::sink::EncodedRow;
-
-/// Splits `rows` into runs of at most `max_rows` rows and `max_bytes` bytes of row JSON (a
-/// single larger row gets a request of its own; BigQuery will judge it).
-pub fn split(
-    rows: &[EncodedRow],
-    max_rows: usize,
-    max_bytes: usize,
-) -> Vec<std::ops::Range<usize>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut bytes = 0;
-    for (i, row) in rows.iter().enumerate() {
-        let len = row.json.len() + row.insert_id.len() + 32;
-        if i > start && (i - start >= max_rows || bytes + len > max_bytes) {
-            out.push(start..i);
-            start = i;
-            bytes = 0;
-        }
-        bytes += len;
-    }
-    if start < rows.len() {
-        out.push(start..rows.len());
-    }
-    out
-}
 
 /// The JSON body for `rows`.
 pub fn body<'a>(

@@ -306,7 +306,7 @@ impl BigQuerySink {
     fn jobs_for(&self, batch_index: usize, batch: Batch) -> Vec<Job> {
         let d = &batch.destination;
         let suffix = d.template_suffix().map(str::to_string);
-        let parts = request::split(
+        let parts = http::split(
             &batch.rows,
             self.cfg.max_rows_per_request,
             self.cfg.max_bytes_per_request.0 as usize,
@@ -360,11 +360,14 @@ impl Sink for BigQuerySink {
                 o.error = r.error;
             }
             for (row, location, message) in r.rejected {
-                let mut e = rejected_row(row, location, message, now);
-                e.dataset = dests[i].dataset.to_string();
-                e.namespace = dests[i].dataset.to_string();
-                e.type_name = dests[i].table.to_string();
-                o.rejected.push(e);
+                o.rejected.push(RejectedEvent::refused_row(
+                    &dests[i],
+                    row,
+                    REJECT_REASON,
+                    location,
+                    format!("BigQuery refused the row: {message}"),
+                    now,
+                ));
             }
         }
         outcomes
@@ -403,7 +406,7 @@ impl Sink for BigQuerySink {
         }
         let mut jobs = Vec::new();
         for (dataset, rows) in by_dataset {
-            let parts = request::split(
+            let parts = http::split(
                 &rows,
                 self.cfg.max_rows_per_request,
                 self.cfg.max_bytes_per_request.0 as usize,
@@ -445,36 +448,6 @@ impl Sink for BigQuerySink {
             });
         }
         out
-    }
-}
-
-/// A row BigQuery refused, as a dead-letter entry.
-fn rejected_row(
-    row: EncodedRow,
-    location: Option<String>,
-    message: String,
-    now: i64,
-) -> RejectedEvent {
-    let parsed: Option<Value> = serde_json::from_str(&row.json).ok();
-    let text = |k: &str| {
-        parsed
-            .as_ref()
-            .and_then(|v| v.get(k))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    let time = |k: &str| text(k).and_then(|t| crate::time::parse_timestamp(&t).ok());
-    RejectedEvent {
-        dataset: String::new(), // the caller fills in the destination
-        event_id: row.insert_id.clone(),
-        namespace: String::new(),
-        type_name: String::new(),
-        event_time: time("event_time"),
-        received_at: time("received_at").unwrap_or(now),
-        reason: REJECT_REASON,
-        field: location,
-        error: format!("BigQuery refused the row: {message}"),
-        raw: row.json,
     }
 }
 

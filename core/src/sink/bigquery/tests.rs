@@ -3,36 +3,10 @@
 
 use std::time::Duration;
 
-use super::request::{body, split};
+use super::request::body;
 use super::service::classify;
 use crate::sink::http::gzip;
 use crate::sink::EncodedRow;
-
-fn rows(n: usize, size: usize) -> Vec<EncodedRow> {
-    (0..n)
-        .map(|i| EncodedRow {
-            insert_id: format!("id-{i}"),
-            json: format!("{{\"v\":\"{}\"}}", "x".repeat(size)),
-        })
-        .collect()
-}
-
-#[test]
-fn splits_by_rows_and_bytes() {
-    let r = rows(1200, 10);
-    let parts = split(&r, 500, usize::MAX);
-    assert_eq!(parts, vec![0..500, 500..1000, 1000..1200]);
-    let r = rows(10, 1000);
-    let parts = split(&r, 500, 3500);
-    assert_eq!(
-        parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
-        [3, 3, 3, 1]
-    );
-    assert_eq!(parts.iter().map(|p| p.len()).sum::<usize>(), 10);
-    // A row bigger than the limit travels alone.
-    let r = rows(3, 5000);
-    assert_eq!(split(&r, 500, 3000).len(), 3);
-}
 
 #[test]
 fn body_is_the_documented_request() {
