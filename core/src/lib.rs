@@ -3,6 +3,7 @@
 //! - [`envelope`]: the unit of input and its rules.
 //! - [`schema`]: BigQuery JSON schema files; validation and conversion of an event to a row.
 //! - [`routing`]: dataset, table and day shard of a row.
+//! - [`transform`]: `[[transforms]]`, declarative changes to an event's fields per table and destination.
 //! - [`pipeline`]: `log()` → lock-free queue → flush thread → [`sink`].
 //! - [`counters`]: the counters (docs/contracts.md) and the accounting invariant.
 //! - [`config`]: the TOML configuration with `EVLOG_*` overrides.
@@ -23,6 +24,7 @@ pub mod schema;
 pub mod sink;
 pub mod spool;
 pub mod time;
+pub mod transform;
 
 pub use config::Config;
 pub use counters::{DropReason, Stats};
