@@ -51,7 +51,8 @@ pub(crate) struct Op {
 pub(crate) enum Kind {
     /// Move to this path (relative to the same element as the source).
     Rename(Box<[Seg]>),
-    /// Move to this key of the same object: one walk, and the key's allocation is reused.
+    /// Move to this key of the same object: one walk, and the old key's buffer is reused when
+    /// the new key fits.
     RenameKey(Box<str>),
     /// Copy to this path (relative to the same element as the source).
     Copy(Box<[Seg]>),

@@ -81,8 +81,14 @@ fn at_element(kind: &Kind, elem: &mut Value, rest: &[Seg]) -> Option<Result<(), 
             match path::get_mut(elem, parent) {
                 Ok(Some(Value::Object(m))) => {
                     let (mut key, value) = m.remove_entry(&**from)?;
-                    key.clear();
-                    key.push_str(to);
+                    // Reuse the old key's buffer when the new key fits; growing it would cost
+                    // more (a realloc) than a fresh allocation.
+                    if key.capacity() >= to.len() {
+                        key.clear();
+                        key.push_str(to);
+                    } else {
+                        key = String::from(&**to);
+                    }
                     m.insert(key, value);
                     Some(Ok(()))
                 }
