@@ -6,8 +6,9 @@
 //! (bytes) or strings such as `"512KiB"`, `"1MiB"`, `"10MB"`.
 //!
 //! Environment overrides: `EVLOG_<SECTION>_<KEY>` sets `<section>.<key>` (nested tables join with
-//! `_` too: `EVLOG_SINK_FILE_DIR` sets `sink.file.dir`). `EVLOG_CONFIG` names the file to read and is
-//! not a key. Any other `EVLOG_*` variable that matches no key is an error.
+//! `_` too: `EVLOG_SINK_FILE_DIR` sets `sink.file.dir`). `EVLOG_CONFIG` names the file to read and
+//! `EVLOG_TRANSFORM_KEY` holds the default hash key of `[[transforms]]`; neither is a key. Any
+//! other `EVLOG_*` variable that matches no key is an error.
 //!
 //! Where things are: this file holds the sections of the pipeline (`[batch]`, `[queue]`,
 //! `[spool]`, `[schemas]`, `[routing]`), reading, environment overrides and the rules between
@@ -31,8 +32,9 @@ pub use self::retry::{backoff, RetryConfig};
 pub use self::units::{duration_str, ByteSize};
 pub use crate::sink::{SinkConfig, SinkKind};
 
-/// Environment variables that are not keys.
-pub const RESERVED_ENV: &[&str] = &["EVLOG_CONFIG"];
+/// Environment variables that are not keys: the config file's name, and the default hash key of
+/// `[[transforms]]` (`crate::transform::DEFAULT_KEY_ENV`).
+pub const RESERVED_ENV: &[&str] = &["EVLOG_CONFIG", crate::transform::DEFAULT_KEY_ENV];
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

@@ -3,6 +3,7 @@
 //! - [`envelope`]: the unit of input and its rules.
 //! - [`schema`]: BigQuery JSON schema files; validation and conversion of an event to a row.
 //! - [`routing`]: dataset, table and day shard of a row.
+//! - [`transform`]: `[[transforms]]`, declarative changes to an event's fields per table and destination.
 //! - [`pipeline`]: `log()` → lock-free queue → flush thread → [`sink`].
 //! - [`ingest`]: the seam the flush thread and the collector share: the event type, processing
 //!   (validation, conversion, routing), batching, delivery and the counting of its outcome.
@@ -26,6 +27,7 @@ pub mod schema;
 pub mod sink;
 pub mod spool;
 pub mod time;
+pub mod transform;
 
 pub use config::Config;
 pub use counters::{DropReason, Stats};

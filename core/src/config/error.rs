@@ -32,6 +32,10 @@ pub enum ConfigError {
         /// The rule.
         rule: String,
     },
+    /// A `[[transforms]]` entry that breaks a rule (its key is built from the entry and path,
+    /// e.g. `transforms[2].mask."card"`).
+    #[error("invalid setting {0}")]
+    Transform(#[from] crate::transform::TransformError),
     /// An `EVLOG_*` variable that names no key.
     #[error("unknown environment variable {var}: no such setting (keys are EVLOG_<SECTION>_<KEY>, e.g. EVLOG_BATCH_MAX_ROWS)")]
     UnknownEnv {

@@ -108,6 +108,8 @@ fn env_overrides_keys() {
             ("EVLOG_BATCH_MAX_AGE", "2s"),
             ("EVLOG_QUEUE_MAX_BYTES", "2MiB"),
             ("EVLOG_CONFIG", "ignored.toml"),
+            // Read by `[[transforms]]` hash rules, not a key.
+            ("EVLOG_TRANSFORM_KEY", "not-a-setting-0123456789"),
             ("PATH", "/bin"),
         ]),
     )
