@@ -131,6 +131,11 @@ impl std::fmt::Debug for Prepared {
 /// Every error names the key and the path.
 pub async fn prepare(config: CollectorConfig) -> Result<Prepared, Error> {
     let c = &config.collector;
+    if !config.core.routes.is_empty() {
+        return Err(Error::Other(
+            "routes: [destinations] and [[routes]] are not supported by the collector yet".into(),
+        ));
+    }
     let schemas = SchemaRegistry::load_configured(&config.core)?;
     let processor = Arc::new(Processor::new(schemas, &config.core));
     let tls = match (&c.tls_cert, &c.tls_key) {

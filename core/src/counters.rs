@@ -68,11 +68,14 @@ pub enum DropReason {
     SpoolFull,
     /// The dead-letter write failed, so a rejected event could not be kept.
     DeadLetterFailed,
+    /// No route took the event (`[[routes]]`: no table glob matched, its `where` failed or its
+    /// `sample` left it out).
+    Unrouted,
 }
 
 impl DropReason {
     /// Every reason, in label order.
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::InvalidEnvelope,
         DropReason::QueueFull,
         DropReason::ShutDown,
@@ -80,6 +83,7 @@ impl DropReason {
         DropReason::SinkError,
         DropReason::SpoolFull,
         DropReason::DeadLetterFailed,
+        DropReason::Unrouted,
     ];
 
     /// The `reason` label.
@@ -92,6 +96,7 @@ impl DropReason {
             DropReason::SinkError => "sink_error",
             DropReason::SpoolFull => "spool_full",
             DropReason::DeadLetterFailed => "dead_letter_failed",
+            DropReason::Unrouted => "unrouted",
         }
     }
 }

@@ -71,9 +71,11 @@ pub fn logged(result: Result<(), LogError>) -> PyResult<bool> {
 fn config_error(e: config::ConfigError) -> PyErr {
     use config::ConfigError as E;
     match &e {
-        E::Read { .. } | E::Parse { .. } | E::Invalid { .. } | E::UnknownEnv { .. } => {
-            ConfigError::new_err(e.to_string())
-        }
+        E::Read { .. }
+        | E::Parse { .. }
+        | E::Invalid { .. }
+        | E::InvalidAt { .. }
+        | E::UnknownEnv { .. } => ConfigError::new_err(e.to_string()),
     }
 }
 

@@ -282,8 +282,17 @@ impl Pipeline {
     pub fn new(config: Config) -> Result<Self, PipelineError> {
         let schemas = SchemaRegistry::load_configured(&config)?;
         let processor = Processor::new(schemas, &config);
+        let mut sinks = config.destination_sinks();
+        if sinks.len() > 1 {
+            return Err(crate::config::ConfigError::Invalid {
+                key: "destinations",
+                rule: "more than one destination is not supported by the SDK yet".into(),
+            }
+            .into());
+        }
+        let (_, sink) = sinks.remove(0);
         let factory = sink::factory(
-            &config.sink,
+            &sink,
             &config.retry,
             processor.schemas(),
             processor.router(),
@@ -586,7 +595,13 @@ impl Shared {
         FlushParts {
             batch: self.config.batch.clone(),
             queue: self.config.queue.clone(),
-            spool: self.config.spool.clone(),
+            spool: crate::config::SpoolConfig {
+                // A named destination spools in a directory of its own.
+                dir: self
+                    .config
+                    .destination_spool_dir(&self.config.destination_names()[0]),
+                ..self.config.spool.clone()
+            },
             retry: self.config.retry.clone(),
             hook: Arc::clone(&self.hook),
             processor: Arc::clone(&self.processor),

@@ -29,6 +29,11 @@ impl Worker {
             self.deliver_batches(batches);
         }
         self.dead_letter_rejects();
+        if self.unrouted > 0 {
+            let n = std::mem::take(&mut self.unrouted);
+            let message = "no route takes these events ([[routes]])".to_string();
+            self.report.dropped(DropReason::Unrouted, n, message);
+        }
         self.report.send(&self.parts.hook, &self.st.counters);
     }
 

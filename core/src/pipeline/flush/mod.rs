@@ -139,6 +139,9 @@ struct Worker {
     /// `evlog_dead_letters_waiting` until the attempt settles them (stored, dropped or spooled
     /// again), so the gauge does not dip while the attempt is in flight.
     dl_retrying: u64,
+    /// Events no route took since the last report (counted when taken, told to the hook once
+    /// per round). Not a loss for flush(): the configuration sends them nowhere.
+    unrouted: u64,
 }
 
 impl Worker {
@@ -186,6 +189,7 @@ impl Worker {
             own_spooled: 0,
             lost: 0,
             dl_retrying: 0,
+            unrouted: 0,
         }
     }
 
@@ -329,8 +333,14 @@ impl Worker {
         n
     }
 
-    /// Validates and routes one event: its row joins a batch, or it waits to be dead-lettered.
+    /// Validates and routes one event: its row joins a batch, or it waits to be dead-lettered;
+    /// an event no route takes (`[[routes]]`) is counted dropped, `unrouted`.
     fn process(&mut self, raw: &RawEvent) {
+        if self.parts.processor.route(raw).is_empty() {
+            self.st.counters.drop_events(DropReason::Unrouted, 1);
+            self.unrouted += 1;
+            return;
+        }
         match self.parts.processor.process(raw) {
             Ok((dest, row)) => self.batcher.add(&dest, row),
             Err(rejected) => self.rejects.push(*rejected),
