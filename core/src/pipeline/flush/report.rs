@@ -13,11 +13,22 @@ use crate::sink::RejectedEvent;
 #[derive(Debug, Default)]
 pub(super) struct Report {
     summaries: Vec<ErrorSummary>,
+    /// Whether this thread tells of `log()`'s refusals (the thread that reads the lanes; with
+    /// several destinations, the router, not the destinations' threads).
+    refusals: bool,
     /// Refusals by `log()` already reported: (queue_full, invalid_envelope).
     refusals_seen: (u64, u64),
 }
 
 impl Report {
+    /// A report that tells of `log()`'s refusals too, or not.
+    pub(super) fn new(refusals: bool) -> Self {
+        Self {
+            refusals,
+            ..Self::default()
+        }
+    }
+
     /// `count` events dropped for `reason`, with one message that says why.
     pub(super) fn dropped(&mut self, reason: DropReason, count: u64, message: String) {
         self.summaries.push(ErrorSummary {
@@ -54,6 +65,12 @@ impl Report {
             self.summaries.clear();
             return;
         };
+        if !self.refusals {
+            for summary in self.summaries.drain(..) {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&summary)));
+            }
+            return;
+        }
         let s = counters.snapshot(0);
         let count = |r: DropReason| s.dropped.get(r.as_str()).copied().unwrap_or(0);
         let full = count(DropReason::QueueFull);
