@@ -33,25 +33,20 @@ cleanup() {
 trap cleanup EXIT
 git worktree add -q --detach "$old_tree" "$OLD_REV"
 
+# bench_exe DIR TARGET_DIR NAME: builds core's bench NAME and prints its executable's path.
+bench_exe() {
+  (cd "$1" && CARGO_TARGET_DIR="$2" cargo bench -q -p evlog-core --bench "$3" --no-run \
+    --message-format=json 2>/dev/null) | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
+        print(m["executable"])' "$3"
+}
 # build DIR TARGET_DIR: prints "<log_latency exe> <process exe> <collector exe>".
 build() {
-  local dir="$1" target="$2" lat proc
-  (cd "$dir" && CARGO_TARGET_DIR="$target" cargo build --release -q -p evlog-collector >&2)
-  lat=$(cd "$dir" && CARGO_TARGET_DIR="$target" cargo bench -q -p evlog-core --bench log_latency \
-    --no-run --message-format=json 2>/dev/null | python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
-        print(m["executable"])' log_latency)
-  proc=$(cd "$dir" && CARGO_TARGET_DIR="$target" cargo bench -q -p evlog-core --bench process \
-    --no-run --message-format=json 2>/dev/null | python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == sys.argv[1]:
-        print(m["executable"])' process)
-  echo "$lat $proc $target/release/evlog-collector"
+  (cd "$1" && CARGO_TARGET_DIR="$2" cargo build --release -q -p evlog-collector >&2)
+  echo "$(bench_exe "$1" "$2" log_latency) $(bench_exe "$1" "$2" process) $2/release/evlog-collector"
 }
 log "building $OLD_REV (old) and the working tree (new)"
 read -r old_lat old_proc old_coll < <(build "$old_tree" "$REPO_ROOT/target/compare-old")

@@ -13,9 +13,11 @@
 #   PROFILE=debug bash bindings/c/install.sh PREFIX   installs a debug build (used by the tests)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# Absolute before the cd below: a relative PREFIX means one under the caller's directory, and
+# the .pc files must name an absolute prefix.
+prefix="$(realpath -ms "${1:-/usr/local}")"
 cd "$root"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
-prefix="${1:-/usr/local}"
 profile="${PROFILE:-release}"
 case "$profile" in
   dist | release) cargo build --profile "$profile" -p evlog-c >&2 ;;

@@ -8,6 +8,7 @@ if ! command -v curl >/dev/null; then
   ensure_apt curl
 fi
 PORT="${PORT:-8080}"
+echo "building evlog-collector (release; the first build takes a few minutes)" >&2
 cargo build --release -q -p evlog-collector
 bin="${CARGO_TARGET_DIR:-target}/release/evlog-collector"
 "$bin" --config collector/examples/collector.toml --listen "127.0.0.1:$PORT" &

@@ -64,7 +64,7 @@ impl evlog_status {
                 c"the deadline passed before every event was answered by the sink"
             }
             evlog_status::EVLOG_CONFIG_ERROR => c"invalid configuration",
-            evlog_status::EVLOG_SCHEMA_ERROR => c"a schema file is malformed",
+            evlog_status::EVLOG_SCHEMA_ERROR => c"the schemas could not be loaded: the schema directory cannot be read or a schema file is malformed",
             evlog_status::EVLOG_SINK_ERROR => c"the sink could not be set up",
             evlog_status::EVLOG_BUFFER_TOO_SMALL => c"the output buffer is too small",
         }

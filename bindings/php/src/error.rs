@@ -65,6 +65,11 @@ impl fmt::Display for Error {
                     None => f.write_str(&message),
                 }
             }
+            // Core's fix names the TOML key and its environment variable; a PHP user sets the
+            // directory with a directive.
+            Error::Pipeline(
+                e @ PipelineError::Schema(evlog_core::schema::SchemaError::Dir { .. }),
+            ) => write!(f, "evlog configuration: {e} (php.ini: evlog.schema_dir)"),
             Error::Pipeline(e) => write!(f, "evlog configuration: {e}"),
             Error::Convert(e) => e.fmt(f),
             Error::Argument(message) | Error::Host(message) => f.write_str(message),
