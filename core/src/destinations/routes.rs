@@ -213,6 +213,33 @@ impl Routes {
         })
     }
 
+    /// [`Routes::select`] for a dead letter whose `raw` is an envelope's JSON text (its fields
+    /// are its `event` member) or a row's (see [`Routes::select_row`]).
+    pub fn select_dead_letter(
+        &self,
+        namespace: &str,
+        type_name: &str,
+        id: &str,
+        raw: &str,
+    ) -> DestinationSet {
+        let envelope = match jref::parse(raw) {
+            Ok(JRef::Object(o)) => match jref::get(&o, "event") {
+                Some(JRef::Object(_)) => Some(o),
+                _ => None,
+            },
+            _ => None,
+        };
+        match envelope {
+            Some(o) => self.select_lazy(namespace, type_name, id, || {
+                o.into_iter()
+                    .rev()
+                    .find(|(k, _)| k == "event")
+                    .map(|(_, v)| v)
+            }),
+            None => self.select_row(namespace, type_name, id, raw),
+        }
+    }
+
     /// The selection, with the event's fields (an object) made by `fields` when a `where`
     /// needs them, at most once.
     pub(crate) fn select_lazy<'a>(

@@ -361,3 +361,28 @@ fn sampling_is_decided_by_the_id_alone() {
     // 0.929…: taken by a route sampling 0.93, not by one sampling 0.92.
     assert!(sampled("order-1", 0.93) && !sampled("order-1", 0.92));
 }
+
+#[test]
+fn a_dead_letter_is_routed_by_its_envelopes_event_or_its_row() {
+    let r = routes(
+        r#"
+        [[routes]]
+        tables = ["events.*"]
+        to = ["live"]
+        where = { field = "level", equals = "error" }
+        "#,
+    );
+    let envelope = r#"{"namespace":"events","type":"t","id":"1","event":{"level":"error"}}"#;
+    assert_eq!(
+        r.select_dead_letter("events", "t", "1", envelope),
+        set(&[0])
+    );
+    let other = r#"{"namespace":"events","type":"t","id":"1","event":{"level":"warn"}}"#;
+    assert!(r.select_dead_letter("events", "t", "1", other).is_empty());
+    // A row (BigQuery refused it): its columns and `other`.
+    let row = r#"{"event_id":"1","other":"{\"level\":\"error\"}"}"#;
+    assert_eq!(r.select_dead_letter("events", "t", "1", row), set(&[0]));
+    assert!(r
+        .select_dead_letter("events", "t", "1", "not json")
+        .is_empty());
+}

@@ -37,6 +37,17 @@ pub mod reasons {
     pub const WRONG_DESTINATION: &str = "wrong_destination";
 }
 
+/// A row [`Processor::check_row_of`] took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedRow {
+    /// The row's text as this process's converter writes it.
+    pub json: String,
+    /// The namespace of the schema it passed.
+    pub namespace: String,
+    /// The type of the schema it passed.
+    pub type_name: String,
+}
+
 /// Schemas plus routing: turns a [`RawEvent`] into a row for a destination, or a rejection;
 /// and says which named destinations (`[[routes]]`) receive it ([`Processor::route`]).
 #[derive(Debug)]
@@ -179,6 +190,21 @@ impl Processor {
         id: &str,
         row: &str,
     ) -> Result<String, Box<RejectedEvent>> {
+        self.check_row_of(dataset, table, partitioned, day, id, row)
+            .map(|c| c.json)
+    }
+
+    /// [`Processor::check_row`], saying also which namespace and type the row was taken as
+    /// (what `[[routes]]` match).
+    pub fn check_row_of(
+        &self,
+        dataset: &str,
+        table: &str,
+        partitioned: bool,
+        day: &str,
+        id: &str,
+        row: &str,
+    ) -> Result<CheckedRow, Box<RejectedEvent>> {
         let reject = |ns: &str, ty: &str, e: RowCheckError| {
             Box::new(RejectedEvent {
                 dataset: dataset.to_owned(),
@@ -244,7 +270,11 @@ impl Processor {
                             ),
                         )
                     } else {
-                        return Ok(c.json);
+                        return Ok(CheckedRow {
+                            json: c.json,
+                            namespace: ns.clone(),
+                            type_name: ty.clone(),
+                        });
                     }
                 }
                 Err(e) => e,
