@@ -211,6 +211,11 @@ fn copies_and_losses_are_counted_per_destination() {
         ],
     )
     .unwrap();
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h = heard.clone();
+    p.set_error_hook(Some(Arc::new(move |s: &evlog_core::ErrorSummary| {
+        h.lock().unwrap().push(s.clone());
+    })));
     for i in 0..10 {
         txn(&p, &format!("t-{i}"));
     }
@@ -245,6 +250,21 @@ fn copies_and_losses_are_counted_per_destination() {
     ] {
         assert!(text.contains(line), "{line} in\n{text}");
     }
+    // The hook hears which destination dropped what, and what no route took.
+    let heard = heard.lock().unwrap();
+    let sum = |reason: &str| -> u64 {
+        heard
+            .iter()
+            .filter(|s| s.reason == reason)
+            .map(|s| s.count)
+            .sum()
+    };
+    assert_eq!((sum("sink_error"), sum("unrouted")), (10, 2), "{heard:?}");
+    assert!(heard
+        .iter()
+        .filter(|s| s.reason == "sink_error")
+        .all(|s| s.message.starts_with("destination \"bad\": ")));
+    drop(heard);
     assert!(p.shutdown(Duration::from_secs(10)));
 }
 

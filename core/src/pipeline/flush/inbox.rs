@@ -143,6 +143,11 @@ pub(super) struct Inbox {
 }
 
 impl Inbox {
+    /// Its destination's name.
+    pub(super) fn name(&self) -> &str {
+        &self.dest.name
+    }
+
     pub(super) fn new(rx: Receiver<Msg>, dest: Arc<DestShared>) -> Self {
         Self {
             rx,

@@ -250,7 +250,10 @@ impl Worker {
             batcher: Batcher::new(parts.batch.max_rows, parts.batch.max_bytes.0 as usize),
             breaker: Breaker::new(parts.retry.cap),
             dl_breaker: Breaker::new(parts.retry.cap),
-            report: Report::new(inbox.is_none()),
+            report: match &inbox {
+                None => Report::new(),
+                Some(i) => Report::for_destination(i.name()),
+            },
             parts,
             st,
             counters,

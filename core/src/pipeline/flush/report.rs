@@ -16,15 +16,26 @@ pub(super) struct Report {
     /// Whether this thread tells of `log()`'s refusals (the thread that reads the lanes; with
     /// several destinations, the router, not the destinations' threads).
     refusals: bool,
+    /// With several destinations, a destination's thread names it at the head of its
+    /// messages (`destination "archive": …`).
+    destination: Option<String>,
     /// Refusals by `log()` already reported: (queue_full, invalid_envelope).
     refusals_seen: (u64, u64),
 }
 
 impl Report {
-    /// A report that tells of `log()`'s refusals too, or not.
-    pub(super) fn new(refusals: bool) -> Self {
+    /// The report of the thread that reads the lanes: it tells of `log()`'s refusals too.
+    pub(super) fn new() -> Self {
         Self {
-            refusals,
+            refusals: true,
+            ..Self::default()
+        }
+    }
+
+    /// The report of a destination's thread, with several: its messages name it.
+    pub(super) fn for_destination(name: &str) -> Self {
+        Self {
+            destination: Some(name.to_owned()),
             ..Self::default()
         }
     }
@@ -65,6 +76,11 @@ impl Report {
             self.summaries.clear();
             return;
         };
+        if let Some(d) = &self.destination {
+            for s in &mut self.summaries {
+                s.message = format!("destination {d:?}: {}", s.message);
+            }
+        }
         if !self.refusals {
             for summary in self.summaries.drain(..) {
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&summary)));

@@ -101,7 +101,7 @@ impl Router {
             st,
             lanes: Lanes::default(),
             outs,
-            report: Report::new(true),
+            report: Report::new(),
             unrouted: 0,
             last_sent: None,
         };
