@@ -249,6 +249,14 @@ impl Routes {
         id: &str,
         fields: impl FnOnce() -> Option<JRef<'a>>,
     ) -> DestinationSet {
+        if let [only] = self.routes.as_slice() {
+            if only.filter.is_none()
+                && only.sample.is_none()
+                && only.tables.iter().any(Glob::is_all)
+            {
+                return only.to; // every table, every event: `[sink]` alone
+            }
+        }
         let mut fields = Some(fields);
         let mut parsed: Option<Option<JRef<'a>>> = None;
         let mut out = DestinationSet::EMPTY;
@@ -383,6 +391,10 @@ impl Glob {
             namespace: "*".into(),
             type_name: "*".into(),
         }
+    }
+
+    fn is_all(&self) -> bool {
+        self.namespace == "*" && self.type_name == "*"
     }
 
     fn new(text: &str) -> Result<Self, String> {
