@@ -1,5 +1,6 @@
-//! The collector's configuration: core's [`Config`] (`[sink]`, `[batch]`, `[retry]`, `[schemas]`,
-//! `[routing]`, …, shared with the SDK) plus a `[collector]` section read here.
+//! The collector's configuration: core's [`Config`] (`[sink]` or `[destinations.<name>]` and
+//! `[[routes]]`, `[batch]`, `[retry]`, `[schemas]`, `[routing]`, …, shared with the SDK) plus a
+//! `[collector]` section read here.
 //!
 //! `EVLOG_<SECTION>_<KEY>` variables override core keys as in the SDK; `[collector]` keys are read
 //! from the file only (an `EVLOG_COLLECTOR_*` variable is an error that says so).
@@ -115,7 +116,7 @@ pub struct CollectorSection {
     /// The active segment is sealed (made readable by streamers) at least this often.
     #[serde(deserialize_with = "duration_str::deserialize")]
     pub seal_interval: Duration,
-    /// Streamer threads (each streams whole segments to the sink).
+    /// Streamer threads per destination (each streams whole segments to its sink).
     pub workers: usize,
     /// HTTP worker threads (tokio); 0 = number of CPUs + 1 (see `main.rs`).
     pub http_threads: usize,

@@ -5,6 +5,9 @@
 //!   `GET /healthz`, `GET /readyz`, `GET /metrics`.
 //! - A 2xx answer means the request's events are in the write-ahead log (module `wal`); streamer
 //!   threads (module `streamer`) deliver them through the configured sink and commit afterwards.
+//!   With several destinations (`[destinations]`, `[[routes]]`) routes are decided at ingest,
+//!   each destination has its own streamers and cursor in the log, and one that is down holds
+//!   back only itself.
 //! - Answers sent before a request body was read (401, 413, 429, …) reach clients that are
 //!   still sending it: the rest is read and discarded, within bounds, before the connection is
 //!   closed (lingering close, module `linger`).
@@ -20,11 +23,12 @@ mod streamer;
 mod wal;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use evlog_core::counters::Counters;
+use evlog_core::counters::{Counters, DropReason};
+use evlog_core::destinations::DEFAULT_DESTINATION;
 use evlog_core::ingest::Processor;
 use evlog_core::schema::SchemaRegistry;
 use evlog_core::spool::Spool;
@@ -113,9 +117,12 @@ fn tls_acceptor(
 pub struct Prepared {
     config: CollectorConfig,
     processor: Arc<Processor>,
-    sink_factory: evlog_core::sink::SinkFactory,
+    /// Each destination's name and sink, in `Config::destination_names` order.
+    destinations: Vec<(String, evlog_core::sink::SinkFactory)>,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    pending: Arc<AtomicU64>,
+    /// Each destination's state (its pending log bytes read at the start).
+    dests: Vec<Arc<streamer::Dest>>,
+    counters: Arc<Counters>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -152,18 +159,57 @@ pub async fn prepare(config: CollectorConfig) -> Result<Prepared, Error> {
     std::fs::write(&probe, b"")
         .and_then(|()| std::fs::remove_file(&probe))
         .map_err(|e| wal_err(&e))?;
-    let pending = Arc::new(AtomicU64::new(spool.pending_bytes()));
+    let names = config.core.destination_names();
+    let counters = Arc::new(Counters::new());
+    let dests = if names.len() == 1 {
+        // One destination: the log's single reader, the collector's own counters.
+        vec![Arc::new(streamer::Dest::new(
+            &names[0],
+            Arc::clone(&counters),
+            spool.pending_bytes(),
+            true,
+            None,
+        ))]
+    } else {
+        // Several: a cursor each. `default` keeps the offset files a collector with one
+        // destination wrote, and takes the records it wrote (without destination masks);
+        // without a `default`, every destination takes those.
+        let legacy = names
+            .iter()
+            .any(|n| n == DEFAULT_DESTINATION)
+            .then_some(DEFAULT_DESTINATION);
+        let cursors = evlog_core::spool::Cursor::set(&names, legacy);
+        names
+            .iter()
+            .zip(cursors)
+            .map(|(name, cursor)| {
+                Arc::new(streamer::Dest::new(
+                    name,
+                    Arc::new(Counters::new()),
+                    spool.pending_bytes_for(&cursor),
+                    legacy.is_none_or(|l| l == name),
+                    Some(cursor),
+                ))
+            })
+            .collect()
+    };
     // Sinks own their runtimes (and the BigQuery sink blocks on one to check its credentials):
     // build them off this runtime's threads.
-    let sink_factory = {
+    let destinations = {
         let (core, processor) = (config.core.clone(), Arc::clone(&processor));
         tokio::task::spawn_blocking(move || {
-            evlog_core::sink::factory(
-                &core.sink,
-                &core.retry,
-                processor.schemas(),
-                processor.router(),
-            )
+            core.destination_sinks()
+                .into_iter()
+                .map(|(name, sink)| {
+                    evlog_core::sink::factory(
+                        &sink,
+                        &core.retry,
+                        processor.schemas(),
+                        processor.router(),
+                    )
+                    .map(|f| (name, f))
+                })
+                .collect::<Result<Vec<_>, _>>()
         })
         .await
         .map_err(|e| Error::Other(format!("sink setup: {e}")))??
@@ -171,9 +217,10 @@ pub async fn prepare(config: CollectorConfig) -> Result<Prepared, Error> {
     Ok(Prepared {
         config,
         processor,
-        sink_factory,
+        destinations,
         tls,
-        pending,
+        dests,
+        counters,
     })
 }
 
@@ -207,41 +254,51 @@ async fn serve(
     let Prepared {
         config,
         processor,
-        sink_factory,
+        destinations,
         tls,
-        pending,
+        dests,
+        counters,
     } = prepared;
     let c = config.collector.clone();
     let spool_opts = wal::spool_options(&c);
     let shared = Arc::new(streamer::Shared {
-        counters: Counters::new(),
-        pending: Arc::clone(&pending),
-        sink_healthy: AtomicBool::new(true),
-        sink_error: Mutex::new(String::new()),
-        per_table: Mutex::new(Default::default()),
+        counters,
+        names: dests.iter().map(|d| d.name.clone()).collect(),
+        dests,
         boot: evlog_core::ids::random_u64(),
     });
     let counted = Arc::clone(&shared);
-    let (writer, writer_thread) = wal::WalWriter::start(&c, Arc::clone(&pending), move |n| {
-        counted.counters.accept_n(n)
-    })?;
+    let pending = shared
+        .dests
+        .iter()
+        .map(|d| Arc::clone(&d.pending))
+        .collect();
+    let (writer, writer_thread) = wal::WalWriter::start(&c, pending, move |n| count(&counted, n))?;
     let stop = Arc::new(Mutex::new(None));
     let mut streamers = Vec::new();
-    for i in 0..c.workers {
-        let spool = Spool::open(spool_opts.clone())?;
-        let parts = streamer::StreamerParts {
-            sink_factory: Arc::clone(&sink_factory),
-            max_rows: config.core.batch.max_rows,
-            max_bytes: config.core.batch.max_bytes.0 as usize,
-            retry: config.core.retry.clone(),
-            shared: Arc::clone(&shared),
-            stop: Arc::clone(&stop),
-        };
-        let h = std::thread::Builder::new()
-            .name(format!("evlog-stream-{i}"))
-            .spawn(move || streamer::run(parts, spool))
-            .map_err(|e| Error::Other(format!("cannot start a streamer thread: {e}")))?;
-        streamers.push(h);
+    for ((name, sink_factory), dest) in destinations.iter().zip(&shared.dests) {
+        for i in 0..c.workers {
+            let spool = Spool::open(spool_opts.clone())?;
+            let parts = streamer::StreamerParts {
+                sink_factory: Arc::clone(sink_factory),
+                dest: Arc::clone(dest),
+                max_rows: config.core.batch.max_rows,
+                max_bytes: config.core.batch.max_bytes.0 as usize,
+                retry: config.core.retry.clone(),
+                shared: Arc::clone(&shared),
+                stop: Arc::clone(&stop),
+            };
+            let thread = if shared.several() {
+                format!("evlog-stream-{name}-{i}")
+            } else {
+                format!("evlog-stream-{i}")
+            };
+            let h = std::thread::Builder::new()
+                .name(thread)
+                .spawn(move || streamer::run(parts, spool))
+                .map_err(|e| Error::Other(format!("cannot start a streamer thread: {e}")))?;
+            streamers.push(h);
+        }
     }
 
     let state = Arc::new(http::State {
@@ -325,6 +382,23 @@ async fn serve(
     .await
     .map_err(|e| Error::Other(format!("shutdown: {e}")))?;
     Ok(())
+}
+
+/// Counts a record once it is durable: its events accepted (and those of its request no route
+/// took, accepted and dropped `unrouted`); with several destinations, each one's copies and
+/// the copies beyond the first (`fanned_out`).
+pub(crate) fn count(shared: &streamer::Shared, c: &wal::Counts) {
+    shared.counters.accept_n(c.events + c.unrouted);
+    if c.unrouted > 0 {
+        shared.counters.drop_n(DropReason::Unrouted, c.unrouted);
+    }
+    if shared.several() {
+        for (d, n) in shared.dests.iter().zip(&c.copies) {
+            d.counters.accept_n(*n);
+        }
+        let copies: u64 = c.copies.iter().sum();
+        shared.counters.fan_out(copies.saturating_sub(c.events));
+    }
 }
 
 /// A collector serving on its own thread and runtime: for programs and tests that embed it

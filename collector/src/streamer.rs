@@ -15,6 +15,16 @@
 //! BigQuery down) the streamer does not commit past them, `evlog_dead_letters_waiting` counts
 //! them, and `/readyz` answers 503 with the sink's last error. Only dead letters the table
 //! refuses for good (a row it finds invalid) are dropped, counted as `dead_letter_failed`.
+//!
+//! **Destinations.** Each destination has its own streamers (`collector.workers` of them), its
+//! own sink, counters, health and place in the log: with several, a cursor of its own
+//! (`evlog_core::spool::Cursor`: an offset file per destination beside each segment, and a
+//! segment deleted once every destination has committed it). A streamer takes from each record
+//! the rows and dead letters whose destinations include its own (`crate::wal` record formats)
+//! and reads past the rest, so a destination that is down (retrying without committing) holds
+//! back only its own cursor: the others go on. What it does hold is the log: its segments stay
+//! until it commits them, so an outage longer than the log's room brings the high watermark
+//! (429 for every client) — size `collector.wal_max_bytes` and `high_watermark` for it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,19 +33,37 @@ use std::time::{Duration, Instant};
 
 use evlog_core::config::RetryConfig;
 use evlog_core::counters::Counters;
+use evlog_core::counters::Stats;
 use evlog_core::ingest::{self, Batcher};
 use evlog_core::routing::Destination;
 use evlog_core::sink::{intern_reason, EncodedRow, RejectedEvent, Sink, SinkFactory};
-use evlog_core::spool::{SegmentReader, Spool};
+use evlog_core::spool::{Cursor, SegmentReader, Spool};
 
-use crate::wal::{read_framed, WalRecord, FRAMED};
+use crate::wal::{bit_in, read_framed, WalRecord, FRAMED, FRAMED_ROUTED, LEGACY_MASK};
 
 /// What streamers share with the HTTP side.
 #[derive(Debug)]
 pub struct Shared {
-    /// The counters (docs/contracts.md).
-    pub counters: Counters,
-    /// Uncommitted log bytes.
+    /// The collector's counters (docs/contracts.md): with one destination everything; with
+    /// several, acceptance and what happens before routing (each destination counts its
+    /// copies).
+    pub counters: Arc<Counters>,
+    /// The destinations, in the order of `Config::destination_names`.
+    pub dests: Vec<Arc<Dest>>,
+    /// Their names (what a record's masks index).
+    pub names: Arc<[String]>,
+    /// This process's boot id (see [`WalRecord::boot`]).
+    pub boot: u64,
+}
+
+/// One destination's state, shared by its streamers and the HTTP side.
+#[derive(Debug)]
+pub struct Dest {
+    /// Its name.
+    pub name: String,
+    /// Its counters: the collector's own with one destination.
+    pub counters: Arc<Counters>,
+    /// Log bytes it has not committed.
     pub pending: Arc<AtomicU64>,
     /// False after a delivery failed, true again after one succeeded.
     pub sink_healthy: AtomicBool,
@@ -43,15 +71,83 @@ pub struct Shared {
     pub sink_error: Mutex<String>,
     /// Rows delivered per `dataset.table`.
     pub per_table: Mutex<BTreeMap<String, u64>>,
-    /// This process's boot id (see [`WalRecord::boot`]).
-    pub boot: u64,
+    /// Whether records without destination masks are its (see `crate::wal`'s record docs).
+    pub takes_legacy: bool,
+    /// Its place in the log, with several destinations; with one, the log's single reader.
+    pub cursor: Option<Cursor>,
+}
+
+impl Dest {
+    /// A destination's state: with `counters` (the collector's own with one destination),
+    /// `pending` log bytes, and `cursor` with several.
+    pub fn new(
+        name: &str,
+        counters: Arc<Counters>,
+        pending: u64,
+        takes_legacy: bool,
+        cursor: Option<Cursor>,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            counters,
+            pending: Arc::new(AtomicU64::new(pending)),
+            sink_healthy: AtomicBool::new(true),
+            sink_error: Mutex::new(String::new()),
+            per_table: Mutex::new(BTreeMap::new()),
+            takes_legacy,
+            cursor,
+        }
+    }
+}
+
+impl Shared {
+    /// Whether there are several destinations (then records carry masks, counters labels).
+    pub fn several(&self) -> bool {
+        self.dests.len() > 1
+    }
+
+    /// The counters: the collector's own, with the destinations' beside them when there are
+    /// several (see `evlog_core::counters`).
+    pub fn snapshot(&self) -> Stats {
+        if !self.several() {
+            return self.counters.snapshot(0);
+        }
+        // The destinations first: a copy is counted for its destination before it settles.
+        let dests = self
+            .dests
+            .iter()
+            .map(|d| (d.name.clone(), d.counters.snapshot(0)))
+            .collect();
+        self.counters.snapshot(0).with_destinations(dests)
+    }
+
+    /// An empty log record of this process, with destination masks when there are several.
+    pub fn record(&self) -> crate::wal::RecordBuilder {
+        let names = if self.several() {
+            Arc::clone(&self.names)
+        } else {
+            Arc::from(Vec::new())
+        };
+        crate::wal::RecordBuilder::new(self.boot, names)
+    }
+
+    /// The most log bytes a destination has not committed (the high watermark's measure).
+    pub fn pending(&self) -> u64 {
+        self.dests
+            .iter()
+            .map(|d| d.pending.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 /// Settings of a streamer.
 #[derive(Clone)]
 pub struct StreamerParts {
-    /// Builds each streamer's sink.
+    /// Builds each streamer's sink (its destination's).
     pub sink_factory: SinkFactory,
+    /// Its destination.
+    pub dest: Arc<Dest>,
     /// Rows per sink call.
     pub max_rows: usize,
     /// Bytes per batch.
@@ -64,7 +160,7 @@ pub struct StreamerParts {
     pub stop: Arc<Mutex<Option<Instant>>>,
 }
 
-impl Shared {
+impl Dest {
     /// Marks the sink failing, with why.
     fn failing(&self, why: &str) {
         self.sink_healthy.store(false, Ordering::Relaxed);
@@ -97,7 +193,8 @@ const IDLE: Duration = Duration::from_millis(20);
 /// Least time between two commits inside one segment (the end of a segment always commits).
 const COMMIT_EVERY: Duration = Duration::from_millis(250);
 
-/// Runs one streamer until shutdown (see the module docs), reading segments through `spool`
+/// Runs one streamer until shutdown (see the module docs), reading its destination's segments
+/// through `spool`
 /// (opened by the caller before the thread starts, so a log that cannot be opened stops the
 /// collector's start instead of a streamer, and a streamer never recreates a log directory
 /// removed after the start).
@@ -112,9 +209,9 @@ pub fn run(parts: StreamerParts, mut spool: Spool) {
             match (parts.sink_factory)() {
                 Ok(s) => sink = Some(s),
                 Err(e) => {
-                    parts.shared.counters.sink_error("unavailable", e.kind());
+                    parts.dest.counters.sink_error("unavailable", e.kind());
                     parts
-                        .shared
+                        .dest
                         .failing(&format!("the sink cannot be built: {e}"));
                     std::thread::sleep(parts.retry.base.max(IDLE));
                     continue;
@@ -122,7 +219,11 @@ pub fn run(parts: StreamerParts, mut spool: Spool) {
             }
         }
         let Some(s) = sink.as_mut() else { continue };
-        match spool.next_segment() {
+        let next = match &parts.dest.cursor {
+            Some(cursor) => spool.next_segment_for(cursor),
+            None => spool.next_segment(),
+        };
+        match next {
             Ok(Some(seg)) => stream_segment(&parts, &spool, s.as_mut(), seg),
             Ok(None) => {
                 if deadline.is_some() {
@@ -131,14 +232,14 @@ pub fn run(parts: StreamerParts, mut spool: Spool) {
                 std::thread::sleep(IDLE);
             }
             Err(_) => {
-                parts.shared.counters.sink_error("wal", "io");
+                parts.dest.counters.sink_error("wal", "io");
                 std::thread::sleep(IDLE);
             }
         }
     }
     if let Some(mut s) = sink {
         if let Err(e) = s.close() {
-            parts.shared.counters.sink_error(s.name(), e.kind());
+            parts.dest.counters.sink_error(s.name(), e.kind());
         }
     }
 }
@@ -169,7 +270,7 @@ fn stream_segment(
     sink: &mut dyn Sink,
     mut seg: SegmentReader,
 ) {
-    let shared = &parts.shared;
+    let counters = &parts.dest.counters;
     let mut acc = Acc::new(parts);
     let mut last_end = None;
     let mut last_commit = Instant::now();
@@ -178,12 +279,12 @@ fn stream_segment(
             Ok(Some(r)) => r,
             Ok(None) => break,
             Err(_) => {
-                shared.counters.sink_error("wal", "io");
+                counters.sink_error("wal", "io");
                 return; // not committed: read again later
             }
         };
         acc.bytes += rec.stored_len();
-        if rec.payload.first() == Some(&FRAMED) {
+        if matches!(rec.payload.first(), Some(&(FRAMED | FRAMED_ROUTED))) {
             read_framed_record(parts, &mut acc, &rec.payload);
         } else {
             read_json_record(parts, &mut acc, &rec.payload);
@@ -211,18 +312,36 @@ fn stream_segment(
     let _ = seg.commit(last_end.unwrap_or(0));
 }
 
-/// A framed record (see [`crate::wal::RecordBuilder`]): rows are sliced out, not parsed.
+/// Counts `n` copies read from a record a previous process acknowledged: accepted by this one
+/// (by the destination, and with several by the collector too, one per copy).
+fn count_replayed(parts: &StreamerParts, boot: u64, n: usize) {
+    if boot == parts.shared.boot || n == 0 {
+        return;
+    }
+    parts.dest.counters.accept_n(n as u64);
+    if parts.shared.several() {
+        parts.shared.counters.accept_n(n as u64);
+    }
+}
+
+/// A framed record (see [`crate::wal::RecordBuilder`]): this destination's rows are sliced
+/// out, not parsed; other destinations' are skipped.
 fn read_framed_record(parts: &StreamerParts, acc: &mut Acc, payload: &[u8]) {
-    let shared = &parts.shared;
+    let counters = &parts.dest.counters;
     let Some((header, mut rows)) = read_framed(payload) else {
-        shared.counters.sink_error("wal", "undecodable");
+        counters.sink_error("wal", "undecodable");
         return;
     };
-    if header.boot != shared.boot {
-        let n = header.batches.iter().map(|b| b.1).sum::<usize>() + header.rejected.len();
-        shared.counters.accept_n(n as u64);
-    }
-    for (dest, n) in header.batches {
+    let bit = header.bit_of(&parts.dest.name, parts.dest.takes_legacy);
+    let mut taken = 0;
+    for (dest, n, mask) in header.batches {
+        if mask & bit == 0 {
+            if !rows.skip_rows(n) {
+                counters.sink_error("wal", "undecodable");
+                break;
+            }
+            continue;
+        }
         let (mut read, mut torn) = (0, false);
         acc.rows.extend(
             &dest,
@@ -242,27 +361,34 @@ fn read_framed_record(parts: &StreamerParts, acc: &mut Acc, payload: &[u8]) {
             }),
         );
         acc.events += read;
+        taken += read;
         if torn {
-            shared.counters.sink_error("wal", "undecodable");
+            counters.sink_error("wal", "undecodable");
         }
     }
-    for r in header.rejected {
+    for (r, mask) in header.rejected {
+        if mask & bit == 0 {
+            continue;
+        }
         acc.events += 1;
+        taken += 1;
         let reason = intern_reason(&r.reason);
         acc.rejects.push(r.into_rejected(reason));
     }
+    count_replayed(parts, header.boot, taken);
 }
 
-/// A JSON record ([`WalRecord`]): a `/v1/rows` request.
+/// A JSON record ([`WalRecord`], written by earlier versions for `/v1/rows`): no destination
+/// masks.
 fn read_json_record(parts: &StreamerParts, acc: &mut Acc, payload: &[u8]) {
-    let shared = &parts.shared;
     let Ok(record) = serde_json::from_slice::<WalRecord>(payload) else {
-        shared.counters.sink_error("wal", "undecodable");
+        parts.dest.counters.sink_error("wal", "undecodable");
         return;
     };
-    if record.boot != shared.boot {
-        shared.counters.accept_n(record.len() as u64);
+    if bit_in(None, &parts.dest.name, parts.dest.takes_legacy) & LEGACY_MASK == 0 {
+        return; // not this destination's
     }
+    count_replayed(parts, record.boot, record.len());
     for b in record.batches {
         acc.events += b.rows.len();
         let dest = b.destination();
@@ -282,23 +408,22 @@ fn read_json_record(parts: &StreamerParts, acc: &mut Acc, payload: &[u8]) {
 /// Delivers rows and dead letters, retrying failures until they succeed or the shutdown deadline
 /// passes. True when everything was acknowledged (the caller may commit).
 fn deliver(parts: &StreamerParts, sink: &mut dyn Sink, mut acc: Acc) -> bool {
-    let shared = &parts.shared;
+    let dest = &parts.dest;
     acc.rows.close_all();
     let mut batches = acc.rows.take_ready();
     let mut rejects = acc.rejects;
     let mut attempt = 0u32;
     while !batches.is_empty() {
-        let delivery = ingest::deliver(sink, batches, &shared.counters);
-        shared.count_per_table(&delivery.delivered);
+        let delivery = ingest::deliver(sink, batches, &dest.counters);
+        dest.count_per_table(&delivery.delivered);
         rejects.extend(delivery.rejected);
         let Some(last) = delivery.failed.last() else {
-            shared.sink_healthy.store(true, Ordering::Relaxed);
+            dest.sink_healthy.store(true, Ordering::Relaxed);
             break;
         };
-        shared.failing(&format!("rows cannot be delivered: {}", last.message()));
+        dest.failing(&format!("rows cannot be delivered: {}", last.message()));
         batches = delivery.failed.into_iter().map(|f| f.batch).collect();
-        shared
-            .counters
+        dest.counters
             .retry(batches.iter().map(|b| b.rows.len() as u64).sum());
         if !backoff(parts, &mut attempt) {
             return false;
@@ -310,28 +435,28 @@ fn deliver(parts: &StreamerParts, sink: &mut dyn Sink, mut acc: Acc) -> bool {
         // Those the table refuses for good are dropped (counted): retrying would block the log
         // forever.
         let outcome =
-            ingest::store_dead_letters(sink, std::mem::take(&mut rejects), &shared.counters);
+            ingest::store_dead_letters(sink, std::mem::take(&mut rejects), &dest.counters);
         rejects = outcome.failed;
         let now_waiting = rejects.len() as u64;
         if now_waiting > waiting {
-            shared.counters.dead_letters_wait(now_waiting - waiting);
+            dest.counters.dead_letters_wait(now_waiting - waiting);
         } else {
-            shared.counters.dead_letters_settled(waiting - now_waiting);
+            dest.counters.dead_letters_settled(waiting - now_waiting);
         }
         waiting = now_waiting;
         let Some(e) = outcome.error else {
-            shared.sink_healthy.store(true, Ordering::Relaxed);
+            dest.sink_healthy.store(true, Ordering::Relaxed);
             break;
         };
-        shared.failing(&format!("dead letters cannot be written: {e}"));
+        dest.failing(&format!("dead letters cannot be written: {e}"));
         if !backoff(parts, &mut attempt) {
             // Left uncommitted in the log for the next start; no longer waiting here.
-            shared.counters.dead_letters_settled(waiting);
+            dest.counters.dead_letters_settled(waiting);
             return false;
         }
     }
-    shared.pending.fetch_sub(
-        acc.bytes.min(shared.pending.load(Ordering::Relaxed)),
+    dest.pending.fetch_sub(
+        acc.bytes.min(dest.pending.load(Ordering::Relaxed)),
         Ordering::Relaxed,
     );
     true

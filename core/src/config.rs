@@ -1,6 +1,7 @@
 //! Configuration: one TOML file shared by the SDK and the collector, with `EVLOG_*` overrides.
 //!
-//! Sections: `[sink]`, `[batch]`, `[queue]`, `[retry]`, `[spool]`, `[schemas]`, `[routing]`. Every
+//! Sections: `[sink]` (or `[destinations.<name>]` and `[[routes]]`, see [`crate::destinations`]),
+//! `[batch]`, `[queue]`, `[retry]`, `[spool]`, `[schemas]`, `[routing]`. Every
 //! struct denies unknown keys, so a misspelt key is an error that names it instead of a silently
 //! ignored setting. Durations are strings such as `"250ms"`, `"1s"`, `"2m"`; sizes are integers
 //! (bytes) or strings such as `"512KiB"`, `"1MiB"`, `"10MB"`.
@@ -8,7 +9,9 @@
 //! Environment overrides: `EVLOG_<SECTION>_<KEY>` sets `<section>.<key>` (nested tables join with
 //! `_` too: `EVLOG_SINK_FILE_DIR` sets `sink.file.dir`). `EVLOG_CONFIG` names the file to read and
 //! `EVLOG_TRANSFORM_KEY` holds the default hash key of `[[transforms]]`; neither is a key. Any
-//! other `EVLOG_*` variable that matches no key is an error.
+//! other `EVLOG_*` variable that matches no key is an error. Named destinations and routes have no
+//! variables (their names are the file's); `EVLOG_SINK_*` sets `[sink]`, and so is refused beside
+//! `[destinations]` like `[sink]` itself.
 //!
 //! Where things are: this file holds the sections of the pipeline (`[batch]`, `[queue]`,
 //! `[spool]`, `[schemas]`, `[routing]`), reading, environment overrides and the rules between
@@ -30,6 +33,7 @@ use serde::{Deserialize, Serialize};
 pub use self::error::ConfigError;
 pub use self::retry::{backoff, RetryConfig};
 pub use self::units::{duration_str, ByteSize};
+pub use crate::destinations::{DestinationConfig, RouteConfig, WhereConfig};
 pub use crate::sink::{SinkConfig, SinkKind};
 
 /// Environment variables that are not keys: the config file's name, and the default hash key of
@@ -40,8 +44,17 @@ pub const RESERVED_ENV: &[&str] = &["EVLOG_CONFIG", crate::transform::DEFAULT_KE
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Where accepted events are delivered.
+    /// Where accepted events are delivered when there is one destination (named `default`);
+    /// refused beside `destinations`.
     pub sink: SinkConfig,
+    /// Named destinations (`[destinations.<name>]`: `kind` and the sink's own keys); with
+    /// them, `[[routes]]` say which receives what.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub destinations: std::collections::BTreeMap<String, DestinationConfig>,
+    /// Which destinations receive which tables (`[[routes]]`, in order; an event goes to every
+    /// route that takes it). Without any, `[sink]` receives every table.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteConfig>,
     /// When the flush thread hands a batch to the sink.
     pub batch: BatchConfig,
     /// The in-memory queue between `log()` and the flush thread.
@@ -283,7 +296,8 @@ impl Config {
     }
 
     /// Checks rules serde cannot express: each section's, then every sink's
-    /// ([`SinkConfig::validate`]), then routing's.
+    /// ([`SinkConfig::validate`]), destinations and routes ([`crate::destinations`]), then
+    /// routing's.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=50_000).contains(&self.batch.max_rows) {
             return ConfigError::invalid(
@@ -324,6 +338,20 @@ impl Config {
             return ConfigError::invalid("retry.base", "must not exceed retry.cap");
         }
         self.sink.validate()?;
+        if !self.destinations.is_empty() && self.sink != SinkConfig::default() {
+            return ConfigError::invalid(
+                "sink",
+                format!(
+                    "[sink] and [destinations] cannot be used together ([sink] is the single \
+                     destination \"{}\" of a configuration without [destinations]): move its \
+                     settings into a [destinations.<name>] section (EVLOG_SINK_* variables set \
+                     [sink] too)",
+                    crate::destinations::DEFAULT_DESTINATION
+                ),
+            );
+        }
+        crate::destinations::validate_destinations(&self.destinations)?;
+        crate::destinations::Routes::new(self)?;
         for (key, route) in &self.routing.tables {
             let Some((ns, ty)) = key.split_once('.') else {
                 return ConfigError::invalid(

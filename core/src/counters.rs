@@ -25,6 +25,8 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
+mod destinations;
+
 /// Metric names (docs/contracts.md).
 pub mod names {
     /// Events offered to `log()` / received by the collector.
@@ -48,6 +50,9 @@ pub mod names {
     /// Rejected events waiting for their dead-letter table, which cannot be written now; kept in
     /// the spool (SDK) or the write-ahead log (collector) and retried (gauge).
     pub const DEAD_LETTERS_WAITING: &str = "evlog_dead_letters_waiting";
+    /// Copies made beyond the first when an event went to several destinations (present with
+    /// several destinations only).
+    pub const FANNED_OUT: &str = "evlog_events_fanned_out_total";
 }
 
 /// Why an accepted event was dropped (not stored anywhere, counted).
@@ -68,11 +73,14 @@ pub enum DropReason {
     SpoolFull,
     /// The dead-letter write failed, so a rejected event could not be kept.
     DeadLetterFailed,
+    /// No route took the event (`[[routes]]`: no table glob matched, its `where` failed or its
+    /// `sample` left it out).
+    Unrouted,
 }
 
 impl DropReason {
     /// Every reason, in label order.
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::InvalidEnvelope,
         DropReason::QueueFull,
         DropReason::ShutDown,
@@ -80,6 +88,7 @@ impl DropReason {
         DropReason::SinkError,
         DropReason::SpoolFull,
         DropReason::DeadLetterFailed,
+        DropReason::Unrouted,
     ];
 
     /// The `reason` label.
@@ -92,6 +101,7 @@ impl DropReason {
             DropReason::SinkError => "sink_error",
             DropReason::SpoolFull => "spool_full",
             DropReason::DeadLetterFailed => "dead_letter_failed",
+            DropReason::Unrouted => "unrouted",
         }
     }
 }
@@ -307,6 +317,7 @@ pub struct Counters {
     sink_errors: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     flush: Histogram,
     dead_letters_waiting: AtomicU64,
+    fanned_out: AtomicU64,
 }
 
 impl Default for Counters {
@@ -328,6 +339,7 @@ impl Counters {
             sink_errors: Mutex::new(BTreeMap::new()),
             flush: Histogram::new(&FLUSH_BUCKETS),
             dead_letters_waiting: AtomicU64::new(0),
+            fanned_out: AtomicU64::new(0),
         }
     }
 
@@ -388,6 +400,17 @@ impl Counters {
             .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(n)));
     }
 
+    /// `n` more copies of events than events: one went to `n + 1` destinations.
+    pub fn fan_out(&self, n: u64) {
+        self.fanned_out.fetch_add(n, Relaxed);
+    }
+
+    /// `n` events dropped for `reason`, counted by code outside this crate that settles
+    /// events itself (the collector: events no route takes).
+    pub fn drop_n(&self, reason: DropReason, n: u64) {
+        self.drop_events(reason, n);
+    }
+
     /// Records how long one flush took.
     pub(crate) fn observe_flush(&self, took: Duration) {
         self.flush.observe(took);
@@ -411,9 +434,12 @@ impl Counters {
             .zip(&self.dropped)
             .map(|(r, c)| (r.as_str().to_string(), c.load(Relaxed)))
             .collect::<BTreeMap<_, _>>();
+        let fanned_out = self.fanned_out.load(Relaxed);
         let accepted = self.accepted.sum();
         let settled = delivered + rejected.values().sum::<u64>() + dropped.values().sum::<u64>();
         Stats {
+            fanned_out,
+            destinations: BTreeMap::new(),
             accepted,
             delivered,
             rejected,
@@ -421,7 +447,7 @@ impl Counters {
             retried: self.retried.load(Relaxed),
             spooled: self.spooled.load(Relaxed),
             queue_events,
-            in_flight: accepted as i64 - settled as i64,
+            in_flight: (accepted + fanned_out) as i64 - settled as i64,
             flush_seconds_buckets: self.flush.cumulative(),
             flush_seconds_sum: self.flush.sum_seconds(),
             sink_errors: lock(&self.sink_errors)
@@ -473,6 +499,13 @@ pub struct Stats {
     pub sink_errors: BTreeMap<(String, String), u64>,
     /// `evlog_dead_letters_waiting`.
     pub dead_letters_waiting: u64,
+    /// `evlog_events_fanned_out_total`: copies made beyond the first when an event went to
+    /// several destinations (0 with one destination).
+    pub fanned_out: u64,
+    /// Per destination, with several (empty with one): the same readings for the copies routed
+    /// there (`accepted` counts the copies routed to it, `queue_events` those waiting for its
+    /// thread, `in_flight` its own). The totals above include them.
+    pub destinations: BTreeMap<String, Stats>,
 }
 
 impl Stats {
@@ -486,10 +519,13 @@ impl Stats {
         self.dropped.values().sum()
     }
 
-    /// Whether `accepted = delivered + rejected + dropped + in_flight` with nothing in flight.
+    /// Whether `accepted + fanned_out = delivered + rejected + dropped + in_flight` with nothing
+    /// in flight, for the totals and for every destination.
     pub fn is_settled(&self) -> bool {
         self.in_flight == 0
-            && self.accepted == self.delivered + self.rejected_total() + self.dropped_total()
+            && self.accepted + self.fanned_out
+                == self.delivered + self.rejected_total() + self.dropped_total()
+            && self.destinations.values().all(Stats::is_settled)
     }
 
     /// Flat `name{labels} value` pairs with the names of docs/contracts.md, for bindings (`stats()`) and logs:
@@ -518,6 +554,7 @@ impl Stats {
             names::DEAD_LETTERS_WAITING.to_string(),
             self.dead_letters_waiting as f64,
         ));
+        self.destinations_to_flat(&mut out);
         out
     }
 
@@ -529,19 +566,28 @@ impl Stats {
     pub fn to_prometheus(&self) -> String {
         let mut out = String::new();
         let s = &mut out;
-        write_metric(
+        let dests = &self.destinations;
+        // A scalar family: the total, then one sample per destination (with several).
+        let scalar = |s: &mut String, name: &str, help: &str, kind: &str, f: fn(&Stats) -> u64| {
+            write_header(s, name, help, kind);
+            write_sample(s, name, &[], f(self));
+            for (d, st) in dests {
+                write_sample(s, name, &[("destination", d)], f(st));
+            }
+        };
+        scalar(
             s,
             names::ACCEPTED,
-            "Events offered to evlog.",
+            "Events offered to evlog (per destination: the copies routed to it).",
             "counter",
-            self.accepted,
+            |st| st.accepted,
         );
-        write_metric(
+        scalar(
             s,
             names::DELIVERED,
             "Events acknowledged by the sink.",
             "counter",
-            self.delivered,
+            |st| st.delivered,
         );
         write_header(
             s,
@@ -552,6 +598,16 @@ impl Stats {
         for (reason, n) in &self.rejected {
             write_sample(s, names::REJECTED, &[("reason", reason)], n);
         }
+        for (d, st) in dests {
+            for (reason, n) in &st.rejected {
+                write_sample(
+                    s,
+                    names::REJECTED,
+                    &[("destination", d), ("reason", reason)],
+                    n,
+                );
+            }
+        }
         write_header(
             s,
             names::DROPPED,
@@ -561,26 +617,36 @@ impl Stats {
         for (reason, n) in &self.dropped {
             write_sample(s, names::DROPPED, &[("reason", reason)], n);
         }
-        write_metric(
+        for (d, st) in dests {
+            for (reason, n) in &st.dropped {
+                write_sample(
+                    s,
+                    names::DROPPED,
+                    &[("destination", d), ("reason", reason)],
+                    n,
+                );
+            }
+        }
+        scalar(
             s,
             names::RETRIED,
             "Events sent again after a failure.",
             "counter",
-            self.retried,
+            |st| st.retried,
         );
-        write_metric(
+        scalar(
             s,
             names::SPOOLED,
             "Events written to the disk spool.",
             "counter",
-            self.spooled,
+            |st| st.spooled,
         );
-        write_metric(
+        scalar(
             s,
             names::QUEUE_EVENTS,
             "Events waiting in memory.",
             "gauge",
-            self.queue_events,
+            |st| st.queue_events,
         );
         write_header(
             s,
@@ -591,13 +657,32 @@ impl Stats {
         for ((sink, kind), n) in &self.sink_errors {
             write_sample(s, names::SINK_ERRORS, &[("sink", sink), ("kind", kind)], n);
         }
-        write_metric(
+        for (d, st) in dests {
+            for ((sink, kind), n) in &st.sink_errors {
+                write_sample(
+                    s,
+                    names::SINK_ERRORS,
+                    &[("destination", d), ("sink", sink), ("kind", kind)],
+                    n,
+                );
+            }
+        }
+        scalar(
             s,
             names::DEAD_LETTERS_WAITING,
             "Rejected events kept for a dead-letter table that cannot be written now.",
             "gauge",
-            self.dead_letters_waiting,
+            |st| st.dead_letters_waiting,
         );
+        if !dests.is_empty() {
+            write_metric(
+                s,
+                names::FANNED_OUT,
+                "Copies made beyond the first when an event went to several destinations.",
+                "counter",
+                self.fanned_out,
+            );
+        }
         write_histogram(
             s,
             names::FLUSH_SECONDS,

@@ -2,7 +2,8 @@
 //!
 //! - [`envelope`]: the unit of input and its rules.
 //! - [`schema`]: BigQuery JSON schema files; validation and conversion of an event to a row.
-//! - [`routing`]: dataset, table and day shard of a row.
+//! - [`routing`]: dataset, table and day shard of a row (`[routing]`).
+//! - [`destinations`]: named sinks and the `[[routes]]` that say which receive an event.
 //! - [`transform`]: `[[transforms]]`, declarative changes to an event's fields per table and destination.
 //! - [`pipeline`]: `log()` → lock-free queue → flush thread → [`sink`].
 //! - [`ingest`]: the seam the flush thread and the collector share: the event type, processing
@@ -15,6 +16,7 @@
 pub mod clock;
 pub mod config;
 pub mod counters;
+pub mod destinations;
 pub mod envelope;
 mod fork;
 mod fsync;

@@ -453,3 +453,66 @@ fn error_hook_hears_about_rejections_and_drops() {
     assert_eq!(n, 1);
     assert_eq!(failed[0].outcome, evlog_core::Outcome::Dropped);
 }
+
+#[test]
+fn an_event_no_route_takes_is_counted_unrouted_not_lost() {
+    // `[sink]` is the destination "default"; routes send it some tables, some of the time.
+    let (p, store) = memory_pipeline(
+        r#"
+        [batch]
+        max_age = "10ms"
+        [[routes]]
+        tables = ["events.page_view"]
+        to = ["default"]
+        where = { field = "url", equals = "/" }
+        [[routes]]
+        tables = ["events.t*"]
+        to = ["default"]
+        sample = 0.5
+        "#,
+    );
+    let seen = Arc::new(std::sync::Mutex::new(0u64));
+    let heard = seen.clone();
+    p.set_error_hook(Some(Arc::new(move |s: &evlog_core::ErrorSummary| {
+        if s.reason == "unrouted" {
+            *heard.lock().unwrap() += s.count;
+        }
+    })));
+    p.log_json("events", "page_view", r#"{"url":"/"}"#).unwrap();
+    p.log_json("events", "page_view", r#"{"url":"/other"}"#)
+        .unwrap();
+    let ids: Vec<String> = (0..200).map(|i| format!("t-{i}")).collect();
+    for id in &ids {
+        let mut e = EventInput::new("events", "transaction", r#"{"user_id":1,"amount":"1.00"}"#);
+        e.id = Some(id);
+        p.log(e).unwrap();
+    }
+    assert!(
+        p.flush(Duration::from_secs(10)),
+        "unrouted is not a failure"
+    );
+    let sampled = ids
+        .iter()
+        .filter(|id| evlog_core::destinations::sampled(id, 0.5))
+        .count();
+    assert!((60..140).contains(&sampled), "{sampled}");
+    let mut want: Vec<String> = ids
+        .iter()
+        .filter(|id| evlog_core::destinations::sampled(id, 0.5))
+        .cloned()
+        .collect();
+    let mut got: Vec<String> = store
+        .insert_ids()
+        .into_iter()
+        .filter(|id| id.starts_with("t-"))
+        .collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "the sampled ids, and only those");
+    let s = p.stats();
+    let unrouted = (1 + 200 - sampled) as u64;
+    assert_eq!(s.dropped["unrouted"], unrouted);
+    assert_eq!(s.delivered, 1 + sampled as u64);
+    assert!(s.is_settled(), "{s:?}");
+    assert_eq!(*seen.lock().unwrap(), unrouted, "the hook hears of them");
+}

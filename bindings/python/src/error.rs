@@ -75,6 +75,7 @@ fn config_error(e: config::ConfigError) -> PyErr {
         | E::Parse { .. }
         | E::Invalid { .. }
         | E::Transform(_)
+        | E::InvalidAt { .. }
         | E::UnknownEnv { .. } => ConfigError::new_err(e.to_string()),
     }
 }

@@ -97,6 +97,7 @@ DROP_REASONS = [
     "sink_error",
     "spool_full",
     "dead_letter_failed",
+    "unrouted",
 ]
 REJECT_REASONS = [
     "bigquery_invalid",

@@ -2,10 +2,12 @@
 //! one per line, when `Content-Type` names `ndjson` or the body does not start with `[`).
 //!
 //! Each envelope is parsed once with raw values ([`crate::envelope`]), checked (core's envelope
-//! rules, the key's namespace scope, `collector.max_event_bytes`) and run through core's
-//! processor: a converted row, or a dead letter (422) kept in the log all the same. The
-//! request's rows and dead letters are one write-ahead log record; the answer comes once it is
-//! durable.
+//! rules, the key's namespace scope, `collector.max_event_bytes`), routed (`[[routes]]`: which
+//! destinations take it) and run through core's processor: a converted row, or a dead letter
+//! (422) kept in the log all the same. An event no route takes is answered as taken (202; for
+//! an invalid one 422, saying it is not kept) and counted dropped, `unrouted`. The request's
+//! rows and dead letters are one write-ahead log record, which says which destinations each
+//! goes to; the answer comes once it is durable.
 //!
 //! Answers: `/v1/events` answers with its event's status and `{"id"}` (202), or `{"id"?,
 //! "error", "reason", "field"?}` (400, 403, 413, 422). `/v1/batch` answers 200 `{"accepted",
@@ -66,22 +68,27 @@ pub(super) async fn handle(
 
     // Check, validate and convert each event; the log keeps converted rows and dead letters.
     let mut items = Vec::with_capacity(values.len());
-    let mut record = RecordBuilder::new(st.shared.boot);
+    let mut record = st.shared.record();
+    let mut unrouted = 0;
     let received_at = now_micros();
     let max_event = st.config.max_event_bytes.0 as usize;
     let mut scratch = None;
     for v in values {
         let item = match v.and_then(|v| check_event(key.as_ref(), v, max_event)) {
-            Ok(env) => process_event(st, &env, received_at, &mut scratch, &mut record),
+            Ok(env) => process_event(
+                st,
+                &env,
+                received_at,
+                &mut scratch,
+                &mut record,
+                &mut unrouted,
+            ),
             Err(item) => item,
         };
         items.push(item);
     }
-    if !record.is_empty() {
-        let n = record.len() as u64;
-        if let Err(r) = st.append(record.finish(), n).await {
-            return r;
-        }
+    if let Err(r) = st.append(record, unrouted).await {
+        return r;
     }
     if batch {
         batch_answer(&items)
@@ -212,26 +219,50 @@ fn core_event<'s>(
     raw
 }
 
-/// Validates and converts one checked event with core's processor (the only parse of its
-/// body) and adds the row, or the dead letter, to the record. An event core rejects (no schema
-/// for its table, or a schema violation: a missing REQUIRED field, a wrong type, …) answers 422
-/// with core's reason, the field at fault and the rule, and is kept in the dead-letter table.
+/// Routes, validates and converts one checked event with core's processor (one parse of its
+/// body, two when a route of its table has a `where`) and adds the row, or the dead letter, to
+/// the record for the destinations its routes chose. An event core rejects (no schema for its
+/// table, or a schema violation: a missing REQUIRED field, a wrong type, …) answers 422 with
+/// core's reason, the field at fault and the rule, and is kept in the dead-letter table of
+/// those destinations. One no route takes is counted in `unrouted` and not kept.
 fn process_event(
     st: &State,
     env: &Checked<'_>,
     received_at: i64,
     scratch: &mut Option<RawEvent>,
     record: &mut RecordBuilder,
+    unrouted: &mut u64,
 ) -> Item {
-    match st.processor.process(core_event(scratch, env, received_at)) {
+    let raw = core_event(scratch, env, received_at);
+    let to = st.processor.route(raw);
+    let processed = st.processor.process(raw);
+    if to.is_empty() {
+        *unrouted += 1;
+    }
+    match processed {
         Ok((dest, row)) => {
-            record.push_row(&dest, &row.insert_id, &row.json);
+            if !to.is_empty() {
+                record.push_row(&dest, to, &row.insert_id, &row.json);
+            }
             Item {
                 status: StatusCode::ACCEPTED,
                 id: Some(row.insert_id),
                 error: None,
                 reason: None,
                 field: None,
+            }
+        }
+        Err(rejected) if to.is_empty() => {
+            let rejected = *rejected;
+            Item {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                id: Some(rejected.event_id),
+                error: Some(format!(
+                    "{}: no route takes the event ([[routes]]), it is not kept",
+                    rejected.error
+                )),
+                reason: Some(rejected.reason),
+                field: rejected.field,
             }
         }
         Err(rejected) => {
@@ -246,7 +277,7 @@ fn process_event(
                     rejected.error
                 )
             };
-            record.push_rejected(&rejected);
+            record.push_rejected(&rejected, to);
             let rejected = *rejected;
             Item {
                 status: StatusCode::UNPROCESSABLE_ENTITY,

@@ -14,7 +14,9 @@ pub(super) fn alive(_: &State) -> Resp {
 }
 
 /// `GET /readyz`: 200 `{"status":"ready"}`, or 503 with the reason: shutting down, the log over
-/// its high watermark or failing, the sink failing or dead letters waiting.
+/// its high watermark or failing, the sink failing or dead letters waiting. With several
+/// destinations: 503 only when every destination is failing; 200 with `"failing": {name: why}`
+/// when some are.
 pub(super) fn ready(st: &State) -> Resp {
     if st.draining.load(Ordering::Relaxed) {
         return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
@@ -32,19 +34,50 @@ pub(super) fn ready(st: &State) -> Resp {
         );
     }
     // Dead letters held back in the log block it as failing rows do: not ready either way.
-    if !st.shared.sink_healthy.load(Ordering::Relaxed)
-        || st.shared.counters.snapshot(0).dead_letters_waiting > 0
-    {
-        let why = st
-            .shared
-            .sink_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+    // With several destinations, one failing does not stop the others: not ready only when
+    // every one is failing (the answer names those that are).
+    let failing: Vec<(&str, String)> = st
+        .shared
+        .dests
+        .iter()
+        .filter(|d| {
+            !d.sink_healthy.load(Ordering::Relaxed)
+                || d.counters.snapshot(0).dead_letters_waiting > 0
+        })
+        .map(|d| {
+            let why = d
+                .sink_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            (d.name.as_str(), why)
+        })
+        .collect();
+    if !st.shared.several() {
+        if let Some((_, why)) = failing.first() {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the sink is failing: {why}"),
+            );
+        }
+        return answer::json(StatusCode::OK, &json!({"status": "ready"}));
+    }
+    let named: serde_json::Map<String, serde_json::Value> = failing
+        .iter()
+        .map(|(n, why)| (n.to_string(), json!(why)))
+        .collect();
+    if failing.len() == st.shared.dests.len() {
+        let list: Vec<String> = failing.iter().map(|(n, w)| format!("{n}: {w}")).collect();
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("the sink is failing: {why}"),
+            format!("every destination is failing: {}", list.join("; ")),
         );
     }
-    answer::json(StatusCode::OK, &json!({"status": "ready"}))
+    if named.is_empty() {
+        return answer::json(StatusCode::OK, &json!({"status": "ready"}));
+    }
+    answer::json(
+        StatusCode::OK,
+        &json!({"status": "ready", "failing": named}),
+    )
 }

@@ -77,14 +77,31 @@ pub(super) fn handle(st: &State) -> Resp {
 /// families, each as its HELP and TYPE lines followed at once by all of its samples (per-table
 /// series included), no family twice.
 fn render(st: &State) -> String {
-    let mut s = st.shared.counters.snapshot(0).to_prometheus();
-    write_metric(
+    let shared = &st.shared;
+    let several = shared.several();
+    let mut s = shared.snapshot().to_prometheus();
+    write_header(
         &mut s,
         "evlog_collector_wal_pending_bytes",
-        "Write-ahead log bytes not yet streamed.",
+        "Write-ahead log bytes not yet streamed (by the destination furthest behind; per destination with several).",
         "gauge",
-        st.shared.pending.load(Ordering::Relaxed),
     );
+    write_sample(
+        &mut s,
+        "evlog_collector_wal_pending_bytes",
+        &[],
+        shared.pending(),
+    );
+    if several {
+        for d in &shared.dests {
+            write_sample(
+                &mut s,
+                "evlog_collector_wal_pending_bytes",
+                &[("destination", &d.name)],
+                d.pending.load(Ordering::Relaxed),
+            );
+        }
+    }
     write_metric(
         &mut s,
         "evlog_collector_body_bytes_in_flight",
@@ -92,36 +109,48 @@ fn render(st: &State) -> String {
         "gauge",
         st.body_bytes.load(Ordering::Relaxed),
     );
-    write_metric(
+    write_header(
         &mut s,
         "evlog_collector_sink_healthy",
-        "1 when the last delivery succeeded.",
+        "1 when the last delivery succeeded (every destination's; per destination with several).",
         "gauge",
-        u8::from(st.shared.sink_healthy.load(Ordering::Relaxed)),
     );
+    let healthy = |d: &crate::streamer::Dest| u8::from(d.sink_healthy.load(Ordering::Relaxed));
+    let all = shared.dests.iter().map(|d| healthy(d)).min().unwrap_or(1);
+    write_sample(&mut s, "evlog_collector_sink_healthy", &[], all);
+    if several {
+        for d in &shared.dests {
+            write_sample(
+                &mut s,
+                "evlog_collector_sink_healthy",
+                &[("destination", &d.name)],
+                healthy(d),
+            );
+        }
+    }
     st.responses.write_prometheus(&mut s);
     st.drains.write_prometheus(&mut s);
     st.wal.write_prometheus(&mut s);
     write_header(
         &mut s,
         "evlog_events_delivered_by_table_total",
-        "Events acknowledged by the sink, per table.",
+        "Events acknowledged by the sink, per table (and destination, with several).",
         "counter",
     );
-    let tables = st
-        .shared
-        .per_table
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    for (table, n) in tables {
-        let (dataset, table) = table.split_once('.').unwrap_or(("", &table));
-        write_sample(
-            &mut s,
-            "evlog_events_delivered_by_table_total",
-            &[("dataset", dataset), ("table", table)],
-            n,
-        );
+    for d in &shared.dests {
+        let tables = d
+            .per_table
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for (table, n) in tables {
+            let (dataset, table) = table.split_once('.').unwrap_or(("", &table));
+            let mut labels = vec![("dataset", dataset), ("table", table)];
+            if several {
+                labels.insert(0, ("destination", d.name.as_str()));
+            }
+            write_sample(&mut s, "evlog_events_delivered_by_table_total", &labels, n);
+        }
     }
     s
 }

@@ -58,7 +58,7 @@ mod routes;
 mod rows;
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 use evlog_core::ingest::Processor;
@@ -71,7 +71,7 @@ pub(crate) use self::metrics::Responses;
 use self::routes::{Handler, ROUTES};
 use crate::config::CollectorSection;
 use crate::streamer::Shared;
-use crate::wal::{AppendError, WalWriter};
+use crate::wal::{AppendError, Counts, RecordBuilder, WalWriter};
 
 /// What handlers share.
 #[derive(Debug)]
@@ -92,15 +92,28 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// Whether the log holds more than `collector.high_watermark` not yet streamed.
+    /// Whether the log holds more than `collector.high_watermark` not yet streamed (by the
+    /// destination furthest behind).
     fn overloaded(&self) -> bool {
-        self.shared.pending.load(Ordering::Relaxed) > self.config.high_watermark.0
+        self.shared.pending() > self.config.high_watermark.0
     }
 
-    /// Appends a record of `n` events to the log (the log counts them accepted once durable); the
-    /// error answer otherwise.
-    async fn append(&self, payload: Vec<u8>, n: u64) -> Result<(), Resp> {
-        match self.wal.append(payload, n).await {
+    /// Appends the request's record to the log (counted accepted once durable, with the
+    /// request's `unrouted` events, which no route took); the error answer otherwise. A request
+    /// whose events no route took at all writes nothing: they are counted at once.
+    async fn append(&self, record: RecordBuilder, unrouted: u64) -> Result<(), Resp> {
+        let counts = Counts {
+            events: record.len() as u64,
+            unrouted,
+            copies: record.copies().to_vec(),
+        };
+        if record.is_empty() {
+            if unrouted > 0 {
+                crate::count(&self.shared, &counts);
+            }
+            return Ok(());
+        }
+        match self.wal.append(record.finish(), counts).await {
             Ok(()) => Ok(()),
             Err(AppendError::Busy) => Err(too_busy(self, "overloaded: too many writes waiting")),
             Err(e @ AppendError::Full(_)) => {

@@ -7,21 +7,25 @@
 //! ([`Processor::check_row`](evlog_core::ingest::Processor::check_row)); a row that fails is
 //! kept in the dead-letter table (reason, field, error; `raw` = the row) instead, and listed in
 //! the answer's `refused`. Request and answer: `evlog_core::sink::forward::wire`.
+//!
+//! Each row is routed (`[[routes]]`) as the event it came from: by the namespace and type of
+//! the schema it passed, its id, and for a `where` its columns and `other`; dead letters by
+//! their namespace, type, id and envelope. Rows and dead letters no route takes are counted
+//! dropped, `unrouted` (the answer counts them among `accepted`). The request becomes one framed
+//! write-ahead log record (`crate::wal`).
 
 use evlog_core::envelope;
-use evlog_core::sink::forward::wire::{
-    RowsAnswer, RowsRequest, WireRefused, WireRejected, WireRow,
-};
+use evlog_core::routing::Destination;
+use evlog_core::sink::forward::wire::{RowsAnswer, RowsRequest, WireRefused, WireRejected};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
-use serde_json::value::RawValue;
 
 use super::answer::{self, error, syntax_error, Resp};
 use super::auth::{in_scope, out_of_scope};
 use super::body::{read_body, too_deep};
 use super::State;
 use crate::config::ApiKey;
-use crate::wal::WalRecord;
+use crate::wal::{RecordBuilder, WalRecord};
 
 /// Answers one request.
 pub(super) async fn handle(st: &State, req: Request<Incoming>, key: Option<ApiKey>) -> Resp {
@@ -42,7 +46,7 @@ pub(super) async fn handle(st: &State, req: Request<Incoming>, key: Option<ApiKe
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, syntax_error("body", &e)),
     };
-    let mut record = WalRecord {
+    let record = WalRecord {
         boot: st.shared.boot,
         batches: request.batches,
         rejected: request.rejected,
@@ -61,13 +65,12 @@ pub(super) async fn handle(st: &State, req: Request<Incoming>, key: Option<ApiKe
         return r;
     }
     let dead_letters = record.rejected.len();
-    let refused = check_rows(st, &mut record);
-    let rows = record.batches.iter().map(|b| b.rows.len()).sum::<usize>();
-    if n > 0 {
-        let payload = serde_json::to_vec(&record).unwrap_or_default();
-        if let Err(r) = st.append(payload, n as u64).await {
-            return r;
-        }
+    let mut framed = st.shared.record();
+    let mut unrouted = 0;
+    let refused = check_rows(st, record, &mut framed, &mut unrouted);
+    let rows = n - dead_letters - refused.len();
+    if let Err(r) = st.append(framed, unrouted).await {
+        return r;
     }
     let answer = RowsAnswer {
         accepted: n as u64,
@@ -136,31 +139,51 @@ fn check_request(st: &State, key: Option<&ApiKey>, record: &WalRecord) -> Result
     Ok(())
 }
 
-/// Checks every row with core; a refused one moves to the record's dead letters (the same
-/// record) and is returned for the answer. Batches left empty are dropped.
-fn check_rows(st: &State, record: &mut WalRecord) -> Vec<WireRefused> {
+/// Checks every row with core and routes it into `out`; a refused one becomes a dead letter
+/// (routed too) and is returned for the answer. Those no route takes are counted in
+/// `unrouted`.
+fn check_rows(
+    st: &State,
+    record: WalRecord,
+    out: &mut RecordBuilder,
+    unrouted: &mut u64,
+) -> Vec<WireRefused> {
+    let routes = st.processor.routes();
+    let dead_letter = |w: WireRejected, out: &mut RecordBuilder, unrouted: &mut u64| {
+        let to = routes.select_dead_letter(&w.namespace, &w.type_name, &w.event_id, &w.raw);
+        if to.is_empty() {
+            *unrouted += 1;
+        } else {
+            out.push_wire_rejected(w, to);
+        }
+    };
     let mut refused = Vec::new();
-    for (i, b) in record.batches.iter_mut().enumerate() {
-        let rows = std::mem::take(&mut b.rows);
-        for (j, r) in rows.into_iter().enumerate() {
-            let checked = st.processor.check_row(
+    for w in record.rejected {
+        dead_letter(w, out, unrouted);
+    }
+    for (i, b) in record.batches.into_iter().enumerate() {
+        let dest = Destination::from_parts(&b.dataset, &b.table, b.partitioned, &b.day);
+        for (j, r) in b.rows.into_iter().enumerate() {
+            let sent = r.json.get();
+            match st.processor.check_row_of(
                 &b.dataset,
                 &b.table,
                 b.partitioned,
                 &b.day,
                 &r.id,
-                r.json.get(),
-            );
-            match checked {
-                // The converter's text of the row: the same text for rows core wrote.
-                Ok(text) if text != r.json.get() => match RawValue::from_string(text) {
-                    Ok(json) => b.rows.push(WireRow { id: r.id, json }),
-                    // Not expected (the converter writes JSON); the row as sent passed too.
-                    Err(_) => b.rows.push(r),
-                },
-                Ok(_) => b.rows.push(r),
+                sent,
+            ) {
+                Ok(c) => {
+                    // The converter's text of the row: the same text for rows core wrote.
+                    let to = routes.select_row(&c.namespace, &c.type_name, &r.id, &c.json);
+                    if to.is_empty() {
+                        *unrouted += 1;
+                    } else {
+                        out.push_row(&dest, to, &r.id, &c.json);
+                    }
+                }
                 Err(rejected) => {
-                    record.rejected.push(WireRejected::from(&*rejected));
+                    let w = WireRejected::from(&*rejected);
                     refused.push(WireRefused {
                         batch: i,
                         row: j,
@@ -169,10 +192,10 @@ fn check_rows(st: &State, record: &mut WalRecord) -> Vec<WireRefused> {
                         field: rejected.field,
                         error: rejected.error,
                     });
+                    dead_letter(w, out, unrouted);
                 }
             }
         }
     }
-    record.batches.retain(|b| !b.rows.is_empty());
     refused
 }

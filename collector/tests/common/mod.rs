@@ -54,6 +54,16 @@ dir = {schemas:?}
     )
 }
 
+/// The config text for a collector with `[destinations]` (no `[sink]`): directories under
+/// `root`, `extra` lines inside `[collector]`, and `tail` (the destinations, routes and other
+/// sections).
+pub fn destinations_text(root: &Path, extra: &str, tail: &str) -> String {
+    let text = config_text(root, extra, tail);
+    let start = text.find("[sink]").expect("a [sink] section");
+    let end = text.find("[batch]").expect("a [batch] section");
+    format!("{}{}", &text[..start], &text[end..])
+}
+
 /// A collector running [`evlog_collector::run`] on its own runtime thread.
 pub struct Server {
     pub root: tempfile::TempDir,
@@ -69,9 +79,14 @@ impl Server {
     pub fn start_with(extra: &str, tail: &str) -> Self {
         let root = tempfile::tempdir().expect("tempdir");
         let text = config_text(root.path(), extra, tail);
+        Self::start_text(root, &text, "127.0.0.1:0")
+    }
+
+    /// A collector with the config `text` (its directories under `root`), listening on `addr`.
+    pub fn start_text(root: tempfile::TempDir, text: &str, addr: &str) -> Self {
         let config =
-            CollectorConfig::from_toml_with_env(&text, "test", std::iter::empty()).expect("config");
-        let server = evlog_collector::Background::start(config, "127.0.0.1:0").expect("start");
+            CollectorConfig::from_toml_with_env(text, "test", std::iter::empty()).expect("config");
+        let server = evlog_collector::Background::start(config, addr).expect("start");
         Self {
             root,
             url: format!("http://{}", server.addr()),

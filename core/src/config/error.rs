@@ -36,6 +36,15 @@ pub enum ConfigError {
     /// e.g. `transforms[2].mask."card"`).
     #[error("invalid setting {0}")]
     Transform(#[from] crate::transform::TransformError),
+    /// A value that breaks a rule, at a key built from the configuration's own names
+    /// (`destinations.<name>.<key>`, `routes[1].to[0]`).
+    #[error("invalid setting {key}: {rule}")]
+    InvalidAt {
+        /// The key's path, e.g. `routes[1].to[0]`.
+        key: String,
+        /// The rule.
+        rule: String,
+    },
     /// An `EVLOG_*` variable that names no key.
     #[error("unknown environment variable {var}: no such setting (keys are EVLOG_<SECTION>_<KEY>, e.g. EVLOG_BATCH_MAX_ROWS)")]
     UnknownEnv {
@@ -49,6 +58,17 @@ impl ConfigError {
     pub fn invalid<T>(key: &'static str, rule: impl Into<String>) -> Result<T, ConfigError> {
         Err(ConfigError::Invalid {
             key,
+            rule: rule.into(),
+        })
+    }
+
+    /// `Err(InvalidAt)` for the key path `key` breaking `rule`.
+    pub fn invalid_at<T>(
+        key: impl Into<String>,
+        rule: impl Into<String>,
+    ) -> Result<T, ConfigError> {
+        Err(ConfigError::InvalidAt {
+            key: key.into(),
             rule: rule.into(),
         })
     }

@@ -52,4 +52,4 @@ pub use self::batch::Batcher;
 pub use self::deliver::{deliver, store_dead_letters, Delivery, FailedBatch};
 pub(crate) use self::event::EventId;
 pub use self::event::{EventInput, RawEvent};
-pub use self::process::{reasons, Processor};
+pub use self::process::{reasons, CheckedRow, Processor};

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::RawEvent;
 use crate::config::Config;
+use crate::destinations::{DestinationSet, Routes, DEFAULT_DESTINATION};
 use crate::routing::{Destination, PartitionKind, Router};
 use crate::schema::jref::{self, JRef};
 use crate::schema::row_check::RowCheckError;
@@ -36,19 +37,38 @@ pub mod reasons {
     pub const WRONG_DESTINATION: &str = "wrong_destination";
 }
 
-/// Schemas plus routing: turns a [`RawEvent`] into a row for a destination, or a rejection.
+/// A row [`Processor::check_row_of`] took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedRow {
+    /// The row's text as this process's converter writes it.
+    pub json: String,
+    /// The namespace of the schema it passed.
+    pub namespace: String,
+    /// The type of the schema it passed.
+    pub type_name: String,
+}
+
+/// Schemas plus routing: turns a [`RawEvent`] into a row for a destination, or a rejection;
+/// and says which named destinations (`[[routes]]`) receive it ([`Processor::route`]).
 #[derive(Debug)]
 pub struct Processor {
     schemas: SchemaRegistry,
     router: Router,
+    routes: Routes,
     /// dataset → base table → the namespace/type pairs with a schema routed there, sorted.
     by_table: HashMap<String, HashMap<String, Vec<(String, String)>>>,
 }
 
 impl Processor {
-    /// From loaded schemas and the `[routing]` config.
+    /// From loaded schemas and the `[routing]`, `[destinations]` and `[[routes]]` config (a
+    /// configuration that failed [`Config::validate`] for its routes gets every table to its
+    /// first destination).
     pub fn new(schemas: SchemaRegistry, config: &Config) -> Self {
         let router = Router::new(&config.routing);
+        let routes = Routes::new(config).unwrap_or_else(|_| {
+            let names = config.destination_names();
+            Routes::single(names.first().map_or(DEFAULT_DESTINATION, String::as_str))
+        });
         let mut by_table: HashMap<String, HashMap<String, Vec<(String, String)>>> = HashMap::new();
         for s in schemas.iter() {
             // The day does not matter here: only dataset and table are compared.
@@ -66,8 +86,27 @@ impl Processor {
         Self {
             schemas,
             router,
+            routes,
             by_table,
         }
+    }
+
+    /// The destinations' routes in use.
+    pub fn routes(&self) -> &Routes {
+        &self.routes
+    }
+
+    /// Which destinations receive `raw` (see [`crate::destinations`]): none means no route
+    /// takes it (the caller counts it dropped, `unrouted`). Parses the body only when a route
+    /// of its table has a `where`, and makes the id's text only when some route samples.
+    pub fn route(&self, raw: &RawEvent) -> DestinationSet {
+        let id = if self.routes.samples() {
+            raw.id.to_text()
+        } else {
+            String::new()
+        };
+        self.routes
+            .select(&raw.namespace, &raw.type_name, &id, &raw.body)
     }
 
     /// The schemas in use.
@@ -151,6 +190,21 @@ impl Processor {
         id: &str,
         row: &str,
     ) -> Result<String, Box<RejectedEvent>> {
+        self.check_row_of(dataset, table, partitioned, day, id, row)
+            .map(|c| c.json)
+    }
+
+    /// [`Processor::check_row`], saying also which namespace and type the row was taken as
+    /// (what `[[routes]]` match).
+    pub fn check_row_of(
+        &self,
+        dataset: &str,
+        table: &str,
+        partitioned: bool,
+        day: &str,
+        id: &str,
+        row: &str,
+    ) -> Result<CheckedRow, Box<RejectedEvent>> {
         let reject = |ns: &str, ty: &str, e: RowCheckError| {
             Box::new(RejectedEvent {
                 dataset: dataset.to_owned(),
@@ -216,7 +270,11 @@ impl Processor {
                             ),
                         )
                     } else {
-                        return Ok(c.json);
+                        return Ok(CheckedRow {
+                            json: c.json,
+                            namespace: ns.clone(),
+                            type_name: ty.clone(),
+                        });
                     }
                 }
                 Err(e) => e,

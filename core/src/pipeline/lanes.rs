@@ -470,7 +470,7 @@ mod tests {
 
     #[test]
     fn one_thread_keeps_order_across_rings_and_buffers_go_back() {
-        let st = Arc::new(ProcState::new(0));
+        let st = Arc::new(ProcState::new(0, &[]));
         let mut lanes = Lanes::default();
         let n = RING_SLOTS * 5 + 3;
         for i in 0..n {
@@ -513,7 +513,7 @@ mod tests {
 
     #[test]
     fn rings_are_reused_and_a_deep_backlog_spills_into_one_shot_rings() {
-        let st = Arc::new(ProcState::new(0));
+        let st = Arc::new(ProcState::new(0, &[]));
         let mut lanes = Lanes::default();
         let mut next = 0;
         let mut expect = 0;
@@ -550,7 +550,7 @@ mod tests {
 
     #[test]
     fn many_threads_nothing_lost_and_exited_lanes_are_removed() {
-        let st = Arc::new(ProcState::new(0));
+        let st = Arc::new(ProcState::new(0, &[]));
         let mut lanes = Lanes::default();
         const THREADS: usize = 8;
         const PER: usize = 10_000;
@@ -621,7 +621,7 @@ mod tests {
 
     #[test]
     fn names_are_checked_then_cached() {
-        let st = Arc::new(ProcState::new(0));
+        let st = Arc::new(ProcState::new(0, &[]));
         let r = with_lane(
             3,
             0,

@@ -12,10 +12,14 @@
 //! - A flush thread, started by the first `log()` in a process, drains the queue, validates and
 //!   routes each event, batches rows per destination, and hands batches to the sink when one
 //!   reaches `batch.max_rows` or `batch.max_bytes`, or its oldest row `batch.max_age` (all through
-//!   [`crate::ingest`], as the collector does).
+//!   [`crate::ingest`], as the collector does). With several destinations
+//!   ([`crate::destinations`]) the flush thread only routes, and each destination has a
+//!   delivery thread of its own (see `flush`), so one destination's outage never delays
+//!   another's events.
 //! - [`Pipeline::flush`] and [`Pipeline::shutdown`] are exact: when they return true, every event
 //!   logged before the call (in the happens-before sense) has been delivered or rejected (stored
-//!   as a dead letter). They return false when one of those events is not: still queued at the
+//!   as a dead letter) by every destination its routes chose (an event no route takes is
+//!   settled, counted `unrouted`). They return false when one of those events is not: still queued at the
 //!   timeout, in the spool, or dropped by the flush thread (the sink failed it with no spool, its
 //!   dead letter could not be stored, the spool was full), whenever that happened since the
 //!   previous flush() answer. A drop is reported by one flush() answer; the next is true again
@@ -145,7 +149,12 @@ struct ProcState {
     load: CachePadded<AtomicU64>,
     /// Queue depth at which a producer unparks the flush thread; `u64::MAX` while it runs.
     wake_at: CachePadded<AtomicU64>,
-    counters: Counters,
+    /// The pipeline's counters: every event's acceptance, and with one destination everything
+    /// else; with several, what happens before routing (the destinations count their copies).
+    counters: Arc<Counters>,
+    /// With several destinations, what the flush thread (the router) and each destination's
+    /// thread share: its counters, its inbox's size, its losses. Empty with one.
+    dests: Vec<Arc<flush::DestShared>>,
     /// Recycled body buffers (see [`POOL_BUFFERS`]).
     pool: crossbeam_queue::ArrayQueue<String>,
     started: AtomicBool,
@@ -174,14 +183,23 @@ impl std::fmt::Debug for ProcState {
 }
 
 impl ProcState {
-    fn new(generation: u64) -> Self {
+    fn new(generation: u64, destinations: &[String]) -> Self {
+        let dests = if destinations.len() > 1 {
+            destinations
+                .iter()
+                .map(|n| Arc::new(flush::DestShared::new(n)))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Self {
             generation,
+            dests,
             new_lanes: SegQueue::new(),
             queue: SegQueue::new(),
             load: CachePadded::new(AtomicU64::new(0)),
             wake_at: CachePadded::new(AtomicU64::new(u64::MAX)),
-            counters: Counters::new(),
+            counters: Arc::new(Counters::new()),
             pool: crossbeam_queue::ArrayQueue::new(POOL_BUFFERS),
             started: AtomicBool::new(false),
             shut_down: AtomicBool::new(false),
@@ -255,7 +273,8 @@ struct Shared {
     config: Config,
     hook: Arc<arc_swap::ArcSwapOption<ErrorHook>>,
     processor: Arc<Processor>,
-    sink_factory: SinkFactory,
+    /// Each destination's name and sink, in the order of `Config::destination_names`.
+    destinations: Vec<(String, SinkFactory)>,
     state: ArcSwap<ProcState>,
     capacity: u64,
     max_bytes: u64,
@@ -282,23 +301,59 @@ impl Pipeline {
     pub fn new(config: Config) -> Result<Self, PipelineError> {
         let schemas = SchemaRegistry::load_configured(&config)?;
         let processor = Processor::new(schemas, &config);
-        let factory = sink::factory(
-            &config.sink,
-            &config.retry,
-            processor.schemas(),
-            processor.router(),
-        )?;
-        Ok(Self::with_processor(config, processor, factory))
+        let mut destinations = Vec::new();
+        for (name, sink) in config.destination_sinks() {
+            let factory = sink::factory(
+                &sink,
+                &config.retry,
+                processor.schemas(),
+                processor.router(),
+            )?;
+            destinations.push((name, factory));
+        }
+        Ok(Self::with_processor(config, processor, destinations))
     }
 
-    /// A pipeline with given schemas and sink (tests, embedding, custom sinks).
+    /// A pipeline with given schemas and sink (tests, embedding, custom sinks): every
+    /// destination of `config` (one, without `[destinations]`) is built by `sink_factory`.
     pub fn with_parts(config: Config, schemas: SchemaRegistry, sink_factory: SinkFactory) -> Self {
         let processor = Processor::new(schemas, &config);
-        Self::with_processor(config, processor, sink_factory)
+        let destinations = config
+            .destination_names()
+            .into_iter()
+            .map(|n| (n, Arc::clone(&sink_factory)))
+            .collect();
+        Self::with_processor(config, processor, destinations)
     }
 
-    fn with_processor(config: Config, processor: Processor, sink_factory: SinkFactory) -> Self {
+    /// A pipeline with given schemas and one sink per destination of `config`, by name (tests,
+    /// embedding): every destination `config` names needs a factory, and only those.
+    pub fn with_destinations(
+        config: Config,
+        schemas: SchemaRegistry,
+        mut factories: Vec<(String, SinkFactory)>,
+    ) -> Result<Self, PipelineError> {
+        let names = config.destination_names();
+        factories.sort_by(|a, b| a.0.cmp(&b.0));
+        let given: Vec<&String> = factories.iter().map(|(n, _)| n).collect();
+        if given.iter().copied().ne(names.iter()) {
+            return Err(crate::config::ConfigError::InvalidAt {
+                key: "destinations".into(),
+                rule: format!("sinks were given for {given:?}, the configuration names {names:?}"),
+            }
+            .into());
+        }
+        let processor = Processor::new(schemas, &config);
+        Ok(Self::with_processor(config, processor, factories))
+    }
+
+    fn with_processor(
+        config: Config,
+        processor: Processor,
+        destinations: Vec<(String, SinkFactory)>,
+    ) -> Self {
         let processor = Arc::new(processor);
+        let names: Vec<String> = destinations.iter().map(|(n, _)| n.clone()).collect();
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let shared = Shared {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -307,9 +362,9 @@ impl Pipeline {
             max_event_bytes: config.queue.max_event_bytes.0.min(u64::from(u32::MAX)) as usize,
             config,
             hook: Arc::new(arc_swap::ArcSwapOption::empty()),
+            state: ArcSwap::from_pointee(ProcState::new(fork::generation(), &names)),
             processor,
-            sink_factory,
-            state: ArcSwap::from_pointee(ProcState::new(fork::generation())),
+            destinations,
         };
         Self {
             shared: Arc::new(shared),
@@ -490,7 +545,13 @@ impl Pipeline {
         if st.generation != generation {
             // A forked child: the copied state belongs to the parent (its thread does not exist
             // here, its queue holds the parent's events). Build our own; leave theirs untouched.
-            let fresh = Arc::new(ProcState::new(generation));
+            let names: Vec<String> = self
+                .shared
+                .destinations
+                .iter()
+                .map(|(n, _)| n.clone())
+                .collect();
+            let fresh = Arc::new(ProcState::new(generation, &names));
             let _ = self.shared.state.compare_and_swap(&*st, fresh);
             st = self.shared.state.load();
         }
@@ -551,8 +612,13 @@ impl Pipeline {
         }
         // Reservations, which may briefly include refused events while their producers back
         // out; those never make the queue exceed its capacity, so neither does the gauge.
-        st.counters
-            .snapshot(st.queued_events().min(self.shared.capacity))
+        let queued = st.queued_events().min(self.shared.capacity);
+        if st.dests.is_empty() {
+            return st.counters.snapshot(queued);
+        }
+        // The destinations first: a copy is counted routed before it can be settled.
+        let dests = st.dests.iter().map(|d| d.snapshot()).collect();
+        st.counters.snapshot(queued).with_destinations(dests)
     }
 }
 
@@ -569,7 +635,8 @@ fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
 }
 
 /// What the flush thread needs from the pipeline (not the pipeline itself, so dropping the last
-/// `Pipeline` is what shuts the thread down).
+/// `Pipeline` is what shuts the thread down). `spool` and `sink_factory` are those of the
+/// destination a delivery thread serves (the first, with one); `destinations` lists them all.
 #[derive(Clone)]
 pub(crate) struct FlushParts {
     batch: crate::config::BatchConfig,
@@ -579,18 +646,34 @@ pub(crate) struct FlushParts {
     hook: Arc<arc_swap::ArcSwapOption<ErrorHook>>,
     processor: Arc<Processor>,
     sink_factory: SinkFactory,
+    /// Every destination: name, sink, spool settings (directory of its own).
+    destinations: Vec<(String, SinkFactory, crate::config::SpoolConfig)>,
 }
 
 impl Shared {
     fn clone_parts(&self) -> FlushParts {
+        let destinations: Vec<_> = self
+            .destinations
+            .iter()
+            .map(|(name, factory)| {
+                let spool = crate::config::SpoolConfig {
+                    // A named destination spools in a directory of its own.
+                    dir: self.config.destination_spool_dir(name),
+                    ..self.config.spool.clone()
+                };
+                (name.clone(), Arc::clone(factory), spool)
+            })
+            .collect();
+        let (_, sink_factory, spool) = destinations[0].clone();
         FlushParts {
             batch: self.config.batch.clone(),
             queue: self.config.queue.clone(),
-            spool: self.config.spool.clone(),
+            spool,
             retry: self.config.retry.clone(),
             hook: Arc::clone(&self.hook),
             processor: Arc::clone(&self.processor),
-            sink_factory: Arc::clone(&self.sink_factory),
+            sink_factory,
+            destinations,
         }
     }
 }

@@ -54,6 +54,11 @@ pub(crate) type Obj<'a> = Vec<(JStr<'a>, JRef<'a>)>;
 pub(crate) struct JNum<'a>(Cow<'a, str>);
 
 impl<'a> JNum<'a> {
+    /// A number from its text, which must be JSON number syntax (e.g. what serde_json prints).
+    pub(crate) fn owned(text: String) -> Self {
+        JNum(Cow::Owned(text))
+    }
+
     /// The number's text.
     pub(crate) fn text(&self) -> &str {
         &self.0

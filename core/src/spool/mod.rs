@@ -19,6 +19,9 @@
 //!
 //! Next to a segment, `<segment>.offset` (8 bytes, little-endian u64, replaced atomically by
 //! rename) holds the committed offset: every record before it has been acknowledged downstream.
+//! A spool read by several independent [`Cursor`]s (the collector's write-ahead log, one per
+//! destination) has one offset file per cursor, `<segment>.<cursor>.offset`, and a segment is
+//! deleted once every cursor has committed all of it (see `cursor`).
 //!
 //! ## Invariants
 //! - A record is appended with one `write_all` and is acknowledged to the caller only after it
@@ -48,6 +51,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::{flock, FlockOperation};
 use thiserror::Error;
+
+mod cursor;
+
+use self::cursor::Claim;
+pub use self::cursor::Cursor;
 
 /// Record header magic ("EVLG" read as little-endian u32).
 pub(crate) const MAGIC: u32 = 0x474C_5645;
@@ -155,6 +163,8 @@ pub struct SegmentReader {
     /// and two seeks per record.
     buf: Vec<u8>,
     buf_at: u64,
+    /// For a cursor's reader: the cursor and its claim on the segment (released on drop).
+    claim: Option<Claim>,
 }
 
 /// Read-ahead of a segment reader.
@@ -403,6 +413,7 @@ fn take_segment(path: PathBuf, file: File) -> Result<Option<SegmentReader>, Spoo
         len,
         buf: Vec::new(),
         buf_at: committed,
+        claim: None,
     }))
 }
 
@@ -413,13 +424,24 @@ impl Drop for Spool {
 }
 
 fn offset_path(segment: &Path) -> PathBuf {
+    cursor_offset_path(segment, "")
+}
+
+/// `<segment><suffix>.offset`: `suffix` is `""` for the one reader of a spool, `.<cursor>` for
+/// a cursor's.
+fn cursor_offset_path(segment: &Path, suffix: &str) -> PathBuf {
     let mut p = segment.as_os_str().to_owned();
+    p.push(suffix);
     p.push(".offset");
     PathBuf::from(p)
 }
 
 fn read_offset(segment: &Path) -> u64 {
-    fs::read(offset_path(segment))
+    read_cursor_offset(segment, "")
+}
+
+fn read_cursor_offset(segment: &Path, suffix: &str) -> u64 {
+    fs::read(cursor_offset_path(segment, suffix))
         .ok()
         .and_then(|b| {
             b.get(..8)
@@ -529,19 +551,19 @@ impl SegmentReader {
     pub fn commit(&mut self, end: u64) -> Result<bool, SpoolError> {
         self.committed = self.committed.max(end);
         if self.at_end() && self.committed >= self.last_end {
-            remove_segment(&self.path);
-            return Ok(true);
+            let Some(claim) = &self.claim else {
+                remove_segment(&self.path);
+                return Ok(true);
+            };
+            // This cursor is done with it; the segment goes once every cursor is.
+            write_offset(&cursor_offset_path(&self.path, claim.suffix()), self.len)?;
+            return Ok(claim.remove_if_done(&self.path, self.len));
         }
         if end < self.committed {
             return Ok(false);
         }
-        let off = offset_path(&self.path);
-        let tmp = off.with_extension("offset.tmp");
-        let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
-        f.write_all(&end.to_le_bytes())
-            .and_then(|()| f.sync_data())
-            .map_err(io_err("write", &tmp))?;
-        fs::rename(&tmp, &off).map_err(io_err("rename", &off))?;
+        let suffix = self.claim.as_ref().map_or("", |c| c.suffix());
+        write_offset(&cursor_offset_path(&self.path, suffix), end)?;
         Ok(false)
     }
 
@@ -549,6 +571,16 @@ impl SegmentReader {
     pub(crate) fn at_end(&self) -> bool {
         self.pos >= self.len
     }
+}
+
+/// Writes an offset file durably (a temporary file, fsynced, renamed over it).
+fn write_offset(off: &Path, end: u64) -> Result<(), SpoolError> {
+    let tmp = off.with_extension("offset.tmp");
+    let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+    f.write_all(&end.to_le_bytes())
+        .and_then(|()| f.sync_data())
+        .map_err(io_err("write", &tmp))?;
+    fs::rename(&tmp, off).map_err(io_err("rename", off))
 }
 
 #[cfg(test)]

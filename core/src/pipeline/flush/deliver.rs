@@ -29,7 +29,12 @@ impl Worker {
             self.deliver_batches(batches);
         }
         self.dead_letter_rejects();
-        self.report.send(&self.parts.hook, &self.st.counters);
+        if self.unrouted > 0 {
+            let n = std::mem::take(&mut self.unrouted);
+            let message = "no route takes these events ([[routes]])".to_string();
+            self.report.dropped(DropReason::Unrouted, n, message);
+        }
+        self.report.send(&self.parts.hook, &self.counters);
     }
 
     /// Delivers batches, counting outcomes; failed rows go to the spool (or are dropped).
@@ -41,7 +46,7 @@ impl Worker {
             }
             return false;
         }
-        let counters = &self.st.counters;
+        let counters = &self.counters;
         if let Some(kind) = self.sink_broken {
             counters.sink_error("unavailable", kind);
         }
@@ -80,7 +85,7 @@ impl Worker {
             return;
         }
         self.sink.set_probe(self.dl_breaker.probing());
-        let outcome = ingest::store_dead_letters(self.sink.as_mut(), rejects, &self.st.counters);
+        let outcome = ingest::store_dead_letters(self.sink.as_mut(), rejects, &self.counters);
         self.sink.set_probe(false);
         self.report.rejected(&outcome.stored);
         if let Some((_, message)) = outcome.refused.first() {
@@ -108,7 +113,7 @@ impl Worker {
 
     /// Counts `n` events taken by this thread as dropped for `reason`, and tells the hook why.
     pub(super) fn dropped(&mut self, reason: DropReason, n: u64, message: String) {
-        self.st.counters.drop_events(reason, n);
+        self.counters.drop_events(reason, n);
         self.lost += n;
         self.report.dropped(reason, n, message);
     }

@@ -1,4 +1,16 @@
 //! The flush thread: drains the queue, batches per destination, delivers, counts outcomes.
+//!
+//! **Destinations** (`crate::destinations`). With one (`[sink]`, or a single
+//! `[destinations.<name>]`) the flush thread is the [`Worker`] below: it takes events from the
+//! lanes, drops those no route takes (`unrouted`), and validates, batches and delivers the rest.
+//! With several, the flush thread is a router (`router`) and each destination has a thread of
+//! its own running the same [`Worker`] on an inbox (`inbox`): its own sink, batches, retries,
+//! breakers, spool (`spool.dir/<name>/`) and counters. The router never waits for a
+//! destination, so one retrying or backing off for minutes never slows another; each
+//! destination's inbox is bounded by `[queue]`, and a copy that does not fit is dropped,
+//! counted for that destination (`queue_full`). `flush()` and `shutdown()` answer once every
+//! destination has.
+//!
 //! Processing, batching, delivery and the counting of what the sink reports go through
 //! [`crate::ingest`], as in the collector; this module decides what happens around them: when to
 //! deliver, what to spool, when to replay, what to tell the error hook.
@@ -27,18 +39,22 @@
 
 mod breaker;
 mod deliver;
+mod inbox;
 mod replay;
 mod report;
+mod router;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use self::breaker::Breaker;
+pub(super) use self::inbox::DestShared;
+use self::inbox::Inbox;
 use self::report::Report;
 use super::lanes::Lanes;
 use super::{FlushParts, ProcState, Request, IDLE_PARK};
-use crate::counters::DropReason;
+use crate::counters::{Counters, DropReason};
 use crate::ingest::{Batcher, RawEvent};
 use crate::sink::{Batch, BatchOutcome, RejectedEvent, Sink, SinkError};
 use crate::spool::{Spool, SpoolOptions};
@@ -69,17 +85,64 @@ fn batch_scheduling() {
     }
 }
 
+/// Starts the flush thread: with one destination, the thread that also delivers; with
+/// several, one delivery thread per destination and the flush thread as their router
+/// (`router`). On an error, threads already started see their inbox closed and stop.
 pub(super) fn spawn(parts: FlushParts, st: Arc<ProcState>) -> std::io::Result<()> {
     let st2 = Arc::clone(&st);
+    let run: Box<dyn FnOnce() + Send> = if st.dests.is_empty() {
+        let st = Arc::clone(&st);
+        Box::new(move || {
+            let counters = Arc::clone(&st.counters);
+            Worker::new(parts, st, counters, None).run();
+        })
+    } else {
+        let (router, workers) = router::Router::new(parts, Arc::clone(&st));
+        let mut handles = Vec::with_capacity(workers.len());
+        for (name, start) in workers {
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("evlog-dest-{name}"))
+                    .spawn(move || {
+                        batch_scheduling();
+                        start.run();
+                    })?,
+            );
+        }
+        Box::new(move || router.run(handles))
+    };
     let handle = std::thread::Builder::new()
         .name("evlog-flush".into())
         .spawn(move || {
             batch_scheduling();
-            *st2.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current());
-            Worker::new(parts, st2).run();
+            *st.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current());
+            run();
         })?;
-    *st.handle.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+    *st2.handle.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
     Ok(())
+}
+
+/// After `finished` is set: waits briefly for producers that reserved room before it to
+/// publish, and counts every event still queued as dropped for `reason`.
+fn drop_leftovers(lanes: &mut Lanes, st: &ProcState, reason: DropReason) {
+    let give_up = Instant::now() + LEFTOVER_WAIT;
+    loop {
+        let mut bytes = 0u64;
+        let n = lanes.take(st, usize::MAX, |e| {
+            bytes += e.body.len() as u64;
+            None
+        });
+        if n > 0 {
+            st.release(n as u64, bytes);
+            st.counters.drop_events(reason, n as u64);
+        }
+        if st.queued_events() == 0 || Instant::now() >= give_up {
+            // Nothing will be logged here any more: free the recycled buffers.
+            while st.pool.pop().is_some() {}
+            return;
+        }
+        std::thread::yield_now();
+    }
 }
 
 /// Stands in for a sink that could not be built: every delivery fails with why.
@@ -107,8 +170,14 @@ impl Sink for Unavailable {
 struct Worker {
     parts: FlushParts,
     st: Arc<ProcState>,
-    /// The consumer side of the producers' lanes.
+    /// Where outcomes are counted: the pipeline's counters with one destination, the
+    /// destination's own with several.
+    counters: Arc<Counters>,
+    /// The consumer side of the producers' lanes (with one destination).
     lanes: Lanes,
+    /// With several destinations: the events the router sent this destination. Such events
+    /// were routed already; with one destination, each is routed here.
+    inbox: Option<Inbox>,
     /// The sink, or [`Unavailable`] when it could not be built.
     sink: Box<dyn Sink>,
     /// Why the sink could not be built (its error's kind): counted on every delivery round.
@@ -139,10 +208,18 @@ struct Worker {
     /// `evlog_dead_letters_waiting` until the attempt settles them (stored, dropped or spooled
     /// again), so the gauge does not dip while the attempt is in flight.
     dl_retrying: u64,
+    /// Events no route took since the last report (counted when taken, told to the hook once
+    /// per round). Not a loss for flush(): the configuration sends them nowhere.
+    unrouted: u64,
 }
 
 impl Worker {
-    fn new(parts: FlushParts, st: Arc<ProcState>) -> Self {
+    fn new(
+        parts: FlushParts,
+        st: Arc<ProcState>,
+        counters: Arc<Counters>,
+        inbox: Option<Inbox>,
+    ) -> Self {
         let (sink, sink_broken) = match (parts.sink_factory)() {
             Ok(sink) => (sink, None),
             Err(e) => {
@@ -164,7 +241,7 @@ impl Worker {
             Some(Ok(s)) => Some(s),
             Some(Err(_)) => {
                 // Without its spool the pipeline still delivers; failures are then dropped.
-                st.counters.sink_error("spool", "io");
+                counters.sink_error("spool", "io");
                 None
             }
             None => None,
@@ -173,19 +250,25 @@ impl Worker {
             batcher: Batcher::new(parts.batch.max_rows, parts.batch.max_bytes.0 as usize),
             breaker: Breaker::new(parts.retry.cap),
             dl_breaker: Breaker::new(parts.retry.cap),
+            report: match &inbox {
+                None => Report::new(),
+                Some(i) => Report::for_destination(i.name()),
+            },
             parts,
             st,
+            counters,
+            inbox,
             lanes: Lanes::default(),
             sink,
             sink_broken,
             rejects: Vec::new(),
-            report: Report::default(),
             spool,
             next_replay: Instant::now(),
             writer: crate::ids::random_u64(),
             own_spooled: 0,
             lost: 0,
             dl_retrying: 0,
+            unrouted: 0,
         }
     }
 
@@ -232,13 +315,29 @@ impl Worker {
     }
 
     fn park(&self, now: Instant) {
-        let max_age = self.parts.batch.max_age;
-        let (wake_at, mut timeout) = match self.batcher.oldest() {
-            None => (1, IDLE_PARK),
-            Some(oldest) => (
-                (self.parts.batch.max_rows as u64).min(WAKE_BATCH),
-                (oldest + max_age).saturating_duration_since(now),
-            ),
+        let wake_at = match self.batcher.oldest() {
+            None => 1,
+            Some(_) => (self.parts.batch.max_rows as u64).min(WAKE_BATCH),
+        };
+        let timeout = self.wait_time(now);
+        self.st.wake_at.store(wake_at, Ordering::SeqCst);
+        // Re-check after publishing `wake_at`, so an event pushed just before is not missed.
+        if self.st.queued_events() >= wake_at || !self.st.requests.1.is_empty() {
+            self.st.wake_at.store(u64::MAX, Ordering::SeqCst);
+            return;
+        }
+        if !timeout.is_zero() {
+            std::thread::park_timeout(timeout);
+        }
+        self.st.wake_at.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    /// How long the thread may wait at `now` for events before it has work of its own: the
+    /// oldest batch's age deadline, the breaker's reopening, the next spool scan.
+    fn wait_time(&self, now: Instant) -> Duration {
+        let mut timeout = match self.batcher.oldest() {
+            None => IDLE_PARK,
+            Some(oldest) => (oldest + self.parts.batch.max_age).saturating_duration_since(now),
         };
         if self.spool.is_some() {
             // Come back to replay when the breaker closes or the next scan is due.
@@ -252,16 +351,7 @@ impl Worker {
                     .max(Duration::from_millis(1)),
             );
         }
-        self.st.wake_at.store(wake_at, Ordering::SeqCst);
-        // Re-check after publishing `wake_at`, so an event pushed just before is not missed.
-        if self.st.queued_events() >= wake_at || !self.st.requests.1.is_empty() {
-            self.st.wake_at.store(u64::MAX, Ordering::SeqCst);
-            return;
-        }
-        if !timeout.is_zero() {
-            std::thread::park_timeout(timeout);
-        }
-        self.st.wake_at.store(u64::MAX, Ordering::SeqCst);
+        timeout
     }
 
     /// With `queue.overflow = "spool"`: when the queue is three quarters full, moves events to the
@@ -338,35 +428,17 @@ impl Worker {
         n
     }
 
-    /// Validates and routes one event: its row joins a batch, or it waits to be dead-lettered.
+    /// Validates and routes one event: its row joins a batch, or it waits to be dead-lettered;
+    /// an event no route takes (`[[routes]]`) is counted dropped, `unrouted`.
     fn process(&mut self, raw: &RawEvent) {
+        if self.inbox.is_none() && self.parts.processor.route(raw).is_empty() {
+            self.counters.drop_events(DropReason::Unrouted, 1);
+            self.unrouted += 1;
+            return;
+        }
         match self.parts.processor.process(raw) {
             Ok((dest, row)) => self.batcher.add(&dest, row),
             Err(rejected) => self.rejects.push(*rejected),
-        }
-    }
-
-    /// After `finished` is set: waits briefly for producers that reserved room before it to
-    /// publish, and counts every event still queued as dropped for `reason`.
-    fn drop_leftovers(&mut self, reason: DropReason) {
-        let give_up = Instant::now() + LEFTOVER_WAIT;
-        loop {
-            let mut bytes = 0u64;
-            let st = Arc::clone(&self.st);
-            let n = self.lanes.take(&st, usize::MAX, |e| {
-                bytes += e.body.len() as u64;
-                None
-            });
-            if n > 0 {
-                st.release(n as u64, bytes);
-                st.counters.drop_events(reason, n as u64);
-            }
-            if st.queued_events() == 0 || Instant::now() >= give_up {
-                // Nothing will be logged here any more: free the recycled buffers.
-                while st.pool.pop().is_some() {}
-                return;
-            }
-            std::thread::yield_now();
         }
     }
 
@@ -385,6 +457,29 @@ impl Worker {
             // Ship as we go so a large backlog does not sit in memory.
             self.deliver_due(Instant::now());
         }
+        let mut ok = self.settle(deadline);
+        if self.spool.is_some() {
+            // Events still queued (not even validated) are kept raw.
+            let (raws, bytes) = self.take_raw(usize::MAX);
+            if !raws.is_empty() {
+                ok = false;
+                self.st.release(raws.len() as u64, bytes);
+                self.keep_raw(&raws);
+            }
+        }
+        ok &= self.close();
+        // SeqCst pairs with producers' reservations: a producer either sees `finished` and
+        // backs out, or its reservation is counted in `queued_events` below and waited for.
+        self.st.finished.store(true, Ordering::SeqCst);
+        let before = self.st.queued_events();
+        drop_leftovers(&mut self.lanes, &self.st, DropReason::ShutdownDeadline);
+        ok && before == 0
+    }
+
+    /// At shutdown, once everything was taken: delivers what is batched and dead-letters what
+    /// was rejected if the deadline allows; past it, spools them (or drops them, counted).
+    /// True when everything was delivered or stored.
+    fn settle(&mut self, deadline: Instant) -> bool {
         let mut ok = true;
         if Instant::now() < deadline {
             self.deliver_all();
@@ -404,35 +499,30 @@ impl Worker {
             if self.spool.is_some() {
                 self.spool_dead_letters(&rejects);
             } else {
-                self.st
-                    .counters
+                self.counters
                     .drop_events(DropReason::ShutdownDeadline, rejects.len() as u64);
             }
         }
-        if self.spool.is_some() {
-            // Events still queued (not even validated) are kept raw.
-            let (raws, bytes) = self.take_raw(usize::MAX);
-            if !raws.is_empty() {
-                ok = false;
-                self.st.release(raws.len() as u64, bytes);
-                for chunk in raws.chunks(RAW_PER_RECORD) {
-                    self.spool_raw(chunk, DropReason::ShutdownDeadline);
-                }
-            }
+        ok
+    }
+
+    /// Keeps events not yet validated in the spool, in records of [`RAW_PER_RECORD`] (dropped,
+    /// counted `shutdown_deadline`, when they cannot be).
+    fn keep_raw(&mut self, raws: &[RawEvent]) {
+        for chunk in raws.chunks(RAW_PER_RECORD) {
+            self.spool_raw(chunk, DropReason::ShutdownDeadline);
         }
-        if self.own_spooled > 0 || self.lost > 0 {
-            ok = false;
-        }
-        self.report.send(&self.parts.hook, &self.st.counters);
+    }
+
+    /// The end: tells the hook, closes the sink. True when nothing this thread took was
+    /// spooled or dropped since the last flush() answer, and the sink closed cleanly.
+    fn close(&mut self) -> bool {
+        let mut ok = self.own_spooled == 0 && self.lost == 0;
+        self.report.send(&self.parts.hook, &self.counters);
         if let Err(e) = self.sink.close() {
-            self.st.counters.sink_error(self.sink.name(), e.kind());
+            self.counters.sink_error(self.sink.name(), e.kind());
             ok = false;
         }
-        // SeqCst pairs with producers' reservations: a producer either sees `finished` and
-        // backs out, or its reservation is counted in `queued_events` below and waited for.
-        self.st.finished.store(true, Ordering::SeqCst);
-        let before = self.st.queued_events();
-        self.drop_leftovers(DropReason::ShutdownDeadline);
-        ok && before == 0
+        ok
     }
 }

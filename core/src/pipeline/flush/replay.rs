@@ -26,7 +26,7 @@ impl Worker {
     /// when the append fails, counts them dropped (`fallback`, or `spool_full`). True when
     /// spooled.
     pub(super) fn spool_record(&mut self, record: &Record, n: usize, fallback: DropReason) -> bool {
-        let counters = &self.st.counters;
+        let counters = &self.counters;
         let Some(spool) = &mut self.spool else {
             counters.drop_events(fallback, n as u64);
             self.lost += n as u64;
@@ -72,9 +72,9 @@ impl Worker {
         self.dl_retrying -= carried;
         let record = Record::from_rejected(events, self.writer);
         if self.spool_record(&record, n, DropReason::DeadLetterFailed) {
-            self.st.counters.dead_letters_wait(n as u64 - carried);
+            self.counters.dead_letters_wait(n as u64 - carried);
         } else {
-            self.st.counters.dead_letters_settled(carried); // dropped, counted
+            self.counters.dead_letters_settled(carried); // dropped, counted
         }
     }
 
@@ -91,7 +91,7 @@ impl Worker {
                 return false;
             }
             Some(Err(_)) => {
-                self.st.counters.sink_error("spool", "io");
+                self.counters.sink_error("spool", "io");
                 self.next_replay = now + SPOOL_SCAN;
                 return false;
             }
@@ -110,14 +110,14 @@ impl Worker {
                     return true;
                 }
                 Err(_) => {
-                    self.st.counters.sink_error("spool", "io");
+                    self.counters.sink_error("spool", "io");
                     break;
                 }
             };
             let Some(record) = Record::decode(&rec.payload) else {
                 // A valid frame with a payload we cannot read: skip it (counted) rather than
                 // block the spool forever.
-                self.st.counters.sink_error("spool", "undecodable");
+                self.counters.sink_error("spool", "undecodable");
                 let _ = seg.commit(rec.end);
                 continue;
             };
@@ -132,7 +132,11 @@ impl Worker {
             let n = record.len();
             rows += n;
             if record.foreign(self.writer) {
-                self.st.counters.accept_n(n as u64);
+                self.counters.accept_n(n as u64);
+                if self.inbox.is_some() {
+                    // One copy of each, for this destination: the pipeline takes the events.
+                    self.st.counters.accept_n(n as u64);
+                }
             } else {
                 // Settled below or spooled again (and counted again).
                 self.own_spooled = self.own_spooled.saturating_sub(n as u64);
@@ -157,7 +161,7 @@ impl Worker {
             self.dead_letter_rejects();
             // Those not spooled again were stored or dropped: no longer waiting.
             let settled = std::mem::take(&mut self.dl_retrying);
-            self.st.counters.dead_letters_settled(settled);
+            self.counters.dead_letters_settled(settled);
             let _ = seg.commit(rec.end);
         }
         true

@@ -13,11 +13,33 @@ use crate::sink::RejectedEvent;
 #[derive(Debug, Default)]
 pub(super) struct Report {
     summaries: Vec<ErrorSummary>,
+    /// Whether this thread tells of `log()`'s refusals (the thread that reads the lanes; with
+    /// several destinations, the router, not the destinations' threads).
+    refusals: bool,
+    /// With several destinations, a destination's thread names it at the head of its
+    /// messages (`destination "archive": …`).
+    destination: Option<String>,
     /// Refusals by `log()` already reported: (queue_full, invalid_envelope).
     refusals_seen: (u64, u64),
 }
 
 impl Report {
+    /// The report of the thread that reads the lanes: it tells of `log()`'s refusals too.
+    pub(super) fn new() -> Self {
+        Self {
+            refusals: true,
+            ..Self::default()
+        }
+    }
+
+    /// The report of a destination's thread, with several: its messages name it.
+    pub(super) fn for_destination(name: &str) -> Self {
+        Self {
+            destination: Some(name.to_owned()),
+            ..Self::default()
+        }
+    }
+
     /// `count` events dropped for `reason`, with one message that says why.
     pub(super) fn dropped(&mut self, reason: DropReason, count: u64, message: String) {
         self.summaries.push(ErrorSummary {
@@ -54,6 +76,17 @@ impl Report {
             self.summaries.clear();
             return;
         };
+        if let Some(d) = &self.destination {
+            for s in &mut self.summaries {
+                s.message = format!("destination {d:?}: {}", s.message);
+            }
+        }
+        if !self.refusals {
+            for summary in self.summaries.drain(..) {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&summary)));
+            }
+            return;
+        }
         let s = counters.snapshot(0);
         let count = |r: DropReason| s.dropped.get(r.as_str()).copied().unwrap_or(0);
         let full = count(DropReason::QueueFull);

@@ -3,73 +3,42 @@
 //! one fsync by the requests' own tasks (leader/follower group commit, no writer thread to hand
 //! over to and wake back).
 //!
-//! ## Record payloads
-//! Two kinds, told apart by the first byte. Both hold rows already validated and converted (by
-//! core's processor at ingest, or by an SDK for `/v1/rows`) and dead letters, and the `boot` id
-//! of the collector process that acknowledged them: a later process replaying them counts them
-//! as accepted by itself.
-//!
-//! **Framed** (first byte [`FRAMED`], `0x02`), written for `/v1/events` and `/v1/batch`
-//! ([`RecordBuilder`]); binary, so streamers slice rows out without scanning JSON. Integers are
-//! little-endian; a `str` is a `u32` byte length then that many bytes of UTF-8:
-//!
-//! ```text
-//! u8   0x02
-//! u64  boot
-//! u32  number of destinations N
-//! N ×  u8 partitioned (1) or day-sharded (0), str dataset, str table, str day (YYYYMMDD),
-//!      u32 rows in this destination
-//! str  dead letters: a JSON array of core's forward-wire `rejected` entries, or empty
-//! then the rows of the first destination, then of the second, …: each str id, str row JSON
-//! ```
-//!
-//! **JSON** (first byte `{`), written for `/v1/rows` ([`WalRecord`]):
-//! `{"boot":<u64>,"batches":[…],"rejected":[…]}`, `batches` and `rejected` in core's forward
-//! wire format (`evlog_core::sink::forward::wire`), each left out when empty.
-//!
-//! A payload that reads as neither is skipped by the streamers and counted in
-//! `evlog_sink_errors_total{sink="wal",kind="undecodable"}`.
+//! What a record holds (rows, dead letters, the destinations they go to) and its formats:
+//! `record`.
 //!
 //! Invariants:
 //! - A request is acknowledged (its `done` channel answered Ok) only after its record was written,
 //!   and fsynced when the policy says so.
 //! - The active segment is sealed at least every `seal_interval`, so streamers (which never read a
 //!   segment a live writer holds) see new events within that time.
-//! - `pending` counts bytes written and not yet committed by streamers (the high watermark).
+//! - `pending` counts, per destination, bytes written and not yet committed by its streamers
+//!   (the high watermark); a record's bytes count for every destination, which reads past it
+//!   even when it takes nothing from it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use evlog_core::counters::{write_metric, Histogram};
-use evlog_core::routing::{Destination, PartitionKind};
-use evlog_core::sink::forward::wire::{WireBatch, WireRejected};
-use evlog_core::sink::RejectedEvent;
 use evlog_core::spool::{self, Spool, SpoolError, SpoolOptions};
-use serde::{Deserialize, Serialize};
 
+pub use self::record::{
+    bit_in, read_framed, RecordBuilder, WalRecord, FRAMED, FRAMED_ROUTED, LEGACY_MASK,
+};
 use crate::config::{CollectorSection, FsyncPolicy};
 
-/// A JSON record: what one `/v1/rows` request brought. A record with other members is not one
-/// this build wrote: it reads as undecodable (counted) rather than losing what it holds unseen.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WalRecord {
-    /// The writing process's boot id.
-    pub boot: u64,
-    /// Rows an SDK validated (`/v1/rows`, the forward sink).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub batches: Vec<WireBatch>,
-    /// Events an SDK rejected, for the dead-letter tables.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rejected: Vec<WireRejected>,
-}
+mod record;
 
-impl WalRecord {
-    /// How many events the record holds.
-    pub fn len(&self) -> usize {
-        self.batches.iter().map(|b| b.rows.len()).sum::<usize>() + self.rejected.len()
-    }
+/// What one record holds, counted once it is durable (the request's own count, whatever
+/// becomes of the request).
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    /// Events in the record.
+    pub events: u64,
+    /// Events of the request no route took: not in the record, counted with it.
+    pub unrouted: u64,
+    /// With several destinations, the copies for each (rows and dead letters).
+    pub copies: Vec<u64>,
 }
 
 /// Why an append was not acknowledged.
@@ -91,8 +60,8 @@ pub enum AppendError {
 
 struct Append {
     payload: Vec<u8>,
-    /// Events in the record (counted accepted once it is written).
-    events: u64,
+    /// What the record holds (counted accepted once it is written).
+    counts: Counts,
     done: tokio::sync::oneshot::Sender<Result<(), AppendError>>,
 }
 
@@ -115,10 +84,11 @@ struct Inner {
     queue: Mutex<Queue>,
     /// The log itself; held by the leader while it writes (and fsyncs) a group.
     log: Mutex<Log>,
-    pending: Arc<AtomicU64>,
-    /// Called with the number of events of each record once it is durable: the count must not
-    /// depend on the request still waiting (a client may hang up after sending).
-    accepted: Box<dyn Fn(u64) + Send + Sync>,
+    /// Per destination: bytes not yet committed by its streamers.
+    pending: Vec<Arc<AtomicU64>>,
+    /// Called with what each record holds once it is durable: the count must not depend on
+    /// the request still waiting (a client may hang up after sending).
+    accepted: Box<dyn Fn(&Counts) + Send + Sync>,
     closed: AtomicBool,
     policy: FsyncPolicy,
     interval: Duration,
@@ -187,11 +157,12 @@ impl WalWriter {
     /// Opens the log and starts the sealer thread (it seals the active segment every
     /// `seal_interval`, and for the last time after [`close`](Self::close)).
     ///
-    /// `accepted(n)` is called once a record of `n` events is durable (per the fsync policy).
+    /// `accepted(counts)` is called once a record is durable (per the fsync policy); `pending`
+    /// has one counter per destination.
     pub fn start(
         c: &CollectorSection,
-        pending: Arc<AtomicU64>,
-        accepted: impl Fn(u64) + Send + Sync + 'static,
+        pending: Vec<Arc<AtomicU64>>,
+        accepted: impl Fn(&Counts) + Send + Sync + 'static,
     ) -> Result<(Self, std::thread::JoinHandle<()>), SpoolError> {
         let spool = Spool::open(spool_options(c))?;
         let inner = Arc::new(Inner {
@@ -264,7 +235,7 @@ impl WalWriter {
         }
     }
 
-    /// Appends one record of `events` events; resolves when it is durable per the fsync policy.
+    /// Appends one record holding `counts`; resolves when it is durable per the fsync policy.
     ///
     /// Group commit without a writer thread: the append is queued; if no leader is at work, this
     /// task becomes the leader: it writes (and fsyncs) everything queued in one write and answers
@@ -272,7 +243,7 @@ impl WalWriter {
     /// leader's round has no await point, so a request dropped mid-way (client gone) cannot
     /// strand the queue. With `fsync = "interval"` the lead always goes to a task that first
     /// collects for `fsync_interval`. Others only wait for their answer.
-    pub async fn append(&self, payload: Vec<u8>, events: u64) -> Result<(), AppendError> {
+    pub async fn append(&self, payload: Vec<u8>, counts: Counts) -> Result<(), AppendError> {
         let (done, rx) = tokio::sync::oneshot::channel();
         let lead = {
             let mut q = lock(&self.inner.queue);
@@ -284,7 +255,7 @@ impl WalWriter {
             }
             q.appends.push(Append {
                 payload,
-                events,
+                counts,
                 done,
             });
             !std::mem::replace(&mut q.leading, true)
@@ -402,15 +373,22 @@ impl Inner {
 fn write_group(
     spool: &mut Spool,
     group: &mut Vec<Append>,
-    pending: &AtomicU64,
-    accepted: &dyn Fn(u64),
+    pending: &[Arc<AtomicU64>],
+    accepted: &dyn Fn(&Counts),
 ) -> Option<String> {
     let payloads: Vec<&[u8]> = group.iter().map(|a| a.payload.as_slice()).collect();
     let bytes: u64 = payloads.iter().map(|p| spool::stored_len(p.len())).sum();
+    let add_pending = |bytes: u64| {
+        for p in pending {
+            p.fetch_add(bytes, Ordering::Relaxed);
+        }
+    };
     let result = match spool.append(&payloads) {
         Ok(()) => {
-            pending.fetch_add(bytes, Ordering::Relaxed);
-            accepted(group.iter().map(|a| a.events).sum());
+            add_pending(bytes);
+            for a in group.iter() {
+                accepted(&a.counts);
+            }
             Ok(())
         }
         Err(SpoolError::Full { .. }) if group.len() > 1 => {
@@ -421,8 +399,8 @@ fn write_group(
                 let r = spool.append(&[&a.payload]).map_err(to_append_error);
                 match &r {
                     Ok(()) => {
-                        pending.fetch_add(len, Ordering::Relaxed);
-                        accepted(a.events);
+                        add_pending(len);
+                        accepted(&a.counts);
                     }
                     Err(AppendError::Io(why)) => failure = Some(why.clone()),
                     Err(_) => {}
@@ -447,242 +425,5 @@ fn to_append_error(e: SpoolError) -> AppendError {
     match e {
         SpoolError::Full { .. } => AppendError::Full(e.to_string()),
         other => AppendError::Io(other.to_string()),
-    }
-}
-
-/// First byte of a framed record (JSON records start with `{`).
-pub const FRAMED: u8 = 0x02;
-
-/// Builds one framed record (the format is in the module docs). Rows are core's converted JSON,
-/// copied as they are.
-#[derive(Debug)]
-pub struct RecordBuilder {
-    boot: u64,
-    /// Per destination: the destination, its row count and its framed rows.
-    batches: Vec<(Destination, usize, Vec<u8>)>,
-    rejected: Vec<WireRejected>,
-    n: usize,
-}
-
-/// Header of a framed record.
-#[derive(Debug)]
-pub struct FramedHeader {
-    /// The writing process's boot id.
-    pub boot: u64,
-    /// Destinations and row counts, in the order their rows follow.
-    pub batches: Vec<(Destination, usize)>,
-    /// Dead letters.
-    pub rejected: Vec<WireRejected>,
-}
-
-/// Reads a framed record's header; the rows follow in the returned reader. `None` if it is not
-/// a framed record or is malformed.
-pub fn read_framed(payload: &[u8]) -> Option<(FramedHeader, FramedRows<'_>)> {
-    let mut r = FramedRows {
-        rest: payload.strip_prefix(&[FRAMED])?,
-    };
-    let boot = u64::from_le_bytes(r.bytes(8)?.try_into().ok()?);
-    let n = r.u32()? as usize;
-    let mut batches = Vec::with_capacity(n.min(1024));
-    for _ in 0..n {
-        let partitioned = r.bytes(1)?[0] != 0;
-        let dataset = r.str()?;
-        let table = r.str()?;
-        let day = r.str()?;
-        let rows = r.u32()? as usize;
-        batches.push((
-            Destination::from_parts(dataset, table, partitioned, day),
-            rows,
-        ));
-    }
-    let rejected = match r.str()? {
-        "" => Vec::new(),
-        text => serde_json::from_str(text).ok()?,
-    };
-    Some((
-        FramedHeader {
-            boot,
-            batches,
-            rejected,
-        },
-        r,
-    ))
-}
-
-/// Reads the fields of a framed record in order.
-#[derive(Debug)]
-pub struct FramedRows<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> FramedRows<'a> {
-    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
-        let b = self.rest.get(..n)?;
-        self.rest = &self.rest[n..];
-        Some(b)
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.bytes(4)?.try_into().ok()?))
-    }
-
-    fn str(&mut self) -> Option<&'a str> {
-        let len = self.u32()? as usize;
-        std::str::from_utf8(self.bytes(len)?).ok()
-    }
-
-    /// The next row: (id, row JSON).
-    pub fn next_row(&mut self) -> Option<(&'a str, &'a str)> {
-        let id = self.str()?;
-        let json = self.str()?;
-        Some((id, json))
-    }
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-impl RecordBuilder {
-    /// An empty record of the process `boot`.
-    pub fn new(boot: u64) -> Self {
-        Self {
-            boot,
-            batches: Vec::new(),
-            rejected: Vec::new(),
-            n: 0,
-        }
-    }
-
-    /// Events added so far.
-    pub fn len(&self) -> usize {
-        self.n
-    }
-
-    /// Whether nothing was added.
-    pub fn is_empty(&self) -> bool {
-        self.n == 0
-    }
-
-    /// Adds a converted row (`json` is core's row object text).
-    pub fn push_row(&mut self, dest: &Destination, id: &str, json: &str) {
-        let i = match self.batches.iter().position(|(d, _, _)| d == dest) {
-            Some(i) => i,
-            None => {
-                self.batches.push((dest.clone(), 0, Vec::new()));
-                self.batches.len() - 1
-            }
-        };
-        let (_, n, out) = &mut self.batches[i];
-        out.reserve(8 + id.len() + json.len());
-        put_str(out, id);
-        put_str(out, json);
-        *n += 1;
-        self.n += 1;
-    }
-
-    /// Adds a dead letter.
-    pub fn push_rejected(&mut self, e: &RejectedEvent) {
-        self.rejected.push(WireRejected::from(e));
-        self.n += 1;
-    }
-
-    /// The payload.
-    pub fn finish(self) -> Vec<u8> {
-        let rejected = if self.rejected.is_empty() {
-            String::new()
-        } else {
-            serde_json::to_string(&self.rejected).unwrap_or_else(|_| "[]".into())
-        };
-        let rows: usize = self.batches.iter().map(|(_, _, r)| r.len()).sum();
-        let mut out = Vec::with_capacity(32 + self.batches.len() * 64 + rejected.len() + rows);
-        out.push(FRAMED);
-        out.extend_from_slice(&self.boot.to_le_bytes());
-        out.extend_from_slice(&(self.batches.len() as u32).to_le_bytes());
-        for (d, n, _) in &self.batches {
-            out.push(u8::from(d.partitioning == PartitionKind::Partitioned));
-            put_str(&mut out, &d.dataset);
-            put_str(&mut out, &d.table);
-            put_str(&mut out, &d.day);
-            out.extend_from_slice(&(*n as u32).to_le_bytes());
-        }
-        put_str(&mut out, &rejected);
-        for (_, _, r) in &self.batches {
-            out.extend_from_slice(r);
-        }
-        out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_records_hold_rows_and_dead_letters_only() {
-        let rows = br#"{"boot":3,"batches":[{"dataset":"events","table":"t","partitioned":true,"day":"20261122","rows":[{"id":"a","json":{"x":1}}]}]}"#;
-        let r: WalRecord = serde_json::from_slice(rows).expect("a /v1/rows record");
-        assert_eq!((r.boot, r.len()), (3, 1));
-        // Anything else is not a record this build wrote: undecodable, not read in part.
-        let other = br#"{"boot":3,"events":[{"namespace":"events","type":"t","time":null,"received_at":1,"id":"b","event":{}}]}"#;
-        assert!(serde_json::from_slice::<WalRecord>(other).is_err());
-    }
-
-    #[test]
-    fn framed_records_read_back() {
-        let dest = |t: &str| Destination {
-            dataset: "events".into(),
-            table: t.into(),
-            partitioning: PartitionKind::DayShard,
-            day: "20261122".into(),
-        };
-        let mut b = RecordBuilder::new(7);
-        b.push_row(&dest("a"), "id-1", r#"{"x":"\n"}"#);
-        b.push_row(&dest("b"), "id-2", "{}");
-        b.push_row(&dest("a"), "id-3", r#"{"y":[1]}"#);
-        assert_eq!(b.len(), 3);
-        let payload = b.finish();
-        let (h, mut rows) = read_framed(&payload).expect("framed");
-        assert_eq!(h.boot, 7);
-        let got: Vec<(String, usize)> = h
-            .batches
-            .iter()
-            .map(|(d, n)| (d.table.to_string(), *n))
-            .collect();
-        assert_eq!(got, vec![("a".to_string(), 2), ("b".to_string(), 1)]);
-        assert_eq!(rows.next_row(), Some(("id-1", r#"{"x":"\n"}"#)));
-        assert_eq!(rows.next_row(), Some(("id-3", r#"{"y":[1]}"#)));
-        assert_eq!(rows.next_row(), Some(("id-2", "{}")));
-        assert_eq!(rows.next_row(), None);
-        assert!(h.rejected.is_empty());
-        assert!(read_framed(b"{\"boot\":1}").is_none());
-
-        let mut b = RecordBuilder::new(8);
-        b.push_rejected(&RejectedEvent {
-            dataset: "events".into(),
-            event_id: "id-9".into(),
-            namespace: "events".into(),
-            type_name: "nope".into(),
-            event_time: Some(1),
-            received_at: 2,
-            reason: "unknown_table",
-            field: None,
-            error: "no schema".into(),
-            raw: "{}".into(),
-        });
-        b.push_row(&dest("a"), "id-4", "{}");
-        assert_eq!(b.len(), 2);
-        let payload = b.finish();
-        let (h, mut rows) = read_framed(&payload).expect("framed");
-        assert_eq!(h.rejected.len(), 1);
-        assert_eq!(h.rejected[0].event_id, "id-9");
-        assert_eq!(h.rejected[0].reason, "unknown_table");
-        assert_eq!(rows.next_row(), Some(("id-4", "{}")));
-        assert!(
-            // A torn row (never happens past the spool's CRC) reads as the end of the rows.
-            read_framed(&payload[..payload.len() - 1])
-                .is_some_and(|(_, mut r)| r.next_row().is_none())
-        );
     }
 }
