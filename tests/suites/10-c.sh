@@ -208,7 +208,9 @@ readme_c() {
   local home="$work/readme-home" block out
   rm -rf "$home" && mkdir -p "$home"
   block="$(python3 tests/readme_block.py bindings/c/README.md "Build your own program" sh)" || return 1
-  out="$(HOME="$home" PROFILE=debug bash -e -c "$block" 2>&1)" || { echo "$out" >&2; return 1; }
+  # A fresh HOME, as a new user's; rustup and cargo keep theirs (they live under the real one).
+  out="$(RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}" \
+    HOME="$home" PROFILE=debug bash -e -c "$block" 2>&1)" || { echo "$out" >&2; return 1; }
   echo "$out"
   [ "$(grep -c 'accepted 5, delivered 4, rejected 0, dropped 1' <<<"$out")" -eq 2 ] &&
     [ "$(cat "$home"/evlog-app/evlog-data/events/transaction*.ndjson | wc -l)" -ge 6 ]
