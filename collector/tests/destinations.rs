@@ -273,3 +273,137 @@ to = ["default", "other"]
     );
     s.stop();
 }
+
+/// `[[transforms]]` in the collector: for every copy (the secret goes nowhere) and for one
+/// destination's copy (hashed coupon, masked card), on events (`/v1/batch`) and on rows an SDK
+/// forwarded (`/v1/rows`); a copy the rules make invalid is that destination's dead letter.
+#[test]
+fn transforms_differ_per_destination_on_events_and_forwarded_rows() {
+    let root = tempfile::tempdir().unwrap();
+    let (full, hashed) = (root.path().join("full"), root.path().join("hashed"));
+    let tail = format!(
+        r#"
+[destinations.full]
+kind = "file"
+dir = {full:?}
+[destinations.hashed]
+kind = "file"
+dir = {hashed:?}
+
+[[routes]]
+tables = ["events.*"]
+to = ["full", "hashed"]
+
+[[transforms]]
+tables = ["events.transaction"]
+drop = ["secret"]
+[[transforms]]
+tables = ["events.transaction"]
+destinations = ["hashed"]
+hash = ["coupon"]
+hash_key = "collector-test-key-0123"
+mask = {{ "card" = 4 }}
+[[transforms]]
+tables = ["events.page_view"]
+destinations = ["hashed"]
+drop = ["url"]
+"#
+    );
+    let text = destinations_text(root.path(), "", &tail);
+    let mut s = Server::start_text(root, &text, "127.0.0.1:0");
+    let txn = |id: &str| {
+        json!({"namespace": "events", "type": "transaction", "id": id,
+            "event": {"user_id": 7, "coupon": "WINTER", "secret": "s3cr3t",
+                      "card": "4111111111111111"}})
+    };
+    post_batch(&s.url, &[txn("ev-1"), txn("ev-2")]);
+    // A page view whose hashed copy loses its REQUIRED url: 422 naming that copy.
+    let r = client()
+        .post(format!("{}/v1/events", s.url))
+        .json(
+            &json!({"namespace": "events", "type": "page_view", "id": "pv-1",
+            "event": {"url": "/a"}}),
+        )
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("\\\"hashed\\\""), "{body}");
+
+    // The same transaction through an SDK in forward mode: rows, transformed by the collector.
+    let sdk = evlog_core::Pipeline::new(
+        evlog_core::Config::from_toml_str(&format!(
+            "[sink]\nkind = \"forward\"\n[sink.forward]\nurl = {:?}\n[schemas]\ndir = {:?}\n",
+            s.url,
+            schemas_dir()
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut e = evlog_core::EventInput::new(
+        "events",
+        "transaction",
+        r#"{"user_id":7,"coupon":"WINTER","secret":"s3cr3t","card":"4111111111111111"}"#,
+    );
+    e.id = Some("row-1");
+    sdk.log(e).unwrap();
+    assert!(sdk.flush(Duration::from_secs(20)));
+
+    let want: BTreeSet<String> = ["ev-1", "ev-2", "row-1"].map(String::from).into();
+    let mut with_pv = want.clone();
+    with_pv.insert("pv-1".into());
+    assert!(
+        wait_for(Duration::from_secs(30), || ids_in(&full) == with_pv
+            && ids_in(&hashed) == want
+            && !dead_letters(&hashed).is_empty()),
+        "full {:?} hashed {:?}",
+        ids_in(&full),
+        ids_in(&hashed)
+    );
+    let txns = |dir: &std::path::Path| -> Vec<String> {
+        rows(dir)
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("transaction"))
+            .flat_map(|(_, r)| r)
+            .map(|r| r.to_string())
+            .collect()
+    };
+    let (f, h) = (txns(&full), txns(&hashed));
+    assert_eq!((f.len(), h.len()), (3, 3));
+    for row in &f {
+        assert!(!row.contains("s3cr3t"), "{row}");
+        assert!(
+            row.contains("WINTER") && row.contains("4111111111111111"),
+            "{row}"
+        );
+    }
+    let mut coupons = BTreeSet::new();
+    for row in &h {
+        assert!(!row.contains("s3cr3t") && !row.contains("WINTER"), "{row}");
+        assert!(
+            !row.contains("4111111111111111") && row.contains("************1111"),
+            "{row}"
+        );
+        let v: Value = serde_json::from_str(row).unwrap();
+        coupons.insert(v["coupon"].as_str().unwrap().to_owned());
+    }
+    // Events and forwarded rows hash alike: one key, one HMAC.
+    assert_eq!(coupons.len(), 1, "{coupons:?}");
+    assert_eq!(coupons.iter().next().unwrap().len(), 64);
+
+    let dead = dead_letters(&hashed);
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["event_id"], "pv-1", "{dead:?}");
+    let m = s.metrics();
+    assert_eq!(
+        metric(
+            &m,
+            "evlog_events_rejected_total{destination=\"hashed\",reason=\"missing_required\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(sdk.shutdown(Duration::from_secs(10)));
+    s.stop();
+}

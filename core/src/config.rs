@@ -55,6 +55,10 @@ pub struct Config {
     /// route that takes it). Without any, `[sink]` receives every table.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteConfig>,
+    /// Changes to events' fields (`[[transforms]]`, in order), per table and optionally per
+    /// destination; see [`crate::transform`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transforms: Vec<crate::transform::TransformConfig>,
     /// When the flush thread hands a batch to the sink.
     pub batch: BatchConfig,
     /// The in-memory queue between `log()` and the flush thread.
@@ -352,6 +356,9 @@ impl Config {
         }
         crate::destinations::validate_destinations(&self.destinations)?;
         crate::destinations::Routes::new(self)?;
+        let names = self.destination_names();
+        crate::transform::TransformSet::from_config(&self.transforms)?
+            .check_destinations(|d| names.iter().any(|n| n == d))?;
         for (key, route) in &self.routing.tables {
             let Some((ns, ty)) = key.split_once('.') else {
                 return ConfigError::invalid(

@@ -25,6 +25,8 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
+use crate::transform::{Applied, SkipReason};
+
 mod destinations;
 
 /// Metric names (docs/contracts.md).
@@ -53,6 +55,9 @@ pub mod names {
     /// Copies made beyond the first when an event went to several destinations (present with
     /// several destinations only).
     pub const FANNED_OUT: &str = "evlog_events_fanned_out_total";
+    /// Places where a `[[transforms]]` rule could not apply (the event went on unchanged
+    /// there); label `reason` (see [`crate::transform::SkipReason`]).
+    pub const TRANSFORM_SKIPPED: &str = "evlog_transform_skipped_total";
 }
 
 /// Why an accepted event was dropped (not stored anywhere, counted).
@@ -318,6 +323,7 @@ pub struct Counters {
     flush: Histogram,
     dead_letters_waiting: AtomicU64,
     fanned_out: AtomicU64,
+    transform_skipped: [AtomicU64; SkipReason::ALL.len()],
 }
 
 impl Default for Counters {
@@ -340,6 +346,7 @@ impl Counters {
             flush: Histogram::new(&FLUSH_BUCKETS),
             dead_letters_waiting: AtomicU64::new(0),
             fanned_out: AtomicU64::new(0),
+            transform_skipped: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 
@@ -412,6 +419,13 @@ impl Counters {
     }
 
     /// Records how long one flush took.
+    /// The places where transform rules could not apply to one event.
+    pub fn transform_skips(&self, applied: &Applied) {
+        for (reason, n) in applied.skip_reasons() {
+            self.transform_skipped[reason as usize].fetch_add(u64::from(n), Relaxed);
+        }
+    }
+
     pub(crate) fn observe_flush(&self, took: Duration) {
         self.flush.observe(took);
     }
@@ -455,6 +469,11 @@ impl Counters {
                 .map(|((s, k), v)| ((s.to_string(), k.to_string()), *v))
                 .collect(),
             dead_letters_waiting: self.dead_letters_waiting.load(Relaxed),
+            transform_skipped: SkipReason::ALL
+                .iter()
+                .zip(&self.transform_skipped)
+                .map(|(r, c)| (r.label().to_string(), c.load(Relaxed)))
+                .collect(),
         }
     }
 }
@@ -499,6 +518,9 @@ pub struct Stats {
     pub sink_errors: BTreeMap<(String, String), u64>,
     /// `evlog_dead_letters_waiting`.
     pub dead_letters_waiting: u64,
+    /// `evlog_transform_skipped_total` by reason: every [`SkipReason`] (places where a
+    /// `[[transforms]]` rule could not apply; the event went on unchanged there).
+    pub transform_skipped: BTreeMap<String, u64>,
     /// `evlog_events_fanned_out_total`: copies made beyond the first when an event went to
     /// several destinations (0 with one destination).
     pub fanned_out: u64,
@@ -554,6 +576,12 @@ impl Stats {
             names::DEAD_LETTERS_WAITING.to_string(),
             self.dead_letters_waiting as f64,
         ));
+        for (r, v) in &self.transform_skipped {
+            out.push((
+                format!("{}{{reason=\"{r}\"}}", names::TRANSFORM_SKIPPED),
+                *v as f64,
+            ));
+        }
         self.destinations_to_flat(&mut out);
         out
     }
@@ -683,6 +711,25 @@ impl Stats {
                 self.fanned_out,
             );
         }
+        write_header(
+            s,
+            names::TRANSFORM_SKIPPED,
+            "Places where a [[transforms]] rule could not apply, by reason.",
+            "counter",
+        );
+        for (reason, n) in &self.transform_skipped {
+            write_sample(s, names::TRANSFORM_SKIPPED, &[("reason", reason)], n);
+        }
+        for (d, st) in dests {
+            for (reason, n) in &st.transform_skipped {
+                write_sample(
+                    s,
+                    names::TRANSFORM_SKIPPED,
+                    &[("destination", d), ("reason", reason)],
+                    n,
+                );
+            }
+        }
         write_histogram(
             s,
             names::FLUSH_SECONDS,
@@ -792,6 +839,7 @@ mod tests {
                 "evlog_queue_events gauge",
                 "evlog_sink_errors_total counter",
                 "evlog_dead_letters_waiting gauge",
+                "evlog_transform_skipped_total counter",
                 "evlog_flush_seconds histogram",
             ]
         );
@@ -813,7 +861,7 @@ mod tests {
         // Nothing counted yet: every family still has its header, rejected and dropped a zero
         // sample per known reason, sink errors none (its kinds are an open set).
         let empty = Counters::new().snapshot(0).to_prometheus();
-        assert_eq!(families(&empty).len(), 10);
+        assert_eq!(families(&empty).len(), 11);
         for r in DropReason::ALL {
             let line = format!(
                 "\nevlog_events_dropped_total{{reason=\"{}\"}} 0\n",
@@ -854,7 +902,7 @@ mod tests {
         }
         assert_eq!(
             flat.len(),
-            6 + DropReason::ALL.len() + REJECT_REASONS.len(),
+            6 + DropReason::ALL.len() + REJECT_REASONS.len() + SkipReason::ALL.len(),
             "no sink error seen, none listed: {flat:?}"
         );
         // A reason outside the known set (e.g. answered by a collector) joins them.

@@ -18,6 +18,7 @@
 use std::fmt::Write as _;
 
 use evlog_core::clock::now_micros;
+use evlog_core::destinations::DestinationSet;
 use evlog_core::ingest::{reasons, EventInput, RawEvent};
 use evlog_core::json::push_str;
 use hyper::body::Incoming;
@@ -225,6 +226,10 @@ fn core_event<'s>(
 /// table, or a schema violation: a missing REQUIRED field, a wrong type, …) answers 422 with
 /// core's reason, the field at fault and the rule, and is kept in the dead-letter table of
 /// those destinations. One no route takes is counted in `unrouted` and not kept.
+///
+/// `[[transforms]]` apply before the conversion: once for every copy when no entry of the
+/// table names destinations, else per destination (each copy converted, stored or
+/// dead-lettered on its own; the answer is the first refusal's, or 202).
 fn process_event(
     st: &State,
     env: &Checked<'_>,
@@ -235,59 +240,63 @@ fn process_event(
 ) -> Item {
     let raw = core_event(scratch, env, received_at);
     let to = st.processor.route(raw);
-    let processed = st.processor.process(raw);
+    let counters = &st.shared.counters;
     if to.is_empty() {
         *unrouted += 1;
-    }
-    match processed {
-        Ok((dest, row)) => {
-            if !to.is_empty() {
-                record.push_row(&dest, to, &row.insert_id, &row.json);
-            }
-            Item {
-                status: StatusCode::ACCEPTED,
-                id: Some(row.insert_id),
-                error: None,
-                reason: None,
-                field: None,
-            }
-        }
-        Err(rejected) if to.is_empty() => {
-            let rejected = *rejected;
-            Item {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                id: Some(rejected.event_id),
-                error: Some(format!(
+        return match st.processor.process_for(raw, None, counters) {
+            Ok((_, row)) => Item::accepted(row.insert_id),
+            Err(rejected) => {
+                let error = format!(
                     "{}: no route takes the event ([[routes]]), it is not kept",
                     rejected.error
-                )),
-                reason: Some(rejected.reason),
-                field: rejected.field,
+                );
+                Item::rejected(*rejected, error)
             }
-        }
-        Err(rejected) => {
-            let error = if rejected.reason == reasons::UNKNOWN_TABLE {
-                format!(
-                    "no schema for table {}.{}: the event is kept in the dead-letter table",
-                    env.namespace, env.type_name
-                )
-            } else {
-                format!(
-                    "{}: the event is kept in the dead-letter table",
-                    rejected.error
-                )
-            };
-            record.push_rejected(&rejected, to);
-            let rejected = *rejected;
-            Item {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                id: Some(rejected.event_id),
-                error: Some(error),
-                reason: Some(rejected.reason),
-                field: rejected.field,
+        };
+    }
+    let per_copy = st
+        .processor
+        .transforms()
+        .varies_by_destination(&env.namespace, &env.type_name);
+    // One copy for every destination, or one per destination, each with its own rules.
+    let copies: Vec<(Option<&str>, DestinationSet)> = if per_copy {
+        to.iter()
+            .map(|i| (Some(st.shared.names[i].as_str()), DestinationSet::single(i)))
+            .collect()
+    } else {
+        vec![(None, to)]
+    };
+    let mut answer = None;
+    for (name, set) in copies {
+        match st.processor.process_for(raw, name, counters) {
+            Ok((dest, row)) => {
+                record.push_row(&dest, set, &row.insert_id, &row.json);
+                answer.get_or_insert(Item::accepted(row.insert_id));
+            }
+            Err(rejected) => {
+                let mut error = if rejected.reason == reasons::UNKNOWN_TABLE {
+                    format!("no schema for table {}.{}", env.namespace, env.type_name)
+                } else {
+                    rejected.error.clone()
+                };
+                match name {
+                    Some(d) => {
+                        let _ = write!(
+                            error,
+                            ": the copy for destination {d:?} is kept in its dead-letter table"
+                        );
+                    }
+                    None => error.push_str(": the event is kept in the dead-letter table"),
+                }
+                record.push_rejected(&rejected, set);
+                if answer.as_ref().is_none_or(|a| a.error.is_none()) {
+                    answer = Some(Item::rejected(*rejected, error));
+                }
             }
         }
     }
+    // A routed event has at least one copy, so there is an answer.
+    answer.unwrap_or_else(|| Item::accepted(String::new()))
 }
 
 /// One event's result.
@@ -301,6 +310,26 @@ struct Item {
 }
 
 impl Item {
+    fn accepted(id: String) -> Self {
+        Self {
+            status: StatusCode::ACCEPTED,
+            id: Some(id),
+            error: None,
+            reason: None,
+            field: None,
+        }
+    }
+
+    fn rejected(r: evlog_core::sink::RejectedEvent, error: String) -> Self {
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            id: Some(r.event_id),
+            error: Some(error),
+            reason: Some(r.reason),
+            field: r.field,
+        }
+    }
+
     fn err(status: StatusCode, reason: &'static str, msg: String) -> Self {
         Self {
             status,

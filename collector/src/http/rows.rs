@@ -14,7 +14,9 @@
 //! dropped, `unrouted` (the answer counts them among `accepted`). The request becomes one framed
 //! write-ahead log record (`crate::wal`).
 
+use evlog_core::destinations::DestinationSet;
 use evlog_core::envelope;
+use evlog_core::ingest::CheckedRow;
 use evlog_core::routing::Destination;
 use evlog_core::sink::forward::wire::{RowsAnswer, RowsRequest, WireRefused, WireRejected};
 use hyper::body::Incoming;
@@ -158,6 +160,7 @@ fn check_rows(
         }
     };
     let mut refused = Vec::new();
+    let mut refused_copies = Vec::new();
     for w in record.rejected {
         dead_letter(w, out, unrouted);
     }
@@ -179,7 +182,14 @@ fn check_rows(
                     if to.is_empty() {
                         *unrouted += 1;
                     } else {
-                        out.push_row(&dest, to, &r.id, &c.json);
+                        let table = (
+                            b.dataset.as_str(),
+                            b.table.as_str(),
+                            b.partitioned,
+                            b.day.as_str(),
+                        );
+                        let mut refuse = |w| refused_copies.push(w);
+                        push_copies(st, out, (&dest, table), to, &r.id, &c, &mut refuse);
                     }
                 }
                 Err(rejected) => {
@@ -197,5 +207,46 @@ fn check_rows(
             }
         }
     }
+    // Copies a destination's `[[transforms]]` made invalid: dead letters of that destination
+    // only (the row itself was fine: the answer does not list it).
+    for (w, set) in refused_copies {
+        out.push_wire_rejected(w, set);
+    }
     refused
+}
+
+/// Adds a checked row for the destinations `to`: as it is when no `[[transforms]]` entry
+/// applies; else each copy with its rules (per destination when an entry of its table names
+/// destinations), checked again, a copy the rules made invalid going to `refused` as a dead
+/// letter of its destination.
+fn push_copies(
+    st: &State,
+    out: &mut RecordBuilder,
+    (dest, table): (&Destination, (&str, &str, bool, &str)),
+    to: DestinationSet,
+    id: &str,
+    row: &CheckedRow,
+    refused: &mut dyn FnMut((WireRejected, DestinationSet)),
+) {
+    let p = &st.processor;
+    let (ns, ty) = (row.namespace.as_str(), row.type_name.as_str());
+    let copies: Vec<(Option<&str>, DestinationSet)> =
+        if p.transforms().varies_by_destination(ns, ty) {
+            to.iter()
+                .map(|i| (Some(st.shared.names[i].as_str()), DestinationSet::single(i)))
+                .collect()
+        } else {
+            vec![(None, to)]
+        };
+    for (name, set) in copies {
+        let Some(text) = p.transform_row(ns, ty, name, &row.json, &st.shared.counters) else {
+            out.push_row(dest, set, id, &row.json);
+            continue;
+        };
+        let (dataset, table, partitioned, day) = table;
+        match p.check_row(dataset, table, partitioned, day, id, &text) {
+            Ok(json) => out.push_row(dest, set, id, &json),
+            Err(rejected) => refused((WireRejected::from(&*rejected), set)),
+        }
+    }
 }

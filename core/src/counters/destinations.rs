@@ -35,6 +35,9 @@ impl Stats {
                 *self.sink_errors.entry(k.clone()).or_default() += n;
             }
             self.dead_letters_waiting += d.dead_letters_waiting;
+            for (r, n) in &d.transform_skipped {
+                *self.transform_skipped.entry(r.clone()).or_default() += n;
+            }
             for (total, n) in self
                 .flush_seconds_buckets
                 .iter_mut()
@@ -75,6 +78,13 @@ impl Stats {
             }
             for (r, v) in &s.dropped {
                 let k = format!("{}{{destination=\"{d}\",reason=\"{r}\"}}", names::DROPPED);
+                out.push((k, *v as f64));
+            }
+            for (r, v) in &s.transform_skipped {
+                let k = format!(
+                    "{}{{destination=\"{d}\",reason=\"{r}\"}}",
+                    names::TRANSFORM_SKIPPED
+                );
                 out.push((k, *v as f64));
             }
             for ((sink, kind), v) in &s.sink_errors {

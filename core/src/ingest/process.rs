@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::RawEvent;
 use crate::config::Config;
+use crate::counters::Counters;
 use crate::destinations::{DestinationSet, Routes, DEFAULT_DESTINATION};
 use crate::routing::{Destination, PartitionKind, Router};
 use crate::schema::jref::{self, JRef};
@@ -23,6 +24,7 @@ use crate::schema::row_check::RowCheckError;
 use crate::schema::{RowMeta, SchemaRegistry};
 use crate::sink::{EncodedRow, RejectedEvent};
 use crate::time;
+use crate::transform::TransformSet;
 
 /// Rejection reasons decided before schema conversion.
 pub mod reasons {
@@ -55,6 +57,8 @@ pub struct Processor {
     schemas: SchemaRegistry,
     router: Router,
     routes: Routes,
+    /// `[[transforms]]`, applied by [`Processor::process_for`] and [`Processor::transform_row`].
+    transforms: TransformSet,
     /// dataset → base table → the namespace/type pairs with a schema routed there, sorted.
     by_table: HashMap<String, HashMap<String, Vec<(String, String)>>>,
 }
@@ -83,10 +87,13 @@ impl Processor {
         for v in by_table.values_mut().flat_map(HashMap::values_mut) {
             v.sort();
         }
+        // Checked by `Config::validate` (which every caller runs first), as the routes are.
+        let transforms = TransformSet::from_config(&config.transforms).unwrap_or_default();
         Self {
             schemas,
             router,
             routes,
+            transforms,
             by_table,
         }
     }
@@ -119,7 +126,126 @@ impl Processor {
         &self.router
     }
 
-    /// Validates, converts and routes one event.
+    /// The `[[transforms]]` in use.
+    pub fn transforms(&self) -> &TransformSet {
+        &self.transforms
+    }
+
+    /// Applies the `[[transforms]]` of the copy bound for `destination` (`None`: entries for
+    /// every copy only), then validates, converts and routes it. The rules run on the event
+    /// before its schema is checked, so a rule that breaks a column (drops a REQUIRED field,
+    /// hashes an INT64) gets the copy rejected with the schema's reason, and the dead letter
+    /// holds the transformed event (what that destination may see). Places a rule could not
+    /// apply are counted in `counters` (`evlog_transform_skipped_total`).
+    ///
+    /// An event a rule applies to is parsed into a map and written again: its unknown fields
+    /// come back in key order, not as sent. Events of tables no entry names are untouched.
+    pub fn process_for(
+        &self,
+        raw: &RawEvent,
+        destination: Option<&str>,
+        counters: &Counters,
+    ) -> Result<(Destination, EncodedRow), Box<RejectedEvent>> {
+        match self.transformed(
+            &raw.namespace,
+            &raw.type_name,
+            destination,
+            &raw.body,
+            counters,
+        ) {
+            None => self.process(raw),
+            Some(body) => self.process(&RawEvent {
+                namespace: raw.namespace.clone(),
+                type_name: raw.type_name.clone(),
+                time: raw.time,
+                received_at: raw.received_at,
+                id: raw.id.clone(),
+                body,
+            }),
+        }
+    }
+
+    /// A row's text after the `[[transforms]]` of the copy bound for `destination`, or `None`
+    /// when no entry applies (or the text is not a row of a known table: the row check refuses
+    /// it). For rows converted elsewhere (the collector's `/v1/rows`), so that one rule set acts
+    /// alike on events and on rows an SDK forwarded: the rules see the row's columns and, beside
+    /// them, the fields kept in `other` (as in the event); afterwards every field no column
+    /// names goes back into `other`. The caller checks the result again (a rule may break a
+    /// column).
+    pub fn transform_row(
+        &self,
+        namespace: &str,
+        type_name: &str,
+        destination: Option<&str>,
+        row: &str,
+        counters: &Counters,
+    ) -> Option<String> {
+        if !self.transforms.applies(namespace, type_name, destination) {
+            return None;
+        }
+        let schema = self.schemas.get(namespace, type_name)?;
+        let is_column = |k: &str| schema.fields().iter().any(|f| f.name == k);
+        let Ok(Value::Object(mut row)) = serde_json::from_str::<Value>(row) else {
+            return None;
+        };
+        // Lift the unknown fields beside the columns; what shares a column's name (a RECORD
+        // column's leftovers) stays in `other`.
+        let mut other = match row.remove(crate::schema::OTHER) {
+            Some(Value::String(text)) => match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(m)) => m,
+                _ => return None,
+            },
+            _ => serde_json::Map::new(),
+        };
+        let lifted: Vec<String> = other.keys().filter(|k| !is_column(k)).cloned().collect();
+        for k in lifted {
+            if let Some(v) = other.remove(&k) {
+                row.insert(k, v);
+            }
+        }
+        let applied = self
+            .transforms
+            .apply(namespace, type_name, destination, &mut row);
+        counters.transform_skips(&applied);
+        let unknown: Vec<String> = row.keys().filter(|k| !is_column(k)).cloned().collect();
+        for k in unknown {
+            if let Some(v) = row.remove(&k) {
+                other.insert(k, v);
+            }
+        }
+        let other = if other.is_empty() {
+            Value::Null
+        } else {
+            Value::String(Value::Object(other).to_string())
+        };
+        row.insert(crate::schema::OTHER.to_owned(), other);
+        Some(Value::Object(row).to_string())
+    }
+
+    fn transformed(
+        &self,
+        namespace: &str,
+        type_name: &str,
+        destination: Option<&str>,
+        text: &str,
+        counters: &Counters,
+    ) -> Option<String> {
+        if !self.transforms.applies(namespace, type_name, destination) {
+            return None;
+        }
+        // Not an object (or not JSON): left as it is, for the conversion to refuse with its reason.
+        let Ok(Value::Object(mut event)) = serde_json::from_str::<Value>(text) else {
+            return None;
+        };
+        let applied = self
+            .transforms
+            .apply(namespace, type_name, destination, &mut event);
+        counters.transform_skips(&applied);
+        Some(Value::Object(event).to_string())
+    }
+
+    /// Validates, converts and routes one event as it is (no `[[transforms]]`: see
+    /// [`Processor::process_for`]).
     pub fn process(&self, raw: &RawEvent) -> Result<(Destination, EncodedRow), Box<RejectedEvent>> {
         let id = raw.id.to_text();
         let event_time = raw.time.unwrap_or(raw.received_at);

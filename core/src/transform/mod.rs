@@ -223,6 +223,14 @@ impl TransformSet {
             .any(|e| e.destinations.is_some() && e.names_table(namespace, type_name))
     }
 
+    /// Whether some entry applies to the copy of `namespace.type_name` bound for `destination`
+    /// (`None`: before it is split), i.e. whether [`apply`](TransformSet::apply) would run a rule.
+    pub fn applies(&self, namespace: &str, type_name: &str, destination: Option<&str>) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.names_table(namespace, type_name) && e.names_copy(destination))
+    }
+
     /// Applies every entry for the table `namespace.type_name` and the copy bound for
     /// `destination` (`None`: the event before it is split per destination; only entries
     /// without `destinations` apply) to `event`, in place.

@@ -436,7 +436,16 @@ impl Worker {
             self.unrouted += 1;
             return;
         }
-        match self.parts.processor.process(raw) {
+        // The copy is this destination's: its own `[[transforms]]` apply too.
+        let destination = match &self.inbox {
+            Some(inbox) => inbox.name(),
+            None => self.parts.destinations[0].0.as_str(),
+        };
+        match self
+            .parts
+            .processor
+            .process_for(raw, Some(destination), &self.counters)
+        {
             Ok((dest, row)) => self.batcher.add(&dest, row),
             Err(rejected) => self.rejects.push(*rejected),
         }
