@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # OpenSearch sink suite. Setup installs osmem-server (an in-memory OpenSearch-compatible server,
 # a static binary in a PyPI wheel) and opensearch-py (the official client) into the project's
-# .venv: the sink's Rust tests (tests/tests/opensearch_sink.rs, run by the runner's
-# `cargo test --workspace`) start osmem-server on a loopback port behind a fault-injecting proxy
-# and check the documents with opensearch-py (tests/opensearch/check_docs.py). The suite itself
-# then runs the benchmark script in its smoke mode (tests/bench/opensearch.sh --smoke): both the
-# sink and opensearch-py's helpers.bulk index the same documents into osmem-server, and each
-# must have stored all of them.
+# .venv: the Rust tests that need them (tests/tests/opensearch_sink.rs, the sink;
+# tests/tests/destinations_outage.rs, OpenSearch down for 20 s beside BigQuery in one pipeline;
+# both run by the runner's `cargo test --workspace`) start osmem-server on a loopback port behind
+# a fault-injecting proxy and check the documents with opensearch-py
+# (tests/opensearch/check_docs.py). The suite itself then runs the benchmark script in its smoke
+# mode (tests/bench/opensearch.sh --smoke): both the sink and opensearch-py's helpers.bulk index
+# the same documents into osmem-server, and each must have stored all of them.
 #   bash tests/suites/50-opensearch.sh setup   installs osmem-server, opensearch-py (.venv) and
 #                                              openssl (the TLS test's certificates)
 #   bash tests/suites/50-opensearch.sh         runs the benchmark smoke test
