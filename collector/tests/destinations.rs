@@ -396,6 +396,18 @@ drop = ["url"]
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0]["event_id"], "pv-1", "{dead:?}");
     let m = s.metrics();
+    // Four events (two transactions, the page view, the forwarded row), each a copy per
+    // destination: `accepted` counts the events, the second copies are fanned out.
+    assert_eq!(metric(&m, "evlog_events_accepted_total"), Some(4.0), "{m}");
+    assert_eq!(
+        metric(&m, "evlog_events_fanned_out_total"),
+        Some(4.0),
+        "{m}"
+    );
+    for d in ["full", "hashed"] {
+        let accepted = format!("evlog_events_accepted_total{{destination=\"{d}\"}}");
+        assert_eq!(metric(&m, &accepted), Some(4.0), "{d}: {m}");
+    }
     assert_eq!(
         metric(
             &m,

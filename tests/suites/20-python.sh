@@ -2,9 +2,12 @@
 # Python binding suite: builds the evlog wheel (maturin, debug profile, shared CARGO_TARGET_DIR)
 # into the project-local .venv and runs bindings/python/tests with pytest: conversions and
 # errors, threads, fork children, gunicorn --preload with 4 workers under load, interpreter exit,
-# and every ```python block of the READMEs run as written in a fresh directory (test_readme.py);
-# then the installable wheel: build-wheel.sh (dev profile), installed alone into a fresh venv.
-#   bash tests/suites/20-python.sh setup   install Debian packages and venv tools only
+# and every ```python block of the READMEs run as written in a fresh directory (test_readme.py),
+# two destinations (the BigQuery test server and osmem-server) from the SDK and through a collector
+# process (test_destinations_e2e.py); then the installable wheel: build-wheel.sh (dev profile),
+# installed alone into a fresh venv.
+#   bash tests/suites/20-python.sh setup   install Debian packages and venv tools only (with
+#                                          50-opensearch.sh's setup: osmem-server, opensearch-py)
 #   bash tests/suites/20-python.sh         build the extension and run the tests
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -13,10 +16,19 @@ cd "$REPO_ROOT"
 # python3-dev: libpython for linking the pyo3 library crate in `cargo test --workspace`.
 ensure_apt python3-dev python3-venv
 ensure_venv "maturin>=1.5,<2" "ziglang>=0.10,<0.14" "pytest>=7" "gunicorn>=21"
-[ "${1:-}" = setup ] && exit 0
+if [ "${1:-}" = setup ]; then
+  # osmem-server and opensearch-py for test_destinations_e2e.py, whichever suites run.
+  bash tests/suites/50-opensearch.sh setup
+  exit 0
+fi
 
 log "python: maturin develop (debug) into .venv"
 ( cd bindings/python/ext && maturin develop --quiet ) >&2
+# The servers test_destinations_e2e.py starts (debug, as `cargo test --workspace` builds them).
+log "python: cargo build evlog-collector, bq-test-server"
+cargo build -p evlog-collector --bin evlog-collector
+cargo build -p evlog-tests --bin bq-test-server
+export COLLECTOR_BIN="$CARGO_TARGET_DIR/debug/evlog-collector" BQ_SERVER_BIN="$CARGO_TARGET_DIR/debug/bq-test-server"
 
 log "python: pytest bindings/python/tests"
 out="$CARGO_TARGET_DIR/python-tests.log"

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# PHP extension (bindings/php): .phpt tests via PHP's run-tests.php, then nginx + php-fpm end to end
-# in each mode (file, forward into a collector process, bigquery into the BigQuery test server).
-#   bash tests/suites/30-php.sh setup   installs php8.2-dev/cli/fpm, libclang-dev, nginx, ab, wrk
+# PHP extension (bindings/php): .phpt tests via PHP's run-tests.php (017: two destinations, the
+# BigQuery test server and osmem-server, with routes, a sample and transforms), then nginx +
+# php-fpm end to end in each mode (file, forward into a collector process, bigquery into the
+# BigQuery test server).
+#   bash tests/suites/30-php.sh setup   installs php8.2-dev/cli/fpm, libclang-dev, nginx, ab, wrk,
+#                                       and 50-opensearch.sh's setup (osmem-server in .venv)
 #   bash tests/suites/30-php.sh         builds the extension (debug) and runs the tests
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -9,6 +12,8 @@ cd "$REPO_ROOT"
 
 if [ "${1:-}" = setup ]; then
   ensure_apt php8.2-dev php8.2-cli php8.2-fpm php8.2-curl libclang-dev nginx apache2-utils wrk curl
+  # osmem-server for the destinations end-to-end test (017), whichever suites run.
+  bash tests/suites/50-opensearch.sh setup
   exit 0
 fi
 
@@ -18,13 +23,16 @@ cargo build -p evlog-php -p evlog-collector
 cargo build -p evlog-tests --bin bq-test-server
 ext="$CARGO_TARGET_DIR/debug/libevlog_php.so"
 export COLLECTOR_BIN="$CARGO_TARGET_DIR/debug/evlog-collector" BQ_SERVER_BIN="$CARGO_TARGET_DIR/debug/bq-test-server"
+ensure_venv
+OSMEM_BIN=$(python -c 'import osmem_server; print(osmem_server.resolve_binary())') || {
+  echo "osmem-server is not in .venv: run bash tests/suites/30-php.sh setup" >&2; exit 1; }
 php_dir=bindings/php/tests/phpt
 out="$CARGO_TARGET_DIR/php-phpt.log"
 
 log "php: run-tests.php $php_dir"
 run_tests=$(php-config --extension-dir)/build/run-tests.php
 status=0
-(cd "$php_dir" && PHPT_EVLOG_EXT="$ext" PHPT_EVLOG_COLLECTOR="$COLLECTOR_BIN" PHPT_EVLOG_BQ_SERVER="$BQ_SERVER_BIN" NO_INTERACTION=1 TEST_PHP_EXECUTABLE=$(command -v php8.2) \
+(cd "$php_dir" && PHPT_EVLOG_EXT="$ext" PHPT_EVLOG_COLLECTOR="$COLLECTOR_BIN" PHPT_EVLOG_BQ_SERVER="$BQ_SERVER_BIN" PHPT_EVLOG_OSMEM="$OSMEM_BIN" NO_INTERACTION=1 TEST_PHP_EXECUTABLE=$(command -v php8.2) \
   php8.2 "$run_tests" -q --show-diff -d "extension=$ext" .) 2>&1 | tee "$out" || status=1
 rm -rf "$php_dir/out"
 passed=$(awk '/^Tests passed/ {print $4}' "$out"); passed=${passed:-0}

@@ -267,7 +267,10 @@ fn process_event(
         vec![(None, to)]
     };
     let mut answer = None;
-    for (name, set) in copies {
+    for (k, (name, set)) in copies.into_iter().enumerate() {
+        if k > 0 {
+            record.split_copy();
+        }
         match st.processor.process_for(raw, name, counters) {
             Ok((dest, row)) => {
                 record.push_row(&dest, set, &row.insert_id, &row.json);

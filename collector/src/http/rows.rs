@@ -238,7 +238,11 @@ fn push_copies(
         } else {
             vec![(None, to)]
         };
-    for (name, set) in copies {
+    for (k, (name, set)) in copies.into_iter().enumerate() {
+        if k > 0 {
+            // Every copy is added, as a row here or as a dead letter from `refused`.
+            out.split_copy();
+        }
         let Some(text) = p.transform_row(ns, ty, name, &row.json, &st.shared.counters) else {
             out.push_row(dest, set, id, &row.json);
             continue;

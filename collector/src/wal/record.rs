@@ -97,7 +97,10 @@ pub struct RecordBuilder {
     /// Per table and mask: the table, the mask, its row count and its framed rows.
     batches: Vec<(Destination, u64, usize, Vec<u8>)>,
     rejected: Vec<(WireRejected, u64)>,
+    /// Entries added: rows and dead letters, each for a set of destinations.
     n: usize,
+    /// Of those, the further copies of an event already added ([`RecordBuilder::split_copy`]).
+    split: usize,
     /// Copies per destination (rows and dead letters), with several.
     copies: Vec<u64>,
 }
@@ -254,18 +257,28 @@ impl RecordBuilder {
             batches: Vec::new(),
             rejected: Vec::new(),
             n: 0,
+            split: 0,
             copies,
         }
     }
 
-    /// Events added so far.
+    /// Events added so far: an event added as several copies ([`RecordBuilder::split_copy`])
+    /// counts once.
     pub fn len(&self) -> usize {
-        self.n
+        self.n - self.split.min(self.n)
     }
 
     /// Whether nothing was added.
     pub fn is_empty(&self) -> bool {
         self.n == 0
+    }
+
+    /// Says that one entry added (before or after this call) is a further copy of an event
+    /// already counted: `[[transforms]]` that differ per destination make one entry per
+    /// destination of one event, and the event is still one event (`accepted` counts events;
+    /// the copies count per destination and as `fanned_out`).
+    pub fn split_copy(&mut self) {
+        self.split += 1;
     }
 
     /// Copies added per destination (empty with one destination).
@@ -455,6 +468,19 @@ mod tests {
     }
 
     #[test]
+    fn an_event_split_into_copies_per_destination_counts_once() {
+        let names: Arc<[String]> = Arc::from(vec!["live".to_string(), "warehouse".to_string()]);
+        let mut b = RecordBuilder::new(9, names);
+        b.push_row(&dest("a"), set(&[0, 1]), "both", "{}");
+        // Transforms per destination: one entry per copy, the second a dead letter.
+        b.push_row(&dest("a"), set(&[0]), "split", "{\"for\":\"live\"}");
+        b.split_copy();
+        b.push_rejected(&rejected("split"), set(&[1]));
+        assert_eq!((b.len(), b.copies()), (2, &[2, 2][..]));
+        assert!(!b.is_empty());
+    }
+
+    #[test]
     fn routed_records_say_which_destinations_take_each_row() {
         let names: Arc<[String]> = Arc::from(vec!["live".to_string(), "warehouse".to_string()]);
         let mut b = RecordBuilder::new(9, names);
@@ -463,6 +489,7 @@ mod tests {
         b.push_row(&dest("a"), set(&[0, 1]), "both-2", "{}");
         b.push_rejected(&rejected("dl"), set(&[0]));
         assert_eq!(b.copies(), [3, 3]);
+        assert_eq!(b.len(), 4);
         let payload = b.finish();
         assert_eq!(payload[0], FRAMED_ROUTED);
         let (h, mut rows) = read_framed(&payload).expect("framed");
