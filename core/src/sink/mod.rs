@@ -255,6 +255,21 @@ impl DeadLetterOutcome {
             ..Self::default()
         }
     }
+
+    /// As [`Sink::dead_letter`] answers: the failure if some failed, else the first refusal
+    /// (as a remote error of kind `refused_kind`), else `Ok`.
+    pub fn into_result(self, refused_kind: &'static str) -> Result<(), SinkError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        match self.refused.into_iter().next() {
+            Some((_, message)) => Err(SinkError::Remote {
+                kind: refused_kind,
+                message,
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A `'static` label for a rejection reason read back from disk or the wire (counters take

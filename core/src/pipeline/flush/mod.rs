@@ -274,14 +274,7 @@ impl Worker {
 
     fn run(mut self) {
         loop {
-            let mut flush_waiters = Vec::new();
-            let mut shutdown = None;
-            while let Ok(req) = self.st.requests.1.try_recv() {
-                match req {
-                    Request::Flush(tx) => flush_waiters.push(tx),
-                    Request::Shutdown { deadline, done } => shutdown = Some((deadline, done)),
-                }
-            }
+            let (flush_waiters, shutdown) = take_requests(&self.st);
             if let Some((deadline, done)) = shutdown {
                 let ok = self.stop(deadline);
                 for w in flush_waiters {
@@ -534,4 +527,24 @@ impl Worker {
         }
         ok
     }
+}
+
+/// The requests waiting for a flush thread: the `flush()` callers to answer, and the
+/// `shutdown()` (deadline, answer) if one came.
+#[allow(clippy::type_complexity)]
+fn take_requests(
+    st: &ProcState,
+) -> (
+    Vec<crossbeam_channel::Sender<bool>>,
+    Option<(Instant, crossbeam_channel::Sender<bool>)>,
+) {
+    let mut flush_waiters = Vec::new();
+    let mut shutdown = None;
+    while let Ok(req) = st.requests.1.try_recv() {
+        match req {
+            Request::Flush(tx) => flush_waiters.push(tx),
+            Request::Shutdown { deadline, done } => shutdown = Some((deadline, done)),
+        }
+    }
+    (flush_waiters, shutdown)
 }

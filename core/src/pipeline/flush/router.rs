@@ -26,11 +26,11 @@ use crossbeam_channel::Sender;
 
 use super::inbox::{DestShared, FlushJoin, Inbox, Msg};
 use super::report::Report;
-use super::{drop_leftovers, Worker, DRAIN_CHUNK, LEFTOVER_WAIT, WAKE_BATCH};
+use super::{drop_leftovers, take_requests, Worker, DRAIN_CHUNK, LEFTOVER_WAIT, WAKE_BATCH};
 use crate::counters::{Counters, DropReason};
 use crate::ingest::RawEvent;
 use crate::pipeline::lanes::Lanes;
-use crate::pipeline::{FlushParts, ProcState, Request, IDLE_PARK};
+use crate::pipeline::{FlushParts, ProcState, IDLE_PARK};
 
 /// See the module docs.
 pub(super) struct Router {
@@ -111,14 +111,7 @@ impl Router {
     /// Routes until shutdown; `threads` are the destinations' threads, in order.
     pub(super) fn run(mut self, threads: Vec<JoinHandle<()>>) {
         loop {
-            let mut flush_waiters = Vec::new();
-            let mut shutdown = None;
-            while let Ok(req) = self.st.requests.1.try_recv() {
-                match req {
-                    Request::Flush(tx) => flush_waiters.push(tx),
-                    Request::Shutdown { deadline, done } => shutdown = Some((deadline, done)),
-                }
-            }
+            let (flush_waiters, shutdown) = take_requests(&self.st);
             if let Some((deadline, done)) = shutdown {
                 let ok = self.stop(deadline, threads);
                 for w in flush_waiters {

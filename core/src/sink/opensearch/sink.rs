@@ -357,17 +357,8 @@ impl Sink for OpenSearchSink {
     }
 
     fn dead_letter(&mut self, events: &[RejectedEvent]) -> Result<(), SinkError> {
-        let o = self.store_dead_letters(events.to_vec());
-        if let Some(e) = o.error {
-            return Err(e);
-        }
-        match o.refused.into_iter().next() {
-            Some((_, message)) => Err(SinkError::Remote {
-                kind: "dead_letter_refused",
-                message,
-            }),
-            None => Ok(()),
-        }
+        self.store_dead_letters(events.to_vec())
+            .into_result("dead_letter_refused")
     }
 
     fn store_dead_letters(&mut self, events: Vec<RejectedEvent>) -> DeadLetterOutcome {
