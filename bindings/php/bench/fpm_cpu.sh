@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Where a page's cost goes under nginx + php-fpm: for the bench page with and without its 10
+# evlog_log() calls (alternating runs), per request: latency (wrk), CPU time of the workers' main
+# threads and of their evlog flush threads (/proc/<pid>/task/<tid>/schedstat, ns), and context
+# switches of each (/proc/.../status: voluntary = the thread slept and was woken, i.e. a flush
+# thread wake-up; nonvoluntary = preempted). Optionally a perf profile of the workers.
+#   bash bindings/php/bench/fpm_cpu.sh          (from the repo root)
+# Env: WORKERS (4), CONCURRENCY (1), DURATION (10 s), PAIRS (3), MODE (null | forward: needs
+# COLLECTOR_BIN), BUSY=1 (one busy loop on another process while measuring), PERF=1 (then a perf
+# record -g of the workers during one more "with" run; top entries printed).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../../.." && pwd)
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+for v in $(env | awk -F= '/^EVLOG_/ {print $1}'); do unset "$v"; done
+source "$root/bindings/php/tests/fpm/stack.sh"
+(cd "$root" && cargo build --profile profiling -q -p evlog-php)
+ext="$CARGO_TARGET_DIR/profiling/libevlog_php.so"
+workers=${WORKERS:-4} conc=${CONCURRENCY:-1} dur=${DURATION:-10} pairs=${PAIRS:-3} mode=${MODE:-null}
+busy_pid="" coll_pid="" coll_dir=""
+cleanup() {
+  [ -n "$busy_pid" ] && kill "$busy_pid" 2>/dev/null
+  stack_stop || true
+  [ -n "$coll_pid" ] && kill -TERM "$coll_pid" 2>/dev/null && wait "$coll_pid" 2>/dev/null
+  [ -n "${STACK_DIR:-}" ] && rm -rf "$STACK_DIR"
+  [ -n "$coll_dir" ] && rm -rf "$coll_dir"
+  true
+}
+trap cleanup EXIT
+sink_args=(-d 'evlog.mode="null"')
+if [ "$mode" = forward ]; then
+  coll_dir=$(mktemp -d "${TMPDIR:-/tmp}/evlog-coll.XXXXXX")
+  cat > "$coll_dir/collector.toml" <<TOML
+[collector]
+wal_dir = "$coll_dir/wal"
+fsync = "never"
+[sink]
+kind = "null"
+[schemas]
+dir = "$root/bindings/php/tests/fpm/schemas"
+TOML
+  "${COLLECTOR_BIN:?MODE=forward needs COLLECTOR_BIN}" --config "$coll_dir/collector.toml" --listen 127.0.0.1:0 > "$coll_dir/out" 2> "$coll_dir/err" &
+  coll_pid=$!
+  stack_wait 30 grep -q "listening on" "$coll_dir/out" || { cat "$coll_dir/err" >&2; exit 1; }
+  url=$(sed -n 's/.*listening on \(http:\/\/\)\{0,1\}\([^ ]*\).*/http:\/\/\2/p' "$coll_dir/out" | head -1)
+  sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url")
+fi
+stack_start "$ext" "$root/bindings/php/tests/fpm/www" "$workers" 0 "${sink_args[@]}" \
+  -d "evlog.schema_dir=$root/bindings/php/tests/fpm/schemas"
+base="http://127.0.0.1:$STACK_PORT/bench.php"
+# Every worker logs once, so each has its flush thread before anything is measured.
+wrk -t1 -c"$workers" -d3s "$base?log=1" > /dev/null
+wrk -t1 -c"$conc" -d2s "$base" > /dev/null
+[ "${BUSY:-0}" = 1 ] && { sh -c 'while :; do :; done' & busy_pid=$!; }
+
+snapshot() { # one line per thread of every worker: comm cpu_ns voluntary nonvoluntary
+  local p t
+  for p in $(pgrep -P "$STACK_FPM_PID"); do
+    for t in /proc/"$p"/task/*; do
+      awk -v comm="$(cat "$t/comm" 2>/dev/null)" -v cpu="$(awk '{print $1}' "$t/schedstat" 2>/dev/null)" \
+        '/^voluntary_ctxt_switches/ {v=$2} /^nonvoluntary_ctxt_switches/ {nv=$2}
+         END {c = (comm ~ /^evlog/) ? "flush" : "main"; print c, cpu, v, nv}' "$t/status" 2>/dev/null || true
+    done
+  done | awk '{cpu[$1]+=$2; v[$1]+=$3; nv[$1]+=$4} END {printf "%.0f %.0f %.0f %.0f %.0f %.0f\n", cpu["main"], v["main"], nv["main"], cpu["flush"], v["flush"], nv["flush"]}'
+}
+lat_us() { # lat_us FILE PCT: wrk --latency percentile in µs
+  awk -v p="$2" '$1 == p"%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); print v} else if (v ~ /ms$/) {sub(/ms/,"",v); print v*1000} else {sub(/s/,"",v); print v*1000000}}' "$1"
+}
+echo "## Per request, nginx + php-fpm ($workers workers), mode=$mode, wrk -t1 -c$conc -d${dur}s, busy loop: ${BUSY:-0}"
+echo
+echo "| run | page | p50 µs | p99 µs | req/s | main CPU µs/req | flush CPU µs/req | flush wake-ups/req | flush preempted/req | main vol. sw/req | main preempted/req |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
+for run in $(seq 1 "$pairs"); do
+  for page in without with; do
+    url=$base; [ "$page" = with ] && url="$base?log=1"
+    read -r m0 mv0 mn0 f0 fv0 fn0 < <(snapshot)
+    wrk -t1 -c"$conc" -d"${dur}s" --latency "$url" > "$STACK_DIR/wrk.txt"
+    read -r m1 mv1 mn1 f1 fv1 fn1 < <(snapshot)
+    reqs=$(awk '/requests in/ {print $1}' "$STACK_DIR/wrk.txt")
+    awk -v r="$run" -v pg="$page" -v n="$reqs" -v p50="$(lat_us "$STACK_DIR/wrk.txt" 50)" -v p99="$(lat_us "$STACK_DIR/wrk.txt" 99)" \
+      -v rps="$(awk '/^Requests\/sec:/ {print $2}' "$STACK_DIR/wrk.txt")" \
+      -v m=$((m1 - m0)) -v f=$((f1 - f0)) -v fv=$((fv1 - fv0)) -v fn=$((fn1 - fn0)) -v mv=$((mv1 - mv0)) -v mn=$((mn1 - mn0)) \
+      'BEGIN {printf "| %s | %s | %s | %s | %s | %.1f | %.2f | %.3f | %.3f | %.2f | %.3f |\n", r, pg, p50, p99, rps, m/n/1000, f/n/1000, fv/n, fn/n, mv/n, mn/n}'
+  done
+done
+if [ "${PERF:-0}" = 1 ]; then
+  pids=$(pgrep -P "$STACK_FPM_PID" | paste -sd,)
+  wrk -t1 -c"$conc" -d"$((dur + 2))s" "$base?log=1" > /dev/null &
+  wrk_pid=$!
+  sleep 1
+  perf record -q -e cpu-clock -F 4999 -g -o "$STACK_DIR/perf.data" -p "$pids" -- sleep "$dur" 2> /dev/null
+  wait "$wrk_pid"
+  echo
+  echo "### perf, workers' threads, page with 10 evlog_log(): top entries by thread (self)"
+  echo '```'
+  { perf report -i "$STACK_DIR/perf.data" --no-children --sort comm,dso --stdio -g none 2> /dev/null | grep -v '^#' | grep -v '^$' | head -14; } || true
+  echo
+  { perf report -i "$STACK_DIR/perf.data" --no-children --sort comm,sym --stdio -g none 2> /dev/null | grep -v '^#' | grep -v '^$' | head -45; } || true
+  echo '```'
+  [ -n "${PERF_KEEP:-}" ] && cp "$STACK_DIR/perf.data" "$PERF_KEEP"
+fi

@@ -1,0 +1,3 @@
+<?php
+// memory.sh: a request that does not touch evlog.
+echo "ok\n";
