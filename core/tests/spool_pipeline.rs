@@ -199,3 +199,27 @@ fn dead_letters_that_cannot_be_written_wait_in_the_spool_for_a_later_pipeline() 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// A process exiting while its sink is down (a collector on a port nothing listens on) hands
+/// what it holds to the spool within the shutdown deadline: at shutdown every request is one
+/// attempt, not the retry budget (here ~13 s of backoff on average, longer than the 2 s given).
+#[test]
+fn shutdown_with_the_sink_down_spools_at_once_instead_of_waiting_out_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let extra = format!(
+        "[sink]\nkind = \"forward\"\n[sink.forward]\nurl = \"http://127.0.0.1:{port}\"\n\
+         [retry]\nbase = \"1s\"\ncap = \"5s\"\nmax_attempts = 8\n[schemas]\ndir = {:?}\n",
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/schemas")
+    );
+    let p = Pipeline::new(config(dir.path(), &extra)).expect("pipeline");
+    p.log_json("events", "page_view", r#"{"url":"/bye"}"#)
+        .unwrap();
+    assert!(!p.shutdown(Duration::from_secs(2)), "not delivered");
+    let s = p.stats();
+    assert_eq!((s.accepted, s.delivered, s.spooled), (1, 0, 1), "{s:?}");
+    assert_eq!(s.dropped_total(), 0, "{s:?}");
+}

@@ -50,7 +50,7 @@ impl Worker {
         if let Some(kind) = self.sink_broken {
             counters.sink_error("unavailable", kind);
         }
-        self.sink.set_probe(self.breaker.probing());
+        self.sink.set_probe(self.stopping || self.breaker.probing());
         let delivery = ingest::deliver(self.sink.as_mut(), batches, counters);
         self.sink.set_probe(false);
         self.rejects.extend(delivery.rejected);
@@ -84,7 +84,8 @@ impl Worker {
             self.spool_dead_letters(&rejects);
             return;
         }
-        self.sink.set_probe(self.dl_breaker.probing());
+        self.sink
+            .set_probe(self.stopping || self.dl_breaker.probing());
         let outcome = ingest::store_dead_letters(self.sink.as_mut(), rejects, &self.counters);
         self.sink.set_probe(false);
         self.report.rejected(&outcome.stored);

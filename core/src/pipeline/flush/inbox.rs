@@ -280,6 +280,7 @@ impl Worker {
     /// shutdown message is the last). Delivers until the deadline, keeps or drops the rest
     /// (counted), closes the sink.
     fn stop_inbox(&mut self, deadline: Instant) -> bool {
+        self.stopping = self.spool.is_some();
         while let Ok(Msg::Events(events)) = self.inbox().rx.try_recv() {
             // Only when the router went away without a shutdown message.
             self.inbox().backlog.extend(events);

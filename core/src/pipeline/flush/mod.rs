@@ -211,6 +211,11 @@ struct Worker {
     /// Events no route took since the last report (counted when taken, told to the hook once
     /// per round). Not a loss for flush(): the configuration sends them nowhere.
     unrouted: u64,
+    /// Set by `stop()` when there is a spool: every delivery is then one attempt per request
+    /// (as a breaker probe), so a failing sink hands its rows to the spool at once instead of
+    /// waiting out the retry budget, which can outlast the shutdown deadline (the process would
+    /// exit mid-backoff with the rows neither delivered, spooled nor counted).
+    stopping: bool,
 }
 
 impl Worker {
@@ -269,6 +274,7 @@ impl Worker {
             lost: 0,
             dl_retrying: 0,
             unrouted: 0,
+            stopping: false,
         }
     }
 
@@ -447,6 +453,7 @@ impl Worker {
     /// Shutdown: drain everything (including events whose producers are mid-push), deliver until
     /// the deadline, count the rest as dropped, close the sink.
     fn stop(&mut self, deadline: Instant) -> bool {
+        self.stopping = self.spool.is_some();
         loop {
             let drained = self.drain(DRAIN_CHUNK);
             if self.st.queued_events() == 0 || Instant::now() >= deadline {
