@@ -18,7 +18,6 @@
 use std::fmt::Write as _;
 
 use evlog_core::clock::now_micros;
-use evlog_core::destinations::DestinationSet;
 use evlog_core::ingest::{reasons, EventInput, RawEvent};
 use evlog_core::json::push_str;
 use hyper::body::Incoming;
@@ -254,20 +253,8 @@ fn process_event(
             }
         };
     }
-    let per_copy = st
-        .processor
-        .transforms()
-        .varies_by_destination(&env.namespace, &env.type_name);
-    // One copy for every destination, or one per destination, each with its own rules.
-    let copies: Vec<(Option<&str>, DestinationSet)> = if per_copy {
-        to.iter()
-            .map(|i| (Some(st.shared.names[i].as_str()), DestinationSet::single(i)))
-            .collect()
-    } else {
-        vec![(None, to)]
-    };
     let mut answer = None;
-    for (k, (name, set)) in copies.into_iter().enumerate() {
+    for (k, (name, set)) in st.copies(&env.namespace, &env.type_name, to).enumerate() {
         if k > 0 {
             record.split_copy();
         }

@@ -61,6 +61,7 @@ use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
+use evlog_core::destinations::DestinationSet;
 use evlog_core::ingest::Processor;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION};
@@ -92,6 +93,33 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// The copies of a `namespace.type` event routed to `to`: one for every destination (its
+    /// `[[transforms]]` alike for all), or one per destination when an entry of its table names
+    /// destinations, each with the name its rules are chosen by.
+    fn copies<'a>(
+        &'a self,
+        namespace: &str,
+        type_name: &str,
+        to: DestinationSet,
+    ) -> impl Iterator<Item = (Option<&'a str>, DestinationSet)> + 'a {
+        let per_copy = self
+            .processor
+            .transforms()
+            .varies_by_destination(namespace, type_name);
+        let mut whole = (!per_copy).then_some((None, to));
+        let mut each = to.iter().filter(move |_| per_copy);
+        std::iter::from_fn(move || {
+            whole.take().or_else(|| {
+                each.next().map(|i| {
+                    (
+                        Some(self.shared.names[i].as_str()),
+                        DestinationSet::single(i),
+                    )
+                })
+            })
+        })
+    }
+
     /// Whether the log holds more than `collector.high_watermark` not yet streamed (by the
     /// destination furthest behind).
     fn overloaded(&self) -> bool {

@@ -230,15 +230,7 @@ fn push_copies(
 ) {
     let p = &st.processor;
     let (ns, ty) = (row.namespace.as_str(), row.type_name.as_str());
-    let copies: Vec<(Option<&str>, DestinationSet)> =
-        if p.transforms().varies_by_destination(ns, ty) {
-            to.iter()
-                .map(|i| (Some(st.shared.names[i].as_str()), DestinationSet::single(i)))
-                .collect()
-        } else {
-            vec![(None, to)]
-        };
-    for (k, (name, set)) in copies.into_iter().enumerate() {
+    for (k, (name, set)) in st.copies(ns, ty, to).enumerate() {
         if k > 0 {
             // Every copy is added, as a row here or as a dead letter from `refused`.
             out.split_copy();
