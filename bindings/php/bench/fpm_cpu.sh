@@ -77,12 +77,15 @@ for run in $(seq 1 "$pairs"); do
     wrk -t1 -c"$conc" -d"${dur}s" --latency "$url" > "$STACK_DIR/wrk.txt"
     read -r m1 mv1 mn1 f1 fv1 fn1 < <(snapshot)
     reqs=$(awk '/requests in/ {print $1}' "$STACK_DIR/wrk.txt")
-    awk -v r="$run" -v pg="$page" -v n="$reqs" -v p50="$(lat_us "$STACK_DIR/wrk.txt" 50)" -v p99="$(lat_us "$STACK_DIR/wrk.txt" 99)" \
+    awk -v rows="$STACK_DIR/rows.txt" -v r="$run" -v pg="$page" -v n="$reqs" -v p50="$(lat_us "$STACK_DIR/wrk.txt" 50)" -v p99="$(lat_us "$STACK_DIR/wrk.txt" 99)" \
       -v rps="$(awk '/^Requests\/sec:/ {print $2}' "$STACK_DIR/wrk.txt")" \
       -v m=$((m1 - m0)) -v f=$((f1 - f0)) -v fv=$((fv1 - fv0)) -v fn=$((fn1 - fn0)) -v mv=$((mv1 - mv0)) -v mn=$((mn1 - mn0)) \
-      'BEGIN {printf "| %s | %s | %s | %s | %s | %.1f | %.2f | %.3f | %.3f | %.2f | %.3f |\n", r, pg, p50, p99, rps, m/n/1000, f/n/1000, fv/n, fn/n, mv/n, mn/n}'
+      'BEGIN {printf "| %s | %s | %s | %s | %s | %.1f | %.2f | %.3f | %.3f | %.2f | %.3f |\n", r, pg, p50, p99, rps, m/n/1000, f/n/1000, fv/n, fn/n, mv/n, mn/n
+              printf "%s %s %s %s %s %.3f %.3f\n", r, pg, p50, p99, rps, m/n/1000, f/n/1000 >> rows}'
   done
 done
+# The pairs' summary: medians of the with-minus-without differences, and the spread of each.
+python3 "$here/pairs_summary.py" "$STACK_DIR/rows.txt" "$workers workers, -c$conc, mode=$mode, busy=${BUSY:-0}"
 if [ "${PERF:-0}" = 1 ]; then
   pids=$(pgrep -P "$STACK_FPM_PID" | paste -sd,)
   wrk -t1 -c"$conc" -d"$((dur + 2))s" "$base?log=1" > /dev/null &

@@ -1,0 +1,52 @@
+"""Summarises fpm_cpu.sh's alternating pairs: one line per measure with the median of the
+pairs' with-minus-without differences and their range, plus the page without evlog's own spread
+(so an added cost can be read against the noise). Input lines: RUN PAGE P50 P99 RPS MAIN FLUSH.
+    python3 pairs_summary.py ROWS_FILE LABEL
+"""
+
+import statistics
+import sys
+
+
+def main() -> None:
+    rows: dict[str, dict[str, list[float]]] = {"without": {}, "with": {}}
+    for line in open(sys.argv[1]):
+        run, page, *vals = line.split()
+        for name, v in zip(("p50", "p99", "rps", "main", "flush"), vals):
+            rows[page].setdefault(name, []).append(float(v))
+    wo, wi = rows["without"], rows["with"]
+    n = min(len(wo.get("p50", [])), len(wi.get("p50", [])))
+    if n == 0:
+        return
+
+    def diff(name: str, rel: bool = False) -> str:
+        d = [
+            (b - a) / a * 100 if rel else b - a
+            for a, b in zip(wo[name][:n], wi[name][:n])
+        ]
+        unit = " %" if rel else ""
+        return f"{statistics.median(d):+.1f}{unit} ({min(d):+.1f} … {max(d):+.1f})"
+
+    def spread(name: str) -> str:
+        v = wo[name][:n]
+        return f"{statistics.median(v):.0f} ({min(v):.0f}–{max(v):.0f})"
+
+    print()
+    print(f"### Summary, {sys.argv[2]}: median of {n} pairs' differences (range)")
+    print()
+    print("| measure | page without evlog (range) | added by 10 evlog_log() (range of pairs) |")
+    print("|---|---|---|")
+    print(f"| p50 µs | {spread('p50')} | {diff('p50')} |")
+    print(f"| p99 µs | {spread('p99')} | {diff('p99')} |")
+    print(f"| requests/s | {spread('rps')} | {diff('rps', rel=True)} |")
+    print(f"| PHP threads' CPU µs/request | {spread('main')} | {diff('main')} |")
+    print(f"| flush threads' CPU µs/request | {spread('flush')} | {diff('flush')} |")
+    per_event = [(b - a + f) / 10 for a, b, f in zip(wo["main"][:n], wi["main"][:n], wi["flush"][:n])]
+    print(
+        f"| host CPU µs per event (calls + flush thread) | | {statistics.median(per_event):.2f} "
+        f"({min(per_event):.2f} … {max(per_event):.2f}) |"
+    )
+
+
+if __name__ == "__main__":
+    main()
