@@ -121,12 +121,15 @@ pub fn evlog_log(
             Some(o) => parse_options(o)?,
             None => (None, None),
         };
-        let body = match convert::event_to_json(event) {
-            Ok(body) => body,
+        // Core's pooled buffer: reused after the flush thread is done with it, instead of a
+        // fresh allocation this thread makes and the flush thread frees (a cross-arena free).
+        let mut body = p.buffer();
+        match convert::write_event(&mut body, event) {
+            Ok(()) => {}
             // A jsonSerialize()/__toString() threw: its own exception propagates to the caller.
             Err(_) if ExecutorGlobals::has_exception() => return Ok(false),
             Err(e) => return Err(Error::Convert(e).into()),
-        };
+        }
         let input = EventInput {
             namespace,
             type_name: r#type,
