@@ -107,6 +107,25 @@ fn attention(w: u64, validate: bool) -> u64 {
     (below_0x20 | quote | backslash | non_ascii) & HI
 }
 
+/// The 1 to 7 bytes of `s` in one word, for [`attention`] (some twice, spaces for the rest):
+/// short strings, most keys, are checked at once instead of byte by byte.
+#[inline(always)]
+fn tail_word(s: &[u8]) -> u64 {
+    const SPACES: u64 = LO * 0x20;
+    let n = s.len();
+    if n >= 4 {
+        let lo = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+        let hi = u32::from_le_bytes([s[n - 4], s[n - 3], s[n - 2], s[n - 1]]);
+        u64::from(lo) | u64::from(hi) << 32
+    } else if n >= 2 {
+        let lo = u16::from_le_bytes([s[0], s[1]]);
+        let hi = u16::from_le_bytes([s[n - 2], s[n - 1]]);
+        SPACES << 32 | u64::from(hi) << 16 | u64::from(lo)
+    } else {
+        SPACES << 8 | u64::from(s[0])
+    }
+}
+
 /// The body of [`push_str`] and [`push_utf8`]: scans eight bytes at a time while none needs
 /// attention (plain ASCII, the common case), copies runs with one `extend_from_slice`, escapes
 /// what JSON requires and, when `validate`, checks each multi-byte character. Errs with the
@@ -137,6 +156,8 @@ fn push_escaped(out: &mut String, bytes: &[u8], validate: bool) -> Result<(), us
                 continue;
             }
             i += (m.trailing_zeros() / 8) as usize;
+        } else if attention(tail_word(&bytes[i..]), validate) == 0 {
+            break; // the last one to seven bytes are plain
         }
         let b = bytes[i];
         match ESCAPE[b as usize] {
