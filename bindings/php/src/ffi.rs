@@ -16,10 +16,10 @@ use std::ffi::{c_char, c_int, CStr, CString};
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 
-use ext_php_rs::ffi::{zend_array_destroy, Bucket};
+use ext_php_rs::ffi::{zend_array_destroy, zend_wrong_parameters_count_error, Bucket};
 use ext_php_rs::flags::IniEntryPermission;
 use ext_php_rs::types::{ZendHashTable, ZendObject, ZendStr, Zval};
-use ext_php_rs::zend::IniEntryDef;
+use ext_php_rs::zend::{ExecuteData, IniEntryDef};
 
 extern "C" {
     /// `main/php_ini.h`: the values of php.ini and `-d`, by name, including names no extension
@@ -81,6 +81,43 @@ pub(crate) fn ini_value(name: &str) -> Option<String> {
     // copied before returning.
     let value = unsafe { CStr::from_ptr(ptr) };
     Some(value.to_string_lossy().into_owned())
+}
+
+/// The arguments of the internal-function call `ex` is the frame of.
+pub(crate) fn call_args(ex: &ExecuteData) -> &[Zval] {
+    // SAFETY: an internal function's frame holds the call's `num_args` (`u2` of `This`)
+    // arguments as consecutive zvals from `ZEND_CALL_ARG(ex, 1)` on (`Zend/zend_compile.h`),
+    // alive for the call; the pointer arithmetic is ext-php-rs's `ZEND_CALL_ARG`.
+    unsafe {
+        let n = ex.This.u2.num_args as usize;
+        match ex.zend_call_arg(0) {
+            Some(first) if n > 0 => {
+                std::slice::from_raw_parts(ptr::from_mut(first).cast_const(), n)
+            }
+            _ => &[],
+        }
+    }
+}
+
+/// Throws PHP's `ArgumentCountError` for the running internal function, as
+/// `ZEND_PARSE_PARAMETERS_START` does.
+pub(crate) fn wrong_parameter_count(min: u32, max: u32) {
+    // SAFETY: called from an internal function's handler, on PHP's thread.
+    unsafe { zend_wrong_parameters_count_error(min, max) }
+}
+
+/// A string's text, or `None` when it is not UTF-8: unchecked when PHP flagged it valid, one
+/// ASCII test for the usual ASCII names, else `from_utf8`.
+pub(crate) fn zend_str_text(s: &ZendStr) -> Option<&str> {
+    if let Some(valid) = flagged_utf8(s) {
+        return Some(valid);
+    }
+    let bytes = s.as_bytes();
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is UTF-8.
+        return Some(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
+    std::str::from_utf8(bytes).ok()
 }
 
 // `Zend/zend_types.h`, `Zend/zend_hash.h` (PHP 8.2; unchanged since 7.3 except `arPacked`).
