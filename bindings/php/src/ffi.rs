@@ -1,15 +1,16 @@
-//! Every call into PHP's C API that ext-php-rs does not wrap, so the crate's `unsafe` is this one
-//! short file (the C binding's `ffi.rs` model); the rest of the crate denies `unsafe_code`.
+//! Every call into PHP's C API that ext-php-rs does not wrap, so the crate's `unsafe` is in this
+//! one file (the C binding's `ffi.rs` model); the rest of the crate denies `unsafe_code`.
 //!
 //! Rules: each function here is safe to call from PHP's thread during MINIT or a request, which is
 //! the only place the entry points run; pointers PHP returns are checked for NULL before they are
 //! read, and nothing borrowed from PHP outlives the call.
 //!
-//! It also reads PHP's values in place, for [`crate::convert`]'s hot path: a zval's type and
-//! value ([`value`]), a hash table's slots ([`Table`], PHP >= 8.2's `zend_array` layout: the
-//! bindings ext-php-rs generates for older PHP have no `arPacked`, so this does not compile
-//! there) and the valid-UTF-8 flag of a string ([`flagged_utf8`]). ext-php-rs's iterator costs
-//! four out-of-line `zend_hash_*_ex` calls per element; this is a loop over an array.
+//! It also reads PHP's values in place, for `evlog_log()`'s hot path: the call's arguments
+//! ([`call_args`]), a zval's type and value ([`value`]), a hash table's slots ([`Table`], PHP >=
+//! 8.2's `zend_array` layout: the bindings ext-php-rs generates for older PHP have no
+//! `arPacked`, so this does not compile there) and the valid-UTF-8 flag of a string
+//! ([`flagged_utf8`]). ext-php-rs's iterator costs four out-of-line `zend_hash_*_ex` calls per
+//! element; this is a loop over an array.
 #![allow(unsafe_code)]
 
 use std::ffi::{c_char, c_int, CStr, CString};
