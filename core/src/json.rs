@@ -10,7 +10,7 @@
 //! them as the strings `"NaN"`, `"Infinity"` and `"-Infinity"`, BigQuery's spellings for FLOAT64.
 
 use std::borrow::Cow;
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 
@@ -44,50 +44,211 @@ impl<'de> Deserialize<'de> for CowStr<'de> {
 /// Appends `s` as a JSON string literal (quotes included): `"`, `\` and control characters are
 /// escaped; everything else is copied in runs. `s` is UTF-8 by type, so the output is too.
 pub fn push_str(out: &mut String, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(s.len() + 2);
-    out.push('"');
-    // Most strings need no escape: one branch-free pass (it vectorizes), then one copy.
-    let plain = !s.bytes().fold(false, |acc, b| {
-        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
-    });
-    if plain {
-        out.push_str(s);
-        out.push('"');
-        return;
-    }
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &str = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        // Only ASCII bytes are escaped, so `start..i` always lies on char boundaries.
-        out.push_str(&s[start..i]);
-        if esc.is_empty() {
-            out.push_str("\\u00");
-            out.push(HEX[(b >> 4) as usize] as char);
-            out.push(HEX[(b & 0xf) as usize] as char);
-        } else {
-            out.push_str(esc);
-        }
-        start = i + 1;
-    }
-    out.push_str(&s[start..]);
-    out.push('"');
+    // A `&str` is UTF-8 already: nothing is checked, so nothing can be refused.
+    let _ = push_escaped(out, s.as_bytes(), false);
 }
 
-/// Appends an integer.
+/// Bytes that are not UTF-8, found by [`push_utf8`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidUtf8 {
+    /// Offset of the first byte of the first invalid sequence: what
+    /// [`std::str::Utf8Error::valid_up_to`] reports for the same bytes.
+    pub valid_up_to: usize,
+}
+
+/// Appends `bytes` as a JSON string literal, as [`push_str`] does, checking in the same pass that
+/// they are UTF-8 (for bindings whose strings are bytes: one pass instead of `from_utf8` and then
+/// [`push_str`]). On an error `out` is left as it was.
+pub fn push_utf8(out: &mut String, bytes: &[u8]) -> Result<(), InvalidUtf8> {
+    push_escaped(out, bytes, true).map_err(|valid_up_to| InvalidUtf8 { valid_up_to })
+}
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+/// [`ESCAPE`]'s mark for a byte of a multi-byte character.
+const NON_ASCII: u8 = 1;
+
+/// Per byte: `0` copied as is, [`NON_ASCII`], or the character after the `\` of its escape
+/// (`u` for `\u00XX`).
+static ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = b'u';
+        b += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    let mut b = 0x80;
+    while b < 0x100 {
+        t[b] = NON_ASCII;
+        b += 1;
+    }
+    t
+};
+
+/// Flags (bit 7 of each byte) the bytes of `w` that need attention: control characters, `"`, `\`,
+/// and bytes >= 0x80 when `validate`. Zero means none does; the lowest flag is exact (the ones
+/// above it may be false, through borrows), which is all the caller uses.
+#[inline(always)]
+fn attention(w: u64, validate: bool) -> u64 {
+    // Bit Twiddling Hacks' "has a byte less than n" and "has a zero byte" words.
+    let below_0x20 = w.wrapping_sub(LO * 0x20) & !w;
+    let q = w ^ (LO * u64::from(b'"'));
+    let quote = q.wrapping_sub(LO) & !q;
+    let s = w ^ (LO * u64::from(b'\\'));
+    let backslash = s.wrapping_sub(LO) & !s;
+    let non_ascii = if validate { w } else { 0 };
+    (below_0x20 | quote | backslash | non_ascii) & HI
+}
+
+/// The 1 to 7 bytes of `s` in one word, for [`attention`] (some twice, spaces for the rest):
+/// short strings, most keys, are checked at once instead of byte by byte.
+#[inline(always)]
+fn tail_word(s: &[u8]) -> u64 {
+    const SPACES: u64 = LO * 0x20;
+    let n = s.len();
+    if n >= 4 {
+        let lo = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+        let hi = u32::from_le_bytes([s[n - 4], s[n - 3], s[n - 2], s[n - 1]]);
+        u64::from(lo) | u64::from(hi) << 32
+    } else if n >= 2 {
+        let lo = u16::from_le_bytes([s[0], s[1]]);
+        let hi = u16::from_le_bytes([s[n - 2], s[n - 1]]);
+        SPACES << 32 | u64::from(hi) << 16 | u64::from(lo)
+    } else {
+        SPACES << 8 | u64::from(s[0])
+    }
+}
+
+/// The body of [`push_str`] and [`push_utf8`]: scans eight bytes at a time while none needs
+/// attention (plain ASCII, the common case), copies runs with one `extend_from_slice`, escapes
+/// what JSON requires and, when `validate`, checks each multi-byte character. Errs with the
+/// offset of the first invalid sequence, `out` restored.
+#[inline(always)]
+fn push_escaped(out: &mut String, bytes: &[u8], validate: bool) -> Result<(), usize> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let entry_len = out.len();
+    // SAFETY: `out` holds UTF-8 at every point, even if this unwinds: only ASCII is pushed, and
+    // bytes of `bytes` only as runs `run..i` whose every character was checked (`validate`) or
+    // came from a `&str` (not `validate`), `i` being a character start (the scan and the escapes
+    // stop only on ASCII bytes; the checker steps over whole characters). On an error the
+    // vector is cut back to its length at entry, a character boundary of a `String`.
+    #[allow(unsafe_code)]
+    let v = unsafe { out.as_mut_vec() };
+    v.reserve(bytes.len() + 2);
+    v.push(b'"');
+    let n = bytes.len();
+    let mut run = 0; // the first byte not yet copied
+    let mut i = 0;
+    while i < n {
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let m = attention(u64::from_le_bytes(word), validate);
+            if m == 0 {
+                i += 8;
+                continue;
+            }
+            i += (m.trailing_zeros() / 8) as usize;
+        } else if attention(tail_word(&bytes[i..]), validate) == 0 {
+            break; // the last one to seven bytes are plain
+        }
+        let b = bytes[i];
+        match ESCAPE[b as usize] {
+            0 => i += 1,
+            NON_ASCII if !validate => i += 1,
+            NON_ASCII => match utf8_char_len(&bytes[i..]) {
+                Some(len) => i += len,
+                None => {
+                    v.truncate(entry_len);
+                    return Err(i);
+                }
+            },
+            e => {
+                v.extend_from_slice(&bytes[run..i]);
+                if e == b'u' {
+                    let hex = [HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]];
+                    v.extend_from_slice(&[b'\\', b'u', b'0', b'0', hex[0], hex[1]]);
+                } else {
+                    v.extend_from_slice(&[b'\\', e]);
+                }
+                i += 1;
+                run = i;
+            }
+        }
+    }
+    v.extend_from_slice(&bytes[run..]);
+    v.push(b'"');
+    Ok(())
+}
+
+/// Length of the UTF-8 character at the start of `s` (first byte >= 0x80), or `None` when it is
+/// not one by the standard's (and `std::str::from_utf8`'s) rules: no overlong form, surrogate,
+/// value above U+10FFFF or truncated sequence.
+#[inline]
+fn utf8_char_len(s: &[u8]) -> Option<usize> {
+    let cont = |i: usize| s.get(i).is_some_and(|&b| b & 0xc0 == 0x80);
+    let b1 = *s.get(1)?;
+    match s[0] {
+        0xc2..=0xdf => (b1 & 0xc0 == 0x80).then_some(2),
+        b0 @ 0xe0..=0xef => {
+            let second = match b0 {
+                0xe0 => (0xa0..=0xbf).contains(&b1),
+                0xed => (0x80..=0x9f).contains(&b1),
+                _ => b1 & 0xc0 == 0x80,
+            };
+            (second && cont(2)).then_some(3)
+        }
+        b0 @ 0xf0..=0xf4 => {
+            let second = match b0 {
+                0xf0 => (0x90..=0xbf).contains(&b1),
+                0xf4 => (0x80..=0x8f).contains(&b1),
+                _ => b1 & 0xc0 == 0x80,
+            };
+            (second && cont(2) && cont(3)).then_some(4)
+        }
+        _ => None,
+    }
+}
+
+/// Appends an integer (two digits per step: `core::fmt` costs several times more).
 pub fn push_i64(out: &mut String, v: i64) {
-    let _ = write!(out, "{v}");
+    const PAIRS: &[u8; 200] = b"\
+        0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
+    let mut buf = [0u8; 20];
+    let mut pos = buf.len();
+    let mut n = v.unsigned_abs();
+    while n >= 100 {
+        let d = (n % 100) as usize * 2;
+        n /= 100;
+        pos -= 2;
+        buf[pos..pos + 2].copy_from_slice(&PAIRS[d..d + 2]);
+    }
+    if n >= 10 {
+        let d = n as usize * 2;
+        pos -= 2;
+        buf[pos..pos + 2].copy_from_slice(&PAIRS[d..d + 2]);
+    } else {
+        pos -= 1;
+        buf[pos] = b'0' + n as u8;
+    }
+    out.reserve(21);
+    if v < 0 {
+        out.push('-');
+    }
+    for &d in &buf[pos..] {
+        out.push(char::from(d));
+    }
 }
 
 /// Appends a float: the shortest text that parses back to the same bits (`1.0`, `-0.0`,
@@ -130,6 +291,95 @@ mod tests {
         let mut out = String::new();
         push_str(&mut out, "a\u{1}b");
         assert_eq!(out, "\"a\\u0001b\"");
+    }
+
+    #[test]
+    fn long_strings_escape_at_every_position() {
+        // The scan reads eight bytes at a time: an escape or a multi-byte character in each
+        // position of a word, and in the tail after the last whole word.
+        for len in 0..20 {
+            for at in 0..len {
+                for special in [
+                    "\"", "\\", "\n", "\u{1}", "\u{1f}", "é", "日", "🎉", "\u{7f}",
+                ] {
+                    let s: String = (0..len)
+                        .map(|i| {
+                            if i == at {
+                                special.to_string()
+                            } else {
+                                "a".into()
+                            }
+                        })
+                        .collect();
+                    let mut out = String::from("x");
+                    push_str(&mut out, &s);
+                    let want = format!("x{}", serde_json::to_string(&s).unwrap());
+                    assert_eq!(out, want, "{s:?}");
+                    let mut out = String::from("x");
+                    push_utf8(&mut out, s.as_bytes()).unwrap();
+                    assert_eq!(out, want, "{s:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_where_from_utf8_refuses_it() {
+        for bytes in [
+            &b"ok\xc3\x28"[..],
+            b"k\xff",
+            b"\xc0\x80",         // overlong
+            b"\xe0\x80\x80",     // overlong
+            b"\xed\xa0\x80",     // surrogate
+            b"\xf4\x90\x80\x80", // above U+10FFFF
+            b"\xf5\x80\x80\x80",
+            b"abcdefgh\xe6\x97", // truncated after a whole word
+            b"abcdefghijklmno\x80",
+        ] {
+            let e = std::str::from_utf8(bytes).unwrap_err();
+            let mut out = String::from("kept");
+            let got = push_utf8(&mut out, bytes).unwrap_err();
+            assert_eq!(got.valid_up_to, e.valid_up_to(), "{bytes:?}");
+            assert_eq!(out, "kept");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn push_utf8_is_from_utf8_then_push_str(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    &b"a"[..], b"plain text", b"\"", b"\\", b"\n", b"\x01", b"\x7f", "é".as_bytes(),
+                    "日本".as_bytes(), "🎉".as_bytes(), b"\xc3", b"\x80", b"\xed\xa0\x80", b"\xf0\x9f",
+                    b"\xff", b"12345678",
+                ]),
+                0..12,
+            )
+        ) {
+            let bytes: Vec<u8> = parts.concat();
+            let mut out = String::from("x");
+            match std::str::from_utf8(&bytes) {
+                Ok(s) => {
+                    proptest::prop_assert_eq!(push_utf8(&mut out, &bytes), Ok(()));
+                    proptest::prop_assert_eq!(&out[1..], serde_json::to_string(s).unwrap());
+                    let mut plain = String::from("x");
+                    push_str(&mut plain, s);
+                    proptest::prop_assert_eq!(plain, out);
+                }
+                Err(e) => {
+                    let got = push_utf8(&mut out, &bytes);
+                    proptest::prop_assert_eq!(got, Err(InvalidUtf8 { valid_up_to: e.valid_up_to() }));
+                    proptest::prop_assert_eq!(out, "x");
+                }
+            }
+        }
+
+        #[test]
+        fn any_integer_as_display_writes_it(v in proptest::num::i64::ANY) {
+            let mut out = String::new();
+            push_i64(&mut out, v);
+            proptest::prop_assert_eq!(out, v.to_string());
+        }
     }
 
     fn f(v: f64) -> String {
@@ -210,6 +460,11 @@ mod tests {
             (-7, "-7"),
             (i64::MAX, "9223372036854775807"),
             (i64::MIN, "-9223372036854775808"),
+            (9, "9"),
+            (10, "10"),
+            (-99, "-99"),
+            (100, "100"),
+            (1_700_000_000, "1700000000"),
         ] {
             let mut out = String::new();
             push_i64(&mut out, v);

@@ -44,7 +44,7 @@ echo
 echo "| part | instructions per call |"
 echo "|---|---|"
 echo "| main thread, log loop − no-op loop (whole call as PHP runs it) | $(per "$(( $(total "$lm") - $(total "$l0m") ))" "$(( $(total "$nm") - $(total "$n0m") ))") |"
-entry=$(incl "$lm" '_internal_evlog_log') body=$(incl "$lm" 'evlog_php::error::guard') conv=$(incl "$lm" 'convert::write_table')
+entry=$(incl "$lm" '_internal_evlog_log|evlog_log_handler') body=$(incl "$lm" 'evlog_php::error::guard') conv=$(incl "$lm" 'convert::write_table')
 echo "| PHP entry, inclusive (the \`evlog_log\` handler: argument parsing, then the body) | $(per "$entry" 0) |"
 echo "| … the body (\`error::guard\` closure: pipeline lookup, conversion, core's log) | $(per "$body" 0) |"
 echo "| … … argument conversion (\`convert::write_table\`: the event array to JSON text) | $(per "$conv" 0) |"

@@ -18,10 +18,12 @@
 //! through references or `jsonSerialize()`).
 
 use ext_php_rs::flags::DataType;
-use ext_php_rs::types::{ZendHashTable, ZendObject, Zval};
+use ext_php_rs::types::{ZendHashTable, ZendObject, ZendStr, Zval};
 use ext_php_rs::zend::{ce, ClassEntry};
 
 use evlog_core::json;
+
+use crate::ffi::{self, Key, Table, Value};
 
 /// Deepest nesting of arrays/objects accepted.
 pub const MAX_DEPTH: usize = 64;
@@ -63,129 +65,111 @@ impl std::fmt::Display for ConvertError {
     }
 }
 
-/// Converts the event array to JSON object text.
-pub fn event_to_json(event: &ZendHashTable) -> Result<String, ConvertError> {
-    let mut out = String::with_capacity(64 + event.len() * 24);
-    write_table(&mut out, event, 1, true)?;
-    Ok(out)
+/// Appends the event array to `out` as JSON object text (`out` is left with partial text on an
+/// error).
+pub fn write_event(out: &mut String, event: &ZendHashTable) -> Result<(), ConvertError> {
+    let table = Table::argument(event);
+    out.reserve(64 + table.len() * 24);
+    write_table(out, &table, 1, true)
 }
 
 fn write_value(out: &mut String, z: &Zval, depth: usize) -> Result<(), ConvertError> {
-    match z.get_type() {
-        DataType::Null | DataType::Undef => out.push_str("null"),
-        DataType::True => out.push_str("true"),
-        DataType::False => out.push_str("false"),
-        DataType::Long => json::push_i64(out, z.long().unwrap_or_default()),
-        DataType::Double => json::push_f64(out, z.double().unwrap_or_default()),
-        DataType::String => write_zstr(out, z)?,
-        DataType::Array => {
-            let ht = z
-                .array()
-                .ok_or_else(|| ConvertError::new("unreadable array"))?;
+    match ffi::value(z) {
+        Value::Null | Value::Undef => out.push_str("null"),
+        Value::True => out.push_str("true"),
+        Value::False => out.push_str("false"),
+        Value::Long(n) => json::push_i64(out, n),
+        Value::Double(v) => json::push_f64(out, v),
+        Value::Str(s) => write_zstr(out, s)?,
+        Value::Array(table) => {
             if depth >= MAX_DEPTH {
-                return Err(ConvertError::new(format!(
-                    "nested deeper than {MAX_DEPTH} levels"
-                )));
+                return Err(too_deep());
             }
-            write_table(out, ht, depth + 1, false)?;
+            write_table(out, &table, depth + 1, false)?;
         }
-        DataType::Object(_) => {
-            let obj = z
-                .object()
-                .ok_or_else(|| ConvertError::new("unreadable object"))?;
+        Value::Object(obj) => {
             if depth >= MAX_DEPTH {
-                return Err(ConvertError::new(format!(
-                    "nested deeper than {MAX_DEPTH} levels"
-                )));
+                return Err(too_deep());
             }
             write_object(out, obj, depth + 1)?;
         }
-        DataType::Reference => write_value(out, z.dereference(), depth)?,
-        DataType::Indirect => match z.indirect() {
-            Some(inner) => write_value(out, inner, depth)?,
-            None => out.push_str("null"),
-        },
-        DataType::Resource => {
+        Value::Reference(inner) | Value::Indirect(inner) => write_value(out, inner, depth)?,
+        Value::Resource => {
             return Err(ConvertError::new(
                 "a resource cannot be logged (convert it to a string or number first)",
             ))
         }
-        other => {
+        Value::Other => {
             return Err(ConvertError::new(format!(
-                "values of type {other} cannot be logged"
+                "values of type {} cannot be logged",
+                z.get_type()
             )))
         }
     }
     Ok(())
 }
 
-fn write_zstr(out: &mut String, z: &Zval) -> Result<(), ConvertError> {
-    let zs = z
-        .zend_str()
-        .ok_or_else(|| ConvertError::new("unreadable string"))?;
-    let s = std::str::from_utf8(zs.as_bytes()).map_err(|e| {
+#[cold]
+fn too_deep() -> ConvertError {
+    ConvertError::new(format!("nested deeper than {MAX_DEPTH} levels"))
+}
+
+/// A string, checked as UTF-8 while it is escaped unless PHP flagged it valid already.
+#[inline]
+fn write_zstr(out: &mut String, s: &ZendStr) -> Result<(), ConvertError> {
+    if let Some(valid) = ffi::flagged_utf8(s) {
+        json::push_str(out, valid);
+        return Ok(());
+    }
+    json::push_utf8(out, s.as_bytes()).map_err(|e| {
         ConvertError::new(format!(
             "string is not valid UTF-8 (invalid byte at offset {}); BigQuery stores only UTF-8 text, convert it (e.g. mb_convert_encoding) or base64-encode binary data",
-            e.valid_up_to()
+            e.valid_up_to
         ))
-    })?;
-    json::push_str(out, s);
-    Ok(())
+    })
+}
+
+/// The error path segment of a key: `[3]` or `.name`.
+#[cold]
+fn segment(key: Key<'_>) -> String {
+    match key {
+        Key::Index(n) => format!("[{n}]"),
+        Key::Str(s) => format!(".{}", String::from_utf8_lossy(s.as_bytes())),
+    }
 }
 
 /// Writes a hashtable as a JSON array when its keys are exactly `0..n-1` in order (and
-/// `force_object` is false), else as an object.
+/// `force_object` is false), else as an object (integer keys become strings).
 fn write_table(
     out: &mut String,
-    ht: &ZendHashTable,
+    table: &Table<'_>,
     depth: usize,
     force_object: bool,
 ) -> Result<(), ConvertError> {
-    let is_list = !force_object && is_list(ht);
+    let is_list = !force_object && table.is_list();
     out.push(if is_list { '[' } else { '{' });
-    let mut iter = ht.iter();
-    let mut i: i64 = 0;
-    while let Some((key, value)) = iter.next_zval() {
-        if i > 0 {
+    let mut first = true;
+    for (key, value) in table.entries() {
+        if !first {
             out.push(',');
         }
-        let seg = |key: &Zval| match key.long() {
-            Some(n) => format!("[{n}]"),
-            None => format!(
-                ".{}",
-                key.zend_str()
-                    .map(|s| String::from_utf8_lossy(s.as_bytes()).into_owned())
-                    .unwrap_or_default()
-            ),
-        };
+        first = false;
         if !is_list {
-            if let Some(n) = key.long() {
-                out.push('"');
-                json::push_i64(out, n);
-                out.push('"');
-            } else {
-                write_zstr(out, &key)
-                    .map_err(|e| ConvertError::new(format!("key {}", e.rule)).at(seg(&key)))?;
+            match key {
+                Key::Index(n) => {
+                    out.push('"');
+                    json::push_i64(out, n);
+                    out.push('"');
+                }
+                Key::Str(s) => write_zstr(out, s)
+                    .map_err(|e| ConvertError::new(format!("key {}", e.rule)).at(segment(key)))?,
             }
             out.push(':');
         }
-        write_value(out, value, depth).map_err(|e| e.at(seg(&key)))?;
-        i += 1;
+        write_value(out, value, depth).map_err(|e| e.at(segment(key)))?;
     }
     out.push(if is_list { ']' } else { '}' });
     Ok(())
-}
-
-fn is_list(ht: &ZendHashTable) -> bool {
-    let mut iter = ht.iter();
-    let mut i: i64 = 0;
-    while let Some((key, _)) = iter.next_zval() {
-        if key.long() != Some(i) {
-            return false;
-        }
-        i += 1;
-    }
-    true
 }
 
 fn find_class(name: &str) -> Option<&'static ClassEntry> {
@@ -208,13 +192,15 @@ fn write_object(out: &mut String, obj: &ZendObject, depth: usize) -> Result<(), 
     }
     if obj.instance_of(ce::stringable()) {
         let v = call(obj, "__toString")?;
-        return write_zstr(out, &v);
+        let s = v
+            .zend_str()
+            .ok_or_else(|| ConvertError::new("unreadable string"))?;
+        return write_zstr(out, s);
     }
     if std::ptr::eq(obj.get_class_entry(), ce::stdclass()) {
-        let props = obj
-            .get_properties()
-            .map_err(|e| ConvertError::new(format!("cannot read stdClass properties: {e}")))?;
-        return write_table(out, props, depth, true);
+        let props = Table::properties(obj)
+            .ok_or_else(|| ConvertError::new("cannot read stdClass properties"))?;
+        return write_table(out, &props, depth, true);
     }
     let class = obj.get_class_name().unwrap_or_else(|_| "?".into());
     Err(ConvertError::new(format!(
