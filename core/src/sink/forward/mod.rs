@@ -30,10 +30,11 @@
 //! sink shares (`sink/http.rs`).
 
 mod config;
+mod events;
 mod sink;
 #[cfg(test)]
 mod tests;
 pub mod wire;
 
-pub use self::config::ForwardConfig;
+pub use self::config::{ForwardConfig, ForwardFormat};
 pub use self::sink::ForwardSink;
