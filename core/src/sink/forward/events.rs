@@ -115,13 +115,14 @@ pub(super) fn frame(
     for (i, raw) in events.iter().enumerate() {
         // The envelope's keys, names, time and id take well under 256 bytes.
         let next = raw.body.len() + raw.namespace.len() + raw.type_name.len() + 256;
-        if i > start && (i - start >= max_events || text.len() + next > max_bytes) {
+        if i > start && (i - start >= max_events || text.len().saturating_add(next) > max_bytes) {
             out.push((start..i, std::mem::take(&mut text)));
             start = i;
         }
         if text.capacity() == 0 {
-            let left: usize = events[i..].iter().map(|e| e.body.len() + 128).sum();
-            text.reserve(left.min(max_bytes + next));
+            let end = events.len().min(i.saturating_add(max_events));
+            let want: usize = events[i..end].iter().map(|e| e.body.len() + 128).sum();
+            text.reserve(want.min(max_bytes.saturating_add(next)));
         }
         wire::push_envelope(&mut text, raw);
     }

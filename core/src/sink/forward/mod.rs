@@ -34,6 +34,8 @@ mod events;
 mod sink;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod events_tests;
 pub mod wire;
 
 pub use self::config::{ForwardConfig, ForwardFormat};
