@@ -24,7 +24,11 @@ fn schedstat_ns(tid: &str) -> u64 {
 /// The task ids of this process's threads named `name`.
 fn threads(name: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+    for e in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let tid = e.file_name().to_string_lossy().to_string();
         let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
         if comm.trim() == name {
@@ -39,7 +43,8 @@ fn main() {
     let format = args.next().unwrap_or_else(|| "events".into());
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
-    let schemas = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/schemas");
+    let schemas =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/schemas");
     let dir = tempfile::tempdir().expect("tempdir");
     // A port for the collector, taken before the pipeline (whose thread must come first).
     let port = std::net::TcpListener::bind("127.0.0.1:0")

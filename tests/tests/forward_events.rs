@@ -156,7 +156,8 @@ fn ids(lines: &[Value]) -> Vec<String> {
 /// Waits until the collector has stored `rows` rows and `dead` dead letters, and says so.
 fn wait_stored(c: &Collector, rows: usize, dead: usize) {
     assert!(
-        wait_for(Duration::from_secs(30), || c.lines("page_view").len() >= rows
+        wait_for(Duration::from_secs(30), || c.lines("page_view").len()
+            >= rows
             && c.lines("_evlog_rejected").len() >= dead),
         "rows {} of {rows}, dead letters {} of {dead}",
         c.lines("page_view").len(),
@@ -171,7 +172,12 @@ fn events_reach_the_collector_once_and_its_refusals_count_rejected_in_the_sdk() 
     let mut c = Collector::start(dir.path(), "client");
     let p = sdk(&c, "");
     log_valid(&p);
-    log(&p, "page_view", "bad-type", r#"{"url":"/x","user_id":"abc"}"#);
+    log(
+        &p,
+        "page_view",
+        "bad-type",
+        r#"{"url":"/x","user_id":"abc"}"#,
+    );
     log(&p, "no_such_table", "bad-table", r#"{"x":1}"#);
     // Not JSON: the collector refuses it without keeping it; the SDK's dead letter for it goes
     // to /v1/rows, which a client key may not call: dropped, counted, not lost silently.

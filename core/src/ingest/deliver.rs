@@ -3,8 +3,8 @@
 
 use std::time::Instant;
 
-use crate::counters::{Counters, DropReason};
 use super::RawEvent;
+use crate::counters::{Counters, DropReason};
 use crate::routing::Destination;
 use crate::sink::{
     Batch, DeadLetterOutcome, EncodedRow, EventsOutcome, RejectedEvent, Sink, SinkError,
@@ -90,7 +90,11 @@ pub fn deliver(sink: &mut dyn Sink, batches: Vec<Batch>, counters: &Counters) ->
 /// the events the destination stored as dead letters itself (rejected, by reason). Events it
 /// refused without keeping them (`refused`: to dead-letter) and those that failed are returned,
 /// not counted.
-pub fn deliver_events(sink: &mut dyn Sink, events: &[RawEvent], counters: &Counters) -> EventsOutcome {
+pub fn deliver_events(
+    sink: &mut dyn Sink,
+    events: &[RawEvent],
+    counters: &Counters,
+) -> EventsOutcome {
     let started = Instant::now();
     let o = sink.deliver_events(events);
     counters.observe_flush(started.elapsed());

@@ -386,7 +386,7 @@ pub trait Sink: Send {
     /// fails them all.
     fn deliver_events(&mut self, events: &[RawEvent]) -> EventsOutcome {
         EventsOutcome {
-            failed: vec![0..events.len()],
+            failed: std::iter::once(0..events.len()).collect(),
             error: Some(SinkError::Config(format!(
                 "the {} sink takes rows, not events",
                 self.name()

@@ -88,13 +88,13 @@ impl Pending {
 
 impl Worker {
     /// Keeps `raw` to send as it is, when this destination sends events; else gives it back.
-    pub(super) fn keep_event(&mut self, raw: RawEvent) -> Result<(), RawEvent> {
+    pub(super) fn keep_event(&mut self, raw: RawEvent) -> Option<RawEvent> {
         match &mut self.events {
             Some(p) => {
                 p.add(raw);
-                Ok(())
+                None
             }
-            None => Err(raw),
+            None => Some(raw),
         }
     }
 

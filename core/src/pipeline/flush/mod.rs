@@ -453,10 +453,8 @@ impl Worker {
             self.unrouted += 1;
             return Some(raw.body);
         }
-        let raw = match self.keep_event(raw) {
-            Ok(()) => return None,
-            Err(raw) => raw,
-        };
+        // Kept as it is when the sink takes events: no body to give back.
+        let raw = self.keep_event(raw)?;
         // The copy is this destination's: its own `[[transforms]]` apply too.
         let destination = match &self.inbox {
             Some(inbox) => inbox.name(),

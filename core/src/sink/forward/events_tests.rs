@@ -124,7 +124,9 @@ fn event(i: usize, body: &str) -> RawEvent {
 }
 
 fn events(n: usize) -> Vec<RawEvent> {
-    (0..n).map(|i| event(i, &format!(r#"{{"i":{i}}}"#))).collect()
+    (0..n)
+        .map(|i| event(i, &format!(r#"{{"i":{i}}}"#)))
+        .collect()
 }
 
 fn sink(url: String, max: usize) -> ForwardSink {
@@ -237,9 +239,14 @@ fn per_event_results_map_to_delivered_stored_and_refused() {
     );
     assert_eq!(out.rejected_stored[0].field.as_deref(), Some("n"));
     assert_eq!(out.refused.len(), 1);
-    assert_eq!((out.refused[0].index, out.refused[0].reason), (3, "forbidden"));
+    assert_eq!(
+        (out.refused[0].index, out.refused[0].reason),
+        (3, "forbidden")
+    );
     assert!(
-        out.refused[0].error.contains("(403) and did not keep it: bad 3"),
+        out.refused[0]
+            .error
+            .contains("(403) and did not keep it: bad 3"),
         "{}",
         out.refused[0].error
     );

@@ -50,11 +50,11 @@
 
 mod config;
 mod events;
+#[cfg(test)]
+mod events_tests;
 mod sink;
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod events_tests;
 pub mod wire;
 
 pub use self::config::{ForwardConfig, ForwardFormat};

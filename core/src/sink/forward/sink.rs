@@ -5,8 +5,8 @@ use std::time::Duration;
 use super::config::check_url;
 use super::{wire, ForwardConfig, ForwardFormat};
 use crate::config::retry::RetryConfig;
-use crate::sink::http::{self, Attempts, Failure};
 use crate::ingest::RawEvent;
+use crate::sink::http::{self, Attempts, Failure};
 use crate::sink::{
     intern_reason, Batch, BatchOutcome, EncodedRow, EventsOutcome, RejectedEvent, Sink, SinkError,
 };
@@ -122,8 +122,9 @@ impl ForwardSink {
         if let Some(k) = &self.cfg.api_key {
             req = req.bearer_auth(k);
         }
-        let transport =
-            |e: reqwest::Error| Failure::retry(http::transport_kind(&e), format!("POST {url}: {e}"), None);
+        let transport = |e: reqwest::Error| {
+            Failure::retry(http::transport_kind(&e), format!("POST {url}: {e}"), None)
+        };
         let mut resp = req.send().await.map_err(transport)?;
         let status = resp.status();
         let retry_after = http::retry_after(resp.headers());
@@ -158,9 +159,8 @@ impl ForwardSink {
     /// (its `refused` rows checked against the request).
     async fn attempt(&self, body: Vec<u8>, sent: &Sent<'_>) -> Result<wire::RowsAnswer, Failure> {
         let (status, text) = self.post(&self.url, "application/json", body).await?;
-        check_answer(&text, sent).map_err(|what| {
-            not_the_collector(&self.url, status, &what, sent.items, &text)
-        })
+        check_answer(&text, sent)
+            .map_err(|what| not_the_collector(&self.url, status, &what, sent.items, &text))
     }
 
     /// Sends one request until it succeeds or attempts run out.
