@@ -11,6 +11,9 @@
 //! counted for that destination (`queue_full`). `flush()` and `shutdown()` answer once every
 //! destination has.
 //!
+//! A sink that takes events as they were logged (the forward sink's `format = "events"`) gets
+//! them unvalidated: the worker routes them and batches them as they are (`events`).
+//!
 //! Processing, batching, delivery and the counting of what the sink reports go through
 //! [`crate::ingest`], as in the collector; this module decides what happens around them: when to
 //! deliver, what to spool, when to replay, what to tell the error hook.
