@@ -18,6 +18,11 @@
 //! dropped, `dead_letter_failed`), or failed for now (the table cannot be written: the SDK keeps
 //! them in its spool and the collector in its write-ahead log, and both try again later).
 //!
+//! A sink may instead take events as they were logged ([`Sink::takes_events`],
+//! [`Sink::deliver_events`]: the forward sink with `format = "events"`, whose collector
+//! validates them); its report ([`EventsOutcome`]) has the same outcomes, by position, plus the
+//! events the destination refused without keeping them, which the pipeline dead-letters.
+//!
 //! A sink must not retry forever and must not panic on bad data. The collector's streamers use
 //! the same sinks through the same [`Sink`] trait and [`SinkFactory`].
 //!

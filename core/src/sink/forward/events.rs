@@ -140,13 +140,18 @@ pub(super) fn check_batch_answer(text: &[u8], n: usize) -> Result<BatchAnswer, S
     if text.iter().all(u8::is_ascii_whitespace) {
         return Err("with an empty body".into());
     }
+    if text.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(text) {
+                Ok(_) => "with JSON that is not an object".into(),
+                Err(e) => format!("with a body that is not JSON ({e})"),
+            },
+        );
+    }
     // Straight into the answer's type (no `Value` tree: this runs for every event sent).
     let answer: BatchAnswer = serde_json::from_slice(text).map_err(|e| {
-        let first = text.iter().find(|b| !b.is_ascii_whitespace());
         if e.is_syntax() || e.is_eof() {
             format!("with a body that is not JSON ({e})")
-        } else if first != Some(&b'{') {
-            "with JSON that is not an object".into()
         } else {
             format!("with an unexpected object ({e})")
         }
