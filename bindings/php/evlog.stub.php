@@ -27,6 +27,7 @@
  *   evlog.forward_timeout               sink.forward.timeout: one HTTP request (10s)
  *   evlog.forward_workers               sink.forward.workers: requests in flight (4)
  *   evlog.forward_max_rows_per_request  sink.forward.max_rows_per_request (1000)
+ *   evlog.forward_format                sink.forward.format: events (the collector validates) or rows (events)
  *   -- mode = bigquery
  *   evlog.bigquery_project              sink.bigquery.project: required
  *   evlog.bigquery_auth                 sink.bigquery.auth: application_default (default) |

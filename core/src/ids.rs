@@ -52,8 +52,14 @@ pub(crate) fn uuid_v7(unix_micros: i64) -> u128 {
 
 /// Formats a UUID as 36 lowercase hex characters with hyphens.
 pub(crate) fn format_uuid(u: u128) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(36);
+    push_uuid(&mut out, u);
+    out
+}
+
+/// Appends [`format_uuid`]'s text to `out`.
+pub(crate) fn push_uuid(out: &mut String, u: u128) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     for i in 0..32 {
         if matches!(i, 8 | 12 | 16 | 20) {
             out.push('-');
@@ -61,7 +67,6 @@ pub(crate) fn format_uuid(u: u128) -> String {
         let nibble = (u >> (124 - 4 * i)) & 0xF;
         out.push(HEX[nibble as usize] as char);
     }
-    out
 }
 
 #[cfg(test)]

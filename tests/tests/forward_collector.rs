@@ -198,6 +198,7 @@ fn undeliverable_batches_go_to_the_sdk_spool_and_reach_the_collector_later() {
         url = "http://{addr}"
         api_key = "{KEY}"
         timeout = "2s"
+        format = "events"
         [batch]
         max_rows = 100
         max_age = "20ms"
@@ -313,6 +314,7 @@ fn sdk_config(url: &str, extra: &str) -> Config {
         url = "{url}"
         api_key = "{KEY}"
         gzip = false
+        format = "rows"
         [batch]
         max_age = "1h"
         [retry]

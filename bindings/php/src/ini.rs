@@ -160,6 +160,12 @@ pub const DIRECTIVES: &[Directive] = &[
         "forward: most rows per request",
     ),
     d(
+        "evlog.forward_format",
+        "sink.forward.format",
+        Kind::Choice(&["events", "rows"]),
+        "forward: events (as logged, the collector validates) or rows (validated here)",
+    ),
+    d(
         "evlog.bigquery_project",
         "sink.bigquery.project",
         Kind::Str,
@@ -879,6 +885,7 @@ mod tests {
             ("evlog.forward_timeout", "2s"),
             ("evlog.forward_workers", "2"),
             ("evlog.forward_max_rows_per_request", "100"),
+            ("evlog.forward_format", "rows"),
         ])
         .unwrap();
         assert_eq!(c.sink.kind, SinkKind::Forward);
@@ -888,6 +895,7 @@ mod tests {
         assert!(!f.gzip);
         assert_eq!(f.timeout, Duration::from_secs(2));
         assert_eq!((f.workers, f.max_rows_per_request), (2, 100));
+        assert_eq!(f.format, evlog_core::sink::forward::ForwardFormat::Rows);
         let e = build(&[("evlog.mode", "forward")]).unwrap_err();
         assert!(
             e.contains("sink.forward.url") && e.contains("evlog.forward_url"),

@@ -3,9 +3,12 @@
 
 use std::time::Instant;
 
+use super::RawEvent;
 use crate::counters::{Counters, DropReason};
 use crate::routing::Destination;
-use crate::sink::{Batch, DeadLetterOutcome, EncodedRow, RejectedEvent, Sink, SinkError};
+use crate::sink::{
+    Batch, DeadLetterOutcome, EncodedRow, EventsOutcome, RejectedEvent, Sink, SinkError,
+};
 
 /// What became of a delivery round, counted; what is left to do with it is the caller's.
 #[derive(Debug, Default)]
@@ -80,6 +83,37 @@ pub fn deliver(sink: &mut dyn Sink, batches: Vec<Batch>, counters: &Counters) ->
         });
     }
     out
+}
+
+/// Hands events as they were logged to `sink` ([`Sink::deliver_events`]) and counts its report
+/// as [`deliver`] does: the call's duration, events delivered and retried, attempt errors, and
+/// the events the destination stored as dead letters itself (rejected, by reason). Events it
+/// refused without keeping them (`refused`: to dead-letter) and those that failed are returned,
+/// not counted.
+pub fn deliver_events(
+    sink: &mut dyn Sink,
+    events: &[RawEvent],
+    counters: &Counters,
+) -> EventsOutcome {
+    let started = Instant::now();
+    let o = sink.deliver_events(events);
+    counters.observe_flush(started.elapsed());
+    let name = sink.name();
+    counters.deliver(o.delivered as u64);
+    counters.retry(o.retried as u64);
+    for kind in &o.attempt_errors {
+        counters.sink_error(name, kind);
+    }
+    if let (Some(e), true) = (&o.error, o.attempt_errors.is_empty()) {
+        counters.sink_error(name, e.kind());
+    }
+    for r in &o.rejected_stored {
+        counters.reject(r.reason, 1);
+    }
+    if !o.refused.is_empty() {
+        counters.sink_error(name, "event_refused");
+    }
+    o
 }
 
 /// Hands dead letters to `sink` ([`Sink::store_dead_letters`]) and counts its report in

@@ -129,6 +129,18 @@ impl EventId {
             EventId::Given(s) => s.to_string(),
         }
     }
+
+    /// Appends the id as a JSON string.
+    pub(crate) fn push_json(&self, out: &mut String) {
+        match self {
+            EventId::Generated(u) => {
+                out.push('"');
+                ids::push_uuid(out, *u);
+                out.push('"');
+            }
+            EventId::Given(s) => crate::json::push_str(out, s),
+        }
+    }
 }
 
 #[cfg(test)]

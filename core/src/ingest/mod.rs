@@ -15,6 +15,10 @@
 //!   elsewhere. Processing moves no counter.
 //! - **Batching**: [`Batcher`] groups rows per destination under `batch.max_rows` and
 //!   `batch.max_bytes`.
+//! - **Events as logged**: a sink that [takes events](crate::sink::Sink::takes_events) (the
+//!   forward sink's `format = "events"`) gets them unprocessed through [`deliver_events`],
+//!   counted the same way; the destination validates them. An event it refuses without keeping
+//!   becomes a dead letter here ([`Processor::refused`]).
 //! - **Delivery**: [`deliver`] hands batches to a [`Sink`](crate::sink::Sink) in one call and
 //!   counts what it reports ([`Delivery`]); [`store_dead_letters`] does the same for dead
 //!   letters ([`DeadLetterOutcome`](crate::sink::DeadLetterOutcome), its `error` set whenever
@@ -31,6 +35,9 @@
 //!   kind when the sink reports no attempts;
 //! - `evlog_events_rejected_total{reason}`: rows the destination stored as dead letters itself
 //!   (`rejected_stored`). Rows it refused (`rejected`) are counted when they are stored.
+//!
+//! [`deliver_events`]: the same, plus `evlog_sink_errors_total{sink,kind="event_refused"}` once
+//! per call when the destination refused events without keeping them.
 //!
 //! [`store_dead_letters`]:
 //! - `evlog_events_rejected_total{reason}`: dead letters stored;
@@ -49,7 +56,7 @@ mod event;
 mod process;
 
 pub use self::batch::Batcher;
-pub use self::deliver::{deliver, store_dead_letters, Delivery, FailedBatch};
+pub use self::deliver::{deliver, deliver_events, store_dead_letters, Delivery, FailedBatch};
 pub(crate) use self::event::EventId;
 pub use self::event::{EventInput, RawEvent};
 pub use self::process::{reasons, CheckedRow, Processor};

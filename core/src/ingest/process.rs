@@ -303,6 +303,19 @@ impl Processor {
         }
     }
 
+    /// The dead letter for `raw` when a destination refused it without keeping it (a collector
+    /// answering 400, 403 or 413 to one event of `/v1/batch`): `reason`, `field` and `error`
+    /// are the destination's; `raw` is the envelope, as for a rejection here.
+    pub fn refused(
+        &self,
+        raw: &RawEvent,
+        reason: &'static str,
+        field: Option<String>,
+        error: String,
+    ) -> Box<RejectedEvent> {
+        self.reject(raw, raw.id.to_text(), reason, field, error)
+    }
+
     /// Checks a row converted elsewhere, for `dataset`.`table` (`partitioned` or day-sharded,
     /// `day` as `YYYYMMDD`) with insert id `id` (see the module docs). Returns the row's text as
     /// this process's converter writes it (for a row core wrote, the same text), or the

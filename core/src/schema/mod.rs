@@ -828,7 +828,7 @@ impl SchemaRegistry {
     /// ([`SchemaError::Dir`]) even when no event has been logged yet: without it every event
     /// would be rejected as `unknown_table`, whatever the sink (`null` included, which still
     /// validates). An existing empty directory is accepted. With `sink.kind = "forward"` the
-    /// error says why the SDK needs the files too: it converts events to rows itself.
+    /// error says why the SDK needs the directory too (and the files, with `format = "rows"`).
     pub fn load_configured(config: &crate::Config) -> Result<Self, SchemaError> {
         Self::load_dir(&config.schemas.dir).map_err(|e| match e {
             SchemaError::Dir {
@@ -837,9 +837,11 @@ impl SchemaRegistry {
                 mut fix,
             } if config.sink.kind == crate::config::SinkKind::Forward => {
                 fix.push_str(
-                    ". With sink.kind = \"forward\" the SDK still converts every event to a \
-                     row against its schema before sending it (the collector checks each row \
-                     again), so it needs the same schema files as the collector",
+                    ". With sink.kind = \"forward\" the SDK still converts events to rows \
+                     against their schemas when sink.forward.format = \"rows\" or a \
+                     [[transforms]] entry applies, so it needs the same schema files as the \
+                     collector then; with format = \"events\" (the default) an empty \
+                     directory will do",
                 );
                 SchemaError::Dir { path, source, fix }
             }

@@ -18,6 +18,11 @@
 //! dropped, `dead_letter_failed`), or failed for now (the table cannot be written: the SDK keeps
 //! them in its spool and the collector in its write-ahead log, and both try again later).
 //!
+//! A sink may instead take events as they were logged ([`Sink::takes_events`],
+//! [`Sink::deliver_events`]: the forward sink with `format = "events"`, whose collector
+//! validates them); its report ([`EventsOutcome`]) has the same outcomes, by position, plus the
+//! events the destination refused without keeping them, which the pipeline dead-letters.
+//!
 //! A sink must not retry forever and must not panic on bad data. The collector's streamers use
 //! the same sinks through the same [`Sink`] trait and [`SinkFactory`].
 //!
@@ -65,6 +70,7 @@ use serde_json::json;
 use thiserror::Error;
 
 pub use self::factory::{factory, SinkConfig, SinkFactory, SinkKind};
+use crate::ingest::RawEvent;
 use crate::routing::Destination;
 use crate::time;
 
@@ -224,6 +230,41 @@ impl BatchOutcome {
     }
 }
 
+/// What became of events handed to [`Sink::deliver_events`] as they were logged (indexes are
+/// positions in the slice handed over).
+#[derive(Debug, Default)]
+pub struct EventsOutcome {
+    /// Events the destination took (checked and stored, or kept for later by it).
+    pub delivered: usize,
+    /// Events the destination refused and stored as dead letters itself: counted rejected,
+    /// never handed to `dead_letter`.
+    pub rejected_stored: Vec<RejectedEvent>,
+    /// Events the destination refused for good *without* keeping them (the pipeline dead-letters
+    /// them itself): index, reason label, field at fault, the destination's message.
+    pub refused: Vec<RefusedEvent>,
+    /// Events not delivered within the retry budget (the pipeline spools or drops them).
+    pub failed: Vec<std::ops::Range<usize>>,
+    /// Why `failed` is not empty (or the last error seen).
+    pub error: Option<SinkError>,
+    /// Events that were sent more than once before the outcome.
+    pub retried: usize,
+    /// The `kind` of every failed attempt, retried ones included.
+    pub attempt_errors: Vec<&'static str>,
+}
+
+/// One event a destination refused without keeping it (see [`EventsOutcome::refused`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedEvent {
+    /// Position in the events handed over.
+    pub index: usize,
+    /// Reason label (the destination's, interned).
+    pub reason: &'static str,
+    /// The field at fault, if one.
+    pub field: Option<String>,
+    /// The destination's message.
+    pub error: String,
+}
+
 /// What became of dead letters handed to [`Sink::store_dead_letters`].
 #[derive(Debug, Default)]
 pub struct DeadLetterOutcome {
@@ -337,6 +378,27 @@ pub trait Sink: Send {
 
     /// Delivers the batches; returns one outcome per batch, in order.
     fn deliver(&mut self, batches: Vec<Batch>) -> Vec<BatchOutcome>;
+
+    /// Whether this sink takes events as they were logged ([`Sink::deliver_events`]) instead of
+    /// validated rows: the flush thread then hands it events without processing them. Only the
+    /// forward sink with `format = "events"` does.
+    fn takes_events(&self) -> bool {
+        false
+    }
+
+    /// Delivers events as they were logged (envelope and body text, not validated); the
+    /// destination validates them. Called only when [`Sink::takes_events`] says so; the default
+    /// fails them all.
+    fn deliver_events(&mut self, events: &[RawEvent]) -> EventsOutcome {
+        EventsOutcome {
+            failed: std::iter::once(0..events.len()).collect(),
+            error: Some(SinkError::Config(format!(
+                "the {} sink takes rows, not events",
+                self.name()
+            ))),
+            ..EventsOutcome::default()
+        }
+    }
 
     /// Stores rejected events in their datasets' dead-letter tables, all or nothing.
     fn dead_letter(&mut self, events: &[RejectedEvent]) -> Result<(), SinkError>;

@@ -215,6 +215,12 @@ impl TransformSet {
         Ok(())
     }
 
+    /// Whether some entry may apply to the copies bound for `destination` (it has no
+    /// `destinations`, or names it), whatever their table.
+    pub fn touches(&self, destination: &str) -> bool {
+        self.entries.iter().any(|e| e.names_copy(Some(destination)))
+    }
+
     /// Whether some entry for this table applies only to some destinations: if not, every
     /// copy of its events is transformed alike and one `apply(…, None, …)` serves them all.
     pub fn varies_by_destination(&self, namespace: &str, type_name: &str) -> bool {

@@ -1,5 +1,5 @@
 --TEST--
-evlog: mode=forward into a real collector process (open, file sink): every event stored once, dead letters forwarded, counters reconcile
+evlog: mode=forward (evlog.forward_format default: events) into a real collector process (open, file sink): every event stored once, invalid ones dead-lettered by the collector and counted rejected by the SDK, counters reconcile
 --SKIPIF--
 <?php if (!getenv('PHPT_EVLOG_EXT') || !getenv('PHPT_EVLOG_COLLECTOR')) die('skip needs PHPT_EVLOG_EXT and PHPT_EVLOG_COLLECTOR'); ?>
 --FILE--
@@ -28,8 +28,8 @@ $url = "http://{$m[1]}";
 // The SDK side: its own process, configured only by directives.
 $code = <<<'PHP'
 for ($i = 0; $i < 300; $i++) evlog_log('t', 'any', ['i' => $i], ['id' => "fw-$i"]);
-evlog_log('t', 'nope', ['x' => 1], ['id' => 'fw-nope']);      // no schema: rejected by the SDK
-evlog_log('t', 'typed', ['n' => 'NaN?'], ['id' => 'fw-typed']); // wrong type: rejected by the SDK
+evlog_log('t', 'nope', ['x' => 1], ['id' => 'fw-nope']);      // no schema: rejected by the collector (422)
+evlog_log('t', 'typed', ['n' => 'NaN?'], ['id' => 'fw-typed']); // wrong type: rejected by the collector (422)
 echo json_encode(['flushed' => evlog_flush(10000)] + evlog_stats());
 PHP;
 [$rc, $text] = evlog_php([
@@ -50,8 +50,8 @@ $metrics = evlog_wait(function () use ($url) {
 foreach (['evlog_events_accepted_total', 'evlog_events_delivered_total', 'evlog_events_rejected_total', 'evlog_events_dropped_total'] as $k) {
     echo "collector: $k ", evlog_metric($metrics, $k), "\n";
 }
-$rows_200 = preg_match('/^evlog_collector_http_responses_total\{(?=[^}]*path="\/v1\/rows")(?=[^}]*code="200")[^}]*\} [1-9]/m', $metrics);
-echo 'collector: POST /v1/rows answered 200: ', $rows_200 ? 'yes' : 'no', "\n";
+$batch_200 = preg_match('/^evlog_collector_http_responses_total\{(?=[^}]*path="\/v1\/batch")(?=[^}]*code="200")[^}]*\} [1-9]/m', $metrics);
+echo 'collector: POST /v1/batch answered 200: ', $batch_200 ? 'yes' : 'no', "\n";
 echo 'collector exit: ', evlog_stop($collector), "\n";
 $ids = [];
 foreach (glob("$out/collector-data/t/any*.ndjson") as $f) {
@@ -73,7 +73,7 @@ collector: evlog_events_accepted_total 302
 collector: evlog_events_delivered_total 300
 collector: evlog_events_rejected_total 2
 collector: evlog_events_dropped_total 0
-collector: POST /v1/rows answered 200: yes
+collector: POST /v1/batch answered 200: yes
 collector exit: 0
 rows 300, distinct 300, all fw-0..fw-299: true
 dead letters: invalid_value, unknown_table

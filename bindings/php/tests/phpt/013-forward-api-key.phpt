@@ -1,5 +1,5 @@
 --TEST--
-evlog: evlog.forward_api_key is sent as Authorization: Bearer, evlog.forward_gzip=0 sends plain JSON to <url>/v1/rows
+evlog: evlog.forward_api_key is sent as Authorization: Bearer, evlog.forward_gzip=0 with evlog.forward_format=rows sends plain JSON to <url>/v1/rows
 --SKIPIF--
 <?php if (!getenv('PHPT_EVLOG_EXT')) die('skip needs PHPT_EVLOG_EXT'); ?>
 --FILE--
@@ -10,7 +10,7 @@ $srv = stream_socket_server('tcp://127.0.0.1:0', $errno, $errstr) ?: exit("liste
 $url = 'http://' . stream_socket_get_name($srv, false) . '/base/';
 $argv = [PHP_BINARY, '-n', '-d', 'extension=' . getenv('PHPT_EVLOG_EXT'),
     '-d', 'evlog.mode=forward', '-d', "evlog.forward_url=$url", '-d', 'evlog.forward_api_key=s3cret-key',
-    '-d', 'evlog.forward_gzip=0', '-d', 'evlog.retry_max_attempts=1', '-d', 'evlog.batch_max_age=20ms',
+    '-d', 'evlog.forward_gzip=0', '-d', 'evlog.forward_format=rows', '-d', 'evlog.retry_max_attempts=1', '-d', 'evlog.batch_max_age=20ms',
     '-d', 'evlog.schema_dir=' . __DIR__ . '/schemas',
     '-r', 'var_dump(evlog_log("t", "any", ["k" => 1], ["id" => "ak-1"])); evlog_flush(10000);'];
 $sdk = proc_open($argv, [1 => ['pipe', 'w'], 2 => ['redirect', 1]], $pipes);

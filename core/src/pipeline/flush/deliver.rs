@@ -13,12 +13,14 @@ impl Worker {
     /// Ships full batches and batches older than `max_age`.
     pub(super) fn deliver_due(&mut self, now: Instant) {
         self.batcher.close_aged(now, self.parts.batch.max_age);
+        self.close_events(now, Some(self.parts.batch.max_age));
         self.ship();
     }
 
     /// Ships every batch, full or not (a flush, a replayed record, the shutdown).
     pub(super) fn deliver_all(&mut self) {
         self.batcher.close_all();
+        self.close_events(Instant::now(), None);
         self.ship();
     }
 
@@ -28,6 +30,7 @@ impl Worker {
             let batches = self.batcher.take_ready();
             self.deliver_batches(batches);
         }
+        self.ship_events();
         self.dead_letter_rejects();
         if self.unrouted > 0 {
             let n = std::mem::take(&mut self.unrouted);

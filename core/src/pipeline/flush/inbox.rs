@@ -235,8 +235,9 @@ impl Worker {
                 break;
             };
             self.inbox().dest.release(1, raw.body.len() as u64);
-            self.process(&raw);
-            self.st.recycle(raw.body);
+            if let Some(body) = self.process(raw) {
+                self.st.recycle(body);
+            }
             n += 1;
         }
         n

@@ -11,6 +11,9 @@
 //! counted for that destination (`queue_full`). `flush()` and `shutdown()` answer once every
 //! destination has.
 //!
+//! A sink that takes events as they were logged (the forward sink's `format = "events"`) gets
+//! them unvalidated: the worker routes them and batches them as they are (`events`).
+//!
 //! Processing, batching, delivery and the counting of what the sink reports go through
 //! [`crate::ingest`], as in the collector; this module decides what happens around them: when to
 //! deliver, what to spool, when to replay, what to tell the error hook.
@@ -39,6 +42,7 @@
 
 mod breaker;
 mod deliver;
+mod events;
 mod inbox;
 mod replay;
 mod report;
@@ -183,6 +187,9 @@ struct Worker {
     /// Why the sink could not be built (its error's kind): counted on every delivery round.
     sink_broken: Option<&'static str>,
     batcher: Batcher,
+    /// Events waiting to be sent as they are, when the sink takes events (`events`); `None`:
+    /// events are validated and batched as rows.
+    events: Option<events::Pending>,
     rejects: Vec<RejectedEvent>,
     /// Summaries for the error hook, sent after each delivery round.
     report: Report,
@@ -251,7 +258,19 @@ impl Worker {
             }
             None => None,
         };
+        let destination = match &inbox {
+            Some(inbox) => inbox.name(),
+            None => parts.destinations[0].0.as_str(),
+        };
+        let events = events::Pending::for_sink(
+            sink.as_ref(),
+            &parts.processor,
+            destination,
+            parts.batch.max_rows,
+            parts.batch.max_bytes.0 as usize,
+        );
         Self {
+            events,
             batcher: Batcher::new(parts.batch.max_rows, parts.batch.max_bytes.0 as usize),
             breaker: Breaker::new(parts.retry.cap),
             dl_breaker: Breaker::new(parts.retry.cap),
@@ -314,7 +333,7 @@ impl Worker {
     }
 
     fn park(&self, now: Instant) {
-        let wake_at = match self.batcher.oldest() {
+        let wake_at = match self.oldest() {
             None => 1,
             Some(_) => (self.parts.batch.max_rows as u64).min(WAKE_BATCH),
         };
@@ -334,7 +353,7 @@ impl Worker {
     /// How long the thread may wait at `now` for events before it has work of its own: the
     /// oldest batch's age deadline, the breaker's reopening, the next spool scan.
     fn wait_time(&self, now: Instant) -> Duration {
-        let mut timeout = match self.batcher.oldest() {
+        let mut timeout = match self.oldest() {
             None => IDLE_PARK,
             Some(oldest) => (oldest + self.parts.batch.max_age).saturating_duration_since(now),
         };
@@ -409,7 +428,7 @@ impl Worker {
         let n = take(&mut lanes, &st, &mut |raw| {
             events += 1;
             bytes += raw.body.len() as u64;
-            self.process(&raw);
+            let body = self.process(raw);
             if events == DRAIN_CHUNK as u64 {
                 // A long take (a flush of a full queue) frees room for producers and ships full
                 // batches every chunk, so it holds at most a chunk of rows and shows progress in
@@ -418,7 +437,7 @@ impl Worker {
                 (events, bytes) = (0, 0);
                 self.deliver_due(Instant::now());
             }
-            Some(raw.body)
+            body
         });
         self.lanes = lanes;
         if events > 0 {
@@ -427,14 +446,18 @@ impl Worker {
         n
     }
 
-    /// Validates and routes one event: its row joins a batch, or it waits to be dead-lettered;
-    /// an event no route takes (`[[routes]]`) is counted dropped, `unrouted`.
-    fn process(&mut self, raw: &RawEvent) {
-        if self.inbox.is_none() && self.parts.processor.route(raw).is_empty() {
+    /// Routes one event, then keeps it as it is when the sink takes events (`events`), else
+    /// validates it: its row joins a batch, or it waits to be dead-lettered. An event no route
+    /// takes (`[[routes]]`) is counted dropped, `unrouted`. Returns the body when the event is
+    /// not kept, for reuse.
+    fn process(&mut self, raw: RawEvent) -> Option<String> {
+        if self.inbox.is_none() && self.parts.processor.route(&raw).is_empty() {
             self.counters.drop_events(DropReason::Unrouted, 1);
             self.unrouted += 1;
-            return;
+            return Some(raw.body);
         }
+        // Kept as it is when the sink takes events: no body to give back.
+        let raw = self.keep_event(raw)?;
         // The copy is this destination's: its own `[[transforms]]` apply too.
         let destination = match &self.inbox {
             Some(inbox) => inbox.name(),
@@ -443,11 +466,12 @@ impl Worker {
         match self
             .parts
             .processor
-            .process_for(raw, Some(destination), &self.counters)
+            .process_for(&raw, Some(destination), &self.counters)
         {
             Ok((dest, row)) => self.batcher.add(&dest, row),
             Err(rejected) => self.rejects.push(*rejected),
         }
+        Some(raw.body)
     }
 
     /// Shutdown: drain everything (including events whose producers are mid-push), deliver until
@@ -502,6 +526,7 @@ impl Worker {
             ok = false;
             self.spool_batch(b, DropReason::ShutdownDeadline);
         }
+        ok &= self.spool_pending_events();
         if !self.rejects.is_empty() {
             ok = false;
             let rejects = std::mem::take(&mut self.rejects);

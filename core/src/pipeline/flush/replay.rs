@@ -152,7 +152,7 @@ impl Worker {
                 }
                 Parts::DeadLetters(events) => self.rejects.extend(events),
                 Parts::Raw(raws) => {
-                    for raw in &raws {
+                    for raw in raws {
                         self.process(raw);
                     }
                     self.deliver_all();

@@ -24,8 +24,39 @@ pub struct ForwardConfig {
     pub timeout: Duration,
     /// Requests in flight at once.
     pub workers: usize,
-    /// Most rows per request (keep it at or under the collector's `max_batch_events`).
+    /// Most rows (or events) per request (keep it at or under the collector's
+    /// `max_batch_events`).
     pub max_rows_per_request: usize,
+    /// What the SDK sends. `"events"` (default): the events as they were logged, as envelopes
+    /// to `<url>/v1/batch` (NDJSON); the flush thread neither parses nor validates them, the
+    /// collector does (its schemas, routes and transforms; invalid events are dead-lettered
+    /// there and counted rejected here from its answer). A key with role `"client"` is enough.
+    /// `"rows"`: the SDK validates and converts each event with its own schemas and sends rows to
+    /// `<url>/v1/rows` (key role `"sdk"`), as before. With `"events"`, a destination that some
+    /// `[[transforms]]` entry applies to (no `destinations`, or naming it) is sent rows anyway:
+    /// the SDK's transforms run on parsed events.
+    pub format: ForwardFormat,
+}
+
+/// `sink.forward.format`: see [`ForwardConfig::format`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardFormat {
+    /// Envelopes to `/v1/batch`; the collector validates.
+    #[default]
+    Events,
+    /// Validated rows to `/v1/rows`.
+    Rows,
+}
+
+impl ForwardFormat {
+    /// The setting's value as written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForwardFormat::Events => "events",
+            ForwardFormat::Rows => "rows",
+        }
+    }
 }
 
 impl Default for ForwardConfig {
@@ -37,6 +68,7 @@ impl Default for ForwardConfig {
             timeout: Duration::from_secs(10),
             workers: 4,
             max_rows_per_request: 1000,
+            format: ForwardFormat::Events,
         }
     }
 }
@@ -90,7 +122,7 @@ pub(super) fn check_url(url: &str) -> Result<(), String> {
     let path = parsed.path().trim_end_matches('/');
     if let Some(ep) = ENDPOINTS.iter().find(|ep| path.ends_with(*ep)) {
         return Err(format!(
-            "{url:?} ends with the endpoint {ep} (the sink adds /v1/rows itself); {BASE}"
+            "{url:?} ends with the endpoint {ep} (the sink adds /v1/rows or /v1/batch itself); {BASE}"
         ));
     }
     Ok(())

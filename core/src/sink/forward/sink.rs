@@ -3,20 +3,25 @@
 use std::time::Duration;
 
 use super::config::check_url;
-use super::{wire, ForwardConfig};
+use super::{wire, ForwardConfig, ForwardFormat};
 use crate::config::retry::RetryConfig;
+use crate::ingest::RawEvent;
 use crate::sink::http::{self, Attempts, Failure};
-use crate::sink::{intern_reason, Batch, BatchOutcome, EncodedRow, RejectedEvent, Sink, SinkError};
+use crate::sink::{
+    intern_reason, Batch, BatchOutcome, EncodedRow, EventsOutcome, RejectedEvent, Sink, SinkError,
+};
 
 /// Sends batches to a collector.
 pub struct ForwardSink {
-    rt: tokio::runtime::Runtime,
     http: reqwest::Client,
-    cfg: ForwardConfig,
-    retry: RetryConfig,
     /// `<url>/v1/rows`.
     pub(super) url: String,
-    probe: bool,
+    /// `<url>/v1/batch`.
+    pub(super) batch_url: String,
+    pub(super) rt: tokio::runtime::Runtime,
+    pub(super) cfg: ForwardConfig,
+    pub(super) retry: RetryConfig,
+    pub(super) probe: bool,
 }
 
 impl std::fmt::Debug for ForwardSink {
@@ -28,12 +33,12 @@ impl std::fmt::Debug for ForwardSink {
 }
 
 /// Most bytes of an answer read (a collector's answer with 1000 refused rows is well under it).
-const MAX_ANSWER_BYTES: usize = 8 << 20;
+pub(super) const MAX_ANSWER_BYTES: usize = 8 << 20;
 /// Characters of an unexpected answer quoted in an error.
 const EXCERPT_CHARS: usize = 200;
 
 /// Up to [`EXCERPT_CHARS`] characters of an answer body, on one line, for an error message.
-fn excerpt(body: &[u8]) -> String {
+pub(super) fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if text.is_empty() {
@@ -81,6 +86,7 @@ impl ForwardSink {
             rt,
             http,
             url: format!("{}/v1/rows", cfg.url.trim_end_matches('/')),
+            batch_url: format!("{}/v1/batch", cfg.url.trim_end_matches('/')),
             cfg: cfg.clone(),
             retry: retry.clone(),
             probe: false,
@@ -96,14 +102,19 @@ impl ForwardSink {
         }
     }
 
-    /// One POST; `Ok` only with the collector's answer for exactly what was sent (its `refused`
-    /// rows checked against the request).
-    async fn attempt(&self, body: Vec<u8>, sent: &Sent<'_>) -> Result<wire::RowsAnswer, Failure> {
+    /// One POST of `body` to `url`; `Ok` with the status and the answer's bytes for a 2xx, else
+    /// the failure (its kind, whether it may be retried, `Retry-After`).
+    pub(super) async fn post(
+        &self,
+        url: &str,
+        content_type: &'static str,
+        body: Vec<u8>,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>), Failure> {
         let mut req = self
             .http
-            .post(&self.url)
+            .post(url)
             .timeout(self.cfg.timeout)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(body);
         if self.cfg.gzip {
             req = req.header(reqwest::header::CONTENT_ENCODING, "gzip");
@@ -112,11 +123,7 @@ impl ForwardSink {
             req = req.bearer_auth(k);
         }
         let transport = |e: reqwest::Error| {
-            Failure::retry(
-                http::transport_kind(&e),
-                format!("POST {}: {e}", self.url),
-                None,
-            )
+            Failure::retry(http::transport_kind(&e), format!("POST {url}: {e}"), None)
         };
         let mut resp = req.send().await.map_err(transport)?;
         let status = resp.status();
@@ -139,28 +146,21 @@ impl ForwardSink {
                     300..=399 => "http_3xx",
                     _ => "bad_answer",
                 },
-                message: format!("POST {} answered {status}: {}", self.url, excerpt(&text)),
+                message: format!("POST {url} answered {status}: {}", excerpt(&text)),
                 retryable: http::retryable_status(code),
                 retry_after,
                 not_found: false,
             });
         }
-        check_answer(&text, sent).map_err(|what| {
-            Failure::fatal(
-                "bad_answer",
-                format!(
-                    "POST {} answered {status} {what}, not the collector's answer \
-                 {{\"accepted\": {}}}: is sink.forward.url an evlog collector?{}",
-                    self.url,
-                    sent.items,
-                    if text.iter().all(u8::is_ascii_whitespace) {
-                        String::new()
-                    } else {
-                        format!(" The answer: {}", excerpt(&text))
-                    }
-                ),
-            )
-        })
+        Ok((status, text))
+    }
+
+    /// One POST to `/v1/rows`; `Ok` only with the collector's answer for exactly what was sent
+    /// (its `refused` rows checked against the request).
+    async fn attempt(&self, body: Vec<u8>, sent: &Sent<'_>) -> Result<wire::RowsAnswer, Failure> {
+        let (status, text) = self.post(&self.url, "application/json", body).await?;
+        check_answer(&text, sent)
+            .map_err(|what| not_the_collector(&self.url, status, &what, sent.items, &text))
     }
 
     /// Sends one request until it succeeds or attempts run out.
@@ -189,6 +189,29 @@ impl ForwardSink {
             }
         }
     }
+}
+
+/// The failure for a 2xx that is not the collector's answer (`what` is wrong with it): not
+/// retried, a wrong server does not become right.
+pub(super) fn not_the_collector(
+    url: &str,
+    status: reqwest::StatusCode,
+    what: &str,
+    items: usize,
+    text: &[u8],
+) -> Failure {
+    Failure::fatal(
+        "bad_answer",
+        format!(
+            "POST {url} answered {status} {what}, not the collector's answer \
+             {{\"accepted\": {items}}}: is sink.forward.url an evlog collector?{}",
+            if text.iter().all(u8::is_ascii_whitespace) {
+                String::new()
+            } else {
+                format!(" The answer: {}", excerpt(text))
+            }
+        ),
+    )
 }
 
 /// The answer, if it is the collector's for `sent`; else what is wrong with it.
@@ -280,6 +303,14 @@ impl Sink for ForwardSink {
 
     fn set_probe(&mut self, probe: bool) {
         self.probe = probe;
+    }
+
+    fn takes_events(&self) -> bool {
+        self.cfg.format == ForwardFormat::Events
+    }
+
+    fn deliver_events(&mut self, events: &[RawEvent]) -> EventsOutcome {
+        self.send_events(events)
     }
 
     fn deliver(&mut self, batches: Vec<Batch>) -> Vec<BatchOutcome> {

@@ -33,10 +33,29 @@
 //! ids, a row that is not an object) is refused whole with 400 and the place named.
 //! Only `accepted` is required by the forward sink (it checks it against what it sent); unknown
 //! keys are ignored so the collector may add some.
+//!
+//! # `POST /v1/batch` (`format = "events"`)
+//!
+//! The events as they were logged, one envelope per line (NDJSON, `Content-Type:
+//! application/x-ndjson`), framed by [`push_envelope`]:
+//!
+//! ```json
+//! {"namespace":"events","type":"transaction","time":"2026-11-22T10:00:00.123456Z","id":"0193…","event":{…}}
+//! ```
+//! `time` is always sent (the caller's, else the time of `log()`), so `event_time` and the day
+//! do not depend on when the request arrives; `received_at` is the collector's. `event` is the
+//! body text the caller built, verbatim except that line feeds (whitespace between JSON tokens:
+//! a string cannot hold a raw one) become spaces, so every event is exactly one line. Any role
+//! of key may post envelopes. The answer (200, [`BatchAnswer`]): `{"accepted", "refused",
+//! "results": [{"index", "status", "id"?, "error"?, "reason"?, "field"?}]}`, one result per
+//! line in order: 202 stored, 422 refused and kept as a dead letter by the collector, 400
+//! (`invalid_json`, `invalid_envelope`, …), 403 (`forbidden`: out of the key's namespaces) and
+//! 413 (`event_too_large`) refused and *not* kept.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::ingest::RawEvent;
 use crate::routing::{Destination, PartitionKind};
 use crate::sink::{EncodedRow, RejectedEvent};
 
@@ -222,4 +241,56 @@ impl WireRejected {
             raw: self.raw,
         }
     }
+}
+
+/// The collector's answer to `POST /v1/batch` (see the module docs).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchAnswer {
+    /// Events stored (status 202).
+    pub accepted: u64,
+    /// Events refused (every other status).
+    pub refused: u64,
+    /// One per event sent, in order.
+    pub results: Vec<BatchResult>,
+}
+
+/// One event's result in a [`BatchAnswer`]. The collector also sends the event's `id`; the
+/// sink knows it already and does not read it (one allocation per event less).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchResult {
+    /// The event's line among those sent (from 0).
+    pub index: usize,
+    /// 202 stored; 422 kept as a dead letter; 400, 403, 413 refused and not kept.
+    pub status: u16,
+    /// Why it was refused.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Reason label of a refusal.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The field at fault, if one.
+    #[serde(default)]
+    pub field: Option<String>,
+}
+
+/// Appends `raw` as one envelope line (see the module docs), newline included.
+pub fn push_envelope(out: &mut String, raw: &RawEvent) {
+    // Checked names (`crate::envelope`: letters, digits, `_`, `-`) need no escaping.
+    out.push_str("{\"namespace\":\"");
+    out.push_str(&raw.namespace);
+    out.push_str("\",\"type\":\"");
+    out.push_str(&raw.type_name);
+    out.push_str("\",\"time\":\"");
+    crate::time::push_timestamp(out, raw.time.unwrap_or(raw.received_at));
+    out.push_str("\",\"id\":");
+    raw.id.push_json(out);
+    out.push_str(",\"event\":");
+    let start = out.len();
+    out.push_str(&raw.body);
+    if raw.body.as_bytes().contains(&b'\n') {
+        // Rare (pretty-printed bodies): outside strings, a line feed is only whitespace.
+        let tail = out.split_off(start).replace('\n', " ");
+        out.push_str(&tail);
+    }
+    out.push_str("}\n");
 }

@@ -1,0 +1,199 @@
+//! The flush thread for a sink that takes events as they were logged (the forward sink's
+//! `format = "events"`, [`Sink::takes_events`]): no validation here. Events taken from the lanes
+//! (or the inbox, or a replayed raw spool record) are routed as usual (`[[routes]]`: `unrouted`
+//! is still decided here), then kept as they are in [`Pending`], batched by `batch.max_rows`,
+//! `batch.max_bytes` of body text and `batch.max_age`, and handed to the sink, which frames,
+//! compresses and sends them; the destination validates them.
+//!
+//! What the sink reports is counted as for rows ([`ingest::deliver_events`]): delivered; stored
+//! as dead letters by the destination (rejected, by its reason); refused without being kept
+//! (made a dead letter here and stored through the sink's dead-letter path, like a row this
+//! thread rejects, so it is rejected when stored, else spooled or dropped `dead_letter_failed`);
+//! failed (spooled as a raw record, replayed the same way; without a spool dropped
+//! `sink_error`). The breaker and probes are the rows' own.
+//!
+//! The choice is made once per destination when its thread starts: the sink must take events
+//! and no `[[transforms]]` entry may apply to the destination's copies (no `destinations`, or
+//! naming it): the SDK's transforms need the parsed event, so such a destination gets rows.
+
+use std::time::{Duration, Instant};
+
+use super::Worker;
+use crate::counters::DropReason;
+use crate::ingest::{self, Processor, RawEvent};
+use crate::sink::Sink;
+
+/// Events waiting to be sent as they are, batched.
+#[derive(Debug)]
+pub(super) struct Pending {
+    open: Vec<RawEvent>,
+    /// Body bytes in `open`.
+    bytes: usize,
+    /// When the first event of `open` came.
+    since: Option<Instant>,
+    /// Closed batches, oldest first.
+    ready: Vec<Vec<RawEvent>>,
+    max_rows: usize,
+    max_bytes: usize,
+}
+
+impl Pending {
+    /// Batches for `sink` if it takes events and no transform applies to `destination`'s
+    /// copies; `None`: rows.
+    pub(super) fn for_sink(
+        sink: &dyn Sink,
+        processor: &Processor,
+        destination: &str,
+        max_rows: usize,
+        max_bytes: usize,
+    ) -> Option<Self> {
+        if !sink.takes_events() || processor.transforms().touches(destination) {
+            return None;
+        }
+        Some(Self {
+            open: Vec::new(),
+            bytes: 0,
+            since: None,
+            ready: Vec::new(),
+            max_rows: max_rows.max(1),
+            max_bytes: max_bytes.max(1),
+        })
+    }
+
+    fn add(&mut self, raw: RawEvent) {
+        if self.open.is_empty() {
+            self.since = Some(Instant::now());
+            self.open.reserve(self.max_rows.min(4096));
+        }
+        self.bytes += raw.body.len();
+        self.open.push(raw);
+        if self.open.len() >= self.max_rows || self.bytes >= self.max_bytes {
+            self.close();
+        }
+    }
+
+    fn close(&mut self) {
+        if !self.open.is_empty() {
+            self.ready.push(std::mem::take(&mut self.open));
+        }
+        self.bytes = 0;
+        self.since = None;
+    }
+
+    /// When the oldest waiting event came (`None`: none waits).
+    pub(super) fn oldest(&self) -> Option<Instant> {
+        self.since
+    }
+}
+
+impl Worker {
+    /// Keeps `raw` to send as it is, when this destination sends events; else gives it back.
+    pub(super) fn keep_event(&mut self, raw: RawEvent) -> Option<RawEvent> {
+        match &mut self.events {
+            Some(p) => {
+                p.add(raw);
+                None
+            }
+            None => Some(raw),
+        }
+    }
+
+    /// The oldest row or event waiting to be sent.
+    pub(super) fn oldest(&self) -> Option<Instant> {
+        let events = self.events.as_ref().and_then(Pending::oldest);
+        match (self.batcher.oldest(), events) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Closes the open batch of events if it is older than `max_age` (`None`: whatever its age).
+    pub(super) fn close_events(&mut self, now: Instant, max_age: Option<Duration>) {
+        if let Some(p) = &mut self.events {
+            if max_age.is_none_or(|age| p.since.is_some_and(|t| now >= t + age)) {
+                p.close();
+            }
+        }
+    }
+
+    /// Hands the closed batches of events to the sink.
+    pub(super) fn ship_events(&mut self) {
+        let ready = match &mut self.events {
+            Some(p) if !p.ready.is_empty() => std::mem::take(&mut p.ready),
+            _ => return,
+        };
+        for batch in ready {
+            self.deliver_events(batch);
+        }
+    }
+
+    /// At shutdown past the deadline: the events still waiting go to the spool (or are dropped,
+    /// counted). True when there were none.
+    pub(super) fn spool_pending_events(&mut self) -> bool {
+        let ready = match &mut self.events {
+            Some(p) => {
+                p.close();
+                std::mem::take(&mut p.ready)
+            }
+            None => return true,
+        };
+        let none = ready.is_empty();
+        for batch in ready {
+            self.spool_raw(&batch, DropReason::ShutdownDeadline);
+        }
+        none
+    }
+
+    /// Delivers one batch of events, counting outcomes (see the module docs).
+    fn deliver_events(&mut self, events: Vec<RawEvent>) {
+        if self.spool.is_some() && self.breaker.is_open(Instant::now()) {
+            self.spool_raw(&events, DropReason::SinkError);
+            self.recycle(events);
+            return;
+        }
+        if let Some(kind) = self.sink_broken {
+            self.counters.sink_error("unavailable", kind);
+        }
+        self.sink.set_probe(self.stopping || self.breaker.probing());
+        let outcome = ingest::deliver_events(self.sink.as_mut(), &events, &self.counters);
+        self.sink.set_probe(false);
+        self.report.rejected(&outcome.rejected_stored);
+        for r in outcome.refused {
+            if let Some(raw) = events.get(r.index) {
+                let dead = self
+                    .parts
+                    .processor
+                    .refused(raw, r.reason, r.field, r.error);
+                self.rejects.push(*dead);
+            }
+        }
+        let all_ok = outcome.failed.is_empty();
+        let message = outcome
+            .error
+            .as_ref()
+            .map_or_else(|| "delivery failed".into(), ToString::to_string);
+        for range in outcome.failed {
+            let Some(failed) = events.get(range) else {
+                continue;
+            };
+            if self.spool.is_some() {
+                self.spool_raw(failed, DropReason::SinkError);
+            } else {
+                self.dropped(DropReason::SinkError, failed.len() as u64, message.clone());
+            }
+        }
+        if all_ok {
+            self.breaker.reset();
+        } else if self.spool.is_some() {
+            self.breaker.trip(Instant::now());
+        }
+        self.recycle(events);
+    }
+
+    /// Gives the events' body buffers back to the producers' pool.
+    fn recycle(&self, events: Vec<RawEvent>) {
+        for e in events {
+            self.st.recycle(e.body);
+        }
+    }
+}
