@@ -70,6 +70,58 @@ const LEFTOVER_WAIT: Duration = Duration::from_millis(200);
 const WAKE_BATCH: u64 = 64;
 /// Raw events per spool record (queue overflow, leftovers at shutdown).
 const RAW_PER_RECORD: usize = 1000;
+/// A round that takes this many events means a backlog built up: when the thread next goes idle
+/// it hands the allocator's free memory back to the system (see [`Trim`]).
+const TRIM_BACKLOG: usize = DRAIN_CHUNK;
+/// At most one trim per this interval, process-wide.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+
+/// Gives memory back after a burst. The bodies of a burst are allocated by the logging threads
+/// and freed here; glibc keeps freed memory in its arenas and returns a heap's pages only from
+/// its top, which live allocations made late in the burst pin, so without a trim a php-fpm
+/// worker kept +16 to +30 MiB of free-but-resident heap for its whole life after one burst of
+/// 100k events (docs/php-cost.md, section 2). `malloc_trim(0)` returns those pages at once.
+/// It walks every arena (a millisecond or so on a large heap), so it runs only when the thread
+/// goes idle after a backlog (a round of [`TRIM_BACKLOG`] events), at most once per
+/// [`TRIM_EVERY`]: a steady producer, whose events the thread takes a few dozen at a time, never
+/// pays for it. A trim deferred by the rate limit runs at a later idle moment (the idle park
+/// is bounded, so within a few seconds).
+#[derive(Debug, Default)]
+pub(super) struct Trim {
+    pending: bool,
+}
+
+impl Trim {
+    /// A round took `n` events.
+    pub(super) fn took(&mut self, n: usize) {
+        self.pending |= n >= TRIM_BACKLOG;
+    }
+
+    /// The thread is about to park with nothing queued.
+    pub(super) fn idle(&mut self) {
+        if !self.pending {
+            return;
+        }
+        static LAST: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < TRIM_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        self.pending = false;
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        {
+            // SAFETY: malloc_trim has no preconditions; it only takes glibc's arena locks.
+            #[allow(unsafe_code)]
+            let _ = unsafe { libc::malloc_trim(0) };
+        }
+    }
+
+    /// Whether a trim is waiting for an idle moment (the idle park then comes back sooner).
+    pub(super) fn is_pending(&self) -> bool {
+        self.pending
+    }
+}
 
 /// Asks Linux to treat this thread as batch work (`SCHED_BATCH`): it keeps its fair share of
 /// the CPU but does not preempt the thread that woke it, so a request thread whose `log()` woke
@@ -216,6 +268,8 @@ struct Worker {
     /// waiting out the retry budget, which can outlast the shutdown deadline (the process would
     /// exit mid-backoff with the rows neither delivered, spooled nor counted).
     stopping: bool,
+    /// Gives memory back when the thread goes idle after a backlog.
+    trim: Trim,
 }
 
 impl Worker {
@@ -225,7 +279,7 @@ impl Worker {
         counters: Arc<Counters>,
         inbox: Option<Inbox>,
     ) -> Self {
-        let (sink, sink_broken) = match (parts.sink_factory)() {
+        let (mut sink, sink_broken) = match (parts.sink_factory)() {
             Ok(sink) => (sink, None),
             Err(e) => {
                 let sink = Unavailable {
@@ -234,23 +288,22 @@ impl Worker {
                 (Box::new(sink) as Box<dyn Sink>, Some(e.kind()))
             }
         };
-        let spool = parts.spool.enabled.then(|| {
-            Spool::open(SpoolOptions {
-                dir: parts.spool.dir.clone(),
-                max_bytes: parts.spool.max_bytes.0,
-                segment_bytes: parts.spool.segment_bytes.0,
-                fsync: parts.spool.fsync,
-            })
+        sink.watch_stop(Arc::clone(&st.stop));
+        // Opened without touching the disk: the directory is made by the first append, so a
+        // process whose sink never fails creates nothing. A directory that cannot be made then
+        // is an error on that append: the events are dropped, counted (`sink_error`, and
+        // `evlog_sink_errors_total{sink="spool"}`), and the hook told why (naming spool.dir).
+        let spool = parts.spool.as_ref().map(|place| {
+            Spool::open_lazily(
+                SpoolOptions {
+                    dir: place.dir.clone(),
+                    max_bytes: place.options.max_bytes.0,
+                    segment_bytes: place.options.segment_bytes.0,
+                    fsync: place.options.fsync,
+                },
+                place.private,
+            )
         });
-        let spool = match spool {
-            Some(Ok(s)) => Some(s),
-            Some(Err(_)) => {
-                // Without its spool the pipeline still delivers; failures are then dropped.
-                counters.sink_error("spool", "io");
-                None
-            }
-            None => None,
-        };
         Self {
             batcher: Batcher::new(parts.batch.max_rows, parts.batch.max_bytes.0 as usize),
             breaker: Breaker::new(parts.retry.cap),
@@ -275,6 +328,7 @@ impl Worker {
             dl_retrying: 0,
             unrouted: 0,
             stopping: false,
+            trim: Trim::default(),
         }
     }
 
@@ -306,8 +360,12 @@ impl Worker {
             let now = Instant::now();
             self.deliver_due(now);
             let replayed = self.replay(now);
+            self.trim.took(drained);
             if drained == DRAIN_CHUNK || replayed {
                 continue;
+            }
+            if self.st.queued_events() == 0 && self.batcher.oldest().is_none() {
+                self.trim.idle();
             }
             self.park(now);
         }
@@ -335,6 +393,7 @@ impl Worker {
     /// oldest batch's age deadline, the breaker's reopening, the next spool scan.
     fn wait_time(&self, now: Instant) -> Duration {
         let mut timeout = match self.batcher.oldest() {
+            None if self.trim.is_pending() => TRIM_EVERY,
             None => IDLE_PARK,
             Some(oldest) => (oldest + self.parts.batch.max_age).saturating_duration_since(now),
         };

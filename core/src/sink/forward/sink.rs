@@ -17,6 +17,8 @@ pub struct ForwardSink {
     /// `<url>/v1/rows`.
     pub(super) url: String,
     probe: bool,
+    /// The pipeline's shutdown signal (see [`crate::sink::StopSignal`]).
+    stop: std::sync::Arc<crate::sink::StopSignal>,
 }
 
 impl std::fmt::Debug for ForwardSink {
@@ -84,6 +86,7 @@ impl ForwardSink {
             cfg: cfg.clone(),
             retry: retry.clone(),
             probe: false,
+            stop: Default::default(),
         })
     }
 
@@ -170,10 +173,10 @@ impl ForwardSink {
             request: body,
             items: body.batches.iter().map(|b| b.rows.len()).sum::<usize>() + body.rejected.len(),
         };
-        let mut attempts = Attempts::new(&self.retry, self.probe);
+        let mut attempts = Attempts::new(&self.retry, self.probe).watching(&self.stop);
         let mut out = JobResult::default();
         loop {
-            match self.attempt(bytes.clone(), &sent).await {
+            match attempts.attempt(self.attempt(bytes.clone(), &sent)).await {
                 Ok(answer) => {
                     out.answer = Some(answer);
                     return out;
@@ -280,6 +283,10 @@ impl Sink for ForwardSink {
 
     fn set_probe(&mut self, probe: bool) {
         self.probe = probe;
+    }
+
+    fn watch_stop(&mut self, stop: std::sync::Arc<crate::sink::StopSignal>) {
+        self.stop = stop;
     }
 
     fn deliver(&mut self, batches: Vec<Batch>) -> Vec<BatchOutcome> {
