@@ -24,6 +24,12 @@
 //!   dead letter could not be stored, the spool was full), whenever that happened since the
 //!   previous flush() answer. A drop is reported by one flush() answer; the next is true again
 //!   if nothing else went wrong.
+//! - [`Pipeline::shutdown`] never waits out retries: it raises the sinks' [`sink::StopSignal`]
+//!   first, so from then on a request gets one attempt, bounded by the deadline; when it
+//!   returns, every event is delivered, spooled or counted dropped.
+//! - Memory: after a burst the flush thread gives back what it can (a bounded body pool and few
+//!   kept rings, and glibc's free pages through `malloc_trim` once it goes idle; see
+//!   `flush::Trim`), so a php-fpm worker returns to its steady size.
 //! - Fork: the queue, counters and thread belong to one process. A forked child's first `log()`
 //!   builds a fresh state and thread; the parent's (copied, stale) state is never touched.
 
@@ -610,7 +616,12 @@ impl Pipeline {
     }
 
     /// Stops taking events, delivers what is queued until `timeout` passes, and stops the flush
-    /// thread. What is left at the deadline is dropped and counted (`shutdown_deadline`). True when
+    /// thread. From the call on, every request gets one attempt (a delivery in a backoff stops
+    /// retrying at once) and none outlives the deadline ([`sink::StopSignal`]); what the sink
+    /// fails goes to the spool if there is one, else it is dropped and counted (`sink_error`, or
+    /// `shutdown_deadline` for what the deadline cut off or never reached the sink), before this
+    /// returns (with the built-in sinks; a custom sink that ignores the signal gets
+    /// `SHUTDOWN_GRACE` more, then its rows stay in flight). True when
     /// everything was delivered in time (false, as for [`Pipeline::flush`], when events were
     /// spooled or dropped since the previous flush() answer). Later `log()` calls fail with [`LogError::ShutDown`].
     pub fn shutdown(&self, timeout: Duration) -> bool {

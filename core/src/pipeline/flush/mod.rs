@@ -15,7 +15,8 @@
 //! [`crate::ingest`], as in the collector; this module decides what happens around them: when to
 //! deliver, what to spool, when to replay, what to tell the error hook.
 //!
-//! With `[spool] enabled`, what the sink fails to take goes to the disk spool, and a circuit
+//! With a spool (`[spool]`: by default for network sinks, opened lazily so its directory is made
+//! only when first needed), what the sink fails to take goes to the disk spool, and a circuit
 //! breaker (`breaker`) keeps an outage from stalling the thread: after a failed delivery, batches
 //! go straight to the spool for a while (1 s, doubling up to `retry.cap`), then one probe with a
 //! single attempt per request decides whether the sink is back. While it is healthy, spooled
@@ -31,6 +32,11 @@
 //! counted as `dead_letter_failed`, as failed rows are.
 //!
 //! After each delivery round the error hook hears what was rejected or dropped (`report`).
+//!
+//! Shutdown (`stop`): the pipeline has raised the sink's `StopSignal`, so each request gets one
+//! attempt bounded by the deadline; what fails is spooled (or, without a spool, counted
+//! dropped: `sink_error`, `shutdown_deadline` once the deadline has passed) before the thread
+//! answers.
 //!
 //! It parks when there is nothing to do. While no rows are pending it asks producers to wake it
 //! on the first event; while rows are pending it sleeps until the oldest batch's age deadline and
