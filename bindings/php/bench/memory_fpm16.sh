@@ -69,8 +69,9 @@ run() { # run LABEL EXT LOG(0/1) ARGS...
   ab -q -n "$load" -c "$workers" "http://127.0.0.1:$STACK_PORT/bench.php$([ "$log" = 1 ] && echo "?log=1")" > "$STACK_DIR/ab.txt" 2>&1
   row "steady: after $load requests (10 events each, $workers at a time)"
   if [ "$log" = 1 ]; then
-    for _ in $(seq "$workers"); do get "burst.php?n=$burst&flush=1" > /dev/null & done
-    wait
+    local pids=()
+    for _ in $(seq "$workers"); do get "burst.php?n=$burst&flush=1" > /dev/null & pids+=($!); done
+    wait "${pids[@]}" # only the bursts: php-fpm and nginx are children of this shell too
     row "right after a burst of $burst events in every worker"
     sleep 10
     row "10 s later"

@@ -27,7 +27,7 @@ backend_stop() { # SIGTERM (graceful: the collector streams its log, then exits)
   backend_pid=""
   return $rc
 }
-trap 'stack_stop || true; backend_stop || true; [ -z "${KEEP:-}" ] && rm -rf "${STACK_DIR:-}" "$backend_dir"' EXIT
+trap 'stack_stop || true; backend_stop || true; [ -z "${KEEP:-}" ] && rm -rf "${STACK_DIR:-}" "$backend_dir" ${spool_dir:+"$spool_dir"}' EXIT
 failures=0
 check() { # check NAME CONDITION-RESULT DETAIL
   if [ "$2" = 0 ]; then echo "fpm_test: PASS [$mode] $1 ($3)"; else echo "fpm_test: FAIL [$mode] $1 ($3)"; failures=$((failures + 1)); fi

@@ -76,8 +76,8 @@ const LEFTOVER_WAIT: Duration = Duration::from_millis(200);
 const WAKE_BATCH: u64 = 64;
 /// Raw events per spool record (queue overflow, leftovers at shutdown).
 const RAW_PER_RECORD: usize = 1000;
-/// A round that takes this many events means a backlog built up: when the thread next goes idle
-/// it hands the allocator's free memory back to the system (see [`Trim`]).
+/// Taking this many events between two idle moments means a burst or a backlog: when the thread
+/// next goes idle it hands the allocator's free memory back to the system (see [`Trim`]).
 const TRIM_BACKLOG: usize = DRAIN_CHUNK;
 /// At most one trim per this interval, process-wide.
 const TRIM_EVERY: Duration = Duration::from_secs(1);
@@ -88,23 +88,27 @@ const TRIM_EVERY: Duration = Duration::from_secs(1);
 /// worker kept +16 to +30 MiB of free-but-resident heap for its whole life after one burst of
 /// 100k events (docs/php-cost.md, section 2). `malloc_trim(0)` returns those pages at once.
 /// It walks every arena (a millisecond or so on a large heap), so it runs only when the thread
-/// goes idle after a backlog (a round of [`TRIM_BACKLOG`] events), at most once per
-/// [`TRIM_EVERY`]: a steady producer, whose events the thread takes a few dozen at a time, never
-/// pays for it. A trim deferred by the rate limit runs at a later idle moment (the idle park
+/// goes idle (nothing queued, no batch pending) after taking [`TRIM_BACKLOG`] events or more
+/// since it was last idle, at most once per [`TRIM_EVERY`]: a producer of a few events now and
+/// then never pays for it, a steady one at most once when its flow stops. A trim deferred by the rate limit runs at a later idle moment (the idle park
 /// is bounded, so within a few seconds).
 #[derive(Debug, Default)]
 pub(super) struct Trim {
+    /// Events taken since the thread was last idle.
+    run: usize,
     pending: bool,
 }
 
 impl Trim {
     /// A round took `n` events.
     pub(super) fn took(&mut self, n: usize) {
-        self.pending |= n >= TRIM_BACKLOG;
+        self.run = self.run.saturating_add(n);
+        self.pending |= self.run >= TRIM_BACKLOG;
     }
 
     /// The thread is about to park with nothing queued.
     pub(super) fn idle(&mut self) {
+        self.run = 0;
         if !self.pending {
             return;
         }

@@ -189,7 +189,14 @@ impl BigQuerySink {
             out.attempt_errors.push(failure.kind);
             if failure.not_found && (self.cfg.create_tables || job.dead_letter) && !bootstrapped {
                 bootstrapped = true;
-                match self.ensure_table(&job.dataset, &job.base_table).await {
+                let ensured = attempts
+                    .attempt(async {
+                        // As a Failure only so the shutdown deadline bounds it too.
+                        Ok::<_, Failure>(self.ensure_table(&job.dataset, &job.base_table).await)
+                    })
+                    .await
+                    .unwrap_or_else(|f| Err(f.into_error()));
+                match ensured {
                     Ok(()) => continue,
                     Err(e) => {
                         out.failed = pending;
