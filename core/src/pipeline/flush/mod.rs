@@ -90,8 +90,8 @@ const TRIM_EVERY: Duration = Duration::from_secs(1);
 /// It walks every arena (a millisecond or so on a large heap), so it runs only when the thread
 /// goes idle (nothing queued, no batch pending) after taking [`TRIM_BACKLOG`] events or more
 /// since it was last idle, at most once per [`TRIM_EVERY`]: a producer of a few events now and
-/// then never pays for it, a steady one at most once when its flow stops. A trim deferred by the rate limit runs at a later idle moment (the idle park
-/// is bounded, so within a few seconds).
+/// then never pays for it, a steady one at most once when its flow stops. A trim deferred by
+/// the rate limit runs at a later idle moment (the idle park is bounded, so within seconds).
 #[derive(Debug, Default)]
 pub(super) struct Trim {
     /// Events taken since the thread was last idle.
