@@ -68,8 +68,10 @@
  *   evlog.opensearch_dead_letter_index  sink.opensearch.dead_letter_index ({namespace}-_evlog_rejected)
  *   -- every mode
  *   evlog.schema_dir                    schemas.dir: <namespace>/<type>.json BigQuery schemas (schemas)
- *   evlog.spool_enabled                 spool.enabled: keep what the sink cannot take on disk (0)
- *   evlog.spool_dir                     spool.dir (evlog-spool)
+ *   evlog.spool_enabled                 spool.enabled: keep what the sink cannot take on disk (on for
+ *                                       forward, bigquery, opensearch; off for file, null)
+ *   evlog.spool_dir                     spool.dir (/var/tmp/evlog-<uid>/<sink>-<hash of its target>,
+ *                                       made 0700 when first needed)
  *   evlog.spool_max_bytes               spool.max_bytes (1GiB)
  *   evlog.spool_segment_bytes           spool.segment_bytes (64MiB)
  *   evlog.spool_fsync                   spool.fsync: fsync every append (1)

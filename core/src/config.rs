@@ -141,13 +141,30 @@ impl Default for QueueConfig {
 }
 
 /// `[spool]`.
+///
+/// By default a destination that delivers over the network (`forward`, `bigquery`,
+/// `opensearch`) has a spool, so a default install never loses what its sink cannot take now
+/// (nor what is left at the shutdown deadline); `file` and `null` have none (they write to the
+/// local disk or nowhere: a spool beside them buys nothing). The default directory is private
+/// to the user and to what the spool is for ([`Config::destination_spool`]), and is created
+/// only when something is first spooled.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SpoolConfig {
-    /// Keep undeliverable batches on disk and replay them later.
-    pub enabled: bool,
-    /// Directory of spool segment files.
-    pub dir: PathBuf,
+    /// Keep undeliverable batches on disk and replay them later. Absent (the default): on for
+    /// destinations whose sink delivers over the network (`forward`, `bigquery`, `opensearch`),
+    /// off for `file` and `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Directory of spool segment files; a relative path is taken from the working directory
+    /// (as `schemas.dir`). Absent (the default): `evlog-<uid>/<sink kind>-<key>` under
+    /// `/var/tmp` (else the system's temporary directory), created mode 0700 on first use, where
+    /// `<key>` is a hash of the destination's name, sink kind and target (forward URL, BigQuery
+    /// project and API URL, OpenSearch URLs and index, file directory): two applications with
+    /// different destinations on one host never replay each other's events, and the same
+    /// configuration finds what its previous process left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
     /// Most bytes on disk; beyond it events are dropped (reason `spool_full`).
     pub max_bytes: ByteSize,
     /// Size at which a new segment file is started.
@@ -159,13 +176,45 @@ pub struct SpoolConfig {
 impl Default for SpoolConfig {
     fn default() -> Self {
         Self {
-            enabled: false,
-            dir: PathBuf::from("evlog-spool"),
+            enabled: None,
+            dir: None,
             max_bytes: ByteSize(1024 * 1024 * 1024),
             segment_bytes: ByteSize(64 * 1024 * 1024),
             fsync: true,
         }
     }
+}
+
+/// The default spool directory of destination `name` with `sink` (see [`SpoolConfig::dir`]).
+pub fn default_spool_dir(name: &str, sink: &SinkConfig) -> PathBuf {
+    use sha2::Digest as _;
+    let target = match sink.kind {
+        SinkKind::Forward => sink.forward.url.clone(),
+        SinkKind::Bigquery => format!("{}\n{}", sink.bigquery.project, sink.bigquery.base_url),
+        SinkKind::Opensearch => format!(
+            "{}\n{}",
+            sink.opensearch.urls.join(","),
+            sink.opensearch.index
+        ),
+        SinkKind::File => sink.file.dir.display().to_string(),
+        SinkKind::Null => String::new(),
+    };
+    let kind = toml::Value::try_from(sink.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let digest = sha2::Sha256::digest(format!("{name}\n{kind}\n{target}"));
+    let key: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    // /var/tmp survives a reboot (what is spooled should too); /tmp is often a tmpfs.
+    let var_tmp = Path::new("/var/tmp");
+    let root = if var_tmp.is_dir() {
+        var_tmp.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let uid = rustix::process::geteuid().as_raw();
+    root.join(format!("evlog-{uid}"))
+        .join(format!("{kind}-{key}"))
 }
 
 /// What happens to events whose namespace/type has no schema file.
@@ -332,8 +381,17 @@ impl Config {
         if self.queue.max_event_bytes.0 == 0 || self.queue.max_event_bytes > self.queue.max_bytes {
             return ConfigError::invalid("queue.max_event_bytes", "must be 1..=queue.max_bytes");
         }
-        if self.queue.overflow == Overflow::Spool && !self.spool.enabled {
-            return ConfigError::invalid("queue.overflow", "\"spool\" needs spool.enabled = true");
+        if self.queue.overflow == Overflow::Spool
+            && self
+                .destination_sinks()
+                .iter()
+                .any(|(name, _)| self.destination_spool(name).is_none())
+        {
+            return ConfigError::invalid(
+                "queue.overflow",
+                "\"spool\" needs spool.enabled = true (by default only forward, bigquery and \
+                 opensearch destinations have a spool)",
+            );
         }
         if self.retry.max_attempts == 0 {
             return ConfigError::invalid("retry.max_attempts", "must be at least 1");
@@ -414,6 +472,8 @@ const OPTIONAL_LEAVES: &[OptionalLeaf] = &[
     (&["sink", "opensearch", "ca_file"], || {
         toml::Value::String(String::new())
     }),
+    (&["spool", "enabled"], || toml::Value::Boolean(false)),
+    (&["spool", "dir"], || toml::Value::String(String::new())),
 ];
 
 /// Every settable leaf key path with its default (its type guides how env strings are read).

@@ -2,7 +2,8 @@
 # PHP extension (bindings/php): .phpt tests via PHP's run-tests.php (017: two destinations, the
 # BigQuery test server and osmem-server, with routes, a sample and transforms), then nginx +
 # php-fpm end to end in each mode (file, forward into a collector process, bigquery into the
-# BigQuery test server).
+# BigQuery test server, forward_down: forward with the default spool while the collector is down,
+# then up, every event stored once).
 #   bash tests/suites/30-php.sh setup   installs php8.2-dev/cli/fpm, libclang-dev, nginx, ab, wrk,
 #                                       and 50-opensearch.sh's setup (osmem-server in .venv)
 #   bash tests/suites/30-php.sh         builds the extension (debug) and runs the tests
@@ -41,7 +42,7 @@ skipped=$(awk '/^Tests skipped/ {print $4}' "$out")
 [ "${skipped:-0}" = 0 ] || { echo "phpt: $skipped tests skipped" >&2; failed=$((failed + skipped)); }
 [ "$passed" -gt 0 ] && [ "$failed" = 0 ] || status=1
 
-for mode in file forward bigquery; do
+for mode in file forward bigquery forward_down; do
   log "php: nginx + php-fpm end to end, mode $mode"
   fpm_out="$CARGO_TARGET_DIR/php-fpm-test-$mode.log"
   bash bindings/php/tests/fpm/fpm_test.sh "$ext" 2000 8 "$mode" 2>&1 | tee "$fpm_out" || status=1

@@ -305,7 +305,15 @@ fn fake_collector(
     (url, seen)
 }
 
+/// The SDK's configuration: without a `[spool]` in `extra`, no spool (these tests count what
+/// the sink fails as dropped; the default spool is tested in core/tests/shutdown.rs).
 fn sdk_config(url: &str, extra: &str) -> Config {
+    let no_spool = "[spool]\nenabled = false\n";
+    let extra = if extra.contains("[spool]") {
+        extra
+    } else {
+        no_spool
+    };
     Config::from_toml_str(&format!(
         r#"
         [sink]

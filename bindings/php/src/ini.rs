@@ -373,13 +373,13 @@ pub const DIRECTIVES: &[Directive] = &[
         "evlog.spool_enabled",
         "spool.enabled",
         Kind::Bool,
-        "disk spool for what the sink cannot take (replayed by the next worker)",
+        "disk spool for what the sink cannot take (replayed by the next worker); default on for forward, bigquery, opensearch",
     ),
     d(
         "evlog.spool_dir",
         "spool.dir",
         Kind::Str,
-        "disk spool directory",
+        "disk spool directory; default /var/tmp/evlog-<uid>/<sink>-<hash of its target>, made 0700 on first use",
     ),
     d(
         "evlog.spool_max_bytes",
@@ -723,6 +723,13 @@ fn effective_values(
                         (Some(toml::Value::String(s)), _) if s.is_empty() => "(not set)".into(),
                         (Some(toml::Value::String(s)), _) => s.clone(),
                         (Some(v), _) => v.to_string(),
+                        // Core decides per destination (see its SpoolConfig).
+                        (None, _) if dir.key == "spool.enabled" => {
+                            "auto (on for forward, bigquery, opensearch)".into()
+                        }
+                        (None, _) if dir.key == "spool.dir" => {
+                            "auto (/var/tmp/evlog-<uid>/<sink>-<hash>)".into()
+                        }
                         (None, _) => "(not set)".into(),
                     };
                     (value, source)
@@ -868,8 +875,8 @@ mod tests {
         assert_eq!(c.queue.max_event_bytes.0, 1024);
         assert_eq!(c.batch.max_age, Duration::from_millis(250));
         assert_eq!(c.batch.shutdown_timeout, Duration::from_secs(3));
-        assert!(c.spool.enabled);
-        assert_eq!(c.spool.dir, Path::new("/tmp/spool"));
+        assert_eq!(c.spool.enabled, Some(true));
+        assert_eq!(c.spool.dir.as_deref(), Some(Path::new("/tmp/spool")));
         assert_eq!(c.spool.segment_bytes.0, 1024 * 1024);
         assert!(!c.spool.fsync, "an empty boolean (bare off) is off");
         assert_eq!(c.queue.overflow, evlog_core::config::Overflow::Spool);
@@ -1048,6 +1055,8 @@ mod tests {
                 "sink.opensearch.api_key",
                 "sink.opensearch.token",
                 "sink.opensearch.ca_file",
+                "spool.enabled",
+                "spool.dir",
             ]
             .map(String::from),
         );

@@ -19,8 +19,9 @@
 //!   process (core keys its state by pid, so a forked worker starts its own). RINIT/RSHUTDOWN do
 //!   nothing. MSHUTDOWN (worker recycled by `pm.max_requests`, graceful stop, end of a CLI
 //!   script) calls `shutdown(evlog.shutdown_timeout)`, which delivers what is queued; what is still
-//!   undelivered at the deadline goes to the disk spool with `evlog.spool_enabled = 1` (replayed
-//!   by the next worker that logs), or is counted as dropped (`shutdown_deadline`) without it.
+//!   undelivered at the deadline goes to the disk spool (on by default for the network sinks;
+//!   replayed by the next worker that logs), or is counted as dropped without it. Either way
+//!   before MSHUTDOWN returns: core's shutdown never waits out retries past its deadline.
 //! - Configuration ([`ini`]): `evlog.*` directives for every sink (`evlog.mode` = `file`, `null`,
 //!   `forward`, `bigquery`), the spool, batching, queue and retries, over the `evlog.config` TOML
 //!   file and under `EVLOG_*` variables. `php --ri evlog` shows each directive's effective value

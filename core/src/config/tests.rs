@@ -179,3 +179,39 @@ fn every_sink_rule_names_its_key() {
     // A sink that is not selected is checked too, but its required keys are not required.
     Config::from_toml_str("[sink.bigquery]\nauth = \"token\"").expect("bigquery not selected");
 }
+
+/// `spool.enabled` and `spool.dir` default to absent (decided per destination) and can be set
+/// from the environment like any key.
+#[test]
+fn the_spool_defaults_per_sink_kind_and_env_sets_it() {
+    let forward = "[sink]\nkind = \"forward\"\n[sink.forward]\nurl = \"http://c:8080\"\n";
+    let c = Config::from_toml_str(forward).unwrap();
+    let (dir, private) = c.destination_spool("default").unwrap();
+    assert!(private);
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("forward-") && name.len() == "forward-".len() + 16,
+        "{name}"
+    );
+    assert_eq!(
+        Config::default().destination_spool("default"),
+        None,
+        "file: none"
+    );
+    let c =
+        Config::from_toml_with_env(forward, "test", env(&[("EVLOG_SPOOL_ENABLED", "0")])).unwrap();
+    assert_eq!(c.destination_spool("default"), None);
+    let c = Config::from_toml_with_env(
+        "",
+        "test",
+        env(&[
+            ("EVLOG_SPOOL_ENABLED", "1"),
+            ("EVLOG_SPOOL_DIR", "/srv/spool"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        c.destination_spool("default"),
+        Some((std::path::PathBuf::from("/srv/spool"), false))
+    );
+}

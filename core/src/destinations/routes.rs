@@ -1,6 +1,6 @@
 //! Routes compiled from `[[routes]]`: which destinations an event goes to.
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, SinkKind};
 use crate::schema::jref::{self, JRef};
 
 use super::config::{RouteConfig, WhereConfig, DEFAULT_DESTINATION};
@@ -538,14 +538,25 @@ impl Config {
         }
     }
 
-    /// The spool directory of the destination `name`: `spool.dir` for `[sink]`'s `default`
-    /// (as before destinations existed), `spool.dir/<name>` for a named destination.
-    pub fn destination_spool_dir(&self, name: &str) -> std::path::PathBuf {
-        if self.destinations.is_empty() {
-            self.spool.dir.clone()
-        } else {
-            self.spool.dir.join(name)
+    /// The spool of the destination `name`, if it has one (see [`crate::config::SpoolConfig`]):
+    /// its directory, and whether that is the default one (private to the user, checked as
+    /// such when created). With `spool.dir`: `spool.dir` for `[sink]`'s `default` (as before
+    /// destinations existed), `spool.dir/<name>` for a named destination.
+    pub fn destination_spool(&self, name: &str) -> Option<(std::path::PathBuf, bool)> {
+        let sinks = self.destination_sinks();
+        let sink = &sinks.iter().find(|(n, _)| n == name)?.1;
+        let networked = matches!(
+            sink.kind,
+            SinkKind::Forward | SinkKind::Bigquery | SinkKind::Opensearch
+        );
+        if !self.spool.enabled.unwrap_or(networked) {
+            return None;
         }
+        Some(match &self.spool.dir {
+            Some(dir) if self.destinations.is_empty() => (dir.clone(), false),
+            Some(dir) => (dir.join(name), false),
+            None => (crate::config::default_spool_dir(name, sink), true),
+        })
     }
 
     /// The destinations' sinks in index order (see [`Config::destination_names`]).

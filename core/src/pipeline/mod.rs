@@ -24,6 +24,12 @@
 //!   dead letter could not be stored, the spool was full), whenever that happened since the
 //!   previous flush() answer. A drop is reported by one flush() answer; the next is true again
 //!   if nothing else went wrong.
+//! - [`Pipeline::shutdown`] never waits out retries: it raises the sinks' [`sink::StopSignal`]
+//!   first, so from then on a request gets one attempt, bounded by the deadline; when it
+//!   returns, every event is delivered, spooled or counted dropped.
+//! - Memory: after a burst the flush thread gives back what it can (a bounded body pool and few
+//!   kept rings, and glibc's free pages through `malloc_trim` once it goes idle; see
+//!   `flush::Trim`), so a php-fpm worker returns to its steady size.
 //! - Fork: the queue, counters and thread belong to one process. A forked child's first `log()`
 //!   builds a fresh state and thread; the parent's (copied, stale) state is never touched.
 
@@ -122,13 +128,20 @@ const EVENT_SHIFT: u32 = 40;
 const BYTES_MASK: u64 = (1 << EVENT_SHIFT) - 1;
 /// Body buffers kept for reuse. Reuse matters: a buffer allocated by a logging thread and freed
 /// by the flush thread costs a contended allocator lock on both sides (measured: ~300 ns per event
-/// with glibc malloc, ~60 ns with the pool).
-const POOL_BUFFERS: usize = 16384;
+/// with glibc malloc, ~60 ns with the pool). A steady producer needs about what the flush thread
+/// takes per wake-up (a few dozen, `WAKE_BATCH`) in circulation; more only pins memory after a
+/// burst (16384 buffers held ~3.5 MiB per php-fpm worker for its life, docs/php-cost.md).
+const POOL_BUFFERS: usize = 512;
 /// Larger buffers are freed rather than pooled, so one huge event does not pin memory.
 const POOL_MAX_CAPACITY: usize = 16 * 1024;
 /// Park indefinitely-ish when idle; producers wake the thread. Bounded so a lost wake-up costs at
 /// most this long.
 const IDLE_PARK: Duration = Duration::from_secs(1);
+/// How long `shutdown()` waits for the flush thread's answer beyond the deadline. The built-in
+/// sinks watch the deadline ([`sink::StopSignal`]), so the thread answers within milliseconds of
+/// it; the margin is for the thread's own last steps (counting, closing the sink) and a custom
+/// sink that does not watch the deadline.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 enum Request {
     Flush(Sender<bool>),
@@ -167,6 +180,9 @@ struct ProcState {
     /// Joined by `shutdown()` once the thread has reported, so nothing outlives a clean close.
     handle: Mutex<Option<std::thread::JoinHandle<()>>>,
     requests: (Sender<Request>, Receiver<Request>),
+    /// Raised by `shutdown()` before it asks the thread to stop, so a delivery in progress stops
+    /// retrying at once and no attempt outlives the deadline (see [`sink::StopSignal`]).
+    stop: Arc<sink::StopSignal>,
 }
 
 impl std::fmt::Debug for ProcState {
@@ -207,6 +223,7 @@ impl ProcState {
             thread: Mutex::new(None),
             handle: Mutex::new(None),
             requests: crossbeam_channel::unbounded(),
+            stop: Arc::new(sink::StopSignal::new()),
         }
     }
 
@@ -235,14 +252,18 @@ impl ProcState {
         if !self.started.load(Ordering::Acquire) {
             return true;
         }
+        // First, so a delivery already in progress (perhaps in a backoff of a full retry budget)
+        // gives up its retries now and the thread gets to the request in time.
+        self.stop.stop_at(deadline);
         let (tx, rx) = crossbeam_channel::bounded(1);
         let request = Request::Shutdown { deadline, done: tx };
         if self.requests.0.send(request).is_err() {
             return false;
         }
         self.unpark();
-        // The thread watches the deadline itself; allow it a moment to report.
-        let wait = deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(100);
+        // The thread watches the deadline itself and answers once every event it took is
+        // delivered, spooled or counted dropped.
+        let wait = deadline.saturating_duration_since(Instant::now()) + SHUTDOWN_GRACE;
         let ok = rx.recv_timeout(wait);
         if ok.is_ok() {
             // The thread has answered and is returning; joining takes a moment at most.
@@ -595,7 +616,12 @@ impl Pipeline {
     }
 
     /// Stops taking events, delivers what is queued until `timeout` passes, and stops the flush
-    /// thread. What is left at the deadline is dropped and counted (`shutdown_deadline`). True when
+    /// thread. From the call on, every request gets one attempt (a delivery in a backoff stops
+    /// retrying at once) and none outlives the deadline ([`sink::StopSignal`]); what the sink
+    /// fails goes to the spool if there is one, else it is dropped and counted (`sink_error`, or
+    /// `shutdown_deadline` for what the deadline cut off or never reached the sink), before this
+    /// returns (with the built-in sinks; a custom sink that ignores the signal gets
+    /// `SHUTDOWN_GRACE` more, then its rows stay in flight). True when
     /// everything was delivered in time (false, as for [`Pipeline::flush`], when events were
     /// spooled or dropped since the previous flush() answer). Later `log()` calls fail with [`LogError::ShutDown`].
     pub fn shutdown(&self, timeout: Duration) -> bool {
@@ -641,13 +667,22 @@ fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
 pub(crate) struct FlushParts {
     batch: crate::config::BatchConfig,
     queue: crate::config::QueueConfig,
-    spool: crate::config::SpoolConfig,
+    spool: Option<SpoolPlace>,
     retry: crate::config::RetryConfig,
     hook: Arc<arc_swap::ArcSwapOption<ErrorHook>>,
     processor: Arc<Processor>,
     sink_factory: SinkFactory,
-    /// Every destination: name, sink, spool settings (directory of its own).
-    destinations: Vec<(String, SinkFactory, crate::config::SpoolConfig)>,
+    /// Every destination: name, sink, spool (directory of its own), if it has one.
+    destinations: Vec<(String, SinkFactory, Option<SpoolPlace>)>,
+}
+
+/// A destination's spool: where, and how big (see [`Config::destination_spool`]).
+#[derive(Debug, Clone)]
+pub(crate) struct SpoolPlace {
+    options: crate::config::SpoolConfig,
+    dir: std::path::PathBuf,
+    /// The default directory: created private to the user (mode 0700, checked).
+    private: bool,
 }
 
 impl Shared {
@@ -656,11 +691,15 @@ impl Shared {
             .destinations
             .iter()
             .map(|(name, factory)| {
-                let spool = crate::config::SpoolConfig {
-                    // A named destination spools in a directory of its own.
-                    dir: self.config.destination_spool_dir(name),
-                    ..self.config.spool.clone()
-                };
+                // A named destination spools in a directory of its own.
+                let spool = self
+                    .config
+                    .destination_spool(name)
+                    .map(|(dir, private)| SpoolPlace {
+                        options: self.config.spool.clone(),
+                        dir,
+                        private,
+                    });
                 (name.clone(), Arc::clone(factory), spool)
             })
             .collect();

@@ -8,7 +8,10 @@
 //! (connect errors, timeouts, dropped connections, 408, 429, 5xx, and whatever the sink adds) is
 //! tried again after a full-jitter backoff ([`RetryConfig::backoff`]), at least as long as the
 //! server's `Retry-After` (capped at `retry.cap`); after `retry.max_attempts` attempts, or one
-//! attempt while the pipeline probes, the request fails and its rows are reported failed.
+//! attempt while the pipeline probes, the request fails and its rows are reported failed. Once
+//! the pipeline's [`StopSignal`] is raised (shutdown), a request makes no further attempt, a
+//! backoff in progress ends at once, and an attempt still running at the deadline is abandoned
+//! (a failure of kind `timeout`): a shutdown never waits out retries or `connect_timeout`.
 
 use std::future::Future;
 use std::io::Write as _;
@@ -16,7 +19,7 @@ use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
 
-use super::{EncodedRow, SinkError};
+use super::{EncodedRow, SinkError, StopSignal};
 use crate::config::retry::RetryConfig;
 
 /// The `kind` label of a transport error (no HTTP answer).
@@ -99,6 +102,7 @@ pub struct Attempts<'a> {
     retry: &'a RetryConfig,
     max: u32,
     made: u32,
+    stop: Option<&'a StopSignal>,
 }
 
 impl<'a> Attempts<'a> {
@@ -109,7 +113,30 @@ impl<'a> Attempts<'a> {
             retry,
             max: if probe { 1 } else { retry.max_attempts.max(1) },
             made: 0,
+            stop: None,
         }
+    }
+
+    /// The same, watching the pipeline's shutdown signal (see the module docs).
+    pub fn watching(mut self, stop: &'a StopSignal) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
+    /// Runs one attempt; once the shutdown signal is raised, bounded by its deadline.
+    pub async fn attempt<T>(
+        &self,
+        attempt: impl Future<Output = Result<T, Failure>>,
+    ) -> Result<T, Failure> {
+        let Some(stop) = self.stop else {
+            return attempt.await;
+        };
+        stop.bound(attempt).await.unwrap_or_else(|| {
+            Err(Failure::fatal(
+                "timeout",
+                "abandoned at the shutdown deadline (batch.shutdown_timeout)".into(),
+            ))
+        })
     }
 
     /// After a failed attempt: sleeps the backoff and returns true (try again), or returns false
@@ -120,8 +147,15 @@ impl<'a> Attempts<'a> {
             return false;
         }
         let asked = failure.retry_after.unwrap_or_default().min(self.retry.cap);
-        tokio::time::sleep(self.retry.backoff(self.made - 1).max(asked)).await;
-        true
+        let pause = self.retry.backoff(self.made - 1).max(asked);
+        match self.stop {
+            // Shutting down (now or during the pause): no more attempts.
+            Some(stop) => stop.sleep(pause).await,
+            None => {
+                tokio::time::sleep(pause).await;
+                true
+            }
+        }
     }
 }
 

@@ -65,11 +65,13 @@ pub(crate) mod http;
 pub mod memory;
 pub mod null;
 pub mod opensearch;
+mod stop;
 
 use serde_json::json;
 use thiserror::Error;
 
 pub use self::factory::{factory, SinkConfig, SinkFactory, SinkKind};
+pub use self::stop::StopSignal;
 use crate::ingest::RawEvent;
 use crate::routing::Destination;
 use crate::time;
@@ -417,6 +419,13 @@ pub trait Sink: Send {
     /// and the pipeline only wants to know whether it is back (what fails goes to the spool).
     fn set_probe(&mut self, probe: bool) {
         let _ = probe;
+    }
+
+    /// Gives the sink the pipeline's shutdown signal: once it is raised, make no more retries
+    /// and let no attempt run past its deadline (see [`StopSignal`]). A sink whose calls are
+    /// quick (file, memory) may ignore it.
+    fn watch_stop(&mut self, stop: std::sync::Arc<StopSignal>) {
+        let _ = stop;
     }
 
     /// Makes everything written so far durable and releases resources.

@@ -42,6 +42,15 @@
 //! - A segment is deleted once its committed offset reaches its end; its offset file with it.
 //! - The total size of segments is bounded by `max_bytes`; an append that would exceed it fails
 //!   with [`SpoolError::Full`] and the caller counts the events as dropped (`spool_full`).
+//!
+//! ## Creating the directory
+//! [`Spool::open`] creates the directory at once (the collector's write-ahead log, a configured
+//! `spool.dir`). [`Spool::open_lazily`] (the SDK's spool) leaves it to the first append, so a
+//! process whose sink never fails creates nothing; until then the spool reads as empty (a
+//! missing directory has nothing to replay). With `private`, the directory and its parent are
+//! created mode 0700 and must be directories owned by this user that no one else can read or
+//! write (the SDK's default, under a shared temporary directory where another user could have
+//! made the path first): anything else is [`SpoolError::NotPrivate`], never written to.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -90,6 +99,60 @@ pub enum SpoolError {
     /// A record larger than [`MAX_RECORD`].
     #[error("spool record of {0} bytes is larger than the {MAX_RECORD} byte limit")]
     TooLarge(usize),
+    /// The directory could not be created.
+    #[error(
+        "spool.dir: cannot create the spool directory {path}: {source}; set spool.dir \
+         (EVLOG_SPOOL_DIR, PHP: evlog.spool_dir) to a directory this user can write, or \
+         spool.enabled = false to go without a spool (undeliverable events are then dropped, \
+         counted)"
+    )]
+    Create {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A private spool directory (or its parent) exists but is not this user's alone.
+    #[error(
+        "spool.dir: {path} {why}; not used, so no one else can read or plant events: remove it, \
+         or set spool.dir (EVLOG_SPOOL_DIR, PHP: evlog.spool_dir) to a directory of this user's"
+    )]
+    NotPrivate {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
+/// A private spool directory must be a real directory (not a symlink), owned by this user, with
+/// no permission for group or others.
+fn check_private(dir: &Path) -> Result<(), SpoolError> {
+    let not_private = |why: String| SpoolError::NotPrivate {
+        path: dir.to_path_buf(),
+        why,
+    };
+    let meta = fs::symlink_metadata(dir).map_err(|source| SpoolError::Create {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if !meta.file_type().is_dir() {
+        return Err(not_private("is not a directory (a symlink?)".into()));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(not_private(format!(
+            "belongs to user {}, not to this process's user {me}",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(not_private(format!(
+            "has mode {:o}: others may read or write it (0700 expected)",
+            meta.mode() & 0o7777
+        )));
+    }
+    Ok(())
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> SpoolError + 'a {
@@ -137,6 +200,9 @@ pub struct Spool {
     used_at: Option<std::time::Instant>,
     /// Counters (shared by reads and writes through this handle).
     pub counters: SpoolCounters,
+    /// Set by [`Spool::open_lazily`] until the first append creates the directory: whether it
+    /// must be private (see the module docs).
+    create_private: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -196,14 +262,52 @@ impl Spool {
     /// Opens (creating) the directory.
     pub fn open(opts: SpoolOptions) -> Result<Self, SpoolError> {
         fs::create_dir_all(&opts.dir).map_err(io_err("create directory", &opts.dir))?;
-        Ok(Self {
+        Ok(Self::lazy(opts, None))
+    }
+
+    /// Opens without touching the disk: the first append creates the directory (see the
+    /// module docs); until then a missing directory reads as an empty spool.
+    pub fn open_lazily(opts: SpoolOptions, private: bool) -> Self {
+        Self::lazy(opts, Some(private))
+    }
+
+    fn lazy(opts: SpoolOptions, create_private: Option<bool>) -> Self {
+        Self {
             opts,
             writer: None,
             seq: 0,
             used: 0,
             used_at: None,
             counters: SpoolCounters::default(),
-        })
+            create_private,
+        }
+    }
+
+    /// Creates the directory of a lazily opened spool, once.
+    fn create_dir(&mut self) -> Result<(), SpoolError> {
+        let Some(private) = self.create_private else {
+            return Ok(());
+        };
+        let dir = &self.opts.dir;
+        let create = |source| SpoolError::Create {
+            path: dir.clone(),
+            source,
+        };
+        if private {
+            use std::os::unix::fs::DirBuilderExt as _;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(create)?;
+            for d in [dir.parent(), Some(dir.as_path())].into_iter().flatten() {
+                check_private(d)?;
+            }
+        } else {
+            fs::create_dir_all(dir).map_err(create)?;
+        }
+        self.create_private = None;
+        Ok(())
     }
 
     /// The directory.
@@ -213,8 +317,14 @@ impl Spool {
 
     /// Segment files in replay order.
     pub fn segments(&self) -> Result<Vec<PathBuf>, SpoolError> {
-        let mut out: Vec<PathBuf> = fs::read_dir(&self.opts.dir)
-            .map_err(io_err("list", &self.opts.dir))?
+        let entries = match fs::read_dir(&self.opts.dir) {
+            // Not created yet (opened lazily, nothing appended): nothing to replay.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.create_private.is_some() => {
+                return Ok(Vec::new())
+            }
+            r => r.map_err(io_err("list", &self.opts.dir))?,
+        };
+        let mut out: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 p.extension().is_some_and(|e| e == "evs")
@@ -324,6 +434,7 @@ impl Spool {
 
     fn writer(&mut self) -> Result<&mut Writer, SpoolError> {
         if self.writer.is_none() {
+            self.create_dir()?;
             self.seq += 1;
             let name = format!(
                 "seg-{:020}-{}-{:06}.evs",

@@ -363,3 +363,30 @@ fn readers_racing_new_segments_lose_no_record() {
     assert!(missing.is_empty(), "records lost: {missing:?}");
     assert_eq!(got.len(), n as usize, "records read twice");
 }
+
+/// A lazily opened spool touches nothing until its first append, reads as empty meanwhile, and
+/// a private one refuses a directory others can enter (made by someone else before us).
+#[test]
+fn a_lazy_private_spool_is_created_on_first_append_and_refuses_a_shared_directory() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let dir = root.path().join("evlog-test").join("forward-0123");
+    let mut spool = Spool::open_lazily(opts(&dir), true);
+    assert!(!dir.exists());
+    assert!(spool.segments().unwrap().is_empty());
+    spool.append(&[b"one"]).unwrap();
+    for d in [dir.parent().unwrap(), dir.as_path()] {
+        let mode = std::fs::metadata(d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", d.display());
+    }
+    assert_eq!(spool.segments().unwrap().len(), 1);
+
+    let shared = root.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut spool = Spool::open_lazily(opts(&shared.join("forward-0123")), true);
+    let e = spool.append(&[b"one"]).unwrap_err();
+    assert!(matches!(e, SpoolError::NotPrivate { .. }), "{e}");
+    assert!(e.to_string().contains("spool.dir"), "{e}");
+}

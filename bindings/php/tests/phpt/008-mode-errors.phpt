@@ -38,7 +38,7 @@ evlog.collector_url=http://127.0.0.1:9/: evlog.collector_url was renamed evlog.f
 evlog.api_key=k: evlog.api_key was renamed evlog.forward_api_key (it is used with evlog.mode=forward); set evlog.forward_api_key instead
 evlog.spool_enable=1: unknown php.ini directive evlog.spool_enable: no such evlog setting (`php --ri evlog` lists them)
 evlog.bigquery_auth=oauth: evlog.bigquery_auth = oauth: must be one of application_default, service_account, token, none
-evlog.queue_overflow=spool: invalid setting queue.overflow: "spool" needs spool.enabled = true (php.ini: evlog.queue_overflow)
+evlog.queue_overflow=spool: invalid setting queue.overflow: "spool" needs spool.enabled = true (by default only forward, bigquery and opensearch destinations have a spool) (php.ini: evlog.queue_overflow)
 evlog.mode=forward evlog.forward_url=http://127.0.0.1:9/ evlog.forward_workers=0: invalid setting sink.forward.workers: must be 1..=256 (php.ini: evlog.forward_workers)
 evlog.mode=forward evlog.forward_url=http://127.0.0.1:9/: accepted
 evlog.mode=bigquery evlog.bigquery_project=p evlog.bigquery_auth=token: invalid setting sink.bigquery.token: is required with auth = "token" (php.ini: evlog.bigquery_token)

@@ -11,6 +11,8 @@ $url = 'http://' . stream_socket_get_name($srv, false) . '/base/';
 $argv = [PHP_BINARY, '-n', '-d', 'extension=' . getenv('PHPT_EVLOG_EXT'),
     '-d', 'evlog.mode=forward', '-d', "evlog.forward_url=$url", '-d', 'evlog.forward_api_key=s3cret-key',
     '-d', 'evlog.forward_gzip=0', '-d', 'evlog.forward_format=rows', '-d', 'evlog.retry_max_attempts=1', '-d', 'evlog.batch_max_age=20ms',
+    // No spool: this server's answer is not a collector's, and the rows would be kept on disk.
+    '-d', 'evlog.spool_enabled=0',
     '-d', 'evlog.schema_dir=' . __DIR__ . '/schemas',
     '-r', 'var_dump(evlog_log("t", "any", ["k" => 1], ["id" => "ak-1"])); evlog_flush(10000);'];
 $sdk = proc_open($argv, [1 => ['pipe', 'w'], 2 => ['redirect', 1]], $pipes);

@@ -44,7 +44,7 @@ evlog.forward_gzip => false => php.ini
 evlog.forward_timeout => 10s => default
 evlog.bigquery_auth => application_default => default
 evlog.bigquery_token => (set, redacted) => evlog.config file
-evlog.spool_enabled => false => default
+evlog.spool_enabled => auto (on for forward, bigquery, opensearch) => default
 evlog.batch_max_age => 3s => evlog.config file
 evlog.retry_cap => 7s => env EVLOG_RETRY_CAP
 evlog.collector_url => (renamed evlog.forward_url) => -

@@ -58,12 +58,19 @@ impl Worker {
         self.sink.set_probe(false);
         self.rejects.extend(delivery.rejected);
         let all_ok = delivery.failed.is_empty();
+        // Without a spool, rows a shutdown cut off (the sink gave up at the deadline) are
+        // counted as such, not as the sink's failure.
+        let reason = if self.st.stop.past_deadline() {
+            DropReason::ShutdownDeadline
+        } else {
+            DropReason::SinkError
+        };
         for failed in delivery.failed {
             if self.spool.is_some() {
                 self.spool_batch(&failed.batch, DropReason::SinkError);
             } else {
                 let n = failed.batch.rows.len() as u64;
-                self.dropped(DropReason::SinkError, n, failed.message());
+                self.dropped(reason, n, failed.message());
             }
         }
         // Already stored by the destination (a collector): counted, not sent again.

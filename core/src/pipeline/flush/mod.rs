@@ -18,7 +18,8 @@
 //! [`crate::ingest`], as in the collector; this module decides what happens around them: when to
 //! deliver, what to spool, when to replay, what to tell the error hook.
 //!
-//! With `[spool] enabled`, what the sink fails to take goes to the disk spool, and a circuit
+//! With a spool (`[spool]`: by default for network sinks, opened lazily so its directory is made
+//! only when first needed), what the sink fails to take goes to the disk spool, and a circuit
 //! breaker (`breaker`) keeps an outage from stalling the thread: after a failed delivery, batches
 //! go straight to the spool for a while (1 s, doubling up to `retry.cap`), then one probe with a
 //! single attempt per request decides whether the sink is back. While it is healthy, spooled
@@ -34,6 +35,11 @@
 //! counted as `dead_letter_failed`, as failed rows are.
 //!
 //! After each delivery round the error hook hears what was rejected or dropped (`report`).
+//!
+//! Shutdown (`stop`): the pipeline has raised the sink's `StopSignal`, so each request gets one
+//! attempt bounded by the deadline; what fails is spooled (or, without a spool, counted
+//! dropped: `sink_error`, `shutdown_deadline` once the deadline has passed) before the thread
+//! answers.
 //!
 //! It parks when there is nothing to do. While no rows are pending it asks producers to wake it
 //! on the first event; while rows are pending it sleeps until the oldest batch's age deadline and
@@ -74,6 +80,62 @@ const LEFTOVER_WAIT: Duration = Duration::from_millis(200);
 const WAKE_BATCH: u64 = 64;
 /// Raw events per spool record (queue overflow, leftovers at shutdown).
 const RAW_PER_RECORD: usize = 1000;
+/// Taking this many events between two idle moments means a burst or a backlog: when the thread
+/// next goes idle it hands the allocator's free memory back to the system (see [`Trim`]).
+const TRIM_BACKLOG: usize = DRAIN_CHUNK;
+/// At most one trim per this interval, process-wide.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+
+/// Gives memory back after a burst. The bodies of a burst are allocated by the logging threads
+/// and freed here; glibc keeps freed memory in its arenas and returns a heap's pages only from
+/// its top, which live allocations made late in the burst pin, so without a trim a php-fpm
+/// worker kept +16 to +30 MiB of free-but-resident heap for its whole life after one burst of
+/// 100k events (docs/php-cost.md, section 2). `malloc_trim(0)` returns those pages at once.
+/// It walks every arena (a millisecond or so on a large heap), so it runs only when the thread
+/// goes idle (nothing queued, no batch pending) after taking [`TRIM_BACKLOG`] events or more
+/// since it was last idle, at most once per [`TRIM_EVERY`]: a producer of a few events now and
+/// then never pays for it, a steady one at most once when its flow stops. A trim deferred by
+/// the rate limit runs at a later idle moment (the idle park is bounded, so within seconds).
+#[derive(Debug, Default)]
+pub(super) struct Trim {
+    /// Events taken since the thread was last idle.
+    run: usize,
+    pending: bool,
+}
+
+impl Trim {
+    /// A round took `n` events.
+    pub(super) fn took(&mut self, n: usize) {
+        self.run = self.run.saturating_add(n);
+        self.pending |= self.run >= TRIM_BACKLOG;
+    }
+
+    /// The thread is about to park with nothing queued.
+    pub(super) fn idle(&mut self) {
+        self.run = 0;
+        if !self.pending {
+            return;
+        }
+        static LAST: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < TRIM_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        self.pending = false;
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        {
+            // SAFETY: malloc_trim has no preconditions; it only takes glibc's arena locks.
+            #[allow(unsafe_code)]
+            let _ = unsafe { libc::malloc_trim(0) };
+        }
+    }
+
+    /// Whether a trim is waiting for an idle moment (the idle park then comes back sooner).
+    pub(super) fn is_pending(&self) -> bool {
+        self.pending
+    }
+}
 
 /// Asks Linux to treat this thread as batch work (`SCHED_BATCH`): it keeps its fair share of
 /// the CPU but does not preempt the thread that woke it, so a request thread whose `log()` woke
@@ -223,6 +285,8 @@ struct Worker {
     /// waiting out the retry budget, which can outlast the shutdown deadline (the process would
     /// exit mid-backoff with the rows neither delivered, spooled nor counted).
     stopping: bool,
+    /// Gives memory back when the thread goes idle after a backlog.
+    trim: Trim,
 }
 
 impl Worker {
@@ -232,7 +296,7 @@ impl Worker {
         counters: Arc<Counters>,
         inbox: Option<Inbox>,
     ) -> Self {
-        let (sink, sink_broken) = match (parts.sink_factory)() {
+        let (mut sink, sink_broken) = match (parts.sink_factory)() {
             Ok(sink) => (sink, None),
             Err(e) => {
                 let sink = Unavailable {
@@ -241,23 +305,22 @@ impl Worker {
                 (Box::new(sink) as Box<dyn Sink>, Some(e.kind()))
             }
         };
-        let spool = parts.spool.enabled.then(|| {
-            Spool::open(SpoolOptions {
-                dir: parts.spool.dir.clone(),
-                max_bytes: parts.spool.max_bytes.0,
-                segment_bytes: parts.spool.segment_bytes.0,
-                fsync: parts.spool.fsync,
-            })
+        sink.watch_stop(Arc::clone(&st.stop));
+        // Opened without touching the disk: the directory is made by the first append, so a
+        // process whose sink never fails creates nothing. A directory that cannot be made then
+        // is an error on that append: the events are dropped, counted (`sink_error`, and
+        // `evlog_sink_errors_total{sink="spool"}`), and the hook told why (naming spool.dir).
+        let spool = parts.spool.as_ref().map(|place| {
+            Spool::open_lazily(
+                SpoolOptions {
+                    dir: place.dir.clone(),
+                    max_bytes: place.options.max_bytes.0,
+                    segment_bytes: place.options.segment_bytes.0,
+                    fsync: place.options.fsync,
+                },
+                place.private,
+            )
         });
-        let spool = match spool {
-            Some(Ok(s)) => Some(s),
-            Some(Err(_)) => {
-                // Without its spool the pipeline still delivers; failures are then dropped.
-                counters.sink_error("spool", "io");
-                None
-            }
-            None => None,
-        };
         let destination = match &inbox {
             Some(inbox) => inbox.name(),
             None => parts.destinations[0].0.as_str(),
@@ -294,6 +357,7 @@ impl Worker {
             dl_retrying: 0,
             unrouted: 0,
             stopping: false,
+            trim: Trim::default(),
         }
     }
 
@@ -325,8 +389,12 @@ impl Worker {
             let now = Instant::now();
             self.deliver_due(now);
             let replayed = self.replay(now);
+            self.trim.took(drained);
             if drained == DRAIN_CHUNK || replayed {
                 continue;
+            }
+            if self.st.queued_events() == 0 && self.batcher.oldest().is_none() {
+                self.trim.idle();
             }
             self.park(now);
         }
@@ -354,6 +422,7 @@ impl Worker {
     /// oldest batch's age deadline, the breaker's reopening, the next spool scan.
     fn wait_time(&self, now: Instant) -> Duration {
         let mut timeout = match self.oldest() {
+            None if self.trim.is_pending() => TRIM_EVERY,
             None => IDLE_PARK,
             Some(oldest) => (oldest + self.parts.batch.max_age).saturating_duration_since(now),
         };

@@ -43,6 +43,9 @@ pub(super) struct Router {
     unrouted: u64,
     /// When events were last sent on (how soon to come back when parking).
     last_sent: Option<Instant>,
+    /// Gives memory back when the router goes idle after a backlog (as the single flush
+    /// thread does).
+    trim: super::Trim,
 }
 
 /// One destination, as the router sees it.
@@ -104,6 +107,7 @@ impl Router {
             report: Report::new(),
             unrouted: 0,
             last_sent: None,
+            trim: super::Trim::default(),
         };
         (router, starts)
     }
@@ -135,8 +139,12 @@ impl Router {
             let taken = self.take(DRAIN_CHUNK);
             self.send();
             self.report_round();
+            self.trim.took(taken);
             if taken == DRAIN_CHUNK {
                 continue;
+            }
+            if self.st.queued_events() == 0 {
+                self.trim.idle();
             }
             self.park(Instant::now());
         }
@@ -338,8 +346,8 @@ impl Router {
         }
         let mut ok = before == 0;
         for (rx, thread) in answers.into_iter().zip(threads) {
-            let wait =
-                deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(100);
+            let wait = deadline.saturating_duration_since(Instant::now())
+                + crate::pipeline::SHUTDOWN_GRACE / 2;
             match rx.map(|rx| rx.recv_timeout(wait)) {
                 Some(Ok(answer)) => {
                     ok &= answer;

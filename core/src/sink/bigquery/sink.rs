@@ -35,6 +35,8 @@ pub struct BigQuerySink {
     ensured: Mutex<HashSet<(String, String)>>,
     /// One attempt per request (the pipeline is probing a failing destination).
     probe: bool,
+    /// The pipeline's shutdown signal (see [`crate::sink::StopSignal`]).
+    stop: std::sync::Arc<crate::sink::StopSignal>,
 }
 
 impl std::fmt::Debug for BigQuerySink {
@@ -90,6 +92,7 @@ impl BigQuerySink {
             catalog,
             ensured: Mutex::new(HashSet::new()),
             probe: false,
+            stop: Default::default(),
         })
     }
 
@@ -107,20 +110,21 @@ impl BigQuerySink {
     async fn run_job(&self, job: Job) -> JobResult {
         let mut out = JobResult::default();
         let mut pending = job.rows;
-        let mut attempts = Attempts::new(&self.retry, self.probe);
+        let mut attempts = Attempts::new(&self.retry, self.probe).watching(&self.stop);
         let mut bootstrapped = false;
         let url = self.url(&job.dataset, &job.base_table);
         loop {
             let body = request::body(&pending, job.suffix.as_deref(), self.cfg.skip_invalid_rows);
-            let result = service::insert_all(
-                &self.http,
-                &self.tokens,
-                &url,
-                body,
-                self.cfg.gzip,
-                self.cfg.request_timeout,
-            )
-            .await;
+            let result = attempts
+                .attempt(service::insert_all(
+                    &self.http,
+                    &self.tokens,
+                    &url,
+                    body,
+                    self.cfg.gzip,
+                    self.cfg.request_timeout,
+                ))
+                .await;
             let (retry_rows, failure) = match result {
                 Ok(resp) => {
                     let errors = resp.insert_errors.unwrap_or_default();
@@ -185,7 +189,14 @@ impl BigQuerySink {
             out.attempt_errors.push(failure.kind);
             if failure.not_found && (self.cfg.create_tables || job.dead_letter) && !bootstrapped {
                 bootstrapped = true;
-                match self.ensure_table(&job.dataset, &job.base_table).await {
+                let ensured = attempts
+                    .attempt(async {
+                        // As a Failure only so the shutdown deadline bounds it too.
+                        Ok::<_, Failure>(self.ensure_table(&job.dataset, &job.base_table).await)
+                    })
+                    .await
+                    .unwrap_or_else(|f| Err(f.into_error()));
+                match ensured {
                     Ok(()) => continue,
                     Err(e) => {
                         out.failed = pending;
@@ -337,6 +348,10 @@ impl Sink for BigQuerySink {
 
     fn set_probe(&mut self, probe: bool) {
         self.probe = probe;
+    }
+
+    fn watch_stop(&mut self, stop: std::sync::Arc<crate::sink::StopSignal>) {
+        self.stop = stop;
     }
 
     fn deliver(&mut self, batches: Vec<Batch>) -> Vec<BatchOutcome> {

@@ -68,7 +68,7 @@ impl ForwardSink {
         } else {
             text.into_bytes()
         };
-        let mut attempts = Attempts::new(&self.retry, self.probe);
+        let mut attempts = Attempts::new(&self.retry, self.probe).watching(&self.stop);
         let mut out = Sent {
             answer: None,
             error: None,
@@ -76,15 +76,14 @@ impl ForwardSink {
             attempt_errors: Vec::new(),
         };
         loop {
-            let attempt = match self
-                .post(&self.batch_url, "application/x-ndjson", bytes.clone())
-                .await
-            {
-                Ok((status, body)) => check_batch_answer(&body, n)
-                    .map_err(|what| not_the_collector(&self.batch_url, status, &what, n, &body)),
-                Err(f) => Err(f),
+            let one = async {
+                let (status, body) = self
+                    .post(&self.batch_url, "application/x-ndjson", bytes.clone())
+                    .await?;
+                check_batch_answer(&body, n)
+                    .map_err(|what| not_the_collector(&self.batch_url, status, &what, n, &body))
             };
-            match attempt {
+            match attempts.attempt(one).await {
                 Ok(answer) => {
                     out.answer = Some(answer);
                     return out;

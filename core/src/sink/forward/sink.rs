@@ -22,6 +22,8 @@ pub struct ForwardSink {
     pub(super) cfg: ForwardConfig,
     pub(super) retry: RetryConfig,
     pub(super) probe: bool,
+    /// The pipeline's shutdown signal (see [`crate::sink::StopSignal`]).
+    pub(super) stop: std::sync::Arc<crate::sink::StopSignal>,
 }
 
 impl std::fmt::Debug for ForwardSink {
@@ -90,6 +92,7 @@ impl ForwardSink {
             cfg: cfg.clone(),
             retry: retry.clone(),
             probe: false,
+            stop: Default::default(),
         })
     }
 
@@ -170,10 +173,10 @@ impl ForwardSink {
             request: body,
             items: body.batches.iter().map(|b| b.rows.len()).sum::<usize>() + body.rejected.len(),
         };
-        let mut attempts = Attempts::new(&self.retry, self.probe);
+        let mut attempts = Attempts::new(&self.retry, self.probe).watching(&self.stop);
         let mut out = JobResult::default();
         loop {
-            match self.attempt(bytes.clone(), &sent).await {
+            match attempts.attempt(self.attempt(bytes.clone(), &sent)).await {
                 Ok(answer) => {
                     out.answer = Some(answer);
                     return out;
@@ -311,6 +314,10 @@ impl Sink for ForwardSink {
 
     fn deliver_events(&mut self, events: &[RawEvent]) -> EventsOutcome {
         self.send_events(events)
+    }
+
+    fn watch_stop(&mut self, stop: std::sync::Arc<crate::sink::StopSignal>) {
+        self.stop = stop;
     }
 
     fn deliver(&mut self, batches: Vec<Batch>) -> Vec<BatchOutcome> {

@@ -33,6 +33,8 @@ pub struct OpenSearchSink {
     templates: Vec<Template>,
     /// One attempt per request (the pipeline is probing a failing destination).
     probe: bool,
+    /// The pipeline's shutdown signal (see [`crate::sink::StopSignal`]).
+    stop: std::sync::Arc<crate::sink::StopSignal>,
 }
 
 impl std::fmt::Debug for OpenSearchSink {
@@ -102,6 +104,7 @@ impl OpenSearchSink {
             shapes,
             templates,
             probe: false,
+            stop: Default::default(),
         })
     }
 
@@ -123,12 +126,11 @@ impl OpenSearchSink {
         let pending = std::mem::take(&mut self.templates);
         let this = &*self;
         let results = http::run_all(&self.rt, self.cfg.workers, pending, |t| async move {
-            let mut attempts = Attempts::new(&this.retry, this.probe);
+            let mut attempts = Attempts::new(&this.retry, this.probe).watching(&this.stop);
             let mut kinds = Vec::new();
             loop {
-                match this
-                    .service
-                    .put_template(&t.name, &t.body, &mut kinds)
+                match attempts
+                    .attempt(this.service.put_template(&t.name, &t.body, &mut kinds))
                     .await
                 {
                     Ok(()) => return (t, Ok(()), kinds),
@@ -167,10 +169,11 @@ impl OpenSearchSink {
     async fn run_job(&self, job: Job) -> JobResult {
         let mut out = JobResult::default();
         let mut pending = job.rows;
-        let mut attempts = Attempts::new(&self.retry, self.probe);
+        let mut attempts = Attempts::new(&self.retry, self.probe).watching(&self.stop);
         loop {
             let body = request::body(&job.index, &pending, job.shape.as_deref());
-            let failure = match self.service.bulk(&body, &mut out.attempt_errors).await {
+            let bulk = attempts.attempt(self.service.bulk(&body, &mut out.attempt_errors));
+            let failure = match bulk.await {
                 Ok(answer) => {
                     let ids: Vec<&str> = pending.iter().map(|r| r.insert_id.as_str()).collect();
                     match request::verdicts(&answer, &ids) {
@@ -291,6 +294,10 @@ impl Sink for OpenSearchSink {
 
     fn set_probe(&mut self, probe: bool) {
         self.probe = probe;
+    }
+
+    fn watch_stop(&mut self, stop: std::sync::Arc<crate::sink::StopSignal>) {
+        self.stop = stop;
     }
 
     fn deliver(&mut self, batches: Vec<Batch>) -> Vec<BatchOutcome> {

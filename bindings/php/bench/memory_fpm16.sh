@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Memory per php-fpm worker over many workers under load (issue 18's target is stated per worker,
+# measured over 16): WORKERS static workers (16), first without evlog (ctype.so loaded instead,
+# the page's 10 evlog_log() calls skipped), then with it, per MODE. Steps: after warm-up requests
+# that do not log; steady state under load (LOAD_REQUESTS requests of the bench page, 10 events
+# each, WORKERS at a time); right after a burst of BURST events in every worker at once (one
+# burst.php request per worker, concurrently: a worker serves one request at a time, so each
+# gets one); and 10 s later. Per step: mean and max over the workers of RSS, PSS (shared pages
+# split between the processes that map them: the .so's code counts 1/WORKERS per worker) and
+# anonymous memory, from /proc/<pid>/smaps_rollup, in MiB.
+#   bash bindings/php/bench/memory_fpm16.sh     (from the repo root)
+# Env: MODES ("null forward"; forward needs COLLECTOR_BIN), WORKERS (16), BURST (100000),
+# LOAD_REQUESTS (20000), PROFILE (profiling; "debug" reuses the test build).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../../.." && pwd)
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+for v in $(env | awk -F= '/^EVLOG_/ {print $1}'); do unset "$v"; done
+source "$root/bindings/php/tests/fpm/stack.sh"
+profile=${PROFILE:-profiling}
+if [ "$profile" = debug ]; then
+  (cd "$root" && cargo build -q -p evlog-php)
+else
+  (cd "$root" && cargo build --profile "$profile" -q -p evlog-php)
+fi
+ext="$CARGO_TARGET_DIR/$profile/libevlog_php.so"
+workers=${WORKERS:-16} burst=${BURST:-100000} load=${LOAD_REQUESTS:-20000}
+coll_pid="" coll_dir=""
+cleanup() {
+  stack_stop || true
+  [ -n "$coll_pid" ] && kill -TERM "$coll_pid" 2>/dev/null && wait "$coll_pid" 2>/dev/null
+  [ -n "${STACK_DIR:-}" ] && rm -rf "$STACK_DIR"
+  [ -n "$coll_dir" ] && rm -rf "$coll_dir"
+  true
+}
+trap cleanup EXIT
+www="$here/www"
+schemas="$root/bindings/php/tests/fpm/schemas"
+# The bench page (10 events per request, or none without ?log=1) beside memory.sh's pages.
+page_dir=$(mktemp -d "${TMPDIR:-/tmp}/evlog-mem16-www.XXXXXX")
+cp "$www"/*.php "$root/bindings/php/tests/fpm/www/bench.php" "$page_dir/"
+
+row() { # row LABEL: mean and max over the workers of RSS, PSS, anonymous (MiB)
+  local pids
+  pids=$(pgrep -P "$STACK_FPM_PID" | tr '\n' ' ')
+  for p in $pids; do cat "/proc/$p/smaps_rollup"; echo "--"; done | awk -v label="$1" -v n="$(echo $pids | wc -w)" '
+    /^Rss:/ {r = $2} /^Pss:/ {p = $2} /^Anonymous:/ {a = $2}
+    /^--/ {R += r; P += p; A += a; if (r > mr) mr = r; if (p > mp) mp = p; if (a > ma) ma = a}
+    END {printf "| %s | %d | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f |\n", label, n, R/n/1024, mr/1024, P/n/1024, mp/1024, A/n/1024, ma/1024}'
+}
+head_row() {
+  echo "| step | workers | RSS mean / max MiB | PSS mean / max MiB | anonymous mean / max MiB |"
+  echo "|---|---|---|---|---|"
+}
+get() { curl -fsS "http://127.0.0.1:$STACK_PORT/$1"; }
+warm() { # every worker serves a few requests
+  ab -q -n $((workers * 4)) -c "$workers" "http://127.0.0.1:$STACK_PORT/noop.php" > /dev/null 2>&1
+}
+
+run() { # run LABEL EXT LOG(0/1) ARGS...
+  local label=$1 so=$2 log=$3; shift 3
+  echo
+  echo "### $label"
+  echo
+  head_row
+  stack_start "$so" "$page_dir" "$workers" 0 "$@"
+  warm
+  row "after warm-up requests (no events)"
+  ab -q -n "$load" -c "$workers" "http://127.0.0.1:$STACK_PORT/bench.php$([ "$log" = 1 ] && echo "?log=1")" > "$STACK_DIR/ab.txt" 2>&1
+  row "steady: after $load requests (10 events each, $workers at a time)"
+  if [ "$log" = 1 ]; then
+    local pids=()
+    for _ in $(seq "$workers"); do get "burst.php?n=$burst&flush=1" > /dev/null & pids+=($!); done
+    wait "${pids[@]}" # only the bursts: php-fpm and nginx are children of this shell too
+    row "right after a burst of $burst events in every worker"
+    sleep 10
+    row "10 s later"
+  fi
+  stack_stop; rm -rf "$STACK_DIR"; STACK_DIR=""
+}
+
+echo "## Memory per php-fpm worker, $workers static workers, /proc/<pid>/smaps_rollup"
+run "without evlog (ctype.so loaded instead; the bench page without its evlog_log() calls)" \
+  "$(php8.2 -r 'echo ini_get("extension_dir");')/ctype.so" ""
+for mode in ${MODES:-null forward}; do
+  sink_args=(-d 'evlog.mode="null"')
+  if [ "$mode" = forward ]; then
+    coll_dir=$(mktemp -d "${TMPDIR:-/tmp}/evlog-coll.XXXXXX")
+    printf '[collector]\nwal_dir = "%s/wal"\nfsync = "never"\n[sink]\nkind = "null"\n[schemas]\ndir = "%s"\n' "$coll_dir" "$schemas" > "$coll_dir/collector.toml"
+    "${COLLECTOR_BIN:?MODE forward needs COLLECTOR_BIN}" --config "$coll_dir/collector.toml" --listen 127.0.0.1:0 > "$coll_dir/out" 2> "$coll_dir/err" &
+    coll_pid=$!
+    stack_wait 30 grep -q "listening on" "$coll_dir/out" || { cat "$coll_dir/err" >&2; exit 1; }
+    url=$(sed -n 's/.*listening on \(http:\/\/\)\{0,1\}\([^ ]*\).*/http:\/\/\2/p' "$coll_dir/out" | head -1)
+    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url")
+  fi
+  run "mode=$mode" "$ext" 1 "${sink_args[@]}" -d "evlog.schema_dir=$schemas"
+  if [ -n "$coll_pid" ]; then kill -TERM "$coll_pid"; wait "$coll_pid" 2>/dev/null || true; coll_pid=""; rm -rf "$coll_dir"; coll_dir=""; fi
+done
+rm -rf "$page_dir"
