@@ -172,6 +172,13 @@ impl Worker {
             .error
             .as_ref()
             .map_or_else(|| "delivery failed".into(), ToString::to_string);
+        // Without a spool, events a shutdown cut off (the sink gave up at the deadline) are
+        // counted as such, not as the sink's failure (as for rows, `deliver_batches`).
+        let reason = if self.st.stop.past_deadline() {
+            DropReason::ShutdownDeadline
+        } else {
+            DropReason::SinkError
+        };
         for range in outcome.failed {
             let Some(failed) = events.get(range) else {
                 continue;
@@ -179,7 +186,7 @@ impl Worker {
             if self.spool.is_some() {
                 self.spool_raw(failed, DropReason::SinkError);
             } else {
-                self.dropped(DropReason::SinkError, failed.len() as u64, message.clone());
+                self.dropped(reason, failed.len() as u64, message.clone());
             }
         }
         if all_ok {
