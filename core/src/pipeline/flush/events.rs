@@ -87,14 +87,24 @@ impl Pending {
 }
 
 impl Worker {
-    /// Keeps `raw` to send as it is, when this destination sends events; else gives it back.
-    pub(super) fn keep_event(&mut self, raw: RawEvent) -> Option<RawEvent> {
+    /// Keeps `raw` to send as it is, when this destination sends events, and returns the
+    /// producer's body buffer for reuse (`Ok`); else gives the event back (`Err`).
+    ///
+    /// What is kept is a copy of the body made here: the producer's buffer goes back to the pool
+    /// at once instead of after the batch is delivered (up to `batch.max_age` and a round trip
+    /// later). Held until then, a burst emptied the pool, so the producer (a PHP page) allocated
+    /// every body afresh and this thread freed them into the producer's malloc arena: contended
+    /// arena locks on the page's path and a heap that grew with the backlog. The copy is
+    /// allocated and freed by this thread only.
+    pub(super) fn keep_event(&mut self, mut raw: RawEvent) -> Result<String, RawEvent> {
         match &mut self.events {
             Some(p) => {
+                let copy = raw.body.as_str().to_owned();
+                let producers = std::mem::replace(&mut raw.body, copy);
                 p.add(raw);
-                None
+                Ok(producers)
             }
-            None => Some(raw),
+            None => Err(raw),
         }
     }
 
@@ -148,7 +158,6 @@ impl Worker {
     fn deliver_events(&mut self, events: Vec<RawEvent>) {
         if self.spool.is_some() && self.breaker.is_open(Instant::now()) {
             self.spool_raw(&events, DropReason::SinkError);
-            self.recycle(events);
             return;
         }
         if let Some(kind) = self.sink_broken {
@@ -194,13 +203,6 @@ impl Worker {
         } else if self.spool.is_some() {
             self.breaker.trip(Instant::now());
         }
-        self.recycle(events);
-    }
-
-    /// Gives the events' body buffers back to the producers' pool.
-    fn recycle(&self, events: Vec<RawEvent>) {
-        for e in events {
-            self.st.recycle(e.body);
-        }
+        // The bodies are this thread's copies (`keep_event`): freed here, not pooled.
     }
 }

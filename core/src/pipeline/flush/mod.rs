@@ -373,7 +373,10 @@ impl Worker {
                 return;
             }
             if !flush_waiters.is_empty() {
-                self.drain_published();
+                // Counted for the trim too: a producer that outran this thread leaves its
+                // backlog to the flush() that follows (a PHP burst ending in evlog_flush()).
+                let drained = self.drain_published();
+                self.trim.took(drained);
                 self.deliver_all();
                 // Spooled or dropped is not delivered: say so.
                 let ok = self.own_spooled == 0 && self.lost == 0;
@@ -525,8 +528,11 @@ impl Worker {
             self.unrouted += 1;
             return Some(raw.body);
         }
-        // Kept as it is when the sink takes events: no body to give back.
-        let raw = self.keep_event(raw)?;
+        // Kept as it is when the sink takes events (a copy: the buffer goes back at once).
+        let raw = match self.keep_event(raw) {
+            Ok(buffer) => return Some(buffer),
+            Err(raw) => raw,
+        };
         // The copy is this destination's: its own `[[transforms]]` apply too.
         let destination = match &self.inbox {
             Some(inbox) => inbox.name(),
