@@ -60,6 +60,21 @@ impl Pending {
         })
     }
 
+    /// Keeps `raw` to send as it is and returns the producer's body buffer for reuse.
+    ///
+    /// What is kept is a copy of the body made here: the producer's buffer goes back to the pool
+    /// at once instead of after the batch is delivered (up to `batch.max_age` and a round trip
+    /// later). Held until then, a burst emptied the pool, so the producer (a PHP page) allocated
+    /// every body afresh and this thread freed them into the producer's malloc arena: contended
+    /// arena locks on the page's path and a heap that grew with the backlog. The copy is
+    /// allocated and freed by this thread only.
+    pub(super) fn keep(&mut self, mut raw: RawEvent) -> String {
+        let copy = raw.body.as_str().to_owned();
+        let producers = std::mem::replace(&mut raw.body, copy);
+        self.add(raw);
+        producers
+    }
+
     fn add(&mut self, raw: RawEvent) {
         if self.open.is_empty() {
             self.since = Some(Instant::now());
@@ -87,27 +102,6 @@ impl Pending {
 }
 
 impl Worker {
-    /// Keeps `raw` to send as it is, when this destination sends events, and returns the
-    /// producer's body buffer for reuse (`Ok`); else gives the event back (`Err`).
-    ///
-    /// What is kept is a copy of the body made here: the producer's buffer goes back to the pool
-    /// at once instead of after the batch is delivered (up to `batch.max_age` and a round trip
-    /// later). Held until then, a burst emptied the pool, so the producer (a PHP page) allocated
-    /// every body afresh and this thread freed them into the producer's malloc arena: contended
-    /// arena locks on the page's path and a heap that grew with the backlog. The copy is
-    /// allocated and freed by this thread only.
-    pub(super) fn keep_event(&mut self, mut raw: RawEvent) -> Result<String, RawEvent> {
-        match &mut self.events {
-            Some(p) => {
-                let copy = raw.body.as_str().to_owned();
-                let producers = std::mem::replace(&mut raw.body, copy);
-                p.add(raw);
-                Ok(producers)
-            }
-            None => Err(raw),
-        }
-    }
-
     /// The oldest row or event waiting to be sent.
     pub(super) fn oldest(&self) -> Option<Instant> {
         let events = self.events.as_ref().and_then(Pending::oldest);

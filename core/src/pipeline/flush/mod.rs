@@ -529,10 +529,9 @@ impl Worker {
             return Some(raw.body);
         }
         // Kept as it is when the sink takes events (a copy: the buffer goes back at once).
-        let raw = match self.keep_event(raw) {
-            Ok(buffer) => return Some(buffer),
-            Err(raw) => raw,
-        };
+        if let Some(events) = &mut self.events {
+            return Some(events.keep(raw));
+        }
         // The copy is this destination's: its own `[[transforms]]` apply too.
         let destination = match &self.inbox {
             Some(inbox) => inbox.name(),
