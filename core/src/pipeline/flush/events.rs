@@ -197,6 +197,6 @@ impl Worker {
         } else if self.spool.is_some() {
             self.breaker.trip(Instant::now());
         }
-        // The bodies are this thread's copies (`keep_event`): freed here, not pooled.
+        // The bodies are this thread's copies (`Pending::keep`): freed here, not pooled.
     }
 }
