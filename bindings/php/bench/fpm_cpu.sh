@@ -61,27 +61,31 @@ snapshot() { # one line per thread of every worker: comm cpu_ns voluntary nonvol
         '/^voluntary_ctxt_switches/ {v=$2} /^nonvoluntary_ctxt_switches/ {nv=$2}
          END {c = (comm ~ /^evlog/) ? "flush" : "main"; print c, cpu, v, nv}' "$t/status" 2>/dev/null || true
     done
-  done | awk '{cpu[$1]+=$2; v[$1]+=$3; nv[$1]+=$4} END {printf "%.0f %.0f %.0f %.0f %.0f %.0f\n", cpu["main"], v["main"], nv["main"], cpu["flush"], v["flush"], nv["flush"]}'
+  done | awk -v coll="$(collector_ns)" '{cpu[$1]+=$2; v[$1]+=$3; nv[$1]+=$4} END {printf "%.0f %.0f %.0f %.0f %.0f %.0f %.0f\n", cpu["main"], v["main"], nv["main"], cpu["flush"], v["flush"], nv["flush"], coll}'
+}
+collector_ns() { # CPU time of the local collector's threads (MODE=forward), ns; 0 without one
+  [ -n "$coll_pid" ] || { echo 0; return; }
+  cat /proc/"$coll_pid"/task/*/schedstat 2>/dev/null | awk '{s+=$1} END {printf "%.0f", s}'
 }
 lat_us() { # lat_us FILE PCT: wrk --latency percentile in µs
   awk -v p="$2" '$1 == p"%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); print v} else if (v ~ /ms$/) {sub(/ms/,"",v); print v*1000} else {sub(/s/,"",v); print v*1000000}}' "$1"
 }
 echo "## Per request, nginx + php-fpm ($workers workers), mode=$mode, wrk -t1 -c$conc -d${dur}s, busy loop: ${BUSY:-0}"
 echo
-echo "| run | page | p50 µs | p99 µs | req/s | main CPU µs/req | flush CPU µs/req | flush wake-ups/req | flush preempted/req | main vol. sw/req | main preempted/req |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| run | page | p50 µs | p99 µs | req/s | main CPU µs/req | flush CPU µs/req | flush wake-ups/req | flush preempted/req | main vol. sw/req | main preempted/req | collector CPU µs/req |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for run in $(seq 1 "$pairs"); do
   for page in without with; do
     url=$base; [ "$page" = with ] && url="$base?log=1"
-    read -r m0 mv0 mn0 f0 fv0 fn0 < <(snapshot)
+    read -r m0 mv0 mn0 f0 fv0 fn0 c0 < <(snapshot)
     wrk -t1 -c"$conc" -d"${dur}s" --latency "$url" > "$STACK_DIR/wrk.txt"
-    read -r m1 mv1 mn1 f1 fv1 fn1 < <(snapshot)
+    read -r m1 mv1 mn1 f1 fv1 fn1 c1 < <(snapshot)
     reqs=$(awk '/requests in/ {print $1}' "$STACK_DIR/wrk.txt")
     awk -v rows="$STACK_DIR/rows.txt" -v r="$run" -v pg="$page" -v n="$reqs" -v p50="$(lat_us "$STACK_DIR/wrk.txt" 50)" -v p99="$(lat_us "$STACK_DIR/wrk.txt" 99)" \
       -v rps="$(awk '/^Requests\/sec:/ {print $2}' "$STACK_DIR/wrk.txt")" \
-      -v m=$((m1 - m0)) -v f=$((f1 - f0)) -v fv=$((fv1 - fv0)) -v fn=$((fn1 - fn0)) -v mv=$((mv1 - mv0)) -v mn=$((mn1 - mn0)) \
-      'BEGIN {printf "| %s | %s | %s | %s | %s | %.1f | %.2f | %.3f | %.3f | %.2f | %.3f |\n", r, pg, p50, p99, rps, m/n/1000, f/n/1000, fv/n, fn/n, mv/n, mn/n
-              printf "%s %s %s %s %s %.3f %.3f\n", r, pg, p50, p99, rps, m/n/1000, f/n/1000 >> rows}'
+      -v m=$((m1 - m0)) -v f=$((f1 - f0)) -v fv=$((fv1 - fv0)) -v fn=$((fn1 - fn0)) -v mv=$((mv1 - mv0)) -v mn=$((mn1 - mn0)) -v c=$((c1 - c0)) \
+      'BEGIN {printf "| %s | %s | %s | %s | %s | %.1f | %.2f | %.3f | %.3f | %.2f | %.3f | %.1f |\n", r, pg, p50, p99, rps, m/n/1000, f/n/1000, fv/n, fn/n, mv/n, mn/n, c/n/1000
+              printf "%s %s %s %s %s %.3f %.3f %.3f\n", r, pg, p50, p99, rps, m/n/1000, f/n/1000, c/n/1000 >> rows}'
   done
 done
 # The pairs' summary: medians of the with-minus-without differences, and the spread of each.

@@ -1,6 +1,7 @@
 """Summarises fpm_cpu.sh's alternating pairs: one line per measure with the median of the
 pairs' with-minus-without differences and their range, plus the page without evlog's own spread
-(so an added cost can be read against the noise). Input lines: RUN PAGE P50 P99 RPS MAIN FLUSH.
+(so an added cost can be read against the noise). Input lines: RUN PAGE P50 P99 RPS MAIN FLUSH COLLECTOR (CPU µs per request;
+COLLECTOR is a local collector's, 0 without one).
     python3 pairs_summary.py ROWS_FILE LABEL
 """
 
@@ -12,7 +13,7 @@ def main() -> None:
     rows: dict[str, dict[str, list[float]]] = {"without": {}, "with": {}}
     for line in open(sys.argv[1]):
         run, page, *vals = line.split()
-        for name, v in zip(("p50", "p99", "rps", "main", "flush"), vals):
+        for name, v in zip(("p50", "p99", "rps", "main", "flush", "coll"), vals):
             rows[page].setdefault(name, []).append(float(v))
     wo, wi = rows["without"], rows["with"]
     n = min(len(wo.get("p50", [])), len(wi.get("p50", [])))
@@ -41,6 +42,8 @@ def main() -> None:
     print(f"| requests/s | {spread('rps')} | {diff('rps', rel=True)} |")
     print(f"| PHP threads' CPU µs/request | {spread('main')} | {diff('main')} |")
     print(f"| flush threads' CPU µs/request | {spread('flush')} | {diff('flush')} |")
+    if any(wi.get("coll", [])):
+        print(f"| local collector's CPU µs/request (not the web host's in production) | {spread('coll')} | {diff('coll')} |")
     per_event = [(b - a + f) / 10 for a, b, f in zip(wo["main"][:n], wi["main"][:n], wi["flush"][:n])]
     print(
         f"| host CPU µs per event (calls + flush thread) | | {statistics.median(per_event):.2f} "
