@@ -2,86 +2,31 @@
 //! answer, and what each per-event status becomes, against a loopback server playing the
 //! collector.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::events::{check_batch_answer, frame};
+use super::tests::{raw_server, Answer};
 use super::*;
 use crate::config::RetryConfig;
 use crate::ingest::{EventInput, RawEvent};
 use crate::sink::{Sink, SinkError};
-
-/// What the test server answers: status, extra header lines, body.
-type Answer = (u16, &'static str, String);
 
 /// A loopback HTTP/1.1 server answering the `i`-th request (from 0) with `answer(i, lines)`,
 /// where `lines` are the request's NDJSON lines parsed (gunzipped first); records the heads.
 fn server(
     answer: impl Fn(usize, &[Value]) -> Answer + Send + 'static,
 ) -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let seen2 = Arc::clone(&seen);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            let mut out = stream;
-            loop {
-                let mut head = String::new();
-                let mut len = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap_or(0);
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
-                    head.push_str(&line);
-                }
-                if head.is_empty() {
-                    break;
-                }
-                let mut body = vec![0; len];
-                if reader.read_exact(&mut body).is_err() {
-                    break;
-                }
-                if head.to_ascii_lowercase().contains("content-encoding: gzip") {
-                    let mut plain = Vec::new();
-                    let _ = flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut plain);
-                    body = plain;
-                }
-                let lines: Vec<Value> = body
-                    .split(|&b| b == b'\n')
-                    .filter(|l| !l.is_empty())
-                    .map(|l| serde_json::from_slice(l).unwrap_or(Value::Null))
-                    .collect();
-                let i = {
-                    let mut seen = seen2.lock().expect("lock");
-                    seen.push(head);
-                    seen.len() - 1
-                };
-                let (status, extra, text) = answer(i, &lines);
-                let answer = format!(
-                    "HTTP/1.1 {status} X\r\n{extra}Content-Length: {}\r\n\r\n{text}",
-                    text.len()
-                );
-                if out.write_all(answer.as_bytes()).is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    (url, seen)
+    raw_server(move |i, body| {
+        let lines: Vec<Value> = body
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap_or(Value::Null))
+            .collect();
+        answer(i, &lines)
+    })
 }
 
 /// The collector's `/v1/batch` answer giving line `i` the status `status(event)`.

@@ -12,7 +12,7 @@ use crate::routing::{Destination, PartitionKind};
 use crate::sink::{Batch, EncodedRow, RejectedEvent, Sink, SinkError};
 
 /// What the test server answers a request: status, extra header lines, body.
-type Answer = (u16, &'static str, String);
+pub(super) type Answer = (u16, &'static str, String);
 
 /// The collector's answer: everything accepted.
 fn collector_answer(req: &wire::RowsRequest) -> Answer {
@@ -24,6 +24,15 @@ fn collector_answer(req: &wire::RowsRequest) -> Answer {
 /// recording request heads. Bodies are gunzipped and parsed as the forward wire format.
 fn server(
     answer: impl Fn(usize, &wire::RowsRequest) -> Answer + Send + 'static,
+) -> (String, Arc<Mutex<Vec<String>>>) {
+    raw_server(move |i, body| answer(i, &serde_json::from_slice(body).expect("wire body")))
+}
+
+/// A loopback HTTP/1.1 server answering the `i`-th request (from 0) with `answer(i, body)`,
+/// the body gunzipped when it came compressed; records the request heads. Shared by the rows
+/// and the events tests.
+pub(super) fn raw_server(
+    answer: impl Fn(usize, &[u8]) -> Answer + Send + 'static,
 ) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -62,13 +71,12 @@ fn server(
                     let _ = flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut plain);
                     body = plain;
                 }
-                let req: wire::RowsRequest = serde_json::from_slice(&body).expect("wire body");
                 let i = {
                     let mut seen = seen2.lock().expect("lock");
                     seen.push(head);
                     seen.len() - 1
                 };
-                let (status, extra, text) = answer(i, &req);
+                let (status, extra, text) = answer(i, &body);
                 let answer = format!(
                     "HTTP/1.1 {status} X\r\n{extra}Content-Length: {}\r\n\r\n{text}",
                     text.len()
