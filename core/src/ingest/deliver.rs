@@ -55,17 +55,15 @@ pub fn deliver(sink: &mut dyn Sink, batches: Vec<Batch>, counters: &Counters) ->
     let name = sink.name();
     let mut out = Delivery::default();
     for (o, dest) in outcomes.into_iter().zip(dests) {
-        counters.deliver(o.delivered as u64);
-        counters.retry(o.retried as u64);
-        for kind in &o.attempt_errors {
-            counters.sink_error(name, kind);
-        }
-        if let (Some(e), true) = (&o.error, o.attempt_errors.is_empty()) {
-            counters.sink_error(name, e.kind());
-        }
-        for r in &o.rejected_stored {
-            counters.reject(r.reason, 1);
-        }
+        count_report(
+            counters,
+            name,
+            o.delivered,
+            o.retried,
+            &o.attempt_errors,
+            o.error.as_ref(),
+            &o.rejected_stored,
+        );
         out.rejected.extend(o.rejected);
         out.rejected_stored.extend(o.rejected_stored);
         if o.failed.is_empty() {
@@ -99,17 +97,15 @@ pub fn deliver_events(
     let o = sink.deliver_events(events);
     counters.observe_flush(started.elapsed());
     let name = sink.name();
-    counters.deliver(o.delivered as u64);
-    counters.retry(o.retried as u64);
-    for kind in &o.attempt_errors {
-        counters.sink_error(name, kind);
-    }
-    if let (Some(e), true) = (&o.error, o.attempt_errors.is_empty()) {
-        counters.sink_error(name, e.kind());
-    }
-    for r in &o.rejected_stored {
-        counters.reject(r.reason, 1);
-    }
+    count_report(
+        counters,
+        name,
+        o.delivered,
+        o.retried,
+        &o.attempt_errors,
+        o.error.as_ref(),
+        &o.rejected_stored,
+    );
     if !o.refused.is_empty() {
         counters.sink_error(name, "event_refused");
     }
@@ -151,6 +147,31 @@ fn batch_of(destination: Destination, rows: Vec<EncodedRow>) -> Batch {
         bytes: rows.iter().map(|r| r.json.len()).sum(),
         destination,
         rows,
+    }
+}
+
+/// Counts what one sink report says, the same for rows and events: delivered, retried, each
+/// attempt's error kind (or the final error's when no attempt was made), and what the
+/// destination stored as dead letters itself (rejected, by reason).
+fn count_report(
+    counters: &Counters,
+    sink: &'static str,
+    delivered: usize,
+    retried: usize,
+    attempt_errors: &[&'static str],
+    error: Option<&SinkError>,
+    rejected_stored: &[RejectedEvent],
+) {
+    counters.deliver(delivered as u64);
+    counters.retry(retried as u64);
+    for kind in attempt_errors {
+        counters.sink_error(sink, kind);
+    }
+    if let (Some(e), true) = (error, attempt_errors.is_empty()) {
+        counters.sink_error(sink, e.kind());
+    }
+    for r in rejected_stored {
+        counters.reject(r.reason, 1);
     }
 }
 
