@@ -14,6 +14,7 @@ root=$(cd "$here/../../.." && pwd)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 for v in $(env | awk -F= '/^EVLOG_/ {print $1}'); do unset "$v"; done
 source "$root/bindings/php/tests/fpm/stack.sh"
+source "$here/collector.sh"
 (cd "$root" && cargo build --profile profiling -q -p evlog-php)
 ext="$CARGO_TARGET_DIR/profiling/libevlog_php.so"
 workers=${WORKERS:-4} conc=${CONCURRENCY:-1} dur=${DURATION:-10} pairs=${PAIRS:-3} mode=${MODE:-null}
@@ -21,28 +22,14 @@ busy_pid="" coll_pid="" coll_dir=""
 cleanup() {
   [ -n "$busy_pid" ] && kill "$busy_pid" 2>/dev/null
   stack_stop || true
-  [ -n "$coll_pid" ] && kill -TERM "$coll_pid" 2>/dev/null && wait "$coll_pid" 2>/dev/null
+  collector_stop
   [ -n "${STACK_DIR:-}" ] && rm -rf "$STACK_DIR"
-  [ -n "$coll_dir" ] && rm -rf "$coll_dir"
   true
 }
 trap cleanup EXIT
 sink_args=(-d 'evlog.mode="null"')
 if [ "$mode" = forward ]; then
-  coll_dir=$(mktemp -d "${TMPDIR:-/tmp}/evlog-coll.XXXXXX")
-  cat > "$coll_dir/collector.toml" <<TOML
-[collector]
-wal_dir = "$coll_dir/wal"
-fsync = "never"
-[sink]
-kind = "null"
-[schemas]
-dir = "$root/bindings/php/tests/fpm/schemas"
-TOML
-  "${COLLECTOR_BIN:?MODE=forward needs COLLECTOR_BIN}" --config "$coll_dir/collector.toml" --listen 127.0.0.1:0 > "$coll_dir/out" 2> "$coll_dir/err" &
-  coll_pid=$!
-  stack_wait 30 grep -q "listening on" "$coll_dir/out" || { cat "$coll_dir/err" >&2; exit 1; }
-  url=$(sed -n 's/.*listening on \(http:\/\/\)\{0,1\}\([^ ]*\).*/http:\/\/\2/p' "$coll_dir/out" | head -1)
+  collector_start "$root/bindings/php/tests/fpm/schemas"
   sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url")
 fi
 stack_start "$ext" "$root/bindings/php/tests/fpm/www" "$workers" 0 "${sink_args[@]}" \

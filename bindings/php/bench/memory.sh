@@ -12,15 +12,15 @@ root=$(cd "$here/../../.." && pwd)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 for v in $(env | awk -F= '/^EVLOG_/ {print $1}'); do unset "$v"; done
 source "$root/bindings/php/tests/fpm/stack.sh"
+source "$here/collector.sh"
 (cd "$root" && cargo build --profile profiling -q -p evlog-php)
 ext="$CARGO_TARGET_DIR/profiling/libevlog_php.so"
 workers=${WORKERS:-1} burst=${BURST:-100000}
 coll_pid="" coll_dir=""
 cleanup() {
   stack_stop || true
-  [ -n "$coll_pid" ] && kill -TERM "$coll_pid" 2>/dev/null && wait "$coll_pid" 2>/dev/null
+  collector_stop
   [ -n "${STACK_DIR:-}" ] && rm -rf "$STACK_DIR"
-  [ -n "$coll_dir" ] && rm -rf "$coll_dir"
   true
 }
 trap cleanup EXIT
@@ -61,12 +61,7 @@ stack_stop; rm -rf "$STACK_DIR"
 for mode in ${MODES:-null forward}; do
   sink_args=(-d 'evlog.mode="null"')
   if [ "$mode" = forward ]; then
-    coll_dir=$(mktemp -d "${TMPDIR:-/tmp}/evlog-coll.XXXXXX")
-    printf '[collector]\nwal_dir = "%s/wal"\nfsync = "never"\n[sink]\nkind = "null"\n[schemas]\ndir = "%s"\n' "$coll_dir" "$schemas" > "$coll_dir/collector.toml"
-    "${COLLECTOR_BIN:?MODE forward needs COLLECTOR_BIN}" --config "$coll_dir/collector.toml" --listen 127.0.0.1:0 > "$coll_dir/out" 2> "$coll_dir/err" &
-    coll_pid=$!
-    stack_wait 30 grep -q "listening on" "$coll_dir/out" || { cat "$coll_dir/err" >&2; exit 1; }
-    url=$(sed -n 's/.*listening on \(http:\/\/\)\{0,1\}\([^ ]*\).*/http:\/\/\2/p' "$coll_dir/out" | head -1)
+    collector_start "$schemas"
     sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url")
   fi
   echo
@@ -88,5 +83,5 @@ for mode in ${MODES:-null forward}; do
   echo
   python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print("burst page: %d evlog_log() false; accepted %d, delivered %d, dropped %s" % (s["false"], s["evlog_events_accepted_total"], s["evlog_events_delivered_total"], sum(v for k,v in s.items() if k.startswith("evlog_events_dropped_total"))))' "$STACK_DIR/burst.json"
   stack_stop; rm -rf "$STACK_DIR"; STACK_DIR=""
-  if [ -n "$coll_pid" ]; then kill -TERM "$coll_pid"; wait "$coll_pid" 2>/dev/null || true; coll_pid=""; rm -rf "$coll_dir"; coll_dir=""; fi
+  collector_stop
 done

@@ -17,6 +17,7 @@ root=$(cd "$here/../../.." && pwd)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 for v in $(env | awk -F= '/^EVLOG_/ {print $1}'); do unset "$v"; done
 source "$root/bindings/php/tests/fpm/stack.sh"
+source "$here/collector.sh"
 profile=${PROFILE:-profiling}
 if [ "$profile" = debug ]; then
   (cd "$root" && cargo build -q -p evlog-php)
@@ -28,9 +29,8 @@ workers=${WORKERS:-16} burst=${BURST:-100000} load=${LOAD_REQUESTS:-20000}
 coll_pid="" coll_dir=""
 cleanup() {
   stack_stop || true
-  [ -n "$coll_pid" ] && kill -TERM "$coll_pid" 2>/dev/null && wait "$coll_pid" 2>/dev/null
+  collector_stop
   [ -n "${STACK_DIR:-}" ] && rm -rf "$STACK_DIR"
-  [ -n "$coll_dir" ] && rm -rf "$coll_dir"
   true
 }
 trap cleanup EXIT
@@ -85,15 +85,10 @@ run "without evlog (ctype.so loaded instead; the bench page without its evlog_lo
 for mode in ${MODES:-null forward}; do
   sink_args=(-d 'evlog.mode="null"')
   if [ "$mode" = forward ]; then
-    coll_dir=$(mktemp -d "${TMPDIR:-/tmp}/evlog-coll.XXXXXX")
-    printf '[collector]\nwal_dir = "%s/wal"\nfsync = "never"\n[sink]\nkind = "null"\n[schemas]\ndir = "%s"\n' "$coll_dir" "$schemas" > "$coll_dir/collector.toml"
-    "${COLLECTOR_BIN:?MODE forward needs COLLECTOR_BIN}" --config "$coll_dir/collector.toml" --listen 127.0.0.1:0 > "$coll_dir/out" 2> "$coll_dir/err" &
-    coll_pid=$!
-    stack_wait 30 grep -q "listening on" "$coll_dir/out" || { cat "$coll_dir/err" >&2; exit 1; }
-    url=$(sed -n 's/.*listening on \(http:\/\/\)\{0,1\}\([^ ]*\).*/http:\/\/\2/p' "$coll_dir/out" | head -1)
+    collector_start "$schemas"
     sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url")
   fi
   run "mode=$mode" "$ext" 1 "${sink_args[@]}" -d "evlog.schema_dir=$schemas"
-  if [ -n "$coll_pid" ]; then kill -TERM "$coll_pid"; wait "$coll_pid" 2>/dev/null || true; coll_pid=""; rm -rf "$coll_dir"; coll_dir=""; fi
+  collector_stop
 done
 rm -rf "$page_dir"

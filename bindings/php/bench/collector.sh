@@ -1,0 +1,20 @@
+# A local evlog collector for the PHP benchmarks (null sink, log not fsynced: what is measured is
+# the web host, not the collector's disk). Source, do not run; needs stack.sh (stack_wait).
+#   collector_start SCHEMA_DIR   -> sets coll_pid, coll_dir and url (needs COLLECTOR_BIN)
+#   collector_stop               -> SIGTERM, waits, removes its directory
+collector_start() {
+  coll_dir=$(mktemp -d "${TMPDIR:-/tmp}/evlog-coll.XXXXXX")
+  printf '[collector]\nwal_dir = "%s/wal"\nfsync = "never"\n[sink]\nkind = "null"\n[schemas]\ndir = "%s"\n' \
+    "$coll_dir" "$1" > "$coll_dir/collector.toml"
+  "${COLLECTOR_BIN:?forward mode needs COLLECTOR_BIN}" --config "$coll_dir/collector.toml" --listen 127.0.0.1:0 \
+    > "$coll_dir/out" 2> "$coll_dir/err" &
+  coll_pid=$!
+  stack_wait 30 grep -q "listening on" "$coll_dir/out" || { cat "$coll_dir/err" >&2; return 1; }
+  url=$(sed -n 's/.*listening on \(http:\/\/\)\{0,1\}\([^ ]*\).*/http:\/\/\2/p' "$coll_dir/out" | head -1)
+}
+
+collector_stop() {
+  if [ -n "${coll_pid:-}" ]; then kill -TERM "$coll_pid" 2>/dev/null; wait "$coll_pid" 2>/dev/null || true; fi
+  [ -n "${coll_dir:-}" ] && rm -rf "$coll_dir"
+  coll_pid="" coll_dir=""
+}
