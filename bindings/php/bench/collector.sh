@@ -3,10 +3,11 @@
 #   collector_start SCHEMA_DIR   -> sets coll_pid, coll_dir and url (needs COLLECTOR_BIN)
 #   collector_stop               -> SIGTERM, waits, removes its directory
 collector_start() {
+  [ -x "${COLLECTOR_BIN:-}" ] || { echo "forward mode needs COLLECTOR_BIN (the evlog-collector binary)" >&2; return 1; }
   coll_dir=$(mktemp -d "${TMPDIR:-/tmp}/evlog-coll.XXXXXX")
   printf '[collector]\nwal_dir = "%s/wal"\nfsync = "never"\n[sink]\nkind = "null"\n[schemas]\ndir = "%s"\n' \
     "$coll_dir" "$1" > "$coll_dir/collector.toml"
-  "${COLLECTOR_BIN:?forward mode needs COLLECTOR_BIN}" --config "$coll_dir/collector.toml" --listen 127.0.0.1:0 \
+  "$COLLECTOR_BIN" --config "$coll_dir/collector.toml" --listen 127.0.0.1:0 \
     > "$coll_dir/out" 2> "$coll_dir/err" &
   coll_pid=$!
   stack_wait 30 grep -q "listening on" "$coll_dir/out" || { cat "$coll_dir/err" >&2; return 1; }
