@@ -109,6 +109,15 @@ fn without_a_spool_a_refusing_sink_costs_one_attempt_and_the_event_is_counted() 
     assert!(s.is_settled(), "nothing in flight: {s:?}");
 }
 
+/// Logs one event and waits until the server has seen its first request.
+fn log_one_until_sent(p: &Pipeline, seen: &AtomicUsize) {
+    p.log_json("events", "page_view", r#"{"url":"/bye"}"#)
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(20), || seen
+        .load(Ordering::SeqCst)
+        > 0));
+}
+
 /// A collector that never answers, no spool: the attempt in progress (with the full retry
 /// budget: it started before the shutdown) is abandoned at the deadline, and the event is
 /// counted `shutdown_deadline` before `shutdown()` returns.
@@ -116,12 +125,8 @@ fn without_a_spool_a_refusing_sink_costs_one_attempt_and_the_event_is_counted() 
 fn without_a_spool_an_attempt_that_hangs_is_cut_at_the_deadline_and_counted() {
     let (url, seen) = silent_server();
     let p = Pipeline::new(forward(&url, NO_SPOOL)).unwrap();
-    p.log_json("events", "page_view", r#"{"url":"/bye"}"#)
-        .unwrap();
     // The delivery is under way (its request sent, waiting for an answer that never comes).
-    assert!(wait_for(Duration::from_secs(20), || seen
-        .load(Ordering::SeqCst)
-        > 0));
+    log_one_until_sent(&p, &seen);
     let started = Instant::now();
     assert!(!p.shutdown(Duration::from_millis(300)));
     let took = started.elapsed();
@@ -142,12 +147,8 @@ fn without_a_spool_an_attempt_that_hangs_is_cut_at_the_deadline_and_counted() {
 fn without_a_spool_a_backoff_in_progress_ends_at_the_shutdown() {
     let (url, seen) = unavailable_server();
     let p = Pipeline::new(forward(&url, NO_SPOOL)).unwrap();
-    p.log_json("events", "page_view", r#"{"url":"/bye"}"#)
-        .unwrap();
     // The first attempt was answered 503: the sink is in its backoff.
-    assert!(wait_for(Duration::from_secs(20), || seen
-        .load(Ordering::SeqCst)
-        > 0));
+    log_one_until_sent(&p, &seen);
     let started = Instant::now();
     assert!(!p.shutdown(Duration::from_secs(10)));
     let took = started.elapsed();
@@ -177,11 +178,7 @@ fn with_the_default_spool_an_attempt_cut_at_the_deadline_is_kept() {
         .expect("a spool by default");
     assert!(private);
     let p = Pipeline::new(config).unwrap();
-    p.log_json("events", "page_view", r#"{"url":"/bye"}"#)
-        .unwrap();
-    assert!(wait_for(Duration::from_secs(20), || seen
-        .load(Ordering::SeqCst)
-        > 0));
+    log_one_until_sent(&p, &seen);
     assert!(!p.shutdown(Duration::from_millis(300)));
     let s = p.stats();
     assert_eq!(
