@@ -65,12 +65,7 @@ impl Collector {
     }
 
     fn metrics(&self) -> String {
-        let mut s = std::net::TcpStream::connect(self.addr).expect("connect");
-        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-            .expect("write");
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("read");
-        out
+        common::collector_metrics(self.addr)
     }
 
     fn stop(&mut self) {

@@ -6,7 +6,6 @@
 //! `format = "rows"` still sends validated rows.
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -59,12 +58,7 @@ impl Collector {
     }
 
     fn metrics(&self) -> String {
-        let mut s = std::net::TcpStream::connect(self.addr).expect("connect");
-        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-            .expect("write");
-        let mut out = String::new();
-        s.read_to_string(&mut out).expect("read");
-        out
+        common::collector_metrics(self.addr)
     }
 
     /// The JSON lines of the files of `events/` whose name starts with `prefix`.
@@ -274,15 +268,7 @@ fn transforms_make_a_forward_destination_send_rows() {
     wait_stored(&c, 10, 0);
     let rows = c.lines("page_view");
     assert!(rows.iter().all(|r| r["referrer"] == "sdk"), "{rows:?}");
-    let m = c.metrics();
-    let n = |path: &str| {
-        metric(
-            &m,
-            "evlog_collector_http_responses_total",
-            &[&format!("path=\"{path}\"")],
-        )
-    };
-    assert!(n("/v1/rows") >= 1.0 && n("/v1/batch") == 0.0, "{m}");
+    assert_sent_rows_only(&c);
     assert!(p.shutdown(Duration::from_secs(5)));
     c.stop();
 }
@@ -308,6 +294,13 @@ fn rows_format_validates_in_the_sdk_and_sends_rows() {
     assert_eq!((s.accepted, s.delivered), (2, 1), "{s:?}");
     assert_eq!(s.rejected.get("invalid_value"), Some(&1), "{s:?}");
     wait_stored(&c, 1, 1);
+    assert_sent_rows_only(&c);
+    assert!(p.shutdown(Duration::from_secs(5)));
+    c.stop();
+}
+
+/// The SDK spoke to the collector's `/v1/rows` only, never `/v1/batch`.
+fn assert_sent_rows_only(c: &Collector) {
     let m = c.metrics();
     let n = |path: &str| {
         metric(
@@ -317,6 +310,4 @@ fn rows_format_validates_in_the_sdk_and_sends_rows() {
         )
     };
     assert!(n("/v1/rows") >= 1.0 && n("/v1/batch") == 0.0, "{m}");
-    assert!(p.shutdown(Duration::from_secs(5)));
-    c.stop();
 }
