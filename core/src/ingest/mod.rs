@@ -60,3 +60,10 @@ pub use self::deliver::{deliver, deliver_events, store_dead_letters, Delivery, F
 pub(crate) use self::event::EventId;
 pub use self::event::{EventInput, RawEvent};
 pub use self::process::{reasons, CheckedRow, Processor};
+
+/// The processor in use (schemas, routing, transforms), shared by whoever converts events and
+/// the sinks that create or patch tables from its schemas. A reload (the collector's
+/// `SIGHUP` or `POST /admin/reload`, the SDK flush thread noticing changed schema files)
+/// builds a new [`Processor`], checks it, then stores it whole: an event is converted by one
+/// processor or the other, never a mix.
+pub type LiveProcessor = std::sync::Arc<arc_swap::ArcSwap<Processor>>;
