@@ -20,9 +20,10 @@ const INGEST: &str = "ingest-key-0001";
 /// A collector started from a config file under its own directory, with its own schema
 /// directory (a copy of the examples), reloadable through the admin API.
 struct Reloadable {
-    root: tempfile::TempDir,
-    url: String,
+    // Fields drop in order: the collector stops before its directory is removed.
     server: evlog_collector::Background,
+    url: String,
+    root: tempfile::TempDir,
 }
 
 impl Reloadable {
@@ -520,5 +521,110 @@ fn fifty_reloads_during_a_100k_event_load_lose_nothing_and_keep_each_requests_ru
     assert_eq!(
         counters["evlog_events_delivered_total"], counters["evlog_events_accepted_total"],
         "{m}"
+    );
+}
+
+#[test]
+fn sighup_reloads_the_binary_and_a_bad_file_leaves_it_running() {
+    let root = tempfile::tempdir().expect("tempdir");
+    copy_dir(&schemas_dir(), &root.path().join("schemas"));
+    let path = root.path().join("collector.toml");
+    let write = |text: &str| {
+        let text = text.replace("@ROOT@", &root.path().display().to_string());
+        std::fs::write(&path, text).expect("write config");
+    };
+    write(&config(&keys(&[]), file_sink()));
+    let (child, url) = spawn_binary(&path);
+    // A failed assertion must not leave the process behind.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Reap(child);
+    let post = |key: &str| {
+        client()
+            .post(format!("{url}/v1/events"))
+            .bearer_auth(key)
+            .json(&txn("sighup-1", 1))
+            .send()
+            .expect("post")
+            .status()
+            .as_u16()
+    };
+    let reloads = |result: &str| {
+        let m = client()
+            .get(format!("{url}/metrics"))
+            .send()
+            .expect("metrics")
+            .text()
+            .expect("text");
+        metric(
+            &m,
+            &format!("evlog_config_reloads_total{{result=\"{result}\"}}"),
+        )
+    };
+    assert_eq!(post(INGEST), 202);
+    let new_key = "rotated-key-0002";
+    write(&config(
+        &keys(&[new_key]).replace(INGEST, "retired-key-0000"),
+        file_sink(),
+    ));
+    send_signal(&child.0, "HUP");
+    assert!(
+        wait_for(Duration::from_secs(20), || reloads("ok") == Some(1.0)),
+        "SIGHUP did not reload"
+    );
+    assert_eq!(post(new_key), 202);
+    assert_eq!(post(INGEST), 401, "the key the reload removed");
+    // A bad file: refused, counted, and the process goes on with what it ran.
+    write("[collector\n");
+    send_signal(&child.0, "HUP");
+    assert!(
+        wait_for(Duration::from_secs(20), || reloads("error") == Some(1.0)),
+        "the bad reload was not counted"
+    );
+    assert!(
+        child.0.try_wait().expect("try_wait").is_none(),
+        "the collector exited"
+    );
+    assert_eq!(post(new_key), 202);
+    send_signal(&child.0, "TERM");
+    let status = child.0.wait().expect("wait");
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn a_reload_that_changes_a_sink_sends_later_events_through_the_new_one() {
+    let c = Reloadable::start(&config(&keys(&[]), file_sink()));
+    let batch = |prefix: &str| -> Vec<Value> {
+        (0..100).map(|i| txn(&format!("{prefix}-{i}"), i)).collect()
+    };
+    let (status, _) = c.post(INGEST, &batch("before"));
+    assert_eq!(status, 200);
+    let (old, new) = (c.dir("data"), c.dir("data2"));
+    assert!(wait_for(Duration::from_secs(20), || stored_ids(&old).len() == 100));
+    c.write_config(&config(&keys(&[]), &file_sink().replace("/data", "/data2")));
+    let (status, body) = c.reload();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["changes"],
+        json!(["destination \"default\": sink settings changed"]),
+        "{body}"
+    );
+    let (status, _) = c.post(INGEST, &batch("after"));
+    assert_eq!(status, 200);
+    assert!(
+        wait_for(Duration::from_secs(20), || stored_ids(&new).len() == 100),
+        "the new sink got {} rows",
+        stored_ids(&new).len()
+    );
+    assert!(stored_ids(&new).iter().all(|id| id.starts_with("after-")));
+    assert_eq!(
+        stored_ids(&old).len(),
+        100,
+        "the old sink got rows after the reload"
     );
 }
