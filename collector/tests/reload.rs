@@ -21,7 +21,7 @@ const INGEST: &str = "ingest-key-0001";
 /// directory (a copy of the examples), reloadable through the admin API.
 struct Reloadable {
     // Fields drop in order: the collector stops before its directory is removed.
-    server: evlog_collector::Background,
+    _server: evlog_collector::Background,
     url: String,
     root: tempfile::TempDir,
 }
@@ -43,7 +43,7 @@ impl Reloadable {
         Self {
             url: format!("http://{}", server.addr()),
             root,
-            server,
+            _server: server,
         }
     }
 
