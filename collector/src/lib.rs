@@ -196,18 +196,14 @@ pub async fn prepare(config: CollectorConfig) -> Result<Prepared, Error> {
     // Sinks own their runtimes (and the BigQuery sink blocks on one to check its credentials):
     // build them off this runtime's threads.
     let destinations = {
-        let (core, processor) = (config.core.clone(), Arc::clone(&processor));
+        let core = config.core.clone();
+        // The sinks follow this processor; until reloads replace it, it is the only one.
+        let live = evlog_core::ingest::live(Arc::clone(&processor));
         tokio::task::spawn_blocking(move || {
             core.destination_sinks()
                 .into_iter()
                 .map(|(name, sink)| {
-                    evlog_core::sink::factory(
-                        &sink,
-                        &core.retry,
-                        processor.schemas(),
-                        processor.router(),
-                    )
-                    .map(|f| (name, f))
+                    evlog_core::sink::factory(&sink, &core.retry, &live).map(|f| (name, f))
                 })
                 .collect::<Result<Vec<_>, _>>()
         })

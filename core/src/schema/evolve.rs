@@ -184,7 +184,11 @@ fn compare_fields(
         }
         for (key, a, b) in [
             ("maxLength", o.max_length, n.max_length),
-            ("precision", o.precision.map(u64::from), n.precision.map(u64::from)),
+            (
+                "precision",
+                o.precision.map(u64::from),
+                n.precision.map(u64::from),
+            ),
             ("scale", o.scale.map(u64::from), n.scale.map(u64::from)),
         ] {
             if a != b {
