@@ -874,6 +874,7 @@ mod tests {
                 "evlog_sink_errors_total counter",
                 "evlog_dead_letters_waiting gauge",
                 "evlog_transform_skipped_total counter",
+                "evlog_config_reloads_total counter",
                 "evlog_flush_seconds histogram",
             ]
         );
@@ -934,9 +935,13 @@ mod tests {
             let k = format!("{}{{reason=\"{r}\"}}", names::REJECTED);
             assert_eq!(flat.get(&k), Some(&0.0), "{k}");
         }
+        for r in ["ok", "error"] {
+            let k = format!("{}{{result=\"{r}\"}}", names::CONFIG_RELOADS);
+            assert_eq!(flat.get(&k), Some(&0.0), "{k}");
+        }
         assert_eq!(
             flat.len(),
-            6 + DropReason::ALL.len() + REJECT_REASONS.len() + SkipReason::ALL.len(),
+            6 + DropReason::ALL.len() + REJECT_REASONS.len() + SkipReason::ALL.len() + 2,
             "no sink error seen, none listed: {flat:?}"
         );
         // A reason outside the known set (e.g. answered by a collector) joins them.
