@@ -896,7 +896,7 @@ mod tests {
         // Nothing counted yet: every family still has its header, rejected and dropped a zero
         // sample per known reason, sink errors none (its kinds are an open set).
         let empty = Counters::new().snapshot(0).to_prometheus();
-        assert_eq!(families(&empty).len(), 11);
+        assert_eq!(families(&empty).len(), 12);
         for r in DropReason::ALL {
             let line = format!(
                 "\nevlog_events_dropped_total{{reason=\"{}\"}} 0\n",
