@@ -1,5 +1,6 @@
 //! A BigQuery stand-in for tests: the REST v2 wire format of `tabledata.insertAll`,
-//! `tabledata.list`, `tables.get/insert/list/delete` and `datasets.get/insert`, with BigQuery's
+//! `tabledata.list`, `tables.get/insert/list/delete/patch/update` and `datasets.get/insert`
+//! (schema changes by BigQuery's additive rules, with a propagation delay), with BigQuery's
 //! error bodies, per-row `insertErrors`, `insertId` de-duplication, template tables, gzip request
 //! bodies, and faults injected on demand. See `tests/README.md` for what differs from BigQuery.
 //!
