@@ -87,7 +87,7 @@ pub fn check_evolution(
 ) -> Result<Vec<Change>, SchemaError> {
     let mut changes = Vec::new();
     let mut tables: Vec<&std::sync::Arc<TableSchema>> = new.iter().collect();
-    tables.sort_by(|a, b| table_name(a).cmp(&table_name(b)));
+    tables.sort_by_key(|t| table_name(t));
     for n in tables {
         match old.get(n.namespace(), n.type_name()) {
             None => changes.push(Change::TableAdded(table_name(n))),
