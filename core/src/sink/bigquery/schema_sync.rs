@@ -187,18 +187,25 @@ impl BigQuerySink {
         }
     }
 
-    /// Patches `dataset.table_id` to have every column of `key`'s catalog schema; one attempt,
-    /// bounded by the shutdown deadline. Errors are only counted: the rows are retried anyway.
+    /// Patches the base table of `key` and `dataset.table_id` (its shard, when not the base)
+    /// to have every column of `key`'s catalog schema; one attempt each, bounded by the
+    /// shutdown deadline. Errors are only counted: the rows are retried anyway.
     pub(super) async fn patch_target(
         &self,
         key: &TableKey,
         table_id: &str,
     ) -> Option<&'static str> {
         let (wanted, _) = self.catalog.get(key)?;
-        self.patch_table(&key.0, table_id, wanted)
-            .await
-            .err()
-            .map(|f| f.kind)
+        let mut ids = vec![key.1.as_str()];
+        if table_id != key.1 {
+            ids.push(table_id);
+        }
+        for id in ids {
+            if let Err(f) = self.patch_table(&key.0, id, wanted).await {
+                return Some(f.kind);
+            }
+        }
+        None
     }
 
     /// `tables.get`, then `tables.patch` with the merged schema if it lacks anything of
