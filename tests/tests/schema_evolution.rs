@@ -173,3 +173,41 @@ fn a_field_promoted_from_other_to_a_column_while_events_flow_loses_nothing() {
     }
     assert!(in_other >= 200, "the first rows kept coupon in other");
 }
+
+/// A process that starts with the new schema file while the table still has the old schema
+/// (another process changed the file; this one never saw the old version): the first rows meet
+/// "no such field", the sink patches the table and the shard itself, and the rows go in.
+#[test]
+fn a_process_started_with_a_newer_schema_patches_the_table_on_no_such_field() {
+    let server = BqTestServer::start_blocking(BqTestConfig {
+        schema_propagation: Duration::from_millis(200),
+        ..BqTestConfig::default()
+    })
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let schemas = tmp.path().join("schemas");
+    write_schema(&schemas, "events", "click", &click_fields(false));
+    server.load_evlog_schemas(&schemas, PROJECT).unwrap();
+    write_schema(&schemas, "events", "click", &click_fields(true));
+    let extra = format!("[spool]\ndir = {:?}\n", tmp.path().join("spool"));
+    let p = Pipeline::new(config_with_schemas(&server, &schemas, &extra)).unwrap();
+    let n = 300;
+    for seq in 0..n {
+        let body = json!({"user": "u", "seq": seq, "coupon": format!("C{seq}")});
+        p.log_json("events", "click", &body.to_string()).unwrap();
+    }
+    assert!(wait_for(Duration::from_secs(30), || {
+        p.flush(Duration::from_secs(5));
+        p.stats().delivered == n
+    }));
+    assert!(p.shutdown(Duration::from_secs(10)));
+    let stats = p.stats();
+    assert_eq!(stats.rejected_total() + stats.dropped_total(), 0, "{stats:?}");
+    let bq = server.stats();
+    assert!(bq.tables_patched >= 1 && bq.rows_awaiting_column > 0, "{bq:?}");
+    let rows = rows_of(&server, "events", "click");
+    assert_eq!(rows.len() as u64, n);
+    for r in &rows {
+        assert_eq!(r["coupon"], json!(format!("C{}", r["seq"])), "{r}");
+    }
+}
