@@ -68,6 +68,8 @@
  *   evlog.opensearch_dead_letter_index  sink.opensearch.dead_letter_index ({namespace}-_evlog_rejected)
  *   -- every mode
  *   evlog.schema_dir                    schemas.dir: <namespace>/<type>.json BigQuery schemas (schemas)
+ *   evlog.schema_reload_interval        schemas.reload_interval: how often changed schema files are
+ *                                       looked for (5s; 0s never)
  *   evlog.spool_enabled                 spool.enabled: keep what the sink cannot take on disk (on for
  *                                       forward, bigquery, opensearch; off for file, null)
  *   evlog.spool_dir                     spool.dir (/var/tmp/evlog-<uid>/<sink>-<hash of its target>,

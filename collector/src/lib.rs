@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use evlog_core::counters::{Counters, DropReason};
 use evlog_core::destinations::DEFAULT_DESTINATION;
-use evlog_core::ingest::Processor;
+use evlog_core::ingest::{LiveProcessor, Processor};
 use evlog_core::schema::SchemaRegistry;
 use evlog_core::spool::Spool;
 use hyper::server::conn::http1;
@@ -123,6 +123,8 @@ pub struct Prepared {
     /// `Config::destination_names` order.
     dests: Vec<Arc<streamer::Dest>>,
     counters: Arc<Counters>,
+    /// The processor the sinks follow (a reload stores its new one there first).
+    live: LiveProcessor,
     /// Where reloads read the configuration (none: reloads are refused, saying why).
     reload_source: Option<reload::Source>,
     /// Whether `SIGHUP` reloads.
@@ -165,13 +167,16 @@ pub async fn prepare(config: CollectorConfig) -> Result<Prepared, Error> {
         .map_err(|e| wal_err(&e))?;
     // Sinks own their runtimes (and the BigQuery sink blocks on one to check its credentials):
     // build them off this runtime's threads.
+    // The sinks follow this handle: a reload stores its new processor there before requests
+    // convert with it.
+    let live = evlog_core::ingest::live(Arc::clone(&processor));
     let deliveries = {
-        let (core, processor) = (config.core.clone(), Arc::clone(&processor));
+        let (core, live) = (config.core.clone(), live.clone());
         tokio::task::spawn_blocking(move || {
             core.destination_sinks()
                 .into_iter()
                 .map(|(_, sink)| {
-                    streamer::Delivery::build_factory(&sink, &core, &processor).map(|f| {
+                    streamer::Delivery::build_factory(&sink, &core, &live).map(|f| {
                         streamer::Delivery::new(streamer::Delivery::settings(&sink, &core), f)
                     })
                 })
@@ -228,6 +233,7 @@ pub async fn prepare(config: CollectorConfig) -> Result<Prepared, Error> {
         tls,
         dests,
         counters,
+        live,
         reload_source: None,
         reload_on_sighup: false,
     })
@@ -276,6 +282,7 @@ async fn serve(
         tls,
         dests,
         counters,
+        live,
         reload_source,
         reload_on_sighup,
     } = prepared;
@@ -324,6 +331,7 @@ async fn serve(
             source: reload_source,
             ..Default::default()
         },
+        sinks_follow: live,
         shared: Arc::clone(&shared),
         wal: writer,
         draining: AtomicBool::new(false),

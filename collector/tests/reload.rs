@@ -320,11 +320,19 @@ to = ["a"]
     )
 }
 
-/// An invalid configuration (of five kinds, by `i`) and what its refusal must name; some
-/// leave a bad schema file in `schemas`, which the caller removes after the reload.
+/// An invalid configuration (of six kinds, by `i`) and what its refusal must name; some
+/// leave a bad schema file in `schemas`, which [`restore`] puts right after the reload.
 fn invalid(i: usize, schemas: &Path) -> (String, &'static str) {
     let good = generation(0);
-    match i % 5 {
+    match i % 6 {
+        5 => {
+            // A column's type changed: BigQuery could not patch the table.
+            let path = schemas.join("events/transaction.json");
+            let text = std::fs::read_to_string(&path).expect("read schema");
+            let retyped = text.replacen("\"INTEGER\"", "\"STRING\"", 1);
+            std::fs::write(&path, retyped).expect("write schema");
+            (good, "user_id")
+        }
         0 => ("[[routes]\n".into(), "collector.toml"),
         1 => (good.replace("[batch]", "[batch]\nmax_rowz = 1"), "max_rowz"),
         2 => (
@@ -338,6 +346,16 @@ fn invalid(i: usize, schemas: &Path) -> (String, &'static str) {
             (good, "bad")
         }
     }
+}
+
+/// Undoes what [`invalid`] did to the schema directory.
+fn restore(schemas: &Path) {
+    let _ = std::fs::remove_dir_all(schemas.join("bad"));
+    std::fs::copy(
+        schemas_dir().join("events/transaction.json"),
+        schemas.join("events/transaction.json"),
+    )
+    .expect("restore schema");
 }
 
 #[test]
@@ -407,7 +425,7 @@ fn fifty_reloads_during_a_100k_event_load_lose_nothing_and_keep_each_requests_ru
             let (text, why) = invalid(r / 2, &schemas);
             c.write_config(&text);
             let (status, body) = c.reload();
-            let _ = std::fs::remove_dir_all(schemas.join("bad"));
+            restore(&schemas);
             reloads.fetch_add(1, Ordering::SeqCst);
             assert_eq!(status, 422, "reload {r}: {body}");
             let error = body["error"].as_str().unwrap_or_default();

@@ -370,6 +370,12 @@ pub const DIRECTIVES: &[Directive] = &[
         "<namespace>/<type>.json BigQuery schema files",
     ),
     d(
+        "evlog.schema_reload_interval",
+        "schemas.reload_interval",
+        Kind::Duration,
+        "how often a worker's flush thread looks for changed schema files (0s: never)",
+    ),
+    d(
         "evlog.spool_enabled",
         "spool.enabled",
         Kind::Bool,

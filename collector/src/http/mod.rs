@@ -67,7 +67,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use evlog_core::destinations::DestinationSet;
-use evlog_core::ingest::Processor;
+use evlog_core::ingest::{LiveProcessor, Processor};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION};
 use hyper::{Request, StatusCode};
@@ -86,6 +86,9 @@ pub(crate) struct State {
     pub live: ArcSwap<Generation>,
     /// Where reloads read from, and their counts.
     pub reloads: Reloads,
+    /// The processor the sinks follow (their catalogs, BigQuery's table patches): a reload
+    /// stores its new one here before `live`.
+    pub sinks_follow: LiveProcessor,
     pub shared: Arc<Shared>,
     pub wal: WalWriter,
     pub draining: AtomicBool,

@@ -60,6 +60,7 @@
 pub mod bigquery;
 mod factory;
 pub mod file;
+mod follow;
 pub mod forward;
 pub(crate) mod http;
 pub mod memory;

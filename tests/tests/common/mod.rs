@@ -14,6 +14,11 @@ pub fn schema_dir() -> PathBuf {
 }
 
 pub fn config(server: &BqTestServer, extra: &str) -> Config {
+    config_with_schemas(server, &schema_dir(), extra)
+}
+
+/// [`config`] with the schema files of `schemas` (e.g. a temporary directory a test edits).
+pub fn config_with_schemas(server: &BqTestServer, schemas: &Path, extra: &str) -> Config {
     let toml = format!(
         r#"
         [sink]
@@ -38,9 +43,30 @@ pub fn config(server: &BqTestServer, extra: &str) -> Config {
         {extra}
         "#,
         server.v2_base_url(),
-        schema_dir()
+        schemas
     );
     Config::from_toml_str(&toml).expect("test config")
+}
+
+/// Writes `<dir>/<namespace>/<type>.json` whole: a new file renamed over the old one, as a
+/// deploy does, so a process watching the directory never reads it half-written.
+pub fn write_schema(dir: &Path, namespace: &str, type_name: &str, fields: &serde_json::Value) {
+    let ns = dir.join(namespace);
+    std::fs::create_dir_all(&ns).expect("namespace dir");
+    let tmp = ns.join(format!(".{type_name}.json.tmp"));
+    std::fs::write(&tmp, fields.to_string()).expect("write schema");
+    std::fs::rename(&tmp, ns.join(format!("{type_name}.json"))).expect("rename schema");
+}
+
+/// Every row stored in `dataset` in tables whose id starts with `table` (the base table and
+/// its day shards), table by table.
+pub fn rows_of(server: &BqTestServer, dataset: &str, table: &str) -> Vec<serde_json::Value> {
+    server
+        .table_ids(PROJECT, dataset)
+        .into_iter()
+        .filter(|t| t.starts_with(table))
+        .flat_map(|t| server.rows(PROJECT, dataset, &t))
+        .collect()
 }
 
 pub fn start_server() -> BqTestServer {

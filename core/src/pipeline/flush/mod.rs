@@ -287,6 +287,8 @@ struct Worker {
     stopping: bool,
     /// Gives memory back when the thread goes idle after a backlog.
     trim: Trim,
+    /// Checks the schema files, when this thread reads the lanes (one destination).
+    watcher: Option<super::reload::Watcher>,
 }
 
 impl Worker {
@@ -327,11 +329,15 @@ impl Worker {
         };
         let events = events::Pending::for_sink(
             sink.as_ref(),
-            &parts.processor,
+            &parts.processor.load(),
             destination,
             parts.batch.max_rows,
             parts.batch.max_bytes.0 as usize,
         );
+        let watcher = match &inbox {
+            None => parts.watch.clone().map(super::reload::Watcher::new),
+            Some(_) => None,
+        };
         Self {
             events,
             batcher: Batcher::new(parts.batch.max_rows, parts.batch.max_bytes.0 as usize),
@@ -358,6 +364,7 @@ impl Worker {
             unrouted: 0,
             stopping: false,
             trim: Trim::default(),
+            watcher,
         }
     }
 
@@ -388,6 +395,10 @@ impl Worker {
             }
 
             self.spill();
+            let now = Instant::now();
+            if let Some(w) = &mut self.watcher {
+                w.tick(now, &self.st.counters, &self.parts.hook);
+            }
             let drained = self.drain(DRAIN_CHUNK);
             let now = Instant::now();
             self.deliver_due(now);
@@ -429,6 +440,9 @@ impl Worker {
             None => IDLE_PARK,
             Some(oldest) => (oldest + self.parts.batch.max_age).saturating_duration_since(now),
         };
+        if let Some(w) = &self.watcher {
+            timeout = timeout.min(w.due_in(now).max(Duration::from_millis(1)));
+        }
         if self.spool.is_some() {
             // Come back to replay when the breaker closes or the next scan is due.
             let next = self
@@ -523,7 +537,9 @@ impl Worker {
     /// takes (`[[routes]]`) is counted dropped, `unrouted`. Returns the body when the event is
     /// not kept, for reuse.
     fn process(&mut self, raw: RawEvent) -> Option<String> {
-        if self.inbox.is_none() && self.parts.processor.route(&raw).is_empty() {
+        // One processor for the whole event, even if a reload stores another meanwhile.
+        let processor = self.parts.processor.load();
+        if self.inbox.is_none() && processor.route(&raw).is_empty() {
             self.counters.drop_events(DropReason::Unrouted, 1);
             self.unrouted += 1;
             return Some(raw.body);
@@ -537,11 +553,7 @@ impl Worker {
             Some(inbox) => inbox.name(),
             None => self.parts.destinations[0].0.as_str(),
         };
-        match self
-            .parts
-            .processor
-            .process_for(&raw, Some(destination), &self.counters)
-        {
+        match processor.process_for(&raw, Some(destination), &self.counters) {
             Ok((dest, row)) => self.batcher.add(&dest, row),
             Err(rejected) => self.rejects.push(*rejected),
         }
