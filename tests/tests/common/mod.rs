@@ -19,7 +19,12 @@ pub fn config(server: &BqTestServer, extra: &str) -> Config {
 
 /// [`config`] with the schema files of `schemas` (e.g. a temporary directory a test edits).
 pub fn config_with_schemas(server: &BqTestServer, schemas: &Path, extra: &str) -> Config {
-    let toml = format!(
+    Config::from_toml_str(&config_text(server, schemas, extra)).expect("test config")
+}
+
+/// The TOML text of [`config_with_schemas`] (a collector's file adds `[collector]` to it).
+pub fn config_text(server: &BqTestServer, schemas: &Path, extra: &str) -> String {
+    format!(
         r#"
         [sink]
         kind = "bigquery"
@@ -44,8 +49,7 @@ pub fn config_with_schemas(server: &BqTestServer, schemas: &Path, extra: &str) -
         "#,
         server.v2_base_url(),
         schemas
-    );
-    Config::from_toml_str(&toml).expect("test config")
+    )
 }
 
 /// Writes `<dir>/<namespace>/<type>.json` whole: a new file renamed over the old one, as a
@@ -91,11 +95,36 @@ pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 /// The Prometheus text of `GET /metrics` from a collector at `addr`.
 pub fn collector_metrics(addr: std::net::SocketAddr) -> String {
+    http(addr, "GET", "/metrics", None, "").1
+}
+
+/// One HTTP/1.0 request to `addr` (with `Authorization: Bearer <key>` when given): the status
+/// and the body.
+pub fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        .expect("write");
+    let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
+    let head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).expect("write");
+    s.write_all(body.as_bytes()).expect("write");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");
-    out
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_string());
+    (status, body)
 }
