@@ -98,7 +98,8 @@ fn client(addr: SocketAddr, name: String, keep_alive: bool, stop: Arc<AtomicBool
                     s
                 }
                 Err(e) => {
-                    out.failures.push(format!("{id}: connect: {e} ({:?})", e.kind()));
+                    out.failures
+                        .push(format!("{id}: connect: {e} ({:?})", e.kind()));
                     continue;
                 }
             },
@@ -165,12 +166,20 @@ fn check(data: &Path, out: &Outcome, restarts: usize) {
         out.requests,
         &out.failures[..out.failures.len().min(10)]
     );
-    assert!(out.acked.len() > 1000, "too little load: {}", out.acked.len());
+    assert!(
+        out.acked.len() > 1000,
+        "too little load: {}",
+        out.acked.len()
+    );
     let mut stored: HashMap<String, u32> = HashMap::new();
     for id in stored_ids(data) {
         *stored.entry(id).or_default() += 1;
     }
-    let missing: Vec<_> = out.acked.iter().filter(|id| !stored.contains_key(*id)).collect();
+    let missing: Vec<_> = out
+        .acked
+        .iter()
+        .filter(|id| !stored.contains_key(*id))
+        .collect();
     let twice: Vec<_> = stored.iter().filter(|(_, n)| **n > 1).collect();
     assert!(
         missing.is_empty() && twice.is_empty(),
@@ -271,9 +280,7 @@ fn sigusr2_handoff_every_2s_refuses_nothing() {
         let old = *pids.last().expect("a pid");
         let t = Instant::now();
         signal(old, rustix::process::Signal::Usr2);
-        let handed = wait_for(WAIT, || {
-            read_pid().is_some_and(|p| p != old) && exited(old)
-        });
+        let handed = wait_for(WAIT, || read_pid().is_some_and(|p| p != old) && exited(old));
         assert!(handed, "pid {old}: no handoff within {WAIT:?}");
         // For docs/operations.md: how long the old process lives on after the signal.
         eprintln!("handoff: pid {old} exited {:?} after SIGUSR2", t.elapsed());
@@ -364,7 +371,10 @@ fn socket_activation_restart_every_2s_refuses_nothing() {
             terminate(&mut current);
             current = activate(&cfg, &socket, &reaper);
             // For docs/operations.md: how long connections wait in the socket's queue.
-            eprintln!("stop-then-start: no process accepted for up to {:?}", t.elapsed());
+            eprintln!(
+                "stop-then-start: no process accepted for up to {:?}",
+                t.elapsed()
+            );
         } else {
             // The new one first, then SIGTERM the old: both serve for a moment.
             let old = std::mem::replace(&mut current, activate(&cfg, &socket, &reaper));
@@ -378,4 +388,58 @@ fn socket_activation_restart_every_2s_refuses_nothing() {
     }
     assert!(restarts >= 8, "only {restarts} restarts");
     check(&root.path().join("data"), &out, restarts);
+}
+
+#[test]
+fn an_inherited_fd_that_is_not_one_listening_tcp_socket_stops_the_start() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let cfg = config(root.path());
+    let server = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let connected = TcpStream::connect(server.local_addr().expect("addr")).expect("connect");
+    let conn_fd = rustix::io::dup(&connected).expect("dup");
+    let n = conn_fd.as_raw_fd();
+    let cases = [
+        (
+            "LISTEN_FDS=1",
+            "3</dev/null".to_string(),
+            "LISTEN_FDS=1: fd 3 is not a socket",
+        ),
+        (
+            "LISTEN_FDS=1",
+            String::new(),
+            "LISTEN_FDS=1: fd 3 is not open",
+        ),
+        (
+            "LISTEN_FDS=2",
+            "3</dev/null".to_string(),
+            "2 sockets passed",
+        ),
+        (
+            "LISTEN_FDS=1",
+            format!("3<&{n}"),
+            "is a TCP socket that is not listening",
+        ),
+        (
+            "EVLOG_LISTEN_FD=x",
+            String::new(),
+            "EVLOG_LISTEN_FD=x: not a file descriptor",
+        ),
+    ];
+    for (var, redirect, expect) in cases {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "export {var} LISTEN_PID=$$; exec 3<&-; exec \"$0\" \"$@\" {redirect}"
+            ))
+            .arg(env!("CARGO_BIN_EXE_evlog-collector"))
+            .arg("--config")
+            .arg(&cfg)
+            .env_clear()
+            .output()
+            .expect("run collector");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{var} {redirect}: {stderr}");
+        assert!(stderr.contains(expect), "{var} {redirect}: {stderr}");
+        assert!(out.stdout.is_empty(), "{var} {redirect}: listened anyway");
+    }
 }
