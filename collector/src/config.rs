@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use evlog_core::config::{duration_str, ByteSize, ConfigError};
 use evlog_core::Config;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The whole collector configuration.
 #[derive(Debug, Clone, Default)]
@@ -23,7 +23,7 @@ pub struct CollectorConfig {
 }
 
 /// One API key and the namespaces it may write.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKey {
     /// The secret clients send as `Authorization: Bearer <key>` (or `X-Api-Key: <key>`).
@@ -39,7 +39,7 @@ pub struct ApiKey {
 }
 
 /// An API key's role (see [`ApiKey::role`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyRole {
     /// Envelopes only.
@@ -60,7 +60,7 @@ impl KeyRole {
 }
 
 /// When the write-ahead log is fsynced before requests are acknowledged.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FsyncPolicy {
     /// fsync every write (requests arriving together share one write and one fsync).
@@ -75,13 +75,19 @@ pub enum FsyncPolicy {
 }
 
 /// `[collector]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CollectorSection {
     /// Address the binary listens on (`run` takes a bound listener instead).
     pub listen: SocketAddr,
     /// API keys; empty means open access (development only).
     pub api_keys: Vec<ApiKey>,
+    /// Keys of the admin API (`POST /admin/reload`, `GET /admin/config`), sent like API keys
+    /// (`Authorization: Bearer <key>` or `X-Api-Key`). Distinct from every API key (an ingest
+    /// key is refused there with 403); at least 16 characters. Empty (the default): the admin
+    /// API answers 403 to everyone, and reloads come by `SIGHUP` only. Several keys let one
+    /// be replaced without a moment when none works.
+    pub admin_keys: Vec<String>,
     /// Largest request body, compressed as sent (413 above it).
     pub max_body_bytes: ByteSize,
     /// Largest request body after gzip decompression (413 above it; stops gzip bombs).
@@ -105,7 +111,7 @@ pub struct CollectorSection {
     /// fsync policy of the write-ahead log: `"always"`, `"interval"` or `"never"`.
     pub fsync: FsyncPolicy,
     /// With `fsync = "interval"`: how long writes are collected before one write and fsync.
-    #[serde(deserialize_with = "duration_str::deserialize")]
+    #[serde(with = "duration_str")]
     pub fsync_interval: Duration,
     /// Unstreamed write-ahead-log bytes above which requests get 429 and `/readyz` 503.
     pub high_watermark: ByteSize,
@@ -114,7 +120,7 @@ pub struct CollectorSection {
     /// The write-ahead log starts a new segment past this size.
     pub segment_bytes: ByteSize,
     /// The active segment is sealed (made readable by streamers) at least this often.
-    #[serde(deserialize_with = "duration_str::deserialize")]
+    #[serde(with = "duration_str")]
     pub seal_interval: Duration,
     /// Streamer threads per destination (each streams whole segments to its sink).
     pub workers: usize,
@@ -125,7 +131,7 @@ pub struct CollectorSection {
     /// TLS private key (PEM file: PKCS#8, PKCS#1 or SEC1).
     pub tls_key: Option<PathBuf>,
     /// On SIGTERM/SIGINT: how long to keep streaming to the sink before exiting.
-    #[serde(deserialize_with = "duration_str::deserialize")]
+    #[serde(with = "duration_str")]
     pub shutdown_deadline: Duration,
     /// `Retry-After` seconds sent with 429.
     pub retry_after_secs: u64,
@@ -133,7 +139,7 @@ pub struct CollectorSection {
     /// an idle keep-alive connection is closed after it too), and how long it may go silent while
     /// sending a body (408 past it). Stops stalled clients from holding connections,
     /// `max_in_flight` permits and body memory; a slow but steady upload is not cut off.
-    #[serde(deserialize_with = "duration_str::deserialize")]
+    #[serde(with = "duration_str")]
     pub request_timeout: Duration,
     /// `[collector.lingering]`: how the rest of a refused request's body is read and discarded
     /// before its connection is closed.
@@ -145,15 +151,15 @@ pub struct CollectorSection {
 /// would get a reset, which destroys the answer it has not read yet. So the collector reads and
 /// discards what the client still sends, within these bounds, and closes once the client is
 /// done. No permit and no body budget are held meanwhile, only the socket.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Lingering {
     /// Longest time spent reading a refused body after the answer (nginx's `lingering_time`).
-    #[serde(deserialize_with = "duration_str::deserialize")]
+    #[serde(with = "duration_str")]
     pub time: Duration,
     /// The reading stops once the client has sent nothing for this long (nginx's
     /// `lingering_timeout`).
-    #[serde(deserialize_with = "duration_str::deserialize")]
+    #[serde(with = "duration_str")]
     pub timeout: Duration,
     /// Most bytes read and discarded per connection: a client may send this much past a refusal
     /// and still read the answer.
@@ -179,6 +185,7 @@ impl Default for CollectorSection {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             api_keys: Vec::new(),
+            admin_keys: Vec::new(),
             max_body_bytes: ByteSize(10 * 1024 * 1024),
             max_decompressed_bytes: ByteSize(50 * 1024 * 1024),
             max_batch_events: 10_000,
@@ -313,7 +320,71 @@ impl CollectorConfig {
                 });
             }
         }
+        for (i, k) in c.admin_keys.iter().enumerate() {
+            if k.len() < 16 {
+                return Err(ConfigError::Invalid {
+                    key: "collector.admin_keys",
+                    rule: format!("admin key #{} is shorter than 16 characters", i + 1),
+                });
+            }
+            if c.api_keys.iter().any(|a| a.key == *k) {
+                return Err(ConfigError::Invalid {
+                    key: "collector.admin_keys",
+                    rule: format!(
+                        "admin key #{} is also an API key: an admin key must be distinct from \
+                         every ingest key",
+                        i + 1
+                    ),
+                });
+            }
+        }
         Ok(())
+    }
+
+    /// The settings read at the start only that differ between `self` (running) and `new` (a
+    /// reload's): a reload that changes one is refused, naming them. Everything else takes
+    /// effect at a reload.
+    pub fn restart_only_changes(&self, new: &Self) -> Vec<&'static str> {
+        let (a, b) = (&self.collector, &new.collector);
+        let mut changed = Vec::new();
+        let mut check = |key: &'static str, same: bool| {
+            if !same {
+                changed.push(key);
+            }
+        };
+        check("collector.listen", a.listen == b.listen);
+        check("collector.wal_dir", a.wal_dir == b.wal_dir);
+        check("collector.fsync", a.fsync == b.fsync);
+        check(
+            "collector.fsync_interval",
+            a.fsync_interval == b.fsync_interval,
+        );
+        check(
+            "collector.wal_max_bytes",
+            a.wal_max_bytes == b.wal_max_bytes,
+        );
+        check(
+            "collector.segment_bytes",
+            a.segment_bytes == b.segment_bytes,
+        );
+        check(
+            "collector.seal_interval",
+            a.seal_interval == b.seal_interval,
+        );
+        check("collector.workers", a.workers == b.workers);
+        check("collector.http_threads", a.http_threads == b.http_threads);
+        check("collector.tls_cert", a.tls_cert == b.tls_cert);
+        check("collector.tls_key", a.tls_key == b.tls_key);
+        check(
+            "collector.max_in_flight",
+            a.max_in_flight == b.max_in_flight,
+        );
+        check("collector.lingering", a.lingering == b.lingering);
+        check(
+            "destinations (the set of names)",
+            self.core.destination_names() == new.core.destination_names(),
+        );
+        changed
     }
 }
 

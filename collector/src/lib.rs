@@ -19,6 +19,7 @@ pub mod config;
 mod envelope;
 mod http;
 mod linger;
+pub mod reload;
 mod streamer;
 mod wal;
 
@@ -117,12 +118,15 @@ fn tls_acceptor(
 pub struct Prepared {
     config: CollectorConfig,
     processor: Arc<Processor>,
-    /// Each destination's name and sink, in `Config::destination_names` order.
-    destinations: Vec<(String, evlog_core::sink::SinkFactory)>,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    /// Each destination's state (its pending log bytes read at the start).
+    /// Each destination's state (its sink, its pending log bytes read at the start), in
+    /// `Config::destination_names` order.
     dests: Vec<Arc<streamer::Dest>>,
     counters: Arc<Counters>,
+    /// Where reloads read the configuration (none: reloads are refused, saying why).
+    reload_source: Option<reload::Source>,
+    /// Whether `SIGHUP` reloads.
+    reload_on_sighup: bool,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -159,17 +163,40 @@ pub async fn prepare(config: CollectorConfig) -> Result<Prepared, Error> {
     std::fs::write(&probe, b"")
         .and_then(|()| std::fs::remove_file(&probe))
         .map_err(|e| wal_err(&e))?;
+    // Sinks own their runtimes (and the BigQuery sink blocks on one to check its credentials):
+    // build them off this runtime's threads.
+    let deliveries = {
+        let (core, processor) = (config.core.clone(), Arc::clone(&processor));
+        tokio::task::spawn_blocking(move || {
+            core.destination_sinks()
+                .into_iter()
+                .map(|(_, sink)| {
+                    streamer::Delivery::build_factory(&sink, &core, &processor).map(|f| {
+                        streamer::Delivery::new(streamer::Delivery::settings(&sink, &core), f)
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| Error::Other(format!("sink setup: {e}")))??
+    };
     let names = config.core.destination_names();
     let counters = Arc::new(Counters::new());
     let dests = if names.len() == 1 {
         // One destination: the log's single reader, the collector's own counters.
-        vec![Arc::new(streamer::Dest::new(
-            &names[0],
-            Arc::clone(&counters),
-            spool.pending_bytes(),
-            true,
-            None,
-        ))]
+        deliveries
+            .into_iter()
+            .map(|delivery| {
+                Arc::new(streamer::Dest::new(
+                    &names[0],
+                    Arc::clone(&counters),
+                    spool.pending_bytes(),
+                    true,
+                    None,
+                    delivery,
+                ))
+            })
+            .collect()
     } else {
         // Several: a cursor each. `default` keeps the offset files a collector with one
         // destination wrote, and takes the records it wrote (without destination masks);
@@ -182,41 +209,27 @@ pub async fn prepare(config: CollectorConfig) -> Result<Prepared, Error> {
         names
             .iter()
             .zip(cursors)
-            .map(|(name, cursor)| {
+            .zip(deliveries)
+            .map(|((name, cursor), delivery)| {
                 Arc::new(streamer::Dest::new(
                     name,
                     Arc::new(Counters::new()),
                     spool.pending_bytes_for(&cursor),
                     legacy.is_none_or(|l| l == name),
                     Some(cursor),
+                    delivery,
                 ))
             })
             .collect()
     };
-    // Sinks own their runtimes (and the BigQuery sink blocks on one to check its credentials):
-    // build them off this runtime's threads.
-    let destinations = {
-        let core = config.core.clone();
-        // The sinks follow this processor; until reloads replace it, it is the only one.
-        let live = evlog_core::ingest::live(Arc::clone(&processor));
-        tokio::task::spawn_blocking(move || {
-            core.destination_sinks()
-                .into_iter()
-                .map(|(name, sink)| {
-                    evlog_core::sink::factory(&sink, &core.retry, &live).map(|f| (name, f))
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await
-        .map_err(|e| Error::Other(format!("sink setup: {e}")))??
-    };
     Ok(Prepared {
         config,
         processor,
-        destinations,
         tls,
         dests,
         counters,
+        reload_source: None,
+        reload_on_sighup: false,
     })
 }
 
@@ -232,6 +245,16 @@ pub async fn run(
 }
 
 impl Prepared {
+    /// Makes the running collector reloadable from `source` (the file it was started from):
+    /// by `POST /admin/reload` (with an admin key), and by `SIGHUP` when `on_sighup` (a
+    /// program's choice: an embedding process may use the signal otherwise). See
+    /// [`crate::reload`].
+    pub fn reload_from(mut self, source: reload::Source, on_sighup: bool) -> Self {
+        self.reload_source = Some(source);
+        self.reload_on_sighup = on_sighup;
+        self
+    }
+
     /// Serves on `listener` until `shutdown` resolves, then drains (see the crate docs).
     pub async fn serve(
         self,
@@ -250,10 +273,11 @@ async fn serve(
     let Prepared {
         config,
         processor,
-        destinations,
         tls,
         dests,
         counters,
+        reload_source,
+        reload_on_sighup,
     } = prepared;
     let c = config.collector.clone();
     let spool_opts = wal::spool_options(&c);
@@ -272,15 +296,12 @@ async fn serve(
     let (writer, writer_thread) = wal::WalWriter::start(&c, pending, move |n| count(&counted, n))?;
     let stop = Arc::new(Mutex::new(None));
     let mut streamers = Vec::new();
-    for ((name, sink_factory), dest) in destinations.iter().zip(&shared.dests) {
+    for dest in &shared.dests {
+        let name = &dest.name;
         for i in 0..c.workers {
             let spool = Spool::open(spool_opts.clone())?;
             let parts = streamer::StreamerParts {
-                sink_factory: Arc::clone(sink_factory),
                 dest: Arc::clone(dest),
-                max_rows: config.core.batch.max_rows,
-                max_bytes: config.core.batch.max_bytes.0 as usize,
-                retry: config.core.retry.clone(),
                 shared: Arc::clone(&shared),
                 stop: Arc::clone(&stop),
             };
@@ -298,8 +319,11 @@ async fn serve(
     }
 
     let state = Arc::new(http::State {
-        config: c.clone(),
-        processor,
+        live: arc_swap::ArcSwap::from_pointee(reload::Generation::new(config, processor, 1)),
+        reloads: reload::Reloads {
+            source: reload_source,
+            ..Default::default()
+        },
         shared: Arc::clone(&shared),
         wal: writer,
         draining: AtomicBool::new(false),
@@ -309,6 +333,20 @@ async fn serve(
         drains: linger::Drains::new(c.lingering.clone()),
     });
 
+    let sighup = reload_on_sighup.then(|| {
+        let st = Arc::clone(&state);
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                eprintln!("evlog-collector: cannot watch SIGHUP: reload with POST /admin/reload");
+                return;
+            };
+            while hup.recv().await.is_some() {
+                // Counted and logged by `reload`; the running configuration stays on error.
+                let _ = reload::reload(&st).await;
+            }
+        })
+    });
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -333,7 +371,8 @@ async fn serve(
                 });
                 match &tls {
                     None => {
-                        let conn = http1_builder(&c).serve_connection(TokioIo::new(stream), svc);
+                        let conn = http1_builder(&state.now().collector)
+                            .serve_connection(TokioIo::new(stream), svc);
                         let fut = graceful.watch(conn);
                         tokio::spawn(async move {
                             let _ = fut.await;
@@ -343,7 +382,7 @@ async fn serve(
                         // The handshake runs in the connection's task, never in the accept loop.
                         let acceptor = acceptor.clone();
                         let watcher = graceful.watcher();
-                        let builder = http1_builder(&c);
+                        let builder = http1_builder(&state.now().collector);
                         tokio::spawn(async move {
                             let handshake = tokio::time::timeout(
                                 std::time::Duration::from_secs(10),
@@ -361,10 +400,14 @@ async fn serve(
         }
     }
     drop(listener);
+    if let Some(task) = sighup {
+        task.abort();
+    }
     state.draining.store(true, Ordering::Relaxed);
-    let deadline = Instant::now() + c.shutdown_deadline;
+    let shutdown_deadline = state.now().collector.shutdown_deadline;
+    let deadline = Instant::now() + shutdown_deadline;
     // In-flight requests finish (their events reach the log) before the streamers' last pass.
-    let _ = tokio::time::timeout(c.shutdown_deadline, graceful.shutdown()).await;
+    let _ = tokio::time::timeout(shutdown_deadline, graceful.shutdown()).await;
     state.wal.close();
     drop(state);
     tokio::task::spawn_blocking(move || {
@@ -411,12 +454,31 @@ impl Background {
     /// Checks the configuration ([`prepare`]: its errors are returned here), binds `addr`
     /// (e.g. `127.0.0.1:0`) and starts serving.
     pub fn start(config: CollectorConfig, addr: &str) -> Result<Self, Error> {
+        Self::start_inner(config, addr, None)
+    }
+
+    /// Like [`Background::start`], with the configuration read from `source`, which
+    /// `POST /admin/reload` re-reads (no `SIGHUP`: the signal belongs to the embedding
+    /// program).
+    pub fn start_from(source: reload::Source, addr: &str) -> Result<Self, Error> {
+        let config = source.read().map_err(Error::Other)?;
+        Self::start_inner(config, addr, Some(source))
+    }
+
+    fn start_inner(
+        config: CollectorConfig,
+        addr: &str,
+        source: Option<reload::Source>,
+    ) -> Result<Self, Error> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .map_err(|e| Error::Other(format!("runtime: {e}")))?;
-        let prepared = rt.block_on(prepare(config))?;
+        let mut prepared = rt.block_on(prepare(config))?;
+        if let Some(source) = source {
+            prepared = prepared.reload_from(source, false);
+        }
         let listener = rt
             .block_on(tokio::net::TcpListener::bind(addr))
             .map_err(|e| Error::Other(format!("bind {addr}: {e}")))?;

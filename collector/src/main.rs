@@ -1,5 +1,6 @@
 //! `evlog-collector --config <file>`: binds `collector.listen`, serves until SIGTERM/SIGINT,
-//! drains until `collector.shutdown_deadline`, exits. All logic is in the library
+//! drains until `collector.shutdown_deadline`, exits. `SIGHUP` reloads the file and the
+//! schemas (`evlog_collector::reload`). All logic is in the library
 //! ([`prepare`], then `Prepared::serve`). A configuration that cannot work (schemas, sink, TLS
 //! files, write-ahead log directory) exits 1 with the key and path before anything listens;
 //! unreadable or invalid config files and arguments exit 2.
@@ -7,6 +8,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use evlog_collector::reload::Source;
 use evlog_collector::{prepare, CollectorConfig};
 
 #[global_allocator]
@@ -41,9 +43,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut source = Source {
+        path: path.clone(),
+        listen: None,
+    };
     if let Some(l) = listen {
         match l.parse() {
-            Ok(addr) => config.collector.listen = addr,
+            Ok(addr) => {
+                config.collector.listen = addr;
+                source.listen = Some(addr);
+            }
             Err(e) => {
                 eprintln!("evlog-collector: --listen {l:?}: {e} (expected ADDR:PORT)");
                 return ExitCode::from(2);
@@ -70,7 +79,10 @@ fn main() -> ExitCode {
         let addr = config.collector.listen;
         // Every setting is checked (schemas, sink, TLS files, write-ahead log directory) before
         // the port is bound and "listening" printed: a bad one exits with its key and path.
-        let prepared = prepare(config).await.map_err(|e| e.to_string())?;
+        let prepared = prepare(config)
+            .await
+            .map_err(|e| e.to_string())?
+            .reload_from(source, true);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;

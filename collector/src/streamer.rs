@@ -31,13 +31,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use evlog_core::config::RetryConfig;
 use evlog_core::counters::Counters;
 use evlog_core::counters::Stats;
+use evlog_core::ingest::Processor;
 use evlog_core::ingest::{self, Batcher};
 use evlog_core::routing::Destination;
 use evlog_core::sink::{intern_reason, EncodedRow, RejectedEvent, Sink, SinkFactory};
+use evlog_core::sink::{SinkConfig, SinkError};
 use evlog_core::spool::{Cursor, SegmentReader, Spool};
+use evlog_core::Config;
 
 use crate::wal::{bit_in, read_framed, WalRecord, FRAMED, FRAMED_ROUTED, LEGACY_MASK};
 
@@ -75,6 +79,71 @@ pub struct Dest {
     pub takes_legacy: bool,
     /// Its place in the log, with several destinations; with one, the log's single reader.
     pub cursor: Option<Cursor>,
+    /// How it delivers: replaced by a reload that changes its sink, `[batch]` or `[retry]`
+    /// (streamers take it between two segments).
+    pub delivery: ArcSwap<Delivery>,
+}
+
+/// How a destination delivers: its sink and the batch and retry settings.
+pub struct Delivery {
+    /// What it was built from.
+    settings: DeliverySettings,
+    /// Builds each streamer's sink.
+    pub sink_factory: SinkFactory,
+}
+
+/// The settings a [`Delivery`] is built from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliverySettings {
+    sink: SinkConfig,
+    max_rows: usize,
+    max_bytes: usize,
+    retry: RetryConfig,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Delivery {
+    /// A destination's delivery settings in `core`: its `sink`, `[batch]` and `[retry]`.
+    pub fn settings(sink: &SinkConfig, core: &Config) -> DeliverySettings {
+        DeliverySettings {
+            sink: sink.clone(),
+            max_rows: core.batch.max_rows,
+            max_bytes: core.batch.max_bytes.0 as usize,
+            retry: core.retry.clone(),
+        }
+    }
+
+    /// The sink factory of `sink` (checks its settings: a BigQuery sink reads its
+    /// credentials). Blocking.
+    pub fn build_factory(
+        sink: &SinkConfig,
+        core: &Config,
+        processor: &Arc<Processor>,
+    ) -> Result<SinkFactory, SinkError> {
+        // The sinks follow this processor; until a reload stores another, it is the only one.
+        let live = evlog_core::ingest::live(Arc::clone(processor));
+        evlog_core::sink::factory(sink, &core.retry, &live)
+    }
+
+    /// A delivery of `settings` through `sink_factory`.
+    pub fn new(settings: DeliverySettings, sink_factory: SinkFactory) -> Self {
+        Self {
+            settings,
+            sink_factory,
+        }
+    }
+
+    /// Whether it was built from `settings`.
+    pub fn same_settings(&self, settings: &DeliverySettings) -> bool {
+        self.settings == *settings
+    }
 }
 
 impl Dest {
@@ -86,6 +155,7 @@ impl Dest {
         pending: u64,
         takes_legacy: bool,
         cursor: Option<Cursor>,
+        delivery: Delivery,
     ) -> Self {
         Self {
             name: name.to_owned(),
@@ -96,6 +166,7 @@ impl Dest {
             per_table: Mutex::new(BTreeMap::new()),
             takes_legacy,
             cursor,
+            delivery: ArcSwap::from_pointee(delivery),
         }
     }
 }
@@ -144,16 +215,8 @@ impl Shared {
 /// Settings of a streamer.
 #[derive(Clone)]
 pub struct StreamerParts {
-    /// Builds each streamer's sink (its destination's).
-    pub sink_factory: SinkFactory,
     /// Its destination.
     pub dest: Arc<Dest>,
-    /// Rows per sink call.
-    pub max_rows: usize,
-    /// Bytes per batch.
-    pub max_bytes: usize,
-    /// Backoff between failed deliveries.
-    pub retry: RetryConfig,
     /// Shared state.
     pub shared: Arc<Shared>,
     /// Set when the collector is shutting down: stream what is left, until `deadline`.
@@ -183,8 +246,31 @@ impl Dest {
 impl std::fmt::Debug for StreamerParts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamerParts")
-            .field("max_rows", &self.max_rows)
+            .field("dest", &self.dest.name)
             .finish_non_exhaustive()
+    }
+}
+
+/// What a streamer works with: its parts and its destination's delivery as it took it last.
+struct Ctx {
+    parts: StreamerParts,
+    delivery: Arc<Delivery>,
+}
+
+impl Ctx {
+    fn max_rows(&self) -> usize {
+        self.delivery.settings.max_rows
+    }
+
+    fn retry(&self) -> &RetryConfig {
+        &self.delivery.settings.retry
+    }
+}
+
+impl std::ops::Deref for Ctx {
+    type Target = StreamerParts;
+    fn deref(&self) -> &StreamerParts {
+        &self.parts
     }
 }
 
@@ -200,20 +286,28 @@ const COMMIT_EVERY: Duration = Duration::from_millis(250);
 /// removed after the start).
 pub fn run(parts: StreamerParts, mut spool: Spool) {
     let mut sink: Option<Box<dyn Sink>> = None;
+    let delivery = parts.dest.delivery.load_full();
+    let mut parts = Ctx { parts, delivery };
     loop {
         let deadline = *parts.stop.lock().unwrap_or_else(|e| e.into_inner());
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
+        // A reload changed how the destination delivers: the next segment goes the new way.
+        let current = parts.dest.delivery.load_full();
+        if !Arc::ptr_eq(&current, &parts.delivery) {
+            close(&parts, sink.take());
+            parts.delivery = current;
+        }
         if sink.is_none() {
-            match (parts.sink_factory)() {
+            match (parts.delivery.sink_factory)() {
                 Ok(s) => sink = Some(s),
                 Err(e) => {
                     parts.dest.counters.sink_error("unavailable", e.kind());
                     parts
                         .dest
                         .failing(&format!("the sink cannot be built: {e}"));
-                    std::thread::sleep(parts.retry.base.max(IDLE));
+                    std::thread::sleep(parts.retry().base.max(IDLE));
                     continue;
                 }
             }
@@ -237,6 +331,11 @@ pub fn run(parts: StreamerParts, mut spool: Spool) {
             }
         }
     }
+    close(&parts, sink);
+}
+
+/// Closes a sink a streamer is done with, counting an error.
+fn close(parts: &Ctx, sink: Option<Box<dyn Sink>>) {
     if let Some(mut s) = sink {
         if let Err(e) = s.close() {
             parts.dest.counters.sink_error(s.name(), e.kind());
@@ -254,9 +353,9 @@ struct Acc {
 }
 
 impl Acc {
-    fn new(parts: &StreamerParts) -> Self {
+    fn new(parts: &Ctx) -> Self {
         Self {
-            rows: Batcher::new(parts.max_rows, parts.max_bytes),
+            rows: Batcher::new(parts.max_rows(), parts.delivery.settings.max_bytes),
             rejects: Vec::new(),
             events: 0,
             bytes: 0,
@@ -264,12 +363,7 @@ impl Acc {
     }
 }
 
-fn stream_segment(
-    parts: &StreamerParts,
-    spool: &Spool,
-    sink: &mut dyn Sink,
-    mut seg: SegmentReader,
-) {
+fn stream_segment(parts: &Ctx, spool: &Spool, sink: &mut dyn Sink, mut seg: SegmentReader) {
     let counters = &parts.dest.counters;
     let mut acc = Acc::new(parts);
     let mut last_end = None;
@@ -290,7 +384,7 @@ fn stream_segment(
             read_json_record(parts, &mut acc, &rec.payload);
         }
         last_end = Some(rec.end);
-        if acc.events >= parts.max_rows {
+        if acc.events >= parts.max_rows() {
             if !deliver(parts, sink, std::mem::replace(&mut acc, Acc::new(parts))) {
                 return;
             }
@@ -314,7 +408,7 @@ fn stream_segment(
 
 /// Counts `n` copies read from a record a previous process acknowledged: accepted by this one
 /// (by the destination, and with several by the collector too, one per copy).
-fn count_replayed(parts: &StreamerParts, boot: u64, n: usize) {
+fn count_replayed(parts: &Ctx, boot: u64, n: usize) {
     if boot == parts.shared.boot || n == 0 {
         return;
     }
@@ -326,7 +420,7 @@ fn count_replayed(parts: &StreamerParts, boot: u64, n: usize) {
 
 /// A framed record (see [`crate::wal::RecordBuilder`]): this destination's rows are sliced
 /// out, not parsed; other destinations' are skipped.
-fn read_framed_record(parts: &StreamerParts, acc: &mut Acc, payload: &[u8]) {
+fn read_framed_record(parts: &Ctx, acc: &mut Acc, payload: &[u8]) {
     let counters = &parts.dest.counters;
     let Some((header, mut rows)) = read_framed(payload) else {
         counters.sink_error("wal", "undecodable");
@@ -380,7 +474,7 @@ fn read_framed_record(parts: &StreamerParts, acc: &mut Acc, payload: &[u8]) {
 
 /// A JSON record ([`WalRecord`], written by earlier versions for `/v1/rows`): no destination
 /// masks.
-fn read_json_record(parts: &StreamerParts, acc: &mut Acc, payload: &[u8]) {
+fn read_json_record(parts: &Ctx, acc: &mut Acc, payload: &[u8]) {
     let Ok(record) = serde_json::from_slice::<WalRecord>(payload) else {
         parts.dest.counters.sink_error("wal", "undecodable");
         return;
@@ -407,7 +501,7 @@ fn read_json_record(parts: &StreamerParts, acc: &mut Acc, payload: &[u8]) {
 
 /// Delivers rows and dead letters, retrying failures until they succeed or the shutdown deadline
 /// passes. True when everything was acknowledged (the caller may commit).
-fn deliver(parts: &StreamerParts, sink: &mut dyn Sink, mut acc: Acc) -> bool {
+fn deliver(parts: &Ctx, sink: &mut dyn Sink, mut acc: Acc) -> bool {
     let dest = &parts.dest;
     acc.rows.close_all();
     let mut batches = acc.rows.take_ready();
@@ -464,10 +558,10 @@ fn deliver(parts: &StreamerParts, sink: &mut dyn Sink, mut acc: Acc) -> bool {
 
 /// Sleeps core's full-jitter backoff for the next attempt; false when the shutdown deadline
 /// passes first (checked at least every 20 ms).
-fn backoff(parts: &StreamerParts, attempt: &mut u32) -> bool {
+fn backoff(parts: &Ctx, attempt: &mut u32) -> bool {
     *attempt = attempt.saturating_add(1);
-    let cap = parts.retry.cap.max(Duration::from_millis(1));
-    let until = Instant::now() + evlog_core::config::backoff(parts.retry.base, cap, *attempt);
+    let cap = parts.retry().cap.max(Duration::from_millis(1));
+    let until = Instant::now() + evlog_core::config::backoff(parts.retry().base, cap, *attempt);
     loop {
         let deadline = *parts.stop.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();

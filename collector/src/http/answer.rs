@@ -46,8 +46,10 @@ pub(super) fn prometheus(body: String) -> Resp {
 /// 429 with `Retry-After`: the client should come back later, nothing was kept.
 pub(super) fn too_busy(st: &State, why: &str) -> Resp {
     let mut r = error(StatusCode::TOO_MANY_REQUESTS, why);
-    r.headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from(st.config.retry_after_secs));
+    r.headers_mut().insert(
+        RETRY_AFTER,
+        HeaderValue::from(st.now().collector.retry_after_secs),
+    );
     r
 }
 

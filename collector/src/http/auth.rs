@@ -30,7 +30,7 @@ pub(super) fn admit(
             "the collector is shutting down",
         ));
     }
-    let key = authorize(&st.config.api_keys, req)?.cloned();
+    let key = authorize(&st.now().collector.api_keys, req)?.cloned();
     if st.overloaded() {
         return Err(too_busy(
             st,
@@ -68,13 +68,7 @@ fn authorize<'a>(keys: &'a [ApiKey], req: &Request<Incoming>) -> Result<Option<&
     if keys.is_empty() {
         return Ok(None);
     }
-    let given = req
-        .headers()
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .or_else(|| req.headers().get("x-api-key").and_then(|v| v.to_str().ok()));
-    let Some(given) = given else {
+    let Some(given) = presented_key(req) else {
         return Err(error(
             StatusCode::UNAUTHORIZED,
             "missing API key: send \"Authorization: Bearer <key>\" or \"X-Api-Key: <key>\"",
@@ -82,7 +76,7 @@ fn authorize<'a>(keys: &'a [ApiKey], req: &Request<Incoming>) -> Result<Option<&
     };
     let mut found = None;
     for k in keys {
-        if bool::from(k.key.as_bytes().ct_eq(given.trim().as_bytes())) {
+        if bool::from(k.key.as_bytes().ct_eq(given.as_bytes())) {
             found = Some(k);
         }
     }
@@ -90,6 +84,16 @@ fn authorize<'a>(keys: &'a [ApiKey], req: &Request<Incoming>) -> Result<Option<&
         Some(k) => Ok(Some(k)),
         None => Err(error(StatusCode::UNAUTHORIZED, "unknown API key")),
     }
+}
+
+/// The key a request presents (`Authorization: Bearer <key>` or `X-Api-Key: <key>`), trimmed.
+pub(super) fn presented_key(req: &Request<Incoming>) -> Option<&str> {
+    req.headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| req.headers().get("x-api-key").and_then(|v| v.to_str().ok()))
+        .map(str::trim)
 }
 
 /// Whether `key` may write `namespace` (any namespace when no keys are configured).

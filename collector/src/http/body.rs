@@ -39,7 +39,7 @@ impl<'a> BodyBudget<'a> {
             return Ok(());
         }
         let more = bytes - self.held;
-        let limit = self.st.config.max_in_flight_bytes.0;
+        let limit = self.st.now().collector.max_in_flight_bytes.0;
         let before = self.st.body_bytes.fetch_add(more, Ordering::AcqRel);
         if before + more > limit {
             self.st.body_bytes.fetch_sub(more, Ordering::AcqRel);
@@ -70,7 +70,7 @@ pub(super) async fn read_body<'a>(
     st: &'a State,
     req: Request<Incoming>,
 ) -> Result<(Bytes, BodyBudget<'a>), Resp> {
-    let max = st.config.max_body_bytes.0;
+    let max = st.now().collector.max_body_bytes.0;
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -105,7 +105,7 @@ pub(super) async fn read_body<'a>(
     }
     // Usually one frame holds the whole body: it is kept as it is, not copied. A client silent
     // for `request_timeout` mid-body gets 408 (it holds a permit and body memory meanwhile).
-    let timeout = st.config.request_timeout;
+    let timeout = st.now().collector.request_timeout;
     let idle = tokio::time::sleep(timeout);
     tokio::pin!(idle);
     let read_through = req.extensions().get::<Arc<crate::linger::Mark>>().cloned();
@@ -175,8 +175,8 @@ pub(super) async fn read_body<'a>(
 /// Decompresses a gzip body (one member or several) within `collector.max_decompressed_bytes`,
 /// the body and its text together within `collector.max_in_flight_bytes` and `budget`.
 fn gunzip(st: &State, body: &Bytes, budget: &mut BodyBudget<'_>) -> Result<Bytes, Resp> {
-    let limit = st.config.max_decompressed_bytes.0;
-    let total = st.config.max_in_flight_bytes.0;
+    let limit = st.now().collector.max_decompressed_bytes.0;
+    let total = st.now().collector.max_in_flight_bytes.0;
     let mut out = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     let mut dec = flate2::read::MultiGzDecoder::new(&body[..]);

@@ -18,7 +18,7 @@
 use std::fmt::Write as _;
 
 use evlog_core::clock::now_micros;
-use evlog_core::ingest::{reasons, EventInput, RawEvent};
+use evlog_core::ingest::{reasons, EventInput, Processor, RawEvent};
 use evlog_core::json::push_str;
 use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
@@ -53,12 +53,12 @@ pub(super) async fn handle(
         Ok(v) => v,
         Err(r) => return r,
     };
-    if values.len() > st.config.max_batch_events {
+    if values.len() > st.now().collector.max_batch_events {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "more than {} events in one request (collector.max_batch_events)",
-                st.config.max_batch_events
+                st.now().collector.max_batch_events
             ),
         );
     }
@@ -71,12 +71,15 @@ pub(super) async fn handle(
     let mut record = st.shared.record();
     let mut unrouted = 0;
     let received_at = now_micros();
-    let max_event = st.config.max_event_bytes.0 as usize;
+    // The whole request runs under one configuration, even if a reload swaps it meanwhile.
+    let running = st.now_full();
+    let max_event = running.collector.max_event_bytes.0 as usize;
     let mut scratch = None;
     for v in values {
         let item = match v.and_then(|v| check_event(key.as_ref(), v, max_event)) {
             Ok(env) => process_event(
                 st,
+                &running.processor,
                 &env,
                 received_at,
                 &mut scratch,
@@ -111,7 +114,7 @@ fn parse<'b>(
     batch: bool,
     ndjson: bool,
 ) -> Result<Vec<Result<RawEnvelope<'b>, Item>>, Resp> {
-    let max_depth = st.config.max_depth;
+    let max_depth = st.now().collector.max_depth;
     let mut values: Vec<Result<RawEnvelope<'_>, Item>> = Vec::new();
     let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
     if !batch || (!ndjson && first == Some(b'[')) {
@@ -140,7 +143,7 @@ fn parse<'b>(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        if values.len() >= st.config.max_batch_events {
+        if values.len() >= st.now().collector.max_batch_events {
             // One past the limit: the request is refused whole (`handle`).
             values.push(Err(Item::err(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -231,6 +234,7 @@ fn core_event<'s>(
 /// dead-lettered on its own; the answer is the first refusal's, or 202).
 fn process_event(
     st: &State,
+    processor: &Processor,
     env: &Checked<'_>,
     received_at: i64,
     scratch: &mut Option<RawEvent>,
@@ -238,11 +242,11 @@ fn process_event(
     unrouted: &mut u64,
 ) -> Item {
     let raw = core_event(scratch, env, received_at);
-    let to = st.processor.route(raw);
+    let to = processor.route(raw);
     let counters = &st.shared.counters;
     if to.is_empty() {
         *unrouted += 1;
-        return match st.processor.process_for(raw, None, counters) {
+        return match processor.process_for(raw, None, counters) {
             Ok((_, row)) => Item::accepted(row.insert_id),
             Err(rejected) => {
                 let error = format!(
@@ -254,11 +258,14 @@ fn process_event(
         };
     }
     let mut answer = None;
-    for (k, (name, set)) in st.copies(&env.namespace, &env.type_name, to).enumerate() {
+    for (k, (name, set)) in st
+        .copies(processor, &env.namespace, &env.type_name, to)
+        .enumerate()
+    {
         if k > 0 {
             record.split_copy();
         }
-        match st.processor.process_for(raw, name, counters) {
+        match processor.process_for(raw, name, counters) {
             Ok((dest, row)) => {
                 record.push_row(&dest, set, &row.insert_id, &row.json);
                 answer.get_or_insert(Item::accepted(row.insert_id));

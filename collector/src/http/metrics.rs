@@ -73,6 +73,53 @@ pub(super) fn handle(st: &State) -> Resp {
     answer::prometheus(render(st))
 }
 
+/// The reloads' families: `evlog_config_reloads_total{result}`, and the running
+/// configuration's generation, hash and load time.
+fn write_reloads(st: &State, s: &mut String) {
+    let r = &st.reloads;
+    write_header(
+        s,
+        "evlog_config_reloads_total",
+        "Reloads (SIGHUP, POST /admin/reload) by result: ok swapped, error kept the running configuration.",
+        "counter",
+    );
+    write_sample(
+        s,
+        "evlog_config_reloads_total",
+        &[("result", "ok")],
+        r.ok.load(Ordering::Relaxed),
+    );
+    write_sample(
+        s,
+        "evlog_config_reloads_total",
+        &[("result", "error")],
+        r.error.load(Ordering::Relaxed),
+    );
+    let running = st.now();
+    write_header(
+        s,
+        "evlog_config_info",
+        "The running configuration: its generation (1 at the start, one more per reload) and hash.",
+        "gauge",
+    );
+    write_sample(
+        s,
+        "evlog_config_info",
+        &[
+            ("generation", &running.number.to_string()),
+            ("hash", &running.hash),
+        ],
+        1,
+    );
+    write_metric(
+        s,
+        "evlog_config_loaded_timestamp_seconds",
+        "When the running configuration was loaded (Unix time).",
+        "gauge",
+        running.loaded_at,
+    );
+}
+
 /// `/metrics` in the Prometheus text format 0.0.4: the core counters, then the collector's own
 /// families, each as its HELP and TYPE lines followed at once by all of its samples (per-table
 /// series included), no family twice.
@@ -129,6 +176,7 @@ fn render(st: &State) -> String {
         }
     }
     st.responses.write_prometheus(&mut s);
+    write_reloads(st, &mut s);
     st.drains.write_prometheus(&mut s);
     st.wal.write_prometheus(&mut s);
     write_header(

@@ -11,6 +11,8 @@
 //! | `GET /healthz` | none | 200 `{"status":"alive"}` |
 //! | `GET /readyz` | none | 200 `{"status":"ready"}`, or 503 with why ([`health`]) |
 //! | `GET /metrics` | none | the Prometheus text format 0.0.4 ([`metrics`]) |
+//! | `POST /admin/reload` | admin | re-read the config and schemas, swap them in ([`admin`]) |
+//! | `GET /admin/config` | admin | the running config, secrets redacted, its hash ([`admin`]) |
 //!
 //! Another path gets 404, another method 405. Every refusal is JSON `{"error": "…"}` naming
 //! the setting that limits it; per-event refusals of a batch are in its results instead.
@@ -48,6 +50,7 @@
 // Handlers return ready responses as errors; they are built once per request, not hot data.
 #![allow(clippy::result_large_err)]
 
+mod admin;
 mod answer;
 mod auth;
 mod body;
@@ -61,6 +64,8 @@ use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use evlog_core::destinations::DestinationSet;
 use evlog_core::ingest::Processor;
 use hyper::body::Incoming;
@@ -70,15 +75,17 @@ use hyper::{Request, StatusCode};
 use self::answer::{error, too_busy, Resp};
 pub(crate) use self::metrics::Responses;
 use self::routes::{Handler, ROUTES};
-use crate::config::CollectorSection;
+use crate::reload::{Generation, Reloads};
 use crate::streamer::Shared;
 use crate::wal::{AppendError, Counts, RecordBuilder, WalWriter};
 
 /// What handlers share.
 #[derive(Debug)]
 pub(crate) struct State {
-    pub config: CollectorSection,
-    pub processor: Arc<Processor>,
+    /// The running configuration (replaced whole by a reload: [`crate::reload`]).
+    pub live: ArcSwap<Generation>,
+    /// Where reloads read from, and their counts.
+    pub reloads: Reloads,
     pub shared: Arc<Shared>,
     pub wal: WalWriter,
     pub draining: AtomicBool,
@@ -93,17 +100,28 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// The running configuration, for a moment (a request that must see one configuration
+    /// throughout takes [`State::now_full`] once).
+    pub fn now(&self) -> arc_swap::Guard<Arc<Generation>> {
+        self.live.load()
+    }
+
+    /// The running configuration, kept.
+    pub fn now_full(&self) -> Arc<Generation> {
+        self.live.load_full()
+    }
+
     /// The copies of a `namespace.type` event routed to `to`: one for every destination (its
     /// `[[transforms]]` alike for all), or one per destination when an entry of its table names
     /// destinations, each with the name its rules are chosen by.
     fn copies<'a>(
         &'a self,
+        processor: &Processor,
         namespace: &str,
         type_name: &str,
         to: DestinationSet,
     ) -> impl Iterator<Item = (Option<&'a str>, DestinationSet)> + 'a {
-        let per_copy = self
-            .processor
+        let per_copy = processor
             .transforms()
             .varies_by_destination(namespace, type_name);
         let mut whole = (!per_copy).then_some((None, to));
@@ -123,7 +141,7 @@ impl State {
     /// Whether the log holds more than `collector.high_watermark` not yet streamed (by the
     /// destination furthest behind).
     fn overloaded(&self) -> bool {
-        self.shared.pending() > self.config.high_watermark.0
+        self.shared.pending() > self.now().collector.high_watermark.0
     }
 
     /// Appends the request's record to the log (counted accepted once durable, with the
@@ -179,6 +197,10 @@ pub(crate) async fn handle(
         ),
         Some(route) => match route.handler {
             Handler::Probe(probe) => probe(&st),
+            Handler::Admin(run) => match admin::admit(&st, &req) {
+                Ok(()) => run(&st, req).await,
+                Err(r) => r,
+            },
             Handler::Ingest { role, run } => {
                 // Bounded work in progress: past the limit, answer at once instead of queueing.
                 if let Ok(_permit) = st.in_flight.try_acquire() {

@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request};
 
 use super::answer::Resp;
-use super::{events, health, metrics, rows, State};
+use super::{admin, events, health, metrics, rows, State};
 use crate::config::{ApiKey, KeyRole};
 
 /// One endpoint.
@@ -54,11 +54,16 @@ pub(super) type Answering<'a> = Pin<Box<dyn Future<Output = Resp> + Send + 'a>>;
 /// (`None` when no keys are configured).
 pub(super) type Ingest = for<'a> fn(&'a State, Request<Incoming>, Option<ApiKey>) -> Answering<'a>;
 
+/// An admin handler: the state and the request, once its admin key was admitted.
+pub(super) type Admin = for<'a> fn(&'a State, Request<Incoming>) -> Answering<'a>;
+
 /// What answers a route.
 #[derive(Debug)]
 pub(super) enum Handler {
     /// A probe: no key, no permit, answered at once.
     Probe(fn(&State) -> Resp),
+    /// An admin endpoint: an admin key first ([`super::admin::admit`]), no permit.
+    Admin(Admin),
     /// An ingest endpoint: it runs holding one of `collector.max_in_flight` permits (429 when
     /// none is free) and after admission ([`super::auth::admit`]): not draining, a known key of
     /// at least `role` when keys are configured, the log under its high watermark.
@@ -105,6 +110,16 @@ pub(super) const ROUTES: &[Route] = &[
         path: "/metrics",
         method: Verb::Get,
         handler: Handler::Probe(metrics::handle),
+    },
+    Route {
+        path: "/admin/reload",
+        method: Verb::Post,
+        handler: Handler::Admin(|st, _req| Box::pin(admin::reload(st))),
+    },
+    Route {
+        path: "/admin/config",
+        method: Verb::Get,
+        handler: Handler::Admin(|st, _req| Box::pin(async move { admin::config(st) })),
     },
 ];
 

@@ -16,7 +16,7 @@
 
 use evlog_core::destinations::DestinationSet;
 use evlog_core::envelope;
-use evlog_core::ingest::CheckedRow;
+use evlog_core::ingest::{CheckedRow, Processor};
 use evlog_core::routing::Destination;
 use evlog_core::sink::forward::wire::{RowsAnswer, RowsRequest, WireRefused, WireRejected};
 use hyper::body::Incoming;
@@ -38,7 +38,7 @@ pub(super) async fn handle(st: &State, req: Request<Incoming>, key: Option<ApiKe
     };
     // A row's JSON sits 4 levels deeper than an event's in its envelope (the `batches` array,
     // a batch, its `rows` array, the row): the same limit for the same content.
-    if let Some(at) = too_deep(&body, st.config.max_depth + 4) {
+    if let Some(at) = too_deep(&body, st.now().collector.max_depth + 4) {
         return error(
             StatusCode::BAD_REQUEST,
             format!("body nests too deep (collector.max_depth) at byte {at}"),
@@ -54,12 +54,12 @@ pub(super) async fn handle(st: &State, req: Request<Incoming>, key: Option<ApiKe
         rejected: request.rejected,
     };
     let n = record.len();
-    if n > st.config.max_batch_events {
+    if n > st.now().collector.max_batch_events {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "{n} rows in one request, the limit is {} (collector.max_batch_events)",
-                st.config.max_batch_events
+                st.now().collector.max_batch_events
             ),
         );
     }
@@ -69,7 +69,13 @@ pub(super) async fn handle(st: &State, req: Request<Incoming>, key: Option<ApiKe
     let dead_letters = record.rejected.len();
     let mut framed = st.shared.record();
     let mut unrouted = 0;
-    let refused = check_rows(st, record, &mut framed, &mut unrouted);
+    let refused = check_rows(
+        st,
+        &st.now_full().processor,
+        record,
+        &mut framed,
+        &mut unrouted,
+    );
     let rows = n - dead_letters - refused.len();
     if let Err(r) = st.append(framed, unrouted).await {
         return r;
@@ -89,7 +95,7 @@ pub(super) async fn handle(st: &State, req: Request<Incoming>, key: Option<ApiKe
 /// The request's shape: names, days, ids, row sizes and namespace scopes; the first fault
 /// refuses it whole (400, or 403 for a scope), with its place named.
 fn check_request(st: &State, key: Option<&ApiKey>, record: &WalRecord) -> Result<(), Resp> {
-    let max_event = st.config.max_event_bytes.0 as usize;
+    let max_event = st.now().collector.max_event_bytes.0 as usize;
     for (i, b) in record.batches.iter().enumerate() {
         let checks = [
             envelope::check_dataset_name(&b.dataset).map_err(|r| format!("dataset: {r}")),
@@ -146,11 +152,12 @@ fn check_request(st: &State, key: Option<&ApiKey>, record: &WalRecord) -> Result
 /// `unrouted`.
 fn check_rows(
     st: &State,
+    processor: &Processor,
     record: WalRecord,
     out: &mut RecordBuilder,
     unrouted: &mut u64,
 ) -> Vec<WireRefused> {
-    let routes = st.processor.routes();
+    let routes = processor.routes();
     let dead_letter = |w: WireRejected, out: &mut RecordBuilder, unrouted: &mut u64| {
         let to = routes.select_dead_letter(&w.namespace, &w.type_name, &w.event_id, &w.raw);
         if to.is_empty() {
@@ -168,14 +175,7 @@ fn check_rows(
         let dest = Destination::from_parts(&b.dataset, &b.table, b.partitioned, &b.day);
         for (j, r) in b.rows.into_iter().enumerate() {
             let sent = r.json.get();
-            match st.processor.check_row_of(
-                &b.dataset,
-                &b.table,
-                b.partitioned,
-                &b.day,
-                &r.id,
-                sent,
-            ) {
+            match processor.check_row_of(&b.dataset, &b.table, b.partitioned, &b.day, &r.id, sent) {
                 Ok(c) => {
                     // The converter's text of the row: the same text for rows core wrote.
                     let to = routes.select_row(&c.namespace, &c.type_name, &r.id, &c.json);
@@ -189,7 +189,16 @@ fn check_rows(
                             b.day.as_str(),
                         );
                         let mut refuse = |w| refused_copies.push(w);
-                        push_copies(st, out, (&dest, table), to, &r.id, &c, &mut refuse);
+                        push_copies(
+                            st,
+                            processor,
+                            out,
+                            (&dest, table),
+                            to,
+                            &r.id,
+                            &c,
+                            &mut refuse,
+                        );
                     }
                 }
                 Err(rejected) => {
@@ -219,8 +228,10 @@ fn check_rows(
 /// applies; else each copy with its rules (per destination when an entry of its table names
 /// destinations), checked again, a copy the rules made invalid going to `refused` as a dead
 /// letter of its destination.
+#[allow(clippy::too_many_arguments)]
 fn push_copies(
     st: &State,
+    p: &Processor,
     out: &mut RecordBuilder,
     (dest, table): (&Destination, (&str, &str, bool, &str)),
     to: DestinationSet,
@@ -228,9 +239,8 @@ fn push_copies(
     row: &CheckedRow,
     refused: &mut dyn FnMut((WireRejected, DestinationSet)),
 ) {
-    let p = &st.processor;
     let (ns, ty) = (row.namespace.as_str(), row.type_name.as_str());
-    for (k, (name, set)) in st.copies(ns, ty, to).enumerate() {
+    for (k, (name, set)) in st.copies(p, ns, ty, to).enumerate() {
         if k > 0 {
             // Every copy is added, as a row here or as a dead letter from `refused`.
             out.split_copy();

@@ -206,3 +206,37 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| l.strip_prefix(name).and_then(|r| r.trim().parse().ok()))
 }
+
+/// Starts the collector binary with the config file `path`: the child and its base URL (read
+/// from the "listening on" line).
+pub fn spawn_binary(path: &Path) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_evlog-collector"))
+        .arg("--config")
+        .arg(path)
+        .env_clear()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn collector");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read listen line");
+    let addr = line
+        .trim()
+        .strip_prefix("evlog-collector listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (child, format!("http://{addr}"))
+}
+
+/// Sends `signal` (`TERM`, `HUP`, …) to `child` with the shell's builtin kill (no procps).
+pub fn send_signal(child: &std::process::Child, signal: &str) {
+    let ok = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -{signal} {}", child.id()))
+        .status()
+        .expect("sh");
+    assert!(ok.success(), "kill -{signal}");
+}
