@@ -73,28 +73,9 @@ pub(super) fn handle(st: &State) -> Resp {
     answer::prometheus(render(st))
 }
 
-/// The reloads' families: `evlog_config_reloads_total{result}`, and the running
-/// configuration's generation, hash and load time.
+/// The running configuration's generation, hash and load time (the reloads' counts are in
+/// core's `evlog_config_reloads_total{result}`, see [`render`]).
 fn write_reloads(st: &State, s: &mut String) {
-    let r = &st.reloads;
-    write_header(
-        s,
-        "evlog_config_reloads_total",
-        "Reloads (SIGHUP, POST /admin/reload) by result: ok swapped, error kept the running configuration.",
-        "counter",
-    );
-    write_sample(
-        s,
-        "evlog_config_reloads_total",
-        &[("result", "ok")],
-        r.ok.load(Ordering::Relaxed),
-    );
-    write_sample(
-        s,
-        "evlog_config_reloads_total",
-        &[("result", "error")],
-        r.error.load(Ordering::Relaxed),
-    );
     let running = st.now();
     write_header(
         s,
@@ -126,7 +107,16 @@ fn write_reloads(st: &State, s: &mut String) {
 fn render(st: &State) -> String {
     let shared = &st.shared;
     let several = shared.several();
-    let mut s = shared.snapshot().to_prometheus();
+    let mut stats = shared.snapshot();
+    // `evlog_config_reloads_total` is core's family (the SDK counts its schema reloads in it):
+    // the collector's reloads are its samples, so the family is written once.
+    let r = &st.reloads;
+    for (result, n) in [("ok", &r.ok), ("error", &r.error)] {
+        stats
+            .config_reloads
+            .insert(result.to_string(), n.load(Ordering::Relaxed));
+    }
+    let mut s = stats.to_prometheus();
     write_header(
         &mut s,
         "evlog_collector_wal_pending_bytes",
