@@ -11,9 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{config_with_schemas, rows_of, wait_for, write_schema, PROJECT};
+use common::{config_with_schemas, rows_of, wait_for, write_schema, Evolving, PROJECT};
 use evlog_core::Pipeline;
-use evlog_tests::bq::{BqTestConfig, BqTestServer};
 use serde_json::{json, Value};
 
 /// How long the test server keeps a new column from `insertAll` after the patch: longer than
@@ -77,15 +76,11 @@ impl Logger {
 
 #[test]
 fn a_field_promoted_from_other_to_a_column_while_events_flow_loses_nothing() {
-    let server = BqTestServer::start_blocking(BqTestConfig {
-        schema_propagation: PROPAGATION,
-        ..BqTestConfig::default()
-    })
-    .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let schemas = tmp.path().join("schemas");
-    write_schema(&schemas, "events", "click", &click_fields(false));
-    server.load_evlog_schemas(&schemas, PROJECT).unwrap();
+    let Evolving {
+        server,
+        tmp,
+        schemas,
+    } = Evolving::start(PROPAGATION, "events", "click", &click_fields(false));
     let extra = format!(
         "reload_interval = \"50ms\"\n[spool]\ndir = {:?}\n",
         tmp.path().join("spool")
@@ -179,15 +174,16 @@ fn a_field_promoted_from_other_to_a_column_while_events_flow_loses_nothing() {
 /// "no such field", the sink patches the table and the shard itself, and the rows go in.
 #[test]
 fn a_process_started_with_a_newer_schema_patches_the_table_on_no_such_field() {
-    let server = BqTestServer::start_blocking(BqTestConfig {
-        schema_propagation: Duration::from_millis(200),
-        ..BqTestConfig::default()
-    })
-    .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let schemas = tmp.path().join("schemas");
-    write_schema(&schemas, "events", "click", &click_fields(false));
-    server.load_evlog_schemas(&schemas, PROJECT).unwrap();
+    let Evolving {
+        server,
+        tmp,
+        schemas,
+    } = Evolving::start(
+        Duration::from_millis(200),
+        "events",
+        "click",
+        &click_fields(false),
+    );
     write_schema(&schemas, "events", "click", &click_fields(true));
     let extra = format!("[spool]\ndir = {:?}\n", tmp.path().join("spool"));
     let p = Pipeline::new(config_with_schemas(&server, &schemas, &extra)).unwrap();

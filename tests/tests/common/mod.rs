@@ -128,3 +128,41 @@ pub fn http(
         .map_or(String::new(), |(_, b)| b.to_string());
     (status, body)
 }
+
+/// A BigQuery test server whose schema changes take `propagation` to reach `insertAll`, with
+/// the tables of schema files in a temporary directory a test edits while events flow
+/// (schema evolution, from the SDK or through a collector).
+pub struct Evolving {
+    pub server: BqTestServer,
+    /// Holds `schemas/` and whatever else the test puts there (a spool, a WAL).
+    pub tmp: tempfile::TempDir,
+    /// The schema directory (`schemas.dir`).
+    pub schemas: PathBuf,
+}
+
+impl Evolving {
+    /// Writes `<namespace>/<type_name>.json` with `fields` and creates its table from it.
+    pub fn start(
+        propagation: Duration,
+        namespace: &str,
+        type_name: &str,
+        fields: &serde_json::Value,
+    ) -> Self {
+        let server = BqTestServer::start_blocking(BqTestConfig {
+            schema_propagation: propagation,
+            ..BqTestConfig::default()
+        })
+        .expect("test server");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let schemas = tmp.path().join("schemas");
+        write_schema(&schemas, namespace, type_name, fields);
+        server
+            .load_evlog_schemas(&schemas, PROJECT)
+            .expect("tables");
+        Self {
+            server,
+            tmp,
+            schemas,
+        }
+    }
+}

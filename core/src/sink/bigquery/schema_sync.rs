@@ -316,6 +316,20 @@ mod tests {
     }
 
     #[test]
+    fn only_tables_whose_schema_changed_are_stale_not_new_ones() {
+        let key = |t: &str| ("d".to_string(), t.to_string());
+        let old: TableCatalog = [
+            (key("same"), (json!([{"name": "a"}]), false)),
+            (key("grew"), (json!([{"name": "a"}]), false)),
+        ]
+        .into();
+        let mut new = old.clone();
+        new.insert(key("grew"), (json!([{"name": "a"}, {"name": "b"}]), false));
+        new.insert(key("added"), (json!([{"name": "a"}]), false));
+        assert_eq!(changed_tables(&old, &new), vec![key("grew")]);
+    }
+
+    #[test]
     fn columns_are_found_by_dotted_path_case_insensitively() {
         let fields = json!([{"name": "cart", "type": "RECORD", "fields": [{"name": "Tags", "type": "STRING"}]}]);
         assert!(find_column(&fields, "cart.tags").is_some());
