@@ -166,3 +166,46 @@ impl Evolving {
         }
     }
 }
+
+/// Checks the promotion of `coupon` from `other` to a column in `events.click` (rows
+/// `{"user", "seq", "coupon": "C<seq>"}`): every table has the column, every seq of `0..sent`
+/// is stored once, rows from `first_after` on have `coupon` in its own column only, earlier
+/// ones in exactly one place. Returns how many kept it in `other`.
+pub fn assert_coupon_promoted(server: &BqTestServer, sent: u64, first_after: u64) -> usize {
+    use serde_json::{json, Value};
+    for t in server.table_ids(PROJECT, "events") {
+        let fields = server.table_schema(PROJECT, "events", &t).expect("schema");
+        assert!(
+            fields
+                .as_array()
+                .expect("fields")
+                .iter()
+                .any(|f| f["name"] == "coupon"),
+            "{t} has the column: {fields}"
+        );
+    }
+    let rows = rows_of(server, "events", "click");
+    let mut seqs: Vec<u64> = rows.iter().filter_map(|r| r["seq"].as_u64()).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..sent).collect::<Vec<_>>(), "each event once");
+    let mut in_other = 0;
+    for r in &rows {
+        let seq = r["seq"].as_u64().expect("seq");
+        let coupon = json!(format!("C{seq}"));
+        let other: Value = r["other"]
+            .as_str()
+            .map_or(Value::Null, |o| serde_json::from_str(o).expect("other"));
+        if seq >= first_after {
+            assert_eq!(r["coupon"], coupon, "its own column: {r}");
+            assert!(other.get("coupon").is_none(), "not in other too: {r}");
+        } else {
+            // Before the change, or sent while it was taken up: in one place, once.
+            assert!(
+                (r["coupon"] == coupon) != (other["coupon"] == coupon),
+                "{r}"
+            );
+            in_other += usize::from(other["coupon"] == coupon);
+        }
+    }
+    in_other
+}
