@@ -189,7 +189,7 @@ impl Default for SpoolConfig {
 pub fn default_spool_dir(name: &str, sink: &SinkConfig) -> PathBuf {
     use sha2::Digest as _;
     let target = match sink.kind {
-        SinkKind::Forward => sink.forward.url.clone(),
+        SinkKind::Forward => sink.forward.base_urls().join(","),
         SinkKind::Bigquery => format!("{}\n{}", sink.bigquery.project, sink.bigquery.base_url),
         SinkKind::Opensearch => format!(
             "{}\n{}",

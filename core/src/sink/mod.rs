@@ -44,8 +44,9 @@
 //!   the calls and their answers; forward: `wire.rs`, the format it shares with the collector).
 //!
 //! Beside the folders: this file (the contract and the types every sink shares), `factory.rs`
-//! (`[sink]`: the list of sinks, their configs, the factory) and `http.rs` (what HTTP sinks
-//! share). A sink imports from `crate::config` only the leaf types (`config::units`, `config::retry`,
+//! (`[sink]`: the list of sinks, their configs, the factory), `http.rs` (what HTTP sinks
+//! share) and `nodes.rs` (several base URLs behind one sink: round-robin over the healthy ones,
+//! a backoff for the failed ones; the forward and OpenSearch sinks). A sink imports from `crate::config` only the leaf types (`config::units`, `config::retry`,
 //! `config::error`); the configuration imports the sinks' configs, never the other way round.
 //! Sinks that talk HTTP take their retry budget, status rules, `Retry-After`, runtime and gzip
 //! from `http.rs`, and keep only their own answers and labels.
@@ -64,6 +65,7 @@ mod follow;
 pub mod forward;
 pub(crate) mod http;
 pub mod memory;
+pub(crate) mod nodes;
 pub mod null;
 pub mod opensearch;
 mod stop;

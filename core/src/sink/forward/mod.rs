@@ -52,6 +52,8 @@ mod config;
 mod events;
 #[cfg(test)]
 mod events_tests;
+#[cfg(test)]
+mod failover_tests;
 mod sink;
 #[cfg(test)]
 mod tests;

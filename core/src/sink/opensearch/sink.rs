@@ -90,7 +90,7 @@ impl OpenSearchSink {
         let (shapes, templates) = derived(cfg, &catalog);
         Ok(Self {
             rt: http::runtime()?,
-            service: Service::new(cfg)?,
+            service: Service::new(cfg, retry)?,
             cfg: cfg.clone(),
             retry: retry.clone(),
             index,
