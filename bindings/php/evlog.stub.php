@@ -22,6 +22,8 @@
  *   evlog.file_dead_letter_table        sink.file.dead_letter_table (_evlog_rejected)
  *   -- mode = forward (to an evlog collector)
  *   evlog.forward_url                   sink.forward.url: collector base URL, required
+ *   evlog.forward_urls                  sink.forward.urls: several collectors, comma-separated
+ *                                       (instead of forward_url; failed ones skipped for a backoff)
  *   evlog.forward_api_key               sink.forward.api_key: sent as Authorization: Bearer (none)
  *   evlog.forward_gzip                  sink.forward.gzip (1)
  *   evlog.forward_timeout               sink.forward.timeout: one HTTP request (10s)

@@ -130,6 +130,12 @@ pub const DIRECTIVES: &[Directive] = &[
         "forward: the collector's base URL (required), e.g. http://127.0.0.1:8080",
     ),
     d(
+        "evlog.forward_urls",
+        "sink.forward.urls",
+        Kind::List,
+        "forward: several collectors' base URLs, comma-separated (instead of forward_url)",
+    ),
+    d(
         "evlog.forward_api_key",
         "sink.forward.api_key",
         Kind::Secret,
@@ -912,6 +918,25 @@ mod tests {
         let e = build(&[("evlog.mode", "forward")]).unwrap_err();
         assert!(
             e.contains("sink.forward.url") && e.contains("evlog.forward_url"),
+            "{e}"
+        );
+        let c = build(&[
+            ("evlog.mode", "forward"),
+            ("evlog.forward_urls", "http://a:8080, http://b:8080/evlog"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.sink.forward.urls,
+            ["http://a:8080", "http://b:8080/evlog"]
+        );
+        let e = build(&[
+            ("evlog.mode", "forward"),
+            ("evlog.forward_url", "http://a:8080"),
+            ("evlog.forward_urls", "http://b:8080"),
+        ])
+        .unwrap_err();
+        assert!(
+            e.contains("both set") && e.contains("evlog.forward_urls"),
             "{e}"
         );
     }
