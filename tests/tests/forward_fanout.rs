@@ -123,14 +123,16 @@ impl Collector {
         std::thread::spawn(move || {
             // Reads to the end, so the child never blocks on a full pipe.
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("evlog-collector listening on ") {
+                // After libtest's "test collector_process_when_asked ... " on the same line.
+                if line.contains("evlog-collector listening on ") {
                     let _ = tx.send(());
                 }
             }
         });
+        // Kept before waiting, so that a start that fails still ends the process (on drop).
+        self.child = Some(child);
         rx.recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| panic!("collector on {} did not start in 30 s", self.addr));
-        self.child = Some(child);
     }
 
     fn kill(&mut self) {

@@ -145,7 +145,7 @@ const ENDPOINTS: &[&str] = &["/v1/rows", "/v1/events", "/v1/batch"];
 /// Checks a collector URL (`sink.forward.url`, each of `sink.forward.urls`): an http(s) URL with
 /// a host, no query or fragment ([`check_base_url`]), and not one of the collector's endpoints.
 /// The error is the rule broken.
-pub(super) fn check_url(url: &str) -> Result<(), String> {
+fn check_url(url: &str) -> Result<(), String> {
     const BASE: &str = "give the collector's base URL, e.g. http://host:8080";
     let parsed = check_base_url(url, BASE)?;
     let path = parsed.path().trim_end_matches('/');
