@@ -181,7 +181,9 @@ impl Collector {
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 let row: serde_json::Value = serde_json::from_str(line).expect("NDJSON row");
                 assert!(
-                    !e.file_name().to_string_lossy().starts_with("_evlog_rejected"),
+                    !e.file_name()
+                        .to_string_lossy()
+                        .starts_with("_evlog_rejected"),
                     "a dead letter: {line}"
                 );
                 ids.push(row["event_id"].as_str().expect("event_id").to_string());
@@ -283,7 +285,8 @@ fn sdk_urls_over_three_collectors_one_killed_and_restarted_lose_nothing() {
         }
         let reached = |n: usize| {
             assert!(
-                wait_for(Duration::from_secs(60), || logged.load(Ordering::Relaxed) >= n),
+                wait_for(Duration::from_secs(60), || logged.load(Ordering::Relaxed)
+                    >= n),
                 "{n} events logged"
             )
         };
