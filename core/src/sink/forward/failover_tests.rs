@@ -141,7 +141,7 @@ fn all_collectors_down_fail_after_the_attempts_as_with_one() {
     let evs = events(3);
     let out = s.deliver_events(&evs);
     assert_eq!(out.delivered, 0);
-    assert_eq!(out.failed, [0..3]);
+    assert_eq!(out.failed, vec![0..3], "one request, failed");
     let e = out.error.as_ref().expect("error");
     assert_eq!(e.kind(), "connect");
     let connects = out
@@ -202,7 +202,7 @@ fn a_probe_tries_each_collector_once() {
     let mut s = sink(vec![refused(), refused()], ForwardFormat::Events, quick());
     s.set_probe(true);
     let out = s.deliver_events(&events(3));
-    assert_eq!(out.failed, [0..3]);
+    assert_eq!(out.failed, vec![0..3], "one request, failed");
     assert_eq!(
         out.attempt_errors
             .iter()
