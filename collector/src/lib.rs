@@ -27,6 +27,7 @@ mod http;
 mod linger;
 pub mod listen;
 pub mod reload;
+mod reports;
 mod restart;
 mod streamer;
 mod wal;
@@ -343,6 +344,7 @@ async fn serve(
             ..Default::default()
         },
         sinks_follow: live,
+        reports: Default::default(),
         shared: Arc::clone(&shared),
         wal: writer,
         draining: AtomicBool::new(false),

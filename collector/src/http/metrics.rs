@@ -158,6 +158,8 @@ fn render(st: &State) -> String {
     }
     st.responses.write_prometheus(&mut s);
     write_reloads(st, &mut s);
+    st.reports
+        .write_prometheus(&mut s, std::time::Instant::now());
     st.drains.write_prometheus(&mut s);
     st.wal.write_prometheus(&mut s);
     write_header(

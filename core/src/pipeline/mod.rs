@@ -207,6 +207,16 @@ impl std::fmt::Debug for ProcState {
 }
 
 impl ProcState {
+    /// The process's counters with `queued` events waiting (see [`Pipeline::stats`]).
+    fn stats(&self, queued: u64) -> Stats {
+        if self.dests.is_empty() {
+            return self.counters.snapshot(queued);
+        }
+        // The destinations first: a copy is counted routed before it can be settled.
+        let dests = self.dests.iter().map(|d| d.snapshot()).collect();
+        self.counters.snapshot(queued).with_destinations(dests)
+    }
+
     fn new(generation: u64, destinations: &[String]) -> Self {
         let dests = if destinations.len() > 1 {
             destinations
@@ -656,13 +666,7 @@ impl Pipeline {
         }
         // Reservations, which may briefly include refused events while their producers back
         // out; those never make the queue exceed its capacity, so neither does the gauge.
-        let queued = st.queued_events().min(self.shared.capacity);
-        if st.dests.is_empty() {
-            return st.counters.snapshot(queued);
-        }
-        // The destinations first: a copy is counted routed before it can be settled.
-        let dests = st.dests.iter().map(|d| d.snapshot()).collect();
-        st.counters.snapshot(queued).with_destinations(dests)
+        st.stats(st.queued_events().min(self.shared.capacity))
     }
 }
 

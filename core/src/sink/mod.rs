@@ -431,6 +431,19 @@ pub trait Sink: Send {
         let _ = stop;
     }
 
+    /// How often this sink wants the process's own counters ([`Sink::report`]); `None` (the
+    /// default): never.
+    fn report_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Hands the process's counters to the destination (the forward sink posts them to its
+    /// collector, `POST /v1/report`); `last` at shutdown. Best effort and bounded: a report
+    /// that fails is not retried, the next one carries the totals.
+    fn report(&mut self, stats: &crate::counters::Stats, last: bool) {
+        let _ = (stats, last);
+    }
+
     /// Makes everything written so far durable and releases resources.
     fn close(&mut self) -> Result<(), SinkError> {
         Ok(())

@@ -29,6 +29,8 @@ struct Health {
     failures: u32,
     /// Skipped until then (`None`: up).
     until: Option<Instant>,
+    /// Its last request succeeded (false before the first answer).
+    answered: bool,
 }
 
 /// The URLs' health and the round-robin position.
@@ -144,14 +146,24 @@ impl Nodes {
             .max(retry_after.unwrap_or_default().min(self.cap));
         h.failures = h.failures.saturating_add(1);
         h.until = Some(now + pause);
+        h.answered = false;
         was_up
     }
 
     /// URL `i` answered: up, its failures forgotten.
     pub fn succeeded(&self, i: usize) {
         if let Some(h) = self.state().health.get_mut(i) {
-            *h = Health::default();
+            *h = Health {
+                answered: true,
+                ..Health::default()
+            };
         }
+    }
+
+    /// A URL whose last request succeeded, if one did: where a request that must not wait on a
+    /// failing destination (a report) may go.
+    pub fn answering(&self) -> Option<usize> {
+        self.state().health.iter().position(|h| h.answered)
     }
 
     /// Each URL and whether it is up now.

@@ -289,6 +289,8 @@ struct Worker {
     trim: Trim,
     /// Checks the schema files, when this thread reads the lanes (one destination).
     watcher: Option<super::reload::Watcher>,
+    /// When the sink gets the process's counters next ([`Sink::report`]).
+    next_report: Instant,
 }
 
 impl Worker {
@@ -338,6 +340,7 @@ impl Worker {
             None => parts.watch.clone().map(super::reload::Watcher::new),
             Some(_) => None,
         };
+        let next_report = Instant::now() + sink.report_interval().unwrap_or_default();
         Self {
             events,
             batcher: Batcher::new(parts.batch.max_rows, parts.batch.max_bytes.0 as usize),
@@ -365,6 +368,9 @@ impl Worker {
             stopping: false,
             trim: Trim::default(),
             watcher,
+            // The first report after one interval: a process that logs nothing has nothing
+            // to tell, and a short one tells it in its last report.
+            next_report,
         }
     }
 
@@ -399,6 +405,7 @@ impl Worker {
             if let Some(w) = &mut self.watcher {
                 w.tick(now, &self.st.counters, &self.parts.hook);
             }
+            self.report_due(now, false);
             let drained = self.drain(DRAIN_CHUNK);
             let now = Instant::now();
             self.deliver_due(now);
@@ -412,6 +419,20 @@ impl Worker {
             }
             self.park(now);
         }
+    }
+
+    /// Hands the process's counters to a sink that wants them ([`Sink::report_interval`])
+    /// when it is time, and always when `last` (at shutdown).
+    fn report_due(&mut self, now: Instant, last: bool) {
+        let Some(every) = self.sink.report_interval() else {
+            return;
+        };
+        if !last && now < self.next_report {
+            return;
+        }
+        self.next_report = now + every;
+        let stats = self.st.stats(self.st.queued_events());
+        self.sink.report(&stats, last);
     }
 
     fn park(&self, now: Instant) {
@@ -639,6 +660,7 @@ impl Worker {
     fn close(&mut self) -> bool {
         let mut ok = self.own_spooled == 0 && self.lost == 0;
         self.report.send(&self.parts.hook, &self.counters);
+        self.report_due(Instant::now(), true);
         if let Err(e) = self.sink.close() {
             self.counters.sink_error(self.sink.name(), e.kind());
             ok = false;

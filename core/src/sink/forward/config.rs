@@ -45,6 +45,15 @@ pub struct ForwardConfig {
     /// `[[transforms]]` entry applies to (no `destinations`, or naming it) is sent rows anyway:
     /// the SDK's transforms run on parsed events.
     pub format: ForwardFormat,
+    /// How often the process reports its own counters to the collector (`POST /v1/report`:
+    /// accepted, delivered, rejected and dropped by reason, spooled, queue depth), so what
+    /// happened before the collector (a full queue in a PHP worker) shows beside its own counts;
+    /// a last report goes at shutdown. `"0s"` turns reports off.
+    #[serde(with = "crate::config::duration_str")]
+    pub report_interval: Duration,
+    /// The `app` label of those reports (e.g. `"checkout-web"`); empty: the program's name.
+    /// The `host` label is the machine's host name.
+    pub app: String,
 }
 
 /// `sink.forward.format`: see [`ForwardConfig::format`].
@@ -79,6 +88,8 @@ impl Default for ForwardConfig {
             workers: 4,
             max_rows_per_request: 1000,
             format: ForwardFormat::Events,
+            report_interval: Duration::from_secs(10),
+            app: String::new(),
         }
     }
 }
@@ -125,6 +136,18 @@ impl ForwardConfig {
         }
         if self.max_rows_per_request == 0 {
             return ConfigError::invalid("sink.forward.max_rows_per_request", "must be at least 1");
+        }
+        if !self.report_interval.is_zero() && self.report_interval < Duration::from_secs(1) {
+            return ConfigError::invalid(
+                "sink.forward.report_interval",
+                "must be at least 1s (or \"0s\" for no reports)",
+            );
+        }
+        if !crate::sink::forward::wire::valid_label(&self.app) && !self.app.is_empty() {
+            return ConfigError::invalid(
+                "sink.forward.app",
+                "must be 1 to 64 characters of letters, digits, '.', '_' or '-'",
+            );
         }
         Ok(())
     }

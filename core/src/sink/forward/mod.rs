@@ -68,6 +68,7 @@ mod events;
 mod events_tests;
 #[cfg(test)]
 mod failover_tests;
+mod report;
 mod sink;
 #[cfg(test)]
 mod tests;

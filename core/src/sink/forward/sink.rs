@@ -60,6 +60,11 @@ struct Sent<'a> {
 }
 
 impl ForwardSink {
+    /// The HTTP client (its pool is shared by deliveries and reports).
+    pub(super) fn http_client(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// Builds the HTTP client and runtime (the URLs checked first).
     pub fn new(cfg: &ForwardConfig, retry: &RetryConfig) -> Result<Self, SinkError> {
         // The section's rules (a URL or several, each a base URL), as when the config was read:
@@ -369,6 +374,14 @@ fn refused_events(
 }
 
 impl Sink for ForwardSink {
+    fn report_interval(&self) -> Option<Duration> {
+        (!self.cfg.report_interval.is_zero()).then_some(self.cfg.report_interval)
+    }
+
+    fn report(&mut self, stats: &crate::counters::Stats, last: bool) {
+        self.send_report(stats, last);
+    }
+
     fn name(&self) -> &'static str {
         "forward"
     }
