@@ -30,6 +30,8 @@
  *   evlog.forward_workers               sink.forward.workers: requests in flight (4)
  *   evlog.forward_max_rows_per_request  sink.forward.max_rows_per_request (1000)
  *   evlog.forward_format                sink.forward.format: events (the collector validates) or rows (events)
+ *   evlog.forward_report_interval       sink.forward.report_interval: how often a worker reports its counters to the collector (0s: never)
+ *   evlog.forward_app                   sink.forward.app: the app label of those reports (default: the program's name)
  *   -- mode = bigquery
  *   evlog.bigquery_project              sink.bigquery.project: required
  *   evlog.bigquery_auth                 sink.bigquery.auth: application_default (default) |

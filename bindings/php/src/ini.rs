@@ -172,6 +172,18 @@ pub const DIRECTIVES: &[Directive] = &[
         "forward: events (as logged, the collector validates) or rows (validated here)",
     ),
     d(
+        "evlog.forward_report_interval",
+        "sink.forward.report_interval",
+        Kind::Duration,
+        "forward: how often a worker reports its own counters to the collector (0s: never)",
+    ),
+    d(
+        "evlog.forward_app",
+        "sink.forward.app",
+        Kind::Str,
+        "forward: the app label of those reports (default: the program's name)",
+    ),
+    d(
         "evlog.bigquery_project",
         "sink.bigquery.project",
         Kind::Str,
