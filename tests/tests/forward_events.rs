@@ -91,6 +91,11 @@ fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
 }
 
 fn sdk(collector: &Collector, extra: &str) -> Pipeline {
+    sdk_with(collector, "", 100_000, extra)
+}
+
+/// [`sdk`] with `forward` lines in `[sink.forward]` and a queue of `capacity` events.
+fn sdk_with(collector: &Collector, forward: &str, capacity: usize, extra: &str) -> Pipeline {
     let config = Config::from_toml_str(&format!(
         r#"
         [sink]
@@ -98,13 +103,14 @@ fn sdk(collector: &Collector, extra: &str) -> Pipeline {
         [sink.forward]
         url = "http://{}"
         api_key = "{KEY}"
+        {forward}
         workers = 2
         max_rows_per_request = 300
         [batch]
         max_rows = 500
         max_age = "20ms"
         [queue]
-        capacity = 100000
+        capacity = {capacity}
         [retry]
         base = "5ms"
         cap = "50ms"
@@ -320,29 +326,12 @@ fn assert_sent_rows_only(c: &Collector) {
 fn the_sdk_reports_drops_before_the_collector_and_they_outlive_the_process() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Collector::start(dir.path(), "client");
-    let config = Config::from_toml_str(&format!(
-        r#"
-        [sink]
-        kind = "forward"
-        [sink.forward]
-        url = "http://{}"
-        api_key = "{KEY}"
-        report_interval = "1s"
-        app = "report-test"
-        [batch]
-        max_age = "20ms"
-        [queue]
-        capacity = 20
-        [spool]
-        enabled = false
-        [schemas]
-        dir = {:?}
-        "#,
-        c.addr,
-        schema_dir()
-    ))
-    .expect("sdk config");
-    let p = Pipeline::new(config).expect("pipeline");
+    let p = sdk_with(
+        &c,
+        "report_interval = \"1s\"\napp = \"report-test\"",
+        20,
+        "[spool]\nenabled = false",
+    );
     // Log faster than the flush thread ships until the queue has been full a few times.
     let mut i = 0u64;
     assert!(wait_for(Duration::from_secs(20), || {
