@@ -16,9 +16,10 @@ use super::{wire, ForwardSink};
 use crate::counters::Stats;
 
 /// The longest a report may hold the flush thread.
-pub(super) const REPORT_TIMEOUT: Duration = Duration::from_secs(1);
-/// The longest the last report may hold a shutdown.
-pub(super) const LAST_REPORT_TIMEOUT: Duration = Duration::from_millis(250);
+pub(super) const REPORT_TIMEOUT: Duration = Duration::from_millis(500);
+/// The longest the last report may hold a shutdown (a php-fpm worker's exit: a collector that
+/// answers does so in a millisecond or two; one that hangs must not cost an exit more).
+pub(super) const LAST_REPORT_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// This process's report id (random, 16 hex digits) and pid: a new one after a fork.
 fn process() -> (String, u32) {
