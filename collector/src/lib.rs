@@ -21,6 +21,7 @@ mod http;
 mod linger;
 pub mod reload;
 mod streamer;
+mod ui;
 mod wal;
 
 use std::future::Future;
@@ -286,6 +287,7 @@ async fn serve(
         names: dests.iter().map(|d| d.name.clone()).collect(),
         dests,
         boot: evlog_core::ids::random_u64(),
+        feed: Arc::default(),
     });
     let counted = Arc::clone(&shared);
     let pending = shared
@@ -347,6 +349,8 @@ async fn serve(
             }
         })
     });
+    // The live page's snapshots, once a second (`ui`).
+    let snapshots = tokio::spawn(http::ui::snapshots(Arc::clone(&state)));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -404,6 +408,10 @@ async fn serve(
         task.abort();
     }
     state.draining.store(true, Ordering::Relaxed);
+    // Live feeds end now: the drain waits for requests, not for someone watching.
+    state.shared.feed.close();
+    snapshots.abort();
+    let _ = snapshots.await;
     let shutdown_deadline = state.now().collector.shutdown_deadline;
     let deadline = Instant::now() + shutdown_deadline;
     // In-flight requests finish (their events reach the log) before the streamers' last pass.
@@ -428,6 +436,7 @@ async fn serve(
 /// the copies beyond the first (`fanned_out`).
 pub(crate) fn count(shared: &streamer::Shared, c: &wal::Counts) {
     shared.counters.accept_n(c.events + c.unrouted);
+    shared.feed.count(&c.tables);
     if c.unrouted > 0 {
         shared.counters.drop_n(DropReason::Unrouted, c.unrouted);
     }
