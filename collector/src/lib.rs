@@ -15,6 +15,7 @@
 //! Shutdown: stop accepting, finish in-flight requests, stream what is in the log until
 //! `collector.shutdown_deadline`, return. What is left stays in the log for the next start.
 
+pub mod cli;
 pub mod config;
 mod envelope;
 mod http;

@@ -3,7 +3,8 @@
 //! schemas (`evlog_collector::reload`). All logic is in the library
 //! ([`prepare`], then `Prepared::serve`). A configuration that cannot work (schemas, sink, TLS
 //! files, write-ahead log directory) exits 1 with the key and path before anything listens;
-//! unreadable or invalid config files and arguments exit 2.
+//! unreadable or invalid config files and arguments exit 2. `evlog-collector top` / `tail`
+//! read a running collector's live feed instead (`evlog_collector::cli`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +16,11 @@ use evlog_collector::{prepare, CollectorConfig};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // `top` and `tail` read a running collector's live feed (evlog_collector::cli).
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    if matches!(all.first().map(String::as_str), Some("top" | "tail")) {
+        return evlog_collector::cli::main(&all);
+    }
     let mut args = std::env::args().skip(1);
     let mut config_path: Option<PathBuf> = None;
     let mut listen: Option<String> = None;

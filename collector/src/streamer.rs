@@ -534,14 +534,7 @@ fn deliver(parts: &Ctx, sink: &mut dyn Sink, mut acc: Acc) -> bool {
         let delivery = ingest::deliver(sink, batches, &dest.counters);
         dest.count_per_table(&delivery.delivered);
         let feed = &parts.shared.feed;
-        feed.settled(
-            delivery
-                .rejected_stored
-                .iter()
-                .map(|r| (r.dataset.as_str(), r.type_name.as_str(), r.reason)),
-            0,
-            std::iter::empty(),
-        );
+        feed.settled(&delivery.rejected_stored, &[]);
         if feed.watching() {
             for r in delivery.rejected.iter().chain(&delivery.rejected_stored) {
                 feed.push(crate::ui::Item::dead(&r.into(), "sink"));
@@ -568,17 +561,10 @@ fn deliver(parts: &Ctx, sink: &mut dyn Sink, mut acc: Acc) -> bool {
         let outcome =
             ingest::store_dead_letters(sink, std::mem::take(&mut rejects), &dest.counters);
         rejects = outcome.failed;
-        parts.shared.feed.settled(
-            outcome
-                .stored
-                .iter()
-                .map(|r| (r.dataset.as_str(), r.type_name.as_str(), r.reason)),
-            outcome.refused.len() as u64,
-            outcome
-                .refused
-                .iter()
-                .map(|(r, _)| (r.dataset.as_str(), r.type_name.as_str())),
-        );
+        parts
+            .shared
+            .feed
+            .settled(&outcome.stored, &outcome.refused);
         let now_waiting = rejects.len() as u64;
         if now_waiting > waiting {
             dest.counters.dead_letters_wait(now_waiting - waiting);

@@ -47,7 +47,8 @@
 //! key role it needs) and one file with its handler. An ingest handler gets the admitted key
 //! and the request with its body unread: it reads it with [`body::read_body`], appends with
 //! [`State::append`] and answers with [`answer`]; permits, admission, the `/metrics` count and
-//! the lingering close come with the row.
+//! the lingering close come with the row. A page for browsers (`Handler::Page`, as `/ui`)
+//! admits its key itself and may answer with a streaming body ([`answer::Body`] is boxed).
 
 // Handlers return ready responses as errors; they are built once per request, not hot data.
 #![allow(clippy::result_large_err)]

@@ -136,14 +136,15 @@ fn nonzero<'a>(m: impl IntoIterator<Item = (&'a str, u64)>) -> Value {
 /// "sources": []}`. `sources` is where per-process reports from SDKs will go.
 pub(crate) fn snapshot(st: &State) -> String {
     let shared = &st.shared;
-    // Tables first, then the counters: a table's outcomes are never read before its acceptance.
-    let tables = shared.feed.tables();
+    // Deliveries first, then the tables' acceptances: a row is never read delivered and not
+    // yet accepted (in flight stays >= 0 while the counting is right).
     let mut delivered = std::collections::BTreeMap::<String, u64>::new();
     for d in &shared.dests {
         for (t, n) in d.per_table.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             *delivered.entry(t.clone()).or_default() += n;
         }
     }
+    let tables = shared.feed.tables();
     let stats = shared.snapshot();
     let counts = |s: &evlog_core::counters::Stats| {
         json!({

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use evlog_core::json::push_str;
 use evlog_core::routing::Destination;
 use evlog_core::sink::forward::wire::WireRejected;
+use evlog_core::sink::RejectedEvent;
 use tokio::sync::{broadcast, watch};
 
 /// Most tables counted one by one.
@@ -339,23 +340,20 @@ impl Feed {
         Self::table(&mut lock(&self.tables), table).accepted += n;
     }
 
-    /// Dead letters stored (`stored`) or dropped for good (`refused`) by a destination.
-    pub fn settled<'a>(
-        &self,
-        stored: impl Iterator<Item = (&'a str, &'a str, &'static str)>,
-        refused: u64,
-        refused_tables: impl Iterator<Item = (&'a str, &'a str)>,
-    ) {
-        let mut m = lock(&self.tables);
-        for (dataset, type_name, reason) in stored {
-            let c = Self::table(&mut m, &format!("{dataset}.{type_name}"));
-            *c.rejected.entry(reason.to_owned()).or_default() += 1;
+    /// Dead letters a destination stored (`stored`: rejected by their reason) or that their
+    /// table refused for good (`refused`: dropped, `dead_letter_failed`).
+    pub fn settled(&self, stored: &[RejectedEvent], refused: &[(RejectedEvent, String)]) {
+        if stored.is_empty() && refused.is_empty() {
+            return;
         }
-        if refused > 0 {
-            for (dataset, type_name) in refused_tables {
-                let c = Self::table(&mut m, &format!("{dataset}.{type_name}"));
-                *c.dropped.entry("dead_letter_failed").or_default() += 1;
-            }
+        let mut m = lock(&self.tables);
+        for r in stored {
+            let c = Self::table(&mut m, &format!("{}.{}", r.dataset, r.type_name));
+            *c.rejected.entry(r.reason.to_owned()).or_default() += 1;
+        }
+        for (r, _) in refused {
+            let c = Self::table(&mut m, &format!("{}.{}", r.dataset, r.type_name));
+            *c.dropped.entry("dead_letter_failed").or_default() += 1;
         }
     }
 

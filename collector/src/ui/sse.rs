@@ -7,8 +7,8 @@
 //!   "raw","at"}`);
 //! - `lagged`: `{"missed": n}` when this subscriber read too slowly and `n` items were skipped.
 //!
-//! Query parameters: `table=<dataset.table>` (repeatable: only these tables' tail and dead
-//! letters), `filter.<dataset.table>=<field>=<value>` (that table's tail: only rows whose
+//! Query parameters: `table=<dataset.table>` (repeatable: only these tables' tail; dead letters
+//! of every table come all the same), `filter.<dataset.table>=<field>=<value>` (that table's tail: only rows whose
 //! top-level `field` is `value`, compared as text: a string's value, another value's JSON),
 //! `tail=0` (snapshots only, e.g. `evlog-collector top`). Query values are percent-decoded.
 //!
@@ -32,11 +32,11 @@ pub const QUEUE: usize = 32;
 /// What one subscriber asked for.
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
-    /// Only these tables' tail and dead letters (all when empty).
+    /// Only these tables' tail (all when empty).
     pub tables: Vec<String>,
     /// Per table: only rows whose `field` is `value`.
     pub rows: Vec<(String, String, String)>,
-    /// No tail and no dead letters.
+    /// Neither tail nor dead letters.
     pub no_tail: bool,
 }
 
@@ -119,11 +119,12 @@ impl Filter {
         if self.no_tail {
             return false;
         }
+        if item.kind != "tail" {
+            // Dead letters are few and always wanted: a page filtering its tail still lists them.
+            return true;
+        }
         if !self.tables.is_empty() && !self.tables.iter().any(|t| **t == *item.table) {
             return false;
-        }
-        if item.kind != "tail" {
-            return true;
         }
         let mut row = None;
         for (table, field, value) in &self.rows {

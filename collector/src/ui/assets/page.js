@@ -52,8 +52,10 @@ function lastRate(pick) {
 function spark(acc, del) {
   const w = 160, h = 28;
   const max = Math.max(1, ...acc, ...del);
+  // At least a minute wide, so a young collector's first seconds do not fill the chart.
+  const span = Math.max(60, acc.length, del.length) - 1;
   const line = (v) => v.map((y, i) =>
-    ((i / Math.max(1, HISTORY - 1)) * w).toFixed(1) + "," + (h - 1 - (y / max) * (h - 2)).toFixed(1)).join(" ");
+    ((i / span) * w).toFixed(1) + "," + (h - 1 - (y / max) * (h - 2)).toFixed(1)).join(" ");
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
   svg.setAttribute("class", "spark");
