@@ -93,11 +93,7 @@ fn parse(cmd: &str, rest: &[String]) -> Result<Args, Failure> {
                 })?);
             }
             "--once" if cmd == "top" => a.once = true,
-            other => {
-                return Err(Failure::Usage(format!(
-                    "{cmd}: unknown argument {other:?}"
-                )))
-            }
+            other => return Err(Failure::Usage(format!("{cmd}: unknown argument {other:?}"))),
         }
     }
     if a.key.is_none() {
@@ -302,7 +298,9 @@ fn tail(feed: &mut Feed, table: &str, count: Option<u64>) -> Result<(), Failure>
             _ => {}
         }
     }
-    Err(Failure::Feed("the feed ended (the collector stopped)".into()))
+    Err(Failure::Feed(
+        "the feed ended (the collector stopped)".into(),
+    ))
 }
 
 /// A number as text with thousands separators.
@@ -332,7 +330,14 @@ fn reasons(v: &Value) -> String {
 }
 
 /// The per-second rate of `field` of the row named `name` (under `key`) between two snapshots.
-fn rate(prev: Option<&Value>, now: &Value, list: &str, key: &str, name: &Value, field: &str) -> f64 {
+fn rate(
+    prev: Option<&Value>,
+    now: &Value,
+    list: &str,
+    key: &str,
+    name: &Value,
+    field: &str,
+) -> f64 {
     let Some(prev) = prev else { return 0.0 };
     let find = |s: &Value| {
         s[list]
@@ -356,7 +361,15 @@ fn render(prev: Option<&Value>, s: &Value) -> String {
     ));
     o.push_str(&format!(
         "{:<16} {:>9} {:>9} {:>12} {:>12} {:>9} {:>10} {:<8} {}\n",
-        "DESTINATION", "ACC/s", "DEL/s", "ACCEPTED", "DELIVERED", "IN FLIGHT", "BACKLOG", "SINK", "REJECTED / DROPPED / LAST ERROR"
+        "DESTINATION",
+        "ACC/s",
+        "DEL/s",
+        "ACCEPTED",
+        "DELIVERED",
+        "IN FLIGHT",
+        "BACKLOG",
+        "SINK",
+        "REJECTED / DROPPED / LAST ERROR"
     ));
     for d in s["destinations"].as_array().into_iter().flatten() {
         let name = &d["name"];
@@ -369,7 +382,11 @@ fn render(prev: Option<&Value>, s: &Value) -> String {
             num(&d["delivered"]),
             num(&d["in_flight"]),
             num(&d["backlog_bytes"]),
-            if d["healthy"] == true { "healthy" } else { "FAILING" },
+            if d["healthy"] == true {
+                "healthy"
+            } else {
+                "FAILING"
+            },
             reasons(&d["rejected"]),
             reasons(&d["dropped"]),
             d["last_error"].as_str().unwrap_or(""),
@@ -406,24 +423,22 @@ fn top(feed: &mut Feed, once: bool) -> Result<(), Failure> {
     let out = std::io::stdout();
     let mut backlog = true;
     while let Some((name, data)) = feed.next()? {
+        if name == "ready" {
+            backlog = false;
+            continue;
+        }
         if name != "snapshot" {
             continue;
         }
         let Ok(s) = serde_json::from_str::<Value>(&data) else {
             continue;
         };
-        // The kept history comes at once on connecting: draw only from the newest on.
-        let fresh = s["t"].as_u64().is_some_and(|t| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            now.saturating_sub(t) < 1500
-        });
-        if backlog && !fresh {
+        // The kept history comes first: draw from the first new snapshot on, with the last
+        // kept one for the rates.
+        if backlog {
             prev = Some(s);
             continue;
         }
-        backlog = false;
         let screen = render(prev.as_ref(), &s);
         let mut o = out.lock();
         if once {
@@ -434,5 +449,7 @@ fn top(feed: &mut Feed, once: bool) -> Result<(), Failure> {
         let _ = o.flush();
         prev = Some(s);
     }
-    Err(Failure::Feed("the feed ended (the collector stopped)".into()))
+    Err(Failure::Feed(
+        "the feed ended (the collector stopped)".into(),
+    ))
 }

@@ -561,10 +561,7 @@ fn deliver(parts: &Ctx, sink: &mut dyn Sink, mut acc: Acc) -> bool {
         let outcome =
             ingest::store_dead_letters(sink, std::mem::take(&mut rejects), &dest.counters);
         rejects = outcome.failed;
-        parts
-            .shared
-            .feed
-            .settled(&outcome.stored, &outcome.refused);
+        parts.shared.feed.settled(&outcome.stored, &outcome.refused);
         let now_waiting = rejects.len() as u64;
         if now_waiting > waiting {
             dest.counters.dead_letters_wait(now_waiting - waiting);

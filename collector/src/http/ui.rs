@@ -10,10 +10,12 @@
 use std::sync::atomic::Ordering;
 
 use base64::Engine as _;
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
-use hyper::{Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use hyper::header::{
+    HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE, WWW_AUTHENTICATE,
+};
+use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::admin::admit_key;
@@ -35,7 +37,11 @@ fn ui_key(req: &Request<Incoming>) -> Option<String> {
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|up| up.split_once(':').map(|(_, p)| p.to_owned()));
     if basic.is_some() {
@@ -56,7 +62,9 @@ fn admit(st: &State, req: &Request<Incoming>) -> Result<(), Resp> {
         if r.status() == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(
                 WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"evlog collector admin\", charset=\"UTF-8\""),
+                HeaderValue::from_static(
+                    "Basic realm=\"evlog collector admin\", charset=\"UTF-8\"",
+                ),
             );
         }
         r
@@ -71,7 +79,8 @@ pub(super) fn page(st: &State, req: &Request<Incoming>) -> Resp {
             return r;
         }
         let mut r = answer(StatusCode::SEE_OTHER, "", "text/plain");
-        r.headers_mut().insert(LOCATION, HeaderValue::from_static("/ui"));
+        r.headers_mut()
+            .insert(LOCATION, HeaderValue::from_static("/ui"));
         let cookie = format!(
             "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/ui",
             sse::encode(&key)
@@ -170,8 +179,11 @@ pub(crate) fn snapshot(st: &State) -> String {
             v["name"] = json!(d.name);
             v["backlog_bytes"] = json!(d.pending.load(Ordering::Relaxed));
             v["healthy"] = json!(d.sink_healthy.load(Ordering::Relaxed));
-            v["last_error"] =
-                json!(d.sink_error.lock().unwrap_or_else(|e| e.into_inner()).clone());
+            v["last_error"] = json!(d
+                .sink_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone());
             v
         })
         .collect();

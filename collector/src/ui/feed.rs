@@ -301,10 +301,7 @@ impl Feed {
         out
     }
 
-    fn table<'m>(
-        m: &'m mut BTreeMap<String, TableCounts>,
-        key: &str,
-    ) -> &'m mut TableCounts {
+    fn table<'m>(m: &'m mut BTreeMap<String, TableCounts>, key: &str) -> &'m mut TableCounts {
         let key = if m.contains_key(key) || m.len() < MAX_TABLES {
             key
         } else {

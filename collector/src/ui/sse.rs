@@ -5,6 +5,8 @@
 //! - `tail`: a row as it was stored (`{"t","table","id","row"}`);
 //! - `dead`: a dead letter (`{"t","table","namespace","type","id","reason","field","error",
 //!   "raw","at"}`);
+//! - `ready`: `{}` once the kept items (snapshots, dead letters, tails) were sent: what follows
+//!   is new;
 //! - `lagged`: `{"missed": n}` when this subscriber read too slowly and `n` items were skipped.
 //!
 //! Query parameters: `table=<dataset.table>` (repeatable: only these tables' tail; dead letters
@@ -101,7 +103,8 @@ impl Filter {
                         "query parameter {k}: expected filter.<dataset.table>=<field>=<value>, got {v:?}"
                     ));
                 };
-                f.rows.push((table.to_owned(), field.to_owned(), value.to_owned()));
+                f.rows
+                    .push((table.to_owned(), field.to_owned(), value.to_owned()));
             } else if k != "key" {
                 return Err(format!(
                     "unknown query parameter {k:?}: /ui/feed takes table, filter.<dataset.table>, tail"
@@ -177,13 +180,20 @@ pub fn start(mut sub: Subscription, backlog: Vec<Item>, filter: Filter) -> SseBo
     let (tx, rx) = mpsc::channel(QUEUE);
     tokio::spawn(async move {
         // The browser reconnects after 2 s when the stream breaks.
-        if tx.send(Bytes::from_static(b"retry: 2000\n\n")).await.is_err() {
+        if tx
+            .send(Bytes::from_static(b"retry: 2000\n\n"))
+            .await
+            .is_err()
+        {
             return;
         }
         for item in backlog.iter().filter(|i| filter.wants(i)) {
             if tx.send(encode_event(item.kind, &item.data)).await.is_err() {
                 return;
             }
+        }
+        if tx.send(encode_event("ready", "{}")).await.is_err() {
+            return;
         }
         loop {
             let item = tokio::select! {
