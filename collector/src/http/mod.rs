@@ -152,12 +152,12 @@ impl State {
     /// request's `unrouted` events, which no route took); the error answer otherwise. A request
     /// whose events no route took at all writes nothing: they are counted at once.
     async fn append(&self, mut record: RecordBuilder, unrouted: u64) -> Result<(), Resp> {
-        let watching = self.shared.feed.watching();
+        let budget = self.shared.feed.capture_budget(record.len());
         let mut counts = Counts {
             events: record.len() as u64,
             unrouted,
             copies: record.copies().to_vec(),
-            tables: record.tally(watching),
+            tables: record.tally(budget),
         };
         if record.is_empty() {
             if unrouted > 0 {
@@ -166,7 +166,7 @@ impl State {
             return Ok(());
         }
         // The tail's items go out once the record is durable, not with the counts.
-        let tail = watching.then(|| counts.tables.take_items());
+        let tail = (budget > 0).then(|| counts.tables.take_items());
         match self.wal.append(record.finish(), counts).await {
             Ok(()) => {
                 if let Some(items) = tail {

@@ -9,7 +9,8 @@
 //!   letter is stored, `dropped` by reason; `delivered` is the destinations' own per-table count.
 //!   At most [`MAX_TABLES`] tables; later ones count under [`OTHER`].
 //! - **Tail and dead letters** are captured only while someone watches (a subscriber exists):
-//!   without one, ingest pays one relaxed atomic load per request. Each table keeps its last
+//!   without one, ingest pays one relaxed atomic load per request. While watched, at most
+//!   [`CAPTURE_PER_SECOND`] items a second ([`Feed::capture_budget`]). Each table keeps its last
 //!   [`TAIL_PER_TABLE`] events of at most [`MAX_ITEM_BYTES`] each (longer rows are cut and sent
 //!   as text), for at most [`MAX_TAIL_TABLES`] tables; [`MAX_DEAD`] dead letters.
 //! - **Snapshots**: one a second ([`Feed::publish_snapshot`], from a task the collector runs),
@@ -18,7 +19,7 @@
 //!   subscriber that reads slower than items come skips ahead and is told how many it missed.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use evlog_core::json::push_str;
@@ -43,6 +44,10 @@ pub const MAX_ITEM_BYTES: usize = 4096;
 pub const HISTORY: usize = 300;
 /// Items the broadcast holds for its slowest subscriber.
 pub const CHANNEL: usize = 1024;
+/// Rows and dead letters captured a second at most, for all tables: beyond, the tail is a
+/// sample (the last rows of each request while the second's budget lasts). A page cannot show
+/// more, and the cost of watching stays small under any load.
+pub const CAPTURE_PER_SECOND: usize = 500;
 /// Most subscribers at once (the page, `top`, `tail`): the next one gets 503.
 pub const MAX_SUBSCRIBERS: usize = 16;
 
@@ -216,6 +221,10 @@ impl Item {
 #[derive(Debug)]
 pub struct Feed {
     watchers: AtomicUsize,
+    /// The second of `captured` (Unix time).
+    second: AtomicU64,
+    /// Rows and dead letters captured in `second`.
+    captured: AtomicUsize,
     tables: Mutex<BTreeMap<String, TableCounts>>,
     tails: Mutex<BTreeMap<Arc<str>, VecDeque<Item>>>,
     dead: Mutex<VecDeque<Item>>,
@@ -228,6 +237,8 @@ impl Default for Feed {
     fn default() -> Self {
         Self {
             watchers: AtomicUsize::new(0),
+            second: AtomicU64::new(0),
+            captured: AtomicUsize::new(0),
             tables: Mutex::default(),
             tails: Mutex::default(),
             dead: Mutex::default(),
@@ -264,6 +275,21 @@ impl Feed {
     #[inline]
     pub fn watching(&self) -> bool {
         self.watchers.load(Ordering::Relaxed) > 0
+    }
+
+    /// How many of `want` rows and dead letters may be captured now: 0 unless someone
+    /// watches, and at most [`CAPTURE_PER_SECOND`] a second.
+    pub fn capture_budget(&self, want: usize) -> usize {
+        if !self.watching() || want == 0 {
+            return 0;
+        }
+        let now = now_ms() / 1000;
+        // Two requests starting a second at once may both reset: a few more items, no harm.
+        if self.second.swap(now, Ordering::Relaxed) != now {
+            self.captured.store(0, Ordering::Relaxed);
+        }
+        let used = self.captured.fetch_add(want, Ordering::Relaxed);
+        CAPTURE_PER_SECOND.saturating_sub(used).min(want)
     }
 
     /// A new subscriber, or `None` past [`MAX_SUBSCRIBERS`] or after [`Feed::close`].
@@ -439,6 +465,18 @@ mod tests {
             feed.publish_snapshot(format!("{{\"n\":{i}}}"));
         }
         assert_eq!(feed.backlog().len(), HISTORY + TAIL_PER_TABLE);
+    }
+
+    #[test]
+    fn capture_is_off_unwatched_and_bounded_per_second() {
+        let feed = Arc::new(Feed::default());
+        assert_eq!(feed.capture_budget(10), 0);
+        let _sub = feed.subscribe();
+        // Within one second (a second boundary in between would only give more).
+        let a = feed.capture_budget(CAPTURE_PER_SECOND - 100);
+        let b = feed.capture_budget(400);
+        assert_eq!(a, CAPTURE_PER_SECOND - 100);
+        assert!(b == 100 || b == 400, "{b}");
     }
 
     #[test]

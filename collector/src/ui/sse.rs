@@ -139,7 +139,11 @@ impl Filter {
             });
             let ok = match v.get(field) {
                 Some(serde_json::Value::String(s)) => s == value,
-                Some(other) => other.to_string() == *value,
+                // A number, bool or null by its JSON text (`7`, `true`), not as a string.
+                Some(other) => {
+                    let text = other.to_string();
+                    text == *value
+                }
                 None => false,
             };
             if !ok {

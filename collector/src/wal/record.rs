@@ -275,9 +275,10 @@ impl RecordBuilder {
         self.unrouted.unrouted(namespace, type_name);
     }
 
-    /// What the record adds to the live page: copies per table, the unrouted events, and when
-    /// `watching`, up to [`TAIL_PER_RECORD`] rows per table and its dead letters for the tail.
-    pub fn tally(&mut self, watching: bool) -> crate::ui::Tally {
+    /// What the record adds to the live page: copies per table, the unrouted events, and up to
+    /// `budget` items for the tail: of each table its last rows (at most [`TAIL_PER_RECORD`]),
+    /// then its dead letters.
+    pub fn tally(&mut self, mut budget: usize) -> crate::ui::Tally {
         let mut t = std::mem::take(&mut self.unrouted);
         let copies = |mask: u64| {
             if self.names.is_empty() {
@@ -288,9 +289,11 @@ impl RecordBuilder {
         };
         for (dest, mask, n, rows) in &self.batches {
             t.accept(&dest.dataset, &dest.table, *n as u64 * copies(*mask));
-            if watching {
+            let take = (*n).min(TAIL_PER_RECORD).min(budget);
+            if take > 0 {
+                budget -= take;
                 let mut r = FramedRows { rest: rows };
-                let skip = n.saturating_sub(TAIL_PER_RECORD);
+                let skip = n - take;
                 if r.skip_rows(skip) {
                     while let Some((id, json)) = r.next_row() {
                         t.row(dest, id, json);
@@ -300,7 +303,8 @@ impl RecordBuilder {
         }
         for (w, mask) in &self.rejected {
             t.accept(&w.dataset, &w.type_name, copies(*mask));
-            if watching {
+            if budget > 0 {
+                budget -= 1;
                 t.dead(w);
             }
         }
