@@ -19,7 +19,9 @@ dir = "$work/data"
 [schemas]
 dir = "collector/examples/schemas"
 TOML
-"$BIN" --config "$work/c.toml" > "$work/out" 2>&1 &
+# The file exists before the background start opens it: the wait below reads it at once.
+: > "$work/out"
+"$BIN" --config "$work/c.toml" >> "$work/out" 2>&1 &
 pid=$!
 url=""
 for _ in $(seq 300); do
