@@ -142,15 +142,23 @@ fn nonzero<'a>(m: impl IntoIterator<Item = (&'a str, u64)>) -> Value {
 
 /// Every count now, as the feed's `snapshot` event (see `collector/README.md`, "Live page"):
 /// `{"t", "generation", "reloads", "totals", "destinations": [...], "tables": [...],
-/// "sources": []}`. `sources` is where per-process reports from SDKs will go.
+/// "sources": []}`; a table's `delivered_by_destination` is empty with one destination. `sources` is where per-process reports from SDKs will go.
 pub(crate) fn snapshot(st: &State) -> String {
     let shared = &st.shared;
     // Deliveries first, then the tables' acceptances: a row is never read delivered and not
     // yet accepted (in flight stays >= 0 while the counting is right).
     let mut delivered = std::collections::BTreeMap::<String, u64>::new();
+    // With several destinations, each one's deliveries per table too.
+    let mut by_dest = std::collections::BTreeMap::<String, Map<String, Value>>::new();
     for d in &shared.dests {
         for (t, n) in d.per_table.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             *delivered.entry(t.clone()).or_default() += n;
+            if shared.several() {
+                by_dest
+                    .entry(t.clone())
+                    .or_default()
+                    .insert(d.name.clone(), json!(n));
+            }
         }
     }
     let tables = shared.feed.tables();
@@ -203,6 +211,7 @@ pub(crate) fn snapshot(st: &State) -> String {
                 "rejected": nonzero(c.rejected.iter().map(|(k, v)| (k.as_str(), *v))),
                 "dropped": nonzero(c.dropped.iter().map(|(k, v)| (*k, *v))),
                 "in_flight": c.accepted as i64 - (d + rejected + dropped) as i64,
+                "delivered_by_destination": by_dest.get(name).cloned().unwrap_or_default(),
             })
         })
         .collect();

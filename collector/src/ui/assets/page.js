@@ -115,7 +115,9 @@ function drawSnapshot() {
       el("td", { class: "rate-accepted" }, lastRate(pick("accepted")).toFixed(1)),
       el("td", { class: "rate-delivered" }, lastRate(pick("delivered")).toFixed(1)),
       el("td", { class: "accepted" }, fmt(t.accepted)),
-      el("td", { class: "delivered" }, fmt(t.delivered)),
+      el("td", { class: "delivered" }, fmt(t.delivered),
+        ...Object.entries(t.delivered_by_destination || {}).map(([d, n]) =>
+          el("div", { class: "note" }, `${d}: ${fmt(n)}`))),
       el("td", { class: "rejected" }, byReason(t.rejected)),
       el("td", { class: "dropped" + (sum(t.dropped) ? " bad" : "") }, byReason(t.dropped)),
       el("td", { class: "in-flight" }, fmt(t.in_flight)),
