@@ -233,3 +233,80 @@ fn tail_prints_the_rows_its_filter_takes_and_top_prints_the_tables() {
         "the feed ended: {status:?}"
     );
 }
+
+#[test]
+fn with_two_destinations_the_feed_counts_each_tables_copies_per_destination() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let tail = format!(
+        r#"
+[destinations.one]
+kind = "file"
+dir = {one:?}
+[destinations.two]
+kind = "file"
+dir = {two:?}
+
+[[routes]]
+tables = ["events.*"]
+to = ["one", "two"]
+"#,
+        one = root.join("one").display().to_string(),
+        two = root.join("two").display().to_string(),
+    );
+    let cfg = root.join("collector.toml");
+    let text = destinations_text(root, &format!("admin_keys = [{ADMIN:?}]"), &tail);
+    std::fs::write(&cfg, text).expect("write config");
+    let (child, url) = spawn_binary(&cfg);
+    let _child = Running(child);
+    let c = client();
+    let batch = serde_json::json!([txn(1), txn(2), txn(3)]);
+    let r = c
+        .post(format!("{url}/v1/batch"))
+        .json(&batch)
+        .send()
+        .expect("send");
+    assert!(r.status().is_success());
+
+    let feed = c
+        .get(format!("{url}/ui/feed?tail=0"))
+        .bearer_auth(ADMIN)
+        .send()
+        .expect("feed");
+    assert_eq!(feed.status().as_u16(), 200);
+    let mut lines = BufReader::new(feed).lines();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = serde_json::Value::Null;
+    let settled = loop {
+        assert!(Instant::now() < deadline, "not settled: {last}");
+        let line = lines.next().expect("the feed goes on").expect("read");
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        let s: serde_json::Value = serde_json::from_str(data).expect("json");
+        let Some(t) = s["tables"]
+            .as_array()
+            .and_then(|a| a.iter().find(|t| t["table"] == "events.transaction"))
+        else {
+            continue;
+        };
+        last = t.clone();
+        if t["delivered"] == 6 {
+            break s;
+        }
+    };
+    let t = &last;
+    assert_eq!(t["accepted"], 6, "{t}: three events, two copies each");
+    assert_eq!(t["in_flight"], 0, "{t}");
+    assert_eq!(
+        t["delivered_by_destination"],
+        serde_json::json!({"one": 3, "two": 3})
+    );
+    let dests = settled["destinations"].as_array().expect("destinations");
+    assert_eq!(dests.len(), 2, "{settled}");
+    for d in dests {
+        assert_eq!(d["accepted"], 3, "{d}");
+        assert_eq!(d["delivered"], 3, "{d}");
+        assert_eq!(d["healthy"], true, "{d}");
+    }
+}
