@@ -22,12 +22,16 @@
  *   evlog.file_dead_letter_table        sink.file.dead_letter_table (_evlog_rejected)
  *   -- mode = forward (to an evlog collector)
  *   evlog.forward_url                   sink.forward.url: collector base URL, required
+ *   evlog.forward_urls                  sink.forward.urls: several collectors, comma-separated
+ *                                       (instead of forward_url; failed ones skipped for a backoff)
  *   evlog.forward_api_key               sink.forward.api_key: sent as Authorization: Bearer (none)
  *   evlog.forward_gzip                  sink.forward.gzip (1)
  *   evlog.forward_timeout               sink.forward.timeout: one HTTP request (10s)
  *   evlog.forward_workers               sink.forward.workers: requests in flight (4)
  *   evlog.forward_max_rows_per_request  sink.forward.max_rows_per_request (1000)
  *   evlog.forward_format                sink.forward.format: events (the collector validates) or rows (events)
+ *   evlog.forward_report_interval       sink.forward.report_interval: how often a worker reports its counters to the collector (0s: never)
+ *   evlog.forward_app                   sink.forward.app: the app label of those reports (default: the program's name)
  *   -- mode = bigquery
  *   evlog.bigquery_project              sink.bigquery.project: required
  *   evlog.bigquery_auth                 sink.bigquery.auth: application_default (default) |
@@ -68,6 +72,8 @@
  *   evlog.opensearch_dead_letter_index  sink.opensearch.dead_letter_index ({namespace}-_evlog_rejected)
  *   -- every mode
  *   evlog.schema_dir                    schemas.dir: <namespace>/<type>.json BigQuery schemas (schemas)
+ *   evlog.schema_reload_interval        schemas.reload_interval: how often changed schema files are
+ *                                       looked for (5s; 0s never)
  *   evlog.spool_enabled                 spool.enabled: keep what the sink cannot take on disk (on for
  *                                       forward, bigquery, opensearch; off for file, null)
  *   evlog.spool_dir                     spool.dir (/var/tmp/evlog-<uid>/<sink>-<hash of its target>,

@@ -14,13 +14,22 @@
 //!
 //! Shutdown: stop accepting, finish in-flight requests, stream what is in the log until
 //! `collector.shutdown_deadline`, return. What is left stays in the log for the next start.
+//!
+//! Restarts (module `listen` for the socket, `restart` for the rest): the listener may be
+//! inherited (systemd socket activation, or a predecessor's `SIGUSR2` handoff); after it stops
+//! accepting, a collector answers each kept-alive connection's next request with
+//! `Connection: close`; streamers run under a lock on the log directory, so an old and a new
+//! process sharing it never stream it at once.
 
 pub mod cli;
 pub mod config;
 mod envelope;
 mod http;
 mod linger;
+pub mod listen;
 pub mod reload;
+mod reports;
+mod restart;
 mod streamer;
 mod ui;
 mod wal;
@@ -32,7 +41,7 @@ use std::time::Instant;
 
 use evlog_core::counters::{Counters, DropReason};
 use evlog_core::destinations::DEFAULT_DESTINATION;
-use evlog_core::ingest::Processor;
+use evlog_core::ingest::{LiveProcessor, Processor};
 use evlog_core::schema::SchemaRegistry;
 use evlog_core::spool::Spool;
 use hyper::server::conn::http1;
@@ -125,6 +134,8 @@ pub struct Prepared {
     /// `Config::destination_names` order.
     dests: Vec<Arc<streamer::Dest>>,
     counters: Arc<Counters>,
+    /// The processor the sinks follow (a reload stores its new one there first).
+    live: LiveProcessor,
     /// Where reloads read the configuration (none: reloads are refused, saying why).
     reload_source: Option<reload::Source>,
     /// Whether `SIGHUP` reloads.
@@ -167,13 +178,16 @@ pub async fn prepare(config: CollectorConfig) -> Result<Prepared, Error> {
         .map_err(|e| wal_err(&e))?;
     // Sinks own their runtimes (and the BigQuery sink blocks on one to check its credentials):
     // build them off this runtime's threads.
+    // The sinks follow this handle: a reload stores its new processor there before requests
+    // convert with it.
+    let live = evlog_core::ingest::live(Arc::clone(&processor));
     let deliveries = {
-        let (core, processor) = (config.core.clone(), Arc::clone(&processor));
+        let (core, live) = (config.core.clone(), live.clone());
         tokio::task::spawn_blocking(move || {
             core.destination_sinks()
                 .into_iter()
                 .map(|(_, sink)| {
-                    streamer::Delivery::build_factory(&sink, &core, &processor).map(|f| {
+                    streamer::Delivery::build_factory(&sink, &core, &live).map(|f| {
                         streamer::Delivery::new(streamer::Delivery::settings(&sink, &core), f)
                     })
                 })
@@ -230,6 +244,7 @@ pub async fn prepare(config: CollectorConfig) -> Result<Prepared, Error> {
         tls,
         dests,
         counters,
+        live,
         reload_source: None,
         reload_on_sighup: false,
     })
@@ -278,6 +293,7 @@ async fn serve(
         tls,
         dests,
         counters,
+        live,
         reload_source,
         reload_on_sighup,
     } = prepared;
@@ -298,7 +314,8 @@ async fn serve(
         .collect();
     let (writer, writer_thread) = wal::WalWriter::start(&c, pending, move |n| count(&counted, n))?;
     let stop = Arc::new(Mutex::new(None));
-    let mut streamers = Vec::new();
+    // Started under the streaming lock (module `restart`): a predecessor may still be streaming.
+    let mut streamers: Vec<restart::Streamer> = Vec::new();
     for dest in &shared.dests {
         let name = &dest.name;
         for i in 0..c.workers {
@@ -313,13 +330,15 @@ async fn serve(
             } else {
                 format!("evlog-stream-{i}")
             };
-            let h = std::thread::Builder::new()
-                .name(thread)
-                .spawn(move || streamer::run(parts, spool))
-                .map_err(|e| Error::Other(format!("cannot start a streamer thread: {e}")))?;
-            streamers.push(h);
+            streamers.push((thread, parts, spool));
         }
     }
+    let streaming = restart::streaming(
+        &spool_opts,
+        Arc::clone(&shared),
+        Arc::clone(&stop),
+        streamers,
+    )?;
 
     let state = Arc::new(http::State {
         live: arc_swap::ArcSwap::from_pointee(reload::Generation::new(config, processor, 1)),
@@ -327,6 +346,8 @@ async fn serve(
             source: reload_source,
             ..Default::default()
         },
+        sinks_follow: live,
+        reports: Default::default(),
         shared: Arc::clone(&shared),
         wal: writer,
         draining: AtomicBool::new(false),
@@ -353,6 +374,7 @@ async fn serve(
     // The live page's snapshots, once a second (`ui`).
     let snapshots = tokio::spawn(http::ui::snapshots(Arc::clone(&state)));
     let graceful = GracefulShutdown::new();
+    let closing = Arc::new(restart::Closing::default());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
@@ -370,9 +392,17 @@ async fn serve(
                 let mark = Arc::new(linger::Mark::default());
                 let stream =
                     linger::LingeringStream::new(stream, Arc::clone(&mark), Arc::clone(&state.drains));
-                let st = Arc::clone(&state);
+                let (st, closing) = (Arc::clone(&state), Arc::clone(&closing));
                 let svc = hyper::service::service_fn(move |req| {
-                    http::handle(Arc::clone(&st), Arc::clone(&mark), req)
+                    let answer = http::handle(Arc::clone(&st), Arc::clone(&mark), req);
+                    let closing = Arc::clone(&closing);
+                    async move {
+                        let mut answer = answer.await;
+                        if let Ok(a) = &mut answer {
+                            closing.mark(a);
+                        }
+                        answer
+                    }
                 });
                 match &tls {
                     None => {
@@ -408,24 +438,27 @@ async fn serve(
     if let Some(task) = sighup {
         task.abort();
     }
-    state.draining.store(true, Ordering::Relaxed);
     // Live feeds end now: the drain waits for requests, not for someone watching.
     state.shared.feed.close();
     snapshots.abort();
     let _ = snapshots.await;
     let shutdown_deadline = state.now().collector.shutdown_deadline;
     let deadline = Instant::now() + shutdown_deadline;
+    // Kept-alive connections: each one's next request is still served, answered with
+    // `Connection: close`, before the rest are closed (module `restart`).
+    closing
+        .close_connections(&graceful, shutdown_deadline.min(restart::KEEPALIVE_GRACE))
+        .await;
+    state.draining.store(true, Ordering::Relaxed);
     // In-flight requests finish (their events reach the log) before the streamers' last pass.
-    let _ = tokio::time::timeout(shutdown_deadline, graceful.shutdown()).await;
+    let _ = tokio::time::timeout_at(deadline.into(), graceful.shutdown()).await;
     state.wal.close();
     drop(state);
     tokio::task::spawn_blocking(move || {
         // The writer seals the active segment as it stops, so the streamers' last pass sees it.
         let _ = writer_thread.join();
         *stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
-        for h in streamers {
-            let _ = h.join();
-        }
+        let _ = streaming.join();
     })
     .await
     .map_err(|e| Error::Other(format!("shutdown: {e}")))?;

@@ -1,16 +1,30 @@
-//! `evlog-collector --config <file>`: binds `collector.listen`, serves until SIGTERM/SIGINT,
-//! drains until `collector.shutdown_deadline`, exits. `SIGHUP` reloads the file and the
-//! schemas (`evlog_collector::reload`). All logic is in the library
-//! ([`prepare`], then `Prepared::serve`). A configuration that cannot work (schemas, sink, TLS
-//! files, write-ahead log directory) exits 1 with the key and path before anything listens;
-//! unreadable or invalid config files and arguments exit 2. `evlog-collector top` / `tail`
-//! read a running collector's live feed instead (`evlog_collector::cli`).
+//! `evlog-collector --config <file> [--listen ADDR:PORT] [--pid-file PATH]`: binds
+//! `collector.listen` (or serves a socket inherited from systemd or a predecessor, see
+//! `evlog_collector::listen`), serves until SIGTERM/SIGINT, drains until
+//! `collector.shutdown_deadline`, exits. `SIGHUP` reloads the file and the schemas
+//! (`evlog_collector::reload`). All logic is in the library ([`prepare`], then
+//! `Prepared::serve`). A configuration that cannot work (schemas, sink, TLS files, write-ahead
+//! log directory, an inherited fd that is not a listening TCP socket) exits 1 with the key and
+//! path before anything listens; unreadable or invalid config files and arguments exit 2.
+//!
+//! `SIGUSR2` restarts without refusing a connection: this process starts its successor (same
+//! program path and arguments) on the same socket, and drains and exits once the successor
+//! listens; a successor that fails is reported and this process goes on serving. `--pid-file`
+//! holds the pid of the process serving now (written once it listens, so after a handoff it
+//! names the successor): `kill -USR2 "$(cat PATH)"`.
+//!
+//! `evlog-collector top` / `tail` read a running collector's live feed instead
+//! (`evlog_collector::cli`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use evlog_collector::listen::{notify_ready, Handoff, Inherited};
 use evlog_collector::reload::Source;
 use evlog_collector::{prepare, CollectorConfig};
+
+const USAGE: &str =
+    "usage: evlog-collector --config <file.toml> [--listen ADDR:PORT] [--pid-file PATH]";
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -21,23 +35,40 @@ fn main() -> ExitCode {
     if matches!(all.first().map(String::as_str), Some("top" | "tail")) {
         return evlog_collector::cli::main(&all);
     }
+    // What a SIGUSR2 successor is started as, taken now: later, a binary replaced on disk
+    // reads as deleted through /proc/self/exe.
+    let program = std::env::current_exe()
+        .ok()
+        .or_else(|| std::env::args_os().next().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("evlog-collector"));
+    let argv: Vec<_> = std::env::args_os().skip(1).collect();
     let mut args = std::env::args().skip(1);
     let mut config_path: Option<PathBuf> = None;
     let mut listen: Option<String> = None;
+    let mut pid_file: Option<PathBuf> = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--config" | "-c" => config_path = args.next().map(PathBuf::from),
             "--listen" => listen = args.next(),
+            "--pid-file" => pid_file = args.next().map(PathBuf::from),
             "--help" | "-h" => {
-                println!("usage: evlog-collector --config <file.toml> [--listen ADDR:PORT]");
+                println!("{USAGE}");
                 return ExitCode::SUCCESS;
             }
             other => {
-                eprintln!("evlog-collector: unknown argument {other:?}; usage: evlog-collector --config <file.toml> [--listen ADDR:PORT]");
+                eprintln!("evlog-collector: unknown argument {other:?}; {USAGE}");
                 return ExitCode::from(2);
             }
         }
     }
+    // Before the runtime's threads exist: this reads and clears the environment.
+    let inherited = match Inherited::take() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("evlog-collector: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let Some(path) = config_path else {
         eprintln!("evlog-collector: missing --config <file.toml>");
         return ExitCode::from(2);
@@ -89,13 +120,22 @@ fn main() -> ExitCode {
             .await
             .map_err(|e| e.to_string())?
             .reload_from(source, true);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let inherited_from = inherited.source();
+        let (listener, ready) = inherited.listener(addr).map_err(|e| e.to_string())?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
+        let handoff = Handoff::new(&listener, program, argv)
+            .map_err(|e| format!("cannot keep the listening socket for a handoff: {e}"))?;
         // Tests and scripts read this line to learn the port (listen = "127.0.0.1:0").
         println!("evlog-collector listening on {local}");
-        let shutdown = async {
+        if let Some(from) = inherited_from {
+            eprintln!("evlog-collector: the socket was inherited ({from:?})");
+        }
+        if let Some(p) = &pid_file {
+            write_pid_file(p)?;
+        }
+        // The predecessor, if any, stops accepting now; this process accepts from here on.
+        notify_ready(ready);
+        let shutdown = async move {
             use tokio::signal::unix::{signal, SignalKind};
             match (
                 signal(SignalKind::terminate()),
@@ -105,16 +145,23 @@ fn main() -> ExitCode {
                     tokio::select! {
                         _ = term.recv() => {}
                         _ = int.recv() => {}
+                        () = handoff.successor_listening() => {}
                     }
                 }
                 _ => std::future::pending::<()>().await,
             }
+            // The handoff's duplicate of the socket is closed here: without a successor, a
+            // stopped collector's port refuses connections at once instead of queueing them.
             eprintln!("evlog-collector: shutting down");
         };
-        prepared
+        let served = prepared
             .serve(listener, shutdown)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string());
+        if let Some(p) = &pid_file {
+            remove_pid_file(p);
+        }
+        served
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -122,5 +169,23 @@ fn main() -> ExitCode {
             eprintln!("evlog-collector: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes this process's pid to `path` (replaced by rename, so a reader never sees it half
+/// written).
+fn write_pid_file(path: &std::path::Path) -> Result<(), String> {
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    std::fs::write(&tmp, format!("{}\n", std::process::id()))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("--pid-file {}: {e}", path.display()))
+}
+
+/// Removes `path` if it still holds this process's pid (after a handoff it names the successor).
+fn remove_pid_file(path: &std::path::Path) {
+    let ours =
+        std::fs::read_to_string(path).is_ok_and(|s| s.trim() == std::process::id().to_string());
+    if ours {
+        let _ = std::fs::remove_file(path);
     }
 }

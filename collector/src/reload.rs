@@ -6,7 +6,8 @@
 //!   (`--config`, the same `EVLOG_*` overrides, the same `--listen`), loads the schemas, checks
 //!   that they only evolve the running ones the way BigQuery allows, builds the sinks whose
 //!   settings changed — and only if every step succeeds does it swap. On any error the running
-//!   configuration stays, the reload is counted `evlog_config_reloads_total{result="error"}`,
+//!   configuration stays, the reload is counted `evlog_config_reloads_total{result="error"}` (core's counter, as
+//!   the SDK counts its own reloads),
 //!   the reason is logged on stderr and returned to the caller, and the next reload starts from
 //!   the running configuration again.
 //! - **What a reload changes:** API keys and admin keys, the per-request limits
@@ -30,11 +31,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use evlog_core::ingest::Processor;
+use evlog_core::ingest::{LiveProcessor, Processor};
 use evlog_core::schema::SchemaRegistry;
 use evlog_core::Config;
 use serde_json::{json, Value};
@@ -93,10 +94,6 @@ pub(crate) struct Reloads {
     pub source: Option<Source>,
     /// Held by the reload in progress.
     pub lock: tokio::sync::Mutex<()>,
-    /// Reloads that swapped.
-    pub ok: AtomicU64,
-    /// Reloads refused.
-    pub error: AtomicU64,
     /// Why the last refused reload was refused.
     pub last_error: Mutex<Option<String>>,
 }
@@ -158,6 +155,7 @@ pub(crate) struct Candidate {
 pub(crate) fn prepare(
     old: &Generation,
     running: &[Arc<Delivery>],
+    live: &LiveProcessor,
     new: CollectorConfig,
 ) -> Result<Candidate, String> {
     let old_config = CollectorConfig {
@@ -185,7 +183,7 @@ pub(crate) fn prepare(
             deliveries.push(None);
             continue;
         }
-        let factory = Delivery::build_factory(sink, &new.core, &processor)
+        let factory = Delivery::build_factory(sink, &new.core, live)
             .map_err(|e| format!("destination {name:?}: {e}"))?;
         deliveries.push(Some(Arc::new(Delivery::new(wanted, factory))));
         changes.push(format!("destination {name:?}: sink settings changed"));
@@ -215,24 +213,12 @@ pub(crate) fn prepare(
     })
 }
 
-/// The tables added and the columns that evolve, in words; or the first change BigQuery would
-/// refuse, naming the table and the column.
+/// The tables added or removed and the columns added or relaxed, in words; or the first change
+/// BigQuery would refuse, naming the table, the column and the rule.
 fn schema_changes(old: &SchemaRegistry, new: &SchemaRegistry) -> Result<Vec<String>, String> {
-    let mut changes = Vec::new();
-    for s in new.iter() {
-        let name = format!("{}.{}", s.namespace(), s.type_name());
-        match old
-            .iter()
-            .find(|o| o.namespace() == s.namespace() && o.type_name() == s.type_name())
-        {
-            None => changes.push(format!("table {name} added")),
-            Some(o) if o.to_bigquery_json() != s.to_bigquery_json() => {
-                changes.push(format!("table {name}: schema changed"));
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(changes)
+    evlog_core::schema::evolve::check_evolution(old, new)
+        .map(|changes| changes.iter().map(ToString::to_string).collect())
+        .map_err(|e| e.to_string())
 }
 
 /// The effective configuration as JSON: `[collector]` and core's sections side by side, as in
@@ -315,7 +301,9 @@ fn fingerprint(config: &CollectorConfig, schemas: &SchemaRegistry) -> String {
 pub(crate) async fn reload(st: &crate::http::State) -> Result<Outcome, String> {
     let _one_at_a_time = st.reloads.lock.lock().await;
     let result = swap(st).await;
-    st.reloads.count(&result);
+    // `evlog_config_reloads_total{result}`: core's counter, as the SDK counts its reloads.
+    st.shared.counters.reload(result.is_ok());
+    st.reloads.log(&result);
     result
 }
 
@@ -335,9 +323,11 @@ async fn swap(st: &crate::http::State) -> Result<Outcome, String> {
         .iter()
         .map(|d| d.delivery.load_full())
         .collect();
-    let candidate = tokio::task::spawn_blocking(move || prepare(&old, &running, source.read()?))
-        .await
-        .map_err(|e| format!("reload: {e}"))??;
+    let live = st.sinks_follow.clone();
+    let candidate =
+        tokio::task::spawn_blocking(move || prepare(&old, &running, &live, source.read()?))
+            .await
+            .map_err(|e| format!("reload: {e}"))??;
     // Sinks first, then the processor requests convert with: a row of a new table or column
     // never reaches a sink that does not know it.
     for (dest, new) in st.shared.dests.iter().zip(candidate.deliveries) {
@@ -345,6 +335,8 @@ async fn swap(st: &crate::http::State) -> Result<Outcome, String> {
             dest.delivery.store(new);
         }
     }
+    st.sinks_follow
+        .store(Arc::clone(&candidate.generation.processor));
     let generation = Arc::new(candidate.generation);
     st.live.store(Arc::clone(&generation));
     Ok(Outcome {
@@ -354,11 +346,10 @@ async fn swap(st: &crate::http::State) -> Result<Outcome, String> {
 }
 
 impl Reloads {
-    /// Counts a reload's outcome and logs it.
-    pub fn count(&self, result: &Result<Outcome, String>) {
+    /// Logs a reload's outcome (and keeps a refusal's reason).
+    pub fn log(&self, result: &Result<Outcome, String>) {
         match result {
             Ok(o) => {
-                self.ok.fetch_add(1, Ordering::Relaxed);
                 eprintln!(
                     "evlog-collector: reloaded: generation {}, hash {}{}",
                     o.generation.number,
@@ -371,7 +362,6 @@ impl Reloads {
                 );
             }
             Err(e) => {
-                self.error.fetch_add(1, Ordering::Relaxed);
                 *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
                 eprintln!("evlog-collector: reload refused, the running configuration stays: {e}");
             }

@@ -35,7 +35,7 @@ use arc_swap::ArcSwap;
 use evlog_core::config::RetryConfig;
 use evlog_core::counters::Counters;
 use evlog_core::counters::Stats;
-use evlog_core::ingest::Processor;
+use evlog_core::ingest::LiveProcessor;
 use evlog_core::ingest::{self, Batcher};
 use evlog_core::routing::Destination;
 use evlog_core::sink::{intern_reason, EncodedRow, RejectedEvent, Sink, SinkFactory};
@@ -122,14 +122,14 @@ impl Delivery {
         }
     }
 
-    /// The sink factory of `sink` (checks its settings: a BigQuery sink reads its
-    /// credentials). Blocking.
+    /// The sink factory of `sink`, its sinks following the schemas of `live` (checks its
+    /// settings: a BigQuery sink reads its credentials). Blocking.
     pub fn build_factory(
         sink: &SinkConfig,
         core: &Config,
-        processor: &Processor,
+        live: &LiveProcessor,
     ) -> Result<SinkFactory, SinkError> {
-        evlog_core::sink::factory(sink, &core.retry, processor.schemas(), processor.router())
+        evlog_core::sink::factory(sink, &core.retry, live)
     }
 
     /// A delivery of `settings` through `sink_factory`.

@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,34 +22,11 @@ fn spawn(root: &Path) -> (Child, String) {
 fn spawn_with(root: &Path, text: &str) -> (Child, String) {
     let cfg = root.join("collector.toml");
     std::fs::write(&cfg, text).expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_evlog-collector"))
-        .arg("--config")
-        .arg(&cfg)
-        .env_clear()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn collector");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read listen line");
-    let addr = line
-        .trim()
-        .strip_prefix("evlog-collector listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    (child, format!("http://{addr}"))
+    spawn_binary(&cfg)
 }
 
 fn sigterm(child: &Child) {
-    // The shell's builtin kill: no procps needed.
-    let ok = Command::new("sh")
-        .arg("-c")
-        .arg(format!("kill -TERM {}", child.id()))
-        .status()
-        .expect("sh");
-    assert!(ok.success());
+    send_signal(child, "TERM");
 }
 
 fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {

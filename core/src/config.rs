@@ -189,7 +189,7 @@ impl Default for SpoolConfig {
 pub fn default_spool_dir(name: &str, sink: &SinkConfig) -> PathBuf {
     use sha2::Digest as _;
     let target = match sink.kind {
-        SinkKind::Forward => sink.forward.url.clone(),
+        SinkKind::Forward => sink.forward.base_urls().join(","),
         SinkKind::Bigquery => format!("{}\n{}", sink.bigquery.project, sink.bigquery.base_url),
         SinkKind::Opensearch => format!(
             "{}\n{}",
@@ -234,6 +234,13 @@ pub struct SchemasConfig {
     pub dir: PathBuf,
     /// Events for a namespace/type without a schema file: `"reject"`.
     pub unknown_tables: UnknownTables,
+    /// How often the SDK's flush thread looks for changed schema files (names, sizes and
+    /// modification times under `dir`), e.g. `"5s"`; `"0s"` turns it off. A change is loaded,
+    /// checked by BigQuery's additive rules (`schema::evolve`) and then used for the events that
+    /// follow; a refused change keeps the schemas in use and is told to the error hook. The
+    /// collector reloads on `SIGHUP` / `POST /admin/reload` instead.
+    #[serde(with = "duration_str")]
+    pub reload_interval: Duration,
 }
 
 impl Default for SchemasConfig {
@@ -241,6 +248,7 @@ impl Default for SchemasConfig {
         Self {
             dir: PathBuf::from("schemas"),
             unknown_tables: UnknownTables::Reject,
+            reload_interval: Duration::from_secs(5),
         }
     }
 }

@@ -58,6 +58,9 @@ pub mod names {
     /// Places where a `[[transforms]]` rule could not apply (the event went on unchanged
     /// there); label `reason` (see [`crate::transform::SkipReason`]).
     pub const TRANSFORM_SKIPPED: &str = "evlog_transform_skipped_total";
+    /// Reloads of the configuration or schema files; label `result` (`ok`: the new one is in
+    /// use; `error`: it was refused and the old one stays).
+    pub const CONFIG_RELOADS: &str = "evlog_config_reloads_total";
 }
 
 /// Why an accepted event was dropped (not stored anywhere, counted).
@@ -324,6 +327,8 @@ pub struct Counters {
     dead_letters_waiting: AtomicU64,
     fanned_out: AtomicU64,
     transform_skipped: [AtomicU64; SkipReason::ALL.len()],
+    /// Reloads (ok, error).
+    reloads: [AtomicU64; 2],
 }
 
 impl Default for Counters {
@@ -347,6 +352,7 @@ impl Counters {
             dead_letters_waiting: AtomicU64::new(0),
             fanned_out: AtomicU64::new(0),
             transform_skipped: std::array::from_fn(|_| AtomicU64::new(0)),
+            reloads: [AtomicU64::new(0), AtomicU64::new(0)],
         }
     }
 
@@ -426,6 +432,11 @@ impl Counters {
         }
     }
 
+    /// One reload, taken (`ok`) or refused (the old configuration stays).
+    pub fn reload(&self, ok: bool) {
+        self.reloads[usize::from(!ok)].fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn observe_flush(&self, took: Duration) {
         self.flush.observe(took);
     }
@@ -473,6 +484,11 @@ impl Counters {
                 .iter()
                 .zip(&self.transform_skipped)
                 .map(|(r, c)| (r.label().to_string(), c.load(Relaxed)))
+                .collect(),
+            config_reloads: ["ok", "error"]
+                .iter()
+                .zip(&self.reloads)
+                .map(|(r, c)| (r.to_string(), c.load(Relaxed)))
                 .collect(),
         }
     }
@@ -524,6 +540,9 @@ pub struct Stats {
     /// `evlog_events_fanned_out_total`: copies made beyond the first when an event went to
     /// several destinations (0 with one destination).
     pub fanned_out: u64,
+    /// `evlog_config_reloads_total` by result: `ok` and `error`, always both (see
+    /// [`names::CONFIG_RELOADS`]).
+    pub config_reloads: BTreeMap<String, u64>,
     /// Per destination, with several (empty with one): the same readings for the copies routed
     /// there (`accepted` counts the copies routed to it, `queue_events` those waiting for its
     /// thread, `in_flight` its own). The totals above include them.
@@ -579,6 +598,12 @@ impl Stats {
         for (r, v) in &self.transform_skipped {
             out.push((
                 format!("{}{{reason=\"{r}\"}}", names::TRANSFORM_SKIPPED),
+                *v as f64,
+            ));
+        }
+        for (r, v) in &self.config_reloads {
+            out.push((
+                format!("{}{{result=\"{r}\"}}", names::CONFIG_RELOADS),
                 *v as f64,
             ));
         }
@@ -730,6 +755,15 @@ impl Stats {
                 );
             }
         }
+        write_header(
+            s,
+            names::CONFIG_RELOADS,
+            "Reloads of the configuration or schema files, by result.",
+            "counter",
+        );
+        for (result, n) in &self.config_reloads {
+            write_sample(s, names::CONFIG_RELOADS, &[("result", result)], n);
+        }
         write_histogram(
             s,
             names::FLUSH_SECONDS,
@@ -840,6 +874,7 @@ mod tests {
                 "evlog_sink_errors_total counter",
                 "evlog_dead_letters_waiting gauge",
                 "evlog_transform_skipped_total counter",
+                "evlog_config_reloads_total counter",
                 "evlog_flush_seconds histogram",
             ]
         );
@@ -861,7 +896,7 @@ mod tests {
         // Nothing counted yet: every family still has its header, rejected and dropped a zero
         // sample per known reason, sink errors none (its kinds are an open set).
         let empty = Counters::new().snapshot(0).to_prometheus();
-        assert_eq!(families(&empty).len(), 11);
+        assert_eq!(families(&empty).len(), 12);
         for r in DropReason::ALL {
             let line = format!(
                 "\nevlog_events_dropped_total{{reason=\"{}\"}} 0\n",
@@ -900,9 +935,13 @@ mod tests {
             let k = format!("{}{{reason=\"{r}\"}}", names::REJECTED);
             assert_eq!(flat.get(&k), Some(&0.0), "{k}");
         }
+        for r in ["ok", "error"] {
+            let k = format!("{}{{result=\"{r}\"}}", names::CONFIG_RELOADS);
+            assert_eq!(flat.get(&k), Some(&0.0), "{k}");
+        }
         assert_eq!(
             flat.len(),
-            6 + DropReason::ALL.len() + REJECT_REASONS.len() + SkipReason::ALL.len(),
+            6 + DropReason::ALL.len() + REJECT_REASONS.len() + SkipReason::ALL.len() + 2,
             "no sink error seen, none listed: {flat:?}"
         );
         // A reason outside the known set (e.g. answered by a collector) joins them.

@@ -95,6 +95,7 @@ if [ -x "$work/evlog_test" ]; then
     evlog_events_rejected=counter evlog_events_dropped=counter \
     evlog_events_retried=counter evlog_events_spooled=counter evlog_queue_events=gauge \
     'evlog_sink_errors=counter?' evlog_dead_letters_waiting=gauge evlog_flush_seconds=histogram \
+    evlog_config_reloads=counter 'evlog_config_reloads_total{result=error}' \
     'evlog_events_dropped_total{reason=invalid_envelope}' 'evlog_events_rejected_total{}'
 fi
 if [ -x "$work/evlog_test_asan" ]; then

@@ -4,18 +4,22 @@
 # errors, threads, fork children, gunicorn --preload with 4 workers under load, interpreter exit,
 # and every ```python block of the READMEs run as written in a fresh directory (test_readme.py),
 # two destinations (the BigQuery test server and osmem-server) from the SDK and through a collector
-# process (test_destinations_e2e.py); then the installable wheel: build-wheel.sh (dev profile),
-# installed alone into a fresh venv.
-#   bash tests/suites/20-python.sh setup   install Debian packages and venv tools only (with
+# process (test_destinations_e2e.py), 100,000 events through nginx to 3 collector processes, one
+# killed and restarted under load (test_fanout_nginx.py); then the installable wheel:
+# build-wheel.sh (dev profile), installed alone into a fresh venv.
+#   bash tests/suites/20-python.sh setup   install Debian packages (nginx too) and venv tools only (with
 #                                          50-opensearch.sh's setup: osmem-server, opensearch-py)
 #   bash tests/suites/20-python.sh         build the extension and run the tests
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 cd "$REPO_ROOT"
 
-# python3-dev: libpython for linking the pyo3 library crate in `cargo test --workspace`.
-ensure_apt python3-dev python3-venv
-ensure_venv "maturin>=1.5,<2" "ziglang>=0.10,<0.14" "pytest>=7" "gunicorn>=21"
+# python3-dev: libpython for linking the pyo3 library crate in `cargo test --workspace`; nginx:
+# the load balancer of test_fanout_nginx.py.
+ensure_apt python3-dev python3-venv nginx
+# google-cloud-bigquery: tests/bq_python_client.py (the test server against the official client).
+ensure_venv "maturin>=1.5,<2" "ziglang>=0.10,<0.14" "pytest>=7" "gunicorn>=21" \
+  "google-cloud-bigquery>=3,<4"
 if [ "${1:-}" = setup ]; then
   # osmem-server and opensearch-py for test_destinations_e2e.py, whichever suites run.
   bash tests/suites/50-opensearch.sh setup

@@ -311,3 +311,81 @@ fn assert_sent_rows_only(c: &Collector) {
     };
     assert!(n("/v1/rows") >= 1.0 && n("/v1/batch") == 0.0, "{m}");
 }
+
+/// An SDK process reports its own counters to the collector (`POST /v1/report`): events its
+/// full queue dropped, before they could reach the collector, show in the collector's
+/// `/metrics` by app, host and reason, and stay counted after the process shut down (its last
+/// report), when its gauges are gone.
+#[test]
+fn the_sdk_reports_drops_before_the_collector_and_they_outlive_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Collector::start(dir.path(), "client");
+    let config = Config::from_toml_str(&format!(
+        r#"
+        [sink]
+        kind = "forward"
+        [sink.forward]
+        url = "http://{}"
+        api_key = "{KEY}"
+        report_interval = "1s"
+        app = "report-test"
+        [batch]
+        max_age = "20ms"
+        [queue]
+        capacity = 20
+        [spool]
+        enabled = false
+        [schemas]
+        dir = {:?}
+        "#,
+        c.addr,
+        schema_dir()
+    ))
+    .expect("sdk config");
+    let p = Pipeline::new(config).expect("pipeline");
+    // Log faster than the flush thread ships until the queue has been full a few times.
+    let mut i = 0u64;
+    assert!(wait_for(Duration::from_secs(20), || {
+        for _ in 0..500 {
+            let body = format!(r#"{{"url":"/r/{i}","user_id":{i}}}"#);
+            let _ = p.log(EventInput::new("events", "page_view", body));
+            i += 1;
+        }
+        p.stats().dropped["queue_full"] >= 10
+    }));
+    assert!(p.flush(Duration::from_secs(10)));
+    let s = p.stats();
+    let app = ["app=\"report-test\""];
+    let reported = |m: &str| {
+        (
+            metric(
+                m,
+                "evlog_sdk_events_dropped_total",
+                &[app[0], "reason=\"queue_full\""],
+            ),
+            metric(m, "evlog_sdk_events_accepted_total", &app),
+            metric(m, "evlog_sdk_processes", &app),
+        )
+    };
+    let expected = (s.dropped["queue_full"] as f64, s.accepted as f64, 1.0);
+    assert!(
+        wait_for(Duration::from_secs(20), || reported(&c.metrics())
+            == expected),
+        "reported {:?}, the process counted {expected:?}",
+        reported(&c.metrics())
+    );
+    // The last report at shutdown: the totals stay, the process is no longer live.
+    assert!(p.shutdown(Duration::from_secs(5)));
+    let after = (expected.0, expected.1, 0.0);
+    assert!(
+        wait_for(Duration::from_secs(10), || reported(&c.metrics()) == after),
+        "after the shutdown {:?}",
+        reported(&c.metrics())
+    );
+    let m = c.metrics();
+    assert!(
+        m.contains("# TYPE evlog_sdk_events_dropped_total counter"),
+        "{m}"
+    );
+    c.stop();
+}

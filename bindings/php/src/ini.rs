@@ -130,6 +130,12 @@ pub const DIRECTIVES: &[Directive] = &[
         "forward: the collector's base URL (required), e.g. http://127.0.0.1:8080",
     ),
     d(
+        "evlog.forward_urls",
+        "sink.forward.urls",
+        Kind::List,
+        "forward: several collectors' base URLs, comma-separated (instead of forward_url)",
+    ),
+    d(
         "evlog.forward_api_key",
         "sink.forward.api_key",
         Kind::Secret,
@@ -164,6 +170,18 @@ pub const DIRECTIVES: &[Directive] = &[
         "sink.forward.format",
         Kind::Choice(&["events", "rows"]),
         "forward: events (as logged, the collector validates) or rows (validated here)",
+    ),
+    d(
+        "evlog.forward_report_interval",
+        "sink.forward.report_interval",
+        Kind::Duration,
+        "forward: how often a worker reports its own counters to the collector (0s: never)",
+    ),
+    d(
+        "evlog.forward_app",
+        "sink.forward.app",
+        Kind::Str,
+        "forward: the app label of those reports (default: the program's name)",
     ),
     d(
         "evlog.bigquery_project",
@@ -368,6 +386,12 @@ pub const DIRECTIVES: &[Directive] = &[
         "schemas.dir",
         Kind::Str,
         "<namespace>/<type>.json BigQuery schema files",
+    ),
+    d(
+        "evlog.schema_reload_interval",
+        "schemas.reload_interval",
+        Kind::Duration,
+        "how often a worker's flush thread looks for changed schema files (0s: never)",
     ),
     d(
         "evlog.spool_enabled",
@@ -906,6 +930,25 @@ mod tests {
         let e = build(&[("evlog.mode", "forward")]).unwrap_err();
         assert!(
             e.contains("sink.forward.url") && e.contains("evlog.forward_url"),
+            "{e}"
+        );
+        let c = build(&[
+            ("evlog.mode", "forward"),
+            ("evlog.forward_urls", "http://a:8080, http://b:8080/evlog"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.sink.forward.urls,
+            ["http://a:8080", "http://b:8080/evlog"]
+        );
+        let e = build(&[
+            ("evlog.mode", "forward"),
+            ("evlog.forward_url", "http://a:8080"),
+            ("evlog.forward_urls", "http://b:8080"),
+        ])
+        .unwrap_err();
+        assert!(
+            e.contains("both set") && e.contains("evlog.forward_urls"),
             "{e}"
         );
     }

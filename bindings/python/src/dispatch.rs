@@ -294,6 +294,7 @@ pub fn outcome_str(o: Outcome) -> &'static str {
     match o {
         Outcome::Rejected => "rejected",
         Outcome::Dropped => "dropped",
+        Outcome::ReloadRefused => "reload_refused",
     }
 }
 

@@ -7,7 +7,7 @@
 //! | [`LogError`]`::QueueFull`, `::ShutDown` | nothing: `log()` returns False (counted by core) |
 //! | [`config::ConfigError`] (every variant), [`PipelineError::Config`] | `ConfigError` |
 //! | [`schema::SchemaError::Dir`]: the schema directory cannot be read | `ConfigError` |
-//! | every other [`schema::SchemaError`]: a schema file is malformed | `SchemaError` |
+//! | every other [`schema::SchemaError`]: a schema file is malformed, or changed in a way a running evlog cannot follow | `SchemaError` |
 //! | [`sink::SinkError`] (every variant) | `SinkError` |
 //!
 //! A missing or unreadable schema directory is a `ConfigError`, not a `SchemaError`: the
@@ -96,9 +96,11 @@ fn schema_error(e: schema::SchemaError) -> PyErr {
             }
             ConfigError::new_err(E::Dir { path, source, fix }.to_string())
         }
-        e @ (E::Json { .. } | E::Io { .. } | E::File { .. } | E::Field { .. }) => {
-            SchemaError::new_err(e.to_string())
-        }
+        e @ (E::Json { .. }
+        | E::Io { .. }
+        | E::File { .. }
+        | E::Field { .. }
+        | E::Evolution { .. }) => SchemaError::new_err(e.to_string()),
     }
 }
 

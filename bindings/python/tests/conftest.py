@@ -1,11 +1,17 @@
-"""Shared fixtures: a temp directory with schemas and a file sink, and row readers."""
+"""Shared fixtures: a temp directory with schemas and a file sink, and row readers; the server
+processes (collector, BigQuery test server) the end-to-end tests start."""
 
 from __future__ import annotations
 
 import glob
 import json
 import os
+import re
+import signal
+import subprocess
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -98,3 +104,74 @@ def settled(stats: dict) -> bool:
 
 ROOT = Path(__file__).resolve().parents[3]
 PYTHON = os.environ.get("EVLOG_TEST_PYTHON") or __import__("sys").executable
+
+
+# ---- server processes (the collector, the BigQuery test server) ----------------------------
+
+
+def binary(env: str, name: str) -> str:
+    path = os.environ.get(env) or str(
+        Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "debug" / name
+    )
+    if not os.access(path, os.X_OK):
+        pytest.fail(
+            f"{path} not found: run `cargo build -p evlog-collector -p evlog-tests` or set {env}"
+        )
+    return path
+
+
+class Proc:
+    """A server process (the BigQuery test server, the collector), started and waited for (with
+    a deadline) until it prints `pattern` on its stdout; stop() sends SIGTERM (a graceful stop)."""
+
+    def __init__(self, argv: list[str], pattern: str, timeout: float = 60.0) -> None:
+        self.p = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        found: list[re.Match] = []
+        ready = threading.Event()
+
+        def read() -> None:
+            # Reads stdout to its end, so the process never blocks on a full pipe.
+            for line in self.p.stdout:
+                m = re.search(pattern, line)
+                if m and not found:
+                    found.append(m)
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(timeout) or not found:
+            self.stop()
+            raise AssertionError(f"{argv[0]} did not print {pattern!r} within {timeout}s")
+        self.match = found[0]
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies at once, without draining."""
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait()
+
+    def stop(self) -> int:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(30)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        return self.p.returncode
+
+
+def collector_metrics(url: str) -> dict:
+    out = {}
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as r:
+        for line in r.read().decode().splitlines():
+            if line and not line.startswith("#"):
+                k, v = line.rsplit(" ", 1)
+                out[k] = float(v)
+    return out

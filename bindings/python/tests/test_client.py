@@ -142,11 +142,13 @@ def test_stats_hold_every_family_and_reason_from_the_start(env):
             assert s[f'evlog_events_rejected_total{{reason="{r}"}}'] == 0, r
         for r in TRANSFORM_SKIP_REASONS:
             assert s[f'evlog_transform_skipped_total{{reason="{r}"}}'] == 0, r
+        for r in ("ok", "error"):
+            assert s[f'evlog_config_reloads_total{{result="{r}"}}'] == 0, r
         # Sink errors are listed per (sink, kind) seen: none yet.
         assert not [k for k in s if k.startswith("evlog_sink_errors_total")], s
         assert len(s) == 7 + len(DROP_REASONS) + len(REJECT_REASONS) + len(
             TRANSFORM_SKIP_REASONS
-        ), sorted(s)
+        ) + 2, sorted(s)
         assert c.log("events", "nope", {})
         assert c.flush(10)
         s = c.stats()

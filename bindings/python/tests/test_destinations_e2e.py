@@ -32,16 +32,13 @@ import json
 import math
 import os
 import re
-import signal
-import subprocess
-import threading
 import time
 import urllib.request
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, wait_for
+from conftest import ROOT, Proc, binary, collector_metrics, wait_for
 
 import evlog
 
@@ -98,58 +95,6 @@ def log_all(client) -> None:
 
 
 # ---- processes and stores --------------------------------------------------------------------
-
-
-def binary(env: str, name: str) -> str:
-    path = os.environ.get(env) or str(
-        Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "debug" / name
-    )
-    if not os.access(path, os.X_OK):
-        pytest.fail(
-            f"{path} not found: run `cargo build -p evlog-collector -p evlog-tests` or set {env}"
-        )
-    return path
-
-
-class Proc:
-    """A server process (the BigQuery test server, the collector), started and waited for (with
-    a deadline) until it prints `pattern` on its stdout; stop() sends SIGTERM (a graceful stop)."""
-
-    def __init__(self, argv: list[str], pattern: str, timeout: float = 60.0) -> None:
-        self.p = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        found: list[re.Match] = []
-        ready = threading.Event()
-
-        def read() -> None:
-            # Reads stdout to its end, so the process never blocks on a full pipe.
-            for line in self.p.stdout:
-                m = re.search(pattern, line)
-                if m and not found:
-                    found.append(m)
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not ready.wait(timeout) or not found:
-            self.stop()
-            raise AssertionError(f"{argv[0]} did not print {pattern!r} within {timeout}s")
-        self.match = found[0]
-
-    def stop(self) -> int:
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(30)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        return self.p.returncode
 
 
 def http_json(url: str):
@@ -384,16 +329,6 @@ def test_sdk_direct_routes_samples_and_transforms_per_destination(direct):
 
 
 OUTCOMES = ("delivered", "rejected", "dropped")
-
-
-def collector_metrics(url: str) -> dict:
-    out = {}
-    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as r:
-        for line in r.read().decode().splitlines():
-            if line and not line.startswith("#"):
-                k, v = line.rsplit(" ", 1)
-                out[k] = float(v)
-    return out
 
 
 def test_through_the_collector_the_same_ids_rows_and_documents(direct, tmp_path):

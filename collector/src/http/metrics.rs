@@ -73,28 +73,9 @@ pub(super) fn handle(st: &State) -> Resp {
     answer::prometheus(render(st))
 }
 
-/// The reloads' families: `evlog_config_reloads_total{result}`, and the running
-/// configuration's generation, hash and load time.
+/// The running configuration's generation, hash and load time (the reloads' count,
+/// `evlog_config_reloads_total`, is core's, with the other counters).
 fn write_reloads(st: &State, s: &mut String) {
-    let r = &st.reloads;
-    write_header(
-        s,
-        "evlog_config_reloads_total",
-        "Reloads (SIGHUP, POST /admin/reload) by result: ok swapped, error kept the running configuration.",
-        "counter",
-    );
-    write_sample(
-        s,
-        "evlog_config_reloads_total",
-        &[("result", "ok")],
-        r.ok.load(Ordering::Relaxed),
-    );
-    write_sample(
-        s,
-        "evlog_config_reloads_total",
-        &[("result", "error")],
-        r.error.load(Ordering::Relaxed),
-    );
     let running = st.now();
     write_header(
         s,
@@ -177,6 +158,8 @@ fn render(st: &State) -> String {
     }
     st.responses.write_prometheus(&mut s);
     write_reloads(st, &mut s);
+    st.reports
+        .write_prometheus(&mut s, std::time::Instant::now());
     st.drains.write_prometheus(&mut s);
     st.wal.write_prometheus(&mut s);
     write_header(

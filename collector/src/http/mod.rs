@@ -8,6 +8,7 @@
 //! | `POST /v1/events` | any role | one envelope: 202 `{"id"}`, or its refusal ([`events`]) |
 //! | `POST /v1/batch` | any role | a JSON array or NDJSON: 200, one result per event ([`events`]) |
 //! | `POST /v1/rows` | role `sdk` | rows an SDK converted: 200 with the refused rows ([`rows`]) |
+//! | `POST /v1/report` | any role | an SDK process's own counters: 202 ([`report`], [`crate::reports`]) |
 //! | `GET /healthz` | none | 200 `{"status":"alive"}` |
 //! | `GET /readyz` | none | 200 `{"status":"ready"}`, or 503 with why ([`health`]) |
 //! | `GET /metrics` | none | the Prometheus text format 0.0.4 ([`metrics`]) |
@@ -60,6 +61,7 @@ mod body;
 mod events;
 mod health;
 mod metrics;
+mod report;
 mod routes;
 mod rows;
 pub(crate) mod ui;
@@ -71,7 +73,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use evlog_core::destinations::DestinationSet;
-use evlog_core::ingest::Processor;
+use evlog_core::ingest::{LiveProcessor, Processor};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION};
 use hyper::{Request, StatusCode};
@@ -90,6 +92,11 @@ pub(crate) struct State {
     pub live: ArcSwap<Generation>,
     /// Where reloads read from, and their counts.
     pub reloads: Reloads,
+    /// What SDK processes reported about themselves (`POST /v1/report`).
+    pub reports: crate::reports::Reports,
+    /// The processor the sinks follow (their catalogs, BigQuery's table patches): a reload
+    /// stores its new one here before `live`.
+    pub sinks_follow: LiveProcessor,
     pub shared: Arc<Shared>,
     pub wal: WalWriter,
     pub draining: AtomicBool,

@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request};
 
 use super::answer::Resp;
-use super::{admin, events, health, metrics, rows, ui, State};
+use super::{admin, events, health, metrics, report, rows, ui, State};
 use crate::config::{ApiKey, KeyRole};
 
 /// One endpoint.
@@ -98,6 +98,14 @@ pub(super) const ROUTES: &[Route] = &[
         handler: Handler::Ingest {
             role: KeyRole::Sdk,
             run: |st, req, key| Box::pin(rows::handle(st, req, key)),
+        },
+    },
+    Route {
+        path: "/v1/report",
+        method: Verb::Post,
+        handler: Handler::Ingest {
+            role: KeyRole::Client,
+            run: |st, req, key| Box::pin(report::handle(st, req, key)),
         },
     },
     Route {

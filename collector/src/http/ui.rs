@@ -224,8 +224,8 @@ pub(crate) fn snapshot(st: &State) -> String {
             .map_or(0, |d| d.as_millis() as u64),
         "generation": running.number,
         "reloads": {
-            "ok": st.reloads.ok.load(Ordering::Relaxed),
-            "error": st.reloads.error.load(Ordering::Relaxed),
+            "ok": stats.config_reloads.get("ok").copied().unwrap_or(0),
+            "error": stats.config_reloads.get("error").copied().unwrap_or(0),
         },
         "totals": totals,
         "destinations": destinations,

@@ -67,3 +67,8 @@ pub use self::process::{reasons, CheckedRow, Processor};
 /// builds a new [`Processor`], checks it, then stores it whole: an event is converted by one
 /// processor or the other, never a mix.
 pub type LiveProcessor = std::sync::Arc<arc_swap::ArcSwap<Processor>>;
+
+/// A [`LiveProcessor`] holding `processor`, until a reload stores another.
+pub fn live(processor: std::sync::Arc<Processor>) -> LiveProcessor {
+    std::sync::Arc::new(arc_swap::ArcSwap::new(processor))
+}

@@ -30,11 +30,15 @@
 //! - Memory: after a burst the flush thread gives back what it can (a bounded body pool and few
 //!   kept rings, and glibc's free pages through `malloc_trim` once it goes idle; see
 //!   `flush::Trim`), so a php-fpm worker returns to its steady size.
+//! - Schema files: with `schemas.reload_interval` (and schemas loaded from `schemas.dir` by
+//!   [`Pipeline::new`]) the flush thread picks up changed files without a restart, off
+//!   `log()`'s path; see `reload`. `log()` never touches the processor.
 //! - Fork: the queue, counters and thread belong to one process. A forked child's first `log()`
 //!   builds a fresh state and thread; the parent's (copied, stale) state is never touched.
 
 mod flush;
 mod lanes;
+mod reload;
 mod spooled;
 
 use std::borrow::Cow;
@@ -53,7 +57,7 @@ use crate::config::Config;
 use crate::counters::{Counters, DropReason, Stats};
 use crate::envelope::{self, EnvelopeError};
 use crate::fork;
-use crate::ingest::{EventId, EventInput, Processor, RawEvent};
+use crate::ingest::{EventId, EventInput, LiveProcessor, Processor, RawEvent};
 use crate::schema::{SchemaError, SchemaRegistry};
 use crate::sink::{self, SinkError, SinkFactory};
 
@@ -102,9 +106,13 @@ pub enum Outcome {
     Rejected,
     /// Lost, counted.
     Dropped,
+    /// Not about events: changed schema files were refused (reason `schema_reload`, count 0,
+    /// the error as message); the schemas in use stay (see `schemas.reload_interval`).
+    ReloadRefused,
 }
 
-/// Called on the flush thread after each delivery round that rejected or dropped events. Must be
+/// Called on the flush thread after each delivery round that rejected or dropped events, and
+/// when changed schema files are refused ([`Outcome::ReloadRefused`]). Must be
 /// quick and must not block: bindings forward summaries to their own thread (e.g. to call Python).
 pub type ErrorHook = Arc<dyn Fn(&ErrorSummary) + Send + Sync>;
 
@@ -199,6 +207,16 @@ impl std::fmt::Debug for ProcState {
 }
 
 impl ProcState {
+    /// The process's counters with `queued` events waiting (see [`Pipeline::stats`]).
+    fn stats(&self, queued: u64) -> Stats {
+        if self.dests.is_empty() {
+            return self.counters.snapshot(queued);
+        }
+        // The destinations first: a copy is counted routed before it can be settled.
+        let dests = self.dests.iter().map(|d| d.snapshot()).collect();
+        self.counters.snapshot(queued).with_destinations(dests)
+    }
+
     fn new(generation: u64, destinations: &[String]) -> Self {
         let dests = if destinations.len() > 1 {
             destinations
@@ -293,7 +311,10 @@ struct Shared {
     id: u64,
     config: Config,
     hook: Arc<arc_swap::ArcSwapOption<ErrorHook>>,
-    processor: Arc<Processor>,
+    /// The processor in use, replaced when changed schema files are taken (`reload`).
+    processor: LiveProcessor,
+    /// The watch of `schemas.dir`, when the schemas came from there and `reload_interval` > 0.
+    watch: Option<Arc<reload::Watch>>,
     /// Each destination's name and sink, in the order of `Config::destination_names`.
     destinations: Vec<(String, SinkFactory)>,
     state: ArcSwap<ProcState>,
@@ -318,33 +339,33 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Loads schemas from `schemas.dir` and builds the configured sink.
+    /// Loads schemas from `schemas.dir` and builds the configured sink. With
+    /// `schemas.reload_interval` the flush thread picks up changed schema files (`reload`).
     pub fn new(config: Config) -> Result<Self, PipelineError> {
+        // Before loading: a change made while loading differs from it, so it is seen.
+        let seen = reload::fingerprint(&config.schemas.dir);
         let schemas = SchemaRegistry::load_configured(&config)?;
-        let processor = Processor::new(schemas, &config);
+        let processor: LiveProcessor =
+            Arc::new(ArcSwap::from_pointee(Processor::new(schemas, &config)));
         let mut destinations = Vec::new();
         for (name, sink) in config.destination_sinks() {
-            let factory = sink::factory(
-                &sink,
-                &config.retry,
-                processor.schemas(),
-                processor.router(),
-            )?;
+            let factory = sink::factory(&sink, &config.retry, &processor)?;
             destinations.push((name, factory));
         }
-        Ok(Self::with_processor(config, processor, destinations))
+        let watch = reload::Watch::new(&config, &processor, seen);
+        Ok(Self::with_processor(config, processor, watch, destinations))
     }
 
     /// A pipeline with given schemas and sink (tests, embedding, custom sinks): every
     /// destination of `config` (one, without `[destinations]`) is built by `sink_factory`.
     pub fn with_parts(config: Config, schemas: SchemaRegistry, sink_factory: SinkFactory) -> Self {
-        let processor = Processor::new(schemas, &config);
+        let processor = Arc::new(ArcSwap::from_pointee(Processor::new(schemas, &config)));
         let destinations = config
             .destination_names()
             .into_iter()
             .map(|n| (n, Arc::clone(&sink_factory)))
             .collect();
-        Self::with_processor(config, processor, destinations)
+        Self::with_processor(config, processor, None, destinations)
     }
 
     /// A pipeline with given schemas and one sink per destination of `config`, by name (tests,
@@ -364,16 +385,16 @@ impl Pipeline {
             }
             .into());
         }
-        let processor = Processor::new(schemas, &config);
-        Ok(Self::with_processor(config, processor, factories))
+        let processor = Arc::new(ArcSwap::from_pointee(Processor::new(schemas, &config)));
+        Ok(Self::with_processor(config, processor, None, factories))
     }
 
     fn with_processor(
         config: Config,
-        processor: Processor,
+        processor: LiveProcessor,
+        watch: Option<Arc<reload::Watch>>,
         destinations: Vec<(String, SinkFactory)>,
     ) -> Self {
-        let processor = Arc::new(processor);
         let names: Vec<String> = destinations.iter().map(|(n, _)| n.clone()).collect();
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let shared = Shared {
@@ -385,11 +406,18 @@ impl Pipeline {
             hook: Arc::new(arc_swap::ArcSwapOption::empty()),
             state: ArcSwap::from_pointee(ProcState::new(fork::generation(), &names)),
             processor,
+            watch,
             destinations,
         };
         Self {
             shared: Arc::new(shared),
         }
+    }
+
+    /// The processor in use (schemas, routing, transforms); a reload of the schema files
+    /// replaces it.
+    pub fn processor(&self) -> &LiveProcessor {
+        &self.shared.processor
     }
 
     /// Sets (or clears) the hook told about rejected and dropped events. Events refused by
@@ -638,13 +666,7 @@ impl Pipeline {
         }
         // Reservations, which may briefly include refused events while their producers back
         // out; those never make the queue exceed its capacity, so neither does the gauge.
-        let queued = st.queued_events().min(self.shared.capacity);
-        if st.dests.is_empty() {
-            return st.counters.snapshot(queued);
-        }
-        // The destinations first: a copy is counted routed before it can be settled.
-        let dests = st.dests.iter().map(|d| d.snapshot()).collect();
-        st.counters.snapshot(queued).with_destinations(dests)
+        st.stats(st.queued_events().min(self.shared.capacity))
     }
 }
 
@@ -670,7 +692,9 @@ pub(crate) struct FlushParts {
     spool: Option<SpoolPlace>,
     retry: crate::config::RetryConfig,
     hook: Arc<arc_swap::ArcSwapOption<ErrorHook>>,
-    processor: Arc<Processor>,
+    processor: LiveProcessor,
+    /// The schema files' watch; the thread that reads the lanes checks it.
+    watch: Option<Arc<reload::Watch>>,
     sink_factory: SinkFactory,
     /// Every destination: name, sink, spool (directory of its own), if it has one.
     destinations: Vec<(String, SinkFactory, Option<SpoolPlace>)>,
@@ -711,6 +735,7 @@ impl Shared {
             retry: self.config.retry.clone(),
             hook: Arc::clone(&self.hook),
             processor: Arc::clone(&self.processor),
+            watch: self.watch.clone(),
             sink_factory,
             destinations,
         }

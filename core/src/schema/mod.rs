@@ -20,9 +20,12 @@
 //!   collector's `/v1/rows`) against the table; callers reach it through
 //!   [`Processor::check_row`](crate::ingest::Processor::check_row).
 //! - [`SchemaRegistry::load_dir`] loads `<dir>/<namespace>/<type>.json`.
+//! - [`evolve::check_evolution`] says whether a newly loaded registry may replace the one in use
+//!   (BigQuery's additive rules); [`evolve::merge_for_patch`] gives the schema to patch a table to.
 
 pub mod convert;
 pub mod decimal;
+pub mod evolve;
 pub(crate) mod jref;
 pub(crate) mod row_check;
 
@@ -296,6 +299,16 @@ pub enum SchemaError {
         origin: String,
         /// What is wrong.
         message: String,
+    },
+    /// A schema file changed in a way a running evlog cannot follow ([`evolve::check_evolution`]).
+    #[error("{table}: column \"{column}\": {rule}")]
+    Evolution {
+        /// `namespace.type`.
+        table: String,
+        /// Dotted column path.
+        column: String,
+        /// The rule broken and what to do.
+        rule: String,
     },
     /// A problem with one field.
     #[error("{origin}: field \"{field}\": {message}")]

@@ -9,8 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{bigquery, file, forward, null, opensearch, Sink, SinkError};
 use crate::config::error::ConfigError;
 use crate::config::retry::RetryConfig;
-use crate::routing::Router;
-use crate::schema::SchemaRegistry;
+use crate::ingest::LiveProcessor;
 
 /// Which sink delivers batches.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -61,23 +60,23 @@ impl SinkConfig {
 pub type SinkFactory = Arc<dyn Fn() -> Result<Box<dyn Sink>, SinkError> + Send + Sync>;
 
 /// The factory for the configured sink. Checks the configuration once now (for BigQuery: builds
-/// the client and reads the credentials). `schemas` and `router` are those in use: the BigQuery
-/// sink creates the tables they describe ([`bigquery::catalog`]), the OpenSearch sink generates
-/// index templates and documents from them ([`opensearch::catalog`]).
+/// the client and reads the credentials). `processor` is the one in use, replaced whole by
+/// reloads: the BigQuery sink creates and patches the tables its schemas describe
+/// ([`bigquery::catalog`]), the OpenSearch sink generates index templates and documents from
+/// them ([`opensearch::catalog`]); both follow it to the processor a reload stores.
 pub fn factory(
     config: &SinkConfig,
     retry: &RetryConfig,
-    schemas: &SchemaRegistry,
-    router: &Router,
+    processor: &LiveProcessor,
 ) -> Result<SinkFactory, SinkError> {
     match config.kind {
         SinkKind::Bigquery => {
             let cfg = config.bigquery.clone();
             let retry = retry.clone();
-            let catalog = Arc::new(bigquery::catalog(schemas, router));
-            bigquery::BigQuerySink::new(&cfg, &retry, catalog.clone())?;
+            let live = Arc::clone(processor);
+            bigquery::BigQuerySink::following(&cfg, &retry, &live)?;
             Ok(Arc::new(move || {
-                bigquery::BigQuerySink::new(&cfg, &retry, catalog.clone())
+                bigquery::BigQuerySink::following(&cfg, &retry, &live)
                     .map(|s| Box::new(s) as Box<dyn Sink>)
             }))
         }
@@ -99,10 +98,10 @@ pub fn factory(
         SinkKind::Opensearch => {
             let cfg = config.opensearch.clone();
             let retry = retry.clone();
-            let catalog = Arc::new(opensearch::catalog(schemas, router));
-            opensearch::OpenSearchSink::new(&cfg, &retry, catalog.clone())?;
+            let live = Arc::clone(processor);
+            opensearch::OpenSearchSink::following(&cfg, &retry, &live)?;
             Ok(Arc::new(move || {
-                opensearch::OpenSearchSink::new(&cfg, &retry, catalog.clone())
+                opensearch::OpenSearchSink::following(&cfg, &retry, &live)
                     .map(|s| Box::new(s) as Box<dyn Sink>)
             }))
         }

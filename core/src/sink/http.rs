@@ -102,6 +102,7 @@ pub struct Attempts<'a> {
     retry: &'a RetryConfig,
     max: u32,
     made: u32,
+    probe: bool,
     stop: Option<&'a StopSignal>,
 }
 
@@ -113,8 +114,18 @@ impl<'a> Attempts<'a> {
             retry,
             max: if probe { 1 } else { retry.max_attempts.max(1) },
             made: 0,
+            probe,
             stop: None,
         }
+    }
+
+    /// With `urls` base URLs behind the request ([`super::nodes::Nodes`]): while probing, one
+    /// attempt per URL (the destination is back when any of them is), still without a backoff.
+    pub fn over(mut self, urls: usize) -> Self {
+        if self.probe {
+            self.max = urls.clamp(1, u32::MAX as usize) as u32;
+        }
+        self
     }
 
     /// The same, watching the pipeline's shutdown signal (see the module docs).
@@ -143,7 +154,7 @@ impl<'a> Attempts<'a> {
     /// at once when `failure` is final or the attempts are used up.
     pub async fn backoff(&mut self, failure: &Failure) -> bool {
         self.made += 1;
-        if !failure.retryable || self.made >= self.max {
+        if !failure.retryable || self.made >= self.max || self.probe {
             return false;
         }
         let asked = failure.retry_after.unwrap_or_default().min(self.retry.cap);
@@ -156,6 +167,15 @@ impl<'a> Attempts<'a> {
                 true
             }
         }
+    }
+
+    /// After a failed attempt, when another URL can take the request at once
+    /// ([`super::nodes::Nodes`]): counts the attempt like [`Attempts::backoff`] and says whether
+    /// another may be made, without sleeping (the backoff is for the URL that failed, not for
+    /// the request).
+    pub fn again_elsewhere(&mut self, failure: &Failure) -> bool {
+        self.made += 1;
+        failure.retryable && self.made < self.max && !self.stop.is_some_and(|s| s.is_stopping())
     }
 }
 

@@ -44,8 +44,9 @@
 //!   the calls and their answers; forward: `wire.rs`, the format it shares with the collector).
 //!
 //! Beside the folders: this file (the contract and the types every sink shares), `factory.rs`
-//! (`[sink]`: the list of sinks, their configs, the factory) and `http.rs` (what HTTP sinks
-//! share). A sink imports from `crate::config` only the leaf types (`config::units`, `config::retry`,
+//! (`[sink]`: the list of sinks, their configs, the factory), `http.rs` (what HTTP sinks
+//! share) and `nodes.rs` (several base URLs behind one sink: round-robin over the healthy ones,
+//! a backoff for the failed ones; the forward and OpenSearch sinks). A sink imports from `crate::config` only the leaf types (`config::units`, `config::retry`,
 //! `config::error`); the configuration imports the sinks' configs, never the other way round.
 //! Sinks that talk HTTP take their retry budget, status rules, `Retry-After`, runtime and gzip
 //! from `http.rs`, and keep only their own answers and labels.
@@ -60,9 +61,11 @@
 pub mod bigquery;
 mod factory;
 pub mod file;
+mod follow;
 pub mod forward;
 pub(crate) mod http;
 pub mod memory;
+pub(crate) mod nodes;
 pub mod null;
 pub mod opensearch;
 mod stop;
@@ -426,6 +429,19 @@ pub trait Sink: Send {
     /// quick (file, memory) may ignore it.
     fn watch_stop(&mut self, stop: std::sync::Arc<StopSignal>) {
         let _ = stop;
+    }
+
+    /// How often this sink wants the process's own counters ([`Sink::report`]); `None` (the
+    /// default): never.
+    fn report_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Hands the process's counters to the destination (the forward sink posts them to its
+    /// collector, `POST /v1/report`); `last` at shutdown. Best effort and bounded: a report
+    /// that fails is not retried, the next one carries the totals.
+    fn report(&mut self, stats: &crate::counters::Stats, last: bool) {
+        let _ = (stats, last);
     }
 
     /// Makes everything written so far durable and releases resources.

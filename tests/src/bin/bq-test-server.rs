@@ -1,7 +1,8 @@
 //! `bq-test-server`: the BigQuery test server as a process, for manual use and load scripts.
 //!
 //! ```text
-//! bq-test-server [--port N] [--schemas DIR] [--project P] [--dedupe-window-secs S] [--require-auth]
+//! bq-test-server [--port N] [--schemas DIR] [--project P] [--dedupe-window-secs S]
+//!                [--schema-propagation-ms MS] [--require-auth]
 //! ```
 //! Prints `listening on http://127.0.0.1:PORT` on stdout once it accepts connections, then
 //! serves until SIGINT/SIGTERM. Admin: `GET /_stats`, `POST /_fault` (see tests/README.md).
@@ -13,7 +14,7 @@ use std::time::Duration;
 use evlog_tests::bq::{BqTestConfig, BqTestServer};
 
 const USAGE: &str = "usage: bq-test-server [--port N] [--schemas DIR] [--project P] \
-                     [--dedupe-window-secs S] [--require-auth]";
+                     [--dedupe-window-secs S] [--schema-propagation-ms MS] [--require-auth]";
 
 fn main() -> ExitCode {
     let mut cfg = BqTestConfig::default();
@@ -39,6 +40,13 @@ fn main() -> ExitCode {
                         .parse()
                         .map_err(|_| format!("--dedupe-window-secs: not a number: {v}"))?;
                     cfg.dedupe_window = Duration::from_secs(s);
+                }
+                "--schema-propagation-ms" => {
+                    let v = value("--schema-propagation-ms")?;
+                    let ms: u64 = v
+                        .parse()
+                        .map_err(|_| format!("--schema-propagation-ms: not a number: {v}"))?;
+                    cfg.schema_propagation = Duration::from_millis(ms);
                 }
                 "--require-auth" => cfg.require_auth = true,
                 "-h" | "--help" => return Err(USAGE.to_string()),

@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Map, Value};
 use tokio::net::{TcpListener, TcpSocket};
 
-use super::schema::{self, ColMode, ColType, Column};
+use super::schema::{self, Column};
 use super::{now_ms, Fault, FaultTarget, RequestRecord, Shared, StoredRow, TableKey};
 
 type Resp = Response<Full<Bytes>>;
@@ -211,6 +211,8 @@ enum Route {
     TableList(String, String),
     TableGet(TableKey),
     TableDelete(TableKey),
+    /// `tables.patch` (PATCH) and `tables.update` (PUT).
+    TablePatch(TableKey),
     InsertAll(TableKey),
     DataList(TableKey),
     AdminStats,
@@ -251,6 +253,9 @@ fn route(method: &Method, path: &str) -> Route {
         }
         (&Method::DELETE, ["projects", p, "datasets", d, "tables", t]) => {
             Route::TableDelete(key(p, d, t))
+        }
+        (&Method::PATCH | &Method::PUT, ["projects", p, "datasets", d, "tables", t]) => {
+            Route::TablePatch(key(p, d, t))
         }
         (&Method::POST, ["projects", p, "datasets", d, "tables", t, "insertAll"]) => {
             Route::InsertAll(key(p, d, t))
@@ -489,6 +494,7 @@ fn dispatch(
                 None => not_found_table(&k),
             }
         }
+        Route::TablePatch(k) => table_patch(shared, &k, body),
         Route::InsertAll(k) if shared.is_denied(&k.1, &k.2) => access_denied(&format!(
             "Access Denied: Table {0}: Permission bigquery.tables.updateData denied on table \
                  {0} (or it may not exist).",
@@ -523,28 +529,8 @@ fn dataset_resource(p: &str, d: &str, created_ms: i64) -> Value {
 }
 
 pub(crate) fn column_json(c: &Column) -> Value {
-    let ty = match c.ty {
-        ColType::String => "STRING",
-        ColType::Bytes => "BYTES",
-        ColType::Integer => "INTEGER",
-        ColType::Float => "FLOAT",
-        ColType::Numeric => "NUMERIC",
-        ColType::BigNumeric => "BIGNUMERIC",
-        ColType::Boolean => "BOOLEAN",
-        ColType::Timestamp => "TIMESTAMP",
-        ColType::Date => "DATE",
-        ColType::Time => "TIME",
-        ColType::DateTime => "DATETIME",
-        ColType::Json => "JSON",
-        ColType::Geography => "GEOGRAPHY",
-        ColType::Interval => "INTERVAL",
-        ColType::Record => "RECORD",
-    };
-    let mode = match c.mode {
-        ColMode::Nullable => "NULLABLE",
-        ColMode::Required => "REQUIRED",
-        ColMode::Repeated => "REPEATED",
-    };
+    let ty = super::patch::type_name(c.ty);
+    let mode = super::patch::mode_name(c.mode);
     let mut o = Map::new();
     o.insert("name".into(), json!(c.name));
     o.insert("type".into(), json!(ty));
@@ -559,6 +545,58 @@ pub(crate) fn column_json(c: &Column) -> Value {
         );
     }
     Value::Object(o)
+}
+
+/// `tables.patch` / `tables.update`: the schema (when the body has one) by BigQuery's rules for
+/// schema changes (see `patch`); other members of the body are ignored.
+fn table_patch(shared: &Shared, k: &TableKey, body: &[u8]) -> Resp {
+    let v = match parse_json_body(body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if shared.is_denied(&k.1, &k.2) {
+        return access_denied(&format!(
+            "Access Denied: Table {0}: Permission bigquery.tables.update denied on table {0} \
+             (or it may not exist).",
+            table_name(k)
+        ));
+    }
+    let delay = *shared.propagation.lock().unwrap_or_else(|e| e.into_inner());
+    let mut st = shared.state();
+    if !st.datasets.contains_key(&(k.0.clone(), k.1.clone())) {
+        return not_found_dataset(&k.0, &k.1);
+    }
+    let Some(t) = st.tables.get_mut(k) else {
+        return not_found_table(k);
+    };
+    let mut patched = false;
+    if let Some(schema) = v.get("schema") {
+        let columns = match super::patch::check(&table_name(k), &t.columns, schema) {
+            Ok(c) => c,
+            Err(m) => return err(400, "invalid", &m),
+        };
+        let before = t.columns.iter().map(column_json).collect::<Vec<_>>();
+        let after = columns.iter().map(column_json).collect::<Vec<_>>();
+        if before != after {
+            let now = Instant::now();
+            // Rows keep seeing the schema of before the first change still propagating.
+            let (old, _) = t.insert_columns(now);
+            if !delay.is_zero() {
+                t.propagating = Some(super::patch::Propagating {
+                    columns: old,
+                    until: now + delay,
+                });
+            }
+            t.columns = columns;
+            t.modified_ms = now_ms();
+            patched = true;
+        }
+    }
+    let resource = table_resource(k, t);
+    if patched {
+        st.stats.tables_patched += 1;
+    }
+    json_resp(200, &resource)
 }
 
 fn table_resource(k: &TableKey, t: &super::Table) -> Value {
@@ -779,7 +817,11 @@ fn insert_all(shared: &Shared, k: &TableKey, body: &[u8], record: &mut RequestRe
             let target = (k.0.clone(), k.1.clone(), name);
             if !st.tables.contains_key(&target) {
                 let columns = base.columns.clone();
+                let propagating = base.propagating.clone();
                 st.add_table(target.clone(), columns);
+                if let Some(t) = st.tables.get_mut(&target) {
+                    t.propagating = propagating;
+                }
             }
             target
         }
@@ -787,6 +829,8 @@ fn insert_all(shared: &Shared, k: &TableKey, body: &[u8], record: &mut RequestRe
     st.stats.rows_received += rows.len() as u64;
     let window = shared.cfg.dedupe_window;
     let table = st.tables.get_mut(&target).expect("target table exists");
+    let (columns, propagating) = table.insert_columns(Instant::now());
+    let mut awaiting = 0u64;
 
     // Check every row first.
     let mut checked: Vec<CheckedRow> = Vec::with_capacity(rows.len());
@@ -798,7 +842,19 @@ fn insert_all(shared: &Shared, k: &TableKey, body: &[u8], record: &mut RequestRe
         match row.get("json") {
             Some(Value::Object(o)) => {
                 let mut o = o.clone();
-                let problems = schema::check_row(&table.columns, &mut o, ignore_unknown);
+                let problems = schema::check_row(&columns, &mut o, ignore_unknown);
+                if propagating {
+                    // Refused only because the change has not reached insertAll yet.
+                    awaiting += problems
+                        .iter()
+                        .filter(|p| {
+                            p.message.starts_with("no such field")
+                                && schema::check_row(&table.columns, &mut o.clone(), false)
+                                    .iter()
+                                    .all(|q| q.location != p.location)
+                        })
+                        .count() as u64;
+                }
                 if problems.is_empty() {
                     checked.push(Ok((insert_id, o)));
                 } else {
@@ -861,6 +917,7 @@ fn insert_all(shared: &Shared, k: &TableKey, body: &[u8], record: &mut RequestRe
     st.stats.duplicates_dropped += dups;
     st.stats.rows_invalid += n_invalid as u64;
     st.stats.rows_stopped += n_stopped;
+    st.stats.rows_awaiting_column += awaiting;
     let mut resp = json!({"kind": "bigquery#tableDataInsertAllResponse"});
     if !insert_errors.is_empty() {
         resp["insertErrors"] = Value::Array(insert_errors);

@@ -1,5 +1,6 @@
 //! A BigQuery stand-in for tests: the REST v2 wire format of `tabledata.insertAll`,
-//! `tabledata.list`, `tables.get/insert/list/delete` and `datasets.get/insert`, with BigQuery's
+//! `tabledata.list`, `tables.get/insert/list/delete/patch/update` and `datasets.get/insert`
+//! (schema changes by BigQuery's additive rules, with a propagation delay), with BigQuery's
 //! error bodies, per-row `insertErrors`, `insertId` de-duplication, template tables, gzip request
 //! bodies, and faults injected on demand. See `tests/README.md` for what differs from BigQuery.
 //!
@@ -14,6 +15,7 @@
 //! ```
 
 mod http;
+mod patch;
 pub mod schema;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -50,6 +52,9 @@ pub struct BqTestConfig {
     pub max_rows_per_request: usize,
     /// `Retry-After` seconds sent with injected 429 answers.
     pub retry_after_secs: u64,
+    /// How long a schema change by `tables.patch` / `tables.update` takes to reach `insertAll`
+    /// (see [`BqTestServer::set_schema_propagation`]); 0: at once.
+    pub schema_propagation: Duration,
 }
 
 impl Default for BqTestConfig {
@@ -61,6 +66,7 @@ impl Default for BqTestConfig {
             max_request_bytes: MAX_REQUEST_BYTES,
             max_rows_per_request: MAX_ROWS_PER_REQUEST,
             retry_after_secs: 1,
+            schema_propagation: Duration::ZERO,
         }
     }
 }
@@ -160,6 +166,10 @@ pub struct Stats {
     /// Requests answered 503 because the server was set down.
     pub down_rejections: u64,
     pub tables_created: u64,
+    /// Successful `tables.patch` / `tables.update` calls that changed a schema.
+    pub tables_patched: u64,
+    /// Row errors "no such field" answered for a column that was still propagating.
+    pub rows_awaiting_column: u64,
 }
 
 impl Stats {
@@ -178,6 +188,8 @@ impl Stats {
             "faults_by_kind": self.faults_by_kind,
             "down_rejections": self.down_rejections,
             "tables_created": self.tables_created,
+            "tables_patched": self.tables_patched,
+            "rows_awaiting_column": self.rows_awaiting_column,
         })
     }
 }
@@ -212,6 +224,8 @@ pub(crate) struct Table {
     /// insertIds seen within the window: id -> when, plus the same in arrival order.
     pub recent_ids: HashMap<String, Instant>,
     pub recent_order: VecDeque<(Instant, String)>,
+    /// The schema `insertAll` still sees while a change propagates.
+    pub propagating: Option<patch::Propagating>,
 }
 
 impl Table {
@@ -225,6 +239,19 @@ impl Table {
             modified_ms: now,
             recent_ids: HashMap::new(),
             recent_order: VecDeque::new(),
+            propagating: None,
+        }
+    }
+
+    /// The columns `insertAll` checks rows against at `now`, and whether they are the ones
+    /// from before a change that is still propagating.
+    pub(crate) fn insert_columns(&mut self, now: Instant) -> (Vec<Column>, bool) {
+        match &self.propagating {
+            Some(p) if now < p.until => (p.columns.clone(), true),
+            _ => {
+                self.propagating = None;
+                (self.columns.clone(), false)
+            }
         }
     }
 
@@ -337,6 +364,8 @@ pub(crate) struct Shared {
     pub down: AtomicBool,
     /// (dataset, table) pairs the caller has no permission on (see [`BqTestServer::deny_table`]).
     pub denied: Mutex<HashSet<(String, String)>>,
+    /// How long a schema change takes to reach `insertAll` (see `patch`).
+    pub propagation: Mutex<Duration>,
     pub refusing: watch::Sender<bool>,
     pub shutdown: watch::Sender<bool>,
     /// Bumped to close every open connection.
@@ -392,6 +421,7 @@ pub struct BqTestServer {
 
 impl BqTestServer {
     fn shared_for(cfg: BqTestConfig) -> Arc<Shared> {
+        let propagation = cfg.schema_propagation;
         Arc::new(Shared {
             cfg,
             state: Mutex::new(State::default()),
@@ -401,6 +431,7 @@ impl BqTestServer {
             }),
             down: AtomicBool::new(false),
             denied: Mutex::new(HashSet::new()),
+            propagation: Mutex::new(propagation),
             refusing: watch::channel(false).0,
             shutdown: watch::channel(false).0,
             kill: watch::channel(0).0,
@@ -598,6 +629,19 @@ impl BqTestServer {
     /// table exists or not (BigQuery checks permissions first); everything else is unchanged.
     pub fn deny_table(&self, dataset: &str, table: &str, denied: bool) {
         self.shared.set_denied(dataset, table, denied);
+    }
+
+    /// From now on, a schema change by `tables.patch` / `tables.update` reaches `insertAll`
+    /// only `delay` after it was made: meanwhile rows are checked against the schema from
+    /// before (a field only the new one has is refused per row, `invalid`, "no such field: x."),
+    /// while `tables.get` shows the new schema at once. Day shards made by `templateSuffix`
+    /// meanwhile inherit the delay.
+    pub fn set_schema_propagation(&self, delay: Duration) {
+        *self
+            .shared
+            .propagation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = delay;
     }
 
     /// Refusing: the listening socket is closed (connections are refused) and open connections

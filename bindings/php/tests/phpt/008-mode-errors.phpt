@@ -32,7 +32,7 @@ foreach ([
 Evlog\Exception: evlog.mode = collector: the sink that sends events to an evlog collector is called forward: set evlog.mode=forward and evlog.forward_url
 http://127.0.0.1:9/
 evlog.mode=kafka: evlog.mode = kafka: unknown mode (expected file, null, forward, bigquery, opensearch)
-evlog.mode=forward: invalid setting sink.forward.url: is required with sink.kind = "forward" (php.ini: evlog.forward_url)
+evlog.mode=forward: invalid setting sink.forward.url: is required with sink.kind = "forward" (or sink.forward.urls for several collectors) (php.ini: evlog.forward_url)
 evlog.mode=bigquery: invalid setting sink.bigquery.project: is required with sink.kind = "bigquery" (php.ini: evlog.bigquery_project)
 evlog.collector_url=http://127.0.0.1:9/: evlog.collector_url was renamed evlog.forward_url (it is used with evlog.mode=forward); set evlog.forward_url instead
 evlog.api_key=k: evlog.api_key was renamed evlog.forward_api_key (it is used with evlog.mode=forward); set evlog.forward_api_key instead

@@ -166,6 +166,7 @@ impl Worker {
                 let dead = self
                     .parts
                     .processor
+                    .load()
                     .refused(raw, r.reason, r.field, r.error);
                 self.rejects.push(*dead);
             }

@@ -287,6 +287,10 @@ struct Worker {
     stopping: bool,
     /// Gives memory back when the thread goes idle after a backlog.
     trim: Trim,
+    /// Checks the schema files, when this thread reads the lanes (one destination).
+    watcher: Option<super::reload::Watcher>,
+    /// When the sink gets the process's counters next ([`Sink::report`]).
+    next_report: Instant,
 }
 
 impl Worker {
@@ -327,11 +331,16 @@ impl Worker {
         };
         let events = events::Pending::for_sink(
             sink.as_ref(),
-            &parts.processor,
+            &parts.processor.load(),
             destination,
             parts.batch.max_rows,
             parts.batch.max_bytes.0 as usize,
         );
+        let watcher = match &inbox {
+            None => parts.watch.clone().map(super::reload::Watcher::new),
+            Some(_) => None,
+        };
+        let next_report = Instant::now() + sink.report_interval().unwrap_or_default();
         Self {
             events,
             batcher: Batcher::new(parts.batch.max_rows, parts.batch.max_bytes.0 as usize),
@@ -358,6 +367,10 @@ impl Worker {
             unrouted: 0,
             stopping: false,
             trim: Trim::default(),
+            watcher,
+            // The first report after one interval: a process that logs nothing has nothing
+            // to tell, and a short one tells it in its last report.
+            next_report,
         }
     }
 
@@ -388,6 +401,11 @@ impl Worker {
             }
 
             self.spill();
+            let now = Instant::now();
+            if let Some(w) = &mut self.watcher {
+                w.tick(now, &self.st.counters, &self.parts.hook);
+            }
+            self.report_due(now, false);
             let drained = self.drain(DRAIN_CHUNK);
             let now = Instant::now();
             self.deliver_due(now);
@@ -401,6 +419,20 @@ impl Worker {
             }
             self.park(now);
         }
+    }
+
+    /// Hands the process's counters to a sink that wants them ([`Sink::report_interval`])
+    /// when it is time, and always when `last` (at shutdown).
+    fn report_due(&mut self, now: Instant, last: bool) {
+        let Some(every) = self.sink.report_interval() else {
+            return;
+        };
+        if !last && now < self.next_report {
+            return;
+        }
+        self.next_report = now + every;
+        let stats = self.st.stats(self.st.queued_events());
+        self.sink.report(&stats, last);
     }
 
     fn park(&self, now: Instant) {
@@ -429,6 +461,9 @@ impl Worker {
             None => IDLE_PARK,
             Some(oldest) => (oldest + self.parts.batch.max_age).saturating_duration_since(now),
         };
+        if let Some(w) = &self.watcher {
+            timeout = timeout.min(w.due_in(now).max(Duration::from_millis(1)));
+        }
         if self.spool.is_some() {
             // Come back to replay when the breaker closes or the next scan is due.
             let next = self
@@ -523,7 +558,9 @@ impl Worker {
     /// takes (`[[routes]]`) is counted dropped, `unrouted`. Returns the body when the event is
     /// not kept, for reuse.
     fn process(&mut self, raw: RawEvent) -> Option<String> {
-        if self.inbox.is_none() && self.parts.processor.route(&raw).is_empty() {
+        // One processor for the whole event, even if a reload stores another meanwhile.
+        let processor = self.parts.processor.load();
+        if self.inbox.is_none() && processor.route(&raw).is_empty() {
             self.counters.drop_events(DropReason::Unrouted, 1);
             self.unrouted += 1;
             return Some(raw.body);
@@ -537,11 +574,7 @@ impl Worker {
             Some(inbox) => inbox.name(),
             None => self.parts.destinations[0].0.as_str(),
         };
-        match self
-            .parts
-            .processor
-            .process_for(&raw, Some(destination), &self.counters)
-        {
+        match processor.process_for(&raw, Some(destination), &self.counters) {
             Ok((dest, row)) => self.batcher.add(&dest, row),
             Err(rejected) => self.rejects.push(*rejected),
         }
@@ -627,6 +660,7 @@ impl Worker {
     fn close(&mut self) -> bool {
         let mut ok = self.own_spooled == 0 && self.lost == 0;
         self.report.send(&self.parts.hook, &self.counters);
+        self.report_due(Instant::now(), true);
         if let Err(e) = self.sink.close() {
             self.counters.sink_error(self.sink.name(), e.kind());
             ok = false;

@@ -46,6 +46,8 @@ pub(super) struct Router {
     /// Gives memory back when the router goes idle after a backlog (as the single flush
     /// thread does).
     trim: super::Trim,
+    /// Checks the schema files (the router reads the lanes).
+    watcher: Option<crate::pipeline::reload::Watcher>,
 }
 
 /// One destination, as the router sees it.
@@ -76,6 +78,10 @@ impl Start {
 impl Router {
     /// The router and, per destination, its name and the start of its thread.
     pub(super) fn new(parts: FlushParts, st: Arc<ProcState>) -> (Self, Vec<(String, Start)>) {
+        let parts_watch = parts
+            .watch
+            .clone()
+            .map(crate::pipeline::reload::Watcher::new);
         let mut outs = Vec::new();
         let mut starts = Vec::new();
         for ((name, factory, spool), shared) in parts.destinations.iter().zip(&st.dests) {
@@ -108,6 +114,7 @@ impl Router {
             unrouted: 0,
             last_sent: None,
             trim: super::Trim::default(),
+            watcher: parts_watch,
         };
         (router, starts)
     }
@@ -136,6 +143,9 @@ impl Router {
                 self.report_round();
                 continue;
             }
+            if let Some(w) = &mut self.watcher {
+                w.tick(Instant::now(), &self.st.counters, &self.parts.hook);
+            }
             let taken = self.take(DRAIN_CHUNK);
             self.send();
             self.report_round();
@@ -163,7 +173,11 @@ impl Router {
                 (max_age / 4).max(Duration::from_millis(1)),
             )
         } else {
-            (1, IDLE_PARK)
+            let idle = match &self.watcher {
+                Some(w) => IDLE_PARK.min(w.due_in(now).max(Duration::from_millis(1))),
+                None => IDLE_PARK,
+            };
+            (1, idle)
         };
         self.st.wake_at.store(wake_at, Ordering::SeqCst);
         // Re-check after publishing `wake_at`, so an event pushed just before is not missed.
@@ -220,7 +234,7 @@ impl Router {
     /// Gives `raw` to the destinations its routes select (copies to all but the last);
     /// returns its body when none took it, for reuse.
     fn route(&mut self, raw: RawEvent) -> Option<String> {
-        let to = self.parts.processor.route(&raw);
+        let to = self.parts.processor.load().route(&raw);
         if to.is_empty() {
             self.st.counters.drop_events(DropReason::Unrouted, 1);
             self.unrouted += 1;

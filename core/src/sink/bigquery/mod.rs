@@ -30,13 +30,20 @@
 //! loses the HTTP status when an error body is not JSON and hides `Retry-After`, and (d) would
 //! re-parse every row into a `serde_json::Value`, while evlog's rows are already JSON text.
 //!
+//! - Schema evolution: the sink follows the processor in use ([`BigQuerySink::following`]);
+//!   after a reload it patches (`tables.patch`, additive changes only) the tables whose schema
+//!   gained columns or relaxed modes before sending them rows, and retries rows BigQuery
+//!   refuses with "no such field" for such a column while the change propagates (never
+//!   dead-letters them). See `schema_sync.rs`.
+//!
 //! Settings: `[sink.bigquery]` ([`BigQueryConfig`]); retries: `[retry]`, by the policy every HTTP
 //! sink shares (`sink/http.rs`). Files: `request.rs` builds insertAll bodies, `service.rs` makes
 //! one call (tokens, the answer and what it means), `sink.rs` drives requests, retries, table
-//! creation and outcomes.
+//! creation and outcomes, `schema_sync.rs` patches tables after schema changes.
 
 mod config;
 mod request;
+mod schema_sync;
 mod service;
 mod sink;
 #[cfg(test)]

@@ -6,11 +6,14 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::schema_sync::{target_id, SyncState};
 use super::service::{self, Tokens};
 use super::{request, BigQueryConfig};
 use crate::config::retry::RetryConfig;
+use crate::ingest::LiveProcessor;
 use crate::routing::{PartitionKind, Router};
 use crate::schema::SchemaRegistry;
+use crate::sink::follow::Follow;
 use crate::sink::http::{self, Attempts, Failure};
 use crate::sink::{
     Batch, BatchOutcome, DeadLetterOutcome, EncodedRow, RejectedEvent, Sink, SinkError,
@@ -25,18 +28,23 @@ pub type TableCatalog = HashMap<(String, String), (Value, bool)>;
 
 /// Streams batches into BigQuery.
 pub struct BigQuerySink {
-    rt: tokio::runtime::Runtime,
-    http: reqwest::Client,
-    tokens: Tokens,
-    cfg: BigQueryConfig,
-    retry: RetryConfig,
-    catalog: Arc<TableCatalog>,
+    pub(super) rt: tokio::runtime::Runtime,
+    pub(super) http: reqwest::Client,
+    pub(super) tokens: Tokens,
+    pub(super) cfg: BigQueryConfig,
+    pub(super) retry: RetryConfig,
+    /// Base tables from the schemas in use (replaced when `follow` sees a reload).
+    pub(super) catalog: Arc<TableCatalog>,
+    /// The processor `catalog` comes from (see `schema_sync`).
+    pub(super) follow: Follow,
+    /// Tables to patch and the shards written (see `schema_sync`).
+    pub(super) sync: SyncState,
     /// Tables this sink created or found, so it bootstraps each at most once.
     ensured: Mutex<HashSet<(String, String)>>,
     /// One attempt per request (the pipeline is probing a failing destination).
     probe: bool,
     /// The pipeline's shutdown signal (see [`crate::sink::StopSignal`]).
-    stop: std::sync::Arc<crate::sink::StopSignal>,
+    pub(super) stop: std::sync::Arc<crate::sink::StopSignal>,
 }
 
 impl std::fmt::Debug for BigQuerySink {
@@ -90,10 +98,25 @@ impl BigQuerySink {
             cfg: cfg.clone(),
             retry: retry.clone(),
             catalog,
+            follow: Follow::fixed(),
+            sync: SyncState::default(),
             ensured: Mutex::new(HashSet::new()),
             probe: false,
             stop: Default::default(),
         })
+    }
+
+    /// As [`BigQuerySink::new`], with the catalog of the processor in `live`, followed: after a
+    /// reload the sink creates and patches tables by the new schemas (see `schema_sync`).
+    pub fn following(
+        cfg: &BigQueryConfig,
+        retry: &RetryConfig,
+        live: &LiveProcessor,
+    ) -> Result<Self, SinkError> {
+        let (follow, now) = Follow::new(live);
+        let mut sink = Self::new(cfg, retry, Arc::new(catalog(now.schemas(), now.router())))?;
+        sink.follow = follow;
+        Ok(sink)
     }
 
     fn url(&self, dataset: &str, table: &str) -> String {
@@ -112,7 +135,13 @@ impl BigQuerySink {
         let mut pending = job.rows;
         let mut attempts = Attempts::new(&self.retry, self.probe).watching(&self.stop);
         let mut bootstrapped = false;
+        let mut synced = false;
         let url = self.url(&job.dataset, &job.base_table);
+        let key = (job.dataset.clone(), job.base_table.clone());
+        let target = target_id(&job.base_table, job.suffix.as_deref());
+        if !job.dead_letter {
+            self.note_written(&key, &target);
+        }
         loop {
             let body = request::body(&pending, job.suffix.as_deref(), self.cfg.skip_invalid_rows);
             let result = attempts
@@ -136,6 +165,7 @@ impl BigQuerySink {
                     // rest (`stopped`, transient per-row reasons) go again.
                     let mut verdict: HashMap<usize, (bool, Option<String>, String)> =
                         HashMap::new();
+                    let mut awaiting = false;
                     for e in errors {
                         let Some(i) = e.index.and_then(|i| usize::try_from(i).ok()) else {
                             continue;
@@ -144,6 +174,17 @@ impl BigQuerySink {
                         let invalid = protos
                             .iter()
                             .find(|p| p.reason.as_deref() == Some("invalid"));
+                        // A column the schemas have but the table (not yet) does: retried.
+                        let invalid = invalid.filter(|p| {
+                            let waits = !job.dead_letter
+                                && self.awaits_column(
+                                    &key,
+                                    p.location.as_deref(),
+                                    p.message.as_deref().unwrap_or_default(),
+                                );
+                            awaiting |= waits;
+                            !waits
+                        });
                         let entry = match invalid {
                             Some(p) => (
                                 true,
@@ -174,14 +215,30 @@ impl BigQuerySink {
                     if again.is_empty() {
                         return out;
                     }
-                    (
-                        again,
+                    if awaiting && !synced {
+                        // Perhaps nobody patched this table (another process reloaded, or this
+                        // one started with the new schema): once per request, try.
+                        synced = true;
+                        if let Some(kind) = self.patch_target(&key, &target).await {
+                            out.attempt_errors.push(kind);
+                        }
+                    }
+                    let failure = if awaiting {
+                        Failure::retry(
+                            "schema_propagation",
+                            "BigQuery does not accept a column of the schema yet (no such \
+                             field: the table is being patched or the patch is propagating)"
+                                .into(),
+                            None,
+                        )
+                    } else {
                         Failure::retry(
                             "row_errors",
                             "rows stopped by an invalid neighbour or a transient row error".into(),
                             None,
-                        ),
-                    )
+                        )
+                    };
+                    (again, failure)
                 }
                 Err(f) => (pending, f),
             };
@@ -358,6 +415,8 @@ impl Sink for BigQuerySink {
         let mut outcomes: Vec<BatchOutcome> = (0..batches.len())
             .map(|_| BatchOutcome::default())
             .collect();
+        self.follow_schemas();
+        self.patch_stale(&batches, &mut outcomes);
         let dests: Vec<_> = batches.iter().map(|b| b.destination.clone()).collect();
         let jobs: Vec<Job> = batches
             .into_iter()

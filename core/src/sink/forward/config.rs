@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::error::ConfigError;
 use crate::config::units::duration_str;
+use crate::sink::nodes::check_base_url;
 
 /// `[sink.forward]`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -13,8 +14,16 @@ use crate::config::units::duration_str;
 pub struct ForwardConfig {
     /// The collector's base URL, e.g. `http://127.0.0.1:8080` (required with `kind = "forward"`;
     /// http or https, no query or fragment, not an endpoint such as `/v1/rows`). The sink posts to
-    /// `<url>/v1/rows`; a path prefix (a collector behind a proxy at `/evlog`) is kept.
+    /// `<url>/v1/rows`; a path prefix (a collector behind a proxy at `/evlog`) is kept. One
+    /// collector (or one load balancer in front of several); for several, `urls`.
     pub url: String,
+    /// Several collectors' base URLs, each by `url`'s rules (give `url` or `urls`, not both).
+    /// Requests are spread round-robin over the ones that answer; one that fails (connect error,
+    /// timeout, 5xx, 429) is skipped for a backoff (`[retry]`'s `base` and `cap`, full jitter,
+    /// growing with its failures) and then tried again; a failed request is retried at once on
+    /// another (an attempt of its `retry.max_attempts`). When all fail, `[retry]` and the spool
+    /// apply as with one URL.
+    pub urls: Vec<String>,
     /// API key sent as `Authorization: Bearer <key>`; none for an open collector.
     pub api_key: Option<String>,
     /// Compress request bodies with gzip.
@@ -36,6 +45,15 @@ pub struct ForwardConfig {
     /// `[[transforms]]` entry applies to (no `destinations`, or naming it) is sent rows anyway:
     /// the SDK's transforms run on parsed events.
     pub format: ForwardFormat,
+    /// How often the process reports its own counters to the collector (`POST /v1/report`:
+    /// accepted, delivered, rejected and dropped by reason, spooled, queue depth), so what
+    /// happened before the collector (a full queue in a PHP worker) shows beside its own counts;
+    /// a last report goes at shutdown. `"0s"` turns reports off.
+    #[serde(with = "crate::config::duration_str")]
+    pub report_interval: Duration,
+    /// The `app` label of those reports (e.g. `"checkout-web"`); empty: the program's name.
+    /// The `host` label is the machine's host name.
+    pub app: String,
 }
 
 /// `sink.forward.format`: see [`ForwardConfig::format`].
@@ -63,12 +81,15 @@ impl Default for ForwardConfig {
     fn default() -> Self {
         Self {
             url: String::new(),
+            urls: Vec::new(),
             api_key: None,
             gzip: true,
             timeout: Duration::from_secs(10),
             workers: 4,
             max_rows_per_request: 1000,
             format: ForwardFormat::Events,
+            report_interval: Duration::from_secs(10),
+            app: String::new(),
         }
     }
 }
@@ -77,15 +98,37 @@ impl ForwardConfig {
     /// The section's rules; `selected` (`sink.kind = "forward"`) makes `url` required. A URL
     /// given is checked either way.
     pub fn validate(&self, selected: bool) -> Result<(), ConfigError> {
-        if selected && self.url.is_empty() {
+        if !self.url.is_empty() && !self.urls.is_empty() {
+            return ConfigError::invalid(
+                "sink.forward.urls",
+                "and sink.forward.url are both set: give one collector in url or several in urls",
+            );
+        }
+        if selected && self.url.is_empty() && self.urls.is_empty() {
             return ConfigError::invalid(
                 "sink.forward.url",
-                "is required with sink.kind = \"forward\"",
+                "is required with sink.kind = \"forward\" (or sink.forward.urls for several \
+                 collectors)",
             );
         }
         if !self.url.is_empty() {
             if let Err(rule) = check_url(&self.url) {
                 return ConfigError::invalid("sink.forward.url", rule);
+            }
+        }
+        for (i, url) in self.urls.iter().enumerate() {
+            if let Err(rule) = check_url(url) {
+                return ConfigError::invalid("sink.forward.urls", rule);
+            }
+            let trimmed = url.trim_end_matches('/');
+            if self.urls[..i]
+                .iter()
+                .any(|u| u.trim_end_matches('/') == trimmed)
+            {
+                return ConfigError::invalid(
+                    "sink.forward.urls",
+                    format!("{url:?} is listed twice"),
+                );
             }
         }
         if self.workers == 0 || self.workers > 256 {
@@ -94,31 +137,40 @@ impl ForwardConfig {
         if self.max_rows_per_request == 0 {
             return ConfigError::invalid("sink.forward.max_rows_per_request", "must be at least 1");
         }
+        if !self.report_interval.is_zero() && self.report_interval < Duration::from_secs(1) {
+            return ConfigError::invalid(
+                "sink.forward.report_interval",
+                "must be at least 1s (or \"0s\" for no reports)",
+            );
+        }
+        if !crate::sink::forward::wire::valid_label(&self.app) && !self.app.is_empty() {
+            return ConfigError::invalid(
+                "sink.forward.app",
+                "must be 1 to 64 characters of letters, digits, '.', '_' or '-'",
+            );
+        }
         Ok(())
+    }
+
+    /// The collectors' base URLs: `urls`, or `url` alone.
+    pub fn base_urls(&self) -> Vec<String> {
+        if self.urls.is_empty() {
+            vec![self.url.clone()]
+        } else {
+            self.urls.clone()
+        }
     }
 }
 
 /// Endpoints of the collector: a URL ending with one of them is an endpoint, not the base URL.
 const ENDPOINTS: &[&str] = &["/v1/rows", "/v1/events", "/v1/batch"];
 
-/// Checks `sink.forward.url`: an http(s) URL with a host, no query or fragment, and not one of the
-/// collector's endpoints. The error is the rule broken.
-pub(super) fn check_url(url: &str) -> Result<(), String> {
+/// Checks a collector URL (`sink.forward.url`, each of `sink.forward.urls`): an http(s) URL with
+/// a host, no query or fragment ([`check_base_url`]), and not one of the collector's endpoints.
+/// The error is the rule broken.
+fn check_url(url: &str) -> Result<(), String> {
     const BASE: &str = "give the collector's base URL, e.g. http://host:8080";
-    let parsed =
-        reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL ({e}); {BASE}"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!(
-            "{url:?}: the scheme must be http or https, got {:?}; {BASE}",
-            parsed.scheme()
-        ));
-    }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{url:?} has no host; {BASE}"));
-    }
-    if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(format!("{url:?} has a query or fragment; {BASE}"));
-    }
+    let parsed = check_base_url(url, BASE)?;
     let path = parsed.path().trim_end_matches('/');
     if let Some(ep) = ENDPOINTS.iter().find(|ep| path.ends_with(*ep)) {
         return Err(format!(

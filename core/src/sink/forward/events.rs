@@ -15,23 +15,15 @@
 
 use std::ops::Range;
 
-use super::sink::{not_the_collector, ForwardSink, MAX_ANSWER_BYTES};
+use super::sink::{not_the_collector, Delivery, ForwardSink, MAX_ANSWER_BYTES};
 use super::wire::{self, BatchAnswer};
 use crate::ingest::RawEvent;
-use crate::sink::http::{self, Attempts};
-use crate::sink::{intern_reason, EventsOutcome, RefusedEvent, RejectedEvent, SinkError};
+use crate::sink::http;
+use crate::sink::{intern_reason, EventsOutcome, RefusedEvent, RejectedEvent};
 
 /// Most bytes of envelope text per request, before gzip: under the collector's default
 /// `max_body_bytes` (10 MiB) even without gzip, and its `max_decompressed_bytes` (50 MiB).
 pub(super) const MAX_REQUEST_BYTES: usize = 8 << 20;
-
-/// One request's end: the checked answer, or the error after the last attempt.
-struct Sent {
-    answer: Option<BatchAnswer>,
-    error: Option<SinkError>,
-    retried: usize,
-    attempt_errors: Vec<&'static str>,
-}
 
 impl ForwardSink {
     /// Frames `events` into requests, sends them (up to `workers` at once) and maps the answers.
@@ -62,42 +54,22 @@ impl ForwardSink {
     }
 
     /// Sends one request of `n` envelope lines until it succeeds or attempts run out.
-    async fn post_events(&self, text: String, n: usize) -> Sent {
+    async fn post_events(&self, text: String, n: usize) -> Delivery<BatchAnswer> {
         let bytes = if self.cfg.gzip {
             http::gzip(text.as_bytes())
         } else {
             text.into_bytes()
         };
-        let mut attempts = Attempts::new(&self.retry, self.probe).watching(&self.stop);
-        let mut out = Sent {
-            answer: None,
-            error: None,
-            retried: 0,
-            attempt_errors: Vec::new(),
-        };
-        loop {
-            let one = async {
-                let (status, body) = self
-                    .post(&self.batch_url, "application/x-ndjson", bytes.clone())
-                    .await?;
+        self.with_failover(n, |base| {
+            let url = format!("{base}/v1/batch");
+            let bytes = bytes.clone();
+            async move {
+                let (status, body) = self.post(&url, "application/x-ndjson", bytes).await?;
                 check_batch_answer(&body, n)
-                    .map_err(|what| not_the_collector(&self.batch_url, status, &what, n, &body))
-            };
-            match attempts.attempt(one).await {
-                Ok(answer) => {
-                    out.answer = Some(answer);
-                    return out;
-                }
-                Err(f) => {
-                    out.attempt_errors.push(f.kind);
-                    if !attempts.backoff(&f).await {
-                        out.error = Some(f.into_error());
-                        return out;
-                    }
-                    out.retried += n;
-                }
+                    .map_err(|what| not_the_collector(&url, status, &what, n, &body))
             }
-        }
+        })
+        .await
     }
 }
 

@@ -16,7 +16,7 @@ use crate::sink::{Sink, SinkError};
 
 /// A loopback HTTP/1.1 server answering the `i`-th request (from 0) with `answer(i, lines)`,
 /// where `lines` are the request's NDJSON lines parsed (gunzipped first); records the heads.
-fn server(
+pub(super) fn server(
     answer: impl Fn(usize, &[Value]) -> Answer + Send + 'static,
 ) -> (String, Arc<Mutex<Vec<String>>>) {
     raw_server(move |i, body| {
@@ -30,7 +30,7 @@ fn server(
 }
 
 /// The collector's `/v1/batch` answer giving line `i` the status `status(event)`.
-fn batch_answer(lines: &[Value], status: impl Fn(&Value) -> u16) -> Answer {
+pub(super) fn batch_answer(lines: &[Value], status: impl Fn(&Value) -> u16) -> Answer {
     let mut accepted = 0;
     let results: Vec<Value> = lines
         .iter()
@@ -68,7 +68,7 @@ fn event(i: usize, body: &str) -> RawEvent {
     RawEvent::new(input, 1_795_341_700_000_001)
 }
 
-fn events(n: usize) -> Vec<RawEvent> {
+pub(super) fn events(n: usize) -> Vec<RawEvent> {
     (0..n)
         .map(|i| event(i, &format!(r#"{{"i":{i}}}"#)))
         .collect()

@@ -43,6 +43,20 @@
 //! - The URL is checked when the config is read ([`ForwardConfig::validate`]) and again when the
 //!   sink is built: a base URL, not an endpoint.
 //!
+//! Several collectors (`urls` instead of `url`; both formats): each attempt goes to the
+//! collector `sink/nodes.rs` picks, round-robin over the ones up. An attempt that
+//! fails for a reason of the collector's (connect error, timeout, dropped connection, 5xx, 429)
+//! puts it down for a backoff (`[retry]`'s `base` plus full jitter growing with its consecutive
+//! failures, up to `cap`, at least its `Retry-After`; counted once per fall as sink error kind
+//! `url_down`), after which it gets a request again (a probe). The failed request goes to
+//! another collector that is up at once, without a backoff; that is one of its
+//! `retry.max_attempts` and its events count `retried`. When none is up, `[retry]`'s backoff
+//! and the spool apply as with one URL. While the pipeline probes, one attempt per collector.
+//! A request a collector stored but did not answer (killed in between) is sent again and stored
+//! twice: delivery is at least once, duplicates carry the same event id (BigQuery's insertId,
+//! OpenSearch's `_id`), see docs/operations.md. Other failures (4xx, `bad_answer`) are the
+//! request's, not the collector's: not retried elsewhere.
+//!
 //! Wire format: [`wire`], the `POST /v1/rows` request and answer, shared with the collector,
 //! and the `/v1/batch` lines and answer.
 //! Settings: `[sink.forward]` ([`ForwardConfig`]); retries: `[retry]`, by the policy every HTTP
@@ -52,6 +66,9 @@ mod config;
 mod events;
 #[cfg(test)]
 mod events_tests;
+#[cfg(test)]
+mod failover_tests;
+mod report;
 mod sink;
 #[cfg(test)]
 mod tests;

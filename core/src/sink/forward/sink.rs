@@ -2,22 +2,20 @@
 
 use std::time::Duration;
 
-use super::config::check_url;
 use super::{wire, ForwardConfig, ForwardFormat};
 use crate::config::retry::RetryConfig;
 use crate::ingest::RawEvent;
 use crate::sink::http::{self, Attempts, Failure};
+use crate::sink::nodes::Nodes;
 use crate::sink::{
     intern_reason, Batch, BatchOutcome, EncodedRow, EventsOutcome, RejectedEvent, Sink, SinkError,
 };
 
-/// Sends batches to a collector.
+/// Sends batches to a collector (or to several, see [`Nodes`]).
 pub struct ForwardSink {
     http: reqwest::Client,
-    /// `<url>/v1/rows`.
-    pub(super) url: String,
-    /// `<url>/v1/batch`.
-    pub(super) batch_url: String,
+    /// The collectors' base URLs and their health.
+    pub(super) nodes: Nodes,
     pub(super) rt: tokio::runtime::Runtime,
     pub(super) cfg: ForwardConfig,
     pub(super) retry: RetryConfig,
@@ -29,7 +27,7 @@ pub struct ForwardSink {
 impl std::fmt::Debug for ForwardSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ForwardSink")
-            .field("url", &self.url)
+            .field("urls", &self.nodes.status())
             .finish_non_exhaustive()
     }
 }
@@ -62,15 +60,17 @@ struct Sent<'a> {
 }
 
 impl ForwardSink {
-    /// Builds the HTTP client and runtime.
+    /// The HTTP client (its pool is shared by deliveries and reports).
+    pub(super) fn http_client(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Builds the HTTP client and runtime (the URLs checked first).
     pub fn new(cfg: &ForwardConfig, retry: &RetryConfig) -> Result<Self, SinkError> {
-        if cfg.url.is_empty() {
-            return Err(SinkError::Config(
-                "sink.forward.url is required with sink.kind = \"forward\"".into(),
-            ));
-        }
-        check_url(&cfg.url)
-            .map_err(|rule| SinkError::Config(format!("sink.forward.url: {rule}")))?;
+        // The section's rules (a URL or several, each a base URL), as when the config was read:
+        // a sink built from a hand-made config gets the same errors.
+        cfg.validate(true)
+            .map_err(|e| SinkError::Config(e.to_string()))?;
         let rt = http::runtime()?;
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(cfg.workers.max(1))
@@ -87,8 +87,7 @@ impl ForwardSink {
         Ok(Self {
             rt,
             http,
-            url: format!("{}/v1/rows", cfg.url.trim_end_matches('/')),
-            batch_url: format!("{}/v1/batch", cfg.url.trim_end_matches('/')),
+            nodes: Nodes::new(cfg.base_urls(), retry),
             cfg: cfg.clone(),
             retry: retry.clone(),
             probe: false,
@@ -158,40 +157,124 @@ impl ForwardSink {
         Ok((status, text))
     }
 
-    /// One POST to `/v1/rows`; `Ok` only with the collector's answer for exactly what was sent
-    /// (its `refused` rows checked against the request).
-    async fn attempt(&self, body: Vec<u8>, sent: &Sent<'_>) -> Result<wire::RowsAnswer, Failure> {
-        let (status, text) = self.post(&self.url, "application/json", body).await?;
+    /// One POST to `<base>/v1/rows`; `Ok` only with the collector's answer for exactly what was
+    /// sent (its `refused` rows checked against the request).
+    async fn attempt(
+        &self,
+        base: &str,
+        body: Vec<u8>,
+        sent: &Sent<'_>,
+    ) -> Result<wire::RowsAnswer, Failure> {
+        let url = format!("{base}/v1/rows");
+        let (status, text) = self.post(&url, "application/json", body).await?;
         check_answer(&text, sent)
-            .map_err(|what| not_the_collector(&self.url, status, &what, sent.items, &text))
+            .map_err(|what| not_the_collector(&url, status, &what, sent.items, &text))
     }
 
     /// Sends one request until it succeeds or attempts run out.
-    async fn send(&self, body: &wire::RowsRequest) -> JobResult {
+    async fn send(&self, body: &wire::RowsRequest) -> Delivery<wire::RowsAnswer> {
         let bytes = self.encode(body);
         let sent = Sent {
             request: body,
             items: body.batches.iter().map(|b| b.rows.len()).sum::<usize>() + body.rejected.len(),
         };
-        let mut attempts = Attempts::new(&self.retry, self.probe).watching(&self.stop);
-        let mut out = JobResult::default();
+        let sent = &sent;
+        self.with_failover(sent.items, |base| {
+            let bytes = bytes.clone();
+            async move { self.attempt(&base, bytes, sent).await }
+        })
+        .await
+    }
+
+    /// Makes the attempts of one request of `items` items, each by `one(base URL)`, until one
+    /// succeeds or the budget is spent: each attempt goes to the collector [`Nodes::pick`]
+    /// gives; one that fails for a reason of the collector's (connect, timeout, dropped
+    /// connection, 5xx, 429) puts it down, and the request goes at once to another that is up,
+    /// or after the `[retry]` backoff when none is. Each attempt counts against
+    /// `retry.max_attempts`; while the pipeline probes, one attempt per collector.
+    pub(super) async fn with_failover<T, F>(
+        &self,
+        items: usize,
+        one: impl Fn(String) -> F,
+    ) -> Delivery<T>
+    where
+        F: std::future::Future<Output = Result<T, Failure>>,
+    {
+        let mut attempts = Attempts::new(&self.retry, self.probe)
+            .over(self.nodes.len())
+            .watching(&self.stop);
+        let mut out = Delivery {
+            answer: None,
+            error: None,
+            retried: 0,
+            attempt_errors: Vec::new(),
+        };
+        let mut tried: Vec<usize> = Vec::new();
         loop {
-            match attempts.attempt(self.attempt(bytes.clone(), &sent)).await {
+            let node = match self.nodes.pick(&tried) {
+                Some(node) => node,
+                None => {
+                    tried.clear();
+                    self.nodes.pick(&tried).unwrap_or_default()
+                }
+            };
+            match attempts
+                .attempt(one(self.nodes.url(node).to_string()))
+                .await
+            {
                 Ok(answer) => {
+                    self.nodes.succeeded(node);
                     out.answer = Some(answer);
                     return out;
                 }
                 Err(f) => {
                     out.attempt_errors.push(f.kind);
-                    if !attempts.backoff(&f).await {
+                    // With one URL its health changes nothing (it takes every request) and the
+                    // counters stay as they were.
+                    if collectors_fault(&f)
+                        && self.nodes.failed(node, f.retry_after)
+                        && self.nodes.len() > 1
+                    {
+                        out.attempt_errors.push(URL_DOWN);
+                    }
+                    tried.push(node);
+                    let again = if self.nodes.len() > 1 && self.nodes.any_up(&tried) {
+                        attempts.again_elsewhere(&f)
+                    } else {
+                        tried.clear();
+                        attempts.backoff(&f).await
+                    };
+                    if !again {
                         out.error = Some(f.into_error());
                         return out;
                     }
-                    out.retried += sent.items;
+                    out.retried += items;
                 }
             }
         }
     }
+}
+
+/// The `kind` counted (`evlog_sink_errors_total{sink="forward",kind="url_down"}`) each time one
+/// of several collectors is put out of rotation for a backoff.
+pub const URL_DOWN: &str = "url_down";
+
+/// Whether `f` says the collector is unwell (its URL is skipped for a while), rather than
+/// something about the request.
+fn collectors_fault(f: &Failure) -> bool {
+    matches!(
+        f.kind,
+        "connect" | "timeout" | "transport" | "http_5xx" | "http_429"
+    )
+}
+
+/// The end of one request: the checked answer, or the error after the last attempt, with the
+/// events retried and each failed attempt's kind.
+pub(super) struct Delivery<T> {
+    pub(super) answer: Option<T>,
+    pub(super) error: Option<SinkError>,
+    pub(super) retried: usize,
+    pub(super) attempt_errors: Vec<&'static str>,
 }
 
 /// The failure for a 2xx that is not the collector's answer (`what` is wrong with it): not
@@ -261,15 +344,6 @@ fn check_answer(text: &[u8], sent: &Sent<'_>) -> Result<wire::RowsAnswer, String
     Ok(answer)
 }
 
-#[derive(Default)]
-struct JobResult {
-    /// The collector's (checked) answer; `None` when the request failed.
-    answer: Option<wire::RowsAnswer>,
-    error: Option<SinkError>,
-    retried: usize,
-    attempt_errors: Vec<&'static str>,
-}
-
 /// The rows the collector refused (and stored), as the events the pipeline counts rejected.
 /// Namespace and type are the destination's dataset and table (what the row knows of them); the
 /// events are only counted and reported, never stored again.
@@ -300,6 +374,14 @@ fn refused_events(
 }
 
 impl Sink for ForwardSink {
+    fn report_interval(&self) -> Option<Duration> {
+        (!self.cfg.report_interval.is_zero()).then_some(self.cfg.report_interval)
+    }
+
+    fn report(&mut self, stats: &crate::counters::Stats, last: bool) {
+        self.send_report(stats, last);
+    }
+
     fn name(&self) -> &'static str {
         "forward"
     }

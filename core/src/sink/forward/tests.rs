@@ -15,14 +15,14 @@ use crate::sink::{Batch, EncodedRow, RejectedEvent, Sink, SinkError};
 pub(super) type Answer = (u16, &'static str, String);
 
 /// The collector's answer: everything accepted.
-fn collector_answer(req: &wire::RowsRequest) -> Answer {
+pub(super) fn collector_answer(req: &wire::RowsRequest) -> Answer {
     let n = req.batches.iter().map(|b| b.rows.len()).sum::<usize>() + req.rejected.len();
     (200, "", format!(r#"{{"accepted":{n}}}"#))
 }
 
 /// A loopback HTTP/1.1 server answering the `i`-th request (from 0) with `answer(i, body)`,
 /// recording request heads. Bodies are gunzipped and parsed as the forward wire format.
-fn server(
+pub(super) fn server(
     answer: impl Fn(usize, &wire::RowsRequest) -> Answer + Send + 'static,
 ) -> (String, Arc<Mutex<Vec<String>>>) {
     raw_server(move |i, body| answer(i, &serde_json::from_slice(body).expect("wire body")))
@@ -100,7 +100,7 @@ fn scripted(script: Vec<u16>) -> (String, Arc<Mutex<Vec<String>>>) {
     })
 }
 
-fn batch(n: usize) -> Batch {
+pub(super) fn batch(n: usize) -> Batch {
     Batch {
         destination: Destination {
             dataset: "events".into(),
@@ -420,5 +420,5 @@ fn other_bad_urls_are_refused_with_the_rule() {
 #[test]
 fn a_base_url_path_is_kept() {
     let s = sink("http://proxy:81/evlog/".into());
-    assert_eq!(s.url, "http://proxy:81/evlog/v1/rows");
+    assert_eq!(s.nodes.url(0), "http://proxy:81/evlog");
 }

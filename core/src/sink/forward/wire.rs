@@ -294,3 +294,76 @@ pub fn push_envelope(out: &mut String, raw: &RawEvent) {
     }
     out.push_str("}\n");
 }
+
+/// `POST /v1/report`: one process's own counters, sent every `sink.forward.report_interval`
+/// and once more at shutdown (`last`). The collector keeps the latest report of each process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    /// Random per process (16 hex digits), new after a fork: tells processes apart.
+    pub process: String,
+    /// The process id, for people.
+    pub pid: u32,
+    /// `sink.forward.app`, or the program's name ([`valid_label`]).
+    pub app: String,
+    /// The host name ([`valid_label`]).
+    pub host: String,
+    /// Milliseconds until the next report: the collector forgets a process that stays silent
+    /// for three of them.
+    pub interval_ms: u64,
+    /// The last report of the process (it is shutting down).
+    #[serde(default)]
+    pub last: bool,
+    /// Its counters since it started.
+    pub counters: ReportCounters,
+}
+
+/// The counters of a [`Report`] (those of `crate::counters::Stats` with the same names).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportCounters {
+    /// Events `log()` took.
+    pub accepted: u64,
+    /// Events the collector acknowledged.
+    pub delivered: u64,
+    /// Events dead-lettered, by reason.
+    pub rejected: std::collections::BTreeMap<String, u64>,
+    /// Events lost, by reason (`queue_full`, `shutdown_deadline`, …).
+    pub dropped: std::collections::BTreeMap<String, u64>,
+    /// Events written to the spool.
+    pub spooled: u64,
+    /// Events waiting in memory now.
+    pub queue_events: u64,
+}
+
+/// Most characters of a report's `app` and `host`, and of a reason.
+pub const MAX_LABEL: usize = 64;
+
+/// Whether `s` may be a report label: 1 to [`MAX_LABEL`] ASCII letters, digits, `.`, `_`, `-`.
+pub fn valid_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_LABEL
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// `s` made a valid label: other characters become `_`, cut at [`MAX_LABEL`]; `"unknown"` when
+/// nothing is left.
+pub fn to_label(s: &str) -> String {
+    let l: String = s
+        .chars()
+        .take(MAX_LABEL)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if l.is_empty() {
+        "unknown".into()
+    } else {
+        l
+    }
+}

@@ -246,20 +246,7 @@ fn auth_name(a: OpenSearchAuth) -> &'static str {
 /// A path (a proxy's prefix) is kept.
 pub(super) fn check_url(url: &str) -> Result<(), String> {
     const HINT: &str = "give a node's base URL, e.g. http://127.0.0.1:9200";
-    let parsed =
-        reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL ({e}); {HINT}"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!(
-            "{url:?}: the scheme must be http or https, got {:?}; {HINT}",
-            parsed.scheme()
-        ));
-    }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{url:?} has no host; {HINT}"));
-    }
-    if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(format!("{url:?} has a query or fragment; {HINT}"));
-    }
+    let parsed = crate::sink::nodes::check_base_url(url, HINT)?;
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(format!(
             "{url:?} carries credentials; set auth = \"basic\" with user and password instead"

@@ -33,9 +33,10 @@
 //!   `Retry-After`); other statuses (401, 403, 413, …) and a 2xx that is not a `_bulk` answer for
 //!   what was sent are not. Nothing is retried beyond `retry.max_attempts` (one attempt while the
 //!   pipeline probes): what is left is reported failed (the pipeline spools or drops it).
-//! - Nodes (`urls`): requests go to one node; a node that refuses the connection is skipped at
-//!   once for the next one (each at most once per attempt); after a 5xx or a timeout the retry
-//!   goes to the next node. Auth: basic, `Authorization: ApiKey <key>` or `Bearer <token>`; TLS
+//! - Nodes (`urls`): requests are spread round-robin over the nodes that are up
+//!   (`sink/nodes.rs`, shared with the forward sink); a node that refuses the connection is put
+//!   down for a backoff and skipped at once for the next one (each at most once per attempt);
+//!   after a 5xx or a timeout it is put down and the retry goes to another node. Auth: basic, `Authorization: ApiKey <key>` or `Bearer <token>`; TLS
 //!   with the built-in roots plus `ca_file`.
 //! - Dead letters: OpenSearch has no dead-letter table, so they go to the index
 //!   `dead_letter_index` (`{namespace}-_evlog_rejected` by default: `{namespace}` is the

@@ -1,7 +1,6 @@
 //! Talking to OpenSearch: the client (TLS roots, auth header), the nodes and failover, one
 //! request, and what a whole-request answer means.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
@@ -9,7 +8,9 @@ use reqwest::Method;
 
 use super::config::{OpenSearchAuth, OpenSearchConfig};
 use super::request::ItemError;
+use crate::config::retry::RetryConfig;
 use crate::sink::http::{self, Failure};
+use crate::sink::nodes::Nodes;
 use crate::sink::SinkError;
 
 /// Most bytes of an answer read (a `_bulk` answer for 100000 documents is well under it).
@@ -20,9 +21,8 @@ const EXCERPT_CHARS: usize = 300;
 /// The HTTP side of the sink.
 pub struct Service {
     http: reqwest::Client,
-    urls: Vec<String>,
-    /// The node requests go to first; moved on when a node fails.
-    current: AtomicUsize,
+    /// The nodes and their health: requests spread over the ones up.
+    nodes: Nodes,
     auth: Auth,
     gzip: bool,
     timeout: Duration,
@@ -31,14 +31,14 @@ pub struct Service {
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Service")
-            .field("urls", &self.urls)
+            .field("urls", &self.nodes.status())
             .finish_non_exhaustive()
     }
 }
 
 impl Service {
     /// The client for `cfg`: reads `ca_file` now, so a bad file is a startup error naming it.
-    pub fn new(cfg: &OpenSearchConfig) -> Result<Self, SinkError> {
+    pub fn new(cfg: &OpenSearchConfig, retry: &RetryConfig) -> Result<Self, SinkError> {
         let mut builder = reqwest::Client::builder()
             .pool_max_idle_per_host(cfg.workers)
             .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
@@ -66,12 +66,7 @@ impl Service {
             .map_err(|e| SinkError::Config(format!("sink.opensearch: HTTP client: {e}")))?;
         Ok(Self {
             http,
-            urls: cfg
-                .urls
-                .iter()
-                .map(|u| u.trim_end_matches('/').to_string())
-                .collect(),
-            current: AtomicUsize::new(0),
+            nodes: Nodes::new(cfg.urls.iter().cloned(), retry),
             auth: Auth::new(cfg)?,
             gzip: cfg.gzip,
             timeout: cfg.timeout,
@@ -109,9 +104,10 @@ impl Service {
             .map(drop)
     }
 
-    /// One request, on the current node; a node that refuses the connection is skipped at once
-    /// for the next (each node at most once; the kind goes to `skipped`), and one that answers
-    /// 5xx or times out is left for the next node on the caller's retry.
+    /// One request, on the node [`Nodes::pick`] gives (round-robin over the nodes up); a node
+    /// that refuses the connection is put down and skipped at once for the next (each node at
+    /// most once; the kind goes to `skipped`), and one that answers 5xx or times out is put
+    /// down, so the caller's retry goes to another.
     async fn send(
         &self,
         method: Method,
@@ -125,46 +121,36 @@ impl Service {
         } else {
             body.to_vec()
         };
-        let n = self.urls.len().max(1);
-        let start = self.current.load(Ordering::Relaxed) % n;
+        let mut tried = Vec::new();
         let mut last = None;
-        for i in 0..n {
-            let node = (start + i) % n;
+        while let Some(node) = self.nodes.pick(&tried) {
+            tried.push(node);
             match self
                 .once(node, method.clone(), path, payload.clone(), content_type)
                 .await
             {
                 Err(f) if f.kind == "connect" => {
-                    self.leave(node);
+                    self.nodes.failed(node, None);
                     if let Some(prev) = last.replace(f) {
                         skipped.push(prev.kind);
                     }
                 }
                 Err(f) => {
+                    // A 429 is the cluster's write queue, not this node's health.
                     if f.retryable && f.kind != "http_429" {
-                        self.leave(node);
+                        self.nodes.failed(node, f.retry_after);
                     }
                     skipped.extend(last.map(|f| f.kind));
                     return Err(f);
                 }
                 ok => {
+                    self.nodes.succeeded(node);
                     skipped.extend(last.map(|f| f.kind));
                     return ok;
                 }
             }
         }
         Err(last.unwrap_or_else(|| Failure::fatal("config", "no node URL".into())))
-    }
-
-    /// Moves requests on to the node after `node` (unless another request already has).
-    fn leave(&self, node: usize) {
-        let n = self.urls.len().max(1);
-        let _ = self.current.compare_exchange(
-            node,
-            (node + 1) % n,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
     }
 
     async fn once(
@@ -175,7 +161,7 @@ impl Service {
         payload: Vec<u8>,
         content_type: &'static str,
     ) -> Result<Vec<u8>, Failure> {
-        let url = format!("{}{path}", self.urls.get(node).map_or("", String::as_str));
+        let url = format!("{}{path}", self.nodes.url(node));
         let what = format!("{method} {url}");
         let mut req = self
             .http

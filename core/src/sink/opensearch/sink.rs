@@ -10,7 +10,9 @@ use super::service::{excerpt, Service};
 use super::template::{self, Catalog, Template};
 use super::OpenSearchConfig;
 use crate::config::retry::RetryConfig;
+use crate::ingest::LiveProcessor;
 use crate::routing::Destination;
+use crate::sink::follow::Follow;
 use crate::sink::http::{self, Attempts, Failure};
 use crate::sink::{
     Batch, BatchOutcome, DeadLetterOutcome, EncodedRow, RejectedEvent, Sink, SinkError,
@@ -28,9 +30,11 @@ pub struct OpenSearchSink {
     index: IndexPattern,
     dead_letter_index: IndexPattern,
     /// Per (dataset, table): how its rows become documents (absent: as they are).
-    shapes: HashMap<(String, String), Arc<DocShape>>,
+    shapes: Shapes,
     /// Templates still to install (emptied once they all are).
     templates: Vec<Template>,
+    /// The processor whose schemas `shapes` and `templates` come from.
+    follow: Follow,
     /// One attempt per request (the pipeline is probing a failing destination).
     probe: bool,
     /// The pipeline's shutdown signal (see [`crate::sink::StopSignal`]).
@@ -83,29 +87,46 @@ impl OpenSearchSink {
             IndexPattern::parse(&cfg.dead_letter_index, &ALL).map_err(|rule| {
                 SinkError::Config(format!("sink.opensearch.dead_letter_index: {rule}"))
             })?;
-        let shapes = catalog
-            .iter()
-            .filter_map(|(key, fields)| {
-                DocShape::new(fields, cfg.data_stream).map(|s| (key.clone(), Arc::new(s)))
-            })
-            .collect();
-        let templates = if cfg.install_templates {
-            template::templates(cfg, &catalog)
-        } else {
-            Vec::new()
-        };
+        let (shapes, templates) = derived(cfg, &catalog);
         Ok(Self {
             rt: http::runtime()?,
-            service: Service::new(cfg)?,
+            service: Service::new(cfg, retry)?,
             cfg: cfg.clone(),
             retry: retry.clone(),
             index,
             dead_letter_index,
             shapes,
             templates,
+            follow: Follow::fixed(),
             probe: false,
             stop: Default::default(),
         })
+    }
+
+    /// As [`OpenSearchSink::new`], with the catalog of the processor in `live`, followed: when a
+    /// reload replaces the processor, the next delivery installs the new schemas' templates
+    /// (again: a template PUT replaces the one of the same name) and shapes documents by them.
+    pub fn following(
+        cfg: &OpenSearchConfig,
+        retry: &RetryConfig,
+        live: &LiveProcessor,
+    ) -> Result<Self, SinkError> {
+        let (follow, now) = Follow::new(live);
+        let mut sink = Self::new(
+            cfg,
+            retry,
+            Arc::new(template::catalog(now.schemas(), now.router())),
+        )?;
+        sink.follow = follow;
+        Ok(sink)
+    }
+
+    /// Rebuilds shapes and templates when the processor was replaced since the last call.
+    fn follow_schemas(&mut self) {
+        if let Some(p) = self.follow.changed() {
+            let catalog = template::catalog(p.schemas(), p.router());
+            (self.shapes, self.templates) = derived(&self.cfg, &catalog);
+        }
     }
 
     /// The index (or data stream) of a destination.
@@ -301,6 +322,7 @@ impl Sink for OpenSearchSink {
     }
 
     fn deliver(&mut self, batches: Vec<Batch>) -> Vec<BatchOutcome> {
+        self.follow_schemas();
         let template_errors = match self.install_templates() {
             Ok(kinds) => kinds,
             Err((e, kinds)) => {
@@ -369,6 +391,7 @@ impl Sink for OpenSearchSink {
     }
 
     fn store_dead_letters(&mut self, events: Vec<RejectedEvent>) -> DeadLetterOutcome {
+        self.follow_schemas();
         // Attempt errors have no place in a dead-letter outcome; a failure does.
         if let Err((e, _)) = self.install_templates() {
             return DeadLetterOutcome::failed(events, e);
@@ -433,4 +456,22 @@ impl Sink for OpenSearchSink {
         }
         out
     }
+}
+
+type Shapes = HashMap<(String, String), Arc<DocShape>>;
+
+/// The document shapes and templates (when `install_templates`) of `catalog`.
+fn derived(cfg: &OpenSearchConfig, catalog: &Catalog) -> (Shapes, Vec<Template>) {
+    let shapes = catalog
+        .iter()
+        .filter_map(|(key, fields)| {
+            DocShape::new(fields, cfg.data_stream).map(|s| (key.clone(), Arc::new(s)))
+        })
+        .collect();
+    let templates = if cfg.install_templates {
+        template::templates(cfg, catalog)
+    } else {
+        Vec::new()
+    };
+    (shapes, templates)
 }

@@ -12,7 +12,7 @@ use super::index::{IndexPattern, Placeholder, Values, ALL};
 use super::request::{body, verdicts, ItemError, Verdict};
 use super::service::{classify, Service};
 use super::template::{self, Catalog};
-use crate::config::Config;
+use crate::config::{Config, RetryConfig};
 use crate::schema::TableSchema;
 use crate::sink::EncodedRow;
 
@@ -460,7 +460,9 @@ fn a_bad_ca_file_is_a_startup_error_naming_the_key() {
             ca_file: Some(path),
             ..OpenSearchConfig::default()
         };
-        let e = Service::new(&cfg).unwrap_err().to_string();
+        let e = Service::new(&cfg, &RetryConfig::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sink.opensearch.ca_file"), "{e}");
     }
 }

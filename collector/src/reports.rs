@@ -1,0 +1,339 @@
+//! What SDK processes report about themselves (`POST /v1/report`, sent by the forward sink
+//! every `sink.forward.report_interval` and at shutdown), summed per app and host for
+//! `/metrics`, so drops before the collector (a full queue in a PHP worker) are seen beside the
+//! collector's own counts.
+//!
+//! # Contract
+//! - The latest report of each process (by its random `process` id) is kept; a process's
+//!   counters only grow, so its latest report holds its totals.
+//! - Per (app, host), `/metrics` shows the sum over the processes that report now plus what
+//!   processes that stopped had reported last (`evlog_sdk_events_*_total`, monotonic: a worker
+//!   recycled by php-fpm keeps its share), and gauges over the live ones only
+//!   (`evlog_sdk_processes`, `evlog_sdk_queue_events`). A process is live until its last
+//!   report (`last`, at shutdown) or until it is silent for three of its intervals (it died):
+//!   then its gauges are gone and its totals are folded into the (app, host) sums, so a dead
+//!   process leaves no stale reading behind and no total goes down.
+//! - Bounded: at most [`MAX_PROCESSES`] live processes (past it a new process's report is
+//!   refused with 429 until others end), [`MAX_GROUPS`] (app, host) pairs and [`MAX_REASONS`]
+//!   reasons per report; labels must pass `wire::valid_label`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use evlog_core::counters::{write_header, write_sample};
+use evlog_core::sink::forward::wire::{valid_label, Report, ReportCounters};
+
+/// Most processes tracked at once.
+pub const MAX_PROCESSES: usize = 10_000;
+/// Most (app, host) pairs kept.
+pub const MAX_GROUPS: usize = 1_000;
+/// Most reasons in one report's `rejected` or `dropped`.
+pub const MAX_REASONS: usize = 64;
+/// A process silent for this many of its intervals is taken for dead.
+const SILENT_INTERVALS: u32 = 3;
+/// The least and most interval a report may declare (clamped).
+const INTERVAL_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
+
+/// Why a report was refused (the answer's message).
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A field breaks a rule.
+    #[error("{field}: {rule}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// The rule.
+        rule: String,
+    },
+    /// Too many processes or (app, host) pairs.
+    #[error("{0}")]
+    Full(String),
+}
+
+#[derive(Debug)]
+struct Live {
+    group: (String, String),
+    counters: ReportCounters,
+    expires: Instant,
+}
+
+/// Reports received, per process and per (app, host).
+#[derive(Debug, Default)]
+pub struct Reports {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    live: HashMap<String, Live>,
+    /// Per (app, host): the totals of processes no longer live.
+    ended: BTreeMap<(String, String), ReportCounters>,
+}
+
+fn add(into: &mut ReportCounters, c: &ReportCounters) {
+    into.accepted += c.accepted;
+    into.delivered += c.delivered;
+    into.spooled += c.spooled;
+    for (r, n) in &c.rejected {
+        *into.rejected.entry(r.clone()).or_default() += n;
+    }
+    for (r, n) in &c.dropped {
+        *into.dropped.entry(r.clone()).or_default() += n;
+    }
+}
+
+/// Checks a report's fields (see the module docs).
+fn check(r: &Report) -> Result<(), ReportError> {
+    let invalid = |field, rule: &str| {
+        Err(ReportError::Invalid {
+            field,
+            rule: rule.into(),
+        })
+    };
+    if r.process.len() != 16 || !r.process.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return invalid("process", "must be 16 hex digits");
+    }
+    if !valid_label(&r.app) {
+        return invalid("app", "must be 1 to 64 letters, digits, '.', '_' or '-'");
+    }
+    if !valid_label(&r.host) {
+        return invalid("host", "must be 1 to 64 letters, digits, '.', '_' or '-'");
+    }
+    for (field, reasons) in [
+        ("counters.rejected", &r.counters.rejected),
+        ("counters.dropped", &r.counters.dropped),
+    ] {
+        if reasons.len() > MAX_REASONS {
+            return invalid(field, "has more than 64 reasons");
+        }
+        if !reasons.keys().all(|k| valid_label(k)) {
+            return invalid(
+                field,
+                "reasons must be 1 to 64 letters, digits, '.', '_' or '-'",
+            );
+        }
+    }
+    Ok(())
+}
+
+impl Reports {
+    /// Takes a report received at `now`.
+    pub fn take(&self, r: Report, now: Instant) -> Result<(), ReportError> {
+        check(&r)?;
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.expire(now);
+        let group = (r.app, r.host);
+        if !inner.live.contains_key(&r.process) {
+            if inner.live.len() >= MAX_PROCESSES {
+                return Err(ReportError::Full(format!(
+                    "{MAX_PROCESSES} SDK processes report already; try again later"
+                )));
+            }
+            let known =
+                inner.ended.contains_key(&group) || inner.live.values().any(|l| l.group == group);
+            if !known && inner.groups() >= MAX_GROUPS {
+                return Err(ReportError::Full(format!(
+                    "{MAX_GROUPS} (app, host) pairs report already"
+                )));
+            }
+        }
+        let interval =
+            Duration::from_millis(r.interval_ms).clamp(INTERVAL_RANGE.0, INTERVAL_RANGE.1);
+        if r.last {
+            inner.live.remove(&r.process);
+            add(inner.ended.entry(group).or_default(), &r.counters);
+            return Ok(());
+        }
+        inner.live.insert(
+            r.process,
+            Live {
+                group,
+                counters: r.counters,
+                expires: now + interval * SILENT_INTERVALS,
+            },
+        );
+        Ok(())
+    }
+
+    /// The `evlog_sdk_*` families at `now` (see the module docs).
+    pub fn write_prometheus(&self, s: &mut String, now: Instant) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.expire(now);
+        let mut totals = inner.ended.clone();
+        let mut gauges: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+        for l in inner.live.values() {
+            add(totals.entry(l.group.clone()).or_default(), &l.counters);
+            let g = gauges.entry(l.group.clone()).or_default();
+            g.0 += 1;
+            g.1 += l.counters.queue_events;
+        }
+        drop(inner);
+        let labels =
+            |(app, host): &(String, String)| [("app", app.clone()), ("host", host.clone())];
+        let scalar =
+            |s: &mut String, name: &str, help: &str, get: &dyn Fn(&ReportCounters) -> u64| {
+                write_header(s, name, help, "counter");
+                for (g, c) in &totals {
+                    let l = labels(g);
+                    write_sample(s, name, &[("app", &l[0].1), ("host", &l[1].1)], get(c));
+                }
+            };
+        scalar(
+            s,
+            "evlog_sdk_events_accepted_total",
+            "Events SDK processes took, as they reported, per app and host.",
+            &|c| c.accepted,
+        );
+        scalar(
+            s,
+            "evlog_sdk_events_delivered_total",
+            "Events SDK processes had acknowledged by a collector, as they reported.",
+            &|c| c.delivered,
+        );
+        scalar(
+            s,
+            "evlog_sdk_events_spooled_total",
+            "Events SDK processes wrote to their spool, as they reported.",
+            &|c| c.spooled,
+        );
+        for (name, help, pick) in [
+            ("evlog_sdk_events_rejected_total", "Events SDK processes counted dead-lettered, by reason, as they reported.", 0),
+            ("evlog_sdk_events_dropped_total", "Events SDK processes lost before the collector (queue full, shutdown deadline, ...), by reason, as they reported.", 1),
+        ] {
+            write_header(s, name, help, "counter");
+            for (g, c) in &totals {
+                let by = if pick == 0 { &c.rejected } else { &c.dropped };
+                for (reason, n) in by {
+                    write_sample(s, name, &[("app", &g.0), ("host", &g.1), ("reason", reason)], n);
+                }
+            }
+        }
+        write_header(
+            s,
+            "evlog_sdk_processes",
+            "SDK processes reporting now, per app and host.",
+            "gauge",
+        );
+        for (g, (n, _)) in &gauges {
+            write_sample(
+                s,
+                "evlog_sdk_processes",
+                &[("app", &g.0), ("host", &g.1)],
+                n,
+            );
+        }
+        write_header(
+            s,
+            "evlog_sdk_queue_events",
+            "Events waiting in SDK processes' memory, as they last reported.",
+            "gauge",
+        );
+        for (g, (_, q)) in &gauges {
+            write_sample(
+                s,
+                "evlog_sdk_queue_events",
+                &[("app", &g.0), ("host", &g.1)],
+                q,
+            );
+        }
+    }
+}
+
+impl Inner {
+    /// Folds the processes silent for too long into their groups' ended totals.
+    fn expire(&mut self, now: Instant) {
+        let dead: Vec<String> = self
+            .live
+            .iter()
+            .filter(|(_, l)| l.expires <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in dead {
+            if let Some(l) = self.live.remove(&p) {
+                add(self.ended.entry(l.group).or_default(), &l.counters);
+            }
+        }
+    }
+
+    fn groups(&self) -> usize {
+        let mut all: std::collections::BTreeSet<&(String, String)> = self.ended.keys().collect();
+        all.extend(self.live.values().map(|l| &l.group));
+        all.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(process: &str, dropped: u64, last: bool) -> Report {
+        Report {
+            process: process.into(),
+            pid: 1,
+            app: "web".into(),
+            host: "h1".into(),
+            interval_ms: 1000,
+            last,
+            counters: ReportCounters {
+                accepted: 10,
+                delivered: 10 - dropped,
+                dropped: [("queue_full".to_string(), dropped)].into(),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn metrics(r: &Reports, now: Instant) -> String {
+        let mut s = String::new();
+        r.write_prometheus(&mut s, now);
+        s
+    }
+
+    #[test]
+    fn totals_survive_the_process_and_gauges_do_not() {
+        let r = Reports::default();
+        let t0 = Instant::now();
+        r.take(report("00000000000000a1", 2, false), t0).unwrap();
+        r.take(report("00000000000000a2", 1, false), t0).unwrap();
+        // A newer report of the same process replaces its older one.
+        r.take(report("00000000000000a2", 3, false), t0).unwrap();
+        let m = metrics(&r, t0);
+        assert!(
+            m.contains(
+                "evlog_sdk_events_dropped_total{app=\"web\",host=\"h1\",reason=\"queue_full\"} 5"
+            ),
+            "{m}"
+        );
+        assert!(
+            m.contains("evlog_sdk_processes{app=\"web\",host=\"h1\"} 2"),
+            "{m}"
+        );
+        // One ends with its last report, the other goes silent: totals stay, gauges go.
+        r.take(report("00000000000000a1", 4, true), t0).unwrap();
+        let m = metrics(&r, t0 + Duration::from_secs(4));
+        assert!(
+            m.contains(
+                "evlog_sdk_events_dropped_total{app=\"web\",host=\"h1\",reason=\"queue_full\"} 7"
+            ),
+            "{m}"
+        );
+        assert!(
+            m.contains("evlog_sdk_events_accepted_total{app=\"web\",host=\"h1\"} 20"),
+            "{m}"
+        );
+        assert!(!m.contains("evlog_sdk_processes{"), "{m}");
+    }
+
+    #[test]
+    fn bad_reports_are_refused_naming_the_field() {
+        let r = Reports::default();
+        let mut bad = report("xyz", 0, false);
+        let e = r.take(bad.clone(), Instant::now()).unwrap_err();
+        assert!(e.to_string().starts_with("process:"), "{e}");
+        bad.process = "00000000000000a1".into();
+        bad.app = "a b".into();
+        let e = r.take(bad, Instant::now()).unwrap_err();
+        assert!(e.to_string().starts_with("app:"), "{e}");
+    }
+}
