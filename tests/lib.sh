@@ -46,6 +46,18 @@ ensure_venv() {
   export PATH="$venv/bin:$PATH"
 }
 
+# ensure_npm DIR: installs the npm packages of DIR/package.json into DIR/node_modules
+# (project-local, git-ignored), with nodejs and npm from Debian when missing.
+ensure_npm() {
+  local dir="$REPO_ROOT/$1"
+  command -v npm >/dev/null || ensure_apt nodejs npm
+  if [ ! -d "$dir/node_modules" ] || [ "$dir/package.json" -nt "$dir/node_modules" ]; then
+    log "npm install in $1"
+    (cd "$dir" && npm install --no-audit --no-fund --loglevel=error >&2)
+    touch "$dir/node_modules"
+  fi
+}
+
 # ensure_rust_components: rustfmt and clippy for the lint step.
 ensure_rust_components() {
   command -v cargo >/dev/null || { echo "cargo is required (rustup)" >&2; return 1; }

@@ -21,6 +21,7 @@
 //! `Connection: close`; streamers run under a lock on the log directory, so an old and a new
 //! process sharing it never stream it at once.
 
+pub mod cli;
 pub mod config;
 mod envelope;
 mod http;
@@ -30,6 +31,7 @@ pub mod reload;
 mod reports;
 mod restart;
 mod streamer;
+mod ui;
 mod wal;
 
 use std::future::Future;
@@ -302,6 +304,7 @@ async fn serve(
         names: dests.iter().map(|d| d.name.clone()).collect(),
         dests,
         boot: evlog_core::ids::random_u64(),
+        feed: Arc::default(),
     });
     let counted = Arc::clone(&shared);
     let pending = shared
@@ -368,6 +371,8 @@ async fn serve(
             }
         })
     });
+    // The live page's snapshots, once a second (`ui`).
+    let snapshots = tokio::spawn(http::ui::snapshots(Arc::clone(&state)));
     let graceful = GracefulShutdown::new();
     let closing = Arc::new(restart::Closing::default());
     let mut shutdown = std::pin::pin!(shutdown);
@@ -433,6 +438,10 @@ async fn serve(
     if let Some(task) = sighup {
         task.abort();
     }
+    // Live feeds end now: the drain waits for requests, not for someone watching.
+    state.shared.feed.close();
+    snapshots.abort();
+    let _ = snapshots.await;
     let shutdown_deadline = state.now().collector.shutdown_deadline;
     let deadline = Instant::now() + shutdown_deadline;
     // Kept-alive connections: each one's next request is still served, answered with
@@ -461,6 +470,7 @@ async fn serve(
 /// the copies beyond the first (`fanned_out`).
 pub(crate) fn count(shared: &streamer::Shared, c: &wal::Counts) {
     shared.counters.accept_n(c.events + c.unrouted);
+    shared.feed.count(&c.tables);
     if c.unrouted > 0 {
         shared.counters.drop_n(DropReason::Unrouted, c.unrouted);
     }

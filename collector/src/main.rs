@@ -12,6 +12,9 @@
 //! listens; a successor that fails is reported and this process goes on serving. `--pid-file`
 //! holds the pid of the process serving now (written once it listens, so after a handoff it
 //! names the successor): `kill -USR2 "$(cat PATH)"`.
+//!
+//! `evlog-collector top` / `tail` read a running collector's live feed instead
+//! (`evlog_collector::cli`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +30,11 @@ const USAGE: &str =
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // `top` and `tail` read a running collector's live feed (evlog_collector::cli).
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    if matches!(all.first().map(String::as_str), Some("top" | "tail")) {
+        return evlog_collector::cli::main(&all);
+    }
     // What a SIGUSR2 successor is started as, taken now: later, a binary replaced on disk
     // reads as deleted through /proc/self/exe.
     let program = std::env::current_exe()

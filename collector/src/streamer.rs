@@ -58,6 +58,8 @@ pub struct Shared {
     pub names: Arc<[String]>,
     /// This process's boot id (see [`WalRecord::boot`]).
     pub boot: u64,
+    /// The live page's counts per table, tail and snapshots ([`crate::ui`]).
+    pub feed: Arc<crate::ui::Feed>,
 }
 
 /// One destination's state, shared by its streamers and the HTTP side.
@@ -425,6 +427,8 @@ fn read_framed_record(parts: &Ctx, acc: &mut Acc, payload: &[u8]) {
         return;
     };
     let bit = header.bit_of(&parts.dest.name, parts.dest.takes_legacy);
+    let replayed = header.boot != parts.shared.boot;
+    let feed = &parts.shared.feed;
     let mut taken = 0;
     for (dest, n, mask) in header.batches {
         if mask & bit == 0 {
@@ -454,6 +458,9 @@ fn read_framed_record(parts: &Ctx, acc: &mut Acc, payload: &[u8]) {
         );
         acc.events += read;
         taken += read;
+        if replayed {
+            feed.replayed(&format!("{}.{}", dest.dataset, dest.table), read as u64);
+        }
         if torn {
             counters.sink_error("wal", "undecodable");
         }
@@ -464,6 +471,9 @@ fn read_framed_record(parts: &Ctx, acc: &mut Acc, payload: &[u8]) {
         }
         acc.events += 1;
         taken += 1;
+        if replayed {
+            feed.replayed(&format!("{}.{}", r.dataset, r.type_name), 1);
+        }
         let reason = intern_reason(&r.reason);
         acc.rejects.push(r.into_rejected(reason));
     }
@@ -481,8 +491,23 @@ fn read_json_record(parts: &Ctx, acc: &mut Acc, payload: &[u8]) {
         return; // not this destination's
     }
     count_replayed(parts, record.boot, record.len());
+    let replayed = record.boot != parts.shared.boot;
+    for r in &record.rejected {
+        if replayed {
+            parts
+                .shared
+                .feed
+                .replayed(&format!("{}.{}", r.dataset, r.type_name), 1);
+        }
+    }
     for b in record.batches {
         acc.events += b.rows.len();
+        if replayed {
+            parts
+                .shared
+                .feed
+                .replayed(&format!("{}.{}", b.dataset, b.table), b.rows.len() as u64);
+        }
         let dest = b.destination();
         let rows = b.rows.into_iter().map(|r| EncodedRow {
             insert_id: r.id,
@@ -508,6 +533,13 @@ fn deliver(parts: &Ctx, sink: &mut dyn Sink, mut acc: Acc) -> bool {
     while !batches.is_empty() {
         let delivery = ingest::deliver(sink, batches, &dest.counters);
         dest.count_per_table(&delivery.delivered);
+        let feed = &parts.shared.feed;
+        feed.settled(&delivery.rejected_stored, &[]);
+        if feed.watching() {
+            for r in delivery.rejected.iter().chain(&delivery.rejected_stored) {
+                feed.push(crate::ui::Item::dead(&r.into(), "sink"));
+            }
+        }
         rejects.extend(delivery.rejected);
         let Some(last) = delivery.failed.last() else {
             dest.sink_healthy.store(true, Ordering::Relaxed);
@@ -529,6 +561,7 @@ fn deliver(parts: &Ctx, sink: &mut dyn Sink, mut acc: Acc) -> bool {
         let outcome =
             ingest::store_dead_letters(sink, std::mem::take(&mut rejects), &dest.counters);
         rejects = outcome.failed;
+        parts.shared.feed.settled(&outcome.stored, &outcome.refused);
         let now_waiting = rejects.len() as u64;
         if now_waiting > waiting {
             dest.counters.dead_letters_wait(now_waiting - waiting);

@@ -23,6 +23,11 @@ use super::State;
 
 /// Lets an admin key through; the refusal otherwise (see the module docs).
 pub(super) fn admit(st: &State, req: &Request<Incoming>) -> Result<(), Resp> {
+    admit_key(st, presented_key(req))
+}
+
+/// Lets `given` through when it is an admin key; the refusal otherwise (see the module docs).
+pub(super) fn admit_key(st: &State, given: Option<&str>) -> Result<(), Resp> {
     let running = st.now();
     let c = &running.collector;
     if c.admin_keys.is_empty() {
@@ -31,7 +36,7 @@ pub(super) fn admit(st: &State, req: &Request<Incoming>) -> Result<(), Resp> {
             "the admin API is off: set collector.admin_keys to use it (SIGHUP reloads without it)",
         ));
     }
-    let Some(given) = presented_key(req) else {
+    let Some(given) = given else {
         return Err(error(
             StatusCode::UNAUTHORIZED,
             "missing admin key: send \"Authorization: Bearer <admin key>\" or \"X-Api-Key: <admin key>\"",

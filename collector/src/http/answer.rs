@@ -3,20 +3,35 @@
 //! An error answer is `{"error": "<what was wrong and which setting limits it>"}` with its
 //! status; a 429 (and a 503 for a full log) says `Retry-After: collector.retry_after_secs`.
 
+use std::convert::Infallible;
+
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::State;
 
-/// An answer: the whole body in one piece.
-pub(crate) type Resp = Response<Full<Bytes>>;
+/// An answer's body: most are one piece ([`Full`]), the live feed streams ([`crate::ui`]).
+pub(crate) type Body = BoxBody<Bytes, Infallible>;
+
+/// An answer.
+pub(crate) type Resp = Response<Body>;
+
+/// A body in one piece.
+pub(crate) fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into()).boxed()
+}
 
 /// An answer with `body` as it is, of the given `Content-Type`.
-fn answer(status: StatusCode, body: impl Into<Bytes>, content_type: &'static str) -> Resp {
-    let mut r = Response::new(Full::new(body.into()));
+pub(super) fn answer(
+    status: StatusCode,
+    body: impl Into<Bytes>,
+    content_type: &'static str,
+) -> Resp {
+    let mut r = Response::new(full(body));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));

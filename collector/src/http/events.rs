@@ -246,6 +246,7 @@ fn process_event(
     let counters = &st.shared.counters;
     if to.is_empty() {
         *unrouted += 1;
+        record.unrouted_table(&env.namespace, &env.type_name);
         return match processor.process_for(raw, None, counters) {
             Ok((_, row)) => Item::accepted(row.insert_id),
             Err(rejected) => {

@@ -14,6 +14,8 @@
 //! | `GET /metrics` | none | the Prometheus text format 0.0.4 ([`metrics`]) |
 //! | `POST /admin/reload` | admin | re-read the config and schemas, swap them in ([`admin`]) |
 //! | `GET /admin/config` | admin | the running config, secrets redacted, its hash ([`admin`]) |
+//! | `GET /ui` | admin (also Basic, cookie) | the live page, HTML ([`ui`], [`crate::ui`]) |
+//! | `GET /ui/feed` | admin (also Basic, cookie) | server-sent events for the page ([`ui`]) |
 //!
 //! Another path gets 404, another method 405. Every refusal is JSON `{"error": "…"}` naming
 //! the setting that limits it; per-event refusals of a batch are in its results instead.
@@ -46,7 +48,8 @@
 //! key role it needs) and one file with its handler. An ingest handler gets the admitted key
 //! and the request with its body unread: it reads it with [`body::read_body`], appends with
 //! [`State::append`] and answers with [`answer`]; permits, admission, the `/metrics` count and
-//! the lingering close come with the row.
+//! the lingering close come with the row. A page for browsers (`Handler::Page`, as `/ui`)
+//! admits its key itself and may answer with a streaming body ([`answer::Body`] is boxed).
 
 // Handlers return ready responses as errors; they are built once per request, not hot data.
 #![allow(clippy::result_large_err)]
@@ -61,6 +64,7 @@ mod metrics;
 mod report;
 mod routes;
 mod rows;
+pub(crate) mod ui;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -154,11 +158,13 @@ impl State {
     /// Appends the request's record to the log (counted accepted once durable, with the
     /// request's `unrouted` events, which no route took); the error answer otherwise. A request
     /// whose events no route took at all writes nothing: they are counted at once.
-    async fn append(&self, record: RecordBuilder, unrouted: u64) -> Result<(), Resp> {
-        let counts = Counts {
+    async fn append(&self, mut record: RecordBuilder, unrouted: u64) -> Result<(), Resp> {
+        let budget = self.shared.feed.capture_budget(record.len());
+        let mut counts = Counts {
             events: record.len() as u64,
             unrouted,
             copies: record.copies().to_vec(),
+            tables: record.tally(budget),
         };
         if record.is_empty() {
             if unrouted > 0 {
@@ -166,8 +172,15 @@ impl State {
             }
             return Ok(());
         }
+        // The tail's items go out once the record is durable, not with the counts.
+        let tail = (budget > 0).then(|| counts.tables.take_items());
         match self.wal.append(record.finish(), counts).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if let Some(items) = tail {
+                    self.shared.feed.publish(items);
+                }
+                Ok(())
+            }
             Err(AppendError::Busy) => Err(too_busy(self, "overloaded: too many writes waiting")),
             Err(e @ AppendError::Full(_)) => {
                 let mut r = too_busy(self, &e.to_string());
@@ -208,6 +221,7 @@ pub(crate) async fn handle(
                 Ok(()) => run(&st, req).await,
                 Err(r) => r,
             },
+            Handler::Page(run) => run(&st, &req),
             Handler::Ingest { role, run } => {
                 // Bounded work in progress: past the limit, answer at once instead of queueing.
                 if let Ok(_permit) = st.in_flight.try_acquire() {

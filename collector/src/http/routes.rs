@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request};
 
 use super::answer::Resp;
-use super::{admin, events, health, metrics, report, rows, State};
+use super::{admin, events, health, metrics, report, rows, ui, State};
 use crate::config::{ApiKey, KeyRole};
 
 /// One endpoint.
@@ -64,6 +64,10 @@ pub(super) enum Handler {
     Probe(fn(&State) -> Resp),
     /// An admin endpoint: an admin key first ([`super::admin::admit`]), no permit.
     Admin(Admin),
+    /// A page for browsers: it admits the admin key itself, from a header, an HTTP Basic
+    /// password or its cookie ([`super::ui`]); no permit. It answers at once (a stream's
+    /// body goes on in a task of its own).
+    Page(fn(&State, &Request<Incoming>) -> Resp),
     /// An ingest endpoint: it runs holding one of `collector.max_in_flight` permits (429 when
     /// none is free) and after admission ([`super::auth::admit`]): not draining, a known key of
     /// at least `role` when keys are configured, the log under its high watermark.
@@ -128,6 +132,16 @@ pub(super) const ROUTES: &[Route] = &[
         path: "/admin/config",
         method: Verb::Get,
         handler: Handler::Admin(|st, _req| Box::pin(async move { admin::config(st) })),
+    },
+    Route {
+        path: "/ui",
+        method: Verb::Get,
+        handler: Handler::Page(ui::page),
+    },
+    Route {
+        path: "/ui/feed",
+        method: Verb::Get,
+        handler: Handler::Page(ui::feed),
     },
 ];
 

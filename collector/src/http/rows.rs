@@ -162,6 +162,7 @@ fn check_rows(
         let to = routes.select_dead_letter(&w.namespace, &w.type_name, &w.event_id, &w.raw);
         if to.is_empty() {
             *unrouted += 1;
+            out.unrouted_table(&w.namespace, &w.type_name);
         } else {
             out.push_wire_rejected(w, to);
         }
@@ -181,6 +182,7 @@ fn check_rows(
                     let to = routes.select_row(&c.namespace, &c.type_name, &r.id, &c.json);
                     if to.is_empty() {
                         *unrouted += 1;
+                        out.unrouted_table(&c.namespace, &c.type_name);
                     } else {
                         let table = (
                             b.dataset.as_str(),

@@ -39,6 +39,8 @@ pub struct Counts {
     pub unrouted: u64,
     /// With several destinations, the copies for each (rows and dead letters).
     pub copies: Vec<u64>,
+    /// Copies and unrouted events per table, for the live page ([`crate::ui`]).
+    pub tables: crate::ui::Tally,
 }
 
 /// Why an append was not acknowledged.

@@ -103,7 +103,13 @@ pub struct RecordBuilder {
     split: usize,
     /// Copies per destination (rows and dead letters), with several.
     copies: Vec<u64>,
+    /// Events of the request no route took, per table (for the live page).
+    unrouted: crate::ui::Tally,
 }
+
+/// Rows per table of one record the live page's tail takes (the last ones): a 500-event batch
+/// shows as its last rows, not 500 items.
+pub const TAIL_PER_RECORD: usize = 32;
 
 /// Header of a framed record.
 #[derive(Debug)]
@@ -259,7 +265,50 @@ impl RecordBuilder {
             n: 0,
             split: 0,
             copies,
+            unrouted: crate::ui::Tally::default(),
         }
+    }
+
+    /// Counts one event of `namespace.type` no route took for the live page's table counts
+    /// (the request counts it in `unrouted` itself).
+    pub fn unrouted_table(&mut self, namespace: &str, type_name: &str) {
+        self.unrouted.unrouted(namespace, type_name);
+    }
+
+    /// What the record adds to the live page: copies per table, the unrouted events, and up to
+    /// `budget` items for the tail: of each table its last rows (at most [`TAIL_PER_RECORD`]),
+    /// then its dead letters.
+    pub fn tally(&mut self, mut budget: usize) -> crate::ui::Tally {
+        let mut t = std::mem::take(&mut self.unrouted);
+        let copies = |mask: u64| {
+            if self.names.is_empty() {
+                1
+            } else {
+                u64::from(mask.count_ones().max(1))
+            }
+        };
+        for (dest, mask, n, rows) in &self.batches {
+            t.accept(&dest.dataset, &dest.table, *n as u64 * copies(*mask));
+            let take = (*n).min(TAIL_PER_RECORD).min(budget);
+            if take > 0 {
+                budget -= take;
+                let mut r = FramedRows { rest: rows };
+                let skip = n - take;
+                if r.skip_rows(skip) {
+                    while let Some((id, json)) = r.next_row() {
+                        t.row(dest, id, json);
+                    }
+                }
+            }
+        }
+        for (w, mask) in &self.rejected {
+            t.accept(&w.dataset, &w.type_name, copies(*mask));
+            if budget > 0 {
+                budget -= 1;
+                t.dead(w);
+            }
+        }
+        t
     }
 
     /// Events added so far: an event added as several copies ([`RecordBuilder::split_copy`])
