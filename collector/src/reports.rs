@@ -64,6 +64,12 @@ pub struct Reports {
     inner: Mutex<Inner>,
 }
 
+/// Totals per (app, host), and (live processes, their queued events) per (app, host).
+type Summary = (
+    BTreeMap<(String, String), ReportCounters>,
+    BTreeMap<(String, String), (u64, u64)>,
+);
+
 #[derive(Debug, Default)]
 struct Inner {
     live: HashMap<String, Live>,
@@ -156,8 +162,9 @@ impl Reports {
         Ok(())
     }
 
-    /// The `evlog_sdk_*` families at `now` (see the module docs).
-    pub fn write_prometheus(&self, s: &mut String, now: Instant) {
+    /// Per (app, host) at `now`: the totals and the live processes' count and queued events
+    /// (see the module docs).
+    fn summary(&self, now: Instant) -> Summary {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.expire(now);
         let mut totals = inner.ended.clone();
@@ -168,7 +175,36 @@ impl Reports {
             g.0 += 1;
             g.1 += l.counters.queue_events;
         }
-        drop(inner);
+        (totals, gauges)
+    }
+
+    /// The summary as JSON for the live page: `[{"app", "host", "processes", "queue_events",
+    /// "accepted", "delivered", "spooled", "rejected": {reason: n}, "dropped": {reason: n}}]`,
+    /// reasons at 0 left out.
+    pub fn to_json(&self, now: Instant) -> serde_json::Value {
+        let (totals, gauges) = self.summary(now);
+        let nonzero = |m: &BTreeMap<String, u64>| {
+            m.iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(k, n)| (k.clone(), serde_json::json!(n)))
+                .collect::<serde_json::Map<_, _>>()
+        };
+        totals
+            .iter()
+            .map(|(g, c)| {
+                let (processes, queue) = gauges.get(g).copied().unwrap_or_default();
+                serde_json::json!({
+                    "app": g.0, "host": g.1, "processes": processes, "queue_events": queue,
+                    "accepted": c.accepted, "delivered": c.delivered, "spooled": c.spooled,
+                    "rejected": nonzero(&c.rejected), "dropped": nonzero(&c.dropped),
+                })
+            })
+            .collect()
+    }
+
+    /// The `evlog_sdk_*` families at `now` (see the module docs).
+    pub fn write_prometheus(&self, s: &mut String, now: Instant) {
+        let (totals, gauges) = self.summary(now);
         let labels =
             |(app, host): &(String, String)| [("app", app.clone()), ("host", host.clone())];
         let scalar =

@@ -14,7 +14,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 if [ "${1:-}" = setup ]; then
-  ensure_apt chromium prometheus curl
+  ensure_apt chromium prometheus curl python3-dev python3-venv
+  ensure_venv "maturin>=1.5,<2" "ziglang>=0.10,<0.14"
   ensure_npm tests/ui
   exit 0
 fi
@@ -29,10 +30,15 @@ log "ui: building the collector"
 cargo build --release -q -p evlog-collector
 bin="$CARGO_TARGET_DIR/release/evlog-collector"
 
+# The page shows an SDK-side drop: a Python process in forward mode whose queue overflows.
+log "ui: the Python extension into .venv (maturin develop)"
+ensure_venv
+( cd bindings/python/ext && maturin develop --quiet ) >&2
+
 log "ui: the live page in headless Chromium"
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
-if BIN="$bin" SCHEMAS="$REPO_ROOT/collector/examples/schemas" SCREENSHOT="${UI_SCREENSHOT:-docs/ui.png}" \
+if BIN="$bin" PYTHON="$REPO_ROOT/.venv/bin/python" SCHEMAS="$REPO_ROOT/collector/examples/schemas" SCREENSHOT="${UI_SCREENSHOT:-docs/ui.png}" \
   node tests/ui/page.test.mjs > "$out" 2>&1; then :; fi
 cat "$out"
 p=$(grep -c '^ok - ' "$out" || true)

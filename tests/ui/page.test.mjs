@@ -1,10 +1,10 @@
 // The collector's live page in a real browser (headless Chromium driven by playwright-core):
 // started on a loopback port with an admin key and the file sink, loaded while a load runs.
-//   BIN=<evlog-collector> SCHEMAS=<dir> [CHROMIUM=/usr/bin/chromium] [SCREENSHOT=docs/ui.png]
-//   node tests/ui/page.test.mjs
+//   BIN=<evlog-collector> SCHEMAS=<dir> PYTHON=<python with evlog> [CHROMIUM=/usr/bin/chromium]
+//   [SCREENSHOT=docs/ui.png] node tests/ui/page.test.mjs
 // Prints "ok - …" / "not ok - …" lines and "passed N failed M"; exits 1 when one failed.
 // Every wait polls a condition with a deadline; nothing sleeps to synchronise.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +14,7 @@ const BIN = process.env.BIN;
 const SCHEMAS = process.env.SCHEMAS;
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const SCREENSHOT = process.env.SCREENSHOT || "";
+const PYTHON = process.env.PYTHON || "python3";
 const KEY = "ui-test-admin-key-0123456789";
 if (!BIN || !SCHEMAS) {
   console.error("set BIN (the evlog-collector binary) and SCHEMAS (a schemas directory)");
@@ -147,6 +148,27 @@ try {
     (e) => [...e.querySelectorAll("tr")].map((tr) => tr.textContent).find((t) => t.includes("missing_required"))));
   check("a rejected event shows its reason and field", dead && dead.includes("user_id"),
     `${JSON.stringify(answer)} / ${dead}`);
+
+  // An SDK-side drop: a Python process in forward mode whose queue (20 events) overflows
+  // reports its queue_full drops (sink.forward.report_interval), and the page shows them.
+  const sdk = spawnSync(PYTHON, ["-c", `
+import sys, evlog
+sdk = evlog.Client(
+    sink={"kind": "forward", "forward": {"url": sys.argv[1], "app": "ui-test-py"}},
+    schemas={"dir": sys.argv[2]}, queue={"capacity": 20}, spool={"enabled": False})
+i = 0
+while sdk.stats()['evlog_events_dropped_total{reason="queue_full"}'] < 10 and i < 2_000_000:
+    sdk.log("events", "page_view", {"url": "/py/%d" % i, "user_id": i})
+    i += 1
+print(sdk.stats()['evlog_events_dropped_total{reason="queue_full"}'])
+assert sdk.shutdown(10)
+`, url, SCHEMAS], { encoding: "utf8", timeout: 60000 });
+  const pyDropped = Number((sdk.stdout || "").trim());
+  check("a Python process drops events with a full queue", sdk.status === 0 && pyDropped >= 10,
+    `${sdk.status} ${sdk.stdout} ${sdk.stderr}`);
+  const shownDrop = await until(10000, () => page.textContent('#sources tr[data-app="ui-test-py"] td.dropped'));
+  check("the page shows the SDK-side drop with its reason", (shownDrop || "").replace(/,/g, "").includes(`queue_full: ${pyDropped}`),
+    `page: ${shownDrop}, the process counted ${pyDropped}`);
 
   // Stop the load; once everything settled, the page's numbers are /metrics' numbers.
   loading = false;

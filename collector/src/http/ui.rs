@@ -142,7 +142,9 @@ fn nonzero<'a>(m: impl IntoIterator<Item = (&'a str, u64)>) -> Value {
 
 /// Every count now, as the feed's `snapshot` event (see `collector/README.md`, "Live page"):
 /// `{"t", "generation", "reloads", "totals", "destinations": [...], "tables": [...],
-/// "sources": []}`; a table's `delivered_by_destination` is empty with one destination. `sources` is where per-process reports from SDKs will go.
+/// "sources": [...]}`; a table's `delivered_by_destination` is empty with one destination.
+/// `sources` are the SDK processes' own reports summed per app and host
+/// ([`crate::reports::Reports::to_json`]): what happened before the collector.
 pub(crate) fn snapshot(st: &State) -> String {
     let shared = &st.shared;
     // Deliveries first, then the tables' acceptances: a row is never read delivered and not
@@ -230,7 +232,7 @@ pub(crate) fn snapshot(st: &State) -> String {
         "totals": totals,
         "destinations": destinations,
         "tables": tables,
-        "sources": [],
+        "sources": st.reports.to_json(std::time::Instant::now()),
     })
     .to_string()
 }

@@ -75,6 +75,7 @@ function spark(acc, del) {
 function drawSnapshot() {
   const s = snaps[snaps.length - 1];
   if (!s) return;
+  drawSources(s);
   $("#meta").textContent = `generation ${s.generation} · reloads ok ${s.reloads.ok}, failed ${s.reloads.error}` +
     ` · backlog ${bytes(s.totals.backlog_bytes)} · ${new Date(s.t).toLocaleTimeString()}`;
   const dBody = $("#dests tbody");
@@ -127,6 +128,22 @@ function drawSnapshot() {
       select.append(el("option", { value: t.table }, t.table));
     }
   }
+}
+
+// SDK processes' own reports, per app and host: drops before the collector stand out.
+function drawSources(s) {
+  const body = $("#sources tbody");
+  body.replaceChildren(...(s.sources || []).map((x) =>
+    el("tr", { "data-app": x.app, "data-host": x.host },
+      el("td", {}, x.app),
+      el("td", {}, x.host),
+      el("td", { class: "processes" }, fmt(x.processes)),
+      el("td", { class: "accepted" }, fmt(x.accepted)),
+      el("td", { class: "delivered" }, fmt(x.delivered)),
+      el("td", { class: "rejected" }, byReason(x.rejected)),
+      el("td", { class: "dropped" + (sum(x.dropped) ? " bad" : "") }, byReason(x.dropped)),
+      el("td", { class: "spooled" }, fmt(x.spooled)),
+      el("td", { class: "queued" }, fmt(x.queue_events)))));
 }
 
 function drawItems() {
