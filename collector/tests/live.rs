@@ -310,3 +310,81 @@ to = ["one", "two"]
         assert_eq!(d["healthy"], true, "{d}");
     }
 }
+
+#[test]
+fn a_feed_opened_before_a_reload_keeps_working_after_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut child, url) = start(dir.path());
+    let c = client();
+    let mut tail = cli(
+        &[
+            "tail",
+            "--url",
+            &url,
+            "--table",
+            "events.transaction",
+            "--where",
+            "user_id=9",
+        ],
+        ADMIN,
+    );
+    // Its rows, as it prints them.
+    let (tx, rows) = std::sync::mpsc::channel::<String>();
+    let out = tail.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let send_until_a_row = |prefix: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut n = 0;
+        while Instant::now() < deadline {
+            let mut event = txn(9);
+            event["id"] = serde_json::json!(format!("{prefix}-{n}"));
+            n += 1;
+            let r = c
+                .post(format!("{url}/v1/batch"))
+                .json(&serde_json::json!([event]))
+                .send();
+            assert!(r.is_ok_and(|r| r.status().is_success()));
+            // Rows sent for an earlier step may still come: the first of this step's counts.
+            while let Ok(line) = rows.recv_timeout(Duration::from_millis(50)) {
+                if line.contains(&format!("\"{prefix}-")) {
+                    return line;
+                }
+            }
+        }
+        panic!("no {prefix} row in the tail");
+    };
+    // The feed is open (a row came), then the reload (SIGHUP), then another row.
+    let before = send_until_a_row("before");
+    let cfg = dir.path().join("collector.toml");
+    let text = std::fs::read_to_string(&cfg).expect("read config");
+    std::fs::write(
+        &cfg,
+        text.replace("max_age = \"50ms\"", "max_age = \"60ms\""),
+    )
+    .expect("write");
+    send_signal(&child, "HUP");
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            let m = c
+                .get(format!("{url}/metrics"))
+                .send()
+                .and_then(|r| r.text());
+            m.is_ok_and(|m| metric(&m, "evlog_config_reloads_total{result=\"ok\"}") == Some(1.0))
+        }),
+        "the reload was not taken"
+    );
+    let after = send_until_a_row("after");
+    for (line, prefix) in [(&before, "before-"), (&after, "after-")] {
+        let row: serde_json::Value = serde_json::from_str(line).expect("a row of JSON");
+        assert_eq!(row["user_id"], 9, "{line}");
+        let id = row["event_id"].as_str().unwrap_or_default();
+        assert!(id.starts_with(prefix), "{prefix} expected: {line}");
+    }
+    let _ = tail.kill();
+    send_signal(&child, "TERM");
+    let _ = wait_exit(&mut child, Duration::from_secs(10));
+}
