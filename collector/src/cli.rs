@@ -398,11 +398,17 @@ fn render(prev: Option<&Value>, s: &Value) -> String {
     ));
     for t in s["tables"].as_array().into_iter().flatten() {
         let name = &t["table"];
-        let flag = if t["in_flight"].as_i64().unwrap_or(0) < 0 {
-            "  (identity off: more outcomes than accepted)"
+        let mut flag = if t["in_flight"].as_i64().unwrap_or(0) < 0 {
+            "  (identity off: more outcomes than accepted)".to_string()
         } else {
-            ""
+            String::new()
         };
+        if t["sdk_dropped"].as_object().is_some_and(|m| !m.is_empty()) {
+            flag.push_str(&format!(
+                "  (dropped in SDKs: {})",
+                reasons(&t["sdk_dropped"])
+            ));
+        }
         o.push_str(&format!(
             "{:<32} {:>9.1} {:>9.1} {:>12} {:>12} {:>9} {} / {}{flag}\n",
             name.as_str().unwrap_or(""),

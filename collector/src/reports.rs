@@ -13,9 +13,15 @@
 //!   report (`last`, at shutdown) or until it is silent for three of its intervals (it died):
 //!   then its gauges are gone and its totals are folded into the (app, host) sums, so a dead
 //!   process leaves no stale reading behind and no total goes down.
+//! - Drops before routing (`log()` refused the event: queue full, shut down, invalid; or it was
+//!   still queued at the shutdown deadline) also come by the table they were meant for
+//!   (`counters.dropped_by_table`, `namespace.type`): `/metrics` sums them over apps and hosts
+//!   per table and reason (`evlog_sdk_table_events_dropped_total`), and the live page shows
+//!   them beside the table ([`Reports::dropped_by_table`]).
 //! - Bounded: at most [`MAX_PROCESSES`] live processes (past it a new process's report is
-//!   refused with 429 until others end), [`MAX_GROUPS`] (app, host) pairs and [`MAX_REASONS`]
-//!   reasons per report; labels must pass `wire::valid_label`.
+//!   refused with 429 until others end), [`MAX_GROUPS`] (app, host) pairs, [`MAX_REASONS`]
+//!   reasons per report and [`MAX_TABLES`] tables per report and per (app, host) (later tables
+//!   are summed under `_other_tables`); labels must pass `wire::valid_label`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -30,6 +36,12 @@ pub const MAX_PROCESSES: usize = 10_000;
 pub const MAX_GROUPS: usize = 1_000;
 /// Most reasons in one report's `rejected` or `dropped`.
 pub const MAX_REASONS: usize = 64;
+/// Most tables in one report's `dropped_by_table`, and per (app, host).
+pub const MAX_TABLES: usize = 64;
+/// Most tables in the sum over every app and host.
+pub const MAX_TABLE_SUM: usize = 256;
+/// The table later tables are summed under.
+const OTHER_TABLES: &str = "_other_tables";
 /// A process silent for this many of its intervals is taken for dead.
 const SILENT_INTERVALS: u32 = 3;
 /// The least and most interval a report may declare (clamped).
@@ -87,6 +99,25 @@ fn add(into: &mut ReportCounters, c: &ReportCounters) {
     for (r, n) in &c.dropped {
         *into.dropped.entry(r.clone()).or_default() += n;
     }
+    add_tables(&mut into.dropped_by_table, &c.dropped_by_table, MAX_TABLES);
+}
+
+/// Per table and reason.
+type ByTable = BTreeMap<String, BTreeMap<String, u64>>;
+
+/// Adds `from` to `into`, keeping at most `cap` tables (later ones go under `_other_tables`).
+fn add_tables(into: &mut ByTable, from: &ByTable, cap: usize) {
+    for (table, reasons) in from {
+        let key = if into.contains_key(table) || into.len() < cap {
+            table.clone()
+        } else {
+            OTHER_TABLES.to_string()
+        };
+        let into = into.entry(key).or_default();
+        for (r, n) in reasons {
+            *into.entry(r.clone()).or_default() += n;
+        }
+    }
 }
 
 /// Checks a report's fields (see the module docs).
@@ -106,10 +137,26 @@ fn check(r: &Report) -> Result<(), ReportError> {
     if !valid_label(&r.host) {
         return invalid("host", "must be 1 to 64 letters, digits, '.', '_' or '-'");
     }
+    let tables = &r.counters.dropped_by_table;
+    if tables.len() > MAX_TABLES {
+        return invalid("counters.dropped_by_table", "has more than 64 tables");
+    }
+    if !tables.keys().all(|k| valid_label(k)) {
+        return invalid(
+            "counters.dropped_by_table",
+            "tables must be 1 to 64 letters, digits, '.', '_' or '-'",
+        );
+    }
     for (field, reasons) in [
         ("counters.rejected", &r.counters.rejected),
         ("counters.dropped", &r.counters.dropped),
-    ] {
+    ]
+    .into_iter()
+    .chain(
+        tables
+            .values()
+            .map(|reasons| ("counters.dropped_by_table", reasons)),
+    ) {
         if reasons.len() > MAX_REASONS {
             return invalid(field, "has more than 64 reasons");
         }
@@ -178,9 +225,20 @@ impl Reports {
         (totals, gauges)
     }
 
+    /// Drops before routing per table and reason, summed over every app and host (at most
+    /// [`MAX_TABLE_SUM`] tables), for `/metrics` and the live page's tables.
+    pub fn dropped_by_table(&self, now: Instant) -> BTreeMap<String, BTreeMap<String, u64>> {
+        let (totals, _) = self.summary(now);
+        let mut sum = ByTable::new();
+        for c in totals.values() {
+            add_tables(&mut sum, &c.dropped_by_table, MAX_TABLE_SUM);
+        }
+        sum
+    }
+
     /// The summary as JSON for the live page: `[{"app", "host", "processes", "queue_events",
-    /// "accepted", "delivered", "spooled", "rejected": {reason: n}, "dropped": {reason: n}}]`,
-    /// reasons at 0 left out.
+    /// "accepted", "delivered", "spooled", "rejected": {reason: n}, "dropped": {reason: n},
+    /// "dropped_by_table": {table: {reason: n}}}]`, reasons at 0 left out.
     pub fn to_json(&self, now: Instant) -> serde_json::Value {
         let (totals, gauges) = self.summary(now);
         let nonzero = |m: &BTreeMap<String, u64>| {
@@ -197,6 +255,9 @@ impl Reports {
                     "app": g.0, "host": g.1, "processes": processes, "queue_events": queue,
                     "accepted": c.accepted, "delivered": c.delivered, "spooled": c.spooled,
                     "rejected": nonzero(&c.rejected), "dropped": nonzero(&c.dropped),
+                    "dropped_by_table": c.dropped_by_table.iter()
+                        .map(|(t, m)| (t.clone(), serde_json::Value::Object(nonzero(m))))
+                        .collect::<serde_json::Map<_, _>>(),
                 })
             })
             .collect()
@@ -243,6 +304,18 @@ impl Reports {
                 for (reason, n) in by {
                     write_sample(s, name, &[("app", &g.0), ("host", &g.1), ("reason", reason)], n);
                 }
+            }
+        }
+        let name = "evlog_sdk_table_events_dropped_total";
+        write_header(
+            s,
+            name,
+            "Events SDK processes lost before routing (log() refused them, or they were queued at the shutdown deadline), by the table (namespace.type) they were meant for and reason, over every app and host.",
+            "counter",
+        );
+        for (table, reasons) in self.dropped_by_table(now) {
+            for (reason, n) in reasons {
+                write_sample(s, name, &[("table", &table), ("reason", &reason)], n);
             }
         }
         write_header(
@@ -359,6 +432,58 @@ mod tests {
             "{m}"
         );
         assert!(!m.contains("evlog_sdk_processes{"), "{m}");
+    }
+
+    #[test]
+    fn drops_by_table_are_summed_over_processes_and_bounded() {
+        let r = Reports::default();
+        let t0 = Instant::now();
+        let mut a = report("00000000000000a1", 2, false);
+        a.counters.dropped_by_table = [(
+            "shop.order".to_string(),
+            [("queue_full".to_string(), 2)].into(),
+        )]
+        .into();
+        let mut b = report("00000000000000a2", 1, true);
+        b.app = "api".into();
+        b.counters.dropped_by_table = (0..MAX_TABLES - 1)
+            .map(|i| (format!("t.n{i}"), [("shut_down".to_string(), 1)].into()))
+            .chain([(
+                "shop.order".to_string(),
+                [("queue_full".to_string(), 3)].into(),
+            )])
+            .collect();
+        r.take(a.clone(), t0).unwrap();
+        r.take(b.clone(), t0).unwrap();
+        let m = metrics(&r, t0);
+        assert!(
+            m.contains(
+                "evlog_sdk_table_events_dropped_total{table=\"shop.order\",reason=\"queue_full\"} 5"
+            ),
+            "{m}"
+        );
+        let sum = r.dropped_by_table(t0);
+        assert_eq!(sum.len(), MAX_TABLES);
+        let page = r.to_json(t0);
+        let web = page
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["app"] == "web")
+            .unwrap();
+        assert_eq!(web["dropped_by_table"]["shop.order"]["queue_full"], 2);
+        // More tables than a report may carry: refused, naming the field.
+        a.counters
+            .dropped_by_table
+            .extend(b.counters.dropped_by_table.clone());
+        a.counters
+            .dropped_by_table
+            .insert("one.more".into(), [("queue_full".to_string(), 1)].into());
+        let e = r.take(a, t0).unwrap_err();
+        assert!(
+            e.to_string().starts_with("counters.dropped_by_table:"),
+            "{e}"
+        );
     }
 
     #[test]

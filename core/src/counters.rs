@@ -27,6 +27,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::transform::{Applied, SkipReason};
 
+pub mod by_table;
 mod destinations;
 
 /// Metric names (docs/contracts.md).
@@ -329,6 +330,8 @@ pub struct Counters {
     transform_skipped: [AtomicU64; SkipReason::ALL.len()],
     /// Reloads (ok, error).
     reloads: [AtomicU64; 2],
+    /// Drops before routing, by the table the event was meant for.
+    by_table: by_table::TableDrops,
 }
 
 impl Default for Counters {
@@ -353,6 +356,7 @@ impl Counters {
             fanned_out: AtomicU64::new(0),
             transform_skipped: std::array::from_fn(|_| AtomicU64::new(0)),
             reloads: [AtomicU64::new(0), AtomicU64::new(0)],
+            by_table: by_table::TableDrops::default(),
         }
     }
 
@@ -384,6 +388,20 @@ impl Counters {
     pub(crate) fn drop_events(&self, reason: DropReason, n: u64) {
         // Discriminants follow declaration order, which is the order of `ALL`.
         self.dropped[reason as usize].fetch_add(n, Relaxed);
+    }
+
+    /// `n` events meant for `namespace.type` dropped for `reason` before they had a destination
+    /// (`log()` refused them, or the shutdown dropped them queued): counted as
+    /// [`drop_events`](Self::drop_events) does, and per table (see [`by_table`]).
+    pub(crate) fn drop_meant_for(
+        &self,
+        namespace: &str,
+        type_name: &str,
+        reason: DropReason,
+        n: u64,
+    ) {
+        self.drop_events(reason, n);
+        self.by_table.add(namespace, type_name, reason, n);
     }
 
     /// `n` events sent again.
@@ -490,6 +508,7 @@ impl Counters {
                 .zip(&self.reloads)
                 .map(|(r, c)| (r.to_string(), c.load(Relaxed)))
                 .collect(),
+            dropped_by_table: self.by_table.read(),
         }
     }
 }
@@ -543,6 +562,10 @@ pub struct Stats {
     /// `evlog_config_reloads_total` by result: `ok` and `error`, always both (see
     /// [`names::CONFIG_RELOADS`]).
     pub config_reloads: BTreeMap<String, u64>,
+    /// Of `dropped`, those dropped before routing, by the table they were meant for
+    /// (`namespace.type` → reason → count; see [`by_table`]). Only tables with drops appear.
+    /// Reported to the collector by the forward sink; not rendered by `to_prometheus`.
+    pub dropped_by_table: BTreeMap<String, BTreeMap<String, u64>>,
     /// Per destination, with several (empty with one): the same readings for the copies routed
     /// there (`accepted` counts the copies routed to it, `queue_events` those waiting for its
     /// thread, `in_flight` its own). The totals above include them.

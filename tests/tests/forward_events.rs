@@ -321,7 +321,7 @@ fn assert_sent_rows_only(c: &Collector) {
 /// An SDK process reports its own counters to the collector (`POST /v1/report`): events its
 /// full queue dropped, before they could reach the collector, show in the collector's
 /// `/metrics` by app, host and reason, and stay counted after the process shut down (its last
-/// report), when its gauges are gone.
+/// report), when its gauges are gone; drops before routing also by the table they were meant for.
 #[test]
 fn the_sdk_reports_drops_before_the_collector_and_they_outlive_the_process() {
     let dir = tempfile::tempdir().unwrap();
@@ -342,8 +342,22 @@ fn the_sdk_reports_drops_before_the_collector_and_they_outlive_the_process() {
         }
         p.stats().dropped["queue_full"] >= 10
     }));
+    // An envelope log() refuses for its names counts under `_invalid`.
+    assert!(p
+        .log(EventInput::new(
+            "events",
+            "no spaces allowed",
+            "{}".to_string()
+        ))
+        .is_err());
     assert!(p.flush(Duration::from_secs(10)));
     let s = p.stats();
+    // The drops before routing, by the table they were meant for.
+    assert_eq!(
+        s.dropped_by_table["events.page_view"]["queue_full"],
+        s.dropped["queue_full"]
+    );
+    assert_eq!(s.dropped_by_table["_invalid"]["invalid_envelope"], 1);
     let app = ["app=\"report-test\""];
     let reported = |m: &str| {
         (
@@ -376,5 +390,22 @@ fn the_sdk_reports_drops_before_the_collector_and_they_outlive_the_process() {
         m.contains("# TYPE evlog_sdk_events_dropped_total counter"),
         "{m}"
     );
+    // The collector shows them per table too, summed over apps and hosts.
+    let by_table = |table: &str, reason: &str| {
+        metric(
+            &m,
+            "evlog_sdk_table_events_dropped_total",
+            &[
+                &format!("table=\"{table}\""),
+                &format!("reason=\"{reason}\""),
+            ],
+        )
+    };
+    assert_eq!(
+        by_table("events.page_view", "queue_full"),
+        expected.0,
+        "{m}"
+    );
+    assert_eq!(by_table("_invalid", "invalid_envelope"), 1.0, "{m}");
     c.stop();
 }

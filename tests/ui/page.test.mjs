@@ -169,6 +169,12 @@ assert sdk.shutdown(10)
   const shownDrop = await until(10000, () => page.textContent('#sources tr[data-app="ui-test-py"] td.dropped'));
   check("the page shows the SDK-side drop with its reason", (shownDrop || "").replace(/,/g, "").includes(`queue_full: ${pyDropped}`),
     `page: ${shownDrop}, the process counted ${pyDropped}`);
+  const shownBeside = await until(10000, async () => {
+    const t = await page.textContent('#tables tr[data-table="events.page_view"] td.sdk-dropped');
+    return (t || "").replace(/,/g, "").includes(`queue_full: ${pyDropped}`) ? t : undefined;
+  });
+  check("the page shows the SDK-side drop beside the table it was meant for", shownBeside !== undefined,
+    `table row: ${await page.textContent('#tables tr[data-table="events.page_view"] td.sdk-dropped')}`);
 
   // Stop the load; once everything settled, the page's numbers are /metrics' numbers.
   loading = false;

@@ -144,7 +144,10 @@ fn nonzero<'a>(m: impl IntoIterator<Item = (&'a str, u64)>) -> Value {
 /// `{"t", "generation", "reloads", "totals", "destinations": [...], "tables": [...],
 /// "sources": [...]}`; a table's `delivered_by_destination` is empty with one destination.
 /// `sources` are the SDK processes' own reports summed per app and host
-/// ([`crate::reports::Reports::to_json`]): what happened before the collector.
+/// ([`crate::reports::Reports::to_json`]): what happened before the collector. A table's
+/// `sdk_dropped` holds the events SDK processes lost before routing that were meant for it
+/// (by `namespace.type`, which is the table's `dataset.table` unless routes rename it); a table
+/// known only from such drops is listed too.
 pub(crate) fn snapshot(st: &State) -> String {
     let shared = &st.shared;
     // Deliveries first, then the tables' acceptances: a row is never read delivered and not
@@ -197,8 +200,11 @@ pub(crate) fn snapshot(st: &State) -> String {
             v
         })
         .collect();
+    let now = std::time::Instant::now();
+    let sdk_dropped = st.reports.dropped_by_table(now);
     let mut names: std::collections::BTreeSet<&String> = tables.keys().collect();
     names.extend(delivered.keys());
+    names.extend(sdk_dropped.keys());
     let tables: Vec<Value> = names
         .into_iter()
         .map(|name| {
@@ -214,6 +220,9 @@ pub(crate) fn snapshot(st: &State) -> String {
                 "dropped": nonzero(c.dropped.iter().map(|(k, v)| (*k, *v))),
                 "in_flight": c.accepted as i64 - (d + rejected + dropped) as i64,
                 "delivered_by_destination": by_dest.get(name).cloned().unwrap_or_default(),
+                "sdk_dropped": nonzero(
+                    sdk_dropped.get(name).into_iter().flatten().map(|(k, v)| (k.as_str(), *v))
+                ),
             })
         })
         .collect();
@@ -232,7 +241,7 @@ pub(crate) fn snapshot(st: &State) -> String {
         "totals": totals,
         "destinations": destinations,
         "tables": tables,
-        "sources": st.reports.to_json(std::time::Instant::now()),
+        "sources": st.reports.to_json(now),
     })
     .to_string()
 }

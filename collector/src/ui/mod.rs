@@ -9,10 +9,9 @@
 //!   in the binary: no CDN, works offline). The HTTP side (auth, the snapshot's JSON) is in
 //!   `crate::http::ui`.
 //!
-//! Room for SDK reports: a snapshot has a `sources` list (empty for now) where per-process
-//! counters reported by SDKs in forward mode would go, each labelled by app and host and
-//! carrying the table names its events were meant for, so the page can show them beside the
-//! tables (see `collector/README.md`, "Live page").
+//! SDK reports: a snapshot's `sources` list holds the counters SDK processes in forward mode
+//! report (`crate::reports`), per app and host, and each table's `sdk_dropped` the events they
+//! lost before routing that were meant for it (see `collector/README.md`, "Live page").
 
 pub mod feed;
 pub mod sse;

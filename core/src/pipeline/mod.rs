@@ -478,10 +478,12 @@ impl Pipeline {
         io: Option<&mut lanes::LaneIo>,
     ) -> Result<(), LogError> {
         st.counters.accept();
+        let (namespace, type_name) = (input.namespace, input.type_name);
         match self.enqueue_to(st, input, io) {
             Ok(()) => Ok(()),
             Err(e) => {
-                st.counters.drop_events(e.reason(), 1);
+                st.counters
+                    .drop_meant_for(namespace, type_name, e.reason(), 1);
                 Err(e)
             }
         }

@@ -4,7 +4,8 @@
 # once, per-worker counters reconcile with what the sink's side counted, no worker crash in the
 # fpm log. MODE picks the sink, configured by php.ini directives only (php-fpm -d):
 #   file      the file sink writes NDJSON under the test's temp dir
-#   forward   into a real collector process (COLLECTOR_BIN, open: no API keys; file sink behind it)
+#   forward   into a real collector process (COLLECTOR_BIN, open: no API keys; file sink behind it);
+#             the workers also report their counters (app fpm-test), which must match
 #   bigquery  into the BigQuery test server (BQ_SERVER_BIN), auth "none"
 #   forward_down  forward with the default spool (no spool directive), the workers running as
 #             www-data (when started as root): the first half of the requests is served while
@@ -70,6 +71,8 @@ TOML
 group = www-data"; fi
     fi
     sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$backend_url")
+    # Each worker reports its own counters to the collector (and a last time at exit).
+    [ "$mode" = forward ] && sink_args+=(-d evlog.forward_app=fpm-test -d evlog.forward_report_interval=1s)
     ;;
   bigquery)
     backend_start "${BQ_SERVER_BIN:?BQ_SERVER_BIN: the bq-test-server binary}" --port 0 --schemas "$here/schemas" --project evlog-fpm
@@ -132,6 +135,10 @@ if [ "$mode" = forward ] || [ "$mode" = forward_down ]; then
   # Every worker's MSHUTDOWN has had its batches acknowledged (in the collector's log); wait until
   # the collector has streamed them to its sink, then stop it (graceful: exit code 0).
   stack_wait 60 bash -c "[ \"\$(curl -fsS '$backend_url/metrics' | awk '/^evlog_events_delivered_total / {print \$2}')\" -ge $expected ]" || true
+  if [ "$mode" = forward ]; then
+    # The workers' reports: every worker's last one (at exit) is in, so no process is live.
+    stack_wait 30 bash -c "curl -fsS '$backend_url/metrics' | awk '/^evlog_sdk_events_accepted_total\\{app=\"fpm-test\"/ {a += \$2} /^evlog_sdk_processes\\{app=\"fpm-test\"/ {p += \$2} END {exit !(a >= $expected && p == 0)}'" || true
+  fi
   curl -fsS "$backend_url/metrics" > "$backend_dir/metrics.txt" || true
   collector_stopped=0; backend_stop || collector_stopped=$?
   check "collector stopped gracefully" "$collector_stopped" "SIGTERM, exit code $collector_stopped"
@@ -190,6 +197,18 @@ else:
         rj, dr = int(m.get("evlog_events_rejected_total", 0)), int(m.get("evlog_events_dropped_total", 0))
         backend = f"collector: accepted {a} delivered {dl} rejected {rj} dropped {dr}"
         backend_ok = a == expected and dl == expected and rj == 0 and dr == 0
+        if mode == "forward":
+            # What the workers reported (/v1/report), summed by the collector for app fpm-test.
+            sdk = {}
+            for line in open(os.path.join(bd, "metrics.txt")):
+                if line.startswith("evlog_sdk_") and 'app="fpm-test"' in line:
+                    k, v = line.rsplit(" ", 1)
+                    base = k.split("{")[0]
+                    sdk[base] = sdk.get(base, 0) + float(v)
+            sa, sd = int(sdk.get("evlog_sdk_events_accepted_total", 0)), int(sdk.get("evlog_sdk_events_delivered_total", 0))
+            sdr, sp = int(sdk.get("evlog_sdk_events_dropped_total", 0)), int(sdk.get("evlog_sdk_processes", 0))
+            backend += f"; workers reported: accepted {sa} delivered {sd} dropped {sdr} live processes {sp}"
+            backend_ok = backend_ok and sa == expected and sd == expected and sdr == 0 and sp == 0
 ids = [r["event_id"] for r in rows]
 reqs = {}
 for r in rows:

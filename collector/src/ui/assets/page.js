@@ -123,6 +123,7 @@ function drawSnapshot() {
       el("td", { class: "dropped" + (sum(t.dropped) ? " bad" : "") }, byReason(t.dropped)),
       el("td", { class: "in-flight" }, fmt(t.in_flight)),
       el("td", { class: "identity" }, identity),
+      el("td", { class: "sdk-dropped" + (sum(t.sdk_dropped) ? " bad" : "") }, byReason(t.sdk_dropped)),
       el("td", {}, spark(rates(pick("accepted")), rates(pick("delivered"))))));
     if (![...select.options].some((o) => o.value === t.table)) {
       select.append(el("option", { value: t.table }, t.table));

@@ -196,11 +196,12 @@ fn drop_leftovers(lanes: &mut Lanes, st: &ProcState, reason: DropReason) {
         let mut bytes = 0u64;
         let n = lanes.take(st, usize::MAX, |e| {
             bytes += e.body.len() as u64;
+            st.counters
+                .drop_meant_for(&e.namespace, &e.type_name, reason, 1);
             None
         });
         if n > 0 {
             st.release(n as u64, bytes);
-            st.counters.drop_events(reason, n as u64);
         }
         if st.queued_events() == 0 || Instant::now() >= give_up {
             // Nothing will be logged here any more: free the recycled buffers.

@@ -1,7 +1,8 @@
 //! The forward sink's reports: the process's own counters, posted to the collector's
 //! `/v1/report` ([`wire::Report`]) every `sink.forward.report_interval` and once more at
 //! shutdown, so the collector shows what happened before it (a full queue in a PHP worker, an
-//! event refused by `log()`) beside its own counts.
+//! event refused by `log()`) beside its own counts, and what `log()` refused beside the table it
+//! was meant for (`counters::by_table`).
 //!
 //! A report is one small POST (no gzip, no retry) on the flush thread, to a collector whose last
 //! request succeeded, bounded by [`REPORT_TIMEOUT`] ([`LAST_REPORT_TIMEOUT`] at shutdown). No
@@ -79,6 +80,7 @@ impl ForwardSink {
                 dropped: stats.dropped.clone(),
                 spooled: stats.spooled,
                 queue_events: stats.queue_events,
+                dropped_by_table: stats.dropped_by_table.clone(),
             },
         }
     }

@@ -334,6 +334,13 @@ pub struct ReportCounters {
     pub spooled: u64,
     /// Events waiting in memory now.
     pub queue_events: u64,
+    /// Of `dropped`, those lost before they had a destination (refused by `log()`, or queued
+    /// at the shutdown deadline), by the table they were meant for (`namespace.type`, or
+    /// `_invalid`, `_other_tables`) and reason: at most 64 tables. Left out when empty, so a
+    /// process without such drops reports as before.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub dropped_by_table:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
 }
 
 /// Most characters of a report's `app` and `host`, and of a reason.
