@@ -608,12 +608,13 @@ impl Worker {
                 self.keep_raw(&raws);
             }
         }
-        ok &= self.close();
         // SeqCst pairs with producers' reservations: a producer either sees `finished` and
         // backs out, or its reservation is counted in `queued_events` below and waited for.
         self.st.finished.store(true, Ordering::SeqCst);
         let before = self.st.queued_events();
         drop_leftovers(&mut self.lanes, &self.st, DropReason::ShutdownDeadline);
+        // Last: the sink's last report then carries every count, leftovers included.
+        ok &= self.close();
         ok && before == 0
     }
 

@@ -5,7 +5,7 @@
 //! was meant for (`counters::by_table`).
 //!
 //! A report is one small POST (no gzip, no retry) on the flush thread, to a collector whose last
-//! request succeeded, bounded by [`REPORT_TIMEOUT`] ([`LAST_REPORT_TIMEOUT`] at shutdown). No
+//! request succeeded, bounded by [`REPORT_TIMEOUT`], at shutdown too. No
 //! collector answering (down, or none reached yet): no report, so a failing destination never
 //! makes the flush thread or an exit wait for one; reports resume with deliveries, carrying the
 //! totals. A report that fails is not retried and counts nothing.
@@ -16,11 +16,13 @@ use std::time::Duration;
 use super::{wire, ForwardSink};
 use crate::counters::Stats;
 
-/// The longest a report may hold the flush thread.
+/// The longest a report may hold the flush thread, or a shutdown for the last report. A
+/// collector answers one in a millisecond or two; on a busy host (a php-fpm pool at full load
+/// with its collector on the same 2 cores) a few tens of milliseconds, which is why the last
+/// report is not given less: a php-fpm worker recycled after `pm.max_requests` often lives less
+/// than an interval, so its last report is its only one. The cost falls on a worker's exit,
+/// after its last response, and only while a collector that just answered stops answering.
 pub(super) const REPORT_TIMEOUT: Duration = Duration::from_millis(500);
-/// The longest the last report may hold a shutdown (a php-fpm worker's exit: a collector that
-/// answers does so in a millisecond or two; one that hangs must not cost an exit more).
-pub(super) const LAST_REPORT_TIMEOUT: Duration = Duration::from_millis(50);
 
 /// This process's report id (random, 16 hex digits) and pid: a new one after a fork.
 fn process() -> (String, u32) {
@@ -90,17 +92,12 @@ impl ForwardSink {
         let Some(i) = self.nodes.answering() else {
             return;
         };
-        let timeout = if last {
-            LAST_REPORT_TIMEOUT
-        } else {
-            REPORT_TIMEOUT
-        };
         let url = format!("{}/v1/report", self.nodes.url(i).trim_end_matches('/'));
         let body = serde_json::to_vec(&self.report_of(stats, last)).unwrap_or_default();
         let mut req = self
             .http_client()
             .post(&url)
-            .timeout(timeout.min(self.cfg.timeout))
+            .timeout(REPORT_TIMEOUT.min(self.cfg.timeout))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
         if let Some(k) = &self.cfg.api_key {
