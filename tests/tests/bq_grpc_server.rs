@@ -336,3 +336,526 @@ async fn an_ack_lost_after_storing_ends_the_stream_and_a_retry_gets_already_exis
     assert_eq!(in_band_error(&r), (Code::AlreadyExists, Some(8)));
     assert_eq!(ids(&f.server), [1]);
 }
+
+async fn finalize(client: &mut BigQueryWriteClient<Channel>, name: &str) -> i64 {
+    client
+        .finalize_write_stream(pb::FinalizeWriteStreamRequest {
+            name: name.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .row_count
+}
+
+async fn commit(
+    client: &mut BigQueryWriteClient<Channel>,
+    names: &[&str],
+) -> pb::BatchCommitWriteStreamsResponse {
+    client
+        .batch_commit_write_streams(pb::BatchCommitWriteStreamsRequest {
+            parent: table_path(),
+            write_streams: names.iter().map(|s| s.to_string()).collect(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test]
+async fn pending_rows_appear_only_when_a_finalized_stream_is_committed() {
+    let mut f = fixture(BqTestConfig::default()).await;
+    let name = create_stream(&mut f.client, pb::write_stream::Type::Pending).await;
+    let mut c = Conn::open(&mut f.client).await;
+    let r = c
+        .append(
+            &name,
+            Some(0),
+            vec![encode(&f.md, 1, "a"), encode(&f.md, 2, "b")],
+        )
+        .await;
+    assert_eq!(offset_of(&r.unwrap()), Some(0));
+    assert!(f.server.rows(P, D, T).is_empty());
+    assert_eq!(f.server.grpc_held_rows(P, D, T), 2);
+
+    // Not finalized: the commit fails as a whole, with the stream's error.
+    let resp = commit(&mut f.client, &[&name]).await;
+    assert_eq!(resp.commit_time, None);
+    assert_eq!(resp.stream_errors.len(), 1);
+    assert_eq!(resp.stream_errors[0].code, 5, "INVALID_STREAM_STATE");
+    assert_eq!(resp.stream_errors[0].entity, name);
+    assert!(f.server.rows(P, D, T).is_empty());
+
+    assert_eq!(finalize(&mut f.client, &name).await, 2);
+    // Appends to a finalized stream are refused in-band.
+    let r = c
+        .append(&name, Some(2), vec![encode(&f.md, 3, "c")])
+        .await
+        .unwrap();
+    assert_eq!(
+        in_band_error(&r),
+        (Code::InvalidArgument, Some(6)),
+        "STREAM_FINALIZED"
+    );
+
+    let resp = commit(&mut f.client, &[&name]).await;
+    assert!(
+        resp.commit_time.is_some() && resp.stream_errors.is_empty(),
+        "{resp:?}"
+    );
+    assert_eq!(ids(&f.server), [1, 2]);
+    assert_eq!(f.server.grpc_held_rows(P, D, T), 0);
+    // Committing again: STREAM_ALREADY_COMMITTED, nothing twice.
+    let resp = commit(&mut f.client, &[&name]).await;
+    assert_eq!(resp.stream_errors[0].code, 2, "STREAM_ALREADY_COMMITTED");
+    assert_eq!(ids(&f.server), [1, 2]);
+    let ws = f
+        .client
+        .get_write_stream(pb::GetWriteStreamRequest {
+            name: name.clone(),
+            view: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ws.commit_time.is_some());
+    // A COMMITTED stream cannot be batch-committed.
+    let committed = create_stream(&mut f.client, pb::write_stream::Type::Committed).await;
+    finalize(&mut f.client, &committed).await;
+    let resp = commit(&mut f.client, &[&committed]).await;
+    assert_eq!(resp.stream_errors[0].code, 4, "INVALID_STREAM_TYPE");
+}
+
+#[tokio::test]
+async fn buffered_rows_appear_up_to_the_flushed_offset() {
+    let mut f = fixture(BqTestConfig::default()).await;
+    let name = create_stream(&mut f.client, pb::write_stream::Type::Buffered).await;
+    let mut c = Conn::open(&mut f.client).await;
+    let rows = (1..=4).map(|i| encode(&f.md, i, "b")).collect();
+    assert_eq!(
+        offset_of(&c.append(&name, Some(0), rows).await.unwrap()),
+        Some(0)
+    );
+    assert!(f.server.rows(P, D, T).is_empty());
+    let flush = |offset: i64| pb::FlushRowsRequest {
+        write_stream: name.clone(),
+        offset: Some(offset),
+    };
+    let r = f.client.flush_rows(flush(1)).await.unwrap().into_inner();
+    assert_eq!(r.offset, 1);
+    assert_eq!(ids(&f.server), [1, 2], "rows 0..=1 flushed");
+    // Flushing an offset already flushed changes nothing.
+    f.client.flush_rows(flush(0)).await.unwrap();
+    assert_eq!(ids(&f.server), [1, 2]);
+    let e = f.client.flush_rows(flush(4)).await.unwrap_err();
+    assert_eq!(e.code(), Code::OutOfRange);
+    f.client.flush_rows(flush(3)).await.unwrap();
+    assert_eq!(ids(&f.server), [1, 2, 3, 4]);
+    // FlushRows is for BUFFERED streams only.
+    let committed = create_stream(&mut f.client, pb::write_stream::Type::Committed).await;
+    let e = f
+        .client
+        .flush_rows(pb::FlushRowsRequest {
+            write_stream: committed,
+            offset: Some(0),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert_eq!(
+        storage_code(&rpc::Status::decode(e.details()).unwrap()),
+        Some(4)
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_row_refuses_the_whole_request_with_row_errors_naming_the_field() {
+    let mut f = fixture(BqTestConfig::default()).await;
+    let mut c = Conn::open(&mut f.client).await;
+    let mut no_id = DynamicMessage::new(f.md.clone());
+    no_id.set_field_by_name("name", PValue::String("no id".into()));
+    let mut bad_date =
+        DynamicMessage::decode(f.md.clone(), encode(&f.md, 3, "c").as_slice()).unwrap();
+    bad_date.set_field_by_name("day", PValue::I32(3_000_000));
+    let r = c
+        .append(
+            &default_stream(),
+            None,
+            vec![
+                encode(&f.md, 1, "ok"),
+                no_id.encode_to_vec(),
+                bad_date.encode_to_vec(),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(in_band_error(&r).0, Code::InvalidArgument);
+    let errs: Vec<(i64, i32, &str)> = r
+        .row_errors
+        .iter()
+        .map(|e| (e.index, e.code, e.message.as_str()))
+        .collect();
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert_eq!((errs[0].0, errs[0].1), (1, 1), "FIELDS_ERROR");
+    assert!(
+        errs[0].2.contains("Missing required field: id"),
+        "{}",
+        errs[0].2
+    );
+    assert_eq!(errs[1].0, 2);
+    assert!(
+        errs[1].2.starts_with("Field day: Invalid date"),
+        "{}",
+        errs[1].2
+    );
+    assert!(
+        f.server.rows(P, D, T).is_empty(),
+        "no row of the request stored"
+    );
+    // The connection stays usable.
+    let r = c
+        .append(&default_stream(), None, vec![encode(&f.md, 1, "ok")])
+        .await;
+    assert_eq!(offset_of(&r.unwrap()), None);
+    assert_eq!(ids(&f.server), [1]);
+}
+
+/// A connection whose first request carries `desc` as its writer schema.
+async fn append_with_descriptor(
+    client: &mut BigQueryWriteClient<Channel>,
+    desc: DescriptorProto,
+    row: Vec<u8>,
+) -> Result<pb::AppendRowsResponse, Status> {
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(pb::AppendRowsRequest {
+        write_stream: default_stream(),
+        rows: Some(Rows::ProtoRows(ProtoData {
+            writer_schema: Some(pb::ProtoSchema {
+                proto_descriptor: Some(desc),
+            }),
+            rows: Some(pb::ProtoRows {
+                serialized_rows: vec![row],
+            }),
+        })),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut s = client
+        .append_rows(ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    tokio::time::timeout(WAIT, s.message())
+        .await
+        .expect("answered")
+        .map(|r| r.expect("a response"))
+}
+
+#[tokio::test]
+async fn a_writer_schema_that_does_not_fit_the_table_is_refused_naming_the_field() {
+    let mut f = fixture(BqTestConfig::default()).await;
+    let mut extra = row_descriptor();
+    extra
+        .field
+        .push(field("zz", 9, Type::String, Label::Optional, None));
+    let r = append_with_descriptor(&mut f.client, extra, vec![])
+        .await
+        .unwrap();
+    let Some(Outcome::Error(e)) = &r.response else {
+        panic!("{r:?}")
+    };
+    assert_eq!(Code::from(e.code), Code::InvalidArgument);
+    assert_eq!(storage_code(e), Some(7), "SCHEMA_MISMATCH_EXTRA_FIELDS");
+    assert!(e.message.contains("extra fields: 'zz'"), "{}", e.message);
+
+    let mut wrong = row_descriptor();
+    wrong.field[0] = field("id", 1, Type::String, Label::Optional, None);
+    let r = append_with_descriptor(&mut f.client, wrong, vec![])
+        .await
+        .unwrap();
+    let Some(Outcome::Error(e)) = &r.response else {
+        panic!("{r:?}")
+    };
+    assert_eq!(Code::from(e.code), Code::InvalidArgument);
+    assert!(
+        e.message
+            .contains("at id: the proto field type string, BigQuery field type INTEGER"),
+        "{}",
+        e.message
+    );
+    let mut nested = row_descriptor();
+    nested.nested_type[0].field[0] = field("x", 1, Type::Int64, Label::Optional, None);
+    let r = append_with_descriptor(&mut f.client, nested, vec![])
+        .await
+        .unwrap();
+    let Some(Outcome::Error(e)) = &r.response else {
+        panic!("{r:?}")
+    };
+    assert!(e.message.contains("at r.x:"), "{}", e.message);
+    assert!(f.server.rows(P, D, T).is_empty());
+}
+
+#[tokio::test]
+async fn a_request_over_10_mb_ends_the_stream_with_invalid_argument() {
+    let mut f = fixture(BqTestConfig::default()).await;
+    let mut c = Conn::open(&mut f.client).await;
+    let big = "x".repeat(5 * 1024 * 1024);
+    let rows = vec![encode(&f.md, 1, &big), encode(&f.md, 2, &big)];
+    let e = c.append(&default_stream(), None, rows).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("limit 10485760"), "{}", e.message());
+    assert!(f.server.rows(P, D, T).is_empty());
+    // Just under the limit is fine.
+    let mut c = Conn::open(&mut f.client).await;
+    let rows = vec![encode(&f.md, 1, &big)];
+    assert_eq!(
+        offset_of(&c.append(&default_stream(), None, rows).await.unwrap()),
+        None
+    );
+    assert_eq!(ids(&f.server), [1]);
+}
+
+#[tokio::test]
+async fn faults_end_the_stream_before_storing_and_the_admin_endpoint_queues_them() {
+    let mut f = fixture(BqTestConfig::default()).await;
+    for (fault, code) in [
+        (GrpcFault::Unavailable, Code::Unavailable),
+        (GrpcFault::Internal, Code::Internal),
+        (GrpcFault::ResourceExhausted, Code::ResourceExhausted),
+        (GrpcFault::StreamClosed, Code::Ok),
+    ] {
+        f.server.inject_grpc(fault.clone());
+        let mut c = Conn::open(&mut f.client).await;
+        let e = c
+            .append(&default_stream(), None, vec![encode(&f.md, 1, "a")])
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), code, "{fault:?}: {e:?}");
+    }
+    assert!(f.server.rows(P, D, T).is_empty());
+    // Over the admin endpoint, as load scripts do.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/_fault", f.server.base_url()))
+        .body(r#"{"grpc_fault": "resource_exhausted", "count": 2}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    for _ in 0..2 {
+        let mut c = Conn::open(&mut f.client).await;
+        let e = c
+            .append(&default_stream(), None, vec![encode(&f.md, 1, "a")])
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::ResourceExhausted);
+    }
+    let mut c = Conn::open(&mut f.client).await;
+    c.append(&default_stream(), None, vec![encode(&f.md, 1, "a")])
+        .await
+        .unwrap();
+    assert_eq!(ids(&f.server), [1]);
+    let stats = reqwest::get(format!("{}/_stats", f.server.base_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let stats: Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["grpc"]["faults_injected"], 6, "{stats}");
+    assert_eq!(stats["grpc"]["rows_stored"], 1);
+}
+
+/// A writer that retries every failed append on a new connection with the same offset, as an
+/// exactly-once sink must: `ALREADY_EXISTS` means the rows landed before.
+#[tokio::test]
+async fn with_a_30_percent_failure_ratio_offsets_and_retries_store_every_row_exactly_once() {
+    let mut f = fixture(BqTestConfig::default()).await;
+    f.server.set_grpc_failure_ratio(0.3, 42);
+    let name = create_stream(&mut f.client, pb::write_stream::Type::Committed).await;
+    let mut c = Conn::open(&mut f.client).await;
+    let mut offset = 0i64;
+    let mut failures = 0;
+    while offset < 200 {
+        let batch: Vec<Vec<u8>> = (offset..offset + 10)
+            .map(|i| encode(&f.md, i, "e"))
+            .collect();
+        match c.append(&name, Some(offset), batch).await {
+            Ok(r)
+                if r.response
+                    .as_ref()
+                    .is_some_and(|o| matches!(o, Outcome::AppendResult(_))) =>
+            {
+                offset += 10
+            }
+            Ok(r) => {
+                assert_eq!(in_band_error(&r), (Code::AlreadyExists, Some(8)));
+                offset += 10;
+            }
+            Err(_) => {
+                failures += 1;
+                c = Conn::open(&mut f.client).await;
+            }
+        }
+    }
+    assert!(failures > 5, "the ratio injected faults: {failures}");
+    assert_eq!(ids(&f.server), (0..200).collect::<Vec<_>>());
+    let g = f.server.grpc_stats();
+    assert_eq!(g.faults_injected, failures);
+}
+
+#[tokio::test]
+async fn with_require_auth_a_call_without_a_bearer_token_is_unauthenticated() {
+    let mut f = fixture(BqTestConfig {
+        require_auth: true,
+        ..BqTestConfig::default()
+    })
+    .await;
+    let req = || pb::CreateWriteStreamRequest {
+        parent: table_path(),
+        write_stream: Some(pb::WriteStream {
+            r#type: pb::write_stream::Type::Committed as i32,
+            ..Default::default()
+        }),
+    };
+    let e = f.client.create_write_stream(req()).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    let (_tx, rx) = mpsc::channel::<pb::AppendRowsRequest>(1);
+    let e = f
+        .client
+        .append_rows(ReceiverStream::new(rx))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    let mut authed = tonic::Request::new(req());
+    authed
+        .metadata_mut()
+        .insert("authorization", "Bearer test-token".parse().unwrap());
+    f.client.create_write_stream(authed).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_schema_change_is_announced_in_updated_schema_and_get_write_stream_shows_it() {
+    let mut f = fixture(BqTestConfig::default()).await;
+    let mut c = Conn::open(&mut f.client).await;
+    let r = c
+        .append(&default_stream(), None, vec![encode(&f.md, 1, "a")])
+        .await
+        .unwrap();
+    assert_eq!(r.updated_schema, None);
+    let mut fields = schema();
+    fields
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "added", "type": "STRING"}));
+    let resp = reqwest::Client::new()
+        .patch(format!(
+            "{}/projects/{P}/datasets/{D}/tables/{T}",
+            f.server.v2_base_url()
+        ))
+        .body(json!({"schema": {"fields": fields}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let r = c
+        .append(&default_stream(), None, vec![encode(&f.md, 2, "b")])
+        .await
+        .unwrap();
+    let names: Vec<String> = r
+        .updated_schema
+        .expect("updated_schema after the change")
+        .fields
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    assert_eq!(names.last().map(String::as_str), Some("added"));
+    let r = c
+        .append(&default_stream(), None, vec![encode(&f.md, 3, "c")])
+        .await
+        .unwrap();
+    assert_eq!(r.updated_schema, None, "announced once per connection");
+
+    let get = |view: pb::WriteStreamView| pb::GetWriteStreamRequest {
+        name: default_stream(),
+        view: view as i32,
+    };
+    let full = f
+        .client
+        .get_write_stream(get(pb::WriteStreamView::Full))
+        .await
+        .unwrap();
+    assert_eq!(full.into_inner().table_schema.unwrap().fields.len(), 7);
+    let basic = f
+        .client
+        .get_write_stream(get(pb::WriteStreamView::Basic))
+        .await
+        .unwrap();
+    assert_eq!(basic.into_inner().table_schema, None);
+    let e = f
+        .client
+        .get_write_stream(pb::GetWriteStreamRequest {
+            name: format!("{}/streams/nope", table_path()),
+            view: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert_eq!(
+        storage_code(&rpc::Status::decode(e.details()).unwrap()),
+        Some(3)
+    );
+}
+
+#[tokio::test]
+async fn pipelined_requests_get_one_answer_each_in_order() {
+    let mut f = fixture(BqTestConfig::default()).await;
+    let name = create_stream(&mut f.client, pb::write_stream::Type::Committed).await;
+    let (tx, rx) = mpsc::channel(100);
+    let mut s = f
+        .client
+        .append_rows(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    for i in 0..50i64 {
+        tx.send(pb::AppendRowsRequest {
+            write_stream: if i == 0 { name.clone() } else { String::new() },
+            offset: Some(i),
+            rows: Some(Rows::ProtoRows(ProtoData {
+                writer_schema: (i == 0).then(|| pb::ProtoSchema {
+                    proto_descriptor: Some(row_descriptor()),
+                }),
+                rows: Some(pb::ProtoRows {
+                    serialized_rows: vec![encode(&f.md, i, "p")],
+                }),
+            })),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    drop(tx);
+    let mut offsets = Vec::new();
+    while let Some(r) = tokio::time::timeout(WAIT, s.message())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        offsets.push(offset_of(&r).unwrap());
+    }
+    assert_eq!(offsets, (0..50).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn shutting_down_ends_open_append_streams() {
+    let mut f = fixture(BqTestConfig::default()).await;
+    let mut c = Conn::open(&mut f.client).await;
+    c.append(&default_stream(), None, vec![encode(&f.md, 1, "a")])
+        .await
+        .unwrap();
+    f.server.shutdown();
+    let end = tokio::time::timeout(WAIT, c.rx.message())
+        .await
+        .expect("the stream ended");
+    assert!(matches!(end, Err(_) | Ok(None)), "{end:?}");
+}
