@@ -127,6 +127,31 @@ async fn fixture(cfg: BqTestConfig) -> Fixture {
     Fixture { server, client, md }
 }
 
+/// An `AppendRows` request; `first`: the stream name and writer schema a connection starts with.
+fn request(
+    first: Option<(&str, DescriptorProto)>,
+    offset: Option<i64>,
+    rows: Vec<Vec<u8>>,
+) -> pb::AppendRowsRequest {
+    let (write_stream, desc) = match first {
+        Some((s, d)) => (s.to_string(), Some(d)),
+        None => (String::new(), None),
+    };
+    pb::AppendRowsRequest {
+        write_stream,
+        offset,
+        rows: Some(Rows::ProtoRows(ProtoData {
+            writer_schema: desc.map(|d| pb::ProtoSchema {
+                proto_descriptor: Some(d),
+            }),
+            rows: Some(pb::ProtoRows {
+                serialized_rows: rows,
+            }),
+        })),
+        ..Default::default()
+    }
+}
+
 /// One `AppendRows` connection.
 struct Conn {
     tx: mpsc::Sender<pb::AppendRowsRequest>,
@@ -157,23 +182,7 @@ impl Conn {
         rows: Vec<Vec<u8>>,
     ) -> Result<pb::AppendRowsResponse, Status> {
         let first = std::mem::replace(&mut self.first, false);
-        let req = pb::AppendRowsRequest {
-            write_stream: if first {
-                stream.to_string()
-            } else {
-                String::new()
-            },
-            offset,
-            rows: Some(Rows::ProtoRows(ProtoData {
-                writer_schema: first.then(|| pb::ProtoSchema {
-                    proto_descriptor: Some(row_descriptor()),
-                }),
-                rows: Some(pb::ProtoRows {
-                    serialized_rows: rows,
-                }),
-            })),
-            ..Default::default()
-        };
+        let req = request(first.then(|| (stream, row_descriptor())), offset, rows);
         self.tx.send(req).await.expect("request stream open");
         match tokio::time::timeout(WAIT, self.rx.message()).await {
             Ok(Ok(Some(r))) => Ok(r),
@@ -527,20 +536,9 @@ async fn append_with_descriptor(
     row: Vec<u8>,
 ) -> Result<pb::AppendRowsResponse, Status> {
     let (tx, rx) = mpsc::channel(1);
-    tx.send(pb::AppendRowsRequest {
-        write_stream: default_stream(),
-        rows: Some(Rows::ProtoRows(ProtoData {
-            writer_schema: Some(pb::ProtoSchema {
-                proto_descriptor: Some(desc),
-            }),
-            rows: Some(pb::ProtoRows {
-                serialized_rows: vec![row],
-            }),
-        })),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    tx.send(request(Some((&default_stream(), desc)), None, vec![row]))
+        .await
+        .unwrap();
     let mut s = client
         .append_rows(ReceiverStream::new(rx))
         .await?
@@ -818,21 +816,10 @@ async fn pipelined_requests_get_one_answer_each_in_order() {
         .unwrap()
         .into_inner();
     for i in 0..50i64 {
-        tx.send(pb::AppendRowsRequest {
-            write_stream: if i == 0 { name.clone() } else { String::new() },
-            offset: Some(i),
-            rows: Some(Rows::ProtoRows(ProtoData {
-                writer_schema: (i == 0).then(|| pb::ProtoSchema {
-                    proto_descriptor: Some(row_descriptor()),
-                }),
-                rows: Some(pb::ProtoRows {
-                    serialized_rows: vec![encode(&f.md, i, "p")],
-                }),
-            })),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        let first = (i == 0).then(|| (name.as_str(), row_descriptor()));
+        tx.send(request(first, Some(i), vec![encode(&f.md, i, "p")]))
+            .await
+            .unwrap();
     }
     drop(tx);
     let mut offsets = Vec::new();

@@ -617,28 +617,30 @@ impl Connection {
                 );
             }
             match req.offset {
-                Some(o) if o < len => {
-                    st.grpc.stats.offset_already_exists += 1;
+                Some(o) if o != len => {
+                    let (code, storage, where_) = if o < len {
+                        st.grpc.stats.offset_already_exists += 1;
+                        (
+                            Code::AlreadyExists,
+                            StorageErrorCode::OffsetAlreadyExists,
+                            "within",
+                        )
+                    } else {
+                        st.grpc.stats.offset_out_of_range += 1;
+                        (
+                            Code::OutOfRange,
+                            StorageErrorCode::OffsetOutOfRange,
+                            "beyond",
+                        )
+                    };
                     return in_band(
                         &name,
-                        Code::AlreadyExists,
+                        code,
                         format!(
-                            "The offset is within stream, expected offset {len}, received {o}. \
+                            "The offset is {where_} stream, expected offset {len}, received {o}. \
                              Entity: {name}"
                         ),
-                        Some(StorageErrorCode::OffsetAlreadyExists),
-                    );
-                }
-                Some(o) if o > len => {
-                    st.grpc.stats.offset_out_of_range += 1;
-                    return in_band(
-                        &name,
-                        Code::OutOfRange,
-                        format!(
-                            "The offset is beyond stream, expected offset {len}, received {o}. \
-                             Entity: {name}"
-                        ),
-                        Some(StorageErrorCode::OffsetOutOfRange),
+                        Some(storage),
                     );
                 }
                 _ => Some(len),
