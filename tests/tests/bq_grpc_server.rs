@@ -223,6 +223,17 @@ async fn create_stream(
     client: &mut BigQueryWriteClient<Channel>,
     ty: pb::write_stream::Type,
 ) -> String {
+    create_stream_result(client, ty)
+        .await
+        .unwrap()
+        .into_inner()
+        .name
+}
+
+async fn create_stream_result(
+    client: &mut BigQueryWriteClient<Channel>,
+    ty: pb::write_stream::Type,
+) -> Result<tonic::Response<pb::WriteStream>, Status> {
     client
         .create_write_stream(pb::CreateWriteStreamRequest {
             parent: table_path(),
@@ -232,9 +243,6 @@ async fn create_stream(
             }),
         })
         .await
-        .unwrap()
-        .into_inner()
-        .name
 }
 
 /// `tabledata.list` over real HTTP.
@@ -845,4 +853,64 @@ async fn shutting_down_ends_open_append_streams() {
         .await
         .expect("the stream ended");
     assert!(matches!(end, Err(_) | Ok(None)), "{end:?}");
+}
+
+/// Waits (up to `WAIT`) until connecting to `addr` succeeds (`true`) or is refused (`false`).
+async fn wait_connectable(addr: std::net::SocketAddr, want: bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::net::TcpStream::connect(addr).await.is_ok() != want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{addr} connectable != {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn down_or_refusing_fails_open_streams_and_new_calls_until_back() {
+    let mut f = fixture(BqTestConfig::default()).await;
+    let mut c = Conn::open(&mut f.client).await;
+    c.append(&default_stream(), None, vec![encode(&f.md, 1, "a")])
+        .await
+        .unwrap();
+    f.server.set_down(true);
+    let e = c
+        .append(&default_stream(), None, vec![encode(&f.md, 2, "b")])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable);
+    let e = create_stream_result(&mut f.client, pb::write_stream::Type::Committed)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable);
+    f.server.set_down(false);
+    let mut c = Conn::open(&mut f.client).await;
+    c.append(&default_stream(), None, vec![encode(&f.md, 3, "c")])
+        .await
+        .unwrap();
+
+    // Refusing: the open stream is cut, the port closed, calls on the open HTTP/2 connection
+    // refused; afterwards the same port serves again.
+    f.server.set_refusing(true);
+    let end = tokio::time::timeout(WAIT, c.rx.message())
+        .await
+        .expect("the stream ended");
+    assert!(matches!(end, Err(_) | Ok(None)), "{end:?}");
+    let addr = f.server.grpc_addr().unwrap();
+    wait_connectable(addr, false).await;
+    let e = create_stream_result(&mut f.client, pb::write_stream::Type::Committed)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unavailable);
+    f.server.set_refusing(false);
+    wait_connectable(addr, true).await;
+    let mut client = BigQueryWriteClient::connect(f.server.grpc_url())
+        .await
+        .unwrap();
+    let mut c = Conn::open(&mut client).await;
+    c.append(&default_stream(), None, vec![encode(&f.md, 4, "d")])
+        .await
+        .unwrap();
+    assert_eq!(ids(&f.server), [1, 3, 4]);
 }

@@ -18,7 +18,10 @@
 //! - In-band errors (`AppendRowsResponse.error`, a `google.rpc.Status` whose details hold a
 //!   `StorageError` when BigQuery sends one) keep the connection open; faults end it.
 //! - Faults ([`GrpcFault`]) apply to `AppendRows` requests: queued ones first, then a failure ratio.
+//!   While the server is down or refusing, every call and every `AppendRows` request is
+//!   `UNAVAILABLE` (and refusing closes the port, as for REST).
 
+mod append;
 pub mod rows;
 mod service;
 
@@ -26,7 +29,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use super::{Shared, StoredRow, TableKey};
 
@@ -191,11 +194,25 @@ pub(crate) struct GrpcState {
     pub stats: GrpcStats,
 }
 
-/// Serves `BigQueryWrite` on `listener` until the server shuts down.
+/// Serves `BigQueryWrite` on `listener` until the server shuts down. While the server is
+/// refusing, the port is closed (as the REST one) and calls on connections already open are
+/// answered `UNAVAILABLE`.
 pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     let mut shutdown = shared.shutdown.subscribe();
     let svc = service::server(Arc::clone(&shared));
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => return eprintln!("bq-test-server (gRPC): {e}"),
+    };
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<std::io::Result<TcpStream>>();
+    let s = Arc::clone(&shared);
+    tokio::spawn(async move {
+        super::http::accept_loop(&s, listener, addr, move |stream| {
+            let _ = tx.send(Ok(stream));
+        })
+        .await
+    });
+    let incoming = tonic::codegen::tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
     let r = tonic::transport::Server::builder()
         .add_service(svc)
         .serve_with_incoming_shutdown(incoming, async move {
