@@ -17,7 +17,7 @@ use super::service::{
     bad_stream_name, rpc_status, store, stream_not_found, table_not_found, table_schema,
     unavailable_now,
 };
-use super::{parse_stream, rows, GrpcFault, StreamType, MAX_APPEND_BYTES};
+use super::{parse_stream, rows, Appended, GrpcFault, StreamType, MAX_APPEND_BYTES};
 use crate::bq::{Shared, StoredRow};
 
 /// What one `AppendRows` connection remembers between requests.
@@ -188,9 +188,12 @@ impl Connection {
             let mut row_errors = Vec::new();
             for (i, b) in serialized.iter().enumerate() {
                 match rows::decode_row(&desc, &columns, b) {
-                    Ok(json) => decoded.push(StoredRow {
-                        insert_id: None,
-                        json,
+                    Ok(json) => decoded.push(Appended {
+                        row: StoredRow {
+                            insert_id: None,
+                            json,
+                        },
+                        bytes: b.len() as u64,
                     }),
                     Err(message) => row_errors.push(pb::RowError {
                         index: i as i64,

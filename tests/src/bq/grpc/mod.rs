@@ -168,6 +168,13 @@ impl GrpcStats {
     }
 }
 
+/// A decoded row and its size as sent (what it adds to the table's `numBytes`).
+#[derive(Debug)]
+pub(crate) struct Appended {
+    pub row: StoredRow,
+    pub bytes: u64,
+}
+
 /// A stream made by `CreateWriteStream`.
 #[derive(Debug)]
 pub(crate) struct WriteStream {
@@ -177,7 +184,7 @@ pub(crate) struct WriteStream {
     pub committed: Option<SystemTime>,
     /// Rows appended and not yet visible (PENDING: all until committed; BUFFERED: those past the
     /// flushed offset).
-    pub held: VecDeque<StoredRow>,
+    pub held: VecDeque<Appended>,
     /// Rows appended so far: the next offset.
     pub len: i64,
     /// BUFFERED: rows made visible so far.

@@ -15,9 +15,11 @@ use super::pb::storage::big_query_write_server::{BigQueryWrite, BigQueryWriteSer
 use super::pb::storage::storage_error::StorageErrorCode;
 use super::pb::storage::table_field_schema::{Mode as PbMode, Type as PbType};
 use super::pb::storage::{self as pb, WriteStreamView};
-use super::{parse_stream, parse_table, table_path, StreamType, WriteStream, MAX_APPEND_BYTES};
+use super::{
+    parse_stream, parse_table, table_path, Appended, StreamType, WriteStream, MAX_APPEND_BYTES,
+};
 use crate::bq::schema::{ColMode, ColType, Column};
-use crate::bq::{now_ms, Shared, State, StoredRow, TableKey};
+use crate::bq::{now_ms, Shared, State, TableKey};
 
 /// The tonic service, accepting gzip like BigQuery (the Rust client may compress).
 pub(crate) fn server(shared: Arc<Shared>) -> BigQueryWriteServer<Service> {
@@ -412,7 +414,7 @@ impl BigQueryWrite for Service {
             ));
         }
         let n = (offset + 1 - s.flushed).max(0) as usize;
-        let moved: Vec<StoredRow> = s.held.drain(..n).collect();
+        let moved: Vec<Appended> = s.held.drain(..n).collect();
         s.flushed += n as i64;
         store(&mut st, &key, moved, true);
         Ok(Response::new(pb::FlushRowsResponse { offset }))
@@ -420,12 +422,12 @@ impl BigQueryWrite for Service {
 }
 
 /// Appends rows to a table (`from_held`: they were counted as held before).
-pub(crate) fn store(st: &mut State, key: &TableKey, rows: Vec<StoredRow>, from_held: bool) {
+pub(crate) fn store(st: &mut State, key: &TableKey, rows: Vec<Appended>, from_held: bool) {
     let n = rows.len() as u64;
     if let Some(t) = st.tables.get_mut(key) {
-        for r in rows {
-            t.bytes += serde_json::to_string(&r.json).map_or(0, |s| s.len() as u64);
-            t.rows.push(r);
+        for a in rows {
+            t.bytes += a.bytes;
+            t.rows.push(a.row);
         }
         if n > 0 {
             t.modified_ms = now_ms();
