@@ -739,6 +739,25 @@ async fn with_require_auth_a_call_without_a_bearer_token_is_unauthenticated() {
     f.client.create_write_stream(authed).await.unwrap();
 }
 
+/// `tables.patch` over REST: the table gains a NULLABLE STRING column.
+async fn add_column(server: &BqTestServer, name: &str) {
+    let mut fields = schema();
+    fields
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": name, "type": "STRING"}));
+    let resp = reqwest::Client::new()
+        .patch(format!(
+            "{}/projects/{P}/datasets/{D}/tables/{T}",
+            server.v2_base_url()
+        ))
+        .body(json!({"schema": {"fields": fields}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
 #[tokio::test]
 async fn a_schema_change_is_announced_in_updated_schema_and_get_write_stream_shows_it() {
     let mut f = fixture(BqTestConfig::default()).await;
@@ -748,21 +767,7 @@ async fn a_schema_change_is_announced_in_updated_schema_and_get_write_stream_sho
         .await
         .unwrap();
     assert_eq!(r.updated_schema, None);
-    let mut fields = schema();
-    fields
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"name": "added", "type": "STRING"}));
-    let resp = reqwest::Client::new()
-        .patch(format!(
-            "{}/projects/{P}/datasets/{D}/tables/{T}",
-            f.server.v2_base_url()
-        ))
-        .body(json!({"schema": {"fields": fields}}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    add_column(&f.server, "added").await;
     let r = c
         .append(&default_stream(), None, vec![encode(&f.md, 2, "b")])
         .await
@@ -913,4 +918,25 @@ async fn down_or_refusing_fails_open_streams_and_new_calls_until_back() {
         .await
         .unwrap();
     assert_eq!(ids(&f.server), [1, 3, 4]);
+}
+
+#[tokio::test]
+async fn a_schema_change_still_propagating_is_not_announced_yet() {
+    let mut f = fixture(BqTestConfig {
+        // Far longer than the test: the change stays propagating throughout.
+        schema_propagation: Duration::from_secs(600),
+        ..BqTestConfig::default()
+    })
+    .await;
+    let mut c = Conn::open(&mut f.client).await;
+    c.append(&default_stream(), None, vec![encode(&f.md, 1, "a")])
+        .await
+        .unwrap();
+    add_column(&f.server, "added").await;
+    let r = c
+        .append(&default_stream(), None, vec![encode(&f.md, 2, "b")])
+        .await
+        .unwrap();
+    assert_eq!(r.updated_schema, None);
+    assert_eq!(ids(&f.server), [1, 2]);
 }

@@ -168,7 +168,8 @@ impl Connection {
                 return Step::End(Some(table_not_found(&key)));
             };
             let (columns, _) = table.insert_columns(Instant::now());
-            let current = table_schema(&table.columns);
+            // The schema rows are checked against: a change still propagating is not announced.
+            let current = table_schema(&columns);
             let updated = match &self.schema_seen {
                 None => {
                     self.schema_seen = Some(current);
