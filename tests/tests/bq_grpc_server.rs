@@ -844,6 +844,10 @@ async fn pipelined_requests_get_one_answer_each_in_order() {
         offsets.push(offset_of(&r).unwrap());
     }
     assert_eq!(offsets, (0..50).collect::<Vec<_>>());
+    let g = f.server.grpc_stats();
+    assert_eq!((g.append_requests, g.rows_received, g.rows_stored), (50, 50, 50));
+    let one = request(None, Some(1), vec![encode(&f.md, 1, "p")]).encoded_len() as u64;
+    assert!(g.bytes_received > 50 * one, "{} vs {}", g.bytes_received, 50 * one);
 }
 
 #[tokio::test]

@@ -87,16 +87,16 @@ impl Connection {
         if let Some(s) = unavailable_now(shared) {
             return Step::End(Some(s));
         }
-        let fault = {
-            let mut f = shared.faults();
-            let fault = f.next_grpc();
+        // The fault lock is released before the state lock is taken (the admin endpoint takes
+        // them the other way round).
+        let fault = shared.faults().next_grpc();
+        {
             let mut st = shared.state();
             st.grpc.stats.append_requests += 1;
             if fault.is_some() {
                 st.grpc.stats.faults_injected += 1;
             }
-            fault
-        };
+        }
         let ack_lost = match fault {
             Some(GrpcFault::Slow(d)) => {
                 tokio::time::sleep(d).await;
@@ -120,6 +120,15 @@ impl Connection {
             None => false,
         };
         let size = rows::request_size(&req);
+        {
+            let rows = match &req.rows {
+                Some(Rows::ProtoRows(d)) => d.rows.as_ref().map_or(0, |r| r.serialized_rows.len()),
+                None => 0,
+            };
+            let mut st = shared.state();
+            st.grpc.stats.bytes_received += size as u64;
+            st.grpc.stats.rows_received += rows as u64;
+        }
         if size > shared.cfg.max_request_bytes.min(MAX_APPEND_BYTES) {
             return Step::End(Some(Status::invalid_argument(format!(
                 "AppendRows request too large: {size} limit {MAX_APPEND_BYTES}"

@@ -136,6 +136,11 @@ pub(crate) struct GrpcFaults {
 pub struct GrpcStats {
     /// `AppendRows` requests received (faulted ones included).
     pub append_requests: u64,
+    /// Encoded size of the `AppendRows` requests past faults (what BigQuery bills and limits;
+    /// HTTP/2 and gRPC framing excluded).
+    pub bytes_received: u64,
+    /// Serialized rows in the `AppendRows` requests past faults.
+    pub rows_received: u64,
     /// Rows made visible in tables (committed, flushed or on `_default`).
     pub rows_stored: u64,
     /// Rows appended to PENDING or BUFFERED streams and not visible yet.
@@ -156,6 +161,8 @@ impl GrpcStats {
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "append_requests": self.append_requests,
+            "bytes_received": self.bytes_received,
+            "rows_received": self.rows_received,
             "rows_stored": self.rows_stored,
             "rows_held": self.rows_held,
             "requests_with_row_errors": self.requests_with_row_errors,
