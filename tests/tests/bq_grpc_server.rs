@@ -564,40 +564,41 @@ async fn a_writer_schema_that_does_not_fit_the_table_is_refused_naming_the_field
     extra
         .field
         .push(field("zz", 9, Type::String, Label::Optional, None));
-    let r = append_with_descriptor(&mut f.client, extra, vec![])
+    // The connection ends, with the StorageError in the status details.
+    let e = append_with_descriptor(&mut f.client, extra, vec![])
         .await
-        .unwrap();
-    let Some(Outcome::Error(e)) = &r.response else {
-        panic!("{r:?}")
-    };
-    assert_eq!(Code::from(e.code), Code::InvalidArgument);
-    assert_eq!(storage_code(e), Some(7), "SCHEMA_MISMATCH_EXTRA_FIELDS");
-    assert!(e.message.contains("extra fields: 'zz'"), "{}", e.message);
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let details = rpc::Status::decode(e.details()).unwrap();
+    assert_eq!(
+        storage_code(&details),
+        Some(7),
+        "SCHEMA_MISMATCH_EXTRA_FIELDS"
+    );
+    assert!(
+        e.message().contains("extra fields: 'zz'"),
+        "{}",
+        e.message()
+    );
 
     let mut wrong = row_descriptor();
     wrong.field[0] = field("id", 1, Type::String, Label::Optional, None);
-    let r = append_with_descriptor(&mut f.client, wrong, vec![])
+    let e = append_with_descriptor(&mut f.client, wrong, vec![])
         .await
-        .unwrap();
-    let Some(Outcome::Error(e)) = &r.response else {
-        panic!("{r:?}")
-    };
-    assert_eq!(Code::from(e.code), Code::InvalidArgument);
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
     assert!(
-        e.message
+        e.message()
             .contains("at id: the proto field type string, BigQuery field type INTEGER"),
         "{}",
-        e.message
+        e.message()
     );
     let mut nested = row_descriptor();
     nested.nested_type[0].field[0] = field("x", 1, Type::Int64, Label::Optional, None);
-    let r = append_with_descriptor(&mut f.client, nested, vec![])
+    let e = append_with_descriptor(&mut f.client, nested, vec![])
         .await
-        .unwrap();
-    let Some(Outcome::Error(e)) = &r.response else {
-        panic!("{r:?}")
-    };
-    assert!(e.message.contains("at r.x:"), "{}", e.message);
+        .unwrap_err();
+    assert!(e.message().contains("at r.x:"), "{}", e.message());
     assert!(f.server.rows(P, D, T).is_empty());
 }
 
@@ -845,9 +846,17 @@ async fn pipelined_requests_get_one_answer_each_in_order() {
     }
     assert_eq!(offsets, (0..50).collect::<Vec<_>>());
     let g = f.server.grpc_stats();
-    assert_eq!((g.append_requests, g.rows_received, g.rows_stored), (50, 50, 50));
+    assert_eq!(
+        (g.append_requests, g.rows_received, g.rows_stored),
+        (50, 50, 50)
+    );
     let one = request(None, Some(1), vec![encode(&f.md, 1, "p")]).encoded_len() as u64;
-    assert!(g.bytes_received > 50 * one, "{} vs {}", g.bytes_received, 50 * one);
+    assert!(
+        g.bytes_received > 50 * one,
+        "{} vs {}",
+        g.bytes_received,
+        50 * one
+    );
 }
 
 #[tokio::test]

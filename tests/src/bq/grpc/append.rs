@@ -14,7 +14,7 @@ use super::pb::storage::append_rows_response::{AppendResult, Response as Outcome
 use super::pb::storage::row_error::RowErrorCode;
 use super::pb::storage::storage_error::StorageErrorCode;
 use super::service::{
-    bad_stream_name, rpc_status, store, stream_not_found, table_not_found, table_schema,
+    bad_stream_name, rpc_status, status, store, stream_not_found, table_not_found, table_schema,
     unavailable_now,
 };
 use super::{parse_stream, rows, Appended, GrpcFault, StreamType, MAX_APPEND_BYTES};
@@ -280,16 +280,17 @@ impl Connection {
             }
         };
         let mut decoded = match checked {
+            // BigQuery ends the connection on a writer schema that does not fit (its clients log
+            // "Connection finished with error ... Input schema has more fields ...").
             Err(m) => {
                 let storage = m
                     .extra_field
-                    .then_some(StorageErrorCode::SchemaMismatchExtraFields);
-                return in_band(
-                    &name,
+                    .then_some((StorageErrorCode::SchemaMismatchExtraFields, name.as_str()));
+                return Step::End(Some(status(
                     Code::InvalidArgument,
                     format!("{} Entity: {name}", m.message),
                     storage,
-                );
+                )));
             }
             Ok((_, row_errors)) if !row_errors.is_empty() => {
                 st.grpc.stats.requests_with_row_errors += 1;

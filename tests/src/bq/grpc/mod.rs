@@ -13,8 +13,9 @@
 //!   `OFFSET_ALREADY_EXISTS`), beyond it → in-band `OUT_OF_RANGE` (`OFFSET_OUT_OF_RANGE`); an offset
 //!   on `_default` or an append to a finalized stream (`STREAM_FINALIZED`) → in-band
 //!   `INVALID_ARGUMENT`. An invalid row fails the whole request: in-band `INVALID_ARGUMENT` with
-//!   `row_errors` (index, `FIELDS_ERROR`, a message naming the field), nothing stored. A request
-//!   over 10 MB ends the stream with `INVALID_ARGUMENT`.
+//!   `row_errors` (index, `FIELDS_ERROR`, a message naming the field), nothing stored. A writer
+//!   schema that does not fit the table (`SCHEMA_MISMATCH_EXTRA_FIELDS` for a field the table
+//!   lacks) and a request over 10 MB end the stream with `INVALID_ARGUMENT`.
 //! - In-band errors (`AppendRowsResponse.error`, a `google.rpc.Status` whose details hold a
 //!   `StorageError` when BigQuery sends one) keep the connection open; faults end it.
 //! - Faults ([`GrpcFault`]) apply to `AppendRows` requests: queued ones first, then a failure ratio.

@@ -8,7 +8,8 @@
 //! epoch) or string; TIMESTAMP ← int64 (µs since the epoch) or string; NUMERIC/BIGNUMERIC ←
 //! string, integer or double/float; DATETIME/TIME/JSON/GEOGRAPHY/INTERVAL ← string; RECORD ←
 //! nested message; REPEATED ← repeated field. A proto field with no column, or of a kind its column
-//! does not take, fails the whole request (as BigQuery does) with a message naming the field. Field
+//! does not take, fails the whole request and ends the connection (as BigQuery does) with a
+//! message naming the field. Field
 //! presence: a field not set (proto2 / proto3 `optional`; for proto3 implicit fields, the zero
 //! value) is NULL.
 

@@ -64,7 +64,11 @@ pub(crate) fn rpc_status(
 }
 
 /// A status ending a call, with a `StorageError` in its details as BigQuery sends them.
-fn status(code: Code, message: String, storage: Option<(StorageErrorCode, &str)>) -> Status {
+pub(crate) fn status(
+    code: Code,
+    message: String,
+    storage: Option<(StorageErrorCode, &str)>,
+) -> Status {
     let s = rpc_status(code, &message, storage);
     Status::with_details(code, message, s.encode_to_vec().into())
 }
