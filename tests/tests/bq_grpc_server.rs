@@ -219,6 +219,11 @@ fn storage_code(s: &rpc::Status) -> Option<i32> {
     })
 }
 
+/// The `StorageError` code in the details of a status that ended a call.
+fn status_storage_code(e: &Status) -> Option<i32> {
+    storage_code(&rpc::Status::decode(e.details()).expect("details are a google.rpc.Status"))
+}
+
 async fn create_stream(
     client: &mut BigQueryWriteClient<Channel>,
     ty: pb::write_stream::Type,
@@ -479,10 +484,7 @@ async fn buffered_rows_appear_up_to_the_flushed_offset() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    assert_eq!(
-        storage_code(&rpc::Status::decode(e.details()).unwrap()),
-        Some(4)
-    );
+    assert_eq!(status_storage_code(&e), Some(4));
 }
 
 #[tokio::test]
@@ -569,9 +571,8 @@ async fn a_writer_schema_that_does_not_fit_the_table_is_refused_naming_the_field
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    let details = rpc::Status::decode(e.details()).unwrap();
     assert_eq!(
-        storage_code(&details),
+        status_storage_code(&e),
         Some(7),
         "SCHEMA_MISMATCH_EXTRA_FIELDS"
     );
@@ -812,10 +813,7 @@ async fn a_schema_change_is_announced_in_updated_schema_and_get_write_stream_sho
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
-    assert_eq!(
-        storage_code(&rpc::Status::decode(e.details()).unwrap()),
-        Some(3)
-    );
+    assert_eq!(status_storage_code(&e), Some(3));
 }
 
 #[tokio::test]
