@@ -951,3 +951,76 @@ async fn a_schema_change_still_propagating_is_not_announced_yet() {
     assert_eq!(r.updated_schema, None);
     assert_eq!(ids(&f.server), [1, 2]);
 }
+
+#[tokio::test]
+async fn the_binary_with_grpc_port_prints_both_urls_and_serves_grpc() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bq-test-server"))
+        .args(["--grpc-port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _child = Kill(child);
+    // Two lines; the process prints them at once when ready (EOF if it fails to start).
+    // On a timeout the guard kills the process, which ends the blocking read.
+    let read = tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let mut next = || lines.next().expect("a line").unwrap();
+        (next(), next())
+    });
+    let (rest, grpc) = tokio::time::timeout(WAIT, read)
+        .await
+        .expect("both lines in time")
+        .unwrap();
+    let rest = rest.strip_prefix("listening on ").expect(&rest).to_string();
+    let grpc = grpc
+        .strip_prefix("grpc listening on ")
+        .expect(&grpc)
+        .to_string();
+    let server_tables = format!("{rest}/bigquery/v2/projects/{P}/datasets");
+    let http = reqwest::Client::new();
+    let r = http
+        .post(&server_tables)
+        .body(json!({"datasetReference": {"projectId": P, "datasetId": D}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post(format!("{server_tables}/{D}/tables"))
+        .body(
+            json!({"tableReference": {"projectId": P, "datasetId": D, "tableId": T},
+                   "schema": {"fields": schema()}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut client = BigQueryWriteClient::connect(grpc).await.unwrap();
+    let md = message_from_descriptor(&row_descriptor()).unwrap();
+    let mut c = Conn::open(&mut client).await;
+    c.append(&default_stream(), None, vec![encode(&md, 1, "a")])
+        .await
+        .unwrap();
+    let list = http
+        .get(format!("{server_tables}/{D}/tables/{T}/data"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let list: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list["totalRows"], "1");
+}
