@@ -25,6 +25,7 @@ fn schema() -> Value {
         {"name": "bignum", "type": "BIGNUMERIC"},
         {"name": "js", "type": "JSON"},
         {"name": "geo", "type": "GEOGRAPHY"},
+        {"name": "iv", "type": "INTERVAL"},
         {"name": "raw", "type": "BYTES"},
         {"name": "f", "type": "FLOAT64"},
         {"name": "ok", "type": "BOOL"},
@@ -103,6 +104,10 @@ fn the_official_python_clients_write_over_grpc_and_read_every_type_back_over_res
             "bignum": ["Decimal", "-98765432109876543210.0123456789"],
             "js": {"k": [["int", "1"], ["str", "two"]]},
             "geo": ["str", "POINT(1 2)"],
+            "iv": ["relativedelta", concat!(
+                "relativedelta(years=+1, months=+2, days=+3, hours=+4, minutes=+5, seconds=+6, ",
+                "microseconds=+500000)"
+            )],
             "raw": ["bytes", "AP9ldmxvZw=="],
             "f": ["float", "2.5"],
             "ok": ["bool", "True"],

@@ -47,8 +47,12 @@ pub(crate) async fn connection(
     loop {
         let next = tokio::select! {
             m = inbound.message() => m,
-            _ = kill.changed() => Err(Status::unavailable("The connection was closed by the server.")),
-            _ = shutdown.wait_for(|s| *s) => Err(Status::unavailable("The server is shutting down.")),
+            _ = kill.changed() => {
+                Err(Status::unavailable("The connection was closed by the server."))
+            }
+            _ = shutdown.wait_for(|s| *s) => {
+                Err(Status::unavailable("The server is shutting down."))
+            }
         };
         let req = match next {
             Ok(Some(r)) => r,
