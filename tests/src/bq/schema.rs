@@ -601,8 +601,10 @@ pub fn parse_timestamp_micros(s: &str) -> Option<i64> {
 }
 
 /// A stored value in `tabledata.list` form: strings for scalars, `{"f":[...]}` for records and
-/// `[{"v":...}]` for repeated columns.
-pub fn to_list_value(col: &Column, v: Option<&Value>) -> Value {
+/// `[{"v":...}]` for repeated columns. TIMESTAMPs are seconds in E notation (`"1.7E9"`), or with
+/// `int64_timestamps` (the `formatOptions.useInt64Timestamp` query parameter) microseconds since
+/// the epoch as a decimal integer string, as BigQuery answers.
+pub fn to_list_value(col: &Column, v: Option<&Value>, int64_timestamps: bool) -> Value {
     match (col.mode, v) {
         (_, None) | (_, Some(Value::Null)) => {
             if col.mode == ColMode::Repeated {
@@ -614,15 +616,16 @@ pub fn to_list_value(col: &Column, v: Option<&Value>) -> Value {
         (ColMode::Repeated, Some(Value::Array(items))) => Value::Array(
             items
                 .iter()
-                .map(|i| serde_json::json!({ "v": scalar_or_record(col, i) }))
+                .map(|i| serde_json::json!({ "v": scalar_or_record(col, i, int64_timestamps) }))
                 .collect(),
         ),
-        (_, Some(v)) => scalar_or_record(col, v),
+        (_, Some(v)) => scalar_or_record(col, v, int64_timestamps),
     }
 }
 
-/// A row in `tabledata.list` form: `{"f":[{"v":...}, ...]}` in schema column order.
-pub fn to_list_row(columns: &[Column], row: &Map<String, Value>) -> Value {
+/// A row in `tabledata.list` form: `{"f":[{"v":...}, ...]}` in schema column order (see
+/// [`to_list_value`] for `int64_timestamps`).
+pub fn to_list_row(columns: &[Column], row: &Map<String, Value>, int64_timestamps: bool) -> Value {
     let cells: Vec<Value> = columns
         .iter()
         .map(|c| {
@@ -630,15 +633,15 @@ pub fn to_list_row(columns: &[Column], row: &Map<String, Value>) -> Value {
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(&c.name))
                 .map(|(_, v)| v);
-            serde_json::json!({ "v": to_list_value(c, v) })
+            serde_json::json!({ "v": to_list_value(c, v, int64_timestamps) })
         })
         .collect();
     serde_json::json!({ "f": cells })
 }
 
-fn scalar_or_record(col: &Column, v: &Value) -> Value {
+fn scalar_or_record(col: &Column, v: &Value, int64_timestamps: bool) -> Value {
     match (col.ty, v) {
-        (ColType::Record, Value::Object(o)) => to_list_row(&col.fields, o),
+        (ColType::Record, Value::Object(o)) => to_list_row(&col.fields, o, int64_timestamps),
         (ColType::Timestamp, _) => {
             let micros = match v {
                 Value::Number(n) => n.as_f64().map(|f| (f * 1e6).round() as i64),
@@ -646,11 +649,36 @@ fn scalar_or_record(col: &Column, v: &Value) -> Value {
                 _ => None,
             };
             match micros {
+                Some(us) if int64_timestamps => Value::String(us.to_string()),
                 // BigQuery's default form: seconds since the epoch in E notation.
                 Some(us) => Value::String(format!("{:E}", us as f64 / 1e6)),
                 None => Value::Null,
             }
         }
+        // BigQuery answers civil times in canonical form whatever form was written
+        // (`11:22:33.5` → `11:22:33.500000`); clients parse only that.
+        (ColType::Time, Value::String(s)) => match parse_time(s.trim()) {
+            Some(us) => Value::String(format_time(us)),
+            None => Value::String(s.clone()),
+        },
+        (ColType::DateTime, Value::String(s)) => match parse_datetime(s.trim()) {
+            Some(us) => {
+                let days = us.div_euclid(86_400_000_000);
+                let (y, m, d) = civil_from_days(days);
+                Value::String(format!(
+                    "{y:04}-{m:02}-{d:02}T{}",
+                    format_time(us.rem_euclid(86_400_000_000))
+                ))
+            }
+            None => Value::String(s.clone()),
+        },
+        (ColType::Date, Value::String(s)) => match parse_date(s.trim()) {
+            Some(days) => {
+                let (y, m, d) = civil_from_days(days);
+                Value::String(format!("{y:04}-{m:02}-{d:02}"))
+            }
+            None => Value::String(s.clone()),
+        },
         (ColType::Boolean, Value::String(s)) => {
             let b = matches!(s.to_ascii_lowercase().as_str(), "true" | "1");
             Value::String(b.to_string())
@@ -662,6 +690,32 @@ fn scalar_or_record(col: &Column, v: &Value) -> Value {
             other => other.to_string(),
         }),
     }
+}
+
+/// µs since midnight → `HH:MM:SS[.ffffff]`.
+fn format_time(us: i64) -> String {
+    let secs = us / 1_000_000;
+    let frac = us % 1_000_000;
+    let hms = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    if frac == 0 {
+        hms
+    } else {
+        format!("{hms}.{frac:06}")
+    }
+}
+
+/// Days since 1970-01-01 → (year, month, day) of the proleptic Gregorian calendar.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]
