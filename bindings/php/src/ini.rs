@@ -256,6 +256,24 @@ pub const DIRECTIVES: &[Directive] = &[
         "bigquery: create missing datasets and tables from the schema files",
     ),
     d(
+        "evlog.bigquery_api",
+        "sink.bigquery.api",
+        Kind::Choice(&["insert_all", "storage_write"]),
+        "bigquery: insert_all (REST) or storage_write (gRPC Storage Write API)",
+    ),
+    d(
+        "evlog.bigquery_exactly_once",
+        "sink.bigquery.exactly_once",
+        Kind::Bool,
+        "bigquery: storage_write through committed streams with offsets (nothing stored twice)",
+    ),
+    d(
+        "evlog.bigquery_storage_url",
+        "sink.bigquery.storage_url",
+        Kind::Str,
+        "bigquery: Storage Write API endpoint (gRPC; http:// for a test server)",
+    ),
+    d(
         "evlog.bigquery_dead_letter_table",
         "sink.bigquery.dead_letter_table",
         Kind::Str,

@@ -49,5 +49,5 @@ mod sink;
 #[cfg(test)]
 mod tests;
 
-pub use self::config::{AuthMethod, BigQueryConfig, REQUEST_LIMIT};
+pub use self::config::{AuthMethod, BigQueryConfig, WriteApi, REQUEST_LIMIT};
 pub use self::sink::{catalog, BigQuerySink, TableCatalog, REJECT_REASON};
