@@ -46,6 +46,7 @@ mod request;
 mod schema_sync;
 mod service;
 mod sink;
+mod storage;
 #[cfg(test)]
 mod tests;
 
