@@ -5,10 +5,13 @@
 
 pub(crate) mod descriptor;
 pub(crate) mod encode;
+mod write;
 #[cfg(test)]
 mod tests;
 
 use thiserror::Error;
+
+pub(crate) use self::write::StorageWriter;
 
 /// Errors of the Storage Write path before anything is sent.
 #[derive(Debug, Error)]

@@ -1,0 +1,613 @@
+//! Appending rows: the gRPC client, the pool of AppendRows streams, one job's retries and
+//! outcomes (see the module documentation of `storage` for the contract).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gcp_bigquery_client::google::cloud::bigquery::storage::v1::{
+    append_rows_request::{ProtoData, Rows},
+    append_rows_response::Response,
+    big_query_write_client::BigQueryWriteClient,
+    storage_error::StorageErrorCode,
+    AppendRowsRequest, AppendRowsResponse, ProtoRows, ProtoSchema,
+};
+use prost::Message as _;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+use super::descriptor::Layout;
+use super::encode::encode_row;
+use crate::schema::evolve::fields_of_table;
+use crate::sink::bigquery::config::{BigQueryConfig, REQUEST_LIMIT};
+use crate::sink::bigquery::schema_sync::target_id;
+use crate::sink::bigquery::sink::{BigQuerySink, Job, JobResult};
+use crate::sink::http::{Attempts, Failure};
+use crate::sink::{EncodedRow, SinkError, DEAD_LETTER_SCHEMA};
+
+/// How long an AppendRows stream is reused before it is opened again (so its bearer token,
+/// fixed when the stream opens, never outlives the token's hour).
+const STREAM_MAX_AGE: Duration = Duration::from_secs(20 * 60);
+
+/// Room kept in a request for everything but the rows (descriptor, names, framing).
+const REQUEST_OVERHEAD: usize = 256 * 1024;
+
+/// One open AppendRows call.
+struct Conn {
+    tx: mpsc::Sender<AppendRowsRequest>,
+    rx: tonic::Streaming<AppendRowsResponse>,
+    /// The bearer token it was opened with.
+    token: Option<String>,
+    opened: Instant,
+}
+
+/// The Storage Write API client of a BigQuery sink.
+pub(crate) struct StorageWriter {
+    client: BigQueryWriteClient<Channel>,
+    /// Streams not in use, reused by the next request.
+    idle: Mutex<Vec<Conn>>,
+    /// Layouts by `(dataset, base table)`, for the catalog they were made from.
+    layouts: Mutex<(usize, HashMap<(String, String), Arc<Layout>>)>,
+    dead_letter: Arc<Layout>,
+}
+
+impl StorageWriter {
+    /// The client over a lazily connected channel to `storage_url` (TLS for `https://`).
+    /// Must run inside the sink's runtime: the channel's task is spawned on it.
+    pub(crate) fn new(cfg: &BigQueryConfig) -> Result<Self, SinkError> {
+        let bad = |e: String| SinkError::Config(format!("sink.bigquery.storage_url: {e}"));
+        let mut endpoint = Endpoint::from_shared(cfg.storage_url.clone())
+            .map_err(|e| bad(e.to_string()))?
+            .connect_timeout(Duration::from_secs(10))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true);
+        if cfg.storage_url.starts_with("https://") {
+            endpoint = endpoint
+                .tls_config(ClientTlsConfig::new().with_native_roots())
+                .map_err(|e| bad(e.to_string()))?;
+        }
+        let limit = (REQUEST_LIMIT as usize) * 2;
+        let client = BigQueryWriteClient::new(endpoint.connect_lazy())
+            .max_encoding_message_size(limit)
+            .max_decoding_message_size(limit);
+        let dead_letter = serde_json::from_str::<Value>(DEAD_LETTER_SCHEMA)
+            .map_err(|e| SinkError::Config(e.to_string()))
+            .and_then(|v| Layout::from_json(&v).map_err(|e| SinkError::Config(e.to_string())))?;
+        Ok(Self {
+            client,
+            idle: Mutex::new(Vec::new()),
+            layouts: Mutex::new((0, HashMap::new())),
+            dead_letter: Arc::new(dead_letter),
+        })
+    }
+
+    /// Sends one request and waits for its answer, on an idle stream or a new one.
+    async fn append(
+        &self,
+        req: AppendRowsRequest,
+        token: Option<String>,
+        timeout: Duration,
+    ) -> Result<AppendRowsResponse, Failure> {
+        let reused = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            idle.retain(|c| c.opened.elapsed() < STREAM_MAX_AGE && c.token == token);
+            idle.pop()
+        };
+        if let Some(conn) = reused {
+            match self.exchange(conn, req.clone(), timeout).await {
+                Ok(resp) => return Ok(resp),
+                // An idle stream the server had closed: not this request's fault, try a fresh
+                // stream at once.
+                Err((f, true)) if f.kind == "stream_closed" => {}
+                Err((f, _)) => return Err(f),
+            }
+        }
+        let (tx, rx) = mpsc::channel::<AppendRowsRequest>(2);
+        // The first request goes in before the call: a server may answer the call's headers
+        // only once it has a message.
+        tx.send(req)
+            .await
+            .map_err(|_| Failure::retry("transport", "AppendRows: channel closed".into(), None))?;
+        let outbound = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|m| (m, rx))
+        });
+        let mut request = tonic::Request::new(outbound);
+        if let Some(t) = &token {
+            let v = format!("Bearer {t}").parse().map_err(|_| {
+                Failure::fatal("auth", "the access token is not a valid header".into())
+            })?;
+            request.metadata_mut().insert("authorization", v);
+        }
+        let mut client = self.client.clone();
+        let opened = tokio::time::timeout(timeout, client.append_rows(request))
+            .await
+            .map_err(|_| Failure::retry("timeout", "AppendRows: no answer to the call".into(), None))?
+            .map_err(|s| status_failure(&s))?;
+        let conn = Conn {
+            tx,
+            rx: opened.into_inner(),
+            token,
+            opened: Instant::now(),
+        };
+        self.read(conn, timeout).await.map_err(|(f, _)| f)
+    }
+
+    /// Sends `req` on an open stream and reads its answer; on failure, whether the stream broke
+    /// before answering (`true`).
+    async fn exchange(
+        &self,
+        conn: Conn,
+        req: AppendRowsRequest,
+        timeout: Duration,
+    ) -> Result<AppendRowsResponse, (Failure, bool)> {
+        if conn.tx.send(req).await.is_err() {
+            return Err((closed(), true));
+        }
+        self.read(conn, timeout).await
+    }
+
+    /// Reads the next answer; a stream that answered goes back to the idle pool.
+    async fn read(
+        &self,
+        mut conn: Conn,
+        timeout: Duration,
+    ) -> Result<AppendRowsResponse, (Failure, bool)> {
+        match tokio::time::timeout(timeout, conn.rx.message()).await {
+            Err(_) => Err((
+                Failure::retry("timeout", "AppendRows: no answer in time".into(), None),
+                false,
+            )),
+            Ok(Ok(Some(resp))) => {
+                self.idle
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(conn);
+                Ok(resp)
+            }
+            Ok(Ok(None)) => Err((closed(), true)),
+            Ok(Err(s)) => Err((status_failure(&s), true)),
+        }
+    }
+}
+
+fn closed() -> Failure {
+    Failure::retry(
+        "stream_closed",
+        "AppendRows: the server closed the stream before answering".into(),
+        None,
+    )
+}
+
+/// A gRPC status as a [`Failure`]: UNAVAILABLE, INTERNAL, ABORTED, DEADLINE_EXCEEDED and
+/// RESOURCE_EXHAUSTED are retried, as are UNKNOWN and CANCELLED (a connection that broke
+/// mid-call); NOT_FOUND marks the table missing.
+fn code_failure(code: tonic::Code, message: &str, storage: Option<StorageErrorCode>) -> Failure {
+    use tonic::Code as C;
+    let kind = match code {
+        C::Unavailable => "grpc_unavailable",
+        C::Internal => "grpc_internal",
+        C::Aborted => "grpc_aborted",
+        C::DeadlineExceeded => "grpc_deadline_exceeded",
+        C::ResourceExhausted => "grpc_resource_exhausted",
+        C::NotFound => "grpc_not_found",
+        C::InvalidArgument => "grpc_invalid_argument",
+        C::PermissionDenied | C::Unauthenticated => "grpc_permission",
+        C::AlreadyExists => "grpc_already_exists",
+        C::OutOfRange => "grpc_out_of_range",
+        C::Unknown | C::Cancelled => "transport",
+        _ => "grpc_other",
+    };
+    let retryable = matches!(
+        code,
+        C::Unavailable
+            | C::Internal
+            | C::Aborted
+            | C::DeadlineExceeded
+            | C::ResourceExhausted
+            | C::Unknown
+            | C::Cancelled
+    );
+    let detail = storage
+        .map(|s| format!(" [{}]", s.as_str_name()))
+        .unwrap_or_default();
+    let message = format!("Storage Write {code:?}{detail}: {message}");
+    let mut f = if retryable {
+        Failure::retry(kind, message, None)
+    } else {
+        Failure::fatal(kind, message)
+    };
+    f.not_found = code == C::NotFound || storage == Some(StorageErrorCode::TableNotFound);
+    f
+}
+
+/// A call's final status as a [`Failure`].
+pub(super) fn status_failure(s: &tonic::Status) -> Failure {
+    let details = gcp_bigquery_client::google::rpc::Status::decode(s.details())
+        .map(|st| storage_error(&st.details))
+        .unwrap_or_default();
+    code_failure(s.code(), s.message(), details)
+}
+
+/// The `StorageError` code among a status's details, if any.
+pub(super) fn storage_error(details: &[prost_types::Any]) -> Option<StorageErrorCode> {
+    details
+        .iter()
+        .filter(|a| a.type_url.ends_with("google.cloud.bigquery.storage.v1.StorageError"))
+        .find_map(|a| {
+            gcp_bigquery_client::google::cloud::bigquery::storage::v1::StorageError::decode(
+                a.value.as_slice(),
+            )
+            .ok()
+        })
+        .and_then(|e| StorageErrorCode::try_from(e.code).ok())
+}
+
+/// An error answered inside the stream (the stream stays usable).
+pub(super) fn answer_failure(st: &gcp_bigquery_client::google::rpc::Status) -> Failure {
+    code_failure(
+        tonic::Code::from_i32(st.code),
+        &st.message,
+        storage_error(&st.details),
+    )
+}
+
+/// A request's rows, encoded, with the rows they came from.
+struct Encoded {
+    rows: Vec<EncodedRow>,
+    bytes: Vec<Vec<u8>>,
+    size: usize,
+}
+
+impl BigQuerySink {
+    /// The layout rows of `job` are encoded with: the dead-letter schema, the catalog's schema
+    /// of its base table, or the base table's schema read from BigQuery.
+    async fn layout_for(&self, job: &Job) -> Result<Arc<Layout>, Failure> {
+        let w = self.storage.as_ref().ok_or_else(|| {
+            Failure::fatal("config", "the Storage Write client is missing".into())
+        })?;
+        if job.dead_letter {
+            return Ok(w.dead_letter.clone());
+        }
+        let key = (job.dataset.clone(), job.base_table.clone());
+        let catalog_id = Arc::as_ptr(&self.catalog) as usize;
+        {
+            let mut cache = w.layouts.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.0 != catalog_id {
+                // The schemas were reloaded: every descriptor is made again.
+                *cache = (catalog_id, HashMap::new());
+            }
+            if let Some(l) = cache.1.get(&key) {
+                return Ok(l.clone());
+            }
+        }
+        let layout = match self.catalog.get(&key) {
+            Some((fields, _)) => Layout::from_json(fields),
+            None => {
+                let url = format!(
+                    "{}/projects/{}/datasets/{}/tables/{}",
+                    self.cfg.base_url.trim_end_matches('/'),
+                    self.cfg.project,
+                    job.dataset,
+                    job.base_table
+                );
+                let table = self
+                    .table_call(reqwest::Method::GET, &url, None)
+                    .await?
+                    .ok_or_else(|| {
+                        let mut f = Failure::fatal(
+                            "grpc_not_found",
+                            format!(
+                                "table {}.{} does not exist and no schema file maps to it",
+                                job.dataset, job.base_table
+                            ),
+                        );
+                        f.not_found = true;
+                        f
+                    })?;
+                Layout::from_json(&Value::Array(fields_of_table(&table)))
+            }
+        }
+        .map_err(|e| Failure::fatal("config", format!("{}.{}: {e}", job.dataset, job.base_table)))?;
+        let layout = Arc::new(layout);
+        w.layouts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .insert(key, layout.clone());
+        Ok(layout)
+    }
+
+    /// A layout from an answer's `updated_schema`, when it replaces `current`: only for tables
+    /// no schema file describes (their layout came from BigQuery; the schema files' layout is
+    /// what evlog's rows hold, and a table that grew still takes it).
+    fn take_updated_schema(
+        &self,
+        job: &Job,
+        resp: &AppendRowsResponse,
+        current: &Layout,
+    ) -> Option<Arc<Layout>> {
+        let updated = resp.updated_schema.as_ref()?;
+        let key = (job.dataset.clone(), job.base_table.clone());
+        if job.dead_letter || self.catalog.contains_key(&key) {
+            return None;
+        }
+        let newer = Layout::from_proto(updated).ok()?;
+        if newer == *current {
+            return None;
+        }
+        let newer = Arc::new(newer);
+        if let Some(w) = &self.storage {
+            w.layouts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .1
+                .insert(key, newer.clone());
+        }
+        Some(newer)
+    }
+
+    /// Sends `job.rows` through the Storage Write API until delivered, rejected or out of
+    /// attempts (the `_default` stream).
+    pub(in crate::sink::bigquery) async fn run_storage_job(&self, mut job: Job) -> JobResult {
+        let mut out = JobResult::default();
+        let key = (job.dataset.clone(), job.base_table.clone());
+        let target = target_id(&job.base_table, job.suffix.as_deref());
+        if !job.dead_letter {
+            self.note_written(&key, &target);
+        }
+        let mut attempts = Attempts::new(&self.retry, self.probe()).watching(&self.stop);
+        let layout = match attempts.attempt(self.layout_for(&job)).await {
+            Ok(l) => l,
+            Err(f) => {
+                out.attempt_errors.push(f.kind);
+                out.failed = job.rows;
+                out.error = Some(f.into_error());
+                return out;
+            }
+        };
+        // Rows that cannot be encoded are refused here, with the reason.
+        let (encoded, refused) = encode_all(&layout, std::mem::take(&mut job.rows));
+        out.rejected.extend(refused);
+        // A day shard is a table of its own: made from the base table's schema before rows go
+        // to it (insertAll's templateSuffix does that in BigQuery; the Storage Write API does not).
+        if target != job.base_table {
+            if let Err(e) = self.ensure_table(&job.dataset, &job.base_table, &target).await {
+                out.failed = encoded.rows;
+                out.error = Some(e);
+                return out;
+            }
+        }
+        let stream = format!(
+            "projects/{}/datasets/{}/tables/{}/streams/_default",
+            self.cfg.project, job.dataset, target
+        );
+        for part in split_encoded(encoded) {
+            let r = self
+                .append_until_done(&job, &target, &stream, layout.clone(), part, &mut attempts)
+                .await;
+            out.delivered += r.delivered;
+            out.rejected.extend(r.rejected);
+            out.failed.extend(r.failed);
+            out.retried += r.retried;
+            out.attempt_errors.extend(r.attempt_errors);
+            if r.error.is_some() {
+                out.error = r.error;
+            }
+        }
+        out
+    }
+
+    /// One request's rows, retried until delivered, rejected or out of attempts.
+    async fn append_until_done(
+        &self,
+        job: &Job,
+        target: &str,
+        stream: &str,
+        mut layout: Arc<Layout>,
+        mut pending: Encoded,
+        attempts: &mut Attempts<'_>,
+    ) -> JobResult {
+        let mut out = JobResult::default();
+        let Some(w) = self.storage.as_ref() else {
+            out.failed = pending.rows;
+            return out;
+        };
+        let key = (job.dataset.clone(), job.base_table.clone());
+        let mut bootstrapped = false;
+        let mut synced = false;
+        loop {
+            let req = AppendRowsRequest {
+                write_stream: stream.to_string(),
+                rows: Some(Rows::ProtoRows(ProtoData {
+                    writer_schema: Some(ProtoSchema {
+                        proto_descriptor: Some(layout.descriptor.clone()),
+                    }),
+                    rows: Some(ProtoRows {
+                        serialized_rows: pending.bytes.clone(),
+                    }),
+                })),
+                trace_id: "evlog".into(),
+                ..AppendRowsRequest::default()
+            };
+            let result = attempts
+                .attempt(async {
+                    let token = self.tokens.token().await?;
+                    w.append(req, token, self.cfg.request_timeout).await
+                })
+                .await;
+            if let Ok(resp) = &result {
+                if let Some(newer) = self.take_updated_schema(job, resp, &layout) {
+                    // The table changed and its rows are described by BigQuery's schema, not a
+                    // schema file: encode again with the new descriptor and send.
+                    layout = newer;
+                    let (again, refused) = encode_all(&layout, pending.rows);
+                    out.rejected.extend(refused);
+                    pending = again;
+                    if !matches!(resp.response, Some(Response::AppendResult(_)))
+                        || !resp.row_errors.is_empty()
+                    {
+                        continue;
+                    }
+                }
+            }
+            let failure = match result {
+                Ok(resp) => match resp.response {
+                    Some(Response::AppendResult(_)) if resp.row_errors.is_empty() => {
+                        out.delivered += pending.rows.len();
+                        return out;
+                    }
+                    _ if !resp.row_errors.is_empty() => {
+                        // Those rows are refused for good; nothing of the request was stored,
+                        // the others go again.
+                        let mut bad: HashMap<usize, String> = resp
+                            .row_errors
+                            .iter()
+                            .filter_map(|e| Some((usize::try_from(e.index).ok()?, e.message.clone())))
+                            .collect();
+                        let mut again = Encoded {
+                            rows: Vec::new(),
+                            bytes: Vec::new(),
+                            size: 0,
+                        };
+                        for (i, (row, bytes)) in
+                            pending.rows.into_iter().zip(pending.bytes).enumerate()
+                        {
+                            match bad.remove(&i) {
+                                Some(message) => out.rejected.push((row, None, message)),
+                                None => {
+                                    again.size += bytes.len() + 8;
+                                    again.rows.push(row);
+                                    again.bytes.push(bytes);
+                                }
+                            }
+                        }
+                        let removed = pending.rows.len() - again.rows.len();
+                        pending = again;
+                        if pending.rows.is_empty() {
+                            return out;
+                        }
+                        if removed > 0 {
+                            // Sent again at once: the neighbours were not at fault.
+                            continue;
+                        }
+                        Failure::retry(
+                            "row_errors",
+                            "AppendRows: row errors that name no row of the request".into(),
+                            None,
+                        )
+                    }
+                    Some(Response::Error(st)) => {
+                        let mut f = answer_failure(&st);
+                        let extra = storage_error(&st.details)
+                            == Some(StorageErrorCode::SchemaMismatchExtraFields)
+                            || st.message.contains("extra fields");
+                        if extra && !job.dead_letter {
+                            // A column of the schema files the table lacks (not patched yet,
+                            // or the patch propagating): patch once, then retry like insertAll.
+                            if !synced {
+                                synced = true;
+                                if let Some(kind) = self.patch_target(&key, target).await {
+                                    out.attempt_errors.push(kind);
+                                }
+                            }
+                            f = Failure::retry("schema_propagation", f.message, None);
+                        }
+                        f
+                    }
+                    _ => Failure::retry(
+                        "bad_response",
+                        "AppendRows: an answer with neither a result nor an error".into(),
+                        None,
+                    ),
+                },
+                Err(f) => f,
+            };
+            out.attempt_errors.push(failure.kind);
+            if failure.not_found && !bootstrapped {
+                bootstrapped = true;
+                let may_create =
+                    self.cfg.create_tables || job.dead_letter || target != job.base_table;
+                if may_create {
+                    let ensured = self.ensure_table(&job.dataset, &job.base_table, target).await;
+                    if let Err(e) = ensured {
+                        out.failed = pending.rows;
+                        out.error = Some(e);
+                        return out;
+                    }
+                    continue;
+                }
+            }
+            if !attempts.backoff(&failure).await {
+                out.failed = pending.rows;
+                out.error = Some(failure.into_error());
+                return out;
+            }
+            out.retried += pending.rows.len();
+        }
+    }
+}
+
+/// A refused row: the row, the field at fault, why.
+type Refused = (EncodedRow, Option<String>, String);
+
+/// Encodes `rows` with `layout`; rows that cannot be encoded are refused, with the reason.
+fn encode_all(layout: &Layout, rows: Vec<EncodedRow>) -> (Encoded, Vec<Refused>) {
+    let mut encoded = Encoded {
+        rows: Vec::with_capacity(rows.len()),
+        bytes: Vec::with_capacity(rows.len()),
+        size: 0,
+    };
+    let mut refused = Vec::new();
+    for row in rows {
+        let mut b = Vec::with_capacity(row.json.len());
+        match encode_row(&layout.columns, &row.json, &mut b) {
+            Ok(()) => {
+                encoded.size += b.len() + 8;
+                encoded.bytes.push(b);
+                encoded.rows.push(row);
+            }
+            Err(e) => refused.push((
+                row,
+                Some(e.field.clone()).filter(|f| !f.is_empty()),
+                format!("the row cannot be encoded for the Storage Write API: {e}"),
+            )),
+        }
+    }
+    (encoded, refused)
+}
+
+/// Cuts encoded rows into requests under BigQuery's 10 MB limit.
+fn split_encoded(all: Encoded) -> Vec<Encoded> {
+    let budget = REQUEST_LIMIT as usize - REQUEST_OVERHEAD;
+    if all.size <= budget {
+        return vec![all];
+    }
+    let mut parts = Vec::new();
+    let mut cur = Encoded {
+        rows: Vec::new(),
+        bytes: Vec::new(),
+        size: 0,
+    };
+    for (row, bytes) in all.rows.into_iter().zip(all.bytes) {
+        let len = bytes.len() + 8;
+        if !cur.rows.is_empty() && cur.size + len > budget {
+            parts.push(std::mem::replace(
+                &mut cur,
+                Encoded {
+                    rows: Vec::new(),
+                    bytes: Vec::new(),
+                    size: 0,
+                },
+            ));
+        }
+        cur.size += len;
+        cur.rows.push(row);
+        cur.bytes.push(bytes);
+    }
+    if !cur.rows.is_empty() {
+        parts.push(cur);
+    }
+    parts
+}
