@@ -466,6 +466,7 @@ impl BigQuerySink {
                             .iter()
                             .filter_map(|e| Some((usize::try_from(e.index).ok()?, e.message.clone())))
                             .collect();
+                        let before = pending.rows.len();
                         let mut again = Encoded {
                             rows: Vec::new(),
                             bytes: Vec::new(),
@@ -483,7 +484,7 @@ impl BigQuerySink {
                                 }
                             }
                         }
-                        let removed = pending.rows.len() - again.rows.len();
+                        let removed = before - again.rows.len();
                         pending = again;
                         if pending.rows.is_empty() {
                             return out;
