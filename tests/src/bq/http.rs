@@ -19,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Map, Value};
 use tokio::net::{TcpListener, TcpSocket};
 
+use super::grpc::GrpcFault;
 use super::schema::{self, Column};
 use super::{now_ms, Fault, FaultTarget, RequestRecord, Shared, StoredRow, TableKey};
 
@@ -947,6 +948,9 @@ fn data_list(shared: &Shared, k: &TableKey, query: Option<&str>) -> Resp {
     };
     let max = max.unwrap_or(MAX_PAGE_ROWS).clamp(1, MAX_PAGE_ROWS);
     let start = token.or(start).unwrap_or(0);
+    // google-cloud-bigquery 3.x always asks for this and parses TIMESTAMPs as integers then.
+    let int64_ts = query_param(query, "formatOptions.useInt64Timestamp")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let st = shared.state();
     let Some(t) = st.tables.get(k) else {
         if !st.datasets.contains_key(&(k.0.clone(), k.1.clone())) {
@@ -961,7 +965,7 @@ fn data_list(shared: &Shared, k: &TableKey, query: Option<&str>) -> Resp {
         .get(start.min(total)..end)
         .unwrap_or(&[])
         .iter()
-        .map(|r| schema::to_list_row(&t.columns, &r.json))
+        .map(|r| schema::to_list_row(&t.columns, &r.json, int64_ts))
         .collect();
     let mut body = json!({
         "kind": "bigquery#tableDataList",
@@ -983,6 +987,8 @@ async fn admin(shared: &Shared, r: Route, req: Request<Incoming>) -> Resp {
         let mut v = st.stats.to_json();
         v["down"] = json!(shared.down.load(Ordering::SeqCst));
         v["pending_faults"] = json!(shared.faults().queue.len());
+        v["grpc"] = st.grpc.stats.to_json();
+        v["grpc"]["pending_faults"] = json!(shared.faults().grpc.queue.len());
         return json_resp(200, &v);
     }
     if req.method() != Method::POST {
@@ -1029,6 +1035,40 @@ async fn admin(shared: &Shared, r: Route, req: Request<Incoming>) -> Resp {
         }
         applied.push("ratio");
     }
+    if let Some(name) = v.get("grpc_fault").and_then(Value::as_str) {
+        let ms = v.get("ms").and_then(Value::as_u64).unwrap_or(1000);
+        let Some(f) = GrpcFault::from_name(name, ms) else {
+            return err(400, "invalid", &format!("unknown grpc_fault \"{name}\""));
+        };
+        let n = v.get("count").and_then(Value::as_u64).unwrap_or(1);
+        let mut fs = shared.faults();
+        for _ in 0..n {
+            fs.grpc.queue.push_back(f.clone());
+        }
+        applied.push("grpc_fault");
+    }
+    if let Some(p) = v.get("grpc_ratio").and_then(Value::as_f64) {
+        let mut fs = shared.faults();
+        fs.grpc.ratio = p.clamp(0.0, 1.0);
+        fs.rng = v.get("seed").and_then(Value::as_u64).unwrap_or(0);
+        if let Some(Value::Array(names)) = v.get("grpc_mix") {
+            let mix: Option<Vec<GrpcFault>> = names
+                .iter()
+                .map(|n| n.as_str().and_then(|n| GrpcFault::from_name(n, 1000)))
+                .collect();
+            match mix {
+                Some(m) if !m.is_empty() => fs.grpc.mix = m,
+                _ => {
+                    return err(
+                        400,
+                        "invalid",
+                        "\"grpc_mix\" must list known gRPC fault names",
+                    )
+                }
+            }
+        }
+        applied.push("grpc_ratio");
+    }
     if let Some(name) = v.get("deny").and_then(Value::as_str) {
         let Some((d, t)) = name.split_once('.') else {
             return err(400, "invalid", "\"deny\" takes \"dataset.table\"");
@@ -1045,14 +1085,16 @@ async fn admin(shared: &Shared, r: Route, req: Request<Incoming>) -> Resp {
         let mut fs = shared.faults();
         fs.queue.clear();
         fs.ratio = 0.0;
+        fs.grpc.queue.clear();
+        fs.grpc.ratio = 0.0;
         applied.push("clear");
     }
     if applied.is_empty() {
         return err(
             400,
             "invalid",
-            "expected one of: fault (with ms, count, target), ratio (with seed, mix), deny (with \
-             denied), down, clear",
+            "expected one of: fault (with ms, count, target), ratio (with seed, mix), grpc_fault \
+             (with ms, count), grpc_ratio (with seed, grpc_mix), deny (with denied), down, clear",
         );
     }
     json_resp(200, &json!({"applied": applied}))

@@ -13,7 +13,11 @@
 //! server.inject(Fault::Http503Json);
 //! // point the client at server.v2_base_url() (http://127.0.0.1:PORT/bigquery/v2)
 //! ```
+//!
+//! With `BqTestConfig { grpc: true, .. }` it also serves the Storage Write API over gRPC on a
+//! second port ([`BqTestServer::grpc_url`]), sharing the same tables (see [`grpc`]).
 
+pub mod grpc;
 mod http;
 mod patch;
 pub mod schema;
@@ -55,6 +59,10 @@ pub struct BqTestConfig {
     /// How long a schema change by `tables.patch` / `tables.update` takes to reach `insertAll`
     /// (see [`BqTestServer::set_schema_propagation`]); 0: at once.
     pub schema_propagation: Duration,
+    /// Also serve the Storage Write API (gRPC `BigQueryWrite`, plaintext HTTP/2) on `grpc_port`.
+    pub grpc: bool,
+    /// Port on 127.0.0.1 for gRPC when `grpc` is set; 0 picks a free one.
+    pub grpc_port: u16,
 }
 
 impl Default for BqTestConfig {
@@ -67,6 +75,8 @@ impl Default for BqTestConfig {
             max_rows_per_request: MAX_ROWS_PER_REQUEST,
             retry_after_secs: 1,
             schema_propagation: Duration::ZERO,
+            grpc: false,
+            grpc_port: 0,
         }
     }
 }
@@ -290,6 +300,8 @@ pub(crate) struct State {
     pub tables: BTreeMap<TableKey, Table>,
     pub stats: Stats,
     pub requests: Vec<RequestRecord>,
+    /// Write streams and counters of the gRPC API.
+    pub grpc: grpc::GrpcState,
 }
 
 /// Most request records kept (oldest are dropped first).
@@ -323,6 +335,7 @@ pub(crate) struct FaultState {
     pub ratio: f64,
     pub mix: Vec<Fault>,
     pub rng: u64,
+    pub grpc: grpc::GrpcFaults,
 }
 
 impl FaultState {
@@ -341,6 +354,22 @@ impl FaultState {
             if draw < self.ratio {
                 let i = (self.next_u64() % self.mix.len() as u64) as usize;
                 return Some(self.mix[i].clone());
+            }
+        }
+        None
+    }
+
+    /// The fault for the next `AppendRows` request, if any: the gRPC queue first, then the gRPC
+    /// failure ratio.
+    pub(crate) fn next_grpc(&mut self) -> Option<grpc::GrpcFault> {
+        if let Some(f) = self.grpc.queue.pop_front() {
+            return Some(f);
+        }
+        if self.grpc.ratio > 0.0 && !self.grpc.mix.is_empty() {
+            let draw = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+            if draw < self.grpc.ratio {
+                let i = (self.next_u64() % self.grpc.mix.len() as u64) as usize;
+                return Some(self.grpc.mix[i].clone());
             }
         }
         None
@@ -416,6 +445,7 @@ pub(crate) fn now_ms() -> i64 {
 pub struct BqTestServer {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    grpc_addr: Option<SocketAddr>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -427,6 +457,10 @@ impl BqTestServer {
             state: Mutex::new(State::default()),
             faults: Mutex::new(FaultState {
                 mix: Fault::default_mix(),
+                grpc: grpc::GrpcFaults {
+                    mix: grpc::GrpcFault::default_mix(),
+                    ..Default::default()
+                },
                 ..FaultState::default()
             }),
             down: AtomicBool::new(false),
@@ -442,11 +476,20 @@ impl BqTestServer {
     pub async fn start(cfg: BqTestConfig) -> io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", cfg.port)).await?;
         let addr = listener.local_addr()?;
+        let grpc_listener = match cfg.grpc {
+            true => Some(tokio::net::TcpListener::bind(("127.0.0.1", cfg.grpc_port)).await?),
+            false => None,
+        };
+        let grpc_addr = grpc_listener.as_ref().map(|l| l.local_addr()).transpose()?;
         let shared = Self::shared_for(cfg);
         tokio::spawn(http::serve(Arc::clone(&shared), listener, addr));
+        if let Some(l) = grpc_listener {
+            tokio::spawn(grpc::serve(Arc::clone(&shared), l));
+        }
         Ok(Self {
             shared,
             addr,
+            grpc_addr,
             thread: None,
         })
     }
@@ -456,6 +499,15 @@ impl BqTestServer {
         let std_listener = std::net::TcpListener::bind(("127.0.0.1", cfg.port))?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
+        let grpc_listener = match cfg.grpc {
+            true => {
+                let l = std::net::TcpListener::bind(("127.0.0.1", cfg.grpc_port))?;
+                l.set_nonblocking(true)?;
+                Some(l)
+            }
+            false => None,
+        };
+        let grpc_addr = grpc_listener.as_ref().map(|l| l.local_addr()).transpose()?;
         let shared = Self::shared_for(cfg);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -467,6 +519,12 @@ impl BqTestServer {
             .name("bq-test-server".into())
             .spawn(move || {
                 rt.block_on(async move {
+                    if let Some(l) = grpc_listener {
+                        match tokio::net::TcpListener::from_std(l) {
+                            Ok(l) => drop(tokio::spawn(grpc::serve(Arc::clone(&s), l))),
+                            Err(e) => eprintln!("bq-test-server (gRPC): {e}"),
+                        }
+                    }
                     match tokio::net::TcpListener::from_std(std_listener) {
                         Ok(listener) => http::serve(s, listener, addr).await,
                         Err(e) => eprintln!("bq-test-server: {e}"),
@@ -477,6 +535,7 @@ impl BqTestServer {
         Ok(Self {
             shared,
             addr,
+            grpc_addr,
             thread: Some(thread),
         })
     }
@@ -493,6 +552,23 @@ impl BqTestServer {
     /// `http://127.0.0.1:PORT/bigquery/v2`: what clients take as their v2 base URL.
     pub fn v2_base_url(&self) -> String {
         format!("http://{}/bigquery/v2", self.addr)
+    }
+
+    /// The gRPC address, when started with `grpc: true`.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc_addr
+    }
+
+    /// `http://127.0.0.1:PORT` of the Storage Write API (plaintext HTTP/2; `127.0.0.1:PORT` is
+    /// the `api_endpoint` of Google's clients). Panics when the server was started without
+    /// `grpc: true`: a test asking for it has a setup bug.
+    pub fn grpc_url(&self) -> String {
+        match self.grpc_addr {
+            Some(a) => format!("http://{a}"),
+            None => {
+                panic!("BqTestServer::grpc_url: start it with BqTestConfig {{ grpc: true, .. }}")
+            }
+        }
     }
 
     pub fn config(&self) -> &BqTestConfig {
@@ -597,11 +673,49 @@ impl BqTestServer {
         self.shared.faults().queue.len()
     }
 
-    /// Empties the fault queue and sets the failure ratio to 0.
+    /// Empties the fault queues (REST and gRPC) and sets both failure ratios to 0.
     pub fn clear_faults(&self) {
         let mut f = self.shared.faults();
         f.queue.clear();
         f.ratio = 0.0;
+        f.grpc.queue.clear();
+        f.grpc.ratio = 0.0;
+    }
+
+    /// Queues a fault for the next gRPC `AppendRows` request (of any connection).
+    pub fn inject_grpc(&self, fault: grpc::GrpcFault) {
+        self.shared.faults().grpc.queue.push_back(fault);
+    }
+
+    /// Fails fraction `p` of `AppendRows` requests with faults from
+    /// [`grpc::GrpcFault::default_mix`] (lost acks included), reproducibly from `seed`.
+    pub fn set_grpc_failure_ratio(&self, p: f64, seed: u64) {
+        self.set_grpc_failure_mix(p, seed, grpc::GrpcFault::default_mix());
+    }
+
+    /// Like [`Self::set_grpc_failure_ratio`] with a chosen mix of faults.
+    pub fn set_grpc_failure_mix(&self, p: f64, seed: u64, mix: Vec<grpc::GrpcFault>) {
+        let mut f = self.shared.faults();
+        f.grpc.ratio = p.clamp(0.0, 1.0);
+        f.rng = seed;
+        f.grpc.mix = mix;
+    }
+
+    /// Counters of the gRPC API.
+    pub fn grpc_stats(&self) -> grpc::GrpcStats {
+        self.shared.state().grpc.stats.clone()
+    }
+
+    /// Rows appended over gRPC to PENDING or BUFFERED streams of a table and not visible yet.
+    pub fn grpc_held_rows(&self, project: &str, dataset: &str, table: &str) -> usize {
+        let key = (project.to_string(), dataset.to_string(), table.to_string());
+        let st = self.shared.state();
+        st.grpc
+            .streams
+            .values()
+            .filter(|s| s.table == key)
+            .map(|s| s.held.len())
+            .sum()
     }
 
     /// Fails fraction `p` of `insertAll` requests with faults from [`Fault::default_mix`],

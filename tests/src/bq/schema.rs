@@ -601,8 +601,10 @@ pub fn parse_timestamp_micros(s: &str) -> Option<i64> {
 }
 
 /// A stored value in `tabledata.list` form: strings for scalars, `{"f":[...]}` for records and
-/// `[{"v":...}]` for repeated columns.
-pub fn to_list_value(col: &Column, v: Option<&Value>) -> Value {
+/// `[{"v":...}]` for repeated columns. TIMESTAMPs are seconds in E notation (`"1.7E9"`), or with
+/// `int64_timestamps` (the `formatOptions.useInt64Timestamp` query parameter) microseconds since
+/// the epoch as a decimal integer string, as BigQuery answers.
+pub fn to_list_value(col: &Column, v: Option<&Value>, int64_timestamps: bool) -> Value {
     match (col.mode, v) {
         (_, None) | (_, Some(Value::Null)) => {
             if col.mode == ColMode::Repeated {
@@ -614,15 +616,16 @@ pub fn to_list_value(col: &Column, v: Option<&Value>) -> Value {
         (ColMode::Repeated, Some(Value::Array(items))) => Value::Array(
             items
                 .iter()
-                .map(|i| serde_json::json!({ "v": scalar_or_record(col, i) }))
+                .map(|i| serde_json::json!({ "v": scalar_or_record(col, i, int64_timestamps) }))
                 .collect(),
         ),
-        (_, Some(v)) => scalar_or_record(col, v),
+        (_, Some(v)) => scalar_or_record(col, v, int64_timestamps),
     }
 }
 
-/// A row in `tabledata.list` form: `{"f":[{"v":...}, ...]}` in schema column order.
-pub fn to_list_row(columns: &[Column], row: &Map<String, Value>) -> Value {
+/// A row in `tabledata.list` form: `{"f":[{"v":...}, ...]}` in schema column order (see
+/// [`to_list_value`] for `int64_timestamps`).
+pub fn to_list_row(columns: &[Column], row: &Map<String, Value>, int64_timestamps: bool) -> Value {
     let cells: Vec<Value> = columns
         .iter()
         .map(|c| {
@@ -630,15 +633,15 @@ pub fn to_list_row(columns: &[Column], row: &Map<String, Value>) -> Value {
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(&c.name))
                 .map(|(_, v)| v);
-            serde_json::json!({ "v": to_list_value(c, v) })
+            serde_json::json!({ "v": to_list_value(c, v, int64_timestamps) })
         })
         .collect();
     serde_json::json!({ "f": cells })
 }
 
-fn scalar_or_record(col: &Column, v: &Value) -> Value {
+fn scalar_or_record(col: &Column, v: &Value, int64_timestamps: bool) -> Value {
     match (col.ty, v) {
-        (ColType::Record, Value::Object(o)) => to_list_row(&col.fields, o),
+        (ColType::Record, Value::Object(o)) => to_list_row(&col.fields, o, int64_timestamps),
         (ColType::Timestamp, _) => {
             let micros = match v {
                 Value::Number(n) => n.as_f64().map(|f| (f * 1e6).round() as i64),
@@ -646,6 +649,7 @@ fn scalar_or_record(col: &Column, v: &Value) -> Value {
                 _ => None,
             };
             match micros {
+                Some(us) if int64_timestamps => Value::String(us.to_string()),
                 // BigQuery's default form: seconds since the epoch in E notation.
                 Some(us) => Value::String(format!("{:E}", us as f64 / 1e6)),
                 None => Value::Null,
