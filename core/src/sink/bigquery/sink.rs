@@ -41,7 +41,7 @@ pub struct BigQuerySink {
     /// Tables to patch and the shards written (see `schema_sync`).
     pub(super) sync: SyncState,
     /// Tables this sink created or found, so it bootstraps each at most once.
-    ensured: Mutex<HashSet<(String, String)>>,
+    pub(super) ensured: Mutex<HashSet<(String, String)>>,
     /// One attempt per request (the pipeline is probing a failing destination).
     probe: bool,
     /// The pipeline's shutdown signal (see [`crate::sink::StopSignal`]).
@@ -373,7 +373,7 @@ impl BigQuerySink {
     }
 
     /// POSTs a create call; 409 (already exists) is success.
-    async fn create(&self, url: &str, body: &Value) -> Result<(), Failure> {
+    pub(super) async fn create(&self, url: &str, body: &Value) -> Result<(), Failure> {
         let token = self.tokens.token().await?;
         let mut req = self
             .http

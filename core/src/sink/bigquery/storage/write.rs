@@ -319,6 +319,57 @@ impl BigQuerySink {
         Ok(layout)
     }
 
+    /// Creates day shard `shard` of base table `base` if it is missing, with the base table's
+    /// schema as BigQuery has it (what insertAll's `templateSuffix` does); a missing base table
+    /// is created first with `create_tables`. Once per shard and process.
+    async fn ensure_shard(&self, dataset: &str, base: &str, shard: &str) -> Result<(), SinkError> {
+        let key = (dataset.to_string(), shard.to_string());
+        let known = |s: &Self| {
+            s.ensured
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&key)
+        };
+        if known(self) {
+            return Ok(());
+        }
+        let root = self.cfg.base_url.trim_end_matches('/');
+        let project = &self.cfg.project;
+        let tables = format!("{root}/projects/{project}/datasets/{dataset}/tables");
+        let base_url = format!("{tables}/{base}");
+        let get_base = || self.table_call(reqwest::Method::GET, &base_url, None);
+        let mut table = get_base().await.map_err(Failure::into_error)?;
+        if table.is_none() && self.cfg.create_tables {
+            self.ensure_table(dataset, base, base).await?;
+            table = get_base().await.map_err(Failure::into_error)?;
+        }
+        let Some(table) = table else {
+            return Err(SinkError::Remote {
+                kind: "grpc_not_found",
+                message: format!(
+                    "table {dataset}.{base} does not exist, so its day shard {shard} cannot be \
+                     made (create_tables is off)"
+                ),
+            });
+        };
+        let body = serde_json::json!({
+            "kind": "bigquery#table",
+            "tableReference": {"projectId": project, "datasetId": dataset, "tableId": shard},
+            "schema": {"fields": fields_of_table(&table)},
+        });
+        self.create(&tables, &body)
+            .await
+            .map_err(|f| SinkError::Remote {
+                kind: f.kind,
+                message: format!("creating day shard {dataset}.{shard}: {}", f.message),
+            })?;
+        self.ensured
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
+        Ok(())
+    }
+
     /// A layout from an answer's `updated_schema`, when it replaces `current`: only for tables
     /// no schema file describes (their layout came from BigQuery; the schema files' layout is
     /// what evlog's rows hold, and a table that grew still takes it).
@@ -373,7 +424,14 @@ impl BigQuerySink {
         // A day shard is a table of its own: made from the base table's schema before rows go
         // to it (insertAll's templateSuffix does that in BigQuery; the Storage Write API does not).
         if target != job.base_table {
-            if let Err(e) = self.ensure_table(&job.dataset, &job.base_table, &target).await {
+            let made = attempts
+                .attempt(async {
+                    // As a Failure only so the shutdown deadline bounds it too.
+                    Ok::<_, Failure>(self.ensure_shard(&job.dataset, &job.base_table, &target).await)
+                })
+                .await
+                .unwrap_or_else(|f| Err(f.into_error()));
+            if let Err(e) = made {
                 out.failed = encoded.rows;
                 out.error = Some(e);
                 return out;
@@ -531,7 +589,15 @@ impl BigQuerySink {
                 let may_create =
                     self.cfg.create_tables || job.dead_letter || target != job.base_table;
                 if may_create {
-                    let ensured = self.ensure_table(&job.dataset, &job.base_table, target).await;
+                    let ensured = if target == job.base_table {
+                        self.ensure_table(&job.dataset, &job.base_table, target).await
+                    } else {
+                        self.ensured
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&(job.dataset.clone(), target.to_string()));
+                        self.ensure_shard(&job.dataset, &job.base_table, target).await
+                    };
                     if let Err(e) = ensured {
                         out.failed = pending.rows;
                         out.error = Some(e);
