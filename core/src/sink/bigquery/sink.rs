@@ -478,6 +478,25 @@ impl Sink for BigQuerySink {
         outcomes
     }
 
+    fn close(&mut self) -> Result<(), SinkError> {
+        let Some(w) = &self.storage else {
+            return Ok(());
+        };
+        // Exactly-once: the streams this writer still holds are finalized (no more appends);
+        // one attempt each, bounded, as a shutdown must be.
+        let failed = self.rt.block_on(async {
+            let token = self.tokens.token().await.ok().flatten();
+            w.finalize_idle(token.as_deref(), Duration::from_secs(5)).await
+        });
+        if failed > 0 {
+            return Err(SinkError::Remote {
+                kind: "finalize",
+                message: format!("{failed} committed stream(s) could not be finalized"),
+            });
+        }
+        Ok(())
+    }
+
     fn dead_letter(&mut self, events: &[RejectedEvent]) -> Result<(), SinkError> {
         self.store_dead_letters(events.to_vec())
             .into_result("dead_letter_invalid")

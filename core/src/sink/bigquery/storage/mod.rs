@@ -5,6 +5,7 @@
 
 pub(crate) mod descriptor;
 pub(crate) mod encode;
+mod streams;
 mod write;
 #[cfg(test)]
 mod tests;

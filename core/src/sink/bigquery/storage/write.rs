@@ -19,6 +19,7 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::descriptor::Layout;
 use super::encode::encode_row;
+use super::streams::{authorized, CommittedStreams, Slot};
 use crate::schema::evolve::fields_of_table;
 use crate::sink::bigquery::config::{BigQueryConfig, REQUEST_LIMIT};
 use crate::sink::bigquery::schema_sync::target_id;
@@ -50,9 +51,16 @@ pub(crate) struct StorageWriter {
     /// Layouts by `(dataset, base table)`, for the catalog they were made from.
     layouts: Mutex<(usize, HashMap<(String, String), Arc<Layout>>)>,
     dead_letter: Arc<Layout>,
+    /// Idle COMMITTED streams (`exactly_once`).
+    pub(super) committed: CommittedStreams,
 }
 
 impl StorageWriter {
+    /// A handle on the client (clones share the channel).
+    pub(super) fn client(&self) -> BigQueryWriteClient<Channel> {
+        self.client.clone()
+    }
+
     /// The client over a lazily connected channel to `storage_url` (TLS for `https://`).
     /// Must run inside the sink's runtime: the channel's task is spawned on it.
     pub(crate) fn new(cfg: &BigQueryConfig) -> Result<Self, SinkError> {
@@ -80,6 +88,7 @@ impl StorageWriter {
             idle: Mutex::new(Vec::new()),
             layouts: Mutex::new((0, HashMap::new())),
             dead_letter: Arc::new(dead_letter),
+            committed: CommittedStreams::default(),
         })
     }
 
@@ -90,6 +99,7 @@ impl StorageWriter {
         token: Option<String>,
         timeout: Duration,
     ) -> Result<AppendRowsResponse, Failure> {
+        let routing = format!("write_stream={}", req.write_stream);
         let reused = {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             idle.retain(|c| c.opened.elapsed() < STREAM_MAX_AGE && c.token == token);
@@ -113,13 +123,7 @@ impl StorageWriter {
         let outbound = futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|m| (m, rx))
         });
-        let mut request = tonic::Request::new(outbound);
-        if let Some(t) = &token {
-            let v = format!("Bearer {t}").parse().map_err(|_| {
-                Failure::fatal("auth", "the access token is not a valid header".into())
-            })?;
-            request.metadata_mut().insert("authorization", v);
-        }
+        let request = authorized(outbound, token.as_deref(), &routing)?;
         let mut client = self.client.clone();
         let opened = tokio::time::timeout(timeout, client.append_rows(request))
             .await
@@ -437,14 +441,25 @@ impl BigQuerySink {
                 return out;
             }
         }
-        let stream = format!(
-            "projects/{}/datasets/{}/tables/{}/streams/_default",
-            self.cfg.project, job.dataset, target
-        );
         for part in split_encoded(encoded) {
-            let r = self
-                .append_until_done(&job, &target, &stream, layout.clone(), part, &mut attempts)
+            let slot = match self.slot_for(&job.dataset, &target, &mut attempts).await {
+                Ok(slot) => slot,
+                Err(f) => {
+                    out.attempt_errors.push(f.kind);
+                    out.failed.extend(part.rows);
+                    out.error = Some(f.into_error());
+                    continue;
+                }
+            };
+            let mut slot = slot;
+            let (r, known) = self
+                .append_until_done(&job, &target, &mut slot, layout.clone(), part, &mut attempts)
                 .await;
+            if known && slot.next.is_some() {
+                if let Some(w) = &self.storage {
+                    w.committed.put(&job.dataset, &target, slot);
+                }
+            }
             out.delivered += r.delivered;
             out.rejected.extend(r.rejected);
             out.failed.extend(r.failed);
@@ -457,27 +472,65 @@ impl BigQuerySink {
         out
     }
 
-    /// One request's rows, retried until delivered, rejected or out of attempts.
+    /// The stream a request to `table` goes to: `_default`, or with `exactly_once` an idle
+    /// COMMITTED stream of this writer or a new one.
+    async fn slot_for(
+        &self,
+        dataset: &str,
+        table: &str,
+        attempts: &mut Attempts<'_>,
+    ) -> Result<Slot, Failure> {
+        let project = &self.cfg.project;
+        let Some(w) = self.storage.as_ref().filter(|_| self.cfg.exactly_once) else {
+            return Ok(Slot::default_stream(project, dataset, table));
+        };
+        if let Some(slot) = w.committed.take(dataset, table) {
+            return Ok(slot);
+        }
+        let parent = format!("projects/{project}/datasets/{dataset}/tables/{table}");
+        loop {
+            let made = attempts
+                .attempt(async {
+                    let token = self.tokens.token().await?;
+                    w.create_committed(&parent, token.as_deref(), self.cfg.request_timeout)
+                        .await
+                })
+                .await;
+            match made {
+                Ok(slot) => return Ok(slot),
+                Err(f) => {
+                    if !attempts.backoff(&f).await {
+                        return Err(f);
+                    }
+                }
+            }
+        }
+    }
+
+    /// One request's rows, retried until delivered, rejected or out of attempts; and whether
+    /// the stream's end is known afterwards (every attempt answered, or the rows confirmed), so
+    /// that a COMMITTED stream may take more rows.
     async fn append_until_done(
         &self,
         job: &Job,
         target: &str,
-        stream: &str,
+        slot: &mut Slot,
         mut layout: Arc<Layout>,
         mut pending: Encoded,
         attempts: &mut Attempts<'_>,
-    ) -> JobResult {
+    ) -> (JobResult, bool) {
         let mut out = JobResult::default();
         let Some(w) = self.storage.as_ref() else {
             out.failed = pending.rows;
-            return out;
+            return (out, false);
         };
         let key = (job.dataset.clone(), job.base_table.clone());
         let mut bootstrapped = false;
         let mut synced = false;
         loop {
             let req = AppendRowsRequest {
-                write_stream: stream.to_string(),
+                write_stream: slot.name.clone(),
+                offset: slot.next,
                 rows: Some(Rows::ProtoRows(ProtoData {
                     writer_schema: Some(ProtoSchema {
                         proto_descriptor: Some(layout.descriptor.clone()),
@@ -514,7 +567,8 @@ impl BigQuerySink {
                 Ok(resp) => match resp.response {
                     Some(Response::AppendResult(_)) if resp.row_errors.is_empty() => {
                         out.delivered += pending.rows.len();
-                        return out;
+                        slot.advance(pending.rows.len());
+                        return (out, true);
                     }
                     _ if !resp.row_errors.is_empty() => {
                         // Those rows are refused for good; nothing of the request was stored,
@@ -545,7 +599,7 @@ impl BigQuerySink {
                         let removed = before - again.rows.len();
                         pending = again;
                         if pending.rows.is_empty() {
-                            return out;
+                            return (out, true);
                         }
                         if removed > 0 {
                             // Sent again at once: the neighbours were not at fault.
@@ -556,6 +610,40 @@ impl BigQuerySink {
                             "AppendRows: row errors that name no row of the request".into(),
                             None,
                         )
+                    }
+                    Some(Response::Error(st)) if slot.next.is_some() && already_written(&st) => {
+                        // This offset holds rows already: an earlier attempt of these very
+                        // rows whose answer was lost. Delivered.
+                        out.delivered += pending.rows.len();
+                        slot.advance(pending.rows.len());
+                        return (out, true);
+                    }
+                    Some(Response::Error(st)) if slot.next.is_some() && beyond_end(&st) => {
+                        // The stream ends before this offset, so these rows are not in it:
+                        // say what BigQuery knows of the stream, leave it, and send them to a
+                        // new one.
+                        let token = self.tokens.token().await.ok().flatten();
+                        let state = w.describe(&slot.name, token.as_deref()).await;
+                        let f = Failure::retry(
+                            "offset_out_of_range",
+                            format!(
+                                "AppendRows: offset {} is past the end of {} ({state}); the rows \
+                                 go to a new stream",
+                                slot.next.unwrap_or_default(),
+                                slot.name
+                            ),
+                            None,
+                        );
+                        match self.slot_for(&job.dataset, target, attempts).await {
+                            Ok(fresh) => *slot = fresh,
+                            Err(e) => {
+                                out.attempt_errors.push(f.kind);
+                                out.failed = pending.rows;
+                                out.error = Some(e.into_error());
+                                return (out, false);
+                            }
+                        }
+                        f
                     }
                     Some(Response::Error(st)) => {
                         let mut f = answer_failure(&st);
@@ -601,7 +689,7 @@ impl BigQuerySink {
                     if let Err(e) = ensured {
                         out.failed = pending.rows;
                         out.error = Some(e);
-                        return out;
+                        return (out, false);
                     }
                     continue;
                 }
@@ -609,11 +697,24 @@ impl BigQuerySink {
             if !attempts.backoff(&failure).await {
                 out.failed = pending.rows;
                 out.error = Some(failure.into_error());
-                return out;
+                // The last attempt's fate is unknown: the stream is left to it.
+                return (out, false);
             }
             out.retried += pending.rows.len();
         }
     }
+}
+
+/// An in-band `ALREADY_EXISTS` for an offset (rows at it are stored).
+fn already_written(st: &gcp_bigquery_client::google::rpc::Status) -> bool {
+    st.code == tonic::Code::AlreadyExists as i32
+        || storage_error(&st.details) == Some(StorageErrorCode::OffsetAlreadyExists)
+}
+
+/// An in-band `OUT_OF_RANGE` for an offset (past the stream's end).
+fn beyond_end(st: &gcp_bigquery_client::google::rpc::Status) -> bool {
+    st.code == tonic::Code::OutOfRange as i32
+        || storage_error(&st.details) == Some(StorageErrorCode::OffsetOutOfRange)
 }
 
 /// A refused row: the row, the field at fault, why.
