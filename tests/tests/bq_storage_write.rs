@@ -336,3 +336,44 @@ fn exactly_once_stores_each_of_a_hundred_thousand_events_once_despite_thirty_per
     );
     drop(p);
 }
+
+#[test]
+fn exactly_once_rows_out_of_attempts_after_lost_acks_are_replayed_to_their_offsets_not_stored_twice(
+) {
+    use evlog_tests::bq::grpc::GrpcFault;
+    let server = grpc_server();
+    // Half the requests store their rows and lose the answer; with one attempt each, those
+    // requests run out of attempts without knowing their rows landed. They go to the
+    // spool, and when it is replayed the rows must go back to the same stream and offset
+    // (ALREADY_EXISTS: delivered), not to a new stream (a second copy).
+    server.set_grpc_failure_mix(0.5, 31, vec![GrpcFault::AckLost]);
+    let spool = tempfile::tempdir().expect("spool");
+    let extra = format!(
+        "[spool]\nenabled = true\ndir = {:?}\nfsync = false\n",
+        spool.path()
+    );
+    let mut cfg = common::config_with_schemas(&server, &schema_dir(), &extra);
+    cfg.sink.bigquery.api = WriteApi::StorageWrite;
+    cfg.sink.bigquery.storage_url = server.grpc_url();
+    cfg.sink.bigquery.exactly_once = true;
+    cfg.retry.max_attempts = 1;
+    let p = Pipeline::new(cfg).expect("pipeline");
+    log_from_threads(&p, 2, 5_000);
+    assert!(
+        common::wait_for(Duration::from_secs(120), || {
+            p.flush(Duration::from_secs(1));
+            let s = p.stats();
+            s.delivered == 10_000 && s.is_settled()
+        }),
+        "{:?}",
+        p.stats()
+    );
+    let s = p.stats();
+    assert!(s.spooled > 0, "some rows ran out of attempts: {s:?}");
+    let st = server.grpc_stats();
+    assert!(st.offset_already_exists > 0, "{st:?}");
+    let all: Vec<String> = stored_ids(&server).into_values().flatten().collect();
+    let unique: HashSet<&String> = all.iter().collect();
+    assert_eq!(unique.len(), 10_000, "0 lost");
+    assert_eq!(all.len(), 10_000, "0 stored twice");
+}

@@ -78,6 +78,103 @@ impl CommittedStreams {
     }
 }
 
+/// Most runs [`Unsettled`] keeps (the oldest go first): rows that never come back (dropped by
+/// the pipeline) must not hold memory forever.
+const MAX_UNSETTLED: usize = 4096;
+
+/// Runs of rows whose last append on a COMMITTED stream had an outcome this writer could not
+/// learn (out of attempts after a lost answer): where they were sent, so that when the same rows
+/// come back (the collector retrying them from its log, the SDK replaying its spool in this
+/// process) they go to the same stream at the same offset, and `ALREADY_EXISTS` tells whether
+/// they landed. Keyed by the run's first insert id; the run matches only if the same ids follow
+/// in the same order.
+#[derive(Debug, Default)]
+pub(crate) struct Unsettled {
+    runs: Mutex<(HashMap<String, Run>, std::collections::VecDeque<String>)>,
+}
+
+#[derive(Debug, Clone)]
+struct Run {
+    ids: u64,
+    len: usize,
+    slot: Slot,
+}
+
+/// A fingerprint of a run's insert ids, in order.
+fn fingerprint<'a>(ids: impl Iterator<Item = &'a str>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for id in ids {
+        id.hash(&mut h);
+    }
+    h.finish()
+}
+
+impl Unsettled {
+    /// Remembers that `ids` (in order) were last sent to `slot` without an answer.
+    pub fn remember<'a>(&self, ids: impl Iterator<Item = &'a str> + Clone, slot: Slot) {
+        let len = ids.clone().count();
+        let Some(first) = ids.clone().next() else {
+            return;
+        };
+        let first = first.to_string();
+        let run = Run {
+            ids: fingerprint(ids),
+            len,
+            slot,
+        };
+        let mut g = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, order) = &mut *g;
+        if map.insert(first.clone(), run).is_none() {
+            order.push_back(first);
+        }
+        while order.len() > MAX_UNSETTLED {
+            if let Some(old) = order.pop_front() {
+                map.remove(&old);
+            }
+        }
+    }
+
+    /// Cuts `ids` into runs: `(range, Some(slot))` for a remembered run found whole (removed
+    /// from memory: it is being sent again), `(range, None)` for the rows between them.
+    pub fn carve(&self, ids: &[&str]) -> Vec<(std::ops::Range<usize>, Option<Slot>)> {
+        let mut g = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, order) = &mut *g;
+        let mut out = Vec::new();
+        if map.is_empty() {
+            if !ids.is_empty() {
+                out.push((0..ids.len(), None));
+            }
+            return out;
+        }
+        let mut gap = 0;
+        let mut i = 0;
+        while i < ids.len() {
+            let found = map.get(ids[i]).filter(|r| {
+                i + r.len <= ids.len() && fingerprint(ids[i..i + r.len].iter().copied()) == r.ids
+            });
+            match found {
+                Some(run) => {
+                    let (len, slot) = (run.len, run.slot.clone());
+                    map.remove(ids[i]);
+                    order.retain(|k| k != ids[i]);
+                    if gap < i {
+                        out.push((gap..i, None));
+                    }
+                    out.push((i..i + len, Some(slot)));
+                    i += len;
+                    gap = i;
+                }
+                None => i += 1,
+            }
+        }
+        if gap < ids.len() {
+            out.push((gap..ids.len(), None));
+        }
+        out
+    }
+}
+
 /// `Bearer <token>` and the routing header BigQuery asks for, on a request.
 pub(crate) fn authorized<T>(
     msg: T,

@@ -268,3 +268,32 @@ fn dead_letter_rows_encode_with_the_dead_letter_schema() {
     assert_eq!(get(&m, "error"), R::String("no \"good\"".into()));
     assert!(!m.has_field_by_name("field"));
 }
+
+#[test]
+fn unsettled_runs_are_found_whole_in_regrouped_rows() {
+    use super::streams::{Slot, Unsettled};
+    let u = Unsettled::default();
+    let slot = |o| Slot {
+        name: "s".into(),
+        next: Some(o),
+    };
+    u.remember(["b", "c"].into_iter(), slot(10));
+    u.remember(["e"].into_iter(), slot(20));
+    // The rows come back with others around them.
+    let runs = u.carve(&["a", "b", "c", "d", "e", "f"]);
+    assert_eq!(
+        runs,
+        vec![
+            (0..1, None),
+            (1..3, Some(slot(10))),
+            (3..4, None),
+            (4..5, Some(slot(20))),
+            (5..6, None)
+        ]
+    );
+    // Found runs are forgotten (they are being sent again); a partial run does not match.
+    u.remember(["x", "y"].into_iter(), slot(30));
+    assert_eq!(u.carve(&["b", "c", "x"]), vec![(0..3, None)]);
+    assert_eq!(u.carve(&["x", "y"]), vec![(0..2, Some(slot(30)))]);
+    assert_eq!(u.carve(&["x", "y"]), vec![(0..2, None)]);
+}

@@ -19,7 +19,7 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::descriptor::Layout;
 use super::encode::encode_row;
-use super::streams::{authorized, CommittedStreams, Slot};
+use super::streams::{authorized, CommittedStreams, Slot, Unsettled};
 use crate::schema::evolve::fields_of_table;
 use crate::sink::bigquery::config::{BigQueryConfig, REQUEST_LIMIT};
 use crate::sink::bigquery::schema_sync::target_id;
@@ -53,6 +53,8 @@ pub(crate) struct StorageWriter {
     dead_letter: Arc<Layout>,
     /// Idle COMMITTED streams (`exactly_once`).
     pub(super) committed: CommittedStreams,
+    /// Rows last sent to a COMMITTED stream with no answer (`exactly_once`).
+    unsettled: Unsettled,
 }
 
 impl StorageWriter {
@@ -89,6 +91,7 @@ impl StorageWriter {
             layouts: Mutex::new((0, HashMap::new())),
             dead_letter: Arc::new(dead_letter),
             committed: CommittedStreams::default(),
+            unsettled: Unsettled::default(),
         })
     }
 
@@ -441,8 +444,12 @@ impl BigQuerySink {
                 return out;
             }
         }
-        for part in split_encoded(encoded) {
-            let slot = match self.slot_for(&job.dataset, &target, &mut attempts).await {
+        for (part, known_slot) in self.requests(encoded) {
+            let slot = match known_slot {
+                Some(slot) => Ok(slot),
+                None => self.slot_for(&job.dataset, &target, &mut attempts).await,
+            };
+            let slot = match slot {
                 Ok(slot) => slot,
                 Err(f) => {
                     out.attempt_errors.push(f.kind);
@@ -455,9 +462,12 @@ impl BigQuerySink {
             let (r, known) = self
                 .append_until_done(&job, &target, &mut slot, layout.clone(), part, &mut attempts)
                 .await;
-            if known && slot.next.is_some() {
-                if let Some(w) = &self.storage {
+            if let (Some(w), Some(_)) = (&self.storage, slot.next) {
+                if known {
                     w.committed.put(&job.dataset, &target, slot);
+                } else if !r.failed.is_empty() {
+                    w.unsettled
+                        .remember(r.failed.iter().map(|r| r.insert_id.as_str()), slot);
                 }
             }
             out.delivered += r.delivered;
@@ -467,6 +477,37 @@ impl BigQuerySink {
             out.attempt_errors.extend(r.attempt_errors);
             if r.error.is_some() {
                 out.error = r.error;
+            }
+        }
+        out
+    }
+
+    /// A job's encoded rows cut into requests: with `exactly_once`, runs of rows this writer
+    /// sent before without learning their fate go again alone, to their stream and offset
+    /// ([`Unsettled`]); the rest is cut by size.
+    fn requests(&self, encoded: Encoded) -> Vec<(Encoded, Option<Slot>)> {
+        let Some(w) = self.storage.as_ref().filter(|_| self.cfg.exactly_once) else {
+            return split_encoded(encoded).into_iter().map(|e| (e, None)).collect();
+        };
+        let ids: Vec<&str> = encoded.rows.iter().map(|r| r.insert_id.as_str()).collect();
+        let runs = w.unsettled.carve(&ids);
+        if let [(_, None)] = runs.as_slice() {
+            return split_encoded(encoded).into_iter().map(|e| (e, None)).collect();
+        }
+        let mut rows = encoded.rows.into_iter();
+        let mut bytes = encoded.bytes.into_iter();
+        let mut out = Vec::new();
+        for (range, slot) in runs {
+            let n = range.len();
+            let part_bytes: Vec<Vec<u8>> = bytes.by_ref().take(n).collect();
+            let part = Encoded {
+                size: part_bytes.iter().map(|b| b.len() + 8).sum(),
+                rows: rows.by_ref().take(n).collect(),
+                bytes: part_bytes,
+            };
+            match slot {
+                Some(slot) => out.push((part, Some(slot))),
+                None => out.extend(split_encoded(part).into_iter().map(|e| (e, None))),
             }
         }
         out
