@@ -149,14 +149,26 @@ fn rows_bigquery_refuses_are_dead_lettered_with_its_message_and_their_neighbours
     cfg.sink.bigquery.create_tables = true; // the dead-letter table is created on demand
     let p = Pipeline::new(cfg).expect("pipeline");
     for i in 0..30 {
-        let code = if i % 10 == 3 { "toolong".to_string() } else { format!("c{i}") };
-        p.log_json("events", "order", &format!(r#"{{"code":"{code}","n":{i}}}"#))
-            .expect("accepted");
+        let code = if i % 10 == 3 {
+            "toolong".to_string()
+        } else {
+            format!("c{i}")
+        };
+        p.log_json(
+            "events",
+            "order",
+            &format!(r#"{{"code":"{code}","n":{i}}}"#),
+        )
+        .expect("accepted");
     }
     assert!(p.flush(Duration::from_secs(30)), "{:?}", p.stats());
     let s = p.stats();
     assert_eq!(s.delivered, 27, "{s:?}");
-    assert_eq!(s.rejected.get("bigquery_invalid").copied(), Some(3), "{s:?}");
+    assert_eq!(
+        s.rejected.get("bigquery_invalid").copied(),
+        Some(3),
+        "{s:?}"
+    );
     assert!(s.is_settled(), "{s:?}");
     let today = evlog_core::time::yyyymmdd(evlog_core::time::now_micros());
     let stored = server.rows(PROJECT, "events", &format!("order{today}"));
@@ -168,7 +180,10 @@ fn rows_bigquery_refuses_are_dead_lettered_with_its_message_and_their_neighbours
         assert_eq!(d["reason"], "bigquery_invalid");
         let err = d["error"].as_str().expect("error");
         assert!(err.contains("BigQuery refused the row"), "{err}");
-        assert!(err.contains("code"), "BigQuery's message names the field: {err}");
+        assert!(
+            err.contains("code"),
+            "BigQuery's message names the field: {err}"
+        );
         assert!(d["raw"].as_str().expect("raw").contains("toolong"));
     }
 }
@@ -263,21 +278,25 @@ fn every_type_round_trips_to_tabledata_list_as_insert_all_stores_it() {
     let table = format!("all{}", DAYS[0]);
     let by_id = |ns: &str| -> BTreeMap<String, Value> {
         let rows = tabledata_list(&server, ns, &table);
-        let fields = server
-            .table_schema(PROJECT, ns, &table)
-            .expect("schema");
+        let fields = server.table_schema(PROJECT, ns, &table).expect("schema");
         let names: Vec<String> = fields
             .as_array()
             .expect("fields")
             .iter()
             .map(|f| f["name"].as_str().expect("name").to_string())
             .collect();
-        let id_at = names.iter().position(|n| n == "event_id").expect("event_id");
+        let id_at = names
+            .iter()
+            .position(|n| n == "event_id")
+            .expect("event_id");
         let mut out = BTreeMap::new();
         for mut r in rows {
             let id = r["f"][id_at]["v"].as_str().expect("id").to_string();
             // received_at differs between the two processes; everything else must not.
-            let at = names.iter().position(|n| n == "received_at").expect("received_at");
+            let at = names
+                .iter()
+                .position(|n| n == "received_at")
+                .expect("received_at");
             r["f"][at] = Value::Null;
             out.insert(id, r);
         }

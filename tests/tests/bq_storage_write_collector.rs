@@ -36,7 +36,9 @@ fn a_collector_destination_writes_through_storage_write_exactly_once_under_fault
         &json!([{"name": "user", "type": "STRING", "mode": "REQUIRED"},
                 {"name": "seq", "type": "INT64", "mode": "REQUIRED"}]),
     );
-    server.load_evlog_schemas(&schemas, PROJECT).expect("tables");
+    server
+        .load_evlog_schemas(&schemas, PROJECT)
+        .expect("tables");
     let sink = config_text(&server, &schemas, "").replace(
         "[sink.bigquery]",
         &format!(
@@ -70,7 +72,8 @@ fn a_collector_destination_writes_through_storage_write_exactly_once_under_fault
     }
     let limit = Duration::from_secs(60);
     assert!(
-        wait_for(limit, || rows_of(&server, "events", "click").len() as u64 >= sent),
+        wait_for(limit, || rows_of(&server, "events", "click").len() as u64
+            >= sent),
         "stored {} of {sent}",
         rows_of(&server, "events", "click").len()
     );
@@ -84,9 +87,17 @@ fn a_collector_destination_writes_through_storage_write_exactly_once_under_fault
     assert_eq!(rows.len() as u64, sent, "0 stored twice");
     let st = server.grpc_stats();
     assert!(st.faults_injected > 0, "{st:?}");
-    assert_eq!(server.stats().insert_all_requests, 0, "rows went through gRPC");
+    assert_eq!(
+        server.stats().insert_all_requests,
+        0,
+        "rows went through gRPC"
+    );
     let m = common::collector_metrics(addr);
-    assert_eq!(metric(&m, "evlog_events_accepted_total "), sent as f64, "{m}");
+    assert_eq!(
+        metric(&m, "evlog_events_accepted_total "),
+        sent as f64,
+        "{m}"
+    );
     assert_eq!(metric(&m, "evlog_events_dropped_total "), 0.0, "{m}");
     drop(collector);
 }

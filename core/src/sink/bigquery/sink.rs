@@ -486,7 +486,8 @@ impl Sink for BigQuerySink {
         // one attempt each, bounded, as a shutdown must be.
         let failed = self.rt.block_on(async {
             let token = self.tokens.token().await.ok().flatten();
-            w.finalize_idle(token.as_deref(), Duration::from_secs(5)).await
+            w.finalize_idle(token.as_deref(), Duration::from_secs(5))
+                .await
         });
         if failed > 0 {
             return Err(SinkError::Remote {

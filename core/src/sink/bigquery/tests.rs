@@ -66,7 +66,11 @@ fn storage_write_settings_are_checked_by_key() {
     .unwrap();
     assert_eq!(cfg.api, WriteApi::StorageWrite);
     cfg.validate(false).unwrap();
-    assert_eq!(BigQueryConfig::default().api, WriteApi::InsertAll, "the default stays insertAll");
+    assert_eq!(
+        BigQueryConfig::default().api,
+        WriteApi::InsertAll,
+        "the default stays insertAll"
+    );
     let e = toml::from_str::<BigQueryConfig>("api = \"grpc\"").unwrap_err();
     assert!(e.to_string().contains("insert_all"), "{e}");
     let bad = BigQueryConfig {
@@ -80,5 +84,8 @@ fn storage_write_settings_are_checked_by_key() {
         ..BigQueryConfig::default()
     };
     let e = bad.validate(false).unwrap_err().to_string();
-    assert!(e.contains("sink.bigquery.exactly_once") && e.contains("storage_write"), "{e}");
+    assert!(
+        e.contains("sink.bigquery.exactly_once") && e.contains("storage_write"),
+        "{e}"
+    );
 }

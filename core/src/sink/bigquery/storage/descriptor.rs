@@ -193,7 +193,10 @@ fn column(
     repeated: bool,
     fields: Vec<Column>,
 ) -> Result<Column, StorageError> {
-    let ident = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let ident = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !ident {
         return Err(StorageError::Schema(format!(

@@ -123,7 +123,10 @@ impl<'a> Scan<'a> {
         } else {
             Err(err(
                 path,
-                format!("malformed row JSON: expected '{}' at byte {}", c as char, self.i),
+                format!(
+                    "malformed row JSON: expected '{}' at byte {}",
+                    c as char, self.i
+                ),
             ))
         }
     }
@@ -300,10 +303,11 @@ impl Encoder {
             let idx = if columns.get(hint).is_some_and(|c| c.name == name) {
                 Some(hint)
             } else {
-                columns
-                    .iter()
-                    .position(|c| c.name == name)
-                    .or_else(|| columns.iter().position(|c| c.name.eq_ignore_ascii_case(&name)))
+                columns.iter().position(|c| c.name == name).or_else(|| {
+                    columns
+                        .iter()
+                        .position(|c| c.name.eq_ignore_ascii_case(&name))
+                })
             };
             let Some(idx) = idx else {
                 return Err(err(&join(path, &name), "no such column in the table"));

@@ -235,8 +235,8 @@ impl StorageWriter {
         match tokio::time::timeout(Duration::from_secs(10), client.get_write_stream(req)).await {
             Ok(Ok(s)) => {
                 let s = s.into_inner();
-                let ty = write_stream::Type::try_from(s.r#type)
-                    .map_or("unknown", |t| t.as_str_name());
+                let ty =
+                    write_stream::Type::try_from(s.r#type).map_or("unknown", |t| t.as_str_name());
                 let state = if s.commit_time.is_some() {
                     "committed"
                 } else {

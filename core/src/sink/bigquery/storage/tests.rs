@@ -99,7 +99,10 @@ fn every_type_round_trips_through_an_independent_decoder() {
         }),
     );
     let m = decode(&layout, &json);
-    assert_eq!(get(&m, "s"), R::String("h\u{e9}llo \"q\" \\ \n \u{1F600}".into()));
+    assert_eq!(
+        get(&m, "s"),
+        R::String("h\u{e9}llo \"q\" \\ \n \u{1F600}".into())
+    );
     assert_eq!(get(&m, "b"), R::Bytes(b"hi".to_vec().into()));
     assert_eq!(get(&m, "i"), R::I64(i64::MIN));
     assert_eq!(get(&m, "f"), R::F64(2.5));
@@ -128,7 +131,10 @@ fn every_type_round_trips_through_an_independent_decoder() {
         panic!("item is a message")
     };
     assert_eq!(get(second, "sku"), R::String("B".into()));
-    assert!(!second.has_field_by_name("qty"), "absent subfield stays absent");
+    assert!(
+        !second.has_field_by_name("qty"),
+        "absent subfield stays absent"
+    );
     // The reserved columns.
     assert_eq!(get(&m, "event_id"), R::String("e-1".into()));
     assert_eq!(get(&m, "event_time"), R::I64(1_700_000_000_123_456));
@@ -140,7 +146,10 @@ fn every_type_round_trips_through_an_independent_decoder() {
 fn nulls_and_absent_columns_are_omitted() {
     let schema = every_type_schema();
     let layout = Layout::from_json(&schema.to_bigquery_json()).expect("layout");
-    let json = row(&schema, json!({"s": null, "cart": {"items": []}, "tags": null}));
+    let json = row(
+        &schema,
+        json!({"s": null, "cart": {"items": []}, "tags": null}),
+    );
     let m = decode(&layout, &json);
     for name in ["s", "b", "i", "f", "n", "ok", "ts", "d", "j", "g", "other"] {
         assert!(!m.has_field_by_name(name), "{name} is absent");
@@ -160,8 +169,16 @@ fn the_descriptor_is_proto2_with_nested_types_inside_the_row() {
     let layout = Layout::from_json(&every_type_schema().to_bigquery_json()).expect("layout");
     let d = &layout.descriptor;
     assert_eq!(d.name(), ROW_MESSAGE);
-    assert_eq!(d.nested_type.len(), 1, "cart's type is inside the row message");
-    assert_eq!(d.nested_type[0].nested_type.len(), 1, "items' type inside cart's");
+    assert_eq!(
+        d.nested_type.len(),
+        1,
+        "cart's type is inside the row message"
+    );
+    assert_eq!(
+        d.nested_type[0].nested_type.len(),
+        1,
+        "items' type inside cart's"
+    );
     let cart = d.field.iter().find(|f| f.name() == "cart").expect("cart");
     assert_eq!(cart.type_name(), ".evlog_row.cart_Record");
     let msg = pool_for(&layout);
@@ -219,7 +236,10 @@ fn layouts_come_from_updated_schema_too() {
 #[test]
 fn bad_schemas_and_rows_name_the_column() {
     let e = Layout::from_json(&json!([{"name": "r", "type": "RANGE"}])).unwrap_err();
-    assert!(e.to_string().contains("column r") && e.to_string().contains("RANGE"), "{e}");
+    assert!(
+        e.to_string().contains("column r") && e.to_string().contains("RANGE"),
+        "{e}"
+    );
     let layout = Layout::from_json(&json!([
         {"name": "i", "type": "INT64"},
         {"name": "c", "type": "RECORD", "fields": [{"name": "ts", "type": "TIMESTAMP"}]},
@@ -232,7 +252,10 @@ fn bad_schemas_and_rows_name_the_column() {
     let e = enc(r#"{"c":{"ts":"yesterday"}}"#);
     assert_eq!(e.field, "c.ts", "{e}");
     let e = enc(r#"{"c":{"nope":1}}"#);
-    assert_eq!((e.field.as_str(), e.message.as_str()), ("c.nope", "no such column in the table"));
+    assert_eq!(
+        (e.field.as_str(), e.message.as_str()),
+        ("c.nope", "no such column in the table")
+    );
     let e = enc(r#"{"l":[1,null]}"#);
     assert!(e.field == "l" && e.message.contains("null"), "{e}");
     let e = enc(r#"{"i":1"#);

@@ -34,6 +34,9 @@ const STREAM_MAX_AGE: Duration = Duration::from_secs(20 * 60);
 /// Room kept in a request for everything but the rows (descriptor, names, framing).
 const REQUEST_OVERHEAD: usize = 256 * 1024;
 
+/// Table layouts by `(dataset, base table)`.
+type Layouts = HashMap<(String, String), Arc<Layout>>;
+
 /// One open AppendRows call.
 struct Conn {
     tx: mpsc::Sender<AppendRowsRequest>,
@@ -48,8 +51,8 @@ pub(crate) struct StorageWriter {
     client: BigQueryWriteClient<Channel>,
     /// Streams not in use, reused by the next request.
     idle: Mutex<Vec<Conn>>,
-    /// Layouts by `(dataset, base table)`, for the catalog they were made from.
-    layouts: Mutex<(usize, HashMap<(String, String), Arc<Layout>>)>,
+    /// Layouts by `(dataset, base table)`, with the address of the catalog they were made from.
+    layouts: Mutex<(usize, Layouts)>,
     dead_letter: Arc<Layout>,
     /// Idle COMMITTED streams (`exactly_once`).
     pub(super) committed: CommittedStreams,
@@ -123,14 +126,18 @@ impl StorageWriter {
         tx.send(req)
             .await
             .map_err(|_| Failure::retry("transport", "AppendRows: channel closed".into(), None))?;
-        let outbound = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|m| (m, rx))
-        });
+        let outbound =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|m| (m, rx)) },
+            );
         let request = authorized(outbound, token.as_deref(), &routing)?;
         let mut client = self.client.clone();
         let opened = tokio::time::timeout(timeout, client.append_rows(request))
             .await
-            .map_err(|_| Failure::retry("timeout", "AppendRows: no answer to the call".into(), None))?
+            .map_err(|_| {
+                Failure::retry("timeout", "AppendRows: no answer to the call".into(), None)
+            })?
             .map_err(|s| status_failure(&s))?;
         let conn = Conn {
             tx,
@@ -241,7 +248,10 @@ pub(super) fn status_failure(s: &tonic::Status) -> Failure {
 pub(super) fn storage_error(details: &[prost_types::Any]) -> Option<StorageErrorCode> {
     details
         .iter()
-        .filter(|a| a.type_url.ends_with("google.cloud.bigquery.storage.v1.StorageError"))
+        .filter(|a| {
+            a.type_url
+                .ends_with("google.cloud.bigquery.storage.v1.StorageError")
+        })
         .find_map(|a| {
             gcp_bigquery_client::google::cloud::bigquery::storage::v1::StorageError::decode(
                 a.value.as_slice(),
@@ -316,7 +326,9 @@ impl BigQuerySink {
                 Layout::from_json(&Value::Array(fields_of_table(&table)))
             }
         }
-        .map_err(|e| Failure::fatal("config", format!("{}.{}: {e}", job.dataset, job.base_table)))?;
+        .map_err(|e| {
+            Failure::fatal("config", format!("{}.{}: {e}", job.dataset, job.base_table))
+        })?;
         let layout = Arc::new(layout);
         w.layouts
             .lock()
@@ -434,7 +446,10 @@ impl BigQuerySink {
             let made = attempts
                 .attempt(async {
                     // As a Failure only so the shutdown deadline bounds it too.
-                    Ok::<_, Failure>(self.ensure_shard(&job.dataset, &job.base_table, &target).await)
+                    Ok::<_, Failure>(
+                        self.ensure_shard(&job.dataset, &job.base_table, &target)
+                            .await,
+                    )
                 })
                 .await
                 .unwrap_or_else(|f| Err(f.into_error()));
@@ -460,7 +475,14 @@ impl BigQuerySink {
             };
             let mut slot = slot;
             let (r, known) = self
-                .append_until_done(&job, &target, &mut slot, layout.clone(), part, &mut attempts)
+                .append_until_done(
+                    &job,
+                    &target,
+                    &mut slot,
+                    layout.clone(),
+                    part,
+                    &mut attempts,
+                )
                 .await;
             if let (Some(w), Some(_)) = (&self.storage, slot.next) {
                 if known {
@@ -487,12 +509,18 @@ impl BigQuerySink {
     /// ([`Unsettled`]); the rest is cut by size.
     fn requests(&self, encoded: Encoded) -> Vec<(Encoded, Option<Slot>)> {
         let Some(w) = self.storage.as_ref().filter(|_| self.cfg.exactly_once) else {
-            return split_encoded(encoded).into_iter().map(|e| (e, None)).collect();
+            return split_encoded(encoded)
+                .into_iter()
+                .map(|e| (e, None))
+                .collect();
         };
         let ids: Vec<&str> = encoded.rows.iter().map(|r| r.insert_id.as_str()).collect();
         let runs = w.unsettled.carve(&ids);
         if let [(_, None)] = runs.as_slice() {
-            return split_encoded(encoded).into_iter().map(|e| (e, None)).collect();
+            return split_encoded(encoded)
+                .into_iter()
+                .map(|e| (e, None))
+                .collect();
         }
         let mut rows = encoded.rows.into_iter();
         let mut bytes = encoded.bytes.into_iter();
@@ -617,7 +645,9 @@ impl BigQuerySink {
                         let mut bad: HashMap<usize, String> = resp
                             .row_errors
                             .iter()
-                            .filter_map(|e| Some((usize::try_from(e.index).ok()?, e.message.clone())))
+                            .filter_map(|e| {
+                                Some((usize::try_from(e.index).ok()?, e.message.clone()))
+                            })
                             .collect();
                         let before = pending.rows.len();
                         let mut again = Encoded {
@@ -719,13 +749,15 @@ impl BigQuerySink {
                     self.cfg.create_tables || job.dead_letter || target != job.base_table;
                 if may_create {
                     let ensured = if target == job.base_table {
-                        self.ensure_table(&job.dataset, &job.base_table, target).await
+                        self.ensure_table(&job.dataset, &job.base_table, target)
+                            .await
                     } else {
                         self.ensured
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .remove(&(job.dataset.clone(), target.to_string()));
-                        self.ensure_shard(&job.dataset, &job.base_table, target).await
+                        self.ensure_shard(&job.dataset, &job.base_table, target)
+                            .await
                     };
                     if let Err(e) = ensured {
                         out.failed = pending.rows;
