@@ -11,23 +11,11 @@ use evlog_tests::bq::{BqTestConfig, BqTestServer};
 use serde_json::{json, Value};
 
 mod common;
-use common::{config_with_schemas, schema_dir, PROJECT};
+use common::{config_with_schemas, schema_dir, start_grpc_server, PROJECT};
 
 // 2026-11-22T10:00:00Z and the two following days.
 const DAY0: i64 = 1_795_341_600_000_000;
 const DAYS: [&str; 3] = ["20261122", "20261123", "20261124"];
-
-fn grpc_server() -> BqTestServer {
-    let server = BqTestServer::start_blocking(BqTestConfig {
-        grpc: true,
-        ..BqTestConfig::default()
-    })
-    .expect("test server");
-    server
-        .load_evlog_schemas(&schema_dir(), PROJECT)
-        .expect("tables");
-    server
-}
 
 /// The tests' SDK configuration, writing through the Storage Write API.
 fn storage_config(server: &BqTestServer, schemas: &std::path::Path) -> Config {
@@ -72,7 +60,7 @@ fn stored_ids(server: &BqTestServer) -> BTreeMap<String, Vec<String>> {
 
 #[test]
 fn hundred_thousand_events_through_the_default_stream_with_thirty_percent_faults_lose_nothing() {
-    let server = grpc_server();
+    let server = start_grpc_server();
     server.set_grpc_failure_ratio(0.3, 11);
     let p = Pipeline::new(storage_config(&server, &schema_dir())).expect("pipeline");
     log_from_threads(&p, 4, 25_000);
@@ -325,7 +313,7 @@ fn every_type_round_trips_to_tabledata_list_as_insert_all_stores_it() {
 
 #[test]
 fn exactly_once_stores_each_of_a_hundred_thousand_events_once_despite_thirty_percent_faults() {
-    let server = grpc_server();
+    let server = start_grpc_server();
     // Every fault kind, lost acknowledgements (rows stored, answer lost) included.
     server.set_grpc_failure_ratio(0.3, 23);
     let mut cfg = storage_config(&server, &schema_dir());
@@ -360,7 +348,7 @@ fn exactly_once_stores_each_of_a_hundred_thousand_events_once_despite_thirty_per
 fn exactly_once_rows_out_of_attempts_after_lost_acks_are_replayed_to_their_offsets_not_stored_twice(
 ) {
     use evlog_tests::bq::grpc::GrpcFault;
-    let server = grpc_server();
+    let server = start_grpc_server();
     // Half the requests store their rows and lose the answer; with one attempt each, those
     // requests run out of attempts without knowing their rows landed. They go to the
     // spool, and when it is replayed the rows must go back to the same stream and offset

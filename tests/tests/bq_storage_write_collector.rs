@@ -8,16 +8,10 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{config_text, http, rows_of, wait_for, write_schema, PROJECT};
+use common::{config_text, http, metric_value as metric, rows_of, wait_for, write_schema, PROJECT};
 use evlog_collector::reload::Source;
 use evlog_tests::bq::{BqTestConfig, BqTestServer};
 use serde_json::{json, Value};
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|r| r.trim().parse().ok()))
-        .unwrap_or(0.0)
-}
 
 #[test]
 fn a_collector_destination_writes_through_storage_write_exactly_once_under_faults() {

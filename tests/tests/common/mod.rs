@@ -81,6 +81,27 @@ pub fn start_server() -> BqTestServer {
     server
 }
 
+/// [`start_server`] with the Storage Write API (gRPC) served too.
+pub fn start_grpc_server() -> BqTestServer {
+    let server = BqTestServer::start_blocking(BqTestConfig {
+        grpc: true,
+        ..BqTestConfig::default()
+    })
+    .expect("test server");
+    server
+        .load_evlog_schemas(&schema_dir(), PROJECT)
+        .expect("tables");
+    server
+}
+
+/// The value of the unlabelled Prometheus sample `name` (with its trailing space) in `text`; 0
+/// when absent.
+pub fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
 /// Polls `cond` until it holds or `limit` passes.
 pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;

@@ -41,7 +41,7 @@ pub struct BigQuerySink {
     /// Tables to patch and the shards written (see `schema_sync`).
     pub(super) sync: SyncState,
     /// Tables this sink created or found, so it bootstraps each at most once.
-    pub(super) ensured: Mutex<HashSet<(String, String)>>,
+    ensured: Mutex<HashSet<(String, String)>>,
     /// One attempt per request (the pipeline is probing a failing destination).
     probe: bool,
     /// The pipeline's shutdown signal (see [`crate::sink::StopSignal`]).
@@ -302,12 +302,7 @@ impl BigQuerySink {
         table_id: &str,
     ) -> Result<(), SinkError> {
         let key = (dataset.to_string(), table_id.to_string());
-        if self
-            .ensured
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&key)
-        {
+        if self.is_ensured(&key) {
             return Ok(());
         }
         let dead_letter;
@@ -365,11 +360,26 @@ impl BigQuerySink {
             kind: f.kind,
             message: format!("creating table {dataset}.{table}: {}", f.message),
         })?;
+        self.set_ensured(key, true);
+        Ok(())
+    }
+
+    /// Whether this sink created or found table `(dataset, table id)`.
+    pub(super) fn is_ensured(&self, key: &(String, String)) -> bool {
         self.ensured
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key);
-        Ok(())
+            .contains(key)
+    }
+
+    /// Records that table `(dataset, table id)` exists (or, `false`, that it may not).
+    pub(super) fn set_ensured(&self, key: (String, String), exists: bool) {
+        let mut ensured = self.ensured.lock().unwrap_or_else(|e| e.into_inner());
+        if exists {
+            ensured.insert(key);
+        } else {
+            ensured.remove(&key);
+        }
     }
 
     /// POSTs a create call; 409 (already exists) is success.

@@ -343,13 +343,7 @@ impl BigQuerySink {
     /// is created first with `create_tables`. Once per shard and process.
     async fn ensure_shard(&self, dataset: &str, base: &str, shard: &str) -> Result<(), SinkError> {
         let key = (dataset.to_string(), shard.to_string());
-        let known = |s: &Self| {
-            s.ensured
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(&key)
-        };
-        if known(self) {
+        if self.is_ensured(&key) {
             return Ok(());
         }
         let root = self.cfg.base_url.trim_end_matches('/');
@@ -382,10 +376,7 @@ impl BigQuerySink {
                 kind: f.kind,
                 message: format!("creating day shard {dataset}.{shard}: {}", f.message),
             })?;
-        self.ensured
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key);
+        self.set_ensured(key, true);
         Ok(())
     }
 
@@ -752,10 +743,7 @@ impl BigQuerySink {
                         self.ensure_table(&job.dataset, &job.base_table, target)
                             .await
                     } else {
-                        self.ensured
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .remove(&(job.dataset.clone(), target.to_string()));
+                        self.set_ensured((job.dataset.clone(), target.to_string()), false);
                         self.ensure_shard(&job.dataset, &job.base_table, target)
                             .await
                     };
