@@ -58,7 +58,7 @@ pub struct BigQueryConfig {
     pub max_rows_per_request: usize,
     /// Most bytes of row JSON per request (BigQuery's limit is 10 MB per request).
     pub max_bytes_per_request: ByteSize,
-    /// Compress request bodies with gzip.
+    /// Compress requests with gzip (insertAll bodies; Storage Write messages, gRPC gzip).
     pub gzip: bool,
     /// insertAll requests in flight at once.
     pub workers: usize,

@@ -11,7 +11,8 @@
 //!   `authorization: Bearer <token>` from the sink's token source (`service.rs`, refreshed by
 //!   yup-oauth2) and the `x-goog-request-params` routing header; the token is read per call
 //!   rather than by a tonic interceptor because interceptors are synchronous and the token
-//!   source is not.
+//!   source is not. With `gzip` (the default) requests are sent as gzip-compressed gRPC
+//!   messages.
 //! - **Rows**: each table's descriptor is made from its schema (`descriptor.rs`: the catalog's
 //!   schema file, the dead-letter schema, or `tables.get` for a table no schema file maps) and
 //!   rows are transcoded from their JSON text (`encode.rs`). A row that cannot be encoded is
