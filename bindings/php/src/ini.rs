@@ -274,6 +274,12 @@ pub const DIRECTIVES: &[Directive] = &[
         "bigquery: Storage Write API endpoint (gRPC; http:// for a test server)",
     ),
     d(
+        "evlog.bigquery_positions_dir",
+        "sink.bigquery.positions_dir",
+        Kind::Str,
+        "bigquery: exactly_once: where stream offsets are kept for replays after a crash",
+    ),
+    d(
         "evlog.bigquery_dead_letter_table",
         "sink.bigquery.dead_letter_table",
         Kind::Str,

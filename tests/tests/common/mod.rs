@@ -24,6 +24,11 @@ pub fn config_with_schemas(server: &BqTestServer, schemas: &Path, extra: &str) -
 
 /// The TOML text of [`config_with_schemas`] (a collector's file adds `[collector]` to it).
 pub fn config_text(server: &BqTestServer, schemas: &Path, extra: &str) -> String {
+    config_text_for(&server.v2_base_url(), schemas, extra)
+}
+
+/// [`config_text`] for a server known by its REST API root (a child process's).
+pub fn config_text_for(base_url: &str, schemas: &Path, extra: &str) -> String {
     format!(
         r#"
         [sink]
@@ -47,8 +52,7 @@ pub fn config_text(server: &BqTestServer, schemas: &Path, extra: &str) -> String
         dir = {:?}
         {extra}
         "#,
-        server.v2_base_url(),
-        schemas
+        base_url, schemas
     )
 }
 

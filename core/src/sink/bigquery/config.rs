@@ -81,6 +81,11 @@ pub struct BigQueryConfig {
     pub exactly_once: bool,
     /// The Storage Write API endpoint (gRPC); `http://` (plaintext) for a local test server.
     pub storage_url: String,
+    /// With `exactly_once`: a directory where each request's stream and offset are written
+    /// (fsync'd) before it is sent, so rows replayed after a crash go back to the same place
+    /// and are not stored twice. Without it they are kept in memory only: after a crash, rows
+    /// whose last attempt had no answer may be stored twice.
+    pub positions_dir: Option<PathBuf>,
 }
 
 impl Default for BigQueryConfig {
@@ -102,6 +107,7 @@ impl Default for BigQueryConfig {
             api: WriteApi::InsertAll,
             exactly_once: false,
             storage_url: "https://bigquerystorage.googleapis.com".into(),
+            positions_dir: None,
         }
     }
 }
@@ -154,6 +160,12 @@ impl BigQueryConfig {
             return ConfigError::invalid(
                 "sink.bigquery.exactly_once",
                 "needs api = \"storage_write\" (insertAll has no offsets)",
+            );
+        }
+        if self.positions_dir.is_some() && !self.exactly_once {
+            return ConfigError::invalid(
+                "sink.bigquery.positions_dir",
+                "is for exactly_once = true (it keeps the offsets of committed streams)",
             );
         }
         if let Err(rule) = crate::envelope::check_table_name(&self.dead_letter_table) {

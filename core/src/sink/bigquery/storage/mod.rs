@@ -57,33 +57,38 @@
 //! - When a request runs out of attempts without an answer, its rows may or may not be in the
 //!   stream: the stream is abandoned (never appended to again, never finalized) and the rows
 //!   are remembered with their stream and offset (`streams.rs`, `Unsettled`, by their insert
-//!   ids, at most 4096 runs). They are reported failed, so the collector retries them from its
+//!   ids, the last 4096 runs). They are reported failed, so the collector retries them from its
 //!   write-ahead log and the SDK spools them; when the same rows come back to this sink (the
-//!   collector's retry, the SDK replaying its spool in the same process) they are sent alone to
-//!   that stream at that offset, and `ALREADY_EXISTS` tells that they had landed. Rows are
-//!   matched as a whole run in order, which retries and spool records preserve.
+//!   collector's retry, the SDK replaying its spool) they are sent alone to that stream at that
+//!   offset, and `ALREADY_EXISTS` tells that they had landed. Rows are matched as a whole run,
+//!   in order, which retries, spool records and the log preserve.
+//! - **Across crashes** (`positions_dir`): every request's run, stream and offset is written
+//!   and fsync'd to this process's positions file *before* the request is sent
+//!   (`positions.rs`), and stays there after it is delivered (the caller may replay those rows
+//!   until its spool or log has committed them). A new process reads the directory at start
+//!   and remembers every run in it, taking over the files of processes that are gone. So a
+//!   record the SDK replays again after a SIGKILL, or rows the collector's log sends again after
+//!   a crash between BigQuery's answer and its commit, go to the same offset and meet
+//!   `ALREADY_EXISTS`. The spool and the log themselves are unchanged: the run (its rows' insert
+//!   ids, in order) is the link between a record and its position. A remembered stream is used
+//!   for its run only, never pooled again (other runs may follow it there); if it was finalized
+//!   meanwhile (`STREAM_FINALIZED`), the run is in it, since evlog finalizes only streams whose
+//!   every request was answered and keeps only runs that were not refused.
 //!
-//! **What exactly-once lacks**: the remembered (stream, offset) of such rows lives in the
-//! sink's memory, not on disk. After the process dies (crash, SIGKILL, or a shutdown that
-//! abandoned an attempt at its deadline) the next process replays them from the spool or the
-//! write-ahead log to a new stream: if the lost attempt had stored them, they are stored twice.
-//! The design for it: write the assignment durably before the append — in the SDK as a field of
-//! the spool's rows record (`pipeline/spooled.rs`, `Record::Rows`, `position: {stream,
-//! offset}`; records that are replayed get it by being appended again with it before the send,
-//! the old one passed by the cursor), in the collector beside the destination's cursor
-//! (`wal/`: the runs of uncommitted rows with their positions, written before the streamer
-//! sends) — and have `Batch` carry it to the sink, which then sends those runs to their
-//! positions as it does remembered ones now. Until then exactly-once holds within a process
-//! and across retries and failures, and a restart is at-least-once for rows whose last attempt
-//! had no answer.
+//! **Limits**: runs are found only whole and in order, so rows replayed in another grouping
+//! (a run cut in two by a replay's batch boundary) go to a new stream, at least once; only the
+//! last 4096 runs are kept (about 2 million rows at 500 per request) — a spool replayed after
+//! more than that was sent meets no positions for its oldest records. Without `positions_dir`
+//! the runs live in memory: exactly once within a process, at least once across a crash.
 //!
 //! Files: `descriptor.rs` (a table's columns and the protobuf descriptor of its rows),
 //! `encode.rs` (row JSON text to protobuf bytes), `streams.rs` (which stream and offset rows go
-//! to: `_default`, COMMITTED streams, remembered runs), `write.rs` (the client, the stream pool,
-//! one job's attempts and outcomes).
+//! to: `_default`, COMMITTED streams, remembered runs), `positions.rs` (the positions file),
+//! `write.rs` (the client, the stream pool, one job's attempts and outcomes).
 
 pub(crate) mod descriptor;
 pub(crate) mod encode;
+mod positions;
 mod streams;
 #[cfg(test)]
 mod tests;

@@ -12,6 +12,7 @@ use gcp_bigquery_client::google::cloud::bigquery::storage::v1::{
     WriteStream,
 };
 
+use super::positions::{fingerprint, OpenRuns};
 use super::write::{status_failure, StorageWriter};
 use crate::sink::http::Failure;
 
@@ -100,17 +101,18 @@ struct Run {
     slot: Slot,
 }
 
-/// A fingerprint of a run's insert ids, in order.
-fn fingerprint<'a>(ids: impl Iterator<Item = &'a str>) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for id in ids {
-        id.hash(&mut h);
-    }
-    h.finish()
-}
-
 impl Unsettled {
+    /// Remembers runs read from positions files (see `positions.rs`).
+    pub fn load(&self, runs: OpenRuns) {
+        let mut g = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, order) = &mut *g;
+        for ((first, ids), (len, slot)) in runs {
+            if map.insert(first.clone(), Run { ids, len, slot }).is_none() {
+                order.push_back(first);
+            }
+        }
+    }
+
     /// Remembers that `ids` (in order) were last sent to `slot` without an answer.
     pub fn remember<'a>(&self, ids: impl Iterator<Item = &'a str> + Clone, slot: Slot) {
         let len = ids.clone().count();

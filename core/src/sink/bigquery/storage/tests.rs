@@ -320,3 +320,55 @@ fn unsettled_runs_are_found_whole_in_regrouped_rows() {
     assert_eq!(u.carve(&["x", "y"]), vec![(0..2, Some(slot(30)))]);
     assert_eq!(u.carve(&["x", "y"]), vec![(0..2, None)]);
 }
+
+#[test]
+fn positions_files_survive_the_process_and_are_taken_over_when_it_is_gone() {
+    use super::positions::{fingerprint, Positions};
+    use super::streams::Slot;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let slot = |o| Slot {
+        name: "projects/p/datasets/d/tables/t/streams/s1".into(),
+        next: Some(o),
+    };
+    let key = |ids: &[&str]| (ids[0].to_string(), fingerprint(ids.iter().copied()));
+    let (mine, found) = Positions::open(dir.path()).expect("open");
+    assert!(found.is_empty());
+    mine.sending(&key(&["a", "b"]), 2, &slot(0)).expect("write");
+    mine.sending(&key(&["c"]), 1, &slot(2)).expect("write");
+    mine.sending(&key(&["x"]), 1, &slot(3)).expect("write");
+    // Known not to be there (row_errors, OUT_OF_RANGE): forgotten.
+    mine.settled(&key(&["x"]));
+    // A file of a process that is gone (pid 0 never names a live process).
+    std::fs::write(
+        dir.path().join("0-00000000000000ff.pos"),
+        format!(
+            "[\"+\",\"z\",\"{:016x}\",1,7,\"s2\"]\n[\"+\",\"torn",
+            fingerprint(["z"].into_iter())
+        ),
+    )
+    .expect("write");
+    let (_next, found) = Positions::open(dir.path()).expect("open");
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert_eq!(found[&key(&["a", "b"])], (2, slot(0)));
+    assert_eq!(found[&key(&["c"])], (1, slot(2)));
+    assert_eq!(
+        found[&key(&["z"])].1.next,
+        Some(7),
+        "a dead process's runs are read"
+    );
+    assert!(!found.contains_key(&key(&["x"])));
+    assert!(
+        !dir.path().join("0-00000000000000ff.pos").exists(),
+        "and its file taken over"
+    );
+    // This (live) process's file is read, not removed.
+    let files = std::fs::read_dir(dir.path()).expect("dir").count();
+    assert_eq!(files, 2, "this process's two files");
+    // Fingerprints are stable across builds (FNV-1a), and order matters.
+    // FNV-1a 64 of "a" and the 0xff separator, computed independently.
+    assert_eq!(fingerprint(["a"].into_iter()), 0x089b_c907_b544_c769);
+    assert_ne!(
+        fingerprint(["a", "b"].into_iter()),
+        fingerprint(["b", "a"].into_iter())
+    );
+}

@@ -20,6 +20,7 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::descriptor::Layout;
 use super::encode::encode_row;
+use super::positions::{fingerprint, Positions};
 use super::streams::{authorized, CommittedStreams, Slot, Unsettled};
 use crate::schema::evolve::fields_of_table;
 use crate::sink::bigquery::config::{BigQueryConfig, REQUEST_LIMIT};
@@ -59,6 +60,8 @@ pub(crate) struct StorageWriter {
     pub(super) committed: CommittedStreams,
     /// Rows last sent to a COMMITTED stream with no answer (`exactly_once`).
     unsettled: Unsettled,
+    /// The positions file (`exactly_once` with `positions_dir`).
+    positions: Option<Positions>,
 }
 
 impl StorageWriter {
@@ -91,6 +94,20 @@ impl StorageWriter {
             // gRPC message compression, which BigQuery accepts: rows compress several-fold.
             client = client.send_compressed(CompressionEncoding::Gzip);
         }
+        let unsettled = Unsettled::default();
+        let positions = match (&cfg.positions_dir, cfg.exactly_once) {
+            (Some(dir), true) => {
+                let (positions, found) = Positions::open(dir).map_err(|e| {
+                    SinkError::Config(format!(
+                        "sink.bigquery.positions_dir {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+                unsettled.load(found);
+                Some(positions)
+            }
+            _ => None,
+        };
         let dead_letter = serde_json::from_str::<Value>(DEAD_LETTER_SCHEMA)
             .map_err(|e| SinkError::Config(e.to_string()))
             .and_then(|v| Layout::from_json(&v).map_err(|e| SinkError::Config(e.to_string())))?;
@@ -100,7 +117,8 @@ impl StorageWriter {
             layouts: Mutex::new((0, HashMap::new())),
             dead_letter: Arc::new(dead_letter),
             committed: CommittedStreams::default(),
-            unsettled: Unsettled::default(),
+            unsettled,
+            positions,
         })
     }
 
@@ -457,6 +475,7 @@ impl BigQuerySink {
             }
         }
         for (part, known_slot) in self.requests(encoded) {
+            let remembered = known_slot.is_some();
             let slot = match known_slot {
                 Some(slot) => Ok(slot),
                 None => self.slot_for(&job.dataset, &target, &mut attempts).await,
@@ -474,15 +493,17 @@ impl BigQuerySink {
             let (r, known) = self
                 .append_until_done(
                     &job,
-                    &target,
                     &mut slot,
+                    remembered,
                     layout.clone(),
                     part,
                     &mut attempts,
                 )
                 .await;
             if let (Some(w), Some(_)) = (&self.storage, slot.next) {
-                if known {
+                // A remembered slot points into the middle of an old stream (other runs may
+                // follow it there): it never goes back to the pool.
+                if known && !remembered {
                     w.committed.put(&job.dataset, &target, slot);
                 } else if !r.failed.is_empty() {
                     w.unsettled
@@ -579,12 +600,14 @@ impl BigQuerySink {
     async fn append_until_done(
         &self,
         job: &Job,
-        target: &str,
         slot: &mut Slot,
+        remembered: bool,
         mut layout: Arc<Layout>,
         mut pending: Encoded,
         attempts: &mut Attempts<'_>,
     ) -> (JobResult, bool) {
+        let target_table = target_id(&job.base_table, job.suffix.as_deref());
+        let target = target_table.as_str();
         let mut out = JobResult::default();
         let Some(w) = self.storage.as_ref() else {
             out.failed = pending.rows;
@@ -593,7 +616,30 @@ impl BigQuerySink {
         let key = (job.dataset.clone(), job.base_table.clone());
         let mut bootstrapped = false;
         let mut synced = false;
+        // The run and stream last written to the positions file.
+        let mut journaled: Option<((String, u64), Slot)> = None;
         loop {
+            if let (Some(positions), Some(_)) = (&w.positions, slot.next) {
+                let run = run_key(&pending.rows);
+                if journaled.as_ref() != Some(&(run.clone(), slot.clone())) {
+                    // The rows before (row_errors: none stored) or the stream before
+                    // (OUT_OF_RANGE: they are not in it) are not where that line says.
+                    if let Some((old, _)) = journaled.take() {
+                        positions.settled(&old);
+                    }
+                    if let Err(e) = positions.sending(&run, pending.rows.len(), slot) {
+                        out.attempt_errors.push("positions");
+                        out.failed = pending.rows;
+                        out.error = Some(SinkError::Io {
+                            op: "writing the positions file in",
+                            path: self.cfg.positions_dir.clone().unwrap_or_default(),
+                            source: e,
+                        });
+                        return (out, false);
+                    }
+                    journaled = Some((run, slot.clone()));
+                }
+            }
             let req = AppendRowsRequest {
                 write_stream: slot.name.clone(),
                 offset: slot.next,
@@ -686,6 +732,16 @@ impl BigQuerySink {
                         slot.advance(pending.rows.len());
                         return (out, true);
                     }
+                    Some(Response::Error(st))
+                        if remembered
+                            && storage_error(&st.details)
+                                == Some(StorageErrorCode::StreamFinalized) =>
+                    {
+                        // evlog finalizes only streams whose every request was answered, and
+                        // keeps only runs that were not refused: this run is in it.
+                        out.delivered += pending.rows.len();
+                        return (out, true);
+                    }
                     Some(Response::Error(st)) if slot.next.is_some() && beyond_end(&st) => {
                         // The stream ends before this offset, so these rows are not in it:
                         // say what BigQuery knows of the stream, leave it, and send them to a
@@ -770,6 +826,16 @@ impl BigQuerySink {
             out.retried += pending.rows.len();
         }
     }
+}
+
+/// A run's key in the positions file: its first insert id and the fingerprint of all of them.
+fn run_key(rows: &[EncodedRow]) -> (String, u64) {
+    (
+        rows.first()
+            .map(|r| r.insert_id.clone())
+            .unwrap_or_default(),
+        fingerprint(rows.iter().map(|r| r.insert_id.as_str())),
+    )
 }
 
 /// An in-band `ALREADY_EXISTS` for an offset (rows at it are stored).
