@@ -1117,6 +1117,7 @@ mod tests {
                 "sink.forward.api_key",
                 "sink.bigquery.credentials",
                 "sink.bigquery.token",
+                "sink.bigquery.positions_dir",
                 "sink.opensearch.user",
                 "sink.opensearch.password",
                 "sink.opensearch.api_key",
