@@ -384,3 +384,48 @@ fn exactly_once_rows_out_of_attempts_after_lost_acks_are_replayed_to_their_offse
     assert_eq!(unique.len(), 10_000, "0 lost");
     assert_eq!(all.len(), 10_000, "0 stored twice");
 }
+
+#[test]
+fn a_column_the_table_lacks_gets_the_table_patched_and_the_rows_sent_again() {
+    // The table was made from an older schema file; this process's file has `coupon`, so its
+    // descriptor has a field the table lacks (SCHEMA_MISMATCH_EXTRA_FIELDS).
+    let server = BqTestServer::start_blocking(BqTestConfig {
+        grpc: true,
+        schema_propagation: Duration::from_millis(200),
+        ..BqTestConfig::default()
+    })
+    .expect("server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let old = json!([{"name": "user", "type": "STRING", "mode": "REQUIRED"},
+                     {"name": "seq", "type": "INT64", "mode": "REQUIRED"}]);
+    common::write_schema(dir.path(), "events", "click", &old);
+    server
+        .load_evlog_schemas(dir.path(), PROJECT)
+        .expect("tables");
+    let mut new = old.as_array().expect("fields").clone();
+    new.push(json!({"name": "coupon", "type": "STRING", "mode": "NULLABLE"}));
+    common::write_schema(dir.path(), "events", "click", &Value::Array(new));
+    let p = Pipeline::new(storage_config(&server, dir.path())).expect("pipeline");
+    let n = 300;
+    for seq in 0..n {
+        let body = json!({"user": "u", "seq": seq, "coupon": format!("C{seq}")});
+        p.log_json("events", "click", &body.to_string())
+            .expect("accepted");
+    }
+    assert!(
+        common::wait_for(Duration::from_secs(30), || {
+            p.flush(Duration::from_secs(5));
+            p.stats().delivered == n
+        }),
+        "{:?}",
+        p.stats()
+    );
+    let s = p.stats();
+    assert_eq!(s.rejected_total() + s.dropped_total(), 0, "{s:?}");
+    assert!(server.stats().tables_patched >= 1, "{:?}", server.stats());
+    let rows = common::rows_of(&server, "events", "click");
+    assert_eq!(rows.len() as u64, n);
+    for r in &rows {
+        assert_eq!(r["coupon"], json!(format!("C{}", r["seq"])), "{r}");
+    }
+}

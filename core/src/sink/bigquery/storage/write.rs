@@ -210,6 +210,10 @@ impl StorageWriter {
     }
 }
 
+/// The `kind` of a failure whose writer schema has columns the table lacks
+/// (`SCHEMA_MISMATCH_EXTRA_FIELDS`).
+const SCHEMA_EXTRA: &str = "schema_mismatch";
+
 fn closed() -> Failure {
     Failure::retry(
         "stream_closed",
@@ -247,6 +251,13 @@ fn code_failure(code: tonic::Code, message: &str, storage: Option<StorageErrorCo
             | C::Unknown
             | C::Cancelled
     );
+    let kind = if storage == Some(StorageErrorCode::SchemaMismatchExtraFields)
+        || (code == C::InvalidArgument && message.contains("extra fields"))
+    {
+        SCHEMA_EXTRA
+    } else {
+        kind
+    };
     let detail = storage
         .map(|s| format!(" [{}]", s.as_str_name()))
         .unwrap_or_default();
@@ -769,24 +780,7 @@ impl BigQuerySink {
                         }
                         f
                     }
-                    Some(Response::Error(st)) => {
-                        let mut f = answer_failure(&st);
-                        let extra = storage_error(&st.details)
-                            == Some(StorageErrorCode::SchemaMismatchExtraFields)
-                            || st.message.contains("extra fields");
-                        if extra && !job.dead_letter {
-                            // A column of the schema files the table lacks (not patched yet,
-                            // or the patch propagating): patch once, then retry like insertAll.
-                            if !synced {
-                                synced = true;
-                                if let Some(kind) = self.patch_target(&key, target).await {
-                                    out.attempt_errors.push(kind);
-                                }
-                            }
-                            f = Failure::retry("schema_propagation", f.message, None);
-                        }
-                        f
-                    }
+                    Some(Response::Error(st)) => answer_failure(&st),
                     _ => Failure::retry(
                         "bad_response",
                         "AppendRows: an answer with neither a result nor an error".into(),
@@ -794,6 +788,20 @@ impl BigQuerySink {
                     ),
                 },
                 Err(f) => f,
+            };
+            // A column of the schema files the table lacks (not patched yet, or the patch
+            // propagating), answered in the stream or by ending it: patch once, then retry as
+            // insertAll does for "no such field".
+            let failure = if failure.kind == SCHEMA_EXTRA && !job.dead_letter {
+                if !synced {
+                    synced = true;
+                    if let Some(kind) = self.patch_target(&key, target).await {
+                        out.attempt_errors.push(kind);
+                    }
+                }
+                Failure::retry("schema_propagation", failure.message, None)
+            } else {
+                failure
             };
             out.attempt_errors.push(failure.kind);
             if failure.not_found && !bootstrapped {
