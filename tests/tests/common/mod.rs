@@ -1,6 +1,8 @@
 //! Setup shared by the tests that run the SDK against the BigQuery test server.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod outage;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
