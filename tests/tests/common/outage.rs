@@ -77,3 +77,17 @@ pub fn twenty_seconds_down(p: &Pipeline, server: &BqTestServer) -> u64 {
     );
     logged
 }
+
+/// After [`twenty_seconds_down`]: everything drains (bounded wait), every event is accounted for
+/// and nothing was dropped.
+pub fn drained(p: &Pipeline, logged: u64) {
+    assert!(
+        wait_for(Duration::from_secs(90), || p.stats().delivered == logged),
+        "not drained: logged {logged}, {:?}",
+        p.stats()
+    );
+    let s = p.stats();
+    assert_eq!(s.accepted, logged);
+    assert_eq!(s.dropped_total(), 0, "{s:?}");
+    assert!(s.is_settled(), "{s:?}");
+}
