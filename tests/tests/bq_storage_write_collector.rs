@@ -29,7 +29,7 @@ fn storage_collector(server: &BqTestServer) -> (evlog_collector::Background, tem
     server
         .load_evlog_schemas(&schemas, PROJECT)
         .expect("tables");
-    let sink = config_text(&server, &schemas, "").replace(
+    let sink = config_text(server, &schemas, "").replace(
         "[sink.bigquery]",
         &format!(
             "[sink.bigquery]\napi = \"storage_write\"\nexactly_once = true\nstorage_url = \"{}\"\npositions_dir = {:?}",
@@ -70,16 +70,16 @@ fn post(addr: std::net::SocketAddr, seqs: std::ops::Range<u64>) {
 fn stored_once(server: &BqTestServer, addr: std::net::SocketAddr, sent: u64) {
     let limit = Duration::from_secs(90);
     assert!(
-        wait_for(limit, || rows_of(&server, "events", "click").len() as u64
+        wait_for(limit, || rows_of(server, "events", "click").len() as u64
             >= sent),
         "stored {} of {sent}",
-        rows_of(&server, "events", "click").len()
+        rows_of(server, "events", "click").len()
     );
     assert!(wait_for(limit, || metric(
         &common::collector_metrics(addr),
         "evlog_events_delivered_total "
     ) == sent as f64));
-    let rows = rows_of(&server, "events", "click");
+    let rows = rows_of(server, "events", "click");
     let seqs: HashSet<u64> = rows.iter().filter_map(|r| r["seq"].as_u64()).collect();
     assert_eq!(seqs.len() as u64, sent, "0 lost");
     assert_eq!(rows.len() as u64, sent, "0 stored twice");
