@@ -47,6 +47,10 @@
  *   evlog.bigquery_skip_invalid_rows    sink.bigquery.skip_invalid_rows (0)
  *   evlog.bigquery_create_tables        sink.bigquery.create_tables (0)
  *   evlog.bigquery_dead_letter_table    sink.bigquery.dead_letter_table (_evlog_rejected)
+ *   evlog.bigquery_api                  sink.bigquery.api: insert_all or storage_write (insert_all)
+ *   evlog.bigquery_exactly_once         sink.bigquery.exactly_once: storage_write with offsets (0)
+ *   evlog.bigquery_storage_url          sink.bigquery.storage_url (https://bigquerystorage.googleapis.com)
+ *   evlog.bigquery_positions_dir        sink.bigquery.positions_dir: exactly_once offsets kept for crash replays (none)
  *   -- mode = opensearch (OpenSearch or Elasticsearch, _bulk)
  *   evlog.opensearch_urls               sink.opensearch.urls: node URLs, comma-separated, required
  *   evlog.opensearch_index              sink.opensearch.index ({namespace}-{type}-{date})

@@ -462,6 +462,9 @@ const OPTIONAL_LEAVES: &[OptionalLeaf] = &[
     (&["sink", "bigquery", "token"], || {
         toml::Value::String(String::new())
     }),
+    (&["sink", "bigquery", "positions_dir"], || {
+        toml::Value::String(String::new())
+    }),
     (&["sink", "forward", "api_key"], || {
         toml::Value::String(String::new())
     }),

@@ -256,6 +256,30 @@ pub const DIRECTIVES: &[Directive] = &[
         "bigquery: create missing datasets and tables from the schema files",
     ),
     d(
+        "evlog.bigquery_api",
+        "sink.bigquery.api",
+        Kind::Choice(&["insert_all", "storage_write"]),
+        "bigquery: insert_all (REST) or storage_write (gRPC Storage Write API)",
+    ),
+    d(
+        "evlog.bigquery_exactly_once",
+        "sink.bigquery.exactly_once",
+        Kind::Bool,
+        "bigquery: storage_write through committed streams with offsets (nothing stored twice)",
+    ),
+    d(
+        "evlog.bigquery_storage_url",
+        "sink.bigquery.storage_url",
+        Kind::Str,
+        "bigquery: Storage Write API endpoint (gRPC; http:// for a test server)",
+    ),
+    d(
+        "evlog.bigquery_positions_dir",
+        "sink.bigquery.positions_dir",
+        Kind::Str,
+        "bigquery: exactly_once: where stream offsets are kept for replays after a crash",
+    ),
+    d(
         "evlog.bigquery_dead_letter_table",
         "sink.bigquery.dead_letter_table",
         Kind::Str,
@@ -1093,6 +1117,7 @@ mod tests {
                 "sink.forward.api_key",
                 "sink.bigquery.credentials",
                 "sink.bigquery.token",
+                "sink.bigquery.positions_dir",
                 "sink.opensearch.user",
                 "sink.opensearch.password",
                 "sink.opensearch.api_key",

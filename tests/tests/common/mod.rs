@@ -1,6 +1,8 @@
 //! Setup shared by the tests that run the SDK against the BigQuery test server.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod outage;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,11 @@ pub fn config_with_schemas(server: &BqTestServer, schemas: &Path, extra: &str) -
 
 /// The TOML text of [`config_with_schemas`] (a collector's file adds `[collector]` to it).
 pub fn config_text(server: &BqTestServer, schemas: &Path, extra: &str) -> String {
+    config_text_for(&server.v2_base_url(), schemas, extra)
+}
+
+/// [`config_text`] for a server known by its REST API root (a child process's).
+pub fn config_text_for(base_url: &str, schemas: &Path, extra: &str) -> String {
     format!(
         r#"
         [sink]
@@ -47,8 +54,7 @@ pub fn config_text(server: &BqTestServer, schemas: &Path, extra: &str) -> String
         dir = {:?}
         {extra}
         "#,
-        server.v2_base_url(),
-        schemas
+        base_url, schemas
     )
 }
 
@@ -79,6 +85,27 @@ pub fn start_server() -> BqTestServer {
         .load_evlog_schemas(&schema_dir(), PROJECT)
         .expect("tables");
     server
+}
+
+/// [`start_server`] with the Storage Write API (gRPC) served too.
+pub fn start_grpc_server() -> BqTestServer {
+    let server = BqTestServer::start_blocking(BqTestConfig {
+        grpc: true,
+        ..BqTestConfig::default()
+    })
+    .expect("test server");
+    server
+        .load_evlog_schemas(&schema_dir(), PROJECT)
+        .expect("tables");
+    server
+}
+
+/// The value of the unlabelled Prometheus sample `name` (with its trailing space) in `text`; 0
+/// when absent.
+pub fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.trim().parse().ok()))
+        .unwrap_or(0.0)
 }
 
 /// Polls `cond` until it holds or `limit` passes.

@@ -1,6 +1,8 @@
-//! The BigQuery sink: streaming inserts (`tabledata.insertAll`).
+//! The BigQuery sink: streaming inserts (`tabledata.insertAll`, the default) or the Storage
+//! Write API (`api = "storage_write"`, gRPC; see `storage/`).
 //!
-//! Contract:
+//! Contract (insertAll; the Storage Write path keeps the same outcomes, dead letters, table
+//! creation and schema patching, and its own wire rules, documented in `storage/mod.rs`):
 //! - Rows carry `insertId` = event id, so BigQuery drops duplicates created by retries; day-sharded
 //!   tables are written through `templateSuffix` = `YYYYMMDD` (BigQuery creates the day's table
 //!   from the base table).
@@ -30,6 +32,13 @@
 //! loses the HTTP status when an error body is not JSON and hides `Retry-After`, and (d) would
 //! re-parse every row into a `serde_json::Value`, while evlog's rows are already JSON text.
 //!
+//! On the Storage Write API: evlog uses gcp-bigquery-client's *generated* gRPC client
+//! (`google::cloud::bigquery::storage::v1::big_query_write_client::BigQueryWriteClient`, with the
+//! crate's vendored protos) over a tonic channel evlog builds itself, not the crate's
+//! `StorageApi` wrapper, which has no offsets (so no exactly-once), flattens rows into
+//! top-level fields (no nested RECORD types in its descriptors) and connects only to Google's
+//! fixed endpoint (no proxy, no test server). Descriptors and row encoding are evlog's own.
+//!
 //! - Schema evolution: the sink follows the processor in use ([`BigQuerySink::following`]);
 //!   after a reload it patches (`tables.patch`, additive changes only) the tables whose schema
 //!   gained columns or relaxed modes before sending them rows, and retries rows BigQuery
@@ -39,15 +48,17 @@
 //! Settings: `[sink.bigquery]` ([`BigQueryConfig`]); retries: `[retry]`, by the policy every HTTP
 //! sink shares (`sink/http.rs`). Files: `request.rs` builds insertAll bodies, `service.rs` makes
 //! one call (tokens, the answer and what it means), `sink.rs` drives requests, retries, table
-//! creation and outcomes, `schema_sync.rs` patches tables after schema changes.
+//! creation and outcomes, `schema_sync.rs` patches tables after schema changes, `storage/` is
+//! the Storage Write API path.
 
 mod config;
 mod request;
 mod schema_sync;
 mod service;
 mod sink;
+mod storage;
 #[cfg(test)]
 mod tests;
 
-pub use self::config::{AuthMethod, BigQueryConfig, REQUEST_LIMIT};
+pub use self::config::{AuthMethod, BigQueryConfig, WriteApi, REQUEST_LIMIT};
 pub use self::sink::{catalog, BigQuerySink, TableCatalog, REJECT_REASON};

@@ -247,7 +247,7 @@ impl BigQuerySink {
     }
 
     /// One `tables.*` call; the answer's JSON, or `None` for 404.
-    async fn table_call(
+    pub(super) async fn table_call(
         &self,
         method: reqwest::Method,
         url: &str,

@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 
 use super::schema_sync::{target_id, SyncState};
 use super::service::{self, Tokens};
-use super::{request, BigQueryConfig};
+use super::storage::StorageWriter;
+use super::{request, BigQueryConfig, WriteApi};
 use crate::config::retry::RetryConfig;
 use crate::ingest::LiveProcessor;
 use crate::routing::{PartitionKind, Router};
@@ -45,6 +46,8 @@ pub struct BigQuerySink {
     probe: bool,
     /// The pipeline's shutdown signal (see [`crate::sink::StopSignal`]).
     pub(super) stop: std::sync::Arc<crate::sink::StopSignal>,
+    /// The Storage Write API client, with `api = "storage_write"`.
+    pub(super) storage: Option<StorageWriter>,
 }
 
 impl std::fmt::Debug for BigQuerySink {
@@ -57,24 +60,26 @@ impl std::fmt::Debug for BigQuerySink {
 }
 
 /// One request's worth of rows and what happened to them.
-struct Job {
-    batch: usize,
-    dataset: String,
-    base_table: String,
-    suffix: Option<String>,
-    rows: Vec<EncodedRow>,
+pub(super) struct Job {
+    pub(super) batch: usize,
+    pub(super) dataset: String,
+    pub(super) base_table: String,
+    pub(super) suffix: Option<String>,
+    pub(super) rows: Vec<EncodedRow>,
     /// Rows for the dead-letter table, which the sink creates when it is missing.
-    dead_letter: bool,
+    pub(super) dead_letter: bool,
 }
 
+/// What became of a [`Job`]'s rows (either API).
 #[derive(Default)]
-struct JobResult {
-    delivered: usize,
-    rejected: Vec<(EncodedRow, Option<String>, String)>,
-    failed: Vec<EncodedRow>,
-    error: Option<SinkError>,
-    retried: usize,
-    attempt_errors: Vec<&'static str>,
+pub(super) struct JobResult {
+    pub(super) delivered: usize,
+    /// Rows refused for good: the row, the field at fault, BigQuery's message.
+    pub(super) rejected: Vec<(EncodedRow, Option<String>, String)>,
+    pub(super) failed: Vec<EncodedRow>,
+    pub(super) error: Option<SinkError>,
+    pub(super) retried: usize,
+    pub(super) attempt_errors: Vec<&'static str>,
 }
 
 impl BigQuerySink {
@@ -91,6 +96,11 @@ impl BigQuerySink {
             .build()
             .map_err(|e| SinkError::Config(format!("HTTP client: {e}")))?;
         let tokens = rt.block_on(Tokens::from_config(cfg))?;
+        let storage = match cfg.api {
+            WriteApi::InsertAll => None,
+            // The channel's background task lives on this runtime.
+            WriteApi::StorageWrite => Some(rt.block_on(async { StorageWriter::new(cfg) })?),
+        };
         Ok(Self {
             rt,
             http,
@@ -103,6 +113,7 @@ impl BigQuerySink {
             ensured: Mutex::new(HashSet::new()),
             probe: false,
             stop: Default::default(),
+            storage,
         })
     }
 
@@ -119,6 +130,11 @@ impl BigQuerySink {
         Ok(sink)
     }
 
+    /// Whether the pipeline is probing (one attempt per request).
+    pub(super) fn probe(&self) -> bool {
+        self.probe
+    }
+
     fn url(&self, dataset: &str, table: &str) -> String {
         format!(
             "{}/projects/{}/datasets/{}/tables/{}/insertAll",
@@ -131,6 +147,9 @@ impl BigQuerySink {
 
     /// Sends `job.rows` until delivered, rejected or out of attempts.
     async fn run_job(&self, job: Job) -> JobResult {
+        if self.storage.is_some() {
+            return self.run_storage_job(job).await;
+        }
         let mut out = JobResult::default();
         let mut pending = job.rows;
         let mut attempts = Attempts::new(&self.retry, self.probe).watching(&self.stop);
@@ -249,7 +268,10 @@ impl BigQuerySink {
                 let ensured = attempts
                     .attempt(async {
                         // As a Failure only so the shutdown deadline bounds it too.
-                        Ok::<_, Failure>(self.ensure_table(&job.dataset, &job.base_table).await)
+                        Ok::<_, Failure>(
+                            self.ensure_table(&job.dataset, &job.base_table, &job.base_table)
+                                .await,
+                        )
                     })
                     .await
                     .unwrap_or_else(|f| Err(f.into_error()));
@@ -271,31 +293,34 @@ impl BigQuerySink {
         }
     }
 
-    /// Creates the table if it is missing (and, with `create_tables`, its dataset).
-    async fn ensure_table(&self, dataset: &str, table: &str) -> Result<(), SinkError> {
-        let key = (dataset.to_string(), table.to_string());
-        if self
-            .ensured
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&key)
-        {
+    /// Creates table `table_id` (the base table `base`, or one of its day shards) from `base`'s
+    /// schema if it is missing (and, with `create_tables`, its dataset).
+    pub(super) async fn ensure_table(
+        &self,
+        dataset: &str,
+        base: &str,
+        table_id: &str,
+    ) -> Result<(), SinkError> {
+        let key = (dataset.to_string(), table_id.to_string());
+        if self.is_ensured(&key) {
             return Ok(());
         }
         let dead_letter;
-        let (fields, partitioned) = if table == self.cfg.dead_letter_table {
+        let (fields, partitioned) = if base == self.cfg.dead_letter_table {
             dead_letter = (
                 serde_json::from_str::<Value>(DEAD_LETTER_SCHEMA).unwrap_or_default(),
                 true,
             );
             &dead_letter
         } else {
-            self.catalog.get(&key).ok_or_else(|| {
+            let base_key = (dataset.to_string(), base.to_string());
+            self.catalog.get(&base_key).ok_or_else(|| {
                 SinkError::Config(format!(
-                    "table {dataset}.{table} does not exist and no schema file maps to it"
+                    "table {dataset}.{table_id} does not exist and no schema file maps to it"
                 ))
             })?
         };
+        let table = table_id;
         let base = self.cfg.base_url.trim_end_matches('/');
         let project = &self.cfg.project;
         let mut table_body = json!({
@@ -303,7 +328,8 @@ impl BigQuerySink {
             "tableReference": {"projectId": project, "datasetId": dataset, "tableId": table},
             "schema": {"fields": fields},
         });
-        if *partitioned {
+        // Day shards are tables of their own, never partitioned.
+        if *partitioned && table_id == base {
             table_body["timePartitioning"] = json!({"type": "DAY"});
         }
         let tables_url = format!("{base}/projects/{project}/datasets/{dataset}/tables");
@@ -334,15 +360,30 @@ impl BigQuerySink {
             kind: f.kind,
             message: format!("creating table {dataset}.{table}: {}", f.message),
         })?;
-        self.ensured
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key);
+        self.set_ensured(key, true);
         Ok(())
     }
 
+    /// Whether this sink created or found table `(dataset, table id)`.
+    pub(super) fn is_ensured(&self, key: &(String, String)) -> bool {
+        self.ensured
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(key)
+    }
+
+    /// Records that table `(dataset, table id)` exists (or, `false`, that it may not).
+    pub(super) fn set_ensured(&self, key: (String, String), exists: bool) {
+        let mut ensured = self.ensured.lock().unwrap_or_else(|e| e.into_inner());
+        if exists {
+            ensured.insert(key);
+        } else {
+            ensured.remove(&key);
+        }
+    }
+
     /// POSTs a create call; 409 (already exists) is success.
-    async fn create(&self, url: &str, body: &Value) -> Result<(), Failure> {
+    pub(super) async fn create(&self, url: &str, body: &Value) -> Result<(), Failure> {
         let token = self.tokens.token().await?;
         let mut req = self
             .http
@@ -445,6 +486,26 @@ impl Sink for BigQuerySink {
             }
         }
         outcomes
+    }
+
+    fn close(&mut self) -> Result<(), SinkError> {
+        let Some(w) = &self.storage else {
+            return Ok(());
+        };
+        // Exactly-once: the streams this writer still holds are finalized (no more appends);
+        // one attempt each, bounded, as a shutdown must be.
+        let failed = self.rt.block_on(async {
+            let token = self.tokens.token().await.ok().flatten();
+            w.finalize_idle(token.as_deref(), Duration::from_secs(5))
+                .await
+        });
+        if failed > 0 {
+            return Err(SinkError::Remote {
+                kind: "finalize",
+                message: format!("{failed} committed stream(s) could not be finalized"),
+            });
+        }
+        Ok(())
     }
 
     fn dead_letter(&mut self, events: &[RejectedEvent]) -> Result<(), SinkError> {

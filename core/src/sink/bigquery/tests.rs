@@ -56,3 +56,36 @@ fn classifies_bigquery_answers() {
     );
     assert!(!f.retryable && f.kind == "http_4xx");
 }
+
+#[test]
+fn storage_write_settings_are_checked_by_key() {
+    use super::{BigQueryConfig, WriteApi};
+    let cfg: BigQueryConfig = toml::from_str(
+        "api = \"storage_write\"\nexactly_once = true\nstorage_url = \"http://127.0.0.1:9\"",
+    )
+    .unwrap();
+    assert_eq!(cfg.api, WriteApi::StorageWrite);
+    cfg.validate(false).unwrap();
+    assert_eq!(
+        BigQueryConfig::default().api,
+        WriteApi::InsertAll,
+        "the default stays insertAll"
+    );
+    let e = toml::from_str::<BigQueryConfig>("api = \"grpc\"").unwrap_err();
+    assert!(e.to_string().contains("insert_all"), "{e}");
+    let bad = BigQueryConfig {
+        storage_url: "bigquerystorage.googleapis.com".into(),
+        ..BigQueryConfig::default()
+    };
+    let e = bad.validate(false).unwrap_err().to_string();
+    assert!(e.contains("sink.bigquery.storage_url"), "{e}");
+    let bad = BigQueryConfig {
+        exactly_once: true,
+        ..BigQueryConfig::default()
+    };
+    let e = bad.validate(false).unwrap_err().to_string();
+    assert!(
+        e.contains("sink.bigquery.exactly_once") && e.contains("storage_write"),
+        "{e}"
+    );
+}
