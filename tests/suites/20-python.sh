@@ -17,9 +17,10 @@ cd "$REPO_ROOT"
 # python3-dev: libpython for linking the pyo3 library crate in `cargo test --workspace`; nginx:
 # the load balancer of test_fanout_nginx.py.
 ensure_apt python3-dev python3-venv nginx
-# google-cloud-bigquery: tests/bq_python_client.py (the test server against the official client).
+# google-cloud-bigquery: tests/bq_python_client.py (the test server against the official client);
+# google-cloud-bigquery-storage: tests/bq_grpc_python_client.py (its gRPC Storage Write side).
 ensure_venv "maturin>=1.5,<2" "ziglang>=0.10,<0.14" "pytest>=7" "gunicorn>=21" \
-  "google-cloud-bigquery>=3,<4"
+  "google-cloud-bigquery>=3,<4" "google-cloud-bigquery-storage>=2,<3"
 if [ "${1:-}" = setup ]; then
   # osmem-server and opensearch-py for test_destinations_e2e.py, whichever suites run.
   bash tests/suites/50-opensearch.sh setup

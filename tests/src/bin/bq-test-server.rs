@@ -2,10 +2,12 @@
 //!
 //! ```text
 //! bq-test-server [--port N] [--schemas DIR] [--project P] [--dedupe-window-secs S]
-//!                [--schema-propagation-ms MS] [--require-auth]
+//!                [--schema-propagation-ms MS] [--require-auth] [--grpc-port N]
 //! ```
-//! Prints `listening on http://127.0.0.1:PORT` on stdout once it accepts connections, then
-//! serves until SIGINT/SIGTERM. Admin: `GET /_stats`, `POST /_fault` (see tests/README.md).
+//! Prints `listening on http://127.0.0.1:PORT` on stdout once it accepts connections (and, with
+//! `--grpc-port` (0: any free port), `grpc listening on http://127.0.0.1:PORT` for the Storage
+//! Write API, on the next line), then serves until SIGINT/SIGTERM. Admin: `GET /_stats`,
+//! `POST /_fault` (see tests/README.md).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,7 +16,8 @@ use std::time::Duration;
 use evlog_tests::bq::{BqTestConfig, BqTestServer};
 
 const USAGE: &str = "usage: bq-test-server [--port N] [--schemas DIR] [--project P] \
-                     [--dedupe-window-secs S] [--schema-propagation-ms MS] [--require-auth]";
+                     [--dedupe-window-secs S] [--schema-propagation-ms MS] [--require-auth] \
+                     [--grpc-port N]";
 
 fn main() -> ExitCode {
     let mut cfg = BqTestConfig::default();
@@ -49,6 +52,13 @@ fn main() -> ExitCode {
                     cfg.schema_propagation = Duration::from_millis(ms);
                 }
                 "--require-auth" => cfg.require_auth = true,
+                "--grpc-port" => {
+                    let v = value("--grpc-port")?;
+                    cfg.grpc_port = v
+                        .parse()
+                        .map_err(|_| format!("--grpc-port: not a port: {v}"))?;
+                    cfg.grpc = true;
+                }
                 "-h" | "--help" => return Err(USAGE.to_string()),
                 other => return Err(format!("unknown argument {other}\n{USAGE}")),
             }
@@ -91,6 +101,9 @@ fn main() -> ExitCode {
             }
         }
         println!("listening on {}", server.base_url());
+        if server.grpc_addr().is_some() {
+            println!("grpc listening on {}", server.grpc_url());
+        }
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(s) => s,

@@ -38,6 +38,21 @@ impl std::fmt::Display for DropConnection {
 impl std::error::Error for DropConnection {}
 
 pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener, addr: SocketAddr) {
+    let s = Arc::clone(&shared);
+    accept_loop(&shared, listener, addr, move |stream| {
+        tokio::spawn(connection(Arc::clone(&s), stream));
+    })
+    .await;
+}
+
+/// Accepts connections on `listener` until shutdown, handing each to `on_accept`; while the
+/// server is refusing, the socket is closed, then bound again on the same address.
+pub(crate) async fn accept_loop(
+    shared: &Shared,
+    listener: TcpListener,
+    addr: SocketAddr,
+    mut on_accept: impl FnMut(tokio::net::TcpStream),
+) {
     let mut shutdown = shared.shutdown.subscribe();
     let mut refusing = shared.refusing.subscribe();
     let mut listener = Some(listener);
@@ -64,7 +79,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener, addr: Sock
             r = l.accept() => {
                 if let Ok((stream, _)) = r {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(connection(Arc::clone(&shared), stream));
+                    on_accept(stream);
                 }
             }
             _ = shutdown.changed() => {}

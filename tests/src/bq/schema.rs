@@ -655,6 +655,30 @@ fn scalar_or_record(col: &Column, v: &Value, int64_timestamps: bool) -> Value {
                 None => Value::Null,
             }
         }
+        // BigQuery answers civil times in canonical form whatever form was written
+        // (`11:22:33.5` → `11:22:33.500000`); clients parse only that.
+        (ColType::Time, Value::String(s)) => match parse_time(s.trim()) {
+            Some(us) => Value::String(format_time(us)),
+            None => Value::String(s.clone()),
+        },
+        (ColType::DateTime, Value::String(s)) => match parse_datetime(s.trim()) {
+            Some(us) => {
+                let days = us.div_euclid(86_400_000_000);
+                let (y, m, d) = civil_from_days(days);
+                Value::String(format!(
+                    "{y:04}-{m:02}-{d:02}T{}",
+                    format_time(us.rem_euclid(86_400_000_000))
+                ))
+            }
+            None => Value::String(s.clone()),
+        },
+        (ColType::Date, Value::String(s)) => match parse_date(s.trim()) {
+            Some(days) => {
+                let (y, m, d) = civil_from_days(days);
+                Value::String(format!("{y:04}-{m:02}-{d:02}"))
+            }
+            None => Value::String(s.clone()),
+        },
         (ColType::Boolean, Value::String(s)) => {
             let b = matches!(s.to_ascii_lowercase().as_str(), "true" | "1");
             Value::String(b.to_string())
@@ -666,6 +690,32 @@ fn scalar_or_record(col: &Column, v: &Value, int64_timestamps: bool) -> Value {
             other => other.to_string(),
         }),
     }
+}
+
+/// µs since midnight → `HH:MM:SS[.ffffff]`.
+fn format_time(us: i64) -> String {
+    let secs = us / 1_000_000;
+    let frac = us % 1_000_000;
+    let hms = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    if frac == 0 {
+        hms
+    } else {
+        format!("{hms}.{frac:06}")
+    }
+}
+
+/// Days since 1970-01-01 → (year, month, day) of the proleptic Gregorian calendar.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]

@@ -13,12 +13,16 @@
 //!   `OFFSET_ALREADY_EXISTS`), beyond it → in-band `OUT_OF_RANGE` (`OFFSET_OUT_OF_RANGE`); an offset
 //!   on `_default` or an append to a finalized stream (`STREAM_FINALIZED`) → in-band
 //!   `INVALID_ARGUMENT`. An invalid row fails the whole request: in-band `INVALID_ARGUMENT` with
-//!   `row_errors` (index, `FIELDS_ERROR`, a message naming the field), nothing stored. A request
-//!   over 10 MB ends the stream with `INVALID_ARGUMENT`.
+//!   `row_errors` (index, `FIELDS_ERROR`, a message naming the field), nothing stored. A writer
+//!   schema that does not fit the table (`SCHEMA_MISMATCH_EXTRA_FIELDS` for a field the table
+//!   lacks) and a request over 10 MB end the stream with `INVALID_ARGUMENT`.
 //! - In-band errors (`AppendRowsResponse.error`, a `google.rpc.Status` whose details hold a
 //!   `StorageError` when BigQuery sends one) keep the connection open; faults end it.
 //! - Faults ([`GrpcFault`]) apply to `AppendRows` requests: queued ones first, then a failure ratio.
+//!   While the server is down or refusing, every call and every `AppendRows` request is
+//!   `UNAVAILABLE` (and refusing closes the port, as for REST).
 
+mod append;
 pub mod rows;
 mod service;
 
@@ -26,7 +30,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use super::{Shared, StoredRow, TableKey};
 
@@ -133,6 +137,11 @@ pub(crate) struct GrpcFaults {
 pub struct GrpcStats {
     /// `AppendRows` requests received (faulted ones included).
     pub append_requests: u64,
+    /// Encoded size of the `AppendRows` requests past faults (what BigQuery bills and limits;
+    /// HTTP/2 and gRPC framing excluded).
+    pub bytes_received: u64,
+    /// Serialized rows in the `AppendRows` requests past faults.
+    pub rows_received: u64,
     /// Rows made visible in tables (committed, flushed or on `_default`).
     pub rows_stored: u64,
     /// Rows appended to PENDING or BUFFERED streams and not visible yet.
@@ -153,6 +162,8 @@ impl GrpcStats {
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "append_requests": self.append_requests,
+            "bytes_received": self.bytes_received,
+            "rows_received": self.rows_received,
             "rows_stored": self.rows_stored,
             "rows_held": self.rows_held,
             "requests_with_row_errors": self.requests_with_row_errors,
@@ -165,6 +176,13 @@ impl GrpcStats {
     }
 }
 
+/// A decoded row and its size as sent (what it adds to the table's `numBytes`).
+#[derive(Debug)]
+pub(crate) struct Appended {
+    pub row: StoredRow,
+    pub bytes: u64,
+}
+
 /// A stream made by `CreateWriteStream`.
 #[derive(Debug)]
 pub(crate) struct WriteStream {
@@ -174,7 +192,7 @@ pub(crate) struct WriteStream {
     pub committed: Option<SystemTime>,
     /// Rows appended and not yet visible (PENDING: all until committed; BUFFERED: those past the
     /// flushed offset).
-    pub held: VecDeque<StoredRow>,
+    pub held: VecDeque<Appended>,
     /// Rows appended so far: the next offset.
     pub len: i64,
     /// BUFFERED: rows made visible so far.
@@ -191,11 +209,25 @@ pub(crate) struct GrpcState {
     pub stats: GrpcStats,
 }
 
-/// Serves `BigQueryWrite` on `listener` until the server shuts down.
+/// Serves `BigQueryWrite` on `listener` until the server shuts down. While the server is
+/// refusing, the port is closed (as the REST one) and calls on connections already open are
+/// answered `UNAVAILABLE`.
 pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     let mut shutdown = shared.shutdown.subscribe();
     let svc = service::server(Arc::clone(&shared));
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => return eprintln!("bq-test-server (gRPC): {e}"),
+    };
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<std::io::Result<TcpStream>>();
+    let s = Arc::clone(&shared);
+    tokio::spawn(async move {
+        super::http::accept_loop(&s, listener, addr, move |stream| {
+            let _ = tx.send(Ok(stream));
+        })
+        .await
+    });
+    let incoming = tonic::codegen::tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
     let r = tonic::transport::Server::builder()
         .add_service(svc)
         .serve_with_incoming_shutdown(incoming, async move {

@@ -8,7 +8,8 @@
 //! epoch) or string; TIMESTAMP ← int64 (µs since the epoch) or string; NUMERIC/BIGNUMERIC ←
 //! string, integer or double/float; DATETIME/TIME/JSON/GEOGRAPHY/INTERVAL ← string; RECORD ←
 //! nested message; REPEATED ← repeated field. A proto field with no column, or of a kind its column
-//! does not take, fails the whole request (as BigQuery does) with a message naming the field. Field
+//! does not take, fails the whole request and ends the connection (as BigQuery does) with a
+//! message naming the field. Field
 //! presence: a field not set (proto2 / proto3 `optional`; for proto3 implicit fields, the zero
 //! value) is NULL.
 
@@ -17,7 +18,7 @@ use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MessageDescriptor, Val
 use prost_types::{DescriptorProto, FileDescriptorProto, FileDescriptorSet};
 use serde_json::{Map, Number, Value};
 
-use crate::bq::schema::{self, ColMode, ColType, Column};
+use crate::bq::schema::{self, civil_from_days, ColMode, ColType, Column};
 
 /// The name the writer's message gets in the one-file pool built around it.
 const ROW_FILE: &str = "evlog_bq_test_server_row.proto";
@@ -205,7 +206,7 @@ pub fn decode_row(
         Err(problems
             .iter()
             .map(|p| {
-                if p.message.contains(&p.location) {
+                if p.location.is_empty() {
                     p.message.clone()
                 } else {
                     format!("Field {}: {}", p.location, p.message)
@@ -324,19 +325,6 @@ fn format_timestamp(us: i64) -> String {
         secs % 60,
         rem % 1_000_000
     )
-}
-
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// The size of a request as BigQuery counts it for its 10 MB limit (the encoded message).

@@ -3,28 +3,23 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use prost::Message;
-use prost_reflect::MessageDescriptor;
 use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::pb::google::rpc;
-use super::pb::storage::append_rows_request::Rows;
-use super::pb::storage::append_rows_response::{AppendResult, Response as Outcome};
 use super::pb::storage::big_query_write_server::{BigQueryWrite, BigQueryWriteServer};
-use super::pb::storage::row_error::RowErrorCode;
 use super::pb::storage::storage_error::StorageErrorCode;
 use super::pb::storage::table_field_schema::{Mode as PbMode, Type as PbType};
 use super::pb::storage::{self as pb, WriteStreamView};
 use super::{
-    parse_stream, parse_table, rows, table_path, GrpcFault, StreamType, WriteStream,
-    MAX_APPEND_BYTES,
+    parse_stream, parse_table, table_path, Appended, StreamType, WriteStream, MAX_APPEND_BYTES,
 };
 use crate::bq::schema::{ColMode, ColType, Column};
-use crate::bq::{now_ms, Shared, State, StoredRow, TableKey};
+use crate::bq::{now_ms, Shared, State, TableKey};
 
 /// The tonic service, accepting gzip like BigQuery (the Rust client may compress).
 pub(crate) fn server(shared: Arc<Shared>) -> BigQueryWriteServer<Service> {
@@ -44,7 +39,11 @@ fn timestamp(t: SystemTime) -> prost_types::Timestamp {
 }
 
 /// A `google.rpc.Status` carrying one `StorageError`.
-fn rpc_status(code: Code, message: &str, storage: Option<(StorageErrorCode, &str)>) -> rpc::Status {
+pub(crate) fn rpc_status(
+    code: Code,
+    message: &str,
+    storage: Option<(StorageErrorCode, &str)>,
+) -> rpc::Status {
     let details = storage
         .map(|(c, entity)| prost_types::Any {
             type_url: "type.googleapis.com/google.cloud.bigquery.storage.v1.StorageError".into(),
@@ -65,7 +64,11 @@ fn rpc_status(code: Code, message: &str, storage: Option<(StorageErrorCode, &str
 }
 
 /// A status ending a call, with a `StorageError` in its details as BigQuery sends them.
-fn status(code: Code, message: String, storage: Option<(StorageErrorCode, &str)>) -> Status {
+pub(crate) fn status(
+    code: Code,
+    message: String,
+    storage: Option<(StorageErrorCode, &str)>,
+) -> Status {
     let s = rpc_status(code, &message, storage);
     Status::with_details(code, message, s.encode_to_vec().into())
 }
@@ -109,7 +112,7 @@ pub(crate) fn table_schema(columns: &[Column]) -> pb::TableSchema {
     }
 }
 
-fn table_not_found(k: &TableKey) -> Status {
+pub(crate) fn table_not_found(k: &TableKey) -> Status {
     let path = table_path(k);
     status(
         Code::NotFound,
@@ -118,7 +121,7 @@ fn table_not_found(k: &TableKey) -> Status {
     )
 }
 
-fn stream_not_found(name: &str) -> Status {
+pub(crate) fn stream_not_found(name: &str) -> Status {
     status(
         Code::NotFound,
         format!("Requested entity was not found. Entity: {name}"),
@@ -142,10 +145,10 @@ impl Service {
                 ));
             }
         }
-        if self.shared.down.load(Ordering::SeqCst) {
-            return Err(Status::unavailable("The service is currently unavailable."));
+        match unavailable_now(&self.shared) {
+            Some(s) => Err(s),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn stream_resource(
@@ -188,7 +191,14 @@ impl Service {
     }
 }
 
-fn bad_stream_name(name: &str) -> String {
+/// `UNAVAILABLE` while the server is down or refusing connections (calls on HTTP/2 connections
+/// opened before are refused too, as if the connection had been cut).
+pub(crate) fn unavailable_now(shared: &Shared) -> Option<Status> {
+    (shared.down.load(Ordering::SeqCst) || *shared.refusing.borrow())
+        .then(|| Status::unavailable("The service is currently unavailable."))
+}
+
+pub(crate) fn bad_stream_name(name: &str) -> String {
     format!(
         "Invalid stream name: '{name}'; expected \
          projects/PROJECT/datasets/DATASET/tables/TABLE/streams/STREAM"
@@ -253,7 +263,11 @@ impl BigQueryWrite for Service {
         let inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(16);
         self.shared.state().grpc.stats.connections += 1;
-        tokio::spawn(connection(Arc::clone(&self.shared), inbound, tx));
+        tokio::spawn(super::append::connection(
+            Arc::clone(&self.shared),
+            inbound,
+            tx,
+        ));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -404,7 +418,7 @@ impl BigQueryWrite for Service {
             ));
         }
         let n = (offset + 1 - s.flushed).max(0) as usize;
-        let moved: Vec<StoredRow> = s.held.drain(..n).collect();
+        let moved: Vec<Appended> = s.held.drain(..n).collect();
         s.flushed += n as i64;
         store(&mut st, &key, moved, true);
         Ok(Response::new(pb::FlushRowsResponse { offset }))
@@ -412,12 +426,12 @@ impl BigQueryWrite for Service {
 }
 
 /// Appends rows to a table (`from_held`: they were counted as held before).
-fn store(st: &mut State, key: &TableKey, rows: Vec<StoredRow>, from_held: bool) {
+pub(crate) fn store(st: &mut State, key: &TableKey, rows: Vec<Appended>, from_held: bool) {
     let n = rows.len() as u64;
     if let Some(t) = st.tables.get_mut(key) {
-        for r in rows {
-            t.bytes += serde_json::to_string(&r.json).map_or(0, |s| s.len() as u64);
-            t.rows.push(r);
+        for a in rows {
+            t.bytes += a.bytes;
+            t.rows.push(a.row);
         }
         if n > 0 {
             t.modified_ms = now_ms();
@@ -426,298 +440,5 @@ fn store(st: &mut State, key: &TableKey, rows: Vec<StoredRow>, from_held: bool) 
     st.grpc.stats.rows_stored += n;
     if from_held {
         st.grpc.stats.rows_held = st.grpc.stats.rows_held.saturating_sub(n);
-    }
-}
-
-/// What one `AppendRows` connection remembers between requests.
-#[derive(Default)]
-struct Connection {
-    stream: Option<String>,
-    descriptor: Option<MessageDescriptor>,
-    /// The table schema the writer was last told about (for `updated_schema`).
-    schema_seen: Option<pb::TableSchema>,
-}
-
-/// What to do after one request.
-enum Step {
-    Reply(Box<pb::AppendRowsResponse>),
-    /// End the stream: with this status, or cleanly (`None`).
-    End(Option<Status>),
-}
-
-async fn connection(
-    shared: Arc<Shared>,
-    mut inbound: Streaming<pb::AppendRowsRequest>,
-    tx: mpsc::Sender<Result<pb::AppendRowsResponse, Status>>,
-) {
-    let mut conn = Connection::default();
-    let mut kill = shared.kill.subscribe();
-    let mut shutdown = shared.shutdown.subscribe();
-    loop {
-        let next = tokio::select! {
-            m = inbound.message() => m,
-            _ = kill.changed() => Err(Status::unavailable("The connection was closed by the server.")),
-            _ = shutdown.wait_for(|s| *s) => Err(Status::unavailable("The server is shutting down.")),
-        };
-        let req = match next {
-            Ok(Some(r)) => r,
-            Ok(None) => return,
-            Err(e) => {
-                let _ = tx.send(Err(e)).await;
-                return;
-            }
-        };
-        match conn.handle(&shared, req).await {
-            Step::Reply(resp) => {
-                if tx.send(Ok(*resp)).await.is_err() {
-                    return;
-                }
-            }
-            Step::End(Some(s)) => {
-                let _ = tx.send(Err(s)).await;
-                return;
-            }
-            Step::End(None) => return,
-        }
-    }
-}
-
-fn in_band(stream: &str, code: Code, message: String, storage: Option<StorageErrorCode>) -> Step {
-    let e = rpc_status(code, &message, storage.map(|c| (c, stream)));
-    Step::Reply(Box::new(pb::AppendRowsResponse {
-        response: Some(Outcome::Error(e)),
-        write_stream: stream.to_string(),
-        ..Default::default()
-    }))
-}
-
-impl Connection {
-    async fn handle(&mut self, shared: &Shared, req: pb::AppendRowsRequest) -> Step {
-        let fault = {
-            let mut f = shared.faults();
-            let fault = f.next_grpc();
-            let mut st = shared.state();
-            st.grpc.stats.append_requests += 1;
-            if fault.is_some() {
-                st.grpc.stats.faults_injected += 1;
-            }
-            fault
-        };
-        let ack_lost = match fault {
-            Some(GrpcFault::Slow(d)) => {
-                tokio::time::sleep(d).await;
-                false
-            }
-            Some(GrpcFault::Unavailable) => {
-                return Step::End(Some(Status::unavailable(
-                    "Injected: the service is currently unavailable.",
-                )))
-            }
-            Some(GrpcFault::Internal) => {
-                return Step::End(Some(Status::internal("Injected: internal error.")))
-            }
-            Some(GrpcFault::ResourceExhausted) => {
-                return Step::End(Some(Status::resource_exhausted(
-                    "Injected: Exceeds 'AppendRows throughput' quota, user_id: evlog-test",
-                )))
-            }
-            Some(GrpcFault::StreamClosed) => return Step::End(None),
-            Some(GrpcFault::AckLost) => true,
-            None => false,
-        };
-        let size = rows::request_size(&req);
-        if size > shared.cfg.max_request_bytes.min(MAX_APPEND_BYTES) {
-            return Step::End(Some(Status::invalid_argument(format!(
-                "AppendRows request too large: {size} limit {MAX_APPEND_BYTES}"
-            ))));
-        }
-        if !req.write_stream.is_empty() && self.stream.as_deref() != Some(&req.write_stream) {
-            self.stream = Some(req.write_stream.clone());
-            self.schema_seen = None;
-        }
-        let Some(name) = self.stream.clone() else {
-            return Step::End(Some(Status::invalid_argument(
-                "write_stream must be set in the first request of a connection",
-            )));
-        };
-        let Some((key, id)) = parse_stream(&name) else {
-            return Step::End(Some(Status::invalid_argument(bad_stream_name(&name))));
-        };
-        let Some(Rows::ProtoRows(data)) = req.rows else {
-            return Step::End(Some(Status::invalid_argument(
-                "rows must be proto_rows (the test server takes no Arrow rows)",
-            )));
-        };
-        if let Some(d) = data
-            .writer_schema
-            .as_ref()
-            .and_then(|s| s.proto_descriptor.as_ref())
-        {
-            match rows::message_from_descriptor(d) {
-                Ok(m) => self.descriptor = Some(m),
-                Err(e) => return Step::End(Some(Status::invalid_argument(e))),
-            }
-        }
-        let Some(desc) = self.descriptor.clone() else {
-            return Step::End(Some(Status::invalid_argument(
-                "writer_schema.proto_descriptor must be set in the first request of a connection",
-            )));
-        };
-        let serialized = data.rows.map(|r| r.serialized_rows).unwrap_or_default();
-        let is_default = id == "_default";
-
-        let mut st = shared.state();
-        let Some(table) = st.tables.get_mut(&key) else {
-            drop(st);
-            return Step::End(Some(table_not_found(&key)));
-        };
-        let (columns, _) = table.insert_columns(Instant::now());
-        let current = table_schema(&table.columns);
-        let updated = match &self.schema_seen {
-            None => {
-                self.schema_seen = Some(current);
-                None
-            }
-            Some(seen) if *seen != current => {
-                self.schema_seen = Some(current.clone());
-                Some(current)
-            }
-            Some(_) => None,
-        };
-        // Stream state and offset: checked before the rows, as BigQuery does.
-        let start = if is_default {
-            if let Some(o) = req.offset {
-                return in_band(
-                    &name,
-                    Code::InvalidArgument,
-                    format!(
-                        "Offset is not supported on the default stream (got {o}). Entity: {name}"
-                    ),
-                    None,
-                );
-            }
-            None
-        } else {
-            let Some((len, finalized)) = st
-                .grpc
-                .streams
-                .get(&name)
-                .filter(|s| s.table == key)
-                .map(|s| (s.len, s.finalized))
-            else {
-                drop(st);
-                return Step::End(Some(stream_not_found(&name)));
-            };
-            if finalized {
-                return in_band(
-                    &name,
-                    Code::InvalidArgument,
-                    format!("Stream is finalized. Entity: {name}"),
-                    Some(StorageErrorCode::StreamFinalized),
-                );
-            }
-            match req.offset {
-                Some(o) if o < len => {
-                    st.grpc.stats.offset_already_exists += 1;
-                    return in_band(
-                        &name,
-                        Code::AlreadyExists,
-                        format!(
-                            "The offset is within stream, expected offset {len}, received {o}. \
-                             Entity: {name}"
-                        ),
-                        Some(StorageErrorCode::OffsetAlreadyExists),
-                    );
-                }
-                Some(o) if o > len => {
-                    st.grpc.stats.offset_out_of_range += 1;
-                    return in_band(
-                        &name,
-                        Code::OutOfRange,
-                        format!(
-                            "The offset is beyond stream, expected offset {len}, received {o}. \
-                             Entity: {name}"
-                        ),
-                        Some(StorageErrorCode::OffsetOutOfRange),
-                    );
-                }
-                _ => Some(len),
-            }
-        };
-        if let Err(m) = rows::check_descriptor(&desc, &columns) {
-            let storage = m
-                .extra_field
-                .then_some(StorageErrorCode::SchemaMismatchExtraFields);
-            return in_band(
-                &name,
-                Code::InvalidArgument,
-                format!("{} Entity: {name}", m.message),
-                storage,
-            );
-        }
-        let mut decoded = Vec::with_capacity(serialized.len());
-        let mut row_errors = Vec::new();
-        for (i, b) in serialized.iter().enumerate() {
-            match rows::decode_row(&desc, &columns, b) {
-                Ok(json) => decoded.push(StoredRow {
-                    insert_id: None,
-                    json,
-                }),
-                Err(message) => row_errors.push(pb::RowError {
-                    index: i as i64,
-                    code: RowErrorCode::FieldsError as i32,
-                    message,
-                }),
-            }
-        }
-        if !row_errors.is_empty() {
-            st.grpc.stats.requests_with_row_errors += 1;
-            let e = rpc_status(
-                Code::InvalidArgument,
-                &format!(
-                    "Errors found while processing rows. Please refer to the row_errors field \
-                     for details. The list may not be complete because of the size limitations. \
-                     Entity: {name}"
-                ),
-                None,
-            );
-            return Step::Reply(Box::new(pb::AppendRowsResponse {
-                response: Some(Outcome::Error(e)),
-                row_errors,
-                updated_schema: updated,
-                write_stream: name,
-            }));
-        }
-        let n = decoded.len() as i64;
-        let held = match st.grpc.streams.get_mut(&name) {
-            Some(s) => {
-                s.len += n;
-                match s.ty {
-                    StreamType::Pending | StreamType::Buffered => {
-                        s.held.extend(decoded.drain(..));
-                        true
-                    }
-                    _ => false,
-                }
-            }
-            None => false,
-        };
-        if held {
-            st.grpc.stats.rows_held += n as u64;
-        } else {
-            store(&mut st, &key, decoded, false);
-        }
-        drop(st);
-        if ack_lost {
-            return Step::End(Some(Status::unavailable(
-                "Injected: the connection was lost after the rows were stored.",
-            )));
-        }
-        Step::Reply(Box::new(pb::AppendRowsResponse {
-            response: Some(Outcome::AppendResult(AppendResult { offset: start })),
-            row_errors: Vec::new(),
-            updated_schema: updated,
-            write_stream: name,
-        }))
     }
 }
