@@ -21,30 +21,10 @@ use std::time::{Duration, Instant};
 use evlog_core::sink::bigquery::WriteApi;
 use evlog_core::{Config, EventInput, Pipeline};
 use evlog_tests::bq::{BqTestConfig, BqTestServer};
+use evlog_tests::proc_stats::{bytes_written, cpu_seconds};
 
 fn schemas() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/schemas")
-}
-
-/// User + system CPU seconds of this process.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces, inside parentheses).
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the line (11 and 12 after the command name),
-    // in clock ticks of 1/100 s on Linux.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-/// Bytes this process passed to write/send calls so far.
-fn bytes_written() -> u64 {
-    std::fs::read_to_string("/proc/self/io")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("wchar:").and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0)
 }
 
 fn serve() {

@@ -6,5 +6,6 @@
 
 pub mod bq;
 pub mod opensearch;
+pub mod proc_stats;
 
 pub use evlog_core as core;

@@ -33,13 +33,7 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// This process's resident set size, in bytes.
 fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmRSS")
-        * 1024
+    evlog_tests::proc_stats::rss_kib() * 1024
 }
 
 /// A server with the `events.click` table (a padded `note` makes each event ~1 KB).
@@ -320,12 +314,11 @@ fn a_collector_keeps_a_twenty_second_outage_in_its_log_with_bounded_memory_and_l
         sent as f64,
         "{m}"
     );
-    let dropped: f64 = m
-        .lines()
-        .filter(|l| l.starts_with("evlog_events_dropped_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    assert_eq!(dropped, 0.0, "{m}");
+    assert_eq!(
+        common::metric_sum(&m, "evlog_events_dropped_total"),
+        0.0,
+        "{m}"
+    );
     memory_was_bounded(&o);
     eprintln!("collector: {sent} events, {o:?}");
     drop(collector);

@@ -6,19 +6,9 @@ use std::time::{Duration, Instant};
 
 use evlog_core::{EventInput, Pipeline};
 use evlog_tests::bq::BqTestServer;
+use evlog_tests::proc_stats::rss_kib;
 
 use super::wait_for;
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// Logs ~2000 events/s while `server` is up, down for 20 s (REST and gRPC), then up again for
 /// 2 s; asserts the spool absorbed the outage with the queue and RSS bounded. Returns how many
