@@ -73,7 +73,10 @@
 //!   ids, in order) is the link between a record and its position. A remembered stream is used
 //!   for its run only, never pooled again (other runs may follow it there); if it was finalized
 //!   meanwhile (`STREAM_FINALIZED`), the run is in it, since evlog finalizes only streams whose
-//!   every request was answered and keeps only runs that were not refused.
+//!   every request was answered and keeps only runs that were not refused. Tested with
+//!   SIGKILL: `tests/tests/bq_storage_write_crash.rs` (an SDK mid-replay) and
+//!   `bq_storage_write_collector_crash.rs` (a collector mid-stream, half the answers lost);
+//!   without `positions_dir` both store rows twice.
 //!
 //! **Limits**: runs are found only whole and in order, so rows replayed in another grouping
 //! (a run cut in two by a replay's batch boundary) go to a new stream, at least once; only the
