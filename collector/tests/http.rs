@@ -142,9 +142,18 @@ fn batch_answers_per_event_and_bad_events_do_not_fail_neighbours() {
         .as_array()
         .expect("results")
         .iter()
-        .map(|r| (r["index"].as_u64().expect("index"), r["status"].as_u64().expect("status")))
+        .map(|r| {
+            (
+                r["index"].as_u64().expect("index"),
+                r["status"].as_u64().expect("status"),
+            )
+        })
         .collect();
-    assert_eq!(listed, vec![(1, 400), (2, 422), (3, 413), (4, 422)], "{body}");
+    assert_eq!(
+        listed,
+        vec![(1, 400), (2, 422), (3, 413), (4, 422)],
+        "{body}"
+    );
     let all_stored = json!([txn(9), txn(10)]);
     let r = c
         .post(format!("{}/v1/batch?results=refused", s.url))

@@ -89,7 +89,10 @@ mod tests {
             "01234567-89ab-cdef-fedc-ba9876543210"
         );
         assert_eq!(format_uuid(0), "00000000-0000-0000-0000-000000000000");
-        assert_eq!(format_uuid(u128::MAX), "ffffffff-ffff-ffff-ffff-ffffffffffff");
+        assert_eq!(
+            format_uuid(u128::MAX),
+            "ffffffff-ffff-ffff-ffff-ffffffffffff"
+        );
     }
 
     #[test]

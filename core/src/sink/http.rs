@@ -251,8 +251,7 @@ pub fn gzip(body: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&HEADER);
     let done = DEFLATE.with(|d| {
         let mut d = d.borrow_mut();
-        let c = d
-            .get_or_insert_with(|| flate2::Compress::new(flate2::Compression::fast(), false));
+        let c = d.get_or_insert_with(|| flate2::Compress::new(flate2::Compression::fast(), false));
         c.reset();
         deflate_into(c, body, &mut out)
     });
