@@ -126,11 +126,13 @@ fn batch_answers_per_event_and_bad_events_do_not_fail_neighbours() {
 
     // `?results=refused` (the SDK's forward sink): only the events not stored are listed, with
     // their index; `?results=all` is the default; another value is refused, naming the key.
-    let r = c
-        .post(format!("{}/v1/batch?results=refused", s.url))
-        .json(&batch)
-        .send()
-        .expect("send");
+    let post = |results: &str, events: &Value| {
+        c.post(format!("{}/v1/batch?results={results}", s.url))
+            .json(events)
+            .send()
+            .expect("send")
+    };
+    let r = post("refused", &batch);
     assert_eq!(r.status(), 200);
     let body: Value = r.json().expect("json");
     assert_eq!(
@@ -155,28 +157,16 @@ fn batch_answers_per_event_and_bad_events_do_not_fail_neighbours() {
         "{body}"
     );
     let all_stored = json!([txn(9), txn(10)]);
-    let r = c
-        .post(format!("{}/v1/batch?results=refused", s.url))
-        .json(&all_stored)
-        .send()
-        .expect("send");
+    let r = post("refused", &all_stored);
     assert_eq!(
         r.text().expect("text"),
         r#"{"accepted":2,"refused":0,"only_refused":true,"results":[]}"#
     );
-    let r = c
-        .post(format!("{}/v1/batch?results=all", s.url))
-        .json(&all_stored)
-        .send()
-        .expect("send");
+    let r = post("all", &all_stored);
     let body: Value = r.json().expect("json");
     assert_eq!(body["results"].as_array().map(Vec::len), Some(2), "{body}");
     assert!(body.get("only_refused").is_none(), "{body}");
-    let r = c
-        .post(format!("{}/v1/batch?results=some", s.url))
-        .json(&all_stored)
-        .send()
-        .expect("send");
+    let r = post("some", &all_stored);
     assert_eq!(r.status(), 400);
     let body: Value = r.json().expect("json");
     let e = body["error"].as_str().unwrap_or("");
