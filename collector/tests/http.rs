@@ -123,6 +123,54 @@ fn batch_answers_per_event_and_bad_events_do_not_fail_neighbours() {
     assert_eq!(body["accepted"], 2, "{body}");
     let e = body["results"][1]["error"].as_str().expect("error");
     assert!(e.contains("line 2") && e.contains("column"), "{e}");
+
+    // `?results=refused` (the SDK's forward sink): only the events not stored are listed, with
+    // their index; `?results=all` is the default; another value is refused, naming the key.
+    let post = |results: &str, events: &Value| {
+        c.post(format!("{}/v1/batch?results={results}", s.url))
+            .json(events)
+            .send()
+            .expect("send")
+    };
+    let r = post("refused", &batch);
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().expect("json");
+    assert_eq!(
+        (&body["accepted"], &body["refused"], &body["only_refused"]),
+        (&json!(2), &json!(4), &json!(true)),
+        "{body}"
+    );
+    let listed: Vec<(u64, u64)> = body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().expect("index"),
+                r["status"].as_u64().expect("status"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        vec![(1, 400), (2, 422), (3, 413), (4, 422)],
+        "{body}"
+    );
+    let all_stored = json!([txn(9), txn(10)]);
+    let r = post("refused", &all_stored);
+    assert_eq!(
+        r.text().expect("text"),
+        r#"{"accepted":2,"refused":0,"only_refused":true,"results":[]}"#
+    );
+    let r = post("all", &all_stored);
+    let body: Value = r.json().expect("json");
+    assert_eq!(body["results"].as_array().map(Vec::len), Some(2), "{body}");
+    assert!(body.get("only_refused").is_none(), "{body}");
+    let r = post("some", &all_stored);
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().expect("json");
+    let e = body["error"].as_str().unwrap_or("");
+    assert!(e.contains(r#"query results: "some" is not"#), "{body}");
     s.stop();
 }
 

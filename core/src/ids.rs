@@ -60,18 +60,40 @@ pub(crate) fn format_uuid(u: u128) -> String {
 /// Appends [`format_uuid`]'s text to `out`.
 pub(crate) fn push_uuid(out: &mut String, u: u128) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for i in 0..32 {
-        if matches!(i, 8 | 12 | 16 | 20) {
-            out.push('-');
-        }
-        let nibble = (u >> (124 - 4 * i)) & 0xF;
-        out.push(HEX[nibble as usize] as char);
+    // Built on the stack, byte by byte (no 128-bit shifts), and appended once: a `push` per
+    // character (36 capacity checks and char encodings) was a fifth of framing an event in
+    // forward mode (callgrind).
+    let mut hex = [0u8; 32];
+    for (i, b) in u.to_be_bytes().into_iter().enumerate() {
+        hex[2 * i] = HEX[usize::from(b >> 4)];
+        hex[2 * i + 1] = HEX[usize::from(b & 0xF)];
     }
+    let mut text = [b'-'; 36];
+    text[..8].copy_from_slice(&hex[..8]);
+    text[9..13].copy_from_slice(&hex[8..12]);
+    text[14..18].copy_from_slice(&hex[12..16]);
+    text[19..23].copy_from_slice(&hex[16..20]);
+    text[24..].copy_from_slice(&hex[20..]);
+    // Only ASCII hex digits and hyphens were written.
+    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uuid_text_is_the_hex_digits_in_order_with_hyphens() {
+        assert_eq!(
+            format_uuid(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210),
+            "01234567-89ab-cdef-fedc-ba9876543210"
+        );
+        assert_eq!(format_uuid(0), "00000000-0000-0000-0000-000000000000");
+        assert_eq!(
+            format_uuid(u128::MAX),
+            "ffffffff-ffff-ffff-ffff-ffffffffffff"
+        );
+    }
 
     #[test]
     fn uuid_v7_layout() {

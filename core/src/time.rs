@@ -421,10 +421,37 @@ pub fn format_timestamp(micros: i64) -> String {
 
 /// Appends [`format_timestamp`]'s text to `out`.
 pub(crate) fn push_timestamp(out: &mut String, micros: i64) {
-    push_date(out, micros.div_euclid(DAY_MICROS));
-    out.push('T');
-    push_time(out, micros.rem_euclid(DAY_MICROS), true);
-    out.push('Z');
+    let days = micros.div_euclid(DAY_MICROS);
+    let (y, m, d) = civil_from_days(days);
+    if !(0..=9999).contains(&y) {
+        push_date(out, days);
+        out.push('T');
+        push_time(out, micros.rem_euclid(DAY_MICROS), true);
+        out.push('Z');
+        return;
+    }
+    // Built on the stack and appended once (the forward sink frames one per event; a `push`
+    // per character cost more than the arithmetic).
+    let tod = micros.rem_euclid(DAY_MICROS);
+    let secs = tod / 1_000_000;
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    put_digits(&mut text[0..4], i64::from(y));
+    put_digits(&mut text[5..7], i64::from(m));
+    put_digits(&mut text[8..10], i64::from(d));
+    put_digits(&mut text[11..13], secs / 3600);
+    put_digits(&mut text[14..16], secs / 60 % 60);
+    put_digits(&mut text[17..19], secs % 60);
+    put_digits(&mut text[20..26], tod % 1_000_000);
+    // Only ASCII digits were written into ASCII text.
+    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+}
+
+/// Writes the last `dst.len()` decimal digits of `v` (≥ 0) into `dst`, zero-padded.
+fn put_digits(dst: &mut [u8], mut v: i64) {
+    for c in dst.iter_mut().rev() {
+        *c = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
 }
 
 /// Parses a DATE `YYYY-[M]M-[D]D` into days since 1970-01-01.

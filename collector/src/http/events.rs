@@ -13,7 +13,11 @@
 //! "error", "reason", "field"?}` (400, 403, 413, 422). `/v1/batch` answers 200 `{"accepted",
 //! "refused", "results": [{"index", "status", …}]}`, one result per event in order, so a bad
 //! event never fails its neighbours; a body that cannot be read as a whole (nesting, syntax of
-//! the array, more than `collector.max_batch_events`, no event) is refused whole.
+//! the array, more than `collector.max_batch_events`, no event) is refused whole. With the query
+//! `?results=refused` (what the SDK's forward sink asks for) `results` lists only the events
+//! not stored (each with its `index`) and the answer says so with `"only_refused":true`: the
+//! common all-stored answer is then a few bytes, not ~60 per event, for the sender to read.
+//! `?results=all` (the default) lists every event; any other value is refused with 400.
 
 use std::fmt::Write as _;
 
@@ -39,6 +43,10 @@ pub(super) async fn handle(
     key: Option<ApiKey>,
     batch: bool,
 ) -> Resp {
+    let only_refused = match results_query(req.uri().query()) {
+        Ok(o) => o && batch,
+        Err(r) => return r,
+    };
     let ndjson = req
         .headers()
         .get(CONTENT_TYPE)
@@ -94,7 +102,7 @@ pub(super) async fn handle(
         return r;
     }
     if batch {
-        batch_answer(&items)
+        batch_answer(&items, only_refused)
     } else {
         let item = &items[0];
         let mut out = String::with_capacity(64);
@@ -103,6 +111,31 @@ pub(super) async fn handle(
         out.push('}');
         answer::json_text(item.status, out)
     }
+}
+
+/// Whether the query asks for the refused events' results only (`results=refused`); `results=all`
+/// or no `results` is every event's; another value is refused (400), naming the key.
+fn results_query(query: Option<&str>) -> Result<bool, Resp> {
+    let mut only_refused = false;
+    for pair in query.unwrap_or("").split('&') {
+        let Some(value) = pair.strip_prefix("results=") else {
+            continue;
+        };
+        only_refused = match value {
+            "refused" => true,
+            "all" => false,
+            other => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "query results: {other:?} is not \"all\" or \"refused\" (which events' \
+                         results the answer lists)"
+                    ),
+                ))
+            }
+        };
+    }
+    Ok(only_refused)
 }
 
 /// Parses the body: each envelope's keys with raw values (the event object is parsed once,
@@ -369,20 +402,34 @@ impl Item {
     }
 }
 
-/// `/v1/batch`'s answer: the counts, then every event's result in order.
-fn batch_answer(items: &[Item]) -> Resp {
+/// `/v1/batch`'s answer: the counts, then every event's result in order (`only_refused`: the
+/// results of the events not stored only).
+fn batch_answer(items: &[Item], only_refused: bool) -> Resp {
     let accepted = items
         .iter()
         .filter(|i| i.status == StatusCode::ACCEPTED)
         .count();
-    let mut out = String::with_capacity(64 + items.len() * 72);
+    let listed = if only_refused {
+        items.len() - accepted
+    } else {
+        items.len()
+    };
+    let mut out = String::with_capacity(80 + listed * 72);
     let _ = write!(
         out,
-        "{{\"accepted\":{accepted},\"refused\":{},\"results\":[",
+        "{{\"accepted\":{accepted},\"refused\":{},",
         items.len() - accepted
     );
+    if only_refused {
+        out.push_str("\"only_refused\":true,");
+    }
+    out.push_str("\"results\":[");
+    let mut first = true;
     for (i, it) in items.iter().enumerate() {
-        if i > 0 {
+        if only_refused && it.status == StatusCode::ACCEPTED {
+            continue;
+        }
+        if !std::mem::take(&mut first) {
             out.push(',');
         }
         out.push_str("{\"index\":");

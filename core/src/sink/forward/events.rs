@@ -61,7 +61,8 @@ impl ForwardSink {
             text.into_bytes()
         };
         self.with_failover(n, |base| {
-            let url = format!("{base}/v1/batch");
+            // Only the refused events' results: the usual answer is then a few bytes to read.
+            let url = format!("{base}/v1/batch?results=refused");
             let bytes = bytes.clone();
             async move {
                 let (status, body) = self.post(&url, "application/x-ndjson", bytes).await?;
@@ -127,6 +128,9 @@ pub(super) fn check_batch_answer(text: &[u8], n: usize) -> Result<BatchAnswer, S
             format!("with an unexpected object ({e})")
         }
     })?;
+    if answer.only_refused {
+        return check_refused_only(answer, n);
+    }
     if answer.results.len() != n {
         return Err(format!(
             "with {} results for the {n} events sent",
@@ -155,9 +159,45 @@ pub(super) fn check_batch_answer(text: &[u8], n: usize) -> Result<BatchAnswer, S
     Ok(answer)
 }
 
+/// [`check_batch_answer`] for an answer that lists the refused events only: one result per
+/// refused event, none stored, indexes rising and below `n`, counts that add up to `n`.
+fn check_refused_only(answer: BatchAnswer, n: usize) -> Result<BatchAnswer, String> {
+    if answer.accepted + answer.refused != n as u64 || answer.results.len() as u64 != answer.refused
+    {
+        return Err(format!(
+            "with accepted = {} and refused = {} and {} results listed for the {n} events sent",
+            answer.accepted,
+            answer.refused,
+            answer.results.len()
+        ));
+    }
+    let mut next = 0;
+    for r in &answer.results {
+        if r.index < next || r.index >= n {
+            return Err(format!(
+                "with a refused result for index {} out of order or past the {n} events sent",
+                r.index
+            ));
+        }
+        if (200..300).contains(&r.status) {
+            return Err(format!(
+                "with status {} among the refused results (index {})",
+                r.status, r.index
+            ));
+        }
+        next = r.index + 1;
+    }
+    Ok(answer)
+}
+
 /// Adds what `answer` says of the events in `range` to `out` (see the module docs).
 fn apply(out: &mut EventsOutcome, answer: BatchAnswer, range: Range<usize>, events: &[RawEvent]) {
-    for (r, index) in answer.results.into_iter().zip(range) {
+    if answer.only_refused {
+        // Checked: the results are the refused events; every other one was stored.
+        out.delivered += answer.accepted as usize;
+    }
+    for (k, r) in answer.results.into_iter().enumerate() {
+        let index = range.start + if answer.only_refused { r.index } else { k };
         if (200..300).contains(&r.status) {
             out.delivered += 1;
             continue;

@@ -56,6 +56,22 @@ pub(super) fn batch_answer(lines: &[Value], status: impl Fn(&Value) -> u16) -> A
     (200, "", body.to_string())
 }
 
+/// [`batch_answer`] as a collector that knows `?results=refused` answers: the refused only.
+pub(super) fn refused_only_answer(lines: &[Value], status: impl Fn(&Value) -> u16) -> Answer {
+    let (code, headers, body) = batch_answer(lines, status);
+    let mut v: Value = serde_json::from_str(&body).expect("answer");
+    let refused: Vec<Value> = v["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter(|r| r["status"] != 202)
+        .cloned()
+        .collect();
+    v["results"] = refused.into();
+    v["only_refused"] = true.into();
+    (code, headers, v.to_string())
+}
+
 fn event(i: usize, body: &str) -> RawEvent {
     let id = format!("ev-{i}");
     let input = EventInput {
@@ -135,6 +151,9 @@ fn an_answer_is_the_collectors_only_when_results_and_counts_match() {
         {"index":1,"status":422,"error":"e","reason":"invalid_value"}]}"#;
     let a = check_batch_answer(ok.as_bytes(), 2).expect("valid");
     assert_eq!(a.results[1].reason.as_deref(), Some("invalid_value"));
+    let all_stored = r#"{"accepted":3,"refused":0,"only_refused":true,"results":[]}"#;
+    let a = check_batch_answer(all_stored.as_bytes(), 3).expect("valid");
+    assert!(a.only_refused && a.results.is_empty());
     for (text, n, want) in [
         (ok, 3, "2 results for the 3 events"),
         (
@@ -151,6 +170,32 @@ fn an_answer_is_the_collectors_only_when_results_and_counts_match() {
         ("<html>", 1, "not JSON"),
         ("[1]", 1, "not an object"),
         (r#"{"accepted":1}"#, 1, "unexpected object"),
+        // The refused only (`?results=refused`): one result per refused event, in order.
+        (
+            r#"{"accepted":1,"refused":0,"only_refused":true,"results":[]}"#,
+            2,
+            "accepted = 1 and refused = 0",
+        ),
+        (
+            r#"{"accepted":1,"refused":1,"only_refused":true,"results":[]}"#,
+            2,
+            "0 results listed",
+        ),
+        (
+            r#"{"accepted":0,"refused":2,"only_refused":true,"results":[{"index":1,"status":400},{"index":0,"status":400}]}"#,
+            2,
+            "index 0 out of order",
+        ),
+        (
+            r#"{"accepted":1,"refused":1,"only_refused":true,"results":[{"index":2,"status":400}]}"#,
+            2,
+            "index 2 out of order or past the 2 events",
+        ),
+        (
+            r#"{"accepted":1,"refused":1,"only_refused":true,"results":[{"index":0,"status":202}]}"#,
+            2,
+            "status 202 among the refused",
+        ),
     ] {
         let e = check_batch_answer(text.as_bytes(), n).expect_err(text);
         assert!(e.contains(want), "{text}: {e}");
@@ -159,13 +204,24 @@ fn an_answer_is_the_collectors_only_when_results_and_counts_match() {
 
 #[test]
 fn per_event_results_map_to_delivered_stored_and_refused() {
+    // Every event listed (an older collector), and the refused only (`?results=refused`).
+    per_event_results(false);
+    per_event_results(true);
+}
+
+fn per_event_results(only_refused: bool) {
     // Odd events are refused: 1 and 5 kept by the collector (422), 3 not kept (403).
-    let (url, seen) = server(|_, lines| {
-        batch_answer(lines, |l| match l["event"]["i"].as_u64() {
+    let (url, seen) = server(move |_, lines| {
+        let status = |l: &Value| match l["event"]["i"].as_u64() {
             Some(1 | 5) => 422,
             Some(3) => 403,
             _ => 202,
-        })
+        };
+        if only_refused {
+            refused_only_answer(lines, status)
+        } else {
+            batch_answer(lines, status)
+        }
     });
     let mut sink = sink(url, 4);
     assert!(sink.takes_events());
@@ -198,7 +254,7 @@ fn per_event_results_map_to_delivered_stored_and_refused() {
     let seen = seen.lock().expect("lock");
     assert_eq!(seen.len(), 2, "7 events, at most 4 per request");
     let h = seen[0].to_ascii_lowercase();
-    assert!(h.starts_with("post /v1/batch "), "{h}");
+    assert!(h.starts_with("post /v1/batch?results=refused "), "{h}");
     assert!(h.contains("content-type: application/x-ndjson"), "{h}");
     assert!(h.contains("content-encoding: gzip"), "{h}");
 }

@@ -51,6 +51,12 @@
 //! line in order: 202 stored, 422 refused and kept as a dead letter by the collector, 400
 //! (`invalid_json`, `invalid_envelope`, …), 403 (`forbidden`: out of the key's namespaces) and
 //! 413 (`event_too_large`) refused and *not* kept.
+//!
+//! The forward sink posts to `/v1/batch?results=refused`: a collector that knows the query
+//! lists only the events not stored in `results` (in order, each with its `index`) and adds
+//! `"only_refused":true`, so the usual answer, every event stored, is
+//! `{"accepted":500,"refused":0,"only_refused":true,"results":[]}` whatever the batch's size.
+//! An older collector ignores the query and lists every event; the sink reads both.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -250,7 +256,11 @@ pub struct BatchAnswer {
     pub accepted: u64,
     /// Events refused (every other status).
     pub refused: u64,
-    /// One per event sent, in order.
+    /// `results` lists the refused events only (the request asked `?results=refused`); absent
+    /// (false) from collectors that list every event.
+    #[serde(default)]
+    pub only_refused: bool,
+    /// One per event sent, in order; with `only_refused`, one per refused event, in order.
     pub results: Vec<BatchResult>,
 }
 
