@@ -12,11 +12,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{config_text, http, metric_value as metric, rows_of, wait_for, write_schema, PROJECT};
+use common::{
+    config_text, metric_value as metric, post_batch_all_stored, rows_of, wait_for, write_schema,
+    PROJECT,
+};
 use evlog_collector::reload::Source;
 use evlog_core::{Config, EventInput, Pipeline};
 use evlog_tests::bq::{BqTestConfig, BqTestServer};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// How long BigQuery is unreachable.
 const OUTAGE: Duration = Duration::from_secs(20);
@@ -291,10 +294,7 @@ fn a_collector_keeps_a_twenty_second_outage_in_its_log_with_bounded_memory_and_l
                     .to_string()
                 })
                 .collect();
-            let (status, answer) = http(addr, "POST", "/v1/batch", None, &body.join("\n"));
-            assert_eq!(status, 200, "{answer}");
-            let answer: Value = serde_json::from_str(&answer).expect("answer");
-            assert_eq!(answer["refused"], 0, "{answer}");
+            post_batch_all_stored(addr, &body);
             // At most ~50,000 events (50 MB) a second.
             std::thread::sleep(Duration::from_millis(10));
         },

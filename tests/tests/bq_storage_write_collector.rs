@@ -9,10 +9,13 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{config_text, http, metric_value as metric, rows_of, wait_for, write_schema, PROJECT};
+use common::{
+    config_text, metric_value as metric, post_batch_all_stored, rows_of, wait_for, write_schema,
+    PROJECT,
+};
 use evlog_collector::reload::Source;
 use evlog_tests::bq::{BqTestConfig, BqTestServer};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// A collector writing `events.click` through the Storage Write API with `exactly_once`, and
 /// its temporary directory (log, positions).
@@ -59,10 +62,7 @@ fn post(addr: std::net::SocketAddr, seqs: std::ops::Range<u64>) {
                 .to_string()
             })
             .collect();
-        let (status, answer) = http(addr, "POST", "/v1/batch", None, &body.join("\n"));
-        assert_eq!(status, 200, "{answer}");
-        let answer: Value = serde_json::from_str(&answer).expect("answer");
-        assert_eq!(answer["refused"], 0, "{answer}");
+        post_batch_all_stored(addr, &body);
     }
 }
 

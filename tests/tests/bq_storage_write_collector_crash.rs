@@ -17,10 +17,10 @@ use std::time::Duration;
 use evlog_collector::CollectorConfig;
 use evlog_tests::bq::grpc::GrpcFault;
 use evlog_tests::bq::{BqTestConfig, BqTestServer};
-use serde_json::{json, Value};
+use serde_json::json;
 
 mod common;
-use common::{config_text, http, rows_of, wait_for, write_schema, PROJECT};
+use common::{config_text, post_batch_all_stored, rows_of, wait_for, write_schema, PROJECT};
 
 /// The environment variable that turns this binary into a collector (its config file).
 const CHILD_CONFIG: &str = "EVLOG_BQ_COLLECTOR_CRASH_CONFIG";
@@ -132,10 +132,7 @@ fn events_a_killed_collector_had_taken_are_stored_exactly_once_by_the_next() {
                 .to_string()
             })
             .collect();
-        let (status, answer) = http(addr, "POST", "/v1/batch", None, &body.join("\n"));
-        assert_eq!(status, 200, "{answer}");
-        let answer: Value = serde_json::from_str(&answer).expect("answer");
-        assert_eq!(answer["refused"], 0, "{answer}");
+        post_batch_all_stored(addr, &body);
     }
     // Kill it while it streams: some rows stored, some answers lost, most still in its log.
     let stored_before = |n: usize| rows_of(&server, "events", "click").len() >= n;

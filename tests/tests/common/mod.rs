@@ -167,6 +167,15 @@ pub fn http(
     (status, body)
 }
 
+/// Posts `lines` (NDJSON envelopes, no key) to the collector's `/v1/batch` and asserts the
+/// collector stored every one of them (200, nothing refused).
+pub fn post_batch_all_stored(addr: std::net::SocketAddr, lines: &[String]) {
+    let (status, answer) = http(addr, "POST", "/v1/batch", None, &lines.join("\n"));
+    assert_eq!(status, 200, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).expect("answer");
+    assert_eq!(answer["refused"], 0, "{answer}");
+}
+
 /// A BigQuery test server whose schema changes take `propagation` to reach `insertAll`, with
 /// the tables of schema files in a temporary directory a test edits while events flow
 /// (schema evolution, from the SDK or through a collector).
