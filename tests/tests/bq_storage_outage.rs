@@ -308,17 +308,7 @@ fn a_collector_keeps_a_twenty_second_outage_in_its_log_with_bounded_memory_and_l
     );
     let seqs = stored(&server);
     assert_eq!(seqs.len() as u64, sent, "0 lost");
-    let m = common::collector_metrics(addr);
-    assert_eq!(
-        metric(&m, "evlog_events_accepted_total "),
-        sent as f64,
-        "{m}"
-    );
-    assert_eq!(
-        common::metric_sum(&m, "evlog_events_dropped_total"),
-        0.0,
-        "{m}"
-    );
+    common::assert_collector_accepted_all(addr, sent);
     memory_was_bounded(&o);
     eprintln!("collector: {sent} events, {o:?}");
     drop(collector);

@@ -88,17 +88,7 @@ fn stored_once(server: &BqTestServer, addr: std::net::SocketAddr, sent: u64) {
         0,
         "rows went through gRPC"
     );
-    let m = common::collector_metrics(addr);
-    assert_eq!(
-        metric(&m, "evlog_events_accepted_total "),
-        sent as f64,
-        "{m}"
-    );
-    assert_eq!(
-        common::metric_sum(&m, "evlog_events_dropped_total"),
-        0.0,
-        "{m}"
-    );
+    common::assert_collector_accepted_all(addr, sent);
 }
 
 fn grpc_server() -> BqTestServer {

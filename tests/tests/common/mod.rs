@@ -176,6 +176,18 @@ pub fn post_batch_all_stored(addr: std::net::SocketAddr, lines: &[String]) {
     assert_eq!(answer["refused"], 0, "{answer}");
 }
 
+/// Asserts the collector at `addr` counted `sent` events accepted and dropped none (every
+/// reason summed).
+pub fn assert_collector_accepted_all(addr: std::net::SocketAddr, sent: u64) {
+    let m = collector_metrics(addr);
+    assert_eq!(
+        metric_value(&m, "evlog_events_accepted_total "),
+        sent as f64,
+        "{m}"
+    );
+    assert_eq!(metric_sum(&m, "evlog_events_dropped_total"), 0.0, "{m}");
+}
+
 /// A BigQuery test server whose schema changes take `propagation` to reach `insertAll`, with
 /// the tables of schema files in a temporary directory a test edits while events flow
 /// (schema evolution, from the SDK or through a collector).
