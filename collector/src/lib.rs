@@ -27,6 +27,7 @@ mod envelope;
 mod http;
 mod linger;
 pub mod listen;
+pub mod memory;
 pub mod reload;
 mod reports;
 mod restart;

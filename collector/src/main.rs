@@ -30,6 +30,7 @@ const USAGE: &str =
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    evlog_collector::memory::no_transparent_huge_pages();
     // `top` and `tail` read a running collector's live feed (evlog_collector::cli).
     let all: Vec<String> = std::env::args().skip(1).collect();
     if matches!(all.first().map(String::as_str), Some("top" | "tail")) {

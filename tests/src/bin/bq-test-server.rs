@@ -19,7 +19,15 @@ const USAGE: &str = "usage: bq-test-server [--port N] [--schemas DIR] [--project
                      [--dedupe-window-secs S] [--schema-propagation-ms MS] [--require-auth] \
                      [--grpc-port N]";
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
+    // As the collector does (collector/src/memory.rs): mimalloc's huge pages, purged and faulted
+    // in again, cost more in page zeroing than they save.
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        let _ = rustix::thread::disable_transparent_huge_pages(true);
+    }
     let mut cfg = BqTestConfig::default();
     let mut schemas: Option<PathBuf> = None;
     let mut project = "evlog-test".to_string();

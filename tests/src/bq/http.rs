@@ -767,19 +767,23 @@ fn stopped() -> Value {
     json!({"reason": "stopped", "location": "", "debugInfo": "", "message": ""})
 }
 
+/// `tabledata.insertAll`. The rows are checked outside the server's lock (so that connections
+/// check in parallel, as the gRPC path decodes), between two short holds of it: the first
+/// resolves the table (creating a `templateSuffix` table) and takes the columns the rows are
+/// checked against; the second drops duplicate insertIds and stores the rest.
 fn insert_all(shared: &Shared, k: &TableKey, body: &[u8], record: &mut RequestRecord) -> Resp {
-    let v = match parse_json_body(body) {
+    let mut v = match parse_json_body(body) {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let Some(req) = v.as_object() else {
+    let Some(req) = v.as_object_mut() else {
         return err(
             400,
             "invalid",
             "Invalid JSON payload received. Expected an object.",
         );
     };
-    let rows = match req.get("rows") {
+    let rows = match req.remove("rows") {
         Some(Value::Array(a)) if !a.is_empty() => a,
         None | Some(Value::Array(_)) | Some(Value::Null) => {
             return err(400, "invalid", "No rows present in the request.")
@@ -812,60 +816,73 @@ fn insert_all(shared: &Shared, k: &TableKey, body: &[u8], record: &mut RequestRe
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty());
 
-    let mut st = shared.state();
-    if !st.datasets.contains_key(&(k.0.clone(), k.1.clone())) {
-        return not_found_dataset(&k.0, &k.1);
-    }
-    let Some(base) = st.tables.get(k) else {
-        return not_found_table(k);
-    };
-    let target = match suffix {
-        None => k.clone(),
-        Some(s) => {
-            let name = format!("{}{s}", k.2);
-            if !valid_table_id(&name) {
-                return err(
-                    400,
-                    "invalid",
-                    &format!("Invalid template suffix \"{s}\": table ID \"{name}\" is not valid."),
-                );
-            }
-            let target = (k.0.clone(), k.1.clone(), name);
-            if !st.tables.contains_key(&target) {
-                let columns = base.columns.clone();
-                let propagating = base.propagating.clone();
-                st.add_table(target.clone(), columns);
-                if let Some(t) = st.tables.get_mut(&target) {
-                    t.propagating = propagating;
-                }
-            }
-            target
+    // First hold: the target table and the columns the rows are checked against.
+    let (target, columns, current) = {
+        let mut st = shared.state();
+        if !st.datasets.contains_key(&(k.0.clone(), k.1.clone())) {
+            return not_found_dataset(&k.0, &k.1);
         }
+        let Some(base) = st.tables.get(k) else {
+            return not_found_table(k);
+        };
+        let target = match suffix {
+            None => k.clone(),
+            Some(s) => {
+                let name = format!("{}{s}", k.2);
+                if !valid_table_id(&name) {
+                    return err(
+                        400,
+                        "invalid",
+                        &format!(
+                            "Invalid template suffix \"{s}\": table ID \"{name}\" is not valid."
+                        ),
+                    );
+                }
+                let target = (k.0.clone(), k.1.clone(), name);
+                if !st.tables.contains_key(&target) {
+                    let columns = base.columns.clone();
+                    let propagating = base.propagating.clone();
+                    st.add_table(target.clone(), columns);
+                    if let Some(t) = st.tables.get_mut(&target) {
+                        t.propagating = propagating;
+                    }
+                }
+                target
+            }
+        };
+        st.stats.rows_received += rows.len() as u64;
+        let table = st.tables.get_mut(&target).expect("target table exists");
+        let (columns, propagating) = table.insert_columns(Instant::now());
+        // While a change propagates, the table's current columns tell a row refused only for
+        // that (counted as awaiting the column) from one refused anyway.
+        let current = propagating.then(|| table.columns.clone());
+        (target, columns, current)
     };
-    st.stats.rows_received += rows.len() as u64;
-    let window = shared.cfg.dedupe_window;
-    let table = st.tables.get_mut(&target).expect("target table exists");
-    let (columns, propagating) = table.insert_columns(Instant::now());
-    let mut awaiting = 0u64;
 
-    // Check every row first.
+    // Every row checked, without the lock.
+    let mut awaiting = 0u64;
     let mut checked: Vec<CheckedRow> = Vec::with_capacity(rows.len());
     for row in rows {
-        let insert_id = row
-            .get("insertId")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        match row.get("json") {
-            Some(Value::Object(o)) => {
-                let mut o = o.clone();
+        let (insert_id, json) = match row {
+            Value::Object(mut r) => {
+                let id = match r.remove("insertId") {
+                    Some(Value::String(s)) => Some(s),
+                    _ => None,
+                };
+                (id, r.remove("json"))
+            }
+            _ => (None, None),
+        };
+        match json {
+            Some(Value::Object(mut o)) => {
                 let problems = schema::check_row(&columns, &mut o, ignore_unknown);
-                if propagating {
+                if let Some(current) = &current {
                     // Refused only because the change has not reached insertAll yet.
                     awaiting += problems
                         .iter()
                         .filter(|p| {
                             p.message.starts_with("no such field")
-                                && schema::check_row(&table.columns, &mut o.clone(), false)
+                                && schema::check_row(current, &mut o.clone(), false)
                                     .iter()
                                     .all(|q| q.location != p.location)
                         })
@@ -888,7 +905,16 @@ fn insert_all(shared: &Shared, k: &TableKey, body: &[u8], record: &mut RequestRe
                 "message": "Row has no JSON object under \"json\"."})])),
         }
     }
+    let n_rows = checked.len() as u64;
     let n_invalid = checked.iter().filter(|c| c.is_err()).count();
+
+    // Second hold: duplicates dropped, the rest stored.
+    let mut st = shared.state();
+    let window = shared.cfg.dedupe_window;
+    let Some(table) = st.tables.get_mut(&target) else {
+        // Deleted while the rows were checked.
+        return not_found_table(&target);
+    };
     let mut insert_errors = Vec::new();
     let mut stored = 0u64;
     let mut dups = 0u64;
@@ -916,7 +942,6 @@ fn insert_all(shared: &Shared, k: &TableKey, body: &[u8], record: &mut RequestRe
                             continue;
                         }
                     }
-                    table.bytes += serde_json::to_string(&json).map_or(0, |s| s.len() as u64);
                     table.rows.push(StoredRow {
                         insert_id: id,
                         json,
@@ -926,6 +951,9 @@ fn insert_all(shared: &Shared, k: &TableKey, body: &[u8], record: &mut RequestRe
             }
         }
         if stored > 0 {
+            // numBytes: the request body shared evenly among its rows, for the rows stored
+            // (serializing each row again only to measure it cost more than checking it).
+            table.bytes += body.len() as u64 * stored / n_rows.max(1);
             table.modified_ms = now_ms();
         }
     }
@@ -934,6 +962,7 @@ fn insert_all(shared: &Shared, k: &TableKey, body: &[u8], record: &mut RequestRe
     st.stats.rows_invalid += n_invalid as u64;
     st.stats.rows_stopped += n_stopped;
     st.stats.rows_awaiting_column += awaiting;
+    drop(st);
     let mut resp = json!({"kind": "bigquery#tableDataInsertAllResponse"});
     if !insert_errors.is_empty() {
         resp["insertErrors"] = Value::Array(insert_errors);

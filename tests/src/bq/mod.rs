@@ -224,16 +224,22 @@ pub(crate) struct StoredRow {
     pub json: Map<String, Value>,
 }
 
+/// The insertId map's hasher (not DoS-resistant; this server is for tests).
+type FastHash = std::hash::BuildHasherDefault<rustc_hash::FxHasher>;
+
 #[derive(Debug)]
 pub(crate) struct Table {
     pub columns: Vec<Column>,
     pub rows: Vec<StoredRow>,
+    /// `numBytes`: insertAll rows count their share of the request body, Storage Write rows
+    /// their serialized size.
     pub bytes: u64,
     pub created_ms: i64,
     pub modified_ms: i64,
-    /// insertIds seen within the window: id -> when, plus the same in arrival order.
-    pub recent_ids: HashMap<String, Instant>,
-    pub recent_order: VecDeque<(Instant, String)>,
+    /// insertIds seen within the window: id -> when, plus the same in arrival order (one
+    /// allocation per id, shared; a fast hasher: ids are the server's busiest lookup).
+    pub recent_ids: HashMap<Arc<str>, Instant, FastHash>,
+    pub recent_order: VecDeque<(Instant, Arc<str>)>,
     /// The schema `insertAll` still sees while a change propagates.
     pub propagating: Option<patch::Propagating>,
 }
@@ -247,7 +253,7 @@ impl Table {
             bytes: 0,
             created_ms: now,
             modified_ms: now,
-            recent_ids: HashMap::new(),
+            recent_ids: HashMap::default(),
             recent_order: VecDeque::new(),
             propagating: None,
         }
@@ -281,8 +287,9 @@ impl Table {
                 return true;
             }
         }
-        self.recent_ids.insert(id.to_string(), now);
-        self.recent_order.push_back((now, id.to_string()));
+        let id: Arc<str> = Arc::from(id);
+        self.recent_ids.insert(Arc::clone(&id), now);
+        self.recent_order.push_back((now, id));
         false
     }
 }

@@ -3,6 +3,7 @@
 //! must have the JSON type and text format of its column).
 
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// A column type, with BigQuery's aliases folded together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,11 +164,12 @@ pub fn check_row(
     problems
 }
 
-fn path(prefix: &str, name: &str) -> String {
+/// `prefix.name`, or `name` itself (no copy) at the top level.
+fn path<'a>(prefix: &str, name: &'a str) -> Cow<'a, str> {
     if prefix.is_empty() {
-        name.to_string()
+        Cow::Borrowed(name)
     } else {
-        format!("{prefix}.{name}")
+        Cow::Owned(format!("{prefix}.{name}"))
     }
 }
 
@@ -183,31 +185,53 @@ fn check_record(
     prefix: &str,
     problems: &mut Vec<RowProblem>,
 ) {
-    let keys: Vec<String> = row.keys().cloned().collect();
-    for key in keys {
-        if find(columns, &key).is_none() {
-            if ignore_unknown {
-                row.remove(&key);
-            } else {
-                problems.push(RowProblem {
-                    location: path(prefix, &key),
-                    message: format!("no such field: {key}."),
-                });
+    // Keys are usually their column's exact name: when every key is (as many columns found by
+    // exact name as the row has keys), the keys are not searched at all; otherwise the
+    // case-insensitive match is looked for, and unknown keys are copied.
+    let mut unknown: Vec<String> = Vec::new();
+    let mut inexact = false;
+    let exact = columns.iter().filter(|c| row.contains_key(&c.name)).count();
+    if exact != row.len() {
+        for key in row.keys() {
+            if columns.iter().any(|c| c.name == *key) {
+                continue;
             }
+            if find(columns, key).is_some() {
+                inexact = true;
+            } else {
+                unknown.push(key.clone());
+            }
+        }
+    }
+    for key in unknown {
+        if ignore_unknown {
+            row.remove(&key);
+        } else {
+            problems.push(RowProblem {
+                location: path(prefix, &key).into_owned(),
+                message: format!("no such field: {key}."),
+            });
         }
     }
     for col in columns {
         let loc = path(prefix, &col.name);
-        let key = row
-            .keys()
-            .find(|k| k.eq_ignore_ascii_case(&col.name))
-            .cloned();
-        let value = key.as_ref().and_then(|k| row.get_mut(k));
+        let value = if inexact {
+            let key = row
+                .keys()
+                .find(|k| k.eq_ignore_ascii_case(&col.name))
+                .cloned();
+            match key {
+                Some(k) => row.get_mut(&k),
+                None => None,
+            }
+        } else {
+            row.get_mut(&col.name)
+        };
         match (col.mode, value) {
             (ColMode::Required, None) | (ColMode::Required, Some(Value::Null)) => {
                 problems.push(RowProblem {
                     message: format!("Missing required field: {loc}."),
-                    location: loc,
+                    location: loc.into_owned(),
                 })
             }
             (_, None) | (_, Some(Value::Null)) => {}
@@ -215,12 +239,12 @@ fn check_record(
                 for item in items.iter_mut() {
                     if item.is_null() {
                         problems.push(RowProblem {
-                            location: loc.clone(),
+                            location: loc.to_string(),
                             message: format!("Null value in repeated field: {loc}."),
                         });
                     } else if item.is_array() {
                         problems.push(RowProblem {
-                            location: loc.clone(),
+                            location: loc.to_string(),
                             message: format!("Array specified for an array element: {loc}."),
                         });
                     } else {
@@ -229,11 +253,11 @@ fn check_record(
                 }
             }
             (ColMode::Repeated, Some(_)) => problems.push(RowProblem {
-                location: loc.clone(),
+                location: loc.to_string(),
                 message: format!("Non-array value specified for repeated field: {loc}."),
             }),
             (_, Some(Value::Array(_))) => problems.push(RowProblem {
-                location: loc.clone(),
+                location: loc.to_string(),
                 message: format!("Array specified for non-repeated field: {loc}."),
             }),
             (_, Some(v)) => check_value(col, v, ignore_unknown, &loc, problems),
