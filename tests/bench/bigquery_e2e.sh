@@ -7,7 +7,9 @@
 # until the collector counts every event delivered, and the server must then hold every id exactly
 # once: the collector counts every event delivered and none dropped or rejected, and the server
 # stored exactly as many rows (0 lost, 0 duplicates). Prints per API the median and spread (min–max) of end-to-end
-# events/s, and the CPU time per event of each process (SDK, collector, server).
+# events/s, the CPU time per event of each process (SDK, collector, server), and the share of the
+# CPU the hypervisor gave to other guests during the runs (steal: on a shared host the runs with
+# steal are the slow ones, so read the figures beside it).
 #   bash tests/bench/bigquery_e2e.sh [EVENTS [ROUNDS [THREADS]]]   defaults 500000, 3, 2 (release)
 #   bash tests/bench/bigquery_e2e.sh --smoke                        20000 events, 1 round, debug
 set -euo pipefail
@@ -52,6 +54,9 @@ wait_line() {
   [ -n "$line" ] || { echo "no '$2' in $1:" >&2; cat "$1" "$1.err" >&2 2>/dev/null; exit 1; }
   echo "$line"
 }
+# steal: the machine's CPU ticks so far, and those stolen by the hypervisor (other guests on the
+# host), from /proc/stat: "total steal". A run with steal had less than 2 cores.
+steal() { awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9; exit }' /proc/stat; }
 # cpu PID: user + system CPU seconds of a process (all its threads).
 cpu() { awk '{ split($0, a, ") "); split(a[2], f, " "); printf "%.2f\n", (f[12] + f[13]) / 100 }' "/proc/$1/stat"; }
 metric() { curl -fsS "$1/metrics" | awk -v n="$2" '$1 == n { print $2 }'; }
@@ -103,6 +108,7 @@ TOML
     before="$(stored "$rest")"
     server_cpu0="$(cpu "$server_pid")"
     t0="$(date +%s.%N)"
+    steal0="$(steal)"
     sdk="$("$bin/examples/bq_e2e_bench" "$url" "$events" "$threads" "$first")"
     deadline=$((SECONDS + 600))
     until [ "$(metric "$url" evlog_events_delivered_total)" = "$events" ]; do
@@ -110,6 +116,7 @@ TOML
       sleep 0.2  # each poll forks curl and awk: every 50 ms cost ~5 % of a core
     done
     t1="$(date +%s.%N)"
+    steal1="$(steal)"
     after="$(stored "$rest")"
     lost="$(curl -fsS "$url/metrics" | awk '/^evlog_events_(dropped|rejected)_total\{/ { n += $2 } END { print n + 0 }')"
     [ "$lost" = 0 ] || { echo "$api: the collector dropped or rejected $lost events" >&2; exit 1; }
@@ -118,14 +125,16 @@ TOML
     [ "$((after - before))" = "$events" ] ||
       { echo "$api: the server stored $((after - before)) rows for $events events" >&2; exit 1; }
     kill -TERM "$collector_pid"; wait "$collector_pid" || true; collector_pid=""
-    python3 - "$v" "$events" "$t0" "$t1" "$sdk" "$collector_cpu" "$server_cpu0" "$server_cpu" >> "$work/results" <<'PY'
+    python3 - "$v" "$events" "$t0" "$t1" "$sdk" "$collector_cpu" "$server_cpu0" "$server_cpu" "$steal0" "$steal1" >> "$work/results" <<'PY'
 import sys
-v, n, t0, t1, sdk, ccpu, s0, s1 = sys.argv[1:]
+v, n, t0, t1, sdk, ccpu, s0, s1, st0, st1 = sys.argv[1:]
 n = int(n)
 sdk_eps, sdk_cpu = sdk.split()
-print(v, n / (float(t1) - float(t0)), sdk_eps, sdk_cpu, float(ccpu) * 1e6 / n, (float(s1) - float(s0)) * 1e6 / n)
+(tot0, stl0), (tot1, stl1) = (map(int, st0.split()), map(int, st1.split()))
+steal = 100 * (stl1 - stl0) / max(1, tot1 - tot0)
+print(v, n / (float(t1) - float(t0)), sdk_eps, sdk_cpu, float(ccpu) * 1e6 / n, (float(s1) - float(s0)) * 1e6 / n, steal)
 PY
-    tail -1 "$work/results" | awk -v api="$api" '{ printf "  round '"$r"' %-13s %8.0f events/s end to end (SDK alone %s/s)\n", api, $2, $3 }'
+    tail -1 "$work/results" | awk -v api="$api" '{ printf "  round '"$r"' %-13s %8.0f events/s end to end (SDK alone %s/s), %.0f %% of the CPU stolen by the host\n", api, $2, $3, $7 }'
     first=$((first + events))
   done
 done
@@ -139,12 +148,12 @@ for line in open(path):
     cols.setdefault(int(v), []).append([float(x) for x in xs])
 print(f"\n{events} events per run from {threads} SDK threads, {rounds} round(s), APIs alternating; "
       "SDK -> collector (fsync always) -> BigQuery test server, all on this machine\n")
-print("| collector destination | end-to-end events/s median | min – max | SDK CPU µs/event | collector CPU µs/event | server CPU µs/event |")
-print("|---|---|---|---|---|---|")
+print("| collector destination | end-to-end events/s median | min – max | SDK CPU µs/event | collector CPU µs/event | server CPU µs/event | CPU stolen by the host, median (max) |")
+print("|---|---|---|---|---|---|---|")
 for v, name in enumerate(names):
     rows = cols.get(v, [])
     col = lambda i: [r[i] for r in rows]
     med = lambda i: statistics.median(col(i))
     print(f"| {name} | {med(0):,.0f} | {min(col(0)):,.0f} – {max(col(0)):,.0f} "
-          f"| {med(2):.2f} | {med(3):.2f} | {med(4):.2f} |")
+          f"| {med(2):.2f} | {med(3):.2f} | {med(4):.2f} | {med(5):.0f} % ({max(col(5)):.0f} %) |")
 PY

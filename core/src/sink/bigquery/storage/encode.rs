@@ -72,11 +72,13 @@ fn err(field: &str, message: impl Into<String>) -> EncodeError {
     }
 }
 
-fn join(path: &str, name: &str) -> String {
+/// `path.name`, or `name` itself at the top level: called for every field, so the usual case
+/// (a top-level column) must not allocate.
+fn join<'a>(path: &str, name: &'a str) -> std::borrow::Cow<'a, str> {
     if path.is_empty() {
-        name.to_string()
+        name.into()
     } else {
-        format!("{path}.{name}")
+        format!("{path}.{name}").into()
     }
 }
 
@@ -137,15 +139,16 @@ impl<'a> Scan<'a> {
         let start = self.i;
         let mut escaped = false;
         loop {
-            match self.b.get(self.i) {
-                Some(b'"') => break,
-                Some(b'\\') => {
-                    escaped = true;
-                    self.i += 2;
-                }
-                Some(_) => self.i += 1,
-                None => return Err(err(path, "malformed row JSON: unterminated string")),
+            let rest = self.b.get(self.i..).unwrap_or_default();
+            let Some(j) = memchr::memchr2(b'"', b'\\', rest) else {
+                return Err(err(path, "malformed row JSON: unterminated string"));
+            };
+            self.i += j;
+            if self.b[self.i] == b'"' {
+                break;
             }
+            escaped = true;
+            self.i += 2;
         }
         let raw = self
             .s
