@@ -334,3 +334,41 @@ fn a_config_that_cannot_work_fails_before_listening_and_names_key_and_path() {
         "{err}"
     );
 }
+
+/// The `THP_enabled` line of a process's /proc status (Linux 6.x), if the kernel has it.
+fn thp_enabled(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:").map(|v| v.trim().to_string()))
+}
+
+#[test]
+fn the_binary_turns_transparent_huge_pages_off_unless_mimalloc_is_told_otherwise() {
+    // collector/src/memory.rs: huge pages purged and faulted in again cost the collector a
+    // quarter of its CPU; `MIMALLOC_ALLOW_THP` hands the choice back to mimalloc.
+    let root = tempfile::tempdir().expect("tempdir");
+    let cfg = root.path().join("collector.toml");
+    std::fs::write(&cfg, config_text(root.path(), "", "")).expect("write config");
+    // What a child keeps when left alone: this process's own setting (inherited).
+    let Some(inherited) = thp_enabled(std::process::id()) else {
+        eprintln!("skipped: this kernel's /proc/<pid>/status has no THP_enabled line");
+        return;
+    };
+    for (env, want) in [
+        (&[][..], "0"),
+        (&[("MIMALLOC_ALLOW_THP", "1")][..], inherited.as_str()),
+    ] {
+        let (mut child, url) = spawn_binary_env(&cfg, env);
+        let got = thp_enabled(child.id());
+        // It serves as usual.
+        let r = client()
+            .get(format!("{url}/healthz"))
+            .send()
+            .expect("healthz");
+        sigterm(&child);
+        wait_exit(&mut child, Duration::from_secs(8)).expect("exited");
+        assert_eq!(r.status(), 200);
+        assert_eq!(got.as_deref(), Some(want), "environment {env:?}");
+    }
+}

@@ -210,11 +210,17 @@ pub fn metric(text: &str, name: &str) -> Option<f64> {
 /// Starts the collector binary with the config file `path`: the child and its base URL (read
 /// from the "listening on" line).
 pub fn spawn_binary(path: &Path) -> (std::process::Child, String) {
+    spawn_binary_env(path, &[])
+}
+
+/// [`spawn_binary`] with these variables as its whole environment.
+pub fn spawn_binary_env(path: &Path, env: &[(&str, &str)]) -> (std::process::Child, String) {
     use std::io::BufRead as _;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_evlog-collector"))
         .arg("--config")
         .arg(path)
         .env_clear()
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
         .spawn()
