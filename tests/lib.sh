@@ -10,7 +10,15 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 TEST_RESULTS="${TEST_RESULTS:-$CARGO_TARGET_DIR/test-results.txt}"
 export TEST_RESULTS
 
-log() { printf '\n==> %s\n' "$*" >&2; }
+# When the run started (seconds since the epoch), shared with the suites, so every step's line
+# shows how far into the run it began: CI's time budget is read off these.
+EVLOG_TEST_START="${EVLOG_TEST_START:-$(date +%s)}"
+export EVLOG_TEST_START
+
+log() {
+  local t=$(($(date +%s) - EVLOG_TEST_START))
+  printf '\n==> [%d:%02d] %s\n' $((t / 60)) $((t % 60)) "$*" >&2
+}
 
 _apt_updated=0
 # ensure_apt PKG...: installs the Debian packages that are not installed yet.

@@ -45,6 +45,7 @@ for suite in tests/suites/*.sh; do
   bash "$suite" || { echo "suite $name failed" >&2; status=1; }
 done
 
+log "every step done"
 passed=$(awk '{s+=$2} END {print s+0}' "$TEST_RESULTS")
 failed=$(awk '{s+=$3} END {print s+0}' "$TEST_RESULTS")
 echo
