@@ -137,9 +137,10 @@ const BYTES_MASK: u64 = (1 << EVENT_SHIFT) - 1;
 /// Body buffers kept for reuse. Reuse matters: a buffer allocated by a logging thread and freed
 /// by the flush thread costs a contended allocator lock on both sides (measured: ~300 ns per event
 /// with glibc malloc, ~60 ns with the pool). A steady producer needs about what the flush thread
-/// takes per wake-up (a few dozen, `WAKE_BATCH`) in circulation; more only pins memory after a
-/// burst (16384 buffers held ~3.5 MiB per php-fpm worker for its life, docs/php-cost.md).
-const POOL_BUFFERS: usize = 512;
+/// takes per wake-up (up to 512, `flush::WAKE_BATCH`) in circulation, plus what it logs while
+/// they are taken; more only pins memory after a burst (16384 buffers held ~3.5 MiB per php-fpm
+/// worker for its life, docs/php-cost.md; 1024 hold ~0.2 MiB).
+const POOL_BUFFERS: usize = 1024;
 /// Larger buffers are freed rather than pooled, so one huge event does not pin memory.
 const POOL_MAX_CAPACITY: usize = 16 * 1024;
 /// Park indefinitely-ish when idle; producers wake the thread. Bounded so a lost wake-up costs at
@@ -168,7 +169,8 @@ struct ProcState {
     queue: SegQueue<RawEvent>,
     /// Packed (events, bytes) reserved in the queue.
     load: CachePadded<AtomicU64>,
-    /// Queue depth at which a producer unparks the flush thread; `u64::MAX` while it runs.
+    /// Queue depth at which a producer unparks the flush thread (or sooner, at [`wake_bytes`]
+    /// queued bytes); `u64::MAX` while it runs.
     wake_at: CachePadded<AtomicU64>,
     /// The pipeline's counters: every event's acceptance, and with one destination everything
     /// else; with several, what happens before routing (the destinations count their copies).
@@ -249,6 +251,13 @@ impl ProcState {
         self.load.load(Ordering::Relaxed) >> EVENT_SHIFT
     }
 
+    /// Whether a producer that logged now would wake the thread parked with `wake_at` (checked
+    /// again by the thread after publishing it, so an event pushed just before is not missed).
+    fn would_wake(&self, wake_at: u64, wake_bytes: u64) -> bool {
+        let load = self.load.load(Ordering::SeqCst);
+        load >> EVENT_SHIFT >= wake_at || load & BYTES_MASK >= wake_bytes
+    }
+
     fn unpark(&self) {
         if let Some(t) = self
             .thread
@@ -306,6 +315,17 @@ impl ProcState {
     }
 }
 
+/// Queued bytes at which a producer wakes the parked flush thread even before `wake_at` events
+/// wait: a batch's worth (`batch.max_bytes`), at most a quarter of `queue.max_bytes`, so a few
+/// large events cannot fill the queue while the thread waits for a count.
+fn wake_bytes(batch: &crate::config::BatchConfig, queue: &crate::config::QueueConfig) -> u64 {
+    batch
+        .max_bytes
+        .0
+        .min(queue.max_bytes.0.min(BYTES_MASK) / 4)
+        .max(1)
+}
+
 struct Shared {
     /// Unique in the process: names this pipeline in threads' lane lists.
     id: u64,
@@ -321,6 +341,8 @@ struct Shared {
     capacity: u64,
     max_bytes: u64,
     max_event_bytes: usize,
+    /// See [`wake_bytes`].
+    wake_bytes: u64,
 }
 
 impl std::fmt::Debug for Shared {
@@ -402,6 +424,7 @@ impl Pipeline {
             capacity: config.queue.capacity as u64,
             max_bytes: config.queue.max_bytes.0.min(BYTES_MASK),
             max_event_bytes: config.queue.max_event_bytes.0.min(u64::from(u32::MAX)) as usize,
+            wake_bytes: wake_bytes(&config.batch, &config.queue),
             config,
             hook: Arc::new(arc_swap::ArcSwapOption::empty()),
             state: ArcSwap::from_pointee(ProcState::new(fork::generation(), &names)),
@@ -565,7 +588,10 @@ impl Pipeline {
             Some(io) => io.push(event),
             None => st.queue.push(event),
         }
-        if depth + 1 >= st.wake_at.load(Ordering::Relaxed)
+        // `wake_at` is `u64::MAX` while the thread runs: then nothing is read but this load.
+        let wake_at = st.wake_at.load(Ordering::Relaxed);
+        if wake_at != u64::MAX
+            && (depth + 1 >= wake_at || (prev & BYTES_MASK) + bytes >= self.shared.wake_bytes)
             && st.wake_at.swap(u64::MAX, Ordering::AcqRel) != u64::MAX
         {
             st.unpark();

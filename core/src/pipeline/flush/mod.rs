@@ -75,9 +75,15 @@ const DRAIN_CHUNK: usize = 4096;
 /// publish their events (they are a few instructions away from it, unless descheduled).
 const LEFTOVER_WAIT: Duration = Duration::from_millis(200);
 /// While rows are pending, producers wake the thread once this many events wait (or a full batch,
-/// if smaller): small enough that validating them is a short burst (tens of µs), not one that
-/// holds a core a request needs for a millisecond.
-const WAKE_BATCH: u64 = 64;
+/// or a quarter of the queue, if smaller; see [`wake_batch`]). A wake-up is not cheap for the
+/// thread that wakes it: under php-fpm on a 2-core VM each cost the page's thread ~37 µs of CPU
+/// (the futex wake and the cross-CPU interrupt, then the flush thread running beside the page).
+/// At 64 (one wake-up per ~6 pages of 10 events) that was most of what 10 `evlog_log()` calls
+/// added to a page; at 512 the page's p50 cost fell from +17 to +6 µs (null sink,
+/// docs/php-cost.md, session 13), while the events wait no longer than before: a batch is sent
+/// when full or `batch.max_age` old either way, and the first event of a batch still wakes the
+/// thread at once (so its age is counted from then).
+const WAKE_BATCH: u64 = 512;
 /// Raw events per spool record (queue overflow, leftovers at shutdown).
 const RAW_PER_RECORD: usize = 1000;
 /// Taking this many events between two idle moments means a burst or a backlog: when the thread
@@ -135,6 +141,20 @@ impl Trim {
     pub(super) fn is_pending(&self) -> bool {
         self.pending
     }
+}
+
+/// How many waiting events make a producer wake the thread while a batch is open: a full batch,
+/// at most [`WAKE_BATCH`], and at most a quarter of the queue, so the thread takes them long
+/// before the queue fills (and before `queue.overflow = "spool"` starts spilling at three
+/// quarters).
+fn wake_batch(parts: &FlushParts) -> u64 {
+    let quarter = (parts.queue.capacity as u64 / 4).max(1);
+    (parts.batch.max_rows as u64).min(WAKE_BATCH).min(quarter)
+}
+
+/// Queued bytes that make a producer wake the parked thread (`pipeline::wake_bytes`).
+fn wake_bytes(parts: &FlushParts) -> u64 {
+    super::wake_bytes(&parts.batch, &parts.queue)
 }
 
 /// Asks Linux to treat this thread as batch work (`SCHED_BATCH`): it keeps its fair share of
@@ -439,12 +459,13 @@ impl Worker {
     fn park(&self, now: Instant) {
         let wake_at = match self.oldest() {
             None => 1,
-            Some(_) => (self.parts.batch.max_rows as u64).min(WAKE_BATCH),
+            Some(_) => wake_batch(&self.parts),
         };
         let timeout = self.wait_time(now);
         self.st.wake_at.store(wake_at, Ordering::SeqCst);
         // Re-check after publishing `wake_at`, so an event pushed just before is not missed.
-        if self.st.queued_events() >= wake_at || !self.st.requests.1.is_empty() {
+        let bytes = wake_bytes(&self.parts);
+        if self.st.would_wake(wake_at, bytes) || !self.st.requests.1.is_empty() {
             self.st.wake_at.store(u64::MAX, Ordering::SeqCst);
             return;
         }

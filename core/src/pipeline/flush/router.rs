@@ -26,7 +26,9 @@ use crossbeam_channel::Sender;
 
 use super::inbox::{DestShared, FlushJoin, Inbox, Msg};
 use super::report::Report;
-use super::{drop_leftovers, take_requests, Worker, DRAIN_CHUNK, LEFTOVER_WAIT, WAKE_BATCH};
+use super::{
+    drop_leftovers, take_requests, wake_batch, wake_bytes, Worker, DRAIN_CHUNK, LEFTOVER_WAIT,
+};
 use crate::counters::{Counters, DropReason};
 use crate::ingest::RawEvent;
 use crate::pipeline::lanes::Lanes;
@@ -169,7 +171,7 @@ impl Router {
             .is_some_and(|t| now.duration_since(t) < max_age);
         let (wake_at, timeout) = if flowing {
             (
-                (self.parts.batch.max_rows as u64).min(WAKE_BATCH),
+                wake_batch(&self.parts),
                 (max_age / 4).max(Duration::from_millis(1)),
             )
         } else {
@@ -181,7 +183,8 @@ impl Router {
         };
         self.st.wake_at.store(wake_at, Ordering::SeqCst);
         // Re-check after publishing `wake_at`, so an event pushed just before is not missed.
-        if self.st.queued_events() >= wake_at || !self.st.requests.1.is_empty() {
+        let bytes = wake_bytes(&self.parts);
+        if self.st.would_wake(wake_at, bytes) || !self.st.requests.1.is_empty() {
             self.st.wake_at.store(u64::MAX, Ordering::SeqCst);
             return;
         }
