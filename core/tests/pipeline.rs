@@ -229,6 +229,31 @@ fn batches_by_rows_bytes_and_age() {
 }
 
 #[test]
+fn queued_bytes_wake_the_flush_thread_before_a_batch_of_events_waits() {
+    // 40 events of ~310 bytes after a first one: far fewer than a batch's worth of events
+    // (500), so only the bytes (`batch.max_bytes` queued) can wake the thread; with `max_age`
+    // an hour, full batches arrive without a flush only if that wake-up happened.
+    let (p, store) = memory_pipeline("[batch]\nmax_bytes = 2000\nmax_age = \"1h\"\n");
+    // The first event wakes the idle thread, which opens a batch with it; once it is taken,
+    // the events after it can only be taken by a wake-up (or the age, or a flush).
+    p.log_json("events", "page_view", r#"{"url":"/first"}"#)
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(10), || p.stats().queue_events == 0));
+    let pad = "x".repeat(300);
+    for _ in 0..40 {
+        p.log_json("events", "page_view", &format!(r#"{{"url":"/{pad}"}}"#))
+            .unwrap();
+    }
+    assert!(
+        wait_for(Duration::from_secs(20), || store.row_count() >= 20),
+        "{} rows delivered without a flush",
+        store.row_count()
+    );
+    assert!(p.flush(Duration::from_secs(10)));
+    assert_eq!(store.row_count(), 41);
+}
+
+#[test]
 fn accounting_holds_under_concurrency_and_overflow() {
     // A small queue and a slow-ish sink path make the queue overflow.
     let (p, store) =
