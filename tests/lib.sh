@@ -11,12 +11,13 @@ TEST_RESULTS="${TEST_RESULTS:-$CARGO_TARGET_DIR/test-results.txt}"
 export TEST_RESULTS
 
 # When the run started (seconds since the epoch), shared with the suites, so every step's line
-# shows how far into the run it began: CI's time budget is read off these.
-EVLOG_TEST_START="${EVLOG_TEST_START:-$(date +%s)}"
-export EVLOG_TEST_START
+# shows how far into the run it began: CI's time budget is read off these. Not EVLOG_*: the
+# collector and the SDKs refuse unknown EVLOG_ variables (they are settings).
+RUN_TESTS_STARTED_AT="${RUN_TESTS_STARTED_AT:-$(date +%s)}"
+export RUN_TESTS_STARTED_AT
 
 log() {
-  local t=$(($(date +%s) - EVLOG_TEST_START))
+  local t=$(($(date +%s) - RUN_TESTS_STARTED_AT))
   printf '\n==> [%d:%02d] %s\n' $((t / 60)) $((t % 60)) "$*" >&2
 }
 
