@@ -22,7 +22,7 @@
 use std::fmt::Write as _;
 
 use evlog_core::clock::now_micros;
-use evlog_core::ingest::{reasons, EventInput, Processor, RawEvent};
+use evlog_core::ingest::{reasons, CpuShare, EventInput, Processor, RawEvent};
 use evlog_core::json::push_str;
 use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
@@ -83,7 +83,10 @@ pub(super) async fn handle(
     let running = st.now_full();
     let max_event = running.collector.max_event_bytes.0 as usize;
     let mut scratch = None;
+    // A long request lets other threads (a web page's, on a shared host) in as it goes.
+    let mut share = CpuShare::new();
     for v in values {
+        share.tick();
         let item = match v.and_then(|v| check_event(key.as_ref(), v, max_event)) {
             Ok(env) => process_event(
                 st,

@@ -54,12 +54,14 @@ mod batch;
 mod deliver;
 mod event;
 mod process;
+mod share;
 
 pub use self::batch::Batcher;
 pub use self::deliver::{deliver, deliver_events, store_dead_letters, Delivery, FailedBatch};
 pub(crate) use self::event::EventId;
 pub use self::event::{EventInput, RawEvent};
 pub use self::process::{reasons, CheckedRow, Processor};
+pub use self::share::{CpuShare, YIELD_AFTER};
 
 /// The processor in use (schemas, routing, transforms), shared by whoever converts events and
 /// the sinks that create or patch tables from its schemas. A reload (the collector's

@@ -65,7 +65,7 @@ use self::report::Report;
 use super::lanes::Lanes;
 use super::{FlushParts, ProcState, Request, IDLE_PARK};
 use crate::counters::{Counters, DropReason};
-use crate::ingest::{Batcher, RawEvent};
+use crate::ingest::{Batcher, CpuShare, RawEvent};
 use crate::sink::{Batch, BatchOutcome, RejectedEvent, Sink, SinkError};
 use crate::spool::{Spool, SpoolOptions};
 
@@ -554,10 +554,12 @@ impl Worker {
         let mut lanes = std::mem::take(&mut self.lanes);
         let st = Arc::clone(&self.st);
         let (mut events, mut bytes) = (0u64, 0u64);
+        let mut share = CpuShare::new();
         let n = take(&mut lanes, &st, &mut |raw| {
             events += 1;
             bytes += raw.body.len() as u64;
             let body = self.process(raw);
+            share.tick();
             if events == DRAIN_CHUNK as u64 {
                 // A long take (a flush of a full queue) frees room for producers and ships full
                 // batches every chunk, so it holds at most a chunk of rows and shows progress in
