@@ -5,7 +5,7 @@
 //! through insertAll's `templateSuffix`; for partitioned tables rows go to the base table and
 //! BigQuery places them. The file sink names its files after the destination either way.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use compact_str::CompactString;
 
@@ -131,7 +131,7 @@ impl Router {
 
     /// Where an event of `namespace`/`type_name` at `event_time` (µs) goes.
     pub fn route(&self, namespace: &str, type_name: &str, event_time: i64) -> Destination {
-        let day = CompactString::from(time::yyyymmdd(event_time));
+        let day = time::yyyymmdd_compact(event_time);
         match self.overrides.get(&(namespace.into(), type_name.into())) {
             Some(r) => Destination {
                 dataset: r.dataset.clone(),

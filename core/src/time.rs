@@ -526,15 +526,27 @@ pub fn format_datetime(micros: i64) -> String {
 
 /// The UTC day of a timestamp as `YYYYMMDD`, the suffix of date-sharded tables.
 pub fn yyyymmdd(micros: i64) -> String {
-    let (y, m, d) = civil_from_days(micros.div_euclid(DAY_MICROS));
-    if !(0..=9999).contains(&y) {
-        return format!("{y:04}{m:02}{d:02}");
+    yyyymmdd_compact(micros).into()
+}
+
+/// As [`yyyymmdd`], kept inline (no allocation): the router computes it for every event, and
+/// nearly every event of a thread falls on the day of the one before, so the last day's text is
+/// kept per thread.
+pub fn yyyymmdd_compact(micros: i64) -> compact_str::CompactString {
+    thread_local! {
+        /// The last day computed (days since the epoch) and its text.
+        static LAST: std::cell::RefCell<(i64, compact_str::CompactString)> =
+            std::cell::RefCell::new((i64::MIN, compact_str::CompactString::default()));
     }
-    let mut out = String::with_capacity(8);
-    push_digits(&mut out, i64::from(y), 4);
-    push_digits(&mut out, i64::from(m), 2);
-    push_digits(&mut out, i64::from(d), 2);
-    out
+    let days = micros.div_euclid(DAY_MICROS);
+    LAST.with_borrow_mut(|(last, text)| {
+        if *last != days {
+            let (y, m, d) = civil_from_days(days);
+            *text = compact_str::format_compact!("{y:04}{m:02}{d:02}");
+            *last = days;
+        }
+        text.clone()
+    })
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //! limit (no batch goes over `max_bytes` unless a single row does), or when the caller closes it
 //! (its age, a flush, the end of what it read).
 
-use std::collections::HashMap;
 use std::time::Instant;
+
+use foldhash::{HashMap, HashMapExt};
 
 use crate::routing::Destination;
 use crate::sink::{Batch, EncodedRow};

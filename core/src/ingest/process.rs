@@ -284,7 +284,7 @@ impl Processor {
             event_time,
             received_at: raw.received_at,
         };
-        match schema.to_row_ref(event, &meta) {
+        match schema.to_row_ref(event, &meta, raw.body.len()) {
             Ok(row) => Ok((
                 self.router
                     .route(&raw.namespace, &raw.type_name, event_time),

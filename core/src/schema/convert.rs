@@ -167,12 +167,19 @@ fn compact(v: &JRef<'_>) -> String {
     s
 }
 
+/// Room for the reserved columns (`event_id`, `event_time`, `received_at` and their keys) and
+/// `other`'s quoting, beside the event's own text.
+const RESERVED_TEXT: usize = 160;
+
+/// Validates and converts one event (see [`TableSchema::to_row`]). `text_len` is the event's text length, if known: the row is about that long plus the
+/// reserved columns, so its buffer is sized once instead of grown.
 pub(crate) fn to_row(
     schema: &TableSchema,
     event: Obj<'_>,
     meta: &RowMeta,
+    text_len: usize,
 ) -> Result<Row, RowError> {
-    let mut out = String::with_capacity(256);
+    let mut out = String::with_capacity(text_len.max(96) + RESERVED_TEXT);
     let mut leftovers = Obj::new();
     out.push('{');
     write_record_fields(
@@ -186,7 +193,7 @@ pub(crate) fn to_row(
         Pass::Event,
     )?;
     let other = (!leftovers.is_empty()).then(|| {
-        let mut text = String::new();
+        let mut text = String::with_capacity(text_len.clamp(32, 1024));
         jref::write_object(&leftovers, &mut text);
         text
     });
@@ -237,24 +244,23 @@ pub(crate) fn finish_row(
     other_text: Option<&str>,
 ) -> Row {
     let [id_ix, time_ix, recv_ix, other_ix] = schema.reserved;
-    let key = |out: &mut String, name: &str| {
+    let key = |out: &mut String, ix: usize| {
         push_separator(out);
-        crate::json::push_str(out, name);
-        out.push(':');
+        out.push_str(&schema.index.keys[ix]);
     };
-    key(&mut out, &schema.fields[id_ix].name);
+    key(&mut out, id_ix);
     crate::json::push_str(&mut out, &meta.event_id);
     for (ix, micros) in [(time_ix, meta.event_time), (recv_ix, meta.received_at)] {
-        key(&mut out, &schema.fields[ix].name);
+        key(&mut out, ix);
         push_timestamp(&mut out, micros);
     }
     let other = &schema.fields[other_ix];
     if let Some(text) = other_text {
-        key(&mut out, &other.name);
+        key(&mut out, other_ix);
         crate::json::push_str(&mut out, text);
     } else if other.mode == Mode::Required {
         // A schema may declare `other` REQUIRED; BigQuery would reject the row without it.
-        key(&mut out, &other.name);
+        key(&mut out, other_ix);
         crate::json::push_str(&mut out, "{}");
     }
     out.push('}');
@@ -324,8 +330,7 @@ fn write_record_fields<'a>(
         // Write the key optimistically and take it back if the column turns out to be empty.
         let mark = out.len();
         push_separator(out);
-        crate::json::push_str(out, &f.name);
-        out.push(':');
+        out.push_str(&index.keys[i]);
         if !write_column(f, child, value, &fpath, out, &mut nested_left, pass)? {
             out.truncate(mark);
         }
@@ -612,7 +617,7 @@ fn write_scalar(
         }
         FieldType::Int64 => {
             let n = int64(v).map_err(|(reason, rule)| fail(path, reason, f, v, rule))?;
-            let _ = write!(out, "{n}");
+            crate::json::push_i64(out, n);
         }
         FieldType::Float64 => write_float(f, v, path, out)?,
         FieldType::Numeric | FieldType::BigNumeric => {

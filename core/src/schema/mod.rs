@@ -364,12 +364,19 @@ pub(crate) struct RecordIndex {
     pub(crate) lower: NameMap,
     /// Index of each RECORD subfield's own record, by field position.
     pub(crate) children: Vec<Option<RecordIndex>>,
+    /// Each field's key as the row writes it (`"name":`, escaped once here rather than per
+    /// row), by field position.
+    pub(crate) keys: Vec<String>,
 }
 
 impl RecordIndex {
     fn build(fields: &[Field], skip: &[usize]) -> Self {
         let mut ix = RecordIndex::default();
         for (i, f) in fields.iter().enumerate() {
+            let mut key = String::with_capacity(f.name.len() + 3);
+            crate::json::push_str(&mut key, &f.name);
+            key.push(':');
+            ix.keys.push(key);
             if skip.contains(&i) {
                 ix.children.push(None);
                 continue;
@@ -801,13 +808,19 @@ impl TableSchema {
 
     /// Validates and converts one event into a row; see the module documentation.
     pub fn to_row(&self, event: Map<String, Value>, meta: &RowMeta) -> Result<Row, RowError> {
-        convert::to_row(self, jref::obj_from_map(&event), meta)
+        convert::to_row(self, jref::obj_from_map(&event), meta, 0)
     }
 
     /// As [`to_row`](Self::to_row), for an event parsed into borrowed form (the fast path:
     /// strings borrowed from the event text).
-    pub(crate) fn to_row_ref(&self, event: jref::Obj<'_>, meta: &RowMeta) -> Result<Row, RowError> {
-        convert::to_row(self, event, meta)
+    /// `text_len`: the event's text length (0 if unknown), to size the row's buffer once.
+    pub(crate) fn to_row_ref(
+        &self,
+        event: jref::Obj<'_>,
+        meta: &RowMeta,
+        text_len: usize,
+    ) -> Result<Row, RowError> {
+        convert::to_row(self, event, meta, text_len)
     }
 }
 
@@ -828,7 +841,7 @@ fn valid_table_name(s: &str) -> bool {
 /// All loaded schemas, by `(namespace, type)`.
 #[derive(Debug, Clone, Default)]
 pub struct SchemaRegistry {
-    by_namespace: HashMap<String, HashMap<String, Arc<TableSchema>>>,
+    by_namespace: foldhash::HashMap<String, foldhash::HashMap<String, Arc<TableSchema>>>,
 }
 
 impl SchemaRegistry {

@@ -44,7 +44,7 @@ fn row(s: &TableSchema, ev: Value) -> Result<Map<String, Value>, RowError> {
 /// Converts an event given as JSON text, as the pipeline does.
 fn row_from_text(s: &TableSchema, text: &str) -> Result<Row, RowError> {
     match jref::parse(text).expect("event JSON") {
-        jref::JRef::Object(o) => s.to_row_ref(o, &meta()),
+        jref::JRef::Object(o) => s.to_row_ref(o, &meta(), 0),
         other => panic!("test event must be an object, got {other:?}"),
     }
 }
