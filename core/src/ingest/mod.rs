@@ -19,6 +19,9 @@
 //!   forward sink's `format = "events"`) gets them unprocessed through [`deliver_events`],
 //!   counted the same way; the destination validates them. An event it refuses without keeping
 //!   becomes a dead letter here ([`Processor::refused`]).
+//! - **Sharing the CPU**: a thread that processes a run of events (the flush thread's drain, the
+//!   collector's loop over a request) calls [`CpuShare::tick`] after each, so a run yields the
+//!   CPU every [`YIELD_AFTER`] to threads waiting on the same core (a web page's).
 //! - **Delivery**: [`deliver`] hands batches to a [`Sink`](crate::sink::Sink) in one call and
 //!   counts what it reports ([`Delivery`]); [`store_dead_letters`] does the same for dead
 //!   letters ([`DeadLetterOutcome`](crate::sink::DeadLetterOutcome), its `error` set whenever

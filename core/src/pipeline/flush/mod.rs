@@ -86,8 +86,8 @@ const LEFTOVER_WAIT: Duration = Duration::from_millis(200);
 const WAKE_BATCH: u64 = 512;
 /// A drain that finds more than this many events queued beyond the ones it took does not yield
 /// the CPU ([`CpuShare::tick_unless`]): producers are outpacing it. A wake-up's worth: under 16
-/// saturated php-fpm workers this kept the steady memory per worker at +2.3 MiB PSS (+4.2 when
-/// always yielding, +1.0 never), and one request at a time it never triggers, so the page's
+/// saturated php-fpm workers this kept the steady memory per worker at +2.1 … +2.3 MiB PSS
+/// (+3.2 … +4.2 when always yielding, +1.0 never), and one request at a time it never triggers, so the page's
 /// p99 keeps the yield's gain; at 64 the memory was that of never yielding but the p99 cost
 /// came back to +130 µs (docs/php-cost.md, session 14).
 const BEHIND_EVENTS: u64 = WAKE_BATCH;
