@@ -171,8 +171,9 @@ fn compact(v: &JRef<'_>) -> String {
 /// `other`'s quoting, beside the event's own text.
 const RESERVED_TEXT: usize = 160;
 
-/// Validates and converts one event (see [`TableSchema::to_row`]). `text_len` is the event's text length, if known: the row is about that long plus the
-/// reserved columns, so its buffer is sized once instead of grown.
+/// Validates and converts one event (see [`TableSchema::to_row`]). `text_len` is the event's
+/// text length, 0 if unknown: the row is about that long plus the reserved columns, so its
+/// buffer is sized once instead of grown.
 pub(crate) fn to_row(
     schema: &TableSchema,
     event: Obj<'_>,

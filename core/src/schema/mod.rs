@@ -812,8 +812,8 @@ impl TableSchema {
     }
 
     /// As [`to_row`](Self::to_row), for an event parsed into borrowed form (the fast path:
-    /// strings borrowed from the event text).
-    /// `text_len`: the event's text length (0 if unknown), to size the row's buffer once.
+    /// strings borrowed from the event text). `text_len`: the event's text length (0 if
+    /// unknown), to size the row's buffer once.
     pub(crate) fn to_row_ref(
         &self,
         event: jref::Obj<'_>,
