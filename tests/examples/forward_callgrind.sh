@@ -2,7 +2,8 @@
 # Instructions per event on the forward sink's flush thread, by part (valgrind callgrind, exact
 # counts, insensitive to load), with `tests/examples/forward_cpu.rs`: a Rust producer, a real
 # collector (null sink) in the same process on loopback.
-#   bash tests/examples/forward_callgrind.sh [FORMAT] [N]   (from the repo root; events, 20000)
+#   bash tests/examples/forward_callgrind.sh [FORMAT] [N] [GZIP]   (from the repo root; events,
+#   20000, auto: toward this loopback collector no gzip; true to count it)
 # Runs N and N/10 events and divides the difference by the 0.9 N between, so start-up, the
 # warm-up event and exit cancel out. Prints the flush thread's total per event and the inclusive
 # count per event of its parts (framing, compression, the HTTP exchange, reading the answer),
@@ -12,6 +13,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 format=${1:-events}
 n=${2:-20000}
+gzip=${3:-auto}
 small=$((n / 10))
 # BIN=path: measure that binary (a copy kept from an earlier build, to compare) without building.
 bin=${BIN:-$CARGO_TARGET_DIR/profiling/examples/forward_cpu}
@@ -20,7 +22,7 @@ out=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/evlog-fwd-callgrind.XXXXXX")}
 for k in "$n" "$small"; do
   [ -z "${SKIP_RUN:-}" ] || break # SKIP_RUN=1 OUT=dir: only report on an earlier run's files
   valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out/fwd-$k.%p" \
-    "$bin" "$format" "$k" 1 > "$out/fwd-$k.out" 2> "$out/fwd-$k.err" ||
+    "$bin" "$format" "$k" 1 "$gzip" > "$out/fwd-$k.out" 2> "$out/fwd-$k.err" ||
     { cat "$out/fwd-$k.err" >&2; exit 1; }
 done
 total() { awk '/^summary:|^totals:/ {print $2; exit}' "$1"; }
@@ -37,7 +39,7 @@ per() { # per REGEX: inclusive instructions per event of the matching function
   awk -v a="$(incl "$big" "$1")" -v b="$(incl "$little" "$1")" -v n=$((n - small)) \
     'BEGIN {printf "%.0f", (a - b) / n}'
 }
-echo "## Flush thread, format=$format, instructions per event (callgrind, ($n − $small) events)"
+echo "## Flush thread, format=$format, gzip=$gzip, instructions per event (callgrind, ($n − $small) events)"
 echo
 echo "| part | instructions per event |"
 echo "|---|---|"

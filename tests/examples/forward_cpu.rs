@@ -1,8 +1,10 @@
 //! The SDK flush thread's CPU per event in forward mode, `format = "events"` against
 //! `format = "rows"`, with a real collector (in this process, `null` sink) on loopback.
 //!
-//!   cargo run --profile profiling -p evlog-tests --example forward_cpu -- FORMAT [N] [ROUNDS]
+//!   cargo run --profile profiling -p evlog-tests --example forward_cpu -- FORMAT [N] [ROUNDS] [GZIP]
 //!
+//! GZIP is `sink.forward.gzip`: `auto` (default; toward this loopback collector, no gzip), `true`
+//! or `false`.
 //! Logs N (default 200000) of `bindings/php/bench`'s 6-field transaction event, flushes, and
 //! prints the CPU time the thread named `evlog-flush` used per event (from
 //! `/proc/self/task/<tid>/schedstat`, its first field: ns on CPU), and the main thread's. The
@@ -43,6 +45,7 @@ fn main() {
     let format = args.next().unwrap_or_else(|| "events".into());
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
+    let gzip = args.next().unwrap_or_else(|| "auto".into());
     let schemas =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/schemas");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -53,7 +56,7 @@ fn main() {
         .port();
     let sdk = Config::from_toml_str(&format!(
         "[sink]\nkind = \"forward\"\n[sink.forward]\nurl = \"http://127.0.0.1:{port}\"\n\
-         format = {format:?}\n[queue]\ncapacity = 1000000\n[retry]\nbase = \"5ms\"\ncap = \"50ms\"\n\
+         format = {format:?}\ngzip = {gzip:?}\n[queue]\ncapacity = 1000000\n[retry]\nbase = \"5ms\"\ncap = \"50ms\"\n\
          max_attempts = 20\n[schemas]\ndir = {schemas:?}\n"
     ))
     .expect("sdk config");

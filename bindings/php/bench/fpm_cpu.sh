@@ -5,8 +5,11 @@
 # switches of each (/proc/.../status: voluntary = the thread slept and was woken, i.e. a flush
 # thread wake-up; nonvoluntary = preempted). Optionally a perf profile of the workers.
 #   bash bindings/php/bench/fpm_cpu.sh          (from the repo root)
-# Env: WORKERS (4), CONCURRENCY (1), DURATION (10 s), PAIRS (3), MODE (null | forward: needs
-# COLLECTOR_BIN), BUSY=1 (one busy loop on another process while measuring), PERF=1 (then a perf
+# Env: WORKERS (4), CONCURRENCY (1), DURATION (10 s), PAIRS (3), MODE (null | forward: a real
+# collector on this host, needs COLLECTOR_BIN | forward-remote: the stand-in for a collector on
+# another host, tests/examples/collector_standin.rs, built here unless STANDIN_BIN is given),
+# GZIP (forward modes: evlog.forward_gzip; default auto with the local collector, on with the
+# stand-in, which is what auto does toward a collector on another host), BUSY=1 (one busy loop on another process while measuring), PERF=1 (then a perf
 # record -g of the workers during one more "with" run; top entries printed).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -28,15 +31,28 @@ cleanup() {
 }
 trap cleanup EXIT
 sink_args=(-d 'evlog.mode="null"')
-if [ "$mode" = forward ]; then
-  collector_start "$root/bindings/php/tests/fpm/schemas"
-  sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url")
-fi
+case "$mode" in
+  null) ;;
+  forward)
+    collector_start "$root/bindings/php/tests/fpm/schemas"
+    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url" -d "evlog.forward_gzip=${GZIP:-auto}") ;;
+  forward-remote)
+    if [ -z "${STANDIN_BIN:-}" ]; then
+      (cd "$root" && cargo build --release -q -p evlog-tests --example collector_standin)
+      export STANDIN_BIN="$CARGO_TARGET_DIR/release/examples/collector_standin"
+    fi
+    standin_start
+    standin_url=$url
+    # gzip on: what `auto` does toward a collector that is not on loopback.
+    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url" -d "evlog.forward_gzip=${GZIP:-on}") ;;
+  *) echo "MODE must be null, forward or forward-remote, not $mode" >&2; exit 2 ;;
+esac
 stack_start "$ext" "$root/bindings/php/tests/fpm/www" "$workers" 0 "${sink_args[@]}" \
   -d "evlog.schema_dir=$root/bindings/php/tests/fpm/schemas"
 base="http://127.0.0.1:$STACK_PORT/bench.php"
 # Every worker logs once, so each has its flush thread before anything is measured.
-wrk -t1 -c"$workers" -d3s "$base?log=1" > /dev/null
+wrk -t1 -c"$workers" -d3s "$base?log=1" > "$STACK_DIR/warm.txt"
+logged=$(($(awk '/requests in/ {print $1}' "$STACK_DIR/warm.txt") * 10)) # events the pages logged
 wrk -t1 -c"$conc" -d2s "$base" > /dev/null
 [ "${BUSY:-0}" = 1 ] && { sh -c 'while :; do :; done' & busy_pid=$!; }
 
@@ -50,14 +66,14 @@ snapshot() { # one line per thread of every worker: comm cpu_ns voluntary nonvol
     done
   done | awk -v coll="$(collector_ns)" '{cpu[$1]+=$2; v[$1]+=$3; nv[$1]+=$4} END {printf "%.0f %.0f %.0f %.0f %.0f %.0f %.0f\n", cpu["main"], v["main"], nv["main"], cpu["flush"], v["flush"], nv["flush"], coll}'
 }
-collector_ns() { # CPU time of the local collector's threads (MODE=forward), ns; 0 without one
+collector_ns() { # CPU time of the local collector's (or stand-in's) threads, ns; 0 without one
   [ -n "$coll_pid" ] || { echo 0; return; }
   cat /proc/"$coll_pid"/task/*/schedstat 2>/dev/null | awk '{s+=$1} END {printf "%.0f", s}'
 }
 lat_us() { # lat_us FILE PCT: wrk --latency percentile in µs
   awk -v p="$2" '$1 == p"%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); print v} else if (v ~ /ms$/) {sub(/ms/,"",v); print v*1000} else {sub(/s/,"",v); print v*1000000}}' "$1"
 }
-echo "## Per request, nginx + php-fpm ($workers workers), mode=$mode, wrk -t1 -c$conc -d${dur}s, busy loop: ${BUSY:-0}"
+echo "## Per request, nginx + php-fpm ($workers workers), mode=$mode${GZIP:+, gzip=$GZIP}, wrk -t1 -c$conc -d${dur}s, busy loop: ${BUSY:-0}"
 echo
 echo "| run | page | p50 µs | p99 µs | req/s | main CPU µs/req | flush CPU µs/req | flush wake-ups/req | flush preempted/req | main vol. sw/req | main preempted/req | collector CPU µs/req |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
@@ -68,6 +84,7 @@ for run in $(seq 1 "$pairs"); do
     wrk -t1 -c"$conc" -d"${dur}s" --latency "$url" > "$STACK_DIR/wrk.txt"
     read -r m1 mv1 mn1 f1 fv1 fn1 c1 < <(snapshot)
     reqs=$(awk '/requests in/ {print $1}' "$STACK_DIR/wrk.txt")
+    [ "$page" = with ] && logged=$((logged + reqs * 10))
     awk -v rows="$STACK_DIR/rows.txt" -v r="$run" -v pg="$page" -v n="$reqs" -v p50="$(lat_us "$STACK_DIR/wrk.txt" 50)" -v p99="$(lat_us "$STACK_DIR/wrk.txt" 99)" \
       -v rps="$(awk '/^Requests\/sec:/ {print $2}' "$STACK_DIR/wrk.txt")" \
       -v m=$((m1 - m0)) -v f=$((f1 - f0)) -v fv=$((fv1 - fv0)) -v fn=$((fn1 - fn0)) -v mv=$((mv1 - mv0)) -v mn=$((mn1 - mn0)) -v c=$((c1 - c0)) \
@@ -75,8 +92,19 @@ for run in $(seq 1 "$pairs"); do
               printf "%s %s %s %s %s %.3f %.3f %.3f\n", r, pg, p50, p99, rps, m/n/1000, f/n/1000, c/n/1000 >> rows}'
   done
 done
+if [ "$mode" = forward-remote ]; then
+  # Deliveries, not failures, were measured: the stand-in acknowledged every event the pages
+  # logged (wrk counts completed pages; events reach it within batch.max_age).
+  acked() { curl -fsS "$standin_url/count"; }
+  if stack_wait 60 sh -c "[ \"\$(curl -fsS '$standin_url/count')\" -ge $logged ]"; then
+    echo; echo "The stand-in acknowledged $(acked) events; the pages logged at least $logged."
+  else
+    echo "FAIL: the stand-in acknowledged $(acked) events, the pages logged at least $logged" >&2
+    exit 1
+  fi
+fi
 # The pairs' summary: medians of the with-minus-without differences, and the spread of each.
-python3 "$here/pairs_summary.py" "$STACK_DIR/rows.txt" "$workers workers, -c$conc, mode=$mode, busy=${BUSY:-0}"
+python3 "$here/pairs_summary.py" "$STACK_DIR/rows.txt" "$workers workers, -c$conc, mode=$mode${GZIP:+, gzip=$GZIP}, busy=${BUSY:-0}"
 if [ "${PERF:-0}" = 1 ]; then
   pids=$(pgrep -P "$STACK_FPM_PID" | paste -sd,)
   wrk -t1 -c"$conc" -d"$((dur + 2))s" "$base?log=1" > /dev/null &

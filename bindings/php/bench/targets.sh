@@ -4,20 +4,23 @@
 # time on a quiet machine and with one core busy, requests/s at saturation (4 and 16 connections
 # × 4 and 16 workers), CPU per event on the web host (fpm_cpu.sh: alternating pairs, medians of
 # the pairs' differences), resident memory per worker (memory.sh: one worker step by step; memory_fpm16.sh: 16 workers under load) and the exit time with the sink
-# down (exit_time.sh). Takes about 20 minutes; run it on an otherwise idle machine (the load
+# down (exit_time.sh). Takes about 25 minutes; run it on an otherwise idle machine (the load
 # average is printed before each section so a busy run can be told apart).
 #   bash bindings/php/bench/targets.sh          (from the repo root)
-# Env: MODES ("null forward"), PAIRS (5 for one request at a time; saturation runs take 3),
+# Env: MODES ("null forward forward-remote": forward to a collector on this host, and to the
+# stand-in for one on another host, what the web host pays alone; see fpm_cpu.sh), PAIRS (5 for one request at a time; saturation runs take 3),
 # SECTIONS ("call page busy saturation memory exit").
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 for v in $(env | awk -F= '/^EVLOG_/ {print $1}'); do unset "$v"; done
-(cd "$root" && cargo build --profile profiling -q -p evlog-php && cargo build --release -q -p evlog-collector)
+(cd "$root" && cargo build --profile profiling -q -p evlog-php && cargo build --release -q -p evlog-collector &&
+  cargo build --release -q -p evlog-tests --example collector_standin)
 export COLLECTOR_BIN="$CARGO_TARGET_DIR/release/evlog-collector"
+export STANDIN_BIN="$CARGO_TARGET_DIR/release/examples/collector_standin"
 ext="$CARGO_TARGET_DIR/profiling/libevlog_php.so"
-modes=${MODES:-null forward} pairs=${PAIRS:-5} sections=${SECTIONS:-call page busy saturation memory exit}
+modes=${MODES:-null forward forward-remote} pairs=${PAIRS:-5} sections=${SECTIONS:-call page busy saturation memory exit}
 want() { [[ " $sections " == *" $1 "* ]]; }
 load() { echo "_load average: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cores), $(date -u +%H:%M:%S) UTC_"; echo; }
 

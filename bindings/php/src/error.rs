@@ -135,6 +135,8 @@ pub enum DirectiveError {
         name: &'static str,
         /// The value given.
         value: String,
+        /// Whether `auto` is allowed too.
+        or_auto: bool,
     },
     /// The `evlog.config` file cannot be read.
     ReadFile {
@@ -211,9 +213,14 @@ impl fmt::Display for DirectiveError {
                 f,
                 "{name}: an empty item in the comma-separated list (a doubled or trailing comma?)"
             ),
-            DirectiveError::NotBoolean { name, value } => write!(
+            DirectiveError::NotBoolean {
+                name,
+                value,
+                or_auto,
+            } => write!(
                 f,
-                "{name} = {value}: must be a boolean (1/0, on/off, yes/no, true/false)"
+                "{name} = {value}: must be a boolean (1/0, on/off, yes/no, true/false){}",
+                if *or_auto { " or auto" } else { "" }
             ),
             DirectiveError::ReadFile { path, source } => {
                 write!(f, "evlog.config: cannot read {path}: {source}")

@@ -52,6 +52,8 @@ pub enum Kind {
     Int,
     /// A boolean key (`1`/`on`/`yes`/`true` or `0`/`off`/`no`/`false`; empty = off).
     Bool,
+    /// A boolean key that may also be `auto` (core decides), read as [`Kind::Bool`] otherwise.
+    BoolOrAuto,
     /// A size: an integer (bytes) or a string such as `64MiB`.
     Size,
     /// A duration string such as `250ms`, `1s`.
@@ -144,8 +146,8 @@ pub const DIRECTIVES: &[Directive] = &[
     d(
         "evlog.forward_gzip",
         "sink.forward.gzip",
-        Kind::Bool,
-        "forward: gzip request bodies",
+        Kind::BoolOrAuto,
+        "forward: gzip request bodies: on, off or auto (unless every collector is on loopback)",
     ),
     d(
         "evlog.forward_timeout",
@@ -632,7 +634,8 @@ pub fn resolve(
             }
             .into());
         }
-        if raw.is_empty() && dir.kind != Kind::Bool {
+        // PHP reads `off` in php.ini as an empty string.
+        if raw.is_empty() && !matches!(dir.kind, Kind::Bool | Kind::BoolOrAuto) {
             return Err(empty_error(dir.name, dir.kind).into());
         }
         let value = match dir.kind {
@@ -676,10 +679,14 @@ pub fn resolve(
                     value: raw.into(),
                 })?)
             }
-            Kind::Bool => {
+            Kind::BoolOrAuto if raw.eq_ignore_ascii_case("auto") => {
+                toml::Value::String("auto".into())
+            }
+            Kind::Bool | Kind::BoolOrAuto => {
                 toml::Value::Boolean(parse_bool(raw).ok_or_else(|| DirectiveError::NotBoolean {
                     name: dir.name,
                     value: raw.into(),
+                    or_auto: dir.kind == Kind::BoolOrAuto,
                 })?)
             }
             Kind::Size => match raw.parse::<i64>() {
@@ -866,6 +873,7 @@ mod tests {
 
     use evlog_core::config::SinkKind;
     use evlog_core::sink::bigquery::AuthMethod;
+    use evlog_core::sink::forward::Gzip;
     use evlog_core::sink::opensearch::{JsonMapping, OpenSearchAuth};
 
     use super::*;
@@ -947,7 +955,7 @@ mod tests {
         let f = &c.sink.forward;
         assert_eq!(f.url, "http://127.0.0.1:8080");
         assert_eq!(f.api_key.as_deref(), Some("k-1"));
-        assert!(!f.gzip);
+        assert_eq!(f.gzip, Gzip::Off);
         assert_eq!(f.timeout, Duration::from_secs(2));
         assert_eq!((f.workers, f.max_rows_per_request), (2, 100));
         assert_eq!(f.format, evlog_core::sink::forward::ForwardFormat::Rows);
@@ -973,6 +981,31 @@ mod tests {
         .unwrap_err();
         assert!(
             e.contains("both set") && e.contains("evlog.forward_urls"),
+            "{e}"
+        );
+        for (raw, want) in [("auto", Gzip::Auto), ("", Gzip::Off), ("yes", Gzip::On)] {
+            let c = build(&[
+                ("evlog.mode", "forward"),
+                ("evlog.forward_url", "http://a:8080"),
+                ("evlog.forward_gzip", raw),
+            ])
+            .unwrap();
+            assert_eq!(c.sink.forward.gzip, want, "{raw:?}");
+        }
+        let c = build(&[
+            ("evlog.mode", "forward"),
+            ("evlog.forward_url", "http://a:8080"),
+        ])
+        .unwrap();
+        assert_eq!(c.sink.forward.gzip, Gzip::Auto);
+        let e = build(&[
+            ("evlog.mode", "forward"),
+            ("evlog.forward_url", "http://a:8080"),
+            ("evlog.forward_gzip", "maybe"),
+        ])
+        .unwrap_err();
+        assert!(
+            e.contains("evlog.forward_gzip = maybe") && e.contains("or auto"),
             "{e}"
         );
     }

@@ -107,6 +107,7 @@ fn env_overrides_keys() {
             ("EVLOG_SINK_FILE_FSYNC", "yes"),
             ("EVLOG_BATCH_MAX_AGE", "2s"),
             ("EVLOG_QUEUE_MAX_BYTES", "2MiB"),
+            ("EVLOG_SINK_FORWARD_GZIP", "off"),
             ("EVLOG_CONFIG", "ignored.toml"),
             // Read by `[[transforms]]` hash rules, not a key.
             ("EVLOG_TRANSFORM_KEY", "not-a-setting-0123456789"),
@@ -119,6 +120,7 @@ fn env_overrides_keys() {
     assert!(c.sink.file.fsync);
     assert_eq!(c.batch.max_age, Duration::from_secs(2));
     assert_eq!(c.queue.max_bytes, ByteSize(2 << 20));
+    assert_eq!(c.sink.forward.gzip, crate::sink::forward::Gzip::Off);
 
     let e = Config::from_toml_with_env("", "test", env(&[("EVLOG_BATCH_MAX_ROWZ", "1")]))
         .unwrap_err()

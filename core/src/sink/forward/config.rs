@@ -26,8 +26,11 @@ pub struct ForwardConfig {
     pub urls: Vec<String>,
     /// API key sent as `Authorization: Bearer <key>`; none for an open collector.
     pub api_key: Option<String>,
-    /// Compress request bodies with gzip.
-    pub gzip: bool,
+    /// Compress request bodies with gzip: `true`, `false` or `"auto"` (default): gzip unless
+    /// every collector URL names a loopback host (`127.0.0.0/8`, `::1`, `localhost`), where
+    /// compressing costs the web host's CPU (about half of the flush thread's work per event)
+    /// and saves no network. A proxy on loopback that forwards elsewhere wants `true`.
+    pub gzip: Gzip,
     /// Timeout of one HTTP request.
     #[serde(with = "duration_str")]
     pub timeout: Duration,
@@ -54,6 +57,83 @@ pub struct ForwardConfig {
     /// The `app` label of those reports (e.g. `"checkout-web"`); empty: the program's name.
     /// The `host` label is the machine's host name.
     pub app: String,
+}
+
+/// `sink.forward.gzip`: see [`ForwardConfig::gzip`]. Written as a boolean or `"auto"`; the
+/// strings `true`/`on`/`yes`/`1` and `false`/`off`/`no`/`0` (any case) are read as the booleans,
+/// as an environment variable gives them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Gzip {
+    /// gzip unless every collector is on a loopback address.
+    #[default]
+    Auto,
+    /// Always gzip.
+    On,
+    /// Never gzip.
+    Off,
+}
+
+impl Gzip {
+    /// Whether requests to `urls` (the collectors' base URLs) are compressed.
+    pub fn applies_to(self, urls: &[String]) -> bool {
+        match self {
+            Gzip::On => true,
+            Gzip::Off => false,
+            Gzip::Auto => !urls.iter().all(|u| is_loopback(u)),
+        }
+    }
+}
+
+/// Whether `url`'s host is a loopback address or a `localhost` name (RFC 6761: those resolve
+/// to loopback only). An unparsable URL is not: it gets the safe default, compression.
+fn is_loopback(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let Some(host) = parsed.host_str() else {
+        return false;
+    };
+    // An IPv6 host is given in brackets.
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+        return ip.is_loopback();
+    }
+    let name = host.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost" || name.ends_with(".localhost")
+}
+
+impl Serialize for Gzip {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Gzip::Auto => s.serialize_str("auto"),
+            Gzip::On => s.serialize_bool(true),
+            Gzip::Off => s.serialize_bool(false),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Gzip {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Gzip;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false or \"auto\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Gzip, E> {
+                Ok(if v { Gzip::On } else { Gzip::Off })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Gzip, E> {
+                match v.trim().to_ascii_lowercase().as_str() {
+                    "auto" => Ok(Gzip::Auto),
+                    "true" | "on" | "yes" | "1" => Ok(Gzip::On),
+                    "false" | "off" | "no" | "0" => Ok(Gzip::Off),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// `sink.forward.format`: see [`ForwardConfig::format`].
@@ -83,7 +163,7 @@ impl Default for ForwardConfig {
             url: String::new(),
             urls: Vec::new(),
             api_key: None,
-            gzip: true,
+            gzip: Gzip::Auto,
             timeout: Duration::from_secs(10),
             workers: 4,
             max_rows_per_request: 1000,

@@ -55,7 +55,7 @@ impl ForwardSink {
 
     /// Sends one request of `n` envelope lines until it succeeds or attempts run out.
     async fn post_events(&self, text: String, n: usize) -> Delivery<BatchAnswer> {
-        let bytes = if self.cfg.gzip {
+        let bytes = if self.gzip {
             http::gzip(text.as_bytes())
         } else {
             text.into_bytes()

@@ -18,6 +18,8 @@ pub struct ForwardSink {
     pub(super) nodes: Nodes,
     pub(super) rt: tokio::runtime::Runtime,
     pub(super) cfg: ForwardConfig,
+    /// Whether request bodies are gzip-compressed (`cfg.gzip` applied to the URLs).
+    pub(super) gzip: bool,
     pub(super) retry: RetryConfig,
     pub(super) probe: bool,
     /// The pipeline's shutdown signal (see [`crate::sink::StopSignal`]).
@@ -88,6 +90,7 @@ impl ForwardSink {
             rt,
             http,
             nodes: Nodes::new(cfg.base_urls(), retry),
+            gzip: cfg.gzip.applies_to(&cfg.base_urls()),
             cfg: cfg.clone(),
             retry: retry.clone(),
             probe: false,
@@ -97,7 +100,7 @@ impl ForwardSink {
 
     fn encode(&self, body: &wire::RowsRequest) -> Vec<u8> {
         let json = serde_json::to_vec(body).unwrap_or_default();
-        if self.cfg.gzip {
+        if self.gzip {
             http::gzip(&json)
         } else {
             json
@@ -118,7 +121,7 @@ impl ForwardSink {
             .timeout(self.cfg.timeout)
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(body);
-        if self.cfg.gzip {
+        if self.gzip {
             req = req.header(reqwest::header::CONTENT_ENCODING, "gzip");
         }
         if let Some(k) = &self.cfg.api_key {

@@ -157,6 +157,7 @@ fn retries_429_and_5xx_then_delivers_with_key_and_gzip() {
         api_key: Some("k-123".into()),
         max_rows_per_request: 10,
         workers: 1,
+        gzip: Gzip::On,
         ..ForwardConfig::default()
     };
     let mut sink = ForwardSink::new(&cfg, &retry()).expect("sink");
@@ -421,4 +422,65 @@ fn other_bad_urls_are_refused_with_the_rule() {
 fn a_base_url_path_is_kept() {
     let s = sink("http://proxy:81/evlog/".into());
     assert_eq!(s.nodes.url(0), "http://proxy:81/evlog");
+}
+
+#[test]
+fn gzip_auto_compresses_unless_every_collector_is_on_loopback() {
+    let urls = |list: &[&str]| list.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+    for local in [
+        "http://127.0.0.1:8080",
+        "http://127.9.9.9",
+        "http://[::1]:8080/evlog",
+        "http://localhost:8080",
+        "https://LocalHost.",
+        "http://collector.localhost",
+    ] {
+        assert!(!Gzip::Auto.applies_to(&urls(&[local])), "{local}");
+        assert!(Gzip::On.applies_to(&urls(&[local])), "{local}");
+    }
+    for remote in [
+        "http://10.0.0.5:8080",
+        "http://collector.internal",
+        "http://[2001:db8::1]",
+        "http://localhost.example.com",
+    ] {
+        assert!(Gzip::Auto.applies_to(&urls(&[remote])), "{remote}");
+        assert!(!Gzip::Off.applies_to(&urls(&[remote])), "{remote}");
+    }
+    // Several collectors: compressed as soon as one is not local (one setting for all).
+    assert!(Gzip::Auto.applies_to(&urls(&["http://127.0.0.1:1", "http://10.0.0.5:1"])));
+    assert!(!Gzip::Auto.applies_to(&urls(&["http://127.0.0.1:1", "http://localhost:2"])));
+}
+
+#[test]
+fn gzip_reads_booleans_auto_and_their_env_spellings_and_names_a_bad_value() {
+    for (text, want) in [
+        ("true", Gzip::On),
+        ("false", Gzip::Off),
+        ("\"auto\"", Gzip::Auto),
+        ("\"on\"", Gzip::On),
+        ("\"OFF\"", Gzip::Off),
+        ("\"1\"", Gzip::On),
+        ("\"no\"", Gzip::Off),
+    ] {
+        let cfg: ForwardConfig = toml::from_str(&format!("gzip = {text}")).expect(text);
+        assert_eq!(cfg.gzip, want, "{text}");
+    }
+    assert_eq!(ForwardConfig::default().gzip, Gzip::Auto);
+    let e = toml::from_str::<ForwardConfig>("gzip = \"maybe\"")
+        .expect_err("maybe")
+        .to_string();
+    assert!(
+        e.contains("gzip") && e.contains("true, false or \"auto\""),
+        "{e}"
+    );
+    // Written back as it is read.
+    for g in [Gzip::Auto, Gzip::On, Gzip::Off] {
+        let cfg = ForwardConfig {
+            gzip: g,
+            ..ForwardConfig::default()
+        };
+        let back: ForwardConfig = toml::from_str(&toml::to_string(&cfg).expect("ser")).expect("de");
+        assert_eq!(back.gzip, g);
+    }
 }
