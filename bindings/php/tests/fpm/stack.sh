@@ -2,6 +2,7 @@
 #   stack_start EXT_SO WWW_DIR WORKERS MAX_REQUESTS [-d evlog.x=y ...]  -> sets STACK_DIR, STACK_PORT
 #   stack_stop                                                          -> graceful (SIGQUIT), waits
 # STACK_POOL_EXTRA: more lines for the [www] pool (e.g. php_admin_value[evlog.mode] = forward).
+# STACK_FPM_WRAP: a command php-fpm runs under (e.g. valgrind's, for fpm_callgrind.sh); words split.
 # Needs: nginx, php-fpm8.2, python3 (free port).
 
 stack_wait() { # stack_wait SECONDS CMD...: polls CMD until it succeeds or the deadline passes
@@ -61,7 +62,8 @@ http {
   }
 }
 CONF
-  php-fpm8.2 -n -F "${root_opts[@]}" -y "$STACK_DIR/php-fpm.conf" -d "extension=$ext" \
+  # shellcheck disable=SC2086 # STACK_FPM_WRAP is a command and its words
+  ${STACK_FPM_WRAP:-} php-fpm8.2 -n -F "${root_opts[@]}" -y "$STACK_DIR/php-fpm.conf" -d "extension=$ext" \
     -d "evlog.file_dir=$STACK_DIR/data" "$@" > "$STACK_DIR/fpm.stdout" 2>&1 &
   STACK_FPM_PID=$!
   nginx -c "$STACK_DIR/nginx.conf" -e "$STACK_DIR/nginx-error.log" > "$STACK_DIR/nginx.stdout" 2>&1 &

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Instructions a php-fpm worker's main thread executes per request (valgrind callgrind, exact),
+# for the bench page without and with its 10 evlog_log() calls: what the calls cost inside a
+# real request, against callgrind.sh's figure for the same call in a loop. A difference per call
+# close to the loop's means the extra CPU time a page shows (fpm_cpu.sh) is not more code run
+# but the same code running slower (cold caches and TLBs after the rest of the request).
+#   bash bindings/php/bench/fpm_callgrind.sh        (from the repo root)
+# Env: N (requests per page kind, default 2000), MODE (null | forward-remote: the collector
+# stand-in, built here unless STANDIN_BIN is given). One worker; nginx in front, as in fpm_cpu.sh.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../../.." && pwd)
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+for v in $(env | awk -F= '/^EVLOG_/ {print $1}'); do unset "$v"; done
+source "$root/bindings/php/tests/fpm/stack.sh"
+source "$here/collector.sh"
+(cd "$root" && cargo build --profile profiling -q -p evlog-php)
+ext="$CARGO_TARGET_DIR/profiling/libevlog_php.so"
+n=${N:-2000} mode=${MODE:-null}
+out=$(mktemp -d "${TMPDIR:-/tmp}/evlog-fpm-callgrind.XXXXXX")
+coll_pid="" coll_dir=""
+cleanup() {
+  stack_stop || true
+  collector_stop
+  [ -n "${STACK_DIR:-}" ] && rm -rf "$STACK_DIR"
+  rm -rf "$out"
+}
+trap cleanup EXIT
+sink_args=(-d 'evlog.mode="null"')
+case "$mode" in
+  null) ;;
+  forward-remote)
+    if [ -z "${STANDIN_BIN:-}" ]; then
+      (cd "$root" && cargo build --release -q -p evlog-tests --example collector_standin)
+      export STANDIN_BIN="$CARGO_TARGET_DIR/release/examples/collector_standin"
+    fi
+    standin_start
+    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url" -d evlog.forward_gzip=on) ;;
+  *) echo "MODE must be null or forward-remote, not $mode" >&2; exit 2 ;;
+esac
+# callgrind_control cannot reach a forked worker, so each figure is a whole worker's life (one
+# stack per run, the worker's dump at its exit) and the per-request cost the difference of two
+# runs that differ only by N more requests: start-up, warm-up and shutdown cancel out.
+export STACK_FPM_WRAP="valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file=$out/cg.%p"
+worker_ir() { # worker_ir QUERY COUNT: the worker's main-thread instructions over its whole life
+  rm -f "$out"/cg.*
+  stack_start "$ext" "$root/bindings/php/tests/fpm/www" 1 0 "${sink_args[@]}" \
+    -d "evlog.schema_dir=$root/bindings/php/tests/fpm/schemas" >&2
+  local base="http://127.0.0.1:$STACK_PORT/bench.php" worker f
+  worker=$(pgrep -P "$STACK_FPM_PID" | head -1)
+  [ -n "$worker" ] || { echo "no php-fpm worker under valgrind" >&2; exit 1; }
+  # Warm-up: the flush thread exists and both page kinds have run; then COUNT requests in a row
+  # on one keep-alive connection.
+  curl -fsS "$base?log=1&w=[1-20]" "$base?x=1&w=[1-20]" > /dev/null
+  curl -fsS "$base?$1&r=[1-$2]" > /dev/null
+  stack_stop >&2
+  rm -rf "$STACK_DIR"
+  f="$out/cg.$worker-01"
+  [ -f "$f" ] || { echo "no callgrind dump of the worker's main thread ($f)" >&2; ls "$out" >&2; exit 1; }
+  awk '/^summary:|^totals:/ {print $2; exit}' "$f"
+}
+per_request() { # per_request QUERY: instructions per request, (N+100 requests − 100) / N
+  local a b
+  a=$(worker_ir "$1" 100)
+  b=$(worker_ir "$1" $((n + 100)))
+  awk -v a="$a" -v b="$b" -v n="$n" 'BEGIN {printf "%.0f", (b - a) / n}'
+}
+without=$(per_request x=1)
+with=$(per_request log=1)
+echo "## Instructions per request, php-fpm worker's main thread (callgrind), mode=$mode, N=$n"
+echo
+echo "| page | instructions per request |"
+echo "|---|---|"
+echo "| without evlog | $without |"
+echo "| with 10 evlog_log() | $with |"
+awk -v w="$with" -v a="$without" \
+  'BEGIN {printf "| added by 10 calls | %.0f |\n| added per call | %.0f |\n", w - a, (w - a) / 10}'
