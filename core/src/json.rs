@@ -48,6 +48,106 @@ pub fn push_str(out: &mut String, s: &str) {
     let _ = push_escaped(out, s.as_bytes(), false);
 }
 
+/// Appends an object member's name: `,` when `comma`, then `bytes` as a JSON string literal (as
+/// [`push_utf8`], UTF-8 checked in the same pass), then `:`. On an error `out` is left as it was.
+/// One call instead of three: a binding writes one per field, and most names are short.
+pub fn push_utf8_key(out: &mut String, bytes: &[u8], comma: bool) -> Result<(), InvalidUtf8> {
+    push_key(out, bytes, comma, true).map_err(|valid_up_to| InvalidUtf8 { valid_up_to })
+}
+
+/// [`push_utf8_key`] for a name that is UTF-8 by type (nothing to check, nothing refused).
+pub fn push_str_key(out: &mut String, s: &str, comma: bool) {
+    let _ = push_key(out, s.as_bytes(), comma, false);
+}
+
+#[inline(always)]
+fn push_key(out: &mut String, bytes: &[u8], comma: bool, validate: bool) -> Result<(), usize> {
+    let entry_len = out.len();
+    // SAFETY: only ASCII is pushed here, and push_short writes `bytes` only once they were found
+    // to be plain ASCII; push_escaped keeps its own invariant (see there).
+    #[allow(unsafe_code)]
+    let v = unsafe { out.as_mut_vec() };
+    if push_short(v, bytes, validate, comma, true) {
+        return Ok(());
+    }
+    if comma {
+        v.push(b',');
+    }
+    if let Err(at) = push_escaped(out, bytes, validate) {
+        out.truncate(entry_len);
+        return Err(at);
+    }
+    out.push(':');
+    Ok(())
+}
+
+/// Longest string [`push_short`] takes.
+const SHORT: usize = 16;
+
+/// The common case in one store: `bytes` of at most [`SHORT`] plain ASCII bytes (nothing to
+/// escape, and nothing to check when `validate`) written as `[,]"bytes"[:]` through a fixed-size
+/// copy into `v`'s spare room, instead of a capacity check per piece. Returns false, having
+/// written nothing, for anything else.
+#[inline(always)]
+fn push_short(v: &mut Vec<u8>, bytes: &[u8], validate: bool, comma: bool, colon: bool) -> bool {
+    const SPACES: u64 = LO * 0x20;
+    let n = bytes.len();
+    if n > SHORT {
+        return false;
+    }
+    let (head, tail) = if n >= 8 {
+        (word8(&bytes[..8]), word8(&bytes[n - 8..]))
+    } else if n > 0 {
+        (tail_word(bytes), SPACES)
+    } else {
+        (SPACES, SPACES)
+    };
+    if attention(head, validate) | attention(tail, validate) != 0 {
+        return false;
+    }
+    let mut buf = [0u8; SHORT + 4];
+    let mut k = usize::from(comma);
+    buf[0] = b',';
+    buf[k] = b'"';
+    k += 1;
+    // Two stores that overlap in the middle cover any length of their range.
+    if n >= 8 {
+        buf[k..k + 8].copy_from_slice(&bytes[..8]);
+        buf[k + n - 8..k + n].copy_from_slice(&bytes[n - 8..]);
+    } else if n >= 4 {
+        buf[k..k + 4].copy_from_slice(&bytes[..4]);
+        buf[k + n - 4..k + n].copy_from_slice(&bytes[n - 4..]);
+    } else if n >= 2 {
+        buf[k..k + 2].copy_from_slice(&bytes[..2]);
+        buf[k + n - 2..k + n].copy_from_slice(&bytes[n - 2..]);
+    } else if n == 1 {
+        buf[k] = bytes[0];
+    }
+    k += n;
+    buf[k] = b'"';
+    k += 1;
+    buf[k] = b':';
+    k += usize::from(colon);
+    v.reserve(buf.len());
+    let len = v.len();
+    // SAFETY: `reserve` made room for `buf.len()` bytes past `len`; the first `k` of them are
+    // initialised by the copy, and `k <= buf.len()`.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::ptr::copy_nonoverlapping(buf.as_ptr(), v.as_mut_ptr().add(len), buf.len());
+        v.set_len(len + k);
+    }
+    true
+}
+
+/// Eight bytes as one little-endian word.
+#[inline(always)]
+fn word8(s: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&s[..8]);
+    u64::from_le_bytes(w)
+}
+
 /// Bytes that are not UTF-8, found by [`push_utf8`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InvalidUtf8 {
@@ -141,6 +241,9 @@ fn push_escaped(out: &mut String, bytes: &[u8], validate: bool) -> Result<(), us
     // vector is cut back to its length at entry, a character boundary of a `String`.
     #[allow(unsafe_code)]
     let v = unsafe { out.as_mut_vec() };
+    if push_short(v, bytes, validate, false, false) {
+        return Ok(());
+    }
     v.reserve(bytes.len() + 2);
     v.push(b'"');
     let n = bytes.len();
@@ -225,8 +328,11 @@ pub fn push_i64(out: &mut String, v: i64) {
         4041424344454647484950515253545556575859\
         6061626364656667686970717273747576777879\
         8081828384858687888990919293949596979899";
-    let mut buf = [0u8; 20];
-    let mut pos = buf.len();
+    // The digits end at DIGITS_END, the sign before them; the text is then copied with one
+    // fixed-size store of DIGITS_END bytes from where it starts (the zeros past it are not kept).
+    const DIGITS_END: usize = 20;
+    let mut buf = [0u8; 2 * DIGITS_END];
+    let mut pos = DIGITS_END;
     let mut n = v.unsigned_abs();
     while n >= 100 {
         let d = (n % 100) as usize * 2;
@@ -242,12 +348,23 @@ pub fn push_i64(out: &mut String, v: i64) {
         pos -= 1;
         buf[pos] = b'0' + n as u8;
     }
-    out.reserve(21);
     if v < 0 {
-        out.push('-');
+        // At most 19 digits (|i64::MIN|), so there is room for the sign.
+        pos -= 1;
+        buf[pos] = b'-';
     }
-    for &d in &buf[pos..] {
-        out.push(char::from(d));
+    let text = &buf[pos..pos + DIGITS_END];
+    // SAFETY: only ASCII digits and `-` are written; see below for the length.
+    #[allow(unsafe_code)]
+    let out = unsafe { out.as_mut_vec() };
+    out.reserve(DIGITS_END);
+    let len = out.len();
+    // SAFETY: `reserve` made room for DIGITS_END bytes past `len`; the first `DIGITS_END - pos`
+    // are the text (`pos` is where it starts, DIGITS_END where it ends).
+    #[allow(unsafe_code)]
+    unsafe {
+        std::ptr::copy_nonoverlapping(text.as_ptr(), out.as_mut_ptr().add(len), DIGITS_END);
+        out.set_len(len + DIGITS_END - pos);
     }
 }
 
@@ -318,6 +435,9 @@ mod tests {
                     let mut out = String::from("x");
                     push_utf8(&mut out, s.as_bytes()).unwrap();
                     assert_eq!(out, want, "{s:?}");
+                    let mut out = String::from("x");
+                    push_utf8_key(&mut out, s.as_bytes(), true).unwrap();
+                    assert_eq!(out, format!("x,{}:", &want[1..]), "{s:?}");
                 }
             }
         }
@@ -370,6 +490,37 @@ mod tests {
                     let got = push_utf8(&mut out, &bytes);
                     proptest::prop_assert_eq!(got, Err(InvalidUtf8 { valid_up_to: e.valid_up_to() }));
                     proptest::prop_assert_eq!(out, "x");
+                }
+            }
+        }
+
+        #[test]
+        fn a_key_is_comma_string_colon(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    &b"a"[..], b"plain text", b"\"", b"\\", b"\n", b"\x01", b"\x7f", "é".as_bytes(),
+                    "日本".as_bytes(), b"\xc3", b"\xff", b"12345678", b"user_id",
+                ]),
+                0..6,
+            ),
+            comma in proptest::bool::ANY,
+        ) {
+            let bytes: Vec<u8> = parts.concat();
+            let mut out = String::from("{\"x\":1");
+            let got = push_utf8_key(&mut out, &bytes, comma);
+            match std::str::from_utf8(&bytes) {
+                Ok(s) => {
+                    proptest::prop_assert_eq!(got, Ok(()));
+                    let sep = if comma { "," } else { "" };
+                    let want = format!("{{\"x\":1{sep}{}:", serde_json::to_string(s).unwrap());
+                    proptest::prop_assert_eq!(&out, &want);
+                    let mut plain = String::from("{\"x\":1");
+                    push_str_key(&mut plain, s, comma);
+                    proptest::prop_assert_eq!(plain, want);
+                }
+                Err(e) => {
+                    proptest::prop_assert_eq!(got, Err(InvalidUtf8 { valid_up_to: e.valid_up_to() }));
+                    proptest::prop_assert_eq!(out, "{\"x\":1");
                 }
             }
         }
