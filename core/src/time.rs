@@ -13,6 +13,7 @@
 //!   in-range input `parse(format(v)) == v`. Formatting out-of-range values does not panic but the
 //!   text is not meaningful to BigQuery.
 
+use std::cell::Cell;
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -421,29 +422,55 @@ pub fn format_timestamp(micros: i64) -> String {
 
 /// Appends [`format_timestamp`]'s text to `out`.
 pub(crate) fn push_timestamp(out: &mut String, micros: i64) {
-    let days = micros.div_euclid(DAY_MICROS);
+    thread_local! {
+        /// The last whole second formatted (seconds since the epoch) and its
+        /// `YYYY-MM-DDTHH:MM:SS` text: events logged close together share it, and the forward
+        /// sink frames one timestamp per event.
+        static LAST_SECOND: Cell<(i64, [u8; 19])> = const { Cell::new((i64::MIN, [0; 19])) };
+    }
+    let secs = micros.div_euclid(1_000_000);
+    let (last, mut prefix) = LAST_SECOND.get();
+    if last != secs {
+        match second_text(secs) {
+            Some(text) => {
+                prefix = text;
+                LAST_SECOND.set((secs, prefix));
+            }
+            None => {
+                let days = micros.div_euclid(DAY_MICROS);
+                push_date(out, days);
+                out.push('T');
+                push_time(out, micros.rem_euclid(DAY_MICROS), true);
+                out.push('Z');
+                return;
+            }
+        }
+    }
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    text[..19].copy_from_slice(&prefix);
+    put_digits(&mut text[20..26], micros.rem_euclid(1_000_000));
+    // SAFETY: only ASCII digits and separators are written into the ASCII template.
+    #[allow(unsafe_code)]
+    unsafe { out.as_mut_vec() }.extend_from_slice(&text);
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of a second since the epoch, or `None` outside years 0000–9999 (which
+/// [`push_date`] writes in its own form).
+fn second_text(secs: i64) -> Option<[u8; 19]> {
+    let days = secs.div_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
     if !(0..=9999).contains(&y) {
-        push_date(out, days);
-        out.push('T');
-        push_time(out, micros.rem_euclid(DAY_MICROS), true);
-        out.push('Z');
-        return;
+        return None;
     }
-    // Built on the stack and appended once (the forward sink frames one per event; a `push`
-    // per character cost more than the arithmetic).
-    let tod = micros.rem_euclid(DAY_MICROS);
-    let secs = tod / 1_000_000;
-    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    let tod = secs.rem_euclid(86_400);
+    let mut text = *b"0000-00-00T00:00:00";
     put_digits(&mut text[0..4], i64::from(y));
     put_digits(&mut text[5..7], i64::from(m));
     put_digits(&mut text[8..10], i64::from(d));
-    put_digits(&mut text[11..13], secs / 3600);
-    put_digits(&mut text[14..16], secs / 60 % 60);
-    put_digits(&mut text[17..19], secs % 60);
-    put_digits(&mut text[20..26], tod % 1_000_000);
-    // Only ASCII digits were written into ASCII text.
-    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+    put_digits(&mut text[11..13], tod / 3600);
+    put_digits(&mut text[14..16], tod / 60 % 60);
+    put_digits(&mut text[17..19], tod % 60);
+    Some(text)
 }
 
 /// Writes the last `dst.len()` decimal digits of `v` (≥ 0) into `dst`, zero-padded.
@@ -577,6 +604,36 @@ mod tests {
         let _ = format_timestamp(i64::MAX);
         let _ = civil_from_days(i64::MIN);
         let _ = format_date(i32::MIN);
+    }
+
+    #[test]
+    fn timestamps_read_back_whether_their_second_was_cached_or_not() {
+        // Steps of a prime number of µs: runs within one second (the cached prefix), across
+        // seconds, days, a leap day, years, and before the epoch.
+        let mut seen = 0;
+        for start in [
+            ts("2024-02-28T23:59:58.5Z"),
+            ts("1969-12-31T23:59:59Z"),
+            ts("1999-12-31T23:59:59.9Z"),
+            MAX_MICROS - 3_000_000,
+            MIN_MICROS,
+        ] {
+            let mut t = start;
+            while t < start + 3_000_000 && t <= MAX_MICROS {
+                let text = format_timestamp(t);
+                assert_eq!(text.len(), 27, "{text}");
+                assert_eq!(ts(&text), t, "{text}");
+                t += 99_991;
+                seen += 1;
+            }
+        }
+        assert!(seen > 100);
+        // Outside the cached form's years, and back.
+        assert_eq!(
+            format_timestamp(MAX_MICROS + 1),
+            "10000-01-01T00:00:00.000000Z"
+        );
+        assert_eq!(format_timestamp(MAX_MICROS), "9999-12-31T23:59:59.999999Z");
     }
 
     #[test]

@@ -133,11 +133,7 @@ impl EventId {
     /// Appends the id as a JSON string.
     pub(crate) fn push_json(&self, out: &mut String) {
         match self {
-            EventId::Generated(u) => {
-                out.push('"');
-                ids::push_uuid(out, *u);
-                out.push('"');
-            }
+            EventId::Generated(u) => ids::push_uuid_json(out, *u),
             EventId::Given(s) => crate::json::push_str(out, s),
         }
     }

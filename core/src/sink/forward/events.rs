@@ -92,8 +92,14 @@ pub(super) fn frame(
             start = i;
         }
         if text.capacity() == 0 {
+            // Sized for the whole request (the envelope's fixed text, time and id are 117
+            // bytes): a buffer that grows copies everything framed so far each time (callgrind:
+            // ~230 instructions per event in `realloc` when this left out the names).
             let end = events.len().min(i.saturating_add(max_events));
-            let want: usize = events[i..end].iter().map(|e| e.body.len() + 128).sum();
+            let want: usize = events[i..end]
+                .iter()
+                .map(|e| e.body.len() + e.namespace.len() + e.type_name.len() + 128)
+                .sum();
             text.reserve(want.min(max_bytes.saturating_add(next)));
         }
         wire::push_envelope(&mut text, raw);
