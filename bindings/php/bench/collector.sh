@@ -6,6 +6,8 @@
 #                                   STANDIN_BIN): it answers /v1/batch as a collector that took
 #                                   every event, at a few µs per request, so the web host's own
 #                                   cost in forward mode is measured without a collector's beside it
+#   standin_build_start ROOT     -> standin_start, building the stand-in first (release, in
+#                                   CARGO_TARGET_DIR) unless STANDIN_BIN is given
 #   collector_stop               -> SIGTERM, waits, removes its directory
 collector_start() {
   [ -x "${COLLECTOR_BIN:-}" ] || { echo "forward mode needs COLLECTOR_BIN (the evlog-collector binary)" >&2; return 1; }
@@ -26,6 +28,14 @@ standin_start() {
   coll_pid=$!
   stack_wait 30 grep -q "listening on" "$coll_dir/out" || { cat "$coll_dir/err" >&2; return 1; }
   url=$(sed -n 's/^listening on \(http:\/\/[^ ]*\).*/\1/p' "$coll_dir/out" | head -1)
+}
+
+standin_build_start() {
+  if [ -z "${STANDIN_BIN:-}" ]; then
+    (cd "$1" && cargo build --release -q -p evlog-tests --example collector_standin)
+    export STANDIN_BIN="$CARGO_TARGET_DIR/release/examples/collector_standin"
+  fi
+  standin_start
 }
 
 collector_stop() {

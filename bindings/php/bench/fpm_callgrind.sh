@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instructions a php-fpm worker's main thread executes per request (valgrind callgrind, exact),
 # for the bench page without and with its 10 evlog_log() calls: what the calls cost inside a
-# real request, against callgrind.sh's figure for the same call in a loop. A difference per call
+# real request, against callgrind.sh's figure for the same call in a loop; and what evlog's own
+# threads (the flush thread, and the forward sink's HTTP client) execute per event there. A difference per call
 # close to the loop's means the extra CPU time a page shows (fpm_cpu.sh) is not more code run
 # but the same code running slower (cold caches and TLBs after the rest of the request).
 #   bash bindings/php/bench/fpm_callgrind.sh        (from the repo root)
@@ -30,11 +31,7 @@ sink_args=(-d 'evlog.mode="null"')
 case "$mode" in
   null) ;;
   forward-remote)
-    if [ -z "${STANDIN_BIN:-}" ]; then
-      (cd "$root" && cargo build --release -q -p evlog-tests --example collector_standin)
-      export STANDIN_BIN="$CARGO_TARGET_DIR/release/examples/collector_standin"
-    fi
-    standin_start
+    standin_build_start "$root"
     sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url" -d evlog.forward_gzip=on) ;;
   *) echo "MODE must be null or forward-remote, not $mode" >&2; exit 2 ;;
 esac
@@ -57,21 +54,29 @@ worker_ir() { # worker_ir QUERY COUNT: the worker's main-thread instructions ove
   rm -rf "$STACK_DIR"
   f="$out/cg.$worker-01"
   [ -f "$f" ] || { echo "no callgrind dump of the worker's main thread ($f)" >&2; ls "$out" >&2; exit 1; }
-  awk '/^summary:|^totals:/ {print $2; exit}' "$f"
+  # The main thread's total, then the worker's other threads' (evlog's flush thread and, in
+  # forward mode, its HTTP client's): the worker exits only after evlog has handed on every event.
+  total() { awk '/^summary:|^totals:/ {print $2; exit}' "$1"; }
+  local others=0 t
+  for t in "$out/cg.$worker"-*; do
+    [ "$t" = "$f" ] || others=$((others + $(total "$t")))
+  done
+  echo "$(total "$f") $others"
 }
-per_request() { # per_request QUERY: instructions per request, (N+100 requests − 100) / N
+per_request() { # per_request QUERY: instructions per request of the main thread and of the others
   local a b
   a=$(worker_ir "$1" 100)
   b=$(worker_ir "$1" $((n + 100)))
-  awk -v a="$a" -v b="$b" -v n="$n" 'BEGIN {printf "%.0f", (b - a) / n}'
+  awk -v a="$a" -v b="$b" -v n="$n" 'BEGIN {split(a, x, " "); split(b, y, " ");
+    printf "%.0f %.0f\n", (y[1] - x[1]) / n, (y[2] - x[2]) / n}'
 }
-without=$(per_request x=1)
-with=$(per_request log=1)
-echo "## Instructions per request, php-fpm worker's main thread (callgrind), mode=$mode, N=$n"
+read -r without without_bg < <(per_request x=1)
+read -r with with_bg < <(per_request log=1)
+echo "## Instructions per request, php-fpm worker (callgrind), mode=$mode, N=$n"
 echo
-echo "| page | instructions per request |"
-echo "|---|---|"
-echo "| without evlog | $without |"
-echo "| with 10 evlog_log() | $with |"
-awk -v w="$with" -v a="$without" \
-  'BEGIN {printf "| added by 10 calls | %.0f |\n| added per call | %.0f |\n", w - a, (w - a) / 10}'
+echo "| page | main thread | evlog's threads (flush, sink) |"
+echo "|---|---|---|"
+echo "| without evlog | $without | $without_bg |"
+echo "| with 10 evlog_log() | $with | $with_bg |"
+awk -v w="$with" -v a="$without" -v wb="$with_bg" -v ab="$without_bg" \
+  'BEGIN {printf "| added per call / per event | %.0f | %.0f |\n", (w - a) / 10, (wb - ab) / 10}'

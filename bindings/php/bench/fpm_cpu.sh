@@ -37,11 +37,7 @@ case "$mode" in
     collector_start "$root/bindings/php/tests/fpm/schemas"
     sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url" -d "evlog.forward_gzip=${GZIP:-auto}") ;;
   forward-remote)
-    if [ -z "${STANDIN_BIN:-}" ]; then
-      (cd "$root" && cargo build --release -q -p evlog-tests --example collector_standin)
-      export STANDIN_BIN="$CARGO_TARGET_DIR/release/examples/collector_standin"
-    fi
-    standin_start
+    standin_build_start "$root"
     standin_url=$url
     # gzip on: what `auto` does toward a collector that is not on loopback.
     sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url" -d "evlog.forward_gzip=${GZIP:-on}") ;;
