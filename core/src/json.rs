@@ -64,7 +64,7 @@ pub fn push_str_key(out: &mut String, s: &str, comma: bool) {
 fn push_key(out: &mut String, bytes: &[u8], comma: bool, validate: bool) -> Result<(), usize> {
     let entry_len = out.len();
     // SAFETY: only ASCII is pushed here, and push_short writes `bytes` only once they were found
-    // to be plain ASCII; push_escaped keeps its own invariant (see there).
+    // to be plain ASCII; push_scanned keeps its own invariant (see there).
     #[allow(unsafe_code)]
     let v = unsafe { out.as_mut_vec() };
     if push_short(v, bytes, validate, comma, true) {
@@ -73,7 +73,7 @@ fn push_key(out: &mut String, bytes: &[u8], comma: bool, validate: bool) -> Resu
     if comma {
         v.push(b',');
     }
-    if let Err(at) = push_escaped(out, bytes, validate) {
+    if let Err(at) = push_scanned(out, bytes, validate) {
         out.truncate(entry_len);
         return Err(at);
     }
@@ -226,12 +226,24 @@ fn tail_word(s: &[u8]) -> u64 {
     }
 }
 
-/// The body of [`push_str`] and [`push_utf8`]: scans eight bytes at a time while none needs
-/// attention (plain ASCII, the common case), copies runs with one `extend_from_slice`, escapes
-/// what JSON requires and, when `validate`, checks each multi-byte character. Errs with the
-/// offset of the first invalid sequence, `out` restored.
+/// The body of [`push_str`] and [`push_utf8`]: [`push_short`] when it takes the string, else
+/// [`push_scanned`].
 #[inline(always)]
 fn push_escaped(out: &mut String, bytes: &[u8], validate: bool) -> Result<(), usize> {
+    // SAFETY: push_short writes `bytes` only once they were found to be plain ASCII.
+    #[allow(unsafe_code)]
+    if push_short(unsafe { out.as_mut_vec() }, bytes, validate, false, false) {
+        return Ok(());
+    }
+    push_scanned(out, bytes, validate)
+}
+
+/// Scans eight bytes at a time while none needs attention (plain ASCII, the common case),
+/// copies runs with one `extend_from_slice`, escapes what JSON requires and, when `validate`,
+/// checks each multi-byte character. Errs with the offset of the first invalid sequence, `out`
+/// restored.
+#[inline(always)]
+fn push_scanned(out: &mut String, bytes: &[u8], validate: bool) -> Result<(), usize> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let entry_len = out.len();
     // SAFETY: `out` holds UTF-8 at every point, even if this unwinds: only ASCII is pushed, and
@@ -241,9 +253,6 @@ fn push_escaped(out: &mut String, bytes: &[u8], validate: bool) -> Result<(), us
     // vector is cut back to its length at entry, a character boundary of a `String`.
     #[allow(unsafe_code)]
     let v = unsafe { out.as_mut_vec() };
-    if push_short(v, bytes, validate, false, false) {
-        return Ok(());
-    }
     v.reserve(bytes.len() + 2);
     v.push(b'"');
     let n = bytes.len();
