@@ -8,13 +8,8 @@
 # the one worker), BURST (100000).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/../../.." && pwd)
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
-for v in $(env | awk -F= '/^EVLOG_/ {print $1}'); do unset "$v"; done
-source "$root/bindings/php/tests/fpm/stack.sh"
-source "$here/collector.sh"
-(cd "$root" && cargo build --profile profiling -q -p evlog-php)
-ext="$CARGO_TARGET_DIR/profiling/libevlog_php.so"
+source "$here/fpm_env.sh"
+php_ext
 workers=${WORKERS:-1} burst=${BURST:-100000}
 coll_pid="" coll_dir=""
 cleanup() {

@@ -13,18 +13,8 @@
 # LOAD_REQUESTS (20000), PROFILE (profiling; "debug" reuses the test build).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/../../.." && pwd)
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
-for v in $(env | awk -F= '/^EVLOG_/ {print $1}'); do unset "$v"; done
-source "$root/bindings/php/tests/fpm/stack.sh"
-source "$here/collector.sh"
-profile=${PROFILE:-profiling}
-if [ "$profile" = debug ]; then
-  (cd "$root" && cargo build -q -p evlog-php)
-else
-  (cd "$root" && cargo build --profile "$profile" -q -p evlog-php)
-fi
-ext="$CARGO_TARGET_DIR/$profile/libevlog_php.so"
+source "$here/fpm_env.sh"
+php_ext "${PROFILE:-profiling}"
 workers=${WORKERS:-16} burst=${BURST:-100000} load=${LOAD_REQUESTS:-20000}
 coll_pid="" coll_dir=""
 cleanup() {
