@@ -2,10 +2,10 @@
 //! an intermediate `serde_json::Value` (bindings converting native values, row encoding), and
 //! reading strings without copying them ([`CowStr`]).
 //!
-//! Strings are escaped as `serde_json` escapes them. Floats are written in ryu's shortest
-//! round-trip form: the digits, and the choice between `0.00001` and `1e-7`, are those of
-//! `serde_json`; a positive exponent has no `+` (`1e16`, where serde_json 1.0.15x writes `1e+16`;
-//! both read back to the same bits). The `other` column keeps a binding's number text as sent,
+//! Strings are escaped as `serde_json` escapes them. Floats are written in the shortest
+//! round-trip form (zmij's, the same text as ryu's, which the tests check): the digits, and the
+//! choice between `0.00001` and `1e-7`, are those of `serde_json`; a positive exponent has no `+`
+//! (`1e16`, where serde_json 1.0.15x writes `1e+16`; both read back to the same bits). The `other` column keeps a binding's number text as sent,
 //! so this form is what users see there. JSON has no NaN or infinities: [`push_f64`] writes
 //! them as the strings `"NaN"`, `"Infinity"` and `"-Infinity"`, BigQuery's spellings for FLOAT64.
 
@@ -382,7 +382,19 @@ pub fn push_i64(out: &mut String, v: i64) {
 /// `"Infinity"` and `"-Infinity"` (JSON has no such numbers; BigQuery accepts these for FLOAT64).
 pub fn push_f64(out: &mut String, v: f64) {
     if v.is_finite() {
-        out.push_str(ryu::Buffer::new().format_finite(v));
+        let mut buf = zmij::Buffer::new();
+        let text = buf.format_finite(v);
+        // zmij writes a positive exponent with its sign (`1e+16`), this form without: the sign
+        // sits just before the exponent's one to three digits, at the end.
+        let b = text.as_bytes();
+        let sign = (2..=4).find(|&k| b.len() > k && b[b.len() - k] == b'+');
+        match sign {
+            None => out.push_str(text),
+            Some(k) => {
+                out.push_str(&text[..b.len() - k]);
+                out.push_str(&text[b.len() - k + 1..]);
+            }
+        }
     } else if v.is_nan() {
         out.push_str("\"NaN\"");
     } else if v > 0.0 {
@@ -602,6 +614,36 @@ mod tests {
             let text = f(v);
             let back: f64 = serde_json::from_str(&text).unwrap();
             proptest::prop_assert_eq!(back.to_bits(), v.to_bits(), "{}", text);
+        }
+
+        /// The text is ryu's (what evlog wrote before zmij, and what the `other` column and the
+        /// bindings' tests hold), for any finite float: bits drawn at random cover every
+        /// exponent and both forms.
+        #[test]
+        fn any_finite_float_is_written_as_ryu_writes_it(bits in proptest::num::u64::ANY) {
+            let v = f64::from_bits(bits);
+            proptest::prop_assume!(v.is_finite());
+            let mut ryu = ryu::Buffer::new();
+            proptest::prop_assert_eq!(f(v), ryu.format_finite(v));
+        }
+    }
+
+    #[test]
+    fn floats_at_the_forms_edges_are_written_as_ryu_writes_them() {
+        for e in -330..=310 {
+            for m in [1.0, 1.5, 9.999999999999999, 2.2250738585072014] {
+                let v: f64 = format!("{m}e{e}").parse().unwrap();
+                for v in [
+                    v,
+                    -v,
+                    f64::from_bits(v.to_bits() + 1),
+                    f64::from_bits(v.to_bits().saturating_sub(1)),
+                ] {
+                    if v.is_finite() {
+                        assert_eq!(f(v), ryu::Buffer::new().format_finite(v), "{v:?}");
+                    }
+                }
+            }
         }
     }
 
