@@ -15,6 +15,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use evlog_core::config::ConfigError;
 use evlog_core::{LogError, PipelineError};
@@ -268,12 +269,21 @@ thread_local! {
     static LAST_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
+/// Set once any thread of this process has kept an error in [`LAST_ERROR`]: until then a
+/// success has no slot to clear and skips the thread-local (in a loaded library each access is a
+/// `__tls_get_addr` call, ~75 instructions per `evlog_log()`). Never reset: a thread reads its
+/// own slot from then on.
+static ANY_ERROR: AtomicBool = AtomicBool::new(false);
+
 /// `evlog_log()`'s answer for core's: true when taken; false when not, with the reason kept for
 /// `evlog_last_error()` (every [`LogError`] is counted by core, none is an exception).
 pub fn logged(result: Result<(), LogError>) -> bool {
     match result {
         Ok(()) => {
-            set_last_error(None);
+            // Relaxed: a thread's own error set the flag before its slot, in program order.
+            if ANY_ERROR.load(Ordering::Relaxed) {
+                set_last_error(None);
+            }
             true
         }
         Err(e @ (LogError::Invalid(_) | LogError::QueueFull(_) | LogError::ShutDown)) => {
@@ -289,6 +299,9 @@ pub fn last_error() -> Option<String> {
 }
 
 fn set_last_error(e: Option<String>) {
+    if e.is_some() {
+        ANY_ERROR.store(true, Ordering::Relaxed);
+    }
     LAST_ERROR.with(|l| {
         let mut l = l.borrow_mut();
         // A success after a success writes nothing: the hot path leaves the slot alone.

@@ -107,6 +107,24 @@ pub(crate) fn wrong_parameter_count(min: u32, max: u32) {
     unsafe { zend_wrong_parameters_count_error(min, max) }
 }
 
+/// Sets an internal function's return value to a bool. PHP hands the handler a return value
+/// set to null (`ZVAL_NULL` before the call, `Zend/zend_vm_def.h`, `zend_call_function`), so
+/// when it holds nothing counted the type word is all there is to write; otherwise ext-php-rs's
+/// `set_bool` releases what it holds first (its checks cost ~60 instructions per call).
+#[inline]
+pub(crate) fn set_bool(retval: &mut Zval, value: bool) {
+    // SAFETY: `u1.v.type_` and `u1.type_info` share the zval's type word; a type below
+    // IS_STRING holds nothing to release, and writing IS_TRUE/IS_FALSE there (type flags 0)
+    // makes a valid bool zval whatever the value union holds.
+    unsafe {
+        if retval.u1.v.type_ < IS_STRING {
+            retval.u1.type_info = u32::from(if value { IS_TRUE } else { IS_FALSE });
+            return;
+        }
+    }
+    retval.set_bool(value);
+}
+
 /// A string's text, or `None` when it is not UTF-8: unchecked when PHP flagged it valid, one
 /// ASCII test for the usual ASCII names, else `from_utf8`.
 pub(crate) fn zend_str_text(s: &ZendStr) -> Option<&str> {

@@ -135,7 +135,7 @@ extern "C" fn evlog_log_handler(ex: &mut ExecuteData, retval: &mut Zval) {
         evlog_log(namespace, type_name, event, options)
     });
     match logged {
-        Ok(taken) => retval.set_bool(taken),
+        Ok(taken) => ffi::set_bool(retval, taken),
         Err(e) => {
             let _ = e.throw();
         }
