@@ -3,7 +3,9 @@
 # counts, insensitive to load), with `tests/examples/forward_cpu.rs`: a Rust producer, a real
 # collector (null sink) in the same process on loopback.
 #   bash tests/examples/forward_callgrind.sh [FORMAT] [N] [GZIP]   (from the repo root; events,
-#   20000, auto: toward this loopback collector no gzip; true to count it)
+#   20000, auto: toward this loopback collector no gzip; true to count it). CHUNK=k: the
+#   producer waits for each k events to be delivered before logging more (a steady producer, as
+#   a php-fpm worker; default: one burst).
 # Runs N and N/10 events and divides the difference by the 0.9 N between, so start-up, the
 # warm-up event and exit cancel out. Prints the flush thread's total per event and the inclusive
 # count per event of its parts (framing, compression, the HTTP exchange, reading the answer),
@@ -22,7 +24,7 @@ out=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/evlog-fwd-callgrind.XXXXXX")}
 for k in "$n" "$small"; do
   [ -z "${SKIP_RUN:-}" ] || break # SKIP_RUN=1 OUT=dir: only report on an earlier run's files
   valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out/fwd-$k.%p" \
-    "$bin" "$format" "$k" 1 "$gzip" > "$out/fwd-$k.out" 2> "$out/fwd-$k.err" ||
+    "$bin" "$format" "$k" 1 "$gzip" "${CHUNK:-$k}" > "$out/fwd-$k.out" 2> "$out/fwd-$k.err" ||
     { cat "$out/fwd-$k.err" >&2; exit 1; }
 done
 total() { awk '/^summary:|^totals:/ {print $2; exit}' "$1"; }

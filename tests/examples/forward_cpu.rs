@@ -1,10 +1,11 @@
 //! The SDK flush thread's CPU per event in forward mode, `format = "events"` against
 //! `format = "rows"`, with a real collector (in this process, `null` sink) on loopback.
 //!
-//!   cargo run --profile profiling -p evlog-tests --example forward_cpu -- FORMAT [N] [ROUNDS] [GZIP]
+//!   cargo run --profile profiling -p evlog-tests --example forward_cpu -- FORMAT [N] [ROUNDS] [GZIP] [CHUNK]
 //!
 //! GZIP is `sink.forward.gzip`: `auto` (default; toward this loopback collector, no gzip), `true`
-//! or `false`.
+//! or `false`. CHUNK (default N: one burst): log CHUNK events, then wait for `flush()`, and
+//! again, as a steady producer (a php-fpm worker's pages) hands the thread a batch at a time.
 //! Logs N (default 200000) of `bindings/php/bench`'s 6-field transaction event, flushes, and
 //! prints the CPU time the thread named `evlog-flush` used per event (from
 //! `/proc/self/task/<tid>/schedstat`, its first field: ns on CPU), and the main thread's. The
@@ -46,6 +47,7 @@ fn main() {
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
     let gzip = args.next().unwrap_or_else(|| "auto".into());
+    let chunk: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(n).max(1);
     let schemas =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/schemas");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -86,9 +88,12 @@ fn main() {
             schedstat_ns(&main_tid),
         );
         let started = Instant::now();
-        for _ in 0..n {
+        for i in 0..n {
             p.log(EventInput::new("events", "transaction", event))
                 .expect("log");
+            if (i + 1) % chunk == 0 {
+                assert!(p.flush(Duration::from_secs(120)), "{:?}", p.stats());
+            }
         }
         let logged = started.elapsed();
         assert!(p.flush(Duration::from_secs(120)), "{:?}", p.stats());
