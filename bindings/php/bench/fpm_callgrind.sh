@@ -39,8 +39,13 @@ worker_ir() { # worker_ir QUERY COUNT: the worker's main-thread instructions ove
   stack_start "$ext" "$root/bindings/php/tests/fpm/www" 1 0 "${sink_args[@]}" \
     -d "evlog.schema_dir=$root/bindings/php/tests/fpm/schemas" >&2
   local base="http://127.0.0.1:$STACK_PORT/bench.php" worker f
-  worker=$(pgrep -P "$STACK_FPM_PID" | head -1)
-  [ -n "$worker" ] || { echo "no php-fpm worker under valgrind" >&2; exit 1; }
+  # The master forks its worker once it has started; under valgrind on a busy machine that can
+  # take seconds: wait for it (30 s at most).
+  local deadline=$((SECONDS + 30))
+  until worker=$(pgrep -P "$STACK_FPM_PID" | head -1) && [ -n "$worker" ]; do
+    [ "$SECONDS" -lt "$deadline" ] || { echo "no php-fpm worker under valgrind after 30 s" >&2; exit 1; }
+    sleep 0.2
+  done
   # Warm-up: the flush thread exists and both page kinds have run; then COUNT requests in a row
   # on one keep-alive connection.
   curl -fsS "$base?log=1&w=[1-20]" "$base?x=1&w=[1-20]" > /dev/null
