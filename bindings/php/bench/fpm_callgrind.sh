@@ -36,6 +36,9 @@ esac
 export STACK_FPM_WRAP="valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file=$out/cg.%p"
 worker_ir() { # worker_ir QUERY COUNT: the worker's main-thread instructions over its whole life
   rm -f "$out"/cg.*
+  # This runs in a command substitution: the stack it starts is unknown to the script's EXIT
+  # trap, so a failure stops it here.
+  trap 'stack_stop >&2 || true; [ -n "${STACK_DIR:-}" ] && rm -rf "$STACK_DIR"' EXIT
   stack_start "$ext" "$root/bindings/php/tests/fpm/www" 1 0 "${sink_args[@]}" \
     -d "evlog.schema_dir=$root/bindings/php/tests/fpm/schemas" >&2
   local base="http://127.0.0.1:$STACK_PORT/bench.php" worker f
@@ -52,6 +55,7 @@ worker_ir() { # worker_ir QUERY COUNT: the worker's main-thread instructions ove
   curl -fsS "$base?$1&r=[1-$2]" > /dev/null
   stack_stop >&2
   rm -rf "$STACK_DIR"
+  trap - EXIT
   f="$out/cg.$worker-01"
   [ -f "$f" ] || { echo "no callgrind dump of the worker's main thread ($f)" >&2; ls "$out" >&2; exit 1; }
   # The main thread's total, then the worker's other threads' (evlog's flush thread and, in
