@@ -61,6 +61,19 @@ pub struct RawEvent {
 }
 
 impl RawEvent {
+    /// A test's event number `i` in `events`/`t`: received at `i` µs, generated id `i`.
+    #[cfg(test)]
+    pub(crate) fn numbered(i: usize, body: String) -> Self {
+        Self {
+            namespace: "events".into(),
+            type_name: "t".into(),
+            time: None,
+            received_at: i as i64,
+            id: EventId::Generated(i as u128),
+            body,
+        }
+    }
+
     /// The event `input`, received at `received_at` (µs since the epoch). The caller has checked
     /// the envelope (`crate::envelope`'s rules); without an id it gets a new UUIDv7 of
     /// `received_at`. An owned body is moved, not copied.

@@ -446,17 +446,9 @@ fn take_queue(st: &ProcState, max: usize, f: &mut impl FnMut(RawEvent) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::EventId;
 
     fn event(i: usize) -> RawEvent {
-        RawEvent {
-            namespace: "events".into(),
-            type_name: "t".into(),
-            time: None,
-            received_at: i as i64,
-            id: EventId::Generated(i as u128),
-            body: String::with_capacity(8),
-        }
+        RawEvent::numbered(i, String::with_capacity(8))
     }
 
     fn push(pipeline_id: u64, st: &Arc<ProcState>, i: usize) {

@@ -243,7 +243,6 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::EventId;
 
     fn pending(max_rows: usize) -> Pending {
         Pending {
@@ -258,14 +257,7 @@ mod tests {
     }
 
     fn event(i: usize, body: String) -> RawEvent {
-        RawEvent {
-            namespace: "events".into(),
-            type_name: "t".into(),
-            time: None,
-            received_at: i as i64,
-            id: EventId::Generated(i as u128),
-            body,
-        }
+        RawEvent::numbered(i, body)
     }
 
     fn text(i: usize) -> String {
