@@ -1,7 +1,8 @@
 //! Event ids: UUIDv7 (RFC 9562), generated at `log()` and used as BigQuery's `insertId`.
 //!
-//! The random bits come from a per-thread wyrand generator seeded from the OS, and reseeded after
-//! a fork so a parent and its child never produce the same sequence.
+//! The random bits come from a wyrand generator seeded from the OS: per thread ([`random_u64`],
+//! reseeded after a fork), or per pipeline lane ([`Rng`], which a forked child makes anew), so a
+//! parent and its child never produce the same sequence.
 
 use std::cell::Cell;
 
@@ -31,11 +32,37 @@ pub fn random_u64() -> u64 {
         if gen != now_gen {
             state = seed();
         }
-        state = state.wrapping_add(0xa076_1d64_78bd_642f);
+        let out = wyrand(&mut state);
         cell.set((now_gen, state));
-        let t = u128::from(state) * u128::from(state ^ 0xe703_7ed1_a0b4_28db);
-        ((t >> 64) ^ t) as u64
+        out
     })
+}
+
+/// One wyrand step.
+#[inline(always)]
+fn wyrand(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0xa076_1d64_78bd_642f);
+    let t = u128::from(*state) * u128::from(*state ^ 0xe703_7ed1_a0b4_28db);
+    ((t >> 64) ^ t) as u64
+}
+
+/// A generator of [`random_u64`]'s kind held by its owner instead of the thread: a pipeline's
+/// lane (one per thread and fork generation) keeps one, so an id costs no thread-local access
+/// (in a loaded library each is a `__tls_get_addr` call). Seeded from the OS when made; a forked
+/// child makes its own lanes, so parent and child never share a sequence.
+#[derive(Debug)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new() -> Self {
+        Self(seed())
+    }
+
+    /// A UUIDv7 as [`uuid_v7`], its random bits from this generator.
+    #[inline]
+    pub(crate) fn uuid_v7(&mut self, unix_micros: i64) -> u128 {
+        uuid_v7_with(unix_micros, wyrand(&mut self.0))
+    }
 }
 
 /// A UUIDv7 for the given Unix time in microseconds. `rand_a` carries the sub-millisecond part
@@ -43,10 +70,15 @@ pub fn random_u64() -> u64 {
 /// microsecond; `rand_b` is 62 random bits.
 #[inline]
 pub(crate) fn uuid_v7(unix_micros: i64) -> u128 {
+    uuid_v7_with(unix_micros, random_u64())
+}
+
+#[inline(always)]
+fn uuid_v7_with(unix_micros: i64, random: u64) -> u128 {
     let micros = unix_micros.max(0) as u64;
     let millis = u128::from(micros / 1000) & 0xFFFF_FFFF_FFFF;
     let rand_a = u128::from((micros % 1000) * 4096 / 1000);
-    let rand_b = u128::from(random_u64()) & 0x3FFF_FFFF_FFFF_FFFF;
+    let rand_b = u128::from(random) & 0x3FFF_FFFF_FFFF_FFFF;
     (millis << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
 }
 

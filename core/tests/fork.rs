@@ -99,4 +99,14 @@ fn forked_child_logs_through_its_own_thread() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 160, "parent and child ids never collide");
+    // Nor do their random bits (the last 48 of an id): a child that kept drawing from the
+    // generator its parent's thread held at the fork would repeat the parent's next ids' bits.
+    let mut tails: Vec<&str> = ids.iter().map(|id| &id[id.len() - 12..]).collect();
+    tails.sort_unstable();
+    tails.dedup();
+    assert_eq!(
+        tails.len(),
+        160,
+        "parent and child draw different random bits"
+    );
 }

@@ -98,6 +98,8 @@ pub(super) struct LaneIo {
     /// The last (namespace, type) pair that passed the name checks on this thread: most threads
     /// log a handful of names, so most calls compare instead of checking again.
     names: Option<(CompactString, CompactString)>,
+    /// This thread's event ids' random bits (no thread-local lookup per id).
+    pub(super) ids: crate::ids::Rng,
 }
 
 impl std::fmt::Debug for LaneIo {
@@ -280,6 +282,7 @@ fn add_lane(
             room: RING_SLOTS,
             shared,
             names: None,
+            ids: crate::ids::Rng::new(),
         },
     });
     lanes.len() - 1

@@ -560,7 +560,10 @@ impl Pipeline {
         if let Some(id) = input.id {
             envelope::check_id(id)?;
         }
-        let id = EventId::given_or_new(input.id, received_at);
+        let id = match (input.id, io.as_deref_mut()) {
+            (None, Some(io)) => EventId::Generated(io.ids.uuid_v7(received_at)),
+            (given, _) => EventId::given_or_new(given, received_at),
+        };
         if st.shut_down.load(Ordering::Relaxed) {
             return Err(LogError::ShutDown);
         }
