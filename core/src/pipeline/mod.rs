@@ -459,8 +459,9 @@ impl Pipeline {
     /// An empty buffer to build an event body in (recycled when possible); pass it back as
     /// `EventInput::event_json = Cow::Owned(buf)` so the body is never copied.
     ///
-    /// The pool is reached through this thread's lane, which holds the state already (the
-    /// state's own load costs ~100 instructions more). When the pool is empty (the first
+    /// The pool is reached through this thread's lane, which holds the state already, instead of
+    /// a second load of the state (`arc_swap`'s thread-local debt list; ~30 instructions of a
+    /// PHP call, docs/php-cost.md session 17). When the pool is empty (the first
     /// events, a burst) the buffer starts at [`FRESH_BUFFER`] bytes rather than growing there
     /// through five reallocations.
     #[inline]
