@@ -25,8 +25,11 @@
  *   evlog.forward_urls                  sink.forward.urls: several collectors, comma-separated
  *                                       (instead of forward_url; failed ones skipped for a backoff)
  *   evlog.forward_api_key               sink.forward.api_key: sent as Authorization: Bearer (none)
- *   evlog.forward_gzip                  sink.forward.gzip: on, off or auto (auto: gzip unless every
- *                                       collector is on loopback)
+ *   evlog.forward_compression           sink.forward.compression: auto, zstd, gzip or none (auto:
+ *                                       zstd unless every collector is on loopback; gzip from
+ *                                       then on if a collector answers 415 to zstd)
+ *   evlog.forward_gzip                  sink.forward.gzip: older spelling of forward_compression:
+ *                                       on (gzip), off (none) or auto
  *   evlog.forward_timeout               sink.forward.timeout: one HTTP request (10s)
  *   evlog.forward_workers               sink.forward.workers: requests in flight (4)
  *   evlog.forward_max_rows_per_request  sink.forward.max_rows_per_request (1000)

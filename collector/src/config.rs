@@ -90,7 +90,7 @@ pub struct CollectorSection {
     pub admin_keys: Vec<String>,
     /// Largest request body, compressed as sent (413 above it).
     pub max_body_bytes: ByteSize,
-    /// Largest request body after gzip decompression (413 above it; stops gzip bombs).
+    /// Largest request body after gzip or zstd decompression (413 above it; stops bombs).
     pub max_decompressed_bytes: ByteSize,
     /// Most events in one `/v1/batch` request (413 above it).
     pub max_batch_events: usize,
@@ -100,11 +100,11 @@ pub struct CollectorSection {
     pub max_depth: usize,
     /// Ingest requests processed at once; more answer 429 at once.
     pub max_in_flight: usize,
-    /// Body bytes the requests in progress may hold together: bodies as received plus, for gzip,
+    /// Body bytes the requests in progress may hold together: bodies as received plus, compressed,
     /// their decompressed text, counted as it grows. A request that does not fit in what is left
     /// answers 429 (with `Retry-After`) at once; one whose decompressed body alone is larger
     /// answers 413. This bounds ingest memory (parsing adds a fraction of it on top), however
-    /// many large or gzip-bomb bodies arrive at once. At least `max_body_bytes`.
+    /// many large or compression-bomb bodies arrive at once. At least `max_body_bytes`.
     pub max_in_flight_bytes: ByteSize,
     /// Directory of the write-ahead log.
     pub wal_dir: PathBuf,

@@ -1,7 +1,7 @@
 //! evlog collector: HTTP ingest in front of core's validation, routing, sinks and spool.
 //!
 //! - [`run`]: serve on a bound listener until `shutdown` resolves, then drain (see below).
-//! - `POST /v1/events` (one envelope), `POST /v1/batch` (JSON array or NDJSON), gzip accepted;
+//! - `POST /v1/events` (one envelope), `POST /v1/batch` (JSON array or NDJSON), gzip and zstd accepted;
 //!   `GET /healthz`, `GET /readyz`, `GET /metrics`.
 //! - A 2xx answer means the request's events are in the write-ahead log (module `wal`); streamer
 //!   threads (module `streamer`) deliver them through the configured sink and commit afterwards.

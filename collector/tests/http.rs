@@ -320,6 +320,76 @@ fn limits_and_malformed_bodies() {
 }
 
 #[test]
+fn zstd_bodies_are_read_within_the_same_limits() {
+    let mut s = Server::start("max_body_bytes = 100000\nmax_decompressed_bytes = 200000");
+    let c = client();
+    let batch = format!("{}/v1/batch", s.url);
+    let post = |coding: &str, body: Vec<u8>| {
+        c.post(&batch)
+            .header("content-encoding", coding)
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .expect("send")
+    };
+
+    // Three events in two frames (read back to back, as gzip members are).
+    let line = |u: u64| format!("{}\n", txn(u));
+    let mut two = zstd::encode_all(line(1).as_bytes(), 1).expect("zstd");
+    two.extend(zstd::encode_all(format!("{}{}", line(2), line(3)).as_bytes(), 3).expect("zstd"));
+    let r = post("zstd", two);
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().expect("json");
+    let ids: Vec<String> = body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            assert_eq!(r["status"], 202, "{body}");
+            r["id"].as_str().expect("id").to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 3, "{body}");
+    assert!(wait_for(WAIT, || {
+        let stored: HashSet<String> = stored_ids(&s.data_dir()).into_iter().collect();
+        ids.iter().all(|id| stored.contains(id))
+    }));
+
+    // A bomb: 50 MB of spaces in a few KB; refused once the text passes the limit.
+    let bomb = zstd::encode_all(&vec![b' '; 50 * 1024 * 1024][..], 3).expect("zstd");
+    assert!(bomb.len() < 100_000, "{}", bomb.len());
+    let r = post("zstd", bomb);
+    assert_eq!(r.status(), 413);
+    assert!(r.text().expect("t").contains("max_decompressed_bytes"));
+
+    let r = post("zstd", b"not zstd at all".to_vec());
+    assert_eq!(r.status(), 400);
+    assert!(r.text().expect("t").contains("not valid zstd"));
+
+    // A frame that asks for a 32 MiB window (no content size: a streaming encoder's): more than
+    // the 8 MiB an HTTP decoder is held to (RFC 9659), refused before any allocation of it.
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).expect("enc");
+    enc.window_log(25).expect("window");
+    std::io::Write::write_all(&mut enc, line(4).as_bytes()).expect("write");
+    let r = post("zstd", enc.finish().expect("finish"));
+    assert_eq!(r.status(), 400);
+    let t = r.text().expect("t");
+    assert!(
+        t.contains("not valid zstd") && t.contains("too much memory"),
+        "{t}"
+    );
+
+    // An encoding it does not take: 415, naming those it takes (the SDK falls back on it).
+    let r = post("br", line(5).into_bytes());
+    assert_eq!(r.status(), 415);
+    let t = r.text().expect("t");
+    assert!(t.contains("gzip, zstd or none"), "{t}");
+
+    assert_eq!(status(c.get(format!("{}/healthz", s.url))), 200);
+    s.stop();
+}
+
+#[test]
 fn over_the_high_watermark_answers_429_and_not_ready() {
     // Segments are never sealed while the server runs, so nothing is streamed and the backlog
     // stays: the first request fills the log past the (tiny) watermark.

@@ -468,6 +468,12 @@ const OPTIONAL_LEAVES: &[OptionalLeaf] = &[
     (&["sink", "forward", "api_key"], || {
         toml::Value::String(String::new())
     }),
+    (&["sink", "forward", "compression"], || {
+        toml::Value::String(String::new())
+    }),
+    (&["sink", "forward", "gzip"], || {
+        toml::Value::String(String::new())
+    }),
     (&["sink", "opensearch", "user"], || {
         toml::Value::String(String::new())
     }),

@@ -1,7 +1,7 @@
 //! A stand-in for an evlog collector on another host, for measuring what the forward sink costs
 //! the web host alone: it answers `POST /v1/batch?results=refused` as a collector that accepted
 //! every event would (`{"accepted":N,"refused":0,"only_refused":true,"results":[]}`, N the
-//! request's non-empty NDJSON lines, gunzipped if sent gzip), `GET /count` with the events
+//! request's non-empty NDJSON lines, decompressed if sent gzip or zstd), `GET /count` with the events
 //! acknowledged so far (decimal text: a benchmark checks that it measured deliveries, not
 //! failures), and any other request with `204`, using a few µs of CPU per request. It stores, validates and forwards nothing: not a collector.
 //!
@@ -68,12 +68,18 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
             out.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")?;
             continue;
         }
-        let text: &[u8] = if header(&head, "content-encoding").is_some_and(|v| v == "gzip") {
-            plain.clear();
-            flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut plain)?;
-            &plain
-        } else {
-            &body
+        let text: &[u8] = match header(&head, "content-encoding") {
+            Some("gzip") => {
+                plain.clear();
+                flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut plain)?;
+                &plain
+            }
+            Some("zstd") => {
+                plain.clear();
+                zstd::stream::read::Decoder::new(&body[..])?.read_to_end(&mut plain)?;
+                &plain
+            }
+            _ => &body,
         };
         let n = text
             .split(|&b| b == b'\n')

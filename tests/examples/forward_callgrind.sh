@@ -2,8 +2,8 @@
 # Instructions per event on the forward sink's flush thread, by part (valgrind callgrind, exact
 # counts, insensitive to load), with `tests/examples/forward_cpu.rs`: a Rust producer, a real
 # collector (null sink) in the same process on loopback.
-#   bash tests/examples/forward_callgrind.sh [FORMAT] [N] [GZIP]   (from the repo root; events,
-#   20000, auto: toward this loopback collector no gzip; true to count it). CHUNK=k: the
+#   bash tests/examples/forward_callgrind.sh [FORMAT] [N] [COMPRESSION]   (from the repo root;
+#   events, 20000, auto: toward this loopback collector none; zstd or gzip to count it). CHUNK=k: the
 #   producer waits for each k events to be delivered before logging more (a steady producer, as
 #   a php-fpm worker; default: one burst).
 # Runs N and N/10 events and divides the difference by the 0.9 N between, so start-up, the
@@ -15,7 +15,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 format=${1:-events}
 n=${2:-20000}
-gzip=${3:-auto}
+compression=${3:-auto}
 small=$((n / 10))
 # BIN=path: measure that binary (a copy kept from an earlier build, to compare) without building.
 bin=${BIN:-$CARGO_TARGET_DIR/profiling/examples/forward_cpu}
@@ -24,7 +24,7 @@ out=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/evlog-fwd-callgrind.XXXXXX")}
 for k in "$n" "$small"; do
   [ -z "${SKIP_RUN:-}" ] || break # SKIP_RUN=1 OUT=dir: only report on an earlier run's files
   valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out/fwd-$k.%p" \
-    "$bin" "$format" "$k" 1 "$gzip" "${CHUNK:-$k}" > "$out/fwd-$k.out" 2> "$out/fwd-$k.err" ||
+    "$bin" "$format" "$k" 1 "$compression" "${CHUNK:-$k}" > "$out/fwd-$k.out" 2> "$out/fwd-$k.err" ||
     { cat "$out/fwd-$k.err" >&2; exit 1; }
 done
 total() { awk '/^summary:|^totals:/ {print $2; exit}' "$1"; }
@@ -41,18 +41,18 @@ per() { # per REGEX: inclusive instructions per event of the matching function
   awk -v a="$(incl "$big" "$1")" -v b="$(incl "$little" "$1")" -v n=$((n - small)) \
     'BEGIN {printf "%.0f", (a - b) / n}'
 }
-echo "## Flush thread, format=$format, gzip=$gzip, instructions per event (callgrind, ($n − $small) events)"
+echo "## Flush thread, format=$format, compression=$compression, instructions per event (callgrind, ($n − $small) events)"
 echo
 echo "| part | instructions per event |"
 echo "|---|---|"
 all=$(awk -v a="$(total "$big")" -v b="$(total "$little")" -v n=$((n - small)) \
   'BEGIN {printf "%.0f", (a - b) / n}')
 # `frame` may be inlined into its caller: then its per-event part, `push_envelope`, stands for it.
-frame=$(per 'forward::(events::frame|wire::push_envelope)') zip=$(per 'sink::http::(compress|gzip)')
+frame=$(per 'forward::(events::frame|wire::push_envelope)') zip=$(per 'sink::http::(compress|gzip|zstd)')
 answer=$(per 'check_batch_answer')
 echo "| flush thread, all of it | $all |"
 echo "| … framing (\`events::frame\`, or \`wire::push_envelope\` when it is inlined) | $frame |"
-echo "| … compression (\`http::gzip\`) | $zip |"
+echo "| … compression (\`http::zstd\` or \`http::gzip\`) | $zip |"
 echo "| … reading the answer (\`check_batch_answer\`) | $answer |"
 echo "| … the rest: lanes, batching, HTTP exchange (all − the three above) | $((all - frame - zip - answer)) |"
 echo

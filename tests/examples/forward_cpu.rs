@@ -1,10 +1,10 @@
 //! The SDK flush thread's CPU per event in forward mode, `format = "events"` against
 //! `format = "rows"`, with a real collector (in this process, `null` sink) on loopback.
 //!
-//!   cargo run --profile profiling -p evlog-tests --example forward_cpu -- FORMAT [N] [ROUNDS] [GZIP] [CHUNK]
+//!   cargo run --profile profiling -p evlog-tests --example forward_cpu -- FORMAT [N] [ROUNDS] [COMPRESSION] [CHUNK]
 //!
-//! GZIP is `sink.forward.gzip`: `auto` (default; toward this loopback collector, no gzip), `true`
-//! or `false`. CHUNK (default N: one burst): log CHUNK events, then wait for `flush()`, and
+//! COMPRESSION is `sink.forward.compression`: `auto` (default; toward this loopback collector,
+//! none), `zstd` (what `auto` does toward a collector on another host), `gzip` or `none`. CHUNK (default N: one burst): log CHUNK events, then wait for `flush()`, and
 //! again, as a steady producer (a php-fpm worker's pages) hands the thread a batch at a time.
 //! Logs N (default 200000) of `bindings/php/bench`'s 6-field transaction event, flushes, and
 //! prints the CPU time the thread named `evlog-flush` used per event (from
@@ -46,7 +46,7 @@ fn main() {
     let format = args.next().unwrap_or_else(|| "events".into());
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
-    let gzip = args.next().unwrap_or_else(|| "auto".into());
+    let compression = args.next().unwrap_or_else(|| "auto".into());
     let chunk: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(n).max(1);
     let schemas =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/schemas");
@@ -58,7 +58,7 @@ fn main() {
         .port();
     let sdk = Config::from_toml_str(&format!(
         "[sink]\nkind = \"forward\"\n[sink.forward]\nurl = \"http://127.0.0.1:{port}\"\n\
-         format = {format:?}\ngzip = {gzip:?}\n[queue]\ncapacity = 1000000\n[retry]\nbase = \"5ms\"\ncap = \"50ms\"\n\
+         format = {format:?}\ncompression = {compression:?}\n[queue]\ncapacity = 1000000\n[retry]\nbase = \"5ms\"\ncap = \"50ms\"\n\
          max_attempts = 20\n[schemas]\ndir = {schemas:?}\n"
     ))
     .expect("sdk config");

@@ -7,7 +7,9 @@
 # but the same code running slower (cold caches and TLBs after the rest of the request).
 #   bash bindings/php/bench/fpm_callgrind.sh        (from the repo root)
 # Env: N (requests per page kind, default 2000), MODE (null | forward-remote: the collector
-# stand-in, built here unless STANDIN_BIN is given). One worker; nginx in front, as in fpm_cpu.sh.
+# stand-in, built here unless STANDIN_BIN is given), COMPRESSION (forward-remote:
+# evlog.forward_compression, default zstd, what auto does toward another host). One worker;
+# nginx in front, as in fpm_cpu.sh.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/fpm_env.sh"
@@ -27,7 +29,7 @@ case "$mode" in
   null) ;;
   forward-remote)
     standin_build_start "$root"
-    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url" -d evlog.forward_gzip=on) ;;
+    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url" -d "evlog.forward_compression=${COMPRESSION:-zstd}") ;;
   *) echo "MODE must be null or forward-remote, not $mode" >&2; exit 2 ;;
 esac
 # callgrind_control cannot reach a forked worker, so each figure is a whole worker's life (one

@@ -8,8 +8,8 @@
 # Env: WORKERS (4), CONCURRENCY (1), DURATION (10 s), PAIRS (3), MODE (null | forward: a real
 # collector on this host, needs COLLECTOR_BIN | forward-remote: the stand-in for a collector on
 # another host, tests/examples/collector_standin.rs, built here unless STANDIN_BIN is given),
-# GZIP (forward modes: evlog.forward_gzip; default auto with the local collector, on with the
-# stand-in, which is what auto does toward a collector on another host), BUSY=1 (one busy loop on another process while measuring), PERF=1 (then a perf
+# COMPRESSION (forward modes: evlog.forward_compression; default auto with the local collector,
+# zstd with the stand-in, which is what auto does toward a collector on another host), BUSY=1 (one busy loop on another process while measuring), PERF=1 (then a perf
 # record -g of the workers during one more "with" run; top entries printed).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -30,12 +30,12 @@ case "$mode" in
   null) ;;
   forward)
     collector_start "$root/bindings/php/tests/fpm/schemas"
-    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url" -d "evlog.forward_gzip=${GZIP:-auto}") ;;
+    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url" -d "evlog.forward_compression=${COMPRESSION:-auto}") ;;
   forward-remote)
     standin_build_start "$root"
     standin_url=$url
-    # gzip on: what `auto` does toward a collector that is not on loopback.
-    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url" -d "evlog.forward_gzip=${GZIP:-on}") ;;
+    # zstd: what `auto` does toward a collector that is not on loopback.
+    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url" -d "evlog.forward_compression=${COMPRESSION:-zstd}") ;;
   *) echo "MODE must be null, forward or forward-remote, not $mode" >&2; exit 2 ;;
 esac
 stack_start "$ext" "$root/bindings/php/tests/fpm/www" "$workers" 0 "${sink_args[@]}" \
@@ -64,7 +64,7 @@ collector_ns() { # CPU time of the local collector's (or stand-in's) threads, ns
 lat_us() { # lat_us FILE PCT: wrk --latency percentile in µs
   awk -v p="$2" '$1 == p"%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); print v} else if (v ~ /ms$/) {sub(/ms/,"",v); print v*1000} else {sub(/s/,"",v); print v*1000000}}' "$1"
 }
-echo "## Per request, nginx + php-fpm ($workers workers), mode=$mode${GZIP:+, gzip=$GZIP}, wrk -t1 -c$conc -d${dur}s, busy loop: ${BUSY:-0}"
+echo "## Per request, nginx + php-fpm ($workers workers), mode=$mode${COMPRESSION:+, compression=$COMPRESSION}, wrk -t1 -c$conc -d${dur}s, busy loop: ${BUSY:-0}"
 echo
 echo "| run | page | p50 µs | p99 µs | req/s | main CPU µs/req | flush CPU µs/req | flush wake-ups/req | flush preempted/req | main vol. sw/req | main preempted/req | collector CPU µs/req |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
@@ -95,7 +95,7 @@ if [ "$mode" = forward-remote ]; then
   fi
 fi
 # The pairs' summary: medians of the with-minus-without differences, and the spread of each.
-python3 "$here/pairs_summary.py" "$STACK_DIR/rows.txt" "$workers workers, -c$conc, mode=$mode${GZIP:+, gzip=$GZIP}, busy=${BUSY:-0}"
+python3 "$here/pairs_summary.py" "$STACK_DIR/rows.txt" "$workers workers, -c$conc, mode=$mode${COMPRESSION:+, compression=$COMPRESSION}, busy=${BUSY:-0}"
 if [ "${PERF:-0}" = 1 ]; then
   pids=$(pgrep -P "$STACK_FPM_PID" | paste -sd,)
   wrk -t1 -c"$conc" -d"$((dur + 2))s" "$base?log=1" > /dev/null &

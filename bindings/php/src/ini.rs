@@ -144,10 +144,16 @@ pub const DIRECTIVES: &[Directive] = &[
         "forward: API key sent as Authorization: Bearer <key>",
     ),
     d(
+        "evlog.forward_compression",
+        "sink.forward.compression",
+        Kind::Choice(&["auto", "zstd", "gzip", "none"]),
+        "forward: request bodies' compression: auto (zstd unless every collector is on loopback), zstd, gzip or none",
+    ),
+    d(
         "evlog.forward_gzip",
         "sink.forward.gzip",
         Kind::BoolOrAuto,
-        "forward: gzip request bodies: on, off or auto (unless every collector is on loopback)",
+        "forward: older spelling of forward_compression: on (gzip), off (none) or auto",
     ),
     d(
         "evlog.forward_timeout",
@@ -873,7 +879,7 @@ mod tests {
 
     use evlog_core::config::SinkKind;
     use evlog_core::sink::bigquery::AuthMethod;
-    use evlog_core::sink::forward::Gzip;
+    use evlog_core::sink::forward::{Compression, Gzip};
     use evlog_core::sink::opensearch::{JsonMapping, OpenSearchAuth};
 
     use super::*;
@@ -955,7 +961,7 @@ mod tests {
         let f = &c.sink.forward;
         assert_eq!(f.url, "http://127.0.0.1:8080");
         assert_eq!(f.api_key.as_deref(), Some("k-1"));
-        assert_eq!(f.gzip, Gzip::Off);
+        assert_eq!(f.gzip, Some(Gzip::Off));
         assert_eq!(f.timeout, Duration::from_secs(2));
         assert_eq!((f.workers, f.max_rows_per_request), (2, 100));
         assert_eq!(f.format, evlog_core::sink::forward::ForwardFormat::Rows);
@@ -990,14 +996,22 @@ mod tests {
                 ("evlog.forward_gzip", raw),
             ])
             .unwrap();
-            assert_eq!(c.sink.forward.gzip, want, "{raw:?}");
+            assert_eq!(c.sink.forward.gzip, Some(want), "{raw:?}");
         }
         let c = build(&[
             ("evlog.mode", "forward"),
             ("evlog.forward_url", "http://a:8080"),
         ])
         .unwrap();
-        assert_eq!(c.sink.forward.gzip, Gzip::Auto);
+        assert_eq!(c.sink.forward.gzip, None);
+        assert_eq!(c.sink.forward.compression(), Compression::Auto);
+        let c = build(&[
+            ("evlog.mode", "forward"),
+            ("evlog.forward_url", "http://a:8080"),
+            ("evlog.forward_compression", "gzip"),
+        ])
+        .unwrap();
+        assert_eq!(c.sink.forward.compression, Some(Compression::Gzip));
         let e = build(&[
             ("evlog.mode", "forward"),
             ("evlog.forward_url", "http://a:8080"),
@@ -1148,6 +1162,8 @@ mod tests {
         keys.extend(
             [
                 "sink.forward.api_key",
+                "sink.forward.compression",
+                "sink.forward.gzip",
                 "sink.bigquery.credentials",
                 "sink.bigquery.token",
                 "sink.bigquery.positions_dir",

@@ -1,13 +1,15 @@
 //! Reading a request body within its limits: the declared and the real size
 //! (`collector.max_body_bytes`), the bytes all requests in progress hold
 //! (`collector.max_in_flight_bytes`, [`BodyBudget`]), a client that stops sending
-//! (`collector.request_timeout`), gzip (`collector.max_decompressed_bytes`); and the nesting depth
-//! scan run before any JSON parse (`collector.max_depth`).
+//! (`collector.request_timeout`), gzip and zstd (`collector.max_decompressed_bytes`; a zstd
+//! window of at most 8 MiB); and the nesting depth scan run before any JSON parse
+//! (`collector.max_depth`).
 //!
-//! Refusals: 413 too large, 415 an encoding other than gzip or identity, 429 the budget is
-//! spent (nothing was kept, come back later), 408 no data in time, 400 a broken read or gzip.
+//! Refusals: 413 too large, 415 an encoding other than gzip, zstd or identity (the forward sink
+//! falls back from zstd to gzip on it), 429 the budget is spent (nothing was kept, come back
+//! later), 408 no data in time, 400 a broken read, gzip or zstd (a window over 8 MiB included).
 
-use std::io::Read as _;
+use std::io::Read;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -85,17 +87,18 @@ pub(super) async fn read_body<'a>(
             ),
         ));
     }
-    let gzip = match req
+    let coding = match req
         .headers()
         .get(CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?"))
     {
-        None | Some("identity") => false,
-        Some("gzip") => true,
+        None | Some("identity") => None,
+        Some("gzip") => Some(Coding::Gzip),
+        Some("zstd") => Some(Coding::Zstd),
         Some(other) => {
             return Err(error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("Content-Encoding {other:?} is not supported (use gzip or none)"),
+                format!("Content-Encoding {other:?} is not supported (use gzip, zstd or none)"),
             ))
         }
     };
@@ -165,31 +168,60 @@ pub(super) async fn read_body<'a>(
         .map(bytes::BytesMut::freeze)
         .or(one)
         .unwrap_or_default();
-    if !gzip {
+    let Some(coding) = coding else {
         return Ok((body, budget));
-    }
-    let text = gunzip(st, &body, &mut budget)?;
+    };
+    let text = decompress(st, coding, &body, &mut budget)?;
     Ok((text, budget))
 }
 
-/// Decompresses a gzip body (one member or several) within `collector.max_decompressed_bytes`,
-/// the body and its text together within `collector.max_in_flight_bytes` and `budget`.
-fn gunzip(st: &State, body: &Bytes, budget: &mut BodyBudget<'_>) -> Result<Bytes, Resp> {
+/// A request body's `Content-Encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coding {
+    Gzip,
+    Zstd,
+}
+
+/// Largest zstd window a body may ask for: 8 MiB, the limit RFC 9659 sets for HTTP (a frame
+/// may otherwise make the decoder allocate up to 2 GiB). The SDK's level 1 uses at most 512 KiB.
+const ZSTD_WINDOW_LOG_MAX: u32 = 23;
+
+/// Decompresses a gzip body (one member or several) or a zstd body (one frame or several)
+/// within `collector.max_decompressed_bytes`, the body and its text together within
+/// `collector.max_in_flight_bytes` and `budget`.
+fn decompress(
+    st: &State,
+    coding: Coding,
+    body: &Bytes,
+    budget: &mut BodyBudget<'_>,
+) -> Result<Bytes, Resp> {
     let limit = st.now().collector.max_decompressed_bytes.0;
     let total = st.now().collector.max_in_flight_bytes.0;
+    let invalid = |e: std::io::Error| {
+        let name = match coding {
+            Coding::Gzip => "gzip",
+            Coding::Zstd => "zstd",
+        };
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("body is not valid {name}: {e}"),
+        )
+    };
+    let mut dec: Box<dyn Read + '_> = match coding {
+        Coding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&body[..])),
+        Coding::Zstd => {
+            let mut z = zstd::stream::read::Decoder::with_buffer(&body[..]).map_err(invalid)?;
+            z.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(invalid)?;
+            Box::new(z)
+        }
+    };
     let mut out = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
-    let mut dec = flate2::read::MultiGzDecoder::new(&body[..]);
     loop {
         let n = match dec.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) => {
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    format!("body is not valid gzip: {e}"),
-                ))
-            }
+            Err(e) => return Err(invalid(e)),
         };
         let size = (out.len() + n) as u64;
         if size > limit {

@@ -26,9 +26,9 @@
 //! 2. Admission ([`auth`]): not draining (503), a known key when keys are configured (401),
 //!    the write-ahead log under `collector.high_watermark` (429), the route's role (403).
 //! 3. The body ([`body`]): `Content-Length` and bytes read within `collector.max_body_bytes`
-//!    (413), gzip or identity only (415), the bytes of all bodies in progress within
+//!    (413), gzip, zstd or identity only (415), the bytes of all bodies in progress within
 //!    `collector.max_in_flight_bytes` (429), data at least every `collector.request_timeout`
-//!    (408), gzip within `collector.max_decompressed_bytes` (413).
+//!    (408), the decompressed text within `collector.max_decompressed_bytes` (413).
 //! 4. Nesting within `collector.max_depth` and syntax (400), at most
 //!    `collector.max_batch_events` events or rows (413); per event: the envelope (400), the
 //!    key's namespaces (403), `collector.max_event_bytes` (413), its schema (422: kept as a dead

@@ -120,7 +120,21 @@ fn env_overrides_keys() {
     assert!(c.sink.file.fsync);
     assert_eq!(c.batch.max_age, Duration::from_secs(2));
     assert_eq!(c.queue.max_bytes, ByteSize(2 << 20));
-    assert_eq!(c.sink.forward.gzip, crate::sink::forward::Gzip::Off);
+    assert_eq!(c.sink.forward.gzip, Some(crate::sink::forward::Gzip::Off));
+    assert_eq!(
+        c.sink.forward.compression(),
+        crate::sink::forward::Compression::None
+    );
+    let c = Config::from_toml_with_env(
+        "",
+        "test",
+        env(&[("EVLOG_SINK_FORWARD_COMPRESSION", "GZIP")]),
+    )
+    .unwrap();
+    assert_eq!(
+        c.sink.forward.compression,
+        Some(crate::sink::forward::Compression::Gzip)
+    );
 
     let e = Config::from_toml_with_env("", "test", env(&[("EVLOG_BATCH_MAX_ROWZ", "1")]))
         .unwrap_err()

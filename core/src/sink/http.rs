@@ -1,7 +1,7 @@
 //! HTTP plumbing shared by the sinks that talk HTTP (BigQuery, OpenSearch, forward to the
 //! collector), so each rule exists once: how a failure is labelled, which statuses are worth
 //! another try, `Retry-After`, the retry budget of one request ([`Attempts`]), the sink's runtime,
-//! running requests side by side, cutting rows into requests ([`split`]), and gzip bodies. A sink keeps only what is its own: its status-to-label
+//! running requests side by side, cutting rows into requests ([`split`]), and compressing bodies (gzip, zstd). A sink keeps only what is its own: its status-to-label
 //! mapping, what counts as a good answer, its messages.
 //!
 //! The retry policy, for every HTTP sink: an attempt that fails with a retryable [`Failure`]
@@ -231,6 +231,33 @@ pub fn split(
     out
 }
 
+/// A request body's compression (`Content-Encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// zstd ([`zstd()`]).
+    Zstd,
+    /// gzip ([`gzip()`]).
+    Gzip,
+}
+
+impl Encoding {
+    /// The `Content-Encoding` value.
+    pub fn header(self) -> &'static str {
+        match self {
+            Encoding::Zstd => "zstd",
+            Encoding::Gzip => "gzip",
+        }
+    }
+
+    /// `body` compressed.
+    pub fn encode(self, body: &[u8]) -> Vec<u8> {
+        match self {
+            Encoding::Zstd => zstd(body),
+            Encoding::Gzip => gzip(body),
+        }
+    }
+}
+
 thread_local! {
     /// This thread's deflate state, reset between bodies. A new one per body (zlib-rs sets up
     /// its window and tables: ~440,000 instructions) cost the forward sink's flush thread ~900
@@ -270,6 +297,45 @@ pub fn gzip(body: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&crc.sum().to_le_bytes());
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out
+}
+
+thread_local! {
+    /// This thread's zstd context, reused between bodies: zstd keeps its tables across frames
+    /// (it moves the window instead of clearing them), so a small body does not pay for
+    /// clearing 128 KiB of hash table as a deflate reset does.
+    static ZSTD: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> = const {
+        std::cell::RefCell::new(None)
+    };
+}
+
+/// The zstd level of request bodies: on JSON events, level 1 takes about half of gzip's fast
+/// level's CPU per byte and its output is ~40 % smaller (`docs/php-cost.md`, session 18);
+/// negative levels save a little more CPU and lose most of the ratio.
+const ZSTD_LEVEL: i32 = 1;
+
+/// zstd-compresses a request body (RFC 8878: one frame with its content size and checksum; level
+/// 1's window is at most 512 KiB, within the 8 MiB RFC 9659 lets an HTTP decoder insist on).
+pub fn zstd(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(body.len()));
+    let done = ZSTD.with(|z| {
+        let mut z = z.borrow_mut();
+        if z.is_none() {
+            let Ok(mut c) = zstd::bulk::Compressor::new(ZSTD_LEVEL) else {
+                return false;
+            };
+            if c.include_checksum(true).is_err() {
+                return false;
+            }
+            *z = Some(c);
+        }
+        z.as_mut()
+            .is_some_and(|c| c.compress_to_buffer(body, &mut out).is_ok())
+    });
+    if done {
+        return out;
+    }
+    // Not expected (the buffer holds the worst case): a one-off compression instead.
+    zstd::bulk::compress(body, ZSTD_LEVEL).unwrap_or_default()
 }
 
 /// Deflates all of `input` into `out` (grown as needed) and finishes the stream; false if the
@@ -369,5 +435,31 @@ mod tests {
                 .expect("gunzip");
             assert_eq!(all.len(), body.len());
         }
+    }
+
+    #[test]
+    fn zstd_round_trips_one_frame_with_its_size_and_checksum() {
+        // As for gzip: the thread's context is reused, so each body comes out whole and alone.
+        let big: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| format!("{{\"x\":{}}}\n", i.wrapping_mul(2_654_435_761)).into_bytes())
+            .collect();
+        for body in [
+            &br#"{"rows":[{"x":1}]}"#[..],
+            b"",
+            &big,
+            b"{}",
+            &big[..1000],
+        ] {
+            let z = zstd(body);
+            assert_eq!(zstd::decode_all(&z[..]).expect("unzstd"), body);
+            // The frame says its size (a decoder sizes its buffer from it) and carries a checksum
+            // (frame header descriptor bit 2).
+            assert_eq!(
+                zstd::zstd_safe::get_frame_content_size(&z).expect("frame"),
+                Some(body.len() as u64)
+            );
+            assert_ne!(z[4] & 0b100, 0, "checksum flag");
+        }
+        assert!(zstd(&big).len() < big.len() / 3);
     }
 }

@@ -1,5 +1,5 @@
 --TEST--
-evlog: mode=forward (evlog.forward_format default: events) into a real collector process (open, file sink): every event stored once, invalid ones dead-lettered by the collector and counted rejected by the SDK, counters reconcile
+evlog: mode=forward (evlog.forward_format default: events, bodies zstd-compressed) into a real collector process (open, file sink): every event stored once, invalid ones dead-lettered by the collector and counted rejected by the SDK, counters reconcile
 --SKIPIF--
 <?php if (!getenv('PHPT_EVLOG_EXT') || !getenv('PHPT_EVLOG_COLLECTOR')) die('skip needs PHPT_EVLOG_EXT and PHPT_EVLOG_COLLECTOR'); ?>
 --FILE--
@@ -33,7 +33,7 @@ evlog_log('t', 'typed', ['n' => 'NaN?'], ['id' => 'fw-typed']); // wrong type: r
 echo json_encode(['flushed' => evlog_flush(10000)] + evlog_stats());
 PHP;
 [$rc, $text] = evlog_php([
-    'evlog.mode' => 'forward', 'evlog.forward_url' => $url, 'evlog.forward_gzip' => '1',
+    'evlog.mode' => 'forward', 'evlog.forward_url' => $url, 'evlog.forward_compression' => 'zstd',
     'evlog.schema_dir' => $schemas, 'evlog.batch_max_age' => '50ms', 'evlog.batch_max_rows' => '100',
 ], ['-r', $code]);
 $s = json_decode($text, true) ?? exit("SDK process failed ($rc): $text\n");

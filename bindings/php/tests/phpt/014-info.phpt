@@ -49,7 +49,7 @@ evlog.batch_max_age => 3s => evlog.config file
 evlog.retry_cap => 7s => env EVLOG_RETRY_CAP
 evlog.collector_url => (renamed evlog.forward_url) => -
 secrets in the output: false
-rows: 73 = 73
+rows: 74 = 74
 configuration error => evlog.mode is set to an empty value: PHP's ini parser reads the bare words null, off, no, false and none as ""; quote the value (e.g. evlog.mode="null" for the null sink), or remove the line to keep the value from evlog.config or the default => -
 evlog.mode => "" => php.ini
 evlog.file_dir => (not set) => -

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::error::ConfigError;
 use crate::config::units::duration_str;
+use crate::sink::http::Encoding;
 use crate::sink::nodes::check_base_url;
 
 /// `[sink.forward]`.
@@ -26,11 +27,17 @@ pub struct ForwardConfig {
     pub urls: Vec<String>,
     /// API key sent as `Authorization: Bearer <key>`; none for an open collector.
     pub api_key: Option<String>,
-    /// Compress request bodies with gzip: `true`, `false` or `"auto"` (default): gzip unless
-    /// every collector URL names a loopback host (`127.0.0.0/8`, `::1`, `localhost`), where
-    /// compressing costs the web host's CPU (about half of the flush thread's work per event)
-    /// and saves no network. A proxy on loopback that forwards elsewhere wants `true`.
-    pub gzip: Gzip,
+    /// How request bodies are compressed: `"auto"` (default): zstd unless every collector URL
+    /// names a loopback host (`127.0.0.0/8`, `::1`, `localhost`), where compressing costs the
+    /// web host's CPU (about half of the flush thread's work per event) and saves no network;
+    /// `"zstd"`, `"gzip"` or `"none"`. zstd takes about half of gzip's CPU per event and its
+    /// bodies are ~40 % smaller; a collector that does not take it (one older than this SDK
+    /// answers 415) is sent gzip from then on, the request at once, nothing lost. A proxy on
+    /// loopback that forwards elsewhere wants `"zstd"`.
+    pub compression: Option<Compression>,
+    /// The older spelling of `compression`: `true` (gzip), `false` (none) or `"auto"`. Give one
+    /// of the two.
+    pub gzip: Option<Gzip>,
     /// Timeout of one HTTP request.
     #[serde(with = "duration_str")]
     pub timeout: Duration,
@@ -59,27 +66,99 @@ pub struct ForwardConfig {
     pub app: String,
 }
 
-/// `sink.forward.gzip`: see [`ForwardConfig::gzip`]. Written as a boolean or `"auto"`; the
-/// strings `true`/`on`/`yes`/`1` and `false`/`off`/`no`/`0` (any case) are read as the booleans,
-/// as an environment variable gives them.
+/// `sink.forward.compression`: see [`ForwardConfig::compression`]. Read in any case; `false`,
+/// `off`, `no` and `0` are read as `"none"`, as an environment variable may give them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Gzip {
-    /// gzip unless every collector is on a loopback address.
+pub enum Compression {
+    /// zstd unless every collector is on a loopback address.
     #[default]
     Auto,
+    /// Always zstd (gzip once a collector answers 415 to it).
+    Zstd,
     /// Always gzip.
+    Gzip,
+    /// Never compress.
+    None,
+}
+
+impl Compression {
+    /// The setting's value as written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Auto => "auto",
+            Compression::Zstd => "zstd",
+            Compression::Gzip => "gzip",
+            Compression::None => "none",
+        }
+    }
+
+    /// The encoding of requests to `urls` (the collectors' base URLs); `None`: uncompressed.
+    pub fn applies_to(self, urls: &[String]) -> Option<Encoding> {
+        match self {
+            Compression::Zstd => Some(Encoding::Zstd),
+            Compression::Gzip => Some(Encoding::Gzip),
+            Compression::None => None,
+            Compression::Auto => (!urls.iter().all(|u| is_loopback(u))).then_some(Encoding::Zstd),
+        }
+    }
+}
+
+impl Serialize for Compression {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Compression {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Compression;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"auto\", \"zstd\", \"gzip\" or \"none\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Compression, E> {
+                if v {
+                    // `true` names no codec.
+                    return Err(E::invalid_value(serde::de::Unexpected::Bool(v), &self));
+                }
+                Ok(Compression::None)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Compression, E> {
+                match v.trim().to_ascii_lowercase().as_str() {
+                    "auto" => Ok(Compression::Auto),
+                    "zstd" => Ok(Compression::Zstd),
+                    "gzip" => Ok(Compression::Gzip),
+                    "none" | "false" | "off" | "no" | "0" => Ok(Compression::None),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// `sink.forward.gzip`, the older spelling of [`ForwardConfig::compression`]. Written as a
+/// boolean or `"auto"`; the strings `true`/`on`/`yes`/`1` and `false`/`off`/`no`/`0` (any
+/// case) are read as the booleans, as an environment variable gives them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Gzip {
+    /// As `compression = "auto"`.
+    #[default]
+    Auto,
+    /// As `compression = "gzip"`.
     On,
-    /// Never gzip.
+    /// As `compression = "none"`.
     Off,
 }
 
 impl Gzip {
-    /// Whether requests to `urls` (the collectors' base URLs) are compressed.
-    pub fn applies_to(self, urls: &[String]) -> bool {
+    /// The `compression` value it stands for.
+    pub fn as_compression(self) -> Compression {
         match self {
-            Gzip::On => true,
-            Gzip::Off => false,
-            Gzip::Auto => !urls.iter().all(|u| is_loopback(u)),
+            Gzip::Auto => Compression::Auto,
+            Gzip::On => Compression::Gzip,
+            Gzip::Off => Compression::None,
         }
     }
 }
@@ -163,7 +242,8 @@ impl Default for ForwardConfig {
             url: String::new(),
             urls: Vec::new(),
             api_key: None,
-            gzip: Gzip::Auto,
+            compression: None,
+            gzip: None,
             timeout: Duration::from_secs(10),
             workers: 4,
             max_rows_per_request: 1000,
@@ -211,6 +291,13 @@ impl ForwardConfig {
                 );
             }
         }
+        if self.compression.is_some() && self.gzip.is_some() {
+            return ConfigError::invalid(
+                "sink.forward.gzip",
+                "and sink.forward.compression are both set: give compression only (gzip is its \
+                 older spelling: true = \"gzip\", false = \"none\")",
+            );
+        }
         if self.workers == 0 || self.workers > 256 {
             return ConfigError::invalid("sink.forward.workers", "must be 1..=256");
         }
@@ -230,6 +317,18 @@ impl ForwardConfig {
             );
         }
         Ok(())
+    }
+
+    /// The compression chosen: `compression`, else what the older `gzip` says, else `"auto"`.
+    pub fn compression(&self) -> Compression {
+        self.compression
+            .or(self.gzip.map(Gzip::as_compression))
+            .unwrap_or_default()
+    }
+
+    /// The encoding of request bodies, `auto` resolved against the URLs; `None`: uncompressed.
+    pub fn encoding(&self) -> Option<Encoding> {
+        self.compression().applies_to(&self.base_urls())
     }
 
     /// The collectors' base URLs: `urls`, or `url` alone.

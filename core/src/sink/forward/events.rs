@@ -15,7 +15,7 @@
 
 use std::ops::Range;
 
-use super::sink::{not_the_collector, Delivery, ForwardSink, MAX_ANSWER_BYTES};
+use super::sink::{not_the_collector, Body, Delivery, ForwardSink, MAX_ANSWER_BYTES};
 use super::wire::{self, BatchAnswer};
 use crate::ingest::RawEvent;
 use crate::sink::http;
@@ -55,15 +55,11 @@ impl ForwardSink {
 
     /// Sends one request of `n` envelope lines until it succeeds or attempts run out.
     async fn post_events(&self, text: String, n: usize) -> Delivery<BatchAnswer> {
-        let bytes = if self.gzip {
-            http::gzip(text.as_bytes())
-        } else {
-            text.into_bytes()
-        };
+        let bytes = Body::new(text.into_bytes());
         self.with_failover(n, |base| {
             // Only the refused events' results: the usual answer is then a few bytes to read.
             let url = format!("{base}/v1/batch?results=refused");
-            let bytes = bytes.clone();
+            let bytes = &bytes;
             async move {
                 let (status, body) = self.post(&url, "application/x-ndjson", bytes).await?;
                 check_batch_answer(&body, n)

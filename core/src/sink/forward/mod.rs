@@ -22,8 +22,9 @@
 //! Contract of `/v1/rows` (same shape as the BigQuery sink):
 //! - A batch is split into requests of at most `max_rows_per_request` rows; up to `workers`
 //!   requests are in flight at once on a current-thread tokio runtime owned by the flush thread,
-//!   over keep-alive connections. Bodies are gzip-compressed by `gzip`
-//!   ([`Gzip`]: by default unless every collector is on loopback). The API key goes
+//!   over keep-alive connections. Bodies are compressed by `compression`
+//!   ([`Compression`]: zstd by default unless every collector is on loopback; a collector
+//!   that answers 415 to zstd is sent gzip from then on, the same request at once). The API key goes
 //!   in `Authorization: Bearer <key>`.
 //! - Only the collector's answer counts (see [`wire::RowsAnswer`]): a 2xx whose body is a JSON
 //!   object with `accepted` equal to the rows plus dead letters sent means the collector has them
@@ -75,5 +76,5 @@ mod sink;
 mod tests;
 pub mod wire;
 
-pub use self::config::{ForwardConfig, ForwardFormat, Gzip};
+pub use self::config::{Compression, ForwardConfig, ForwardFormat, Gzip};
 pub use self::sink::ForwardSink;

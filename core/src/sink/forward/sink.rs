@@ -1,11 +1,15 @@
 //! The forward sink itself: requests, the collector's answer and what it means for each row.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use super::{wire, ForwardConfig, ForwardFormat};
 use crate::config::retry::RetryConfig;
 use crate::ingest::RawEvent;
-use crate::sink::http::{self, Attempts, Failure};
+use crate::sink::http::{self, Attempts, Encoding, Failure};
 use crate::sink::nodes::Nodes;
 use crate::sink::{
     intern_reason, Batch, BatchOutcome, EncodedRow, EventsOutcome, RejectedEvent, Sink, SinkError,
@@ -18,8 +22,10 @@ pub struct ForwardSink {
     pub(super) nodes: Nodes,
     pub(super) rt: tokio::runtime::Runtime,
     pub(super) cfg: ForwardConfig,
-    /// Whether request bodies are gzip-compressed (`cfg.gzip` applied to the URLs).
-    pub(super) gzip: bool,
+    /// How request bodies are compressed (`cfg.compression` applied to the URLs); `None`: not.
+    pub(super) encoding: Option<Encoding>,
+    /// A collector answered 415 to a zstd body: gzip from then on (see [`ForwardSink::post`]).
+    zstd_refused: AtomicBool,
     pub(super) retry: RetryConfig,
     pub(super) probe: bool,
     /// The pipeline's shutdown signal (see [`crate::sink::StopSignal`]).
@@ -52,6 +58,67 @@ pub(super) fn excerpt(body: &[u8]) -> String {
     } else {
         format!("{cut:?}")
     }
+}
+
+/// A request's body: its text, compressed when first sent (and again in another encoding if the
+/// collector refuses the first); each attempt sends the same bytes without copying them.
+pub(super) struct Body {
+    text: Bytes,
+    /// The text compressed, and how.
+    packed: Mutex<Option<(Encoding, Bytes)>>,
+}
+
+impl Body {
+    pub(super) fn new(text: Vec<u8>) -> Self {
+        Self {
+            text: Bytes::from(text),
+            packed: Mutex::new(None),
+        }
+    }
+
+    /// The bytes to send with `encoding`.
+    fn bytes(&self, encoding: Option<Encoding>) -> Bytes {
+        let Some(encoding) = encoding else {
+            return self.text.clone();
+        };
+        // Attempts of one request run one after another: the lock is never contended.
+        let mut packed = self.packed.lock().unwrap_or_else(|e| e.into_inner());
+        match &*packed {
+            Some((e, bytes)) if *e == encoding => bytes.clone(),
+            _ => {
+                let bytes = Bytes::from(encoding.encode(&self.text));
+                *packed = Some((encoding, bytes.clone()));
+                bytes
+            }
+        }
+    }
+}
+
+/// `Ok` with the status and the answer for a 2xx; else the failure: its kind, whether it may be
+/// retried, `Retry-After`.
+fn answer(
+    url: &str,
+    status: reqwest::StatusCode,
+    retry_after: Option<Duration>,
+    text: Vec<u8>,
+) -> Result<(reqwest::StatusCode, Vec<u8>), Failure> {
+    let code = status.as_u16();
+    if !status.is_success() {
+        return Err(Failure {
+            kind: match code {
+                429 => "http_429",
+                500..=599 => "http_5xx",
+                400..=499 => "http_4xx",
+                300..=399 => "http_3xx",
+                _ => "bad_answer",
+            },
+            message: format!("POST {url} answered {status}: {}", excerpt(&text)),
+            retryable: http::retryable_status(code),
+            retry_after,
+            not_found: false,
+        });
+    }
+    Ok((status, text))
 }
 
 /// What a request carries, to check the answer against.
@@ -90,7 +157,8 @@ impl ForwardSink {
             rt,
             http,
             nodes: Nodes::new(cfg.base_urls(), retry),
-            gzip: cfg.gzip.applies_to(&cfg.base_urls()),
+            encoding: cfg.encoding(),
+            zstd_refused: AtomicBool::new(false),
             cfg: cfg.clone(),
             retry: retry.clone(),
             probe: false,
@@ -98,31 +166,56 @@ impl ForwardSink {
         })
     }
 
-    fn encode(&self, body: &wire::RowsRequest) -> Vec<u8> {
-        let json = serde_json::to_vec(body).unwrap_or_default();
-        if self.gzip {
-            http::gzip(&json)
-        } else {
-            json
+    /// The encoding of the next request: the configured one, unless a collector refused zstd.
+    pub(super) fn encoding(&self) -> Option<Encoding> {
+        match self.encoding {
+            Some(Encoding::Zstd) if self.zstd_refused.load(Ordering::Relaxed) => {
+                Some(Encoding::Gzip)
+            }
+            e => e,
         }
     }
 
     /// One POST of `body` to `url`; `Ok` with the status and the answer's bytes for a 2xx, else
-    /// the failure (its kind, whether it may be retried, `Retry-After`).
+    /// the failure (its kind, whether it may be retried, `Retry-After`). A 415 answer to a zstd
+    /// body (a collector older than zstd support) switches the sink to gzip for good and sends
+    /// the body again at once, gzipped: an SDK upgraded before its collectors loses nothing.
     pub(super) async fn post(
         &self,
         url: &str,
         content_type: &'static str,
-        body: Vec<u8>,
+        body: &Body,
     ) -> Result<(reqwest::StatusCode, Vec<u8>), Failure> {
+        loop {
+            let encoding = self.encoding();
+            let (status, retry_after, text) =
+                self.post_once(url, content_type, encoding, body).await?;
+            let code = status.as_u16();
+            if code == 415 && encoding == Some(Encoding::Zstd) {
+                self.zstd_refused.store(true, Ordering::Relaxed);
+                continue;
+            }
+            return answer(url, status, retry_after, text);
+        }
+    }
+
+    /// One HTTP exchange: the status, `Retry-After` and the answer's bytes (at most
+    /// [`MAX_ANSWER_BYTES`] and a chunk).
+    async fn post_once(
+        &self,
+        url: &str,
+        content_type: &'static str,
+        encoding: Option<Encoding>,
+        body: &Body,
+    ) -> Result<(reqwest::StatusCode, Option<Duration>, Vec<u8>), Failure> {
         let mut req = self
             .http
             .post(url)
             .timeout(self.cfg.timeout)
             .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(body);
-        if self.gzip {
-            req = req.header(reqwest::header::CONTENT_ENCODING, "gzip");
+            .body(body.bytes(encoding));
+        if let Some(e) = encoding {
+            req = req.header(reqwest::header::CONTENT_ENCODING, e.header());
         }
         if let Some(k) = &self.cfg.api_key {
             req = req.bearer_auth(k);
@@ -141,23 +234,7 @@ impl ForwardSink {
                 break;
             }
         }
-        let code = status.as_u16();
-        if !status.is_success() {
-            return Err(Failure {
-                kind: match code {
-                    429 => "http_429",
-                    500..=599 => "http_5xx",
-                    400..=499 => "http_4xx",
-                    300..=399 => "http_3xx",
-                    _ => "bad_answer",
-                },
-                message: format!("POST {url} answered {status}: {}", excerpt(&text)),
-                retryable: http::retryable_status(code),
-                retry_after,
-                not_found: false,
-            });
-        }
-        Ok((status, text))
+        Ok((status, retry_after, text))
     }
 
     /// One POST to `<base>/v1/rows`; `Ok` only with the collector's answer for exactly what was
@@ -165,7 +242,7 @@ impl ForwardSink {
     async fn attempt(
         &self,
         base: &str,
-        body: Vec<u8>,
+        body: &Body,
         sent: &Sent<'_>,
     ) -> Result<wire::RowsAnswer, Failure> {
         let url = format!("{base}/v1/rows");
@@ -176,14 +253,14 @@ impl ForwardSink {
 
     /// Sends one request until it succeeds or attempts run out.
     async fn send(&self, body: &wire::RowsRequest) -> Delivery<wire::RowsAnswer> {
-        let bytes = self.encode(body);
+        let bytes = Body::new(serde_json::to_vec(body).unwrap_or_default());
         let sent = Sent {
             request: body,
             items: body.batches.iter().map(|b| b.rows.len()).sum::<usize>() + body.rejected.len(),
         };
         let sent = &sent;
         self.with_failover(sent.items, |base| {
-            let bytes = bytes.clone();
+            let bytes = &bytes;
             async move { self.attempt(&base, bytes, sent).await }
         })
         .await

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::*;
 use crate::config::RetryConfig;
 use crate::routing::{Destination, PartitionKind};
+use crate::sink::http;
 use crate::sink::{Batch, EncodedRow, RejectedEvent, Sink, SinkError};
 
 /// What the test server answers a request: status, extra header lines, body.
@@ -21,7 +22,7 @@ pub(super) fn collector_answer(req: &wire::RowsRequest) -> Answer {
 }
 
 /// A loopback HTTP/1.1 server answering the `i`-th request (from 0) with `answer(i, body)`,
-/// recording request heads. Bodies are gunzipped and parsed as the forward wire format.
+/// recording request heads. Bodies are decompressed and parsed as the forward wire format.
 pub(super) fn server(
     answer: impl Fn(usize, &wire::RowsRequest) -> Answer + Send + 'static,
 ) -> (String, Arc<Mutex<Vec<String>>>) {
@@ -29,10 +30,17 @@ pub(super) fn server(
 }
 
 /// A loopback HTTP/1.1 server answering the `i`-th request (from 0) with `answer(i, body)`,
-/// the body gunzipped when it came compressed; records the request heads. Shared by the rows
-/// and the events tests.
+/// the body decompressed (gzip, zstd) when it came compressed; records the request heads.
+/// Shared by the rows and the events tests.
 pub(super) fn raw_server(
     answer: impl Fn(usize, &[u8]) -> Answer + Send + 'static,
+) -> (String, Arc<Mutex<Vec<String>>>) {
+    head_server(move |i, _, body| answer(i, body))
+}
+
+/// [`raw_server`] whose `answer` also sees the request's head (lowercased).
+pub(super) fn head_server(
+    answer: impl Fn(usize, &str, &[u8]) -> Answer + Send + 'static,
 ) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -66,17 +74,20 @@ pub(super) fn raw_server(
                 if reader.read_exact(&mut body).is_err() {
                     break;
                 }
-                if head.to_ascii_lowercase().contains("content-encoding: gzip") {
+                let lower = head.to_ascii_lowercase();
+                if lower.contains("content-encoding: gzip") {
                     let mut plain = Vec::new();
                     let _ = flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut plain);
                     body = plain;
+                } else if lower.contains("content-encoding: zstd") {
+                    body = zstd::decode_all(&body[..]).unwrap_or_default();
                 }
                 let i = {
                     let mut seen = seen2.lock().expect("lock");
                     seen.push(head);
                     seen.len() - 1
                 };
-                let (status, extra, text) = answer(i, &body);
+                let (status, extra, text) = answer(i, &lower, &body);
                 let answer = format!(
                     "HTTP/1.1 {status} X\r\n{extra}Content-Length: {}\r\n\r\n{text}",
                     text.len()
@@ -157,7 +168,7 @@ fn retries_429_and_5xx_then_delivers_with_key_and_gzip() {
         api_key: Some("k-123".into()),
         max_rows_per_request: 10,
         workers: 1,
-        gzip: Gzip::On,
+        compression: Some(Compression::Gzip),
         ..ForwardConfig::default()
     };
     let mut sink = ForwardSink::new(&cfg, &retry()).expect("sink");
@@ -175,6 +186,48 @@ fn retries_429_and_5xx_then_delivers_with_key_and_gzip() {
     assert!(h.starts_with("post /v1/rows "), "{h}");
     assert!(h.contains("authorization: bearer k-123"), "{h}");
     assert!(h.contains("content-encoding: gzip"), "{h}");
+}
+
+#[test]
+fn zstd_goes_to_gzip_for_good_when_a_collector_answers_415() {
+    // A collector older than zstd support: 415 to a zstd body, its answer to the others.
+    let (url, seen) = head_server(|_, head, body| {
+        if head.contains("content-encoding: zstd") {
+            return (415, "", "Content-Encoding \"zstd\" is not supported".into());
+        }
+        collector_answer(&serde_json::from_slice(body).expect("wire body"))
+    });
+    let cfg = ForwardConfig {
+        url,
+        workers: 1,
+        compression: Some(Compression::Zstd),
+        ..ForwardConfig::default()
+    };
+    let mut sink = ForwardSink::new(&cfg, &retry()).expect("sink");
+    let out = sink.deliver(vec![batch(3)]);
+    assert_eq!(out[0].delivered, 3);
+    assert!(
+        out[0].attempt_errors.is_empty(),
+        "{:?}",
+        out[0].attempt_errors
+    );
+    assert!(out[0].error.is_none());
+    // The next request goes gzipped at once.
+    let out = sink.deliver(vec![batch(2)]);
+    assert_eq!(out[0].delivered, 2);
+    let encodings: Vec<&str> = seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|h| {
+            let h = h.to_ascii_lowercase();
+            ["zstd", "gzip"]
+                .into_iter()
+                .find(|e| h.contains(&format!("content-encoding: {e}")))
+                .unwrap_or("none")
+        })
+        .collect();
+    assert_eq!(encodings, ["zstd", "gzip", "gzip"]);
 }
 
 #[test]
@@ -425,8 +478,9 @@ fn a_base_url_path_is_kept() {
 }
 
 #[test]
-fn gzip_auto_compresses_unless_every_collector_is_on_loopback() {
+fn compression_auto_is_zstd_unless_every_collector_is_on_loopback() {
     let urls = |list: &[&str]| list.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+    let zstd = Some(http::Encoding::Zstd);
     for local in [
         "http://127.0.0.1:8080",
         "http://127.9.9.9",
@@ -435,8 +489,16 @@ fn gzip_auto_compresses_unless_every_collector_is_on_loopback() {
         "https://LocalHost.",
         "http://collector.localhost",
     ] {
-        assert!(!Gzip::Auto.applies_to(&urls(&[local])), "{local}");
-        assert!(Gzip::On.applies_to(&urls(&[local])), "{local}");
+        assert_eq!(
+            Compression::Auto.applies_to(&urls(&[local])),
+            None,
+            "{local}"
+        );
+        assert_eq!(
+            Compression::Zstd.applies_to(&urls(&[local])),
+            zstd,
+            "{local}"
+        );
     }
     for remote in [
         "http://10.0.0.5:8080",
@@ -444,29 +506,83 @@ fn gzip_auto_compresses_unless_every_collector_is_on_loopback() {
         "http://[2001:db8::1]",
         "http://localhost.example.com",
     ] {
-        assert!(Gzip::Auto.applies_to(&urls(&[remote])), "{remote}");
-        assert!(!Gzip::Off.applies_to(&urls(&[remote])), "{remote}");
+        assert_eq!(
+            Compression::Auto.applies_to(&urls(&[remote])),
+            zstd,
+            "{remote}"
+        );
+        assert_eq!(
+            Compression::None.applies_to(&urls(&[remote])),
+            None,
+            "{remote}"
+        );
+        assert_eq!(
+            Compression::Gzip.applies_to(&urls(&[remote])),
+            Some(http::Encoding::Gzip)
+        );
     }
     // Several collectors: compressed as soon as one is not local (one setting for all).
-    assert!(Gzip::Auto.applies_to(&urls(&["http://127.0.0.1:1", "http://10.0.0.5:1"])));
-    assert!(!Gzip::Auto.applies_to(&urls(&["http://127.0.0.1:1", "http://localhost:2"])));
+    let mixed = urls(&["http://127.0.0.1:1", "http://10.0.0.5:1"]);
+    assert_eq!(Compression::Auto.applies_to(&mixed), zstd);
+    let local = urls(&["http://127.0.0.1:1", "http://localhost:2"]);
+    assert_eq!(Compression::Auto.applies_to(&local), None);
 }
 
 #[test]
-fn gzip_reads_booleans_auto_and_their_env_spellings_and_names_a_bad_value() {
+fn compression_reads_its_names_in_any_case_and_names_a_bad_value() {
     for (text, want) in [
-        ("true", Gzip::On),
-        ("false", Gzip::Off),
-        ("\"auto\"", Gzip::Auto),
-        ("\"on\"", Gzip::On),
-        ("\"OFF\"", Gzip::Off),
-        ("\"1\"", Gzip::On),
-        ("\"no\"", Gzip::Off),
+        ("\"auto\"", Compression::Auto),
+        ("\"zstd\"", Compression::Zstd),
+        ("\"GZIP\"", Compression::Gzip),
+        ("\"none\"", Compression::None),
+        ("\"off\"", Compression::None),
+        ("false", Compression::None),
+    ] {
+        let cfg: ForwardConfig = toml::from_str(&format!("compression = {text}")).expect(text);
+        assert_eq!(cfg.compression, Some(want), "{text}");
+        assert_eq!(cfg.compression(), want, "{text}");
+    }
+    assert_eq!(ForwardConfig::default().compression(), Compression::Auto);
+    for bad in ["\"brotli\"", "true"] {
+        let e = toml::from_str::<ForwardConfig>(&format!("compression = {bad}"))
+            .expect_err(bad)
+            .to_string();
+        assert!(
+            e.contains("compression") && e.contains("\"auto\", \"zstd\", \"gzip\" or \"none\""),
+            "{e}"
+        );
+    }
+    // Written back as it is read.
+    for c in [
+        Compression::Auto,
+        Compression::Zstd,
+        Compression::Gzip,
+        Compression::None,
+    ] {
+        let cfg = ForwardConfig {
+            compression: Some(c),
+            ..ForwardConfig::default()
+        };
+        let back: ForwardConfig = toml::from_str(&toml::to_string(&cfg).expect("ser")).expect("de");
+        assert_eq!(back.compression, Some(c));
+    }
+}
+
+#[test]
+fn gzip_is_read_as_the_older_spelling_of_compression() {
+    for (text, want, means) in [
+        ("true", Gzip::On, Compression::Gzip),
+        ("false", Gzip::Off, Compression::None),
+        ("\"auto\"", Gzip::Auto, Compression::Auto),
+        ("\"on\"", Gzip::On, Compression::Gzip),
+        ("\"OFF\"", Gzip::Off, Compression::None),
+        ("\"1\"", Gzip::On, Compression::Gzip),
+        ("\"no\"", Gzip::Off, Compression::None),
     ] {
         let cfg: ForwardConfig = toml::from_str(&format!("gzip = {text}")).expect(text);
-        assert_eq!(cfg.gzip, want, "{text}");
+        assert_eq!(cfg.gzip, Some(want), "{text}");
+        assert_eq!(cfg.compression(), means, "{text}");
     }
-    assert_eq!(ForwardConfig::default().gzip, Gzip::Auto);
     let e = toml::from_str::<ForwardConfig>("gzip = \"maybe\"")
         .expect_err("maybe")
         .to_string();
@@ -474,13 +590,24 @@ fn gzip_reads_booleans_auto_and_their_env_spellings_and_names_a_bad_value() {
         e.contains("gzip") && e.contains("true, false or \"auto\""),
         "{e}"
     );
-    // Written back as it is read.
     for g in [Gzip::Auto, Gzip::On, Gzip::Off] {
         let cfg = ForwardConfig {
-            gzip: g,
+            gzip: Some(g),
             ..ForwardConfig::default()
         };
         let back: ForwardConfig = toml::from_str(&toml::to_string(&cfg).expect("ser")).expect("de");
-        assert_eq!(back.gzip, g);
+        assert_eq!(back.gzip, Some(g));
     }
+    // Both: an error naming the two keys.
+    let both = ForwardConfig {
+        url: "http://10.0.0.5:8080".into(),
+        gzip: Some(Gzip::On),
+        compression: Some(Compression::Zstd),
+        ..ForwardConfig::default()
+    };
+    let e = both.validate(true).expect_err("both").to_string();
+    assert!(
+        e.contains("sink.forward.gzip") && e.contains("sink.forward.compression"),
+        "{e}"
+    );
 }
