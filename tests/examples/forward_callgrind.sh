@@ -48,7 +48,7 @@ echo "|---|---|"
 all=$(awk -v a="$(total "$big")" -v b="$(total "$little")" -v n=$((n - small)) \
   'BEGIN {printf "%.0f", (a - b) / n}')
 # `frame` may be inlined into its caller: then its per-event part, `push_envelope`, stands for it.
-frame=$(per 'forward::(events::frame|wire::push_envelope)') zip=$(per 'sink::http::(compress|gzip|zstd)')
+frame=$(per 'forward::(events::frame|wire::push_envelope)') zip=$(per 'sink::http::(Encoding::encode|compress|gzip|zstd)')
 answer=$(per 'check_batch_answer')
 echo "| flush thread, all of it | $all |"
 echo "| … framing (\`events::frame\`, or \`wire::push_envelope\` when it is inlined) | $frame |"

@@ -302,7 +302,8 @@ pub fn gzip(body: &[u8]) -> Vec<u8> {
 thread_local! {
     /// This thread's zstd context, reused between bodies: zstd keeps its tables across frames
     /// (it moves the window instead of clearing them), so a small body does not pay for
-    /// clearing 128 KiB of hash table as a deflate reset does.
+    /// clearing 128 KiB of hash table as a deflate reset does. Sized by the largest body so far:
+    /// ~50 KiB for 2 KB, ~570 KiB from 128 KB up (level 1), kept for the thread's life.
     static ZSTD: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> = const {
         std::cell::RefCell::new(None)
     };

@@ -74,6 +74,8 @@ use serde_json::json;
 use thiserror::Error;
 
 pub use self::factory::{factory, SinkConfig, SinkFactory, SinkKind};
+/// Request body compression, as the HTTP sinks do it (public for benchmarks).
+pub use self::http::Encoding;
 pub use self::stop::StopSignal;
 use crate::ingest::RawEvent;
 use crate::routing::Destination;

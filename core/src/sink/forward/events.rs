@@ -56,14 +56,13 @@ impl ForwardSink {
     /// Sends one request of `n` envelope lines until it succeeds or attempts run out.
     async fn post_events(&self, text: String, n: usize) -> Delivery<BatchAnswer> {
         let bytes = Body::new(text.into_bytes());
-        self.with_failover(n, |base| {
-            // Only the refused events' results: the usual answer is then a few bytes to read.
-            let url = format!("{base}/v1/batch?results=refused");
+        self.with_failover(n, |node| {
+            let url = &self.endpoints(node).batch;
             let bytes = &bytes;
             async move {
-                let (status, body) = self.post(&url, "application/x-ndjson", bytes).await?;
+                let (status, body) = self.post(url, "application/x-ndjson", bytes).await?;
                 check_batch_answer(&body, n)
-                    .map_err(|what| not_the_collector(&url, status, &what, n, &body))
+                    .map_err(|what| not_the_collector(url, status, &what, n, &body))
             }
         })
         .await

@@ -20,6 +20,8 @@ pub struct ForwardSink {
     http: reqwest::Client,
     /// The collectors' base URLs and their health.
     pub(super) nodes: Nodes,
+    /// Each collector's endpoints (as `nodes`), parsed once.
+    endpoints: Vec<Endpoints>,
     pub(super) rt: tokio::runtime::Runtime,
     pub(super) cfg: ForwardConfig,
     /// How request bodies are compressed (`cfg.compression` applied to the URLs); `None`: not.
@@ -60,6 +62,29 @@ pub(super) fn excerpt(body: &[u8]) -> String {
     }
 }
 
+/// A collector's endpoints, parsed when the sink is built: a URL given to reqwest as text is
+/// parsed on every request (~7,000 instructions of `url`'s parser, IDNA included).
+pub(super) struct Endpoints {
+    /// `<base>/v1/batch?results=refused`: the events format asks for the refused events'
+    /// results only, so the usual answer is a few bytes to read.
+    pub(super) batch: reqwest::Url,
+    /// `<base>/v1/rows`.
+    pub(super) rows: reqwest::Url,
+}
+
+impl Endpoints {
+    fn new(base: &str) -> Result<Self, SinkError> {
+        let parse = |path: &str| {
+            reqwest::Url::parse(&format!("{base}{path}"))
+                .map_err(|e| SinkError::Config(format!("sink.forward.url {base:?}: {e}")))
+        };
+        Ok(Self {
+            batch: parse("/v1/batch?results=refused")?,
+            rows: parse("/v1/rows")?,
+        })
+    }
+}
+
 /// A request's body: its text, compressed when first sent (and again in another encoding if the
 /// collector refuses the first); each attempt sends the same bytes without copying them.
 pub(super) struct Body {
@@ -97,7 +122,7 @@ impl Body {
 /// `Ok` with the status and the answer for a 2xx; else the failure: its kind, whether it may be
 /// retried, `Retry-After`.
 fn answer(
-    url: &str,
+    url: &reqwest::Url,
     status: reqwest::StatusCode,
     retry_after: Option<Duration>,
     text: Vec<u8>,
@@ -153,10 +178,15 @@ impl ForwardSink {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| SinkError::Config(format!("HTTP client: {e}")))?;
+        let nodes = Nodes::new(cfg.base_urls(), retry);
+        let endpoints = (0..nodes.len())
+            .map(|i| Endpoints::new(nodes.url(i)))
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             rt,
             http,
-            nodes: Nodes::new(cfg.base_urls(), retry),
+            nodes,
+            endpoints,
             encoding: cfg.encoding(),
             zstd_refused: AtomicBool::new(false),
             cfg: cfg.clone(),
@@ -182,7 +212,7 @@ impl ForwardSink {
     /// the body again at once, gzipped: an SDK upgraded before its collectors loses nothing.
     pub(super) async fn post(
         &self,
-        url: &str,
+        url: &reqwest::Url,
         content_type: &'static str,
         body: &Body,
     ) -> Result<(reqwest::StatusCode, Vec<u8>), Failure> {
@@ -203,14 +233,14 @@ impl ForwardSink {
     /// [`MAX_ANSWER_BYTES`] and a chunk).
     async fn post_once(
         &self,
-        url: &str,
+        url: &reqwest::Url,
         content_type: &'static str,
         encoding: Option<Encoding>,
         body: &Body,
     ) -> Result<(reqwest::StatusCode, Option<Duration>, Vec<u8>), Failure> {
         let mut req = self
             .http
-            .post(url)
+            .post(url.clone())
             .timeout(self.cfg.timeout)
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(body.bytes(encoding));
@@ -237,18 +267,24 @@ impl ForwardSink {
         Ok((status, retry_after, text))
     }
 
-    /// One POST to `<base>/v1/rows`; `Ok` only with the collector's answer for exactly what was
-    /// sent (its `refused` rows checked against the request).
+    /// One POST to collector `node`'s `/v1/rows`; `Ok` only with the collector's answer for
+    /// exactly what was sent (its `refused` rows checked against the request).
     async fn attempt(
         &self,
-        base: &str,
+        node: usize,
         body: &Body,
         sent: &Sent<'_>,
     ) -> Result<wire::RowsAnswer, Failure> {
-        let url = format!("{base}/v1/rows");
-        let (status, text) = self.post(&url, "application/json", body).await?;
+        let url = &self.endpoints(node).rows;
+        let (status, text) = self.post(url, "application/json", body).await?;
         check_answer(&text, sent)
-            .map_err(|what| not_the_collector(&url, status, &what, sent.items, &text))
+            .map_err(|what| not_the_collector(url, status, &what, sent.items, &text))
+    }
+
+    /// Collector `node`'s endpoints.
+    pub(super) fn endpoints(&self, node: usize) -> &Endpoints {
+        // `with_failover` gives only indexes of `nodes`, which `endpoints` matches.
+        &self.endpoints[node.min(self.endpoints.len() - 1)]
     }
 
     /// Sends one request until it succeeds or attempts run out.
@@ -259,14 +295,14 @@ impl ForwardSink {
             items: body.batches.iter().map(|b| b.rows.len()).sum::<usize>() + body.rejected.len(),
         };
         let sent = &sent;
-        self.with_failover(sent.items, |base| {
+        self.with_failover(sent.items, |node| {
             let bytes = &bytes;
-            async move { self.attempt(&base, bytes, sent).await }
+            async move { self.attempt(node, bytes, sent).await }
         })
         .await
     }
 
-    /// Makes the attempts of one request of `items` items, each by `one(base URL)`, until one
+    /// Makes the attempts of one request of `items` items, each by `one(collector index)`, until one
     /// succeeds or the budget is spent: each attempt goes to the collector [`Nodes::pick`]
     /// gives; one that fails for a reason of the collector's (connect, timeout, dropped
     /// connection, 5xx, 429) puts it down, and the request goes at once to another that is up,
@@ -275,7 +311,7 @@ impl ForwardSink {
     pub(super) async fn with_failover<T, F>(
         &self,
         items: usize,
-        one: impl Fn(String) -> F,
+        one: impl Fn(usize) -> F,
     ) -> Delivery<T>
     where
         F: std::future::Future<Output = Result<T, Failure>>,
@@ -298,10 +334,7 @@ impl ForwardSink {
                     self.nodes.pick(&tried).unwrap_or_default()
                 }
             };
-            match attempts
-                .attempt(one(self.nodes.url(node).to_string()))
-                .await
-            {
+            match attempts.attempt(one(node)).await {
                 Ok(answer) => {
                     self.nodes.succeeded(node);
                     out.answer = Some(answer);
@@ -360,7 +393,7 @@ pub(super) struct Delivery<T> {
 /// The failure for a 2xx that is not the collector's answer (`what` is wrong with it): not
 /// retried, a wrong server does not become right.
 pub(super) fn not_the_collector(
-    url: &str,
+    url: &reqwest::Url,
     status: reqwest::StatusCode,
     what: &str,
     items: usize,
