@@ -791,6 +791,15 @@ fn effective_values(
                         (None, _) if dir.key == "spool.dir" => {
                             "auto (/var/tmp/evlog-<uid>/<sink>-<hash>)".into()
                         }
+                        // Unset, `gzip` (its older spelling) decides, else `auto`.
+                        (None, _) if dir.key == "sink.forward.compression" => {
+                            match config.sink.forward.compression() {
+                                evlog_core::sink::forward::Compression::Auto => {
+                                    "auto (zstd unless every collector is on loopback)".into()
+                                }
+                                c => format!("{} (from evlog.forward_gzip)", c.as_str()),
+                            }
+                        }
                         (None, _) => "(not set)".into(),
                     };
                     (value, source)

@@ -14,7 +14,7 @@ $env = ['EVLOG_RETRY_CAP' => '7s', 'PATH' => getenv('PATH')];
     'evlog.forward_api_key' => 'ini-s3cret', 'evlog.forward_gzip' => 'off', 'evlog.retry_cap' => '5s',
 ], ['--ri', 'evlog'], $env);
 echo "exit $rc\n";
-$show = ['pipeline', 'Directive', 'evlog.config', 'evlog.mode', 'evlog.forward_url', 'evlog.forward_api_key', 'evlog.forward_gzip',
+$show = ['pipeline', 'Directive', 'evlog.config', 'evlog.mode', 'evlog.forward_url', 'evlog.forward_api_key', 'evlog.forward_compression', 'evlog.forward_gzip',
     'evlog.forward_timeout', 'evlog.bigquery_token', 'evlog.bigquery_auth', 'evlog.batch_max_age', 'evlog.retry_cap',
     'evlog.spool_enabled', 'evlog.collector_url'];
 foreach (explode("\n", $text) as $line) {
@@ -40,6 +40,7 @@ evlog.config => OUT/evlog.toml => php.ini
 evlog.mode => forward => php.ini
 evlog.forward_url => http://127.0.0.1:9 => php.ini
 evlog.forward_api_key => (set, redacted) => php.ini
+evlog.forward_compression => none (from evlog.forward_gzip) => default
 evlog.forward_gzip => false => php.ini
 evlog.forward_timeout => 10s => default
 evlog.bigquery_auth => application_default => default
