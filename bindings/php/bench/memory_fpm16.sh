@@ -9,8 +9,10 @@
 # split between the processes that map them: the .so's code counts 1/WORKERS per worker) and
 # anonymous memory, from /proc/<pid>/smaps_rollup, in MiB.
 #   bash bindings/php/bench/memory_fpm16.sh     (from the repo root)
-# Env: MODES ("null forward"; forward needs COLLECTOR_BIN), WORKERS (16), BURST (100000),
-# LOAD_REQUESTS (20000), PROFILE (profiling; "debug" reuses the test build).
+# Env: MODES ("null forward"; forward needs COLLECTOR_BIN), COMPRESSION (forward:
+# evlog.forward_compression, default auto, none toward this loopback collector; zstd holds what
+# a worker sending to a remote collector holds), WORKERS (16), BURST (100000), LOAD_REQUESTS
+# (20000), PROFILE (profiling; "debug" reuses the test build).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/fpm_env.sh"
@@ -76,9 +78,10 @@ for mode in ${MODES:-null forward}; do
   sink_args=(-d 'evlog.mode="null"')
   if [ "$mode" = forward ]; then
     collector_start "$schemas"
-    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url")
+    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url"
+      -d "evlog.forward_compression=${COMPRESSION:-auto}")
   fi
-  run "mode=$mode" "$ext" 1 "${sink_args[@]}" -d "evlog.schema_dir=$schemas"
+  run "mode=$mode${COMPRESSION:+, compression=$COMPRESSION}" "$ext" 1 "${sink_args[@]}" -d "evlog.schema_dir=$schemas"
   collector_stop
 done
 rm -rf "$page_dir"
