@@ -96,6 +96,9 @@ fn sdk_forward_to_collector_to_bigquery_stores_every_event_once() {
         url = "http://{}"
         api_key = "{KEY}"
         workers = 4
+        # What `auto` sends a collector on another host (toward this loopback one it would send
+        # the text as it is, which the other tests here do).
+        compression = "zstd"
         [batch]
         max_rows = 500
         max_age = "50ms"
@@ -148,6 +151,21 @@ fn sdk_forward_to_collector_to_bigquery_stores_every_event_once() {
     assert_eq!(
         metric(&m, "evlog_events_accepted_total"),
         Some(100_000.0),
+        "{m}"
+    );
+    // The collector took the zstd bodies: none was refused (a 415 would have sent the SDK to gzip).
+    assert!(
+        !m.lines()
+            .any(|l| l.starts_with("evlog_collector_http_responses_total")
+                && l.contains("code=\"415\"")),
+        "{m}"
+    );
+    assert!(
+        metric(
+            &m,
+            "evlog_collector_http_responses_total{path=\"/v1/batch\",code=\"200\"}"
+        )
+        .is_some_and(|n| n > 0.0),
         "{m}"
     );
     assert!(
