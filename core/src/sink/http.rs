@@ -300,18 +300,18 @@ pub fn gzip(body: &[u8]) -> Vec<u8> {
 }
 
 thread_local! {
-    /// This thread's zstd context, reused between bodies: zstd keeps its tables across frames
-    /// (it moves the window instead of clearing them), so a small body does not pay for
-    /// clearing 128 KiB of hash table as a deflate reset does. Sized by the largest body so far:
-    /// ~50 KiB for 2 KB, ~570 KiB from 128 KB up (level 1), kept for the thread's life.
+    /// This thread's zstd context, reused between bodies (a new one per body would allocate and
+    /// set up its tables each time, as a new deflate state would). Sized by the largest body so
+    /// far: ~50 KiB for 2 KB, ~570 KiB from 128 KB up (level 1), kept for the thread's life.
     static ZSTD: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> = const {
         std::cell::RefCell::new(None)
     };
 }
 
-/// The zstd level of request bodies: on JSON events, level 1 takes about half of gzip's fast
-/// level's CPU per byte and its output is ~40 % smaller (`docs/php-cost.md`, session 18);
-/// negative levels save a little more CPU and lose most of the ratio.
+/// The zstd level of request bodies: on varied JSON events, 500 to a request, level 1 takes ~40 %
+/// less CPU than gzip's fast level and its output is ~40 % smaller; 10 to a request, the same CPU
+/// (`tests/examples/compress_bench.rs`, docs/php-cost.md session 18). Level −1 is cheaper on
+/// small requests only and compresses no better than gzip; level 3 costs more than gzip.
 const ZSTD_LEVEL: i32 = 1;
 
 /// zstd-compresses a request body (RFC 8878: one frame with its content size and checksum; level
