@@ -25,7 +25,7 @@ pub struct ForwardSink {
     pub(super) rt: tokio::runtime::Runtime,
     pub(super) cfg: ForwardConfig,
     /// How request bodies are compressed (`cfg.compression` applied to the URLs); `None`: not.
-    pub(super) encoding: Option<Encoding>,
+    encoding: Option<Encoding>,
     /// A collector answered 415 to a zstd body: gzip from then on (see [`ForwardSink::post`]).
     zstd_refused: AtomicBool,
     pub(super) retry: RetryConfig,
@@ -197,7 +197,7 @@ impl ForwardSink {
     }
 
     /// The encoding of the next request: the configured one, unless a collector refused zstd.
-    pub(super) fn encoding(&self) -> Option<Encoding> {
+    fn encoding(&self) -> Option<Encoding> {
         match self.encoding {
             Some(Encoding::Zstd) if self.zstd_refused.load(Ordering::Relaxed) => {
                 Some(Encoding::Gzip)
