@@ -3,11 +3,17 @@
 # evlog_log() calls (alternating runs), per request: latency (wrk), CPU time of the workers' main
 # threads and of their evlog flush threads (/proc/<pid>/task/<tid>/schedstat, ns), and context
 # switches of each (/proc/.../status: voluntary = the thread slept and was woken, i.e. a flush
-# thread wake-up; nonvoluntary = preempted). Optionally a perf profile of the workers.
+# thread wake-up; nonvoluntary = preempted); one request at a time, also the wall time of the
+# page's loop of 10 events measured inside the page (hrtime, sent back in a header and read by
+# loop_ns.lua): what the calls themselves add, without nginx's and wrk's noise. The pairs
+# alternate their order (without-with, then with-without) so that a drift of the machine's
+# speed during the run does not land on one side. Optionally a perf profile of the workers.
 #   bash bindings/php/bench/fpm_cpu.sh          (from the repo root)
 # Env: WORKERS (4), CONCURRENCY (1), DURATION (10 s), PAIRS (3), MODE (null | forward: a real
 # collector on this host, needs COLLECTOR_BIN | forward-remote: the stand-in for a collector on
 # another host, tests/examples/collector_standin.rs, built here unless STANDIN_BIN is given),
+# LOOP_NS (1 with CONCURRENCY=1, else 0: read the page's loop time; wrk then runs a Lua callback
+# per response, so it is left off at saturation, where it would take CPU from the pages),
 # COMPRESSION (forward modes: evlog.forward_compression; default auto with the local collector,
 # zstd with the stand-in, which is what auto does toward a collector on another host), BUSY=1 (one busy loop on another process while measuring), PERF=1 (then a perf
 # record -g of the workers during one more "with" run; top entries printed).
@@ -16,6 +22,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/fpm_env.sh"
 php_ext
 workers=${WORKERS:-4} conc=${CONCURRENCY:-1} dur=${DURATION:-10} pairs=${PAIRS:-3} mode=${MODE:-null}
+loop_ns=${LOOP_NS:-$([ "$conc" = 1 ] && echo 1 || echo 0)}
+wrk_script=(); [ "$loop_ns" = 1 ] && wrk_script=(-s "$here/loop_ns.lua")
 busy_pid="" coll_pid="" coll_dir=""
 cleanup() {
   [ -n "$busy_pid" ] && kill "$busy_pid" 2>/dev/null
@@ -66,21 +74,23 @@ lat_us() { # lat_us FILE PCT: wrk --latency percentile in µs
 }
 echo "## Per request, nginx + php-fpm ($workers workers), mode=$mode${COMPRESSION:+, compression=$COMPRESSION}, wrk -t1 -c$conc -d${dur}s, busy loop: ${BUSY:-0}"
 echo
-echo "| run | page | p50 µs | p99 µs | req/s | main CPU µs/req | flush CPU µs/req | flush wake-ups/req | flush preempted/req | main vol. sw/req | main preempted/req | collector CPU µs/req |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| run | page | p50 µs | p99 µs | req/s | main CPU µs/req | flush CPU µs/req | flush wake-ups/req | flush preempted/req | main vol. sw/req | main preempted/req | collector CPU µs/req | loop p50 µs | loop p99 µs |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for run in $(seq 1 "$pairs"); do
-  for page in without with; do
+  order="without with"; [ $((run % 2)) = 0 ] && order="with without"
+  for page in $order; do
     url=$base; [ "$page" = with ] && url="$base?log=1"
     read -r m0 mv0 mn0 f0 fv0 fn0 c0 < <(snapshot)
-    wrk -t1 -c"$conc" -d"${dur}s" --latency "$url" > "$STACK_DIR/wrk.txt"
+    wrk -t1 -c"$conc" -d"${dur}s" --latency "${wrk_script[@]}" "$url" > "$STACK_DIR/wrk.txt"
     read -r m1 mv1 mn1 f1 fv1 fn1 c1 < <(snapshot)
     reqs=$(awk '/requests in/ {print $1}' "$STACK_DIR/wrk.txt")
     [ "$page" = with ] && logged=$((logged + reqs * 10))
     awk -v rows="$STACK_DIR/rows.txt" -v r="$run" -v pg="$page" -v n="$reqs" -v p50="$(lat_us "$STACK_DIR/wrk.txt" 50)" -v p99="$(lat_us "$STACK_DIR/wrk.txt" 99)" \
       -v rps="$(awk '/^Requests\/sec:/ {print $2}' "$STACK_DIR/wrk.txt")" \
+      -v lp50="$(awk '$1 == "loop_ns" {print $2 / 1000}' "$STACK_DIR/wrk.txt")" -v lp99="$(awk '$1 == "loop_ns" {print $3 / 1000}' "$STACK_DIR/wrk.txt")" \
       -v m=$((m1 - m0)) -v f=$((f1 - f0)) -v fv=$((fv1 - fv0)) -v fn=$((fn1 - fn0)) -v mv=$((mv1 - mv0)) -v mn=$((mn1 - mn0)) -v c=$((c1 - c0)) \
-      'BEGIN {printf "| %s | %s | %s | %s | %s | %.1f | %.2f | %.3f | %.3f | %.2f | %.3f | %.1f |\n", r, pg, p50, p99, rps, m/n/1000, f/n/1000, fv/n, fn/n, mv/n, mn/n, c/n/1000
-              printf "%s %s %s %s %s %.3f %.3f %.3f\n", r, pg, p50, p99, rps, m/n/1000, f/n/1000, c/n/1000 >> rows}'
+      'BEGIN {printf "| %s | %s | %s | %s | %s | %.1f | %.2f | %.3f | %.3f | %.2f | %.3f | %.1f | %.2f | %.2f |\n", r, pg, p50, p99, rps, m/n/1000, f/n/1000, fv/n, fn/n, mv/n, mn/n, c/n/1000, lp50, lp99
+              printf "%s %s %s %s %s %.3f %.3f %.3f %.3f %.3f\n", r, pg, p50, p99, rps, m/n/1000, f/n/1000, c/n/1000, lp50, lp99 >> rows}'
   done
 done
 if [ "$mode" = forward-remote ]; then
