@@ -17,6 +17,8 @@ pub struct Batcher {
     max_bytes: usize,
     open: HashMap<Destination, Open>,
     ready: Vec<Batch>,
+    /// What a batch opened from now on counts its age from (`None`: the moment it opens).
+    arrivals_from: Option<Instant>,
 }
 
 /// A batch still taking rows.
@@ -29,11 +31,11 @@ struct Open {
 }
 
 impl Open {
-    fn new() -> Self {
+    fn new(since: Option<Instant>) -> Self {
         Self {
             rows: Vec::new(),
             bytes: 0,
-            since: Instant::now(),
+            since: since.unwrap_or_else(Instant::now),
         }
     }
 
@@ -54,7 +56,15 @@ impl Batcher {
             max_bytes,
             open: HashMap::new(),
             ready: Vec::new(),
+            arrivals_from: None,
         }
+    }
+
+    /// Rows added from now on came no earlier than `from`: a batch they open counts its age
+    /// from then instead of from the moment it opens (a caller that takes rows some time after
+    /// they came, so that `max_age` still bounds how long a row waits).
+    pub fn set_arrivals_from(&mut self, from: Instant) {
+        self.arrivals_from = Some(from);
     }
 
     /// Adds a row for `dest`; closes the destination's batch first if the row would take it over
@@ -70,18 +80,22 @@ impl Batcher {
         if rows.peek().is_none() {
             return;
         }
-        let open = self.open.entry(dest.clone()).or_insert_with(Open::new);
+        let since = self.arrivals_from;
+        let open = self
+            .open
+            .entry(dest.clone())
+            .or_insert_with(|| Open::new(since));
         for row in rows {
             let len = row.json.len();
             if !open.rows.is_empty() && open.bytes + len > self.max_bytes {
                 // Keep every request under the byte limit: ship what is there first.
-                let full = std::mem::replace(open, Open::new());
+                let full = std::mem::replace(open, Open::new(since));
                 self.ready.push(full.into_batch(dest.clone()));
             }
             open.rows.push(row);
             open.bytes += len;
             if open.rows.len() >= self.max_rows || open.bytes >= self.max_bytes {
-                let full = std::mem::replace(open, Open::new());
+                let full = std::mem::replace(open, Open::new(since));
                 self.ready.push(full.into_batch(dest.clone()));
             }
         }

@@ -40,6 +40,8 @@ mod flush;
 mod lanes;
 mod reload;
 mod spooled;
+#[cfg(test)]
+mod tests;
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -174,6 +176,9 @@ struct ProcState {
     /// Queue depth at which a producer unparks the flush thread (or sooner, at [`wake_bytes`]
     /// queued bytes); `u64::MAX` while it runs.
     wake_at: CachePadded<AtomicU64>,
+    /// Times a producer woke the parked thread: what the thread's pacing keeps near zero while
+    /// events flow (`flush::pace`), so a caller rarely pays a wake-up.
+    producer_wakeups: AtomicU64,
     /// The pipeline's counters: every event's acceptance, and with one destination everything
     /// else; with several, what happens before routing (the destinations count their copies).
     counters: Arc<Counters>,
@@ -237,6 +242,7 @@ impl ProcState {
             queue: SegQueue::new(),
             load: CachePadded::new(AtomicU64::new(0)),
             wake_at: CachePadded::new(AtomicU64::new(u64::MAX)),
+            producer_wakeups: AtomicU64::new(0),
             counters: Arc::new(Counters::new()),
             pool: crossbeam_queue::ArrayQueue::new(POOL_BUFFERS),
             started: AtomicBool::new(false),
@@ -614,6 +620,7 @@ impl Pipeline {
             && (depth + 1 >= wake_at || (prev & BYTES_MASK) + bytes >= self.shared.wake_bytes)
             && st.wake_at.swap(u64::MAX, Ordering::AcqRel) != u64::MAX
         {
+            st.producer_wakeups.fetch_add(1, Ordering::Relaxed);
             st.unpark();
         }
         Ok(())

@@ -29,8 +29,10 @@ pub(super) struct Pending {
     open: Vec<RawEvent>,
     /// Body bytes in `open`.
     bytes: usize,
-    /// When the first event of `open` came.
+    /// When the first event of `open` came (at the earliest: see [`Pending::set_arrivals_from`]).
     since: Option<Instant>,
+    /// What a batch opened from now on counts its age from (`None`: the moment it opens).
+    arrivals_from: Option<Instant>,
     /// Closed batches, oldest first.
     ready: Vec<Vec<RawEvent>>,
     max_rows: usize,
@@ -64,6 +66,7 @@ impl Pending {
             open: Vec::new(),
             bytes: 0,
             since: None,
+            arrivals_from: None,
             ready: Vec::new(),
             max_rows: max_rows.max(1),
             max_bytes: max_bytes.max(1),
@@ -96,7 +99,7 @@ impl Pending {
 
     fn add(&mut self, raw: RawEvent) {
         if self.open.is_empty() {
-            self.since = Some(Instant::now());
+            self.since = Some(self.arrivals_from.unwrap_or_else(Instant::now));
             self.open.reserve(self.max_rows.min(4096));
         }
         self.bytes += raw.body.len();
@@ -124,6 +127,11 @@ impl Pending {
                 self.spare.push(raw.body);
             }
         }
+    }
+
+    /// Events kept from now on came no earlier than `from` (as [`crate::ingest::Batcher::set_arrivals_from`]).
+    pub(super) fn set_arrivals_from(&mut self, from: Instant) {
+        self.arrivals_from = Some(from);
     }
 
     /// When the oldest waiting event came (`None`: none waits).
@@ -249,6 +257,7 @@ mod tests {
             open: Vec::new(),
             bytes: 0,
             since: None,
+            arrivals_from: None,
             ready: Vec::new(),
             max_rows,
             max_bytes: usize::MAX,

@@ -50,6 +50,7 @@ mod breaker;
 mod deliver;
 mod events;
 mod inbox;
+mod pace;
 mod replay;
 mod report;
 mod router;
@@ -61,6 +62,7 @@ use std::time::{Duration, Instant};
 use self::breaker::Breaker;
 pub(super) use self::inbox::DestShared;
 use self::inbox::Inbox;
+use self::pace::Pace;
 use self::report::Report;
 use super::lanes::Lanes;
 use super::{FlushParts, ProcState, Request, IDLE_PARK};
@@ -74,15 +76,16 @@ const DRAIN_CHUNK: usize = 4096;
 /// How long a stopping thread waits for producers that reserved room before it stopped to
 /// publish their events (they are a few instructions away from it, unless descheduled).
 const LEFTOVER_WAIT: Duration = Duration::from_millis(200);
-/// While rows are pending, producers wake the thread once this many events wait (or a full batch,
-/// or a quarter of the queue, if smaller; see [`wake_batch`]). A wake-up is not cheap for the
-/// thread that wakes it: under php-fpm on a 2-core VM each cost the page's thread ~37 µs of CPU
-/// (the futex wake and the cross-CPU interrupt, then the flush thread running beside the page).
-/// At 64 (one wake-up per ~6 pages of 10 events) that was most of what 10 `evlog_log()` calls
-/// added to a page; at 512 the page's p50 cost fell from +17 to +6 µs (null sink,
-/// docs/php-cost.md, session 13), while the events wait no longer than before: a batch is sent
-/// when full or `batch.max_age` old either way, and the first event of a batch still wakes the
-/// thread at once (so its age is counted from then).
+/// A wake-up's worth of events: what the thread aims to find each time it wakes (or a full
+/// batch, or a quarter of the queue, if smaller; see [`wake_batch`]). While events flow it
+/// wakes on its own timer, paced to find about this many, and producers wake it only at twice
+/// this ([`pace`]); while idle, a batch that is open waits for this many or its age. A wake-up
+/// by a producer is not cheap for the thread that does it: under php-fpm on a 2-core VM each
+/// cost the page's thread ~37 µs of CPU (the futex wake and the cross-CPU interrupt, then the
+/// flush thread running beside the page). At 64 (one wake-up per ~6 pages of 10 events) that
+/// was most of what 10 `evlog_log()` calls added to a page; at 512 the page's p50 cost fell
+/// from +17 to +6 µs (null sink, docs/php-cost.md, session 13); paced, no page pays one while
+/// events flow (session 19).
 const WAKE_BATCH: u64 = 512;
 /// A drain that finds more than this many events queued beyond the ones it took does not yield
 /// the CPU ([`CpuShare::tick_unless`]): producers are outpacing it. A wake-up's worth: under 16
@@ -162,6 +165,34 @@ fn wake_batch(parts: &FlushParts) -> u64 {
 /// Queued bytes that make a producer wake the parked thread (`pipeline::wake_bytes`).
 fn wake_bytes(parts: &FlushParts) -> u64 {
     super::wake_bytes(&parts.batch, &parts.queue)
+}
+
+/// Parks the flush thread (or the router) as [`Pace::plan`] says at `now`, for at most
+/// `longest`: publishes when producers should wake it, then re-checks, so an event pushed just
+/// before is not missed.
+fn park(
+    st: &ProcState,
+    parts: &FlushParts,
+    pace: &mut Pace,
+    now: Instant,
+    batch_open: bool,
+    longest: Duration,
+) {
+    let wake_batch = wake_batch(parts);
+    let quarter = (parts.queue.capacity as u64 / 4).max(1);
+    let high_water = (2 * wake_batch).min(quarter);
+    let plan = pace.plan(now, parts.batch.max_age, wake_batch, high_water, batch_open);
+    let timeout = plan.sleep.map_or(longest, |s| s.min(longest));
+    st.wake_at.store(plan.wake_at, Ordering::SeqCst);
+    if st.would_wake(plan.wake_at, wake_bytes(parts)) || !st.requests.1.is_empty() {
+        st.wake_at.store(u64::MAX, Ordering::SeqCst);
+        return;
+    }
+    if !timeout.is_zero() {
+        std::thread::park_timeout(timeout);
+    }
+    st.wake_at.store(u64::MAX, Ordering::SeqCst);
+    pace.woke(plan, Instant::now());
 }
 
 /// Asks Linux to treat this thread as batch work (`SCHED_BATCH`): it keeps its fair share of
@@ -290,6 +321,8 @@ struct Worker {
     dl_breaker: Breaker,
     /// When to look at the spool next for records to replay.
     next_replay: Instant,
+    /// When to wake while events flow, and what a new batch counts its age from.
+    pace: Pace,
     /// Identifies this flush thread's spool records (see `spooled`, the record format).
     writer: u64,
     /// Events this thread put in the spool that have not been replayed yet. flush() and
@@ -388,6 +421,7 @@ impl Worker {
             rejects: Vec::new(),
             spool,
             next_replay: Instant::now(),
+            pace: Pace::new(Instant::now()),
             writer: crate::ids::random_u64(),
             own_spooled: 0,
             lost: 0,
@@ -434,7 +468,9 @@ impl Worker {
                 w.tick(now, &self.st.counters, &self.parts.hook);
             }
             self.report_due(now, false);
+            self.set_arrivals_from(self.pace.arrivals_from());
             let drained = self.drain(DRAIN_CHUNK);
+            self.pace.took(now, drained, DRAIN_CHUNK);
             let now = Instant::now();
             self.deliver_due(now);
             let replayed = self.replay(now);
@@ -463,23 +499,24 @@ impl Worker {
         self.sink.report(&stats, last);
     }
 
-    fn park(&self, now: Instant) {
-        let wake_at = match self.oldest() {
-            None => 1,
-            Some(_) => wake_batch(&self.parts),
-        };
-        let timeout = self.wait_time(now);
-        self.st.wake_at.store(wake_at, Ordering::SeqCst);
-        // Re-check after publishing `wake_at`, so an event pushed just before is not missed.
-        let bytes = wake_bytes(&self.parts);
-        if self.st.would_wake(wake_at, bytes) || !self.st.requests.1.is_empty() {
-            self.st.wake_at.store(u64::MAX, Ordering::SeqCst);
-            return;
+    /// What a batch opened by the next events counts its age from ([`Pace::arrivals_from`]).
+    fn set_arrivals_from(&mut self, from: Instant) {
+        self.batcher.set_arrivals_from(from);
+        if let Some(events) = &mut self.events {
+            events.set_arrivals_from(from);
         }
-        if !timeout.is_zero() {
-            std::thread::park_timeout(timeout);
-        }
-        self.st.wake_at.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    fn park(&mut self, now: Instant) {
+        let (batch_open, longest) = (self.oldest().is_some(), self.wait_time(now));
+        park(
+            &self.st,
+            &self.parts,
+            &mut self.pace,
+            now,
+            batch_open,
+            longest,
+        );
     }
 
     /// How long the thread may wait at `now` for events before it has work of its own: the

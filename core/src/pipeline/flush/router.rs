@@ -26,9 +26,7 @@ use crossbeam_channel::Sender;
 
 use super::inbox::{DestShared, FlushJoin, Inbox, Msg};
 use super::report::Report;
-use super::{
-    drop_leftovers, take_requests, wake_batch, wake_bytes, Worker, DRAIN_CHUNK, LEFTOVER_WAIT,
-};
+use super::{drop_leftovers, take_requests, Worker, DRAIN_CHUNK, LEFTOVER_WAIT};
 use crate::counters::{Counters, DropReason};
 use crate::ingest::RawEvent;
 use crate::pipeline::lanes::Lanes;
@@ -43,8 +41,8 @@ pub(super) struct Router {
     report: Report,
     /// Events no route took since the last report.
     unrouted: u64,
-    /// When events were last sent on (how soon to come back when parking).
-    last_sent: Option<Instant>,
+    /// When to wake while events flow (as the single flush thread does).
+    pace: super::pace::Pace,
     /// Gives memory back when the router goes idle after a backlog (as the single flush
     /// thread does).
     trim: super::Trim,
@@ -114,7 +112,7 @@ impl Router {
             outs,
             report: Report::new(),
             unrouted: 0,
-            last_sent: None,
+            pace: super::pace::Pace::new(Instant::now()),
             trim: super::Trim::default(),
             watcher: parts_watch,
         };
@@ -148,7 +146,9 @@ impl Router {
             if let Some(w) = &mut self.watcher {
                 w.tick(Instant::now(), &self.st.counters, &self.parts.hook);
             }
+            let started = Instant::now();
             let taken = self.take(DRAIN_CHUNK);
+            self.pace.took(started, taken, DRAIN_CHUNK);
             self.send();
             self.report_round();
             self.trim.took(taken);
@@ -162,34 +162,15 @@ impl Router {
         }
     }
 
-    /// Waits for events: while they flow, until a few are waiting or a quarter of
-    /// `batch.max_age` passed (what the router may add to a row's age); idle, until the first.
-    fn park(&self, now: Instant) {
-        let max_age = self.parts.batch.max_age;
-        let flowing = self
-            .last_sent
-            .is_some_and(|t| now.duration_since(t) < max_age);
-        let (wake_at, timeout) = if flowing {
-            (
-                wake_batch(&self.parts),
-                (max_age / 4).max(Duration::from_millis(1)),
-            )
-        } else {
-            let idle = match &self.watcher {
-                Some(w) => IDLE_PARK.min(w.due_in(now).max(Duration::from_millis(1))),
-                None => IDLE_PARK,
-            };
-            (1, idle)
+    /// Waits for events: while they flow, for about a wake-up's worth at their recent rate, at
+    /// most 100 ms and a quarter of `batch.max_age` (what the router may add to a row's age; see
+    /// [`super::pace`]); idle, until the first.
+    fn park(&mut self, now: Instant) {
+        let idle = match &self.watcher {
+            Some(w) => IDLE_PARK.min(w.due_in(now).max(Duration::from_millis(1))),
+            None => IDLE_PARK,
         };
-        self.st.wake_at.store(wake_at, Ordering::SeqCst);
-        // Re-check after publishing `wake_at`, so an event pushed just before is not missed.
-        let bytes = wake_bytes(&self.parts);
-        if self.st.would_wake(wake_at, bytes) || !self.st.requests.1.is_empty() {
-            self.st.wake_at.store(u64::MAX, Ordering::SeqCst);
-            return;
-        }
-        std::thread::park_timeout(timeout);
-        self.st.wake_at.store(u64::MAX, Ordering::SeqCst);
+        super::park(&self.st, &self.parts, &mut self.pace, now, false, idle);
     }
 
     /// Takes up to `max` events from the lanes and routes them. Returns how many.
@@ -297,7 +278,6 @@ impl Router {
             if out.buf.is_empty() {
                 continue;
             }
-            self.last_sent = Some(Instant::now());
             let events = std::mem::take(&mut out.buf);
             if let Err(e) = out.tx.send(Msg::Events(events)) {
                 // Its thread is gone (it could not start): the copies are lost, counted.
