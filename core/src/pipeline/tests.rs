@@ -47,6 +47,7 @@ fn a_steady_producer_rarely_wakes_the_flush_thread_and_every_event_arrives() {
         tick = tick.max(Instant::now());
     }
     let wakeups = producer_wakeups(&p);
+    eprintln!("{wakeups} producer wake-ups for {logged} events");
     assert!(p.flush(Duration::from_secs(10)));
     assert_eq!(store.row_count(), logged);
     assert!(p.stats().is_settled());
