@@ -77,11 +77,14 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
-    /// A table's batch is flushed when it holds this many rows.
+    /// A table's batch is flushed when it holds this many rows: sent when the flush thread next
+    /// wakes, at once after a quiet spell, within its paced sleep (at most 100 ms) while events
+    /// flow (`pipeline::flush::pace`).
     pub max_rows: usize,
     /// ... or this many bytes of row JSON (at most 10 MB, BigQuery's request limit).
     pub max_bytes: ByteSize,
-    /// ... or when its oldest row is this old.
+    /// ... or when its oldest row is this old (its age counted from when it was logged, at the
+    /// latest).
     #[serde(with = "duration_str")]
     pub max_age: Duration,
     /// How long dropping a pipeline waits for delivery before giving up (explicit `shutdown()`

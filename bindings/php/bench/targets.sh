@@ -3,7 +3,8 @@
 # it: the call in a loop (per_call.php), the page cost of 10 evlog_log() calls one request at a
 # time on a quiet machine and with one core busy, requests/s at saturation (4 and 16 connections
 # × 4 and 16 workers), CPU per event on the web host (fpm_cpu.sh: alternating pairs, medians of
-# the pairs' differences), resident memory per worker (memory.sh: one worker step by step; memory_fpm16.sh: 16 workers under load) and the exit time with the sink
+# the pairs' differences; one request at a time also the page's loop of 10 events timed inside
+# the page, the calls' own cost without nginx's and wrk's noise), resident memory per worker (memory.sh: one worker step by step; memory_fpm16.sh: 16 workers under load) and the exit time with the sink
 # down (exit_time.sh). Takes about 25 minutes; run it on an otherwise idle machine (the load
 # average is printed before each section so a busy run can be told apart).
 #   bash bindings/php/bench/targets.sh          (from the repo root)
