@@ -29,7 +29,7 @@ case "$mode" in
   null) ;;
   forward-remote)
     standin_build_start "$root"
-    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url" -d "evlog.forward_compression=${COMPRESSION:-zstd}") ;;
+    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url" -d "evlog.forward_compression=\"${COMPRESSION:-zstd}\"") ;;
   *) echo "MODE must be null or forward-remote, not $mode" >&2; exit 2 ;;
 esac
 # callgrind_control cannot reach a forked worker, so each figure is a whole worker's life (one

@@ -38,12 +38,12 @@ case "$mode" in
   null) ;;
   forward)
     collector_start "$root/bindings/php/tests/fpm/schemas"
-    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url" -d "evlog.forward_compression=${COMPRESSION:-auto}") ;;
+    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url" -d "evlog.forward_compression=\"${COMPRESSION:-auto}\"") ;;
   forward-remote)
     standin_build_start "$root"
     standin_url=$url
     # zstd: what `auto` does toward a collector that is not on loopback.
-    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url" -d "evlog.forward_compression=${COMPRESSION:-zstd}") ;;
+    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url" -d "evlog.forward_compression=\"${COMPRESSION:-zstd}\"") ;;
   *) echo "MODE must be null, forward or forward-remote, not $mode" >&2; exit 2 ;;
 esac
 stack_start "$ext" "$root/bindings/php/tests/fpm/www" "$workers" 0 "${sink_args[@]}" \

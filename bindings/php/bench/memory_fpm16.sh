@@ -79,7 +79,7 @@ for mode in ${MODES:-null forward}; do
   if [ "$mode" = forward ]; then
     collector_start "$schemas"
     sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url"
-      -d "evlog.forward_compression=${COMPRESSION:-auto}")
+      -d "evlog.forward_compression=\"${COMPRESSION:-auto}\"")
   fi
   run "mode=$mode${COMPRESSION:+, compression=$COMPRESSION}" "$ext" 1 "${sink_args[@]}" -d "evlog.schema_dir=$schemas"
   collector_stop
