@@ -5,29 +5,16 @@
 # extra (a wake-up of the flush thread). Also the same page with the caches evicted between the
 # 5th and 6th calls (m=thrash) and with a 2 ms sleep there (m=sleep).
 #   bash bindings/php/bench/call_index.sh        (from the repo root)
-# Env: WORKERS (4), DURATION (8 s per run), MODE (null | forward-remote), OPCACHE=1 (load
+# Env: WORKERS (4), DURATION (8 s per run), MODE (null | forward | forward-remote, as in
+# fpm_cpu.sh), COMPRESSION (forward modes, as there), OPCACHE=1 (load
 # opcache, as production does). Prints p50 / p99 / p99.9 per call, µs.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/fpm_env.sh"
 php_ext
 workers=${WORKERS:-4} dur=${DURATION:-8} mode=${MODE:-null}
-coll_pid="" coll_dir=""
-cleanup() {
-  stack_stop || true
-  collector_stop
-  [ -n "${STACK_DIR:-}" ] && rm -rf "$STACK_DIR"
-  true
-}
-trap cleanup EXIT
-sink_args=(-d 'evlog.mode="null"')
-case "$mode" in
-  null) ;;
-  forward-remote)
-    standin_build_start "$root"
-    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url" -d "evlog.forward_compression=zstd") ;;
-  *) echo "MODE must be null or forward-remote, not $mode" >&2; exit 2 ;;
-esac
+trap bench_cleanup EXIT
+mode_start "$mode"
 [ "${OPCACHE:-0}" = 1 ] && sink_args+=(-d zend_extension=opcache.so -d opcache.enable=1)
 stack_start "$ext" "$root/bindings/php/tests/fpm/www" "$workers" 0 "${sink_args[@]}" \
   -d "evlog.schema_dir=$root/bindings/php/tests/fpm/schemas"
@@ -38,7 +25,7 @@ echo
 echo "| page | call 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10 |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for page in "without:" "with:log=1" "with, caches evicted before call 6:log=1&m=thrash" "with, 2 ms sleep before call 6:log=1&m=sleep"; do
-  wrk -t1 -c1 -d"${dur}s" -s "$here/call_index.lua" "$base?${page#*:}" |
+  wrk -t1 -c1 -d"${dur}s" -s "$here/page_ns.lua" "$base?${page#*:}" |
     awk -v name="${page%%:*}" '$1 == "call" {row = row sprintf(" %.2f / %.2f / %.1f |", $3/1000, $4/1000, $5/1000)}
       END {print "| " name " |" row}'
 done

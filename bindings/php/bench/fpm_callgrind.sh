@@ -7,8 +7,9 @@
 # but the same code running slower (cold caches and TLBs after the rest of the request).
 #   bash bindings/php/bench/fpm_callgrind.sh        (from the repo root)
 # Env: N (requests per page kind, default 2000), MODE (null | forward-remote: the collector
-# stand-in, built here unless STANDIN_BIN is given), COMPRESSION (forward-remote:
-# evlog.forward_compression, default zstd, what auto does toward another host). One worker;
+# stand-in, built here unless STANDIN_BIN is given | forward: a local collector, COLLECTOR_BIN),
+# COMPRESSION (forward modes: evlog.forward_compression; default zstd toward the stand-in, what
+# auto does toward another host, auto toward the local collector). One worker;
 # nginx in front, as in fpm_cpu.sh.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -16,22 +17,12 @@ source "$here/fpm_env.sh"
 php_ext
 n=${N:-2000} mode=${MODE:-null}
 out=$(mktemp -d "${TMPDIR:-/tmp}/evlog-fpm-callgrind.XXXXXX")
-coll_pid="" coll_dir=""
 cleanup() {
-  stack_stop || true
-  collector_stop
-  [ -n "${STACK_DIR:-}" ] && rm -rf "$STACK_DIR"
+  bench_cleanup
   rm -rf "$out"
 }
 trap cleanup EXIT
-sink_args=(-d 'evlog.mode="null"')
-case "$mode" in
-  null) ;;
-  forward-remote)
-    standin_build_start "$root"
-    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url" -d "evlog.forward_compression=\"${COMPRESSION:-zstd}\"") ;;
-  *) echo "MODE must be null or forward-remote, not $mode" >&2; exit 2 ;;
-esac
+mode_start "$mode"
 # callgrind_control cannot reach a forked worker, so each figure is a whole worker's life (one
 # stack per run, the worker's dump at its exit) and the per-request cost the difference of two
 # runs that differ only by N more requests: start-up, warm-up and shutdown cancel out.

@@ -5,7 +5,7 @@
 # switches of each (/proc/.../status: voluntary = the thread slept and was woken, i.e. a flush
 # thread wake-up; nonvoluntary = preempted); one request at a time, also the wall time of the
 # page's loop of 10 events measured inside the page (hrtime, sent back in a header and read by
-# loop_ns.lua): what the calls themselves add, without nginx's and wrk's noise. The pairs
+# page_ns.lua): what the calls themselves add, without nginx's and wrk's noise. The pairs
 # alternate their order (without-with, then with-without) so that a drift of the machine's
 # speed during the run does not land on one side. Optionally a perf profile of the workers.
 #   bash bindings/php/bench/fpm_cpu.sh          (from the repo root)
@@ -23,29 +23,10 @@ source "$here/fpm_env.sh"
 php_ext
 workers=${WORKERS:-4} conc=${CONCURRENCY:-1} dur=${DURATION:-10} pairs=${PAIRS:-3} mode=${MODE:-null}
 loop_ns=${LOOP_NS:-$([ "$conc" = 1 ] && echo 1 || echo 0)}
-wrk_script=(); [ "$loop_ns" = 1 ] && wrk_script=(-s "$here/loop_ns.lua")
-busy_pid="" coll_pid="" coll_dir=""
-cleanup() {
-  [ -n "$busy_pid" ] && kill "$busy_pid" 2>/dev/null
-  stack_stop || true
-  collector_stop
-  [ -n "${STACK_DIR:-}" ] && rm -rf "$STACK_DIR"
-  true
-}
-trap cleanup EXIT
-sink_args=(-d 'evlog.mode="null"')
-case "$mode" in
-  null) ;;
-  forward)
-    collector_start "$root/bindings/php/tests/fpm/schemas"
-    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url" -d "evlog.forward_compression=\"${COMPRESSION:-auto}\"") ;;
-  forward-remote)
-    standin_build_start "$root"
-    standin_url=$url
-    # zstd: what `auto` does toward a collector that is not on loopback.
-    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url" -d "evlog.forward_compression=\"${COMPRESSION:-zstd}\"") ;;
-  *) echo "MODE must be null, forward or forward-remote, not $mode" >&2; exit 2 ;;
-esac
+wrk_script=(); [ "$loop_ns" = 1 ] && wrk_script=(-s "$here/page_ns.lua")
+trap bench_cleanup EXIT
+mode_start "$mode"
+standin_url=${url:-}
 stack_start "$ext" "$root/bindings/php/tests/fpm/www" "$workers" 0 "${sink_args[@]}" \
   -d "evlog.schema_dir=$root/bindings/php/tests/fpm/schemas"
 base="http://127.0.0.1:$STACK_PORT/bench.php"

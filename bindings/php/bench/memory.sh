@@ -11,14 +11,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/fpm_env.sh"
 php_ext
 workers=${WORKERS:-1} burst=${BURST:-100000}
-coll_pid="" coll_dir=""
-cleanup() {
-  stack_stop || true
-  collector_stop
-  [ -n "${STACK_DIR:-}" ] && rm -rf "$STACK_DIR"
-  true
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 www="$here/www"
 schemas="$root/bindings/php/tests/fpm/schemas"
 
@@ -54,11 +47,7 @@ rss "no evlog, after 3 requests"
 stack_stop; rm -rf "$STACK_DIR"
 
 for mode in ${MODES:-null forward}; do
-  sink_args=(-d 'evlog.mode="null"')
-  if [ "$mode" = forward ]; then
-    collector_start "$schemas"
-    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url")
-  fi
+  mode_start "$mode"
   echo
   echo "### mode=$mode"
   echo

@@ -18,14 +18,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/fpm_env.sh"
 php_ext "${PROFILE:-profiling}"
 workers=${WORKERS:-16} burst=${BURST:-100000} load=${LOAD_REQUESTS:-20000}
-coll_pid="" coll_dir=""
-cleanup() {
-  stack_stop || true
-  collector_stop
-  [ -n "${STACK_DIR:-}" ] && rm -rf "$STACK_DIR"
-  true
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 www="$here/www"
 schemas="$root/bindings/php/tests/fpm/schemas"
 # The bench page (10 events per request, or none without ?log=1) beside memory.sh's pages.
@@ -75,12 +68,7 @@ echo "## Memory per php-fpm worker, $workers static workers, /proc/<pid>/smaps_r
 run "without evlog (ctype.so loaded instead; the bench page without its evlog_log() calls)" \
   "$(php8.2 -r 'echo ini_get("extension_dir");')/ctype.so" ""
 for mode in ${MODES:-null forward}; do
-  sink_args=(-d 'evlog.mode="null"')
-  if [ "$mode" = forward ]; then
-    collector_start "$schemas"
-    sink_args=(-d evlog.mode=forward -d "evlog.forward_url=$url"
-      -d "evlog.forward_compression=\"${COMPRESSION:-auto}\"")
-  fi
+  mode_start "$mode"
   run "mode=$mode${COMPRESSION:+, compression=$COMPRESSION}" "$ext" 1 "${sink_args[@]}" -d "evlog.schema_dir=$schemas"
   collector_stop
 done

@@ -1,7 +1,7 @@
 <?php
 // Benchmark page: the same work with or without 10 evlog_log() calls (?log=1). The loop's own
 // wall time, ns, is sent back in X-Loop-Ns (both kinds): what the calls add to the page measured
-// inside it, free of nginx's and the load generator's noise (fpm_cpu.sh, loop_ns.lua).
+// inside it, free of nginx's and the load generator's noise (fpm_cpu.sh, page_ns.lua).
 $log = isset($_GET['log']);
 $rid = bin2hex(random_bytes(8));
 $sum = 0;
