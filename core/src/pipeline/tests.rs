@@ -9,6 +9,18 @@ use crate::config::Config;
 use crate::schema::SchemaRegistry;
 use crate::sink::memory::MemoryStore;
 
+/// A pipeline on the test schemas into a memory sink, with `toml`'s config.
+fn memory_pipeline(toml: &str) -> (Pipeline, std::sync::Arc<MemoryStore>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/schemas");
+    let config = Config::from_toml_str(toml).unwrap();
+    let store = MemoryStore::new();
+    let schemas = SchemaRegistry::load_dir(&dir).unwrap();
+    (
+        Pipeline::with_parts(config, schemas, store.factory()),
+        store,
+    )
+}
+
 fn producer_wakeups(p: &Pipeline) -> u64 {
     p.shared
         .state
@@ -24,14 +36,7 @@ fn producer_wakeups(p: &Pipeline) -> u64 {
 /// whole wake-up's worth on a busy machine, which the bound leaves room for.
 #[test]
 fn a_steady_producer_rarely_wakes_the_flush_thread_and_every_event_arrives() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/schemas");
-    let config = Config::from_toml_str("[batch]\nmax_rows = 100\nmax_age = \"1s\"\n").unwrap();
-    let store = MemoryStore::new();
-    let p = Pipeline::with_parts(
-        config,
-        SchemaRegistry::load_dir(&dir).unwrap(),
-        store.factory(),
-    );
+    let (p, store) = memory_pipeline("[batch]\nmax_rows = 100\nmax_age = \"1s\"\n");
     let start = Instant::now();
     let mut logged = 0usize;
     let mut tick = start;
@@ -61,14 +66,7 @@ fn a_steady_producer_rarely_wakes_the_flush_thread_and_every_event_arrives() {
 /// thread (it was not flowing), which sends the full batch at once; the rest waits for its age.
 #[test]
 fn a_full_batch_is_sent_without_waiting_for_its_age() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/schemas");
-    let config = Config::from_toml_str("[batch]\nmax_rows = 10\nmax_age = \"1h\"\n").unwrap();
-    let store = MemoryStore::new();
-    let p = Pipeline::with_parts(
-        config,
-        SchemaRegistry::load_dir(&dir).unwrap(),
-        store.factory(),
-    );
+    let (p, store) = memory_pipeline("[batch]\nmax_rows = 10\nmax_age = \"1h\"\n");
     p.log_json("events", "page_view", r#"{"url":"/first"}"#)
         .unwrap();
     // Let the thread take it and go back to sleep, paced or not.
