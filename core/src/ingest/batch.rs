@@ -26,7 +26,8 @@ pub struct Batcher {
 struct Open {
     rows: Vec<EncodedRow>,
     bytes: usize,
-    /// When its first row came.
+    /// When its first row came, or earlier when the caller gave a lower bound
+    /// ([`Batcher::set_arrivals_from`]).
     since: Instant,
 }
 

@@ -29,7 +29,8 @@ pub(super) struct Pending {
     open: Vec<RawEvent>,
     /// Body bytes in `open`.
     bytes: usize,
-    /// When the first event of `open` came (at the earliest: see [`Pending::set_arrivals_from`]).
+    /// When the first event of `open` came, or earlier: a lower bound
+    /// ([`Pending::set_arrivals_from`]), so the age it gives is never short.
     since: Option<Instant>,
     /// What a batch opened from now on counts its age from (`None`: the moment it opens).
     arrivals_from: Option<Instant>,
@@ -129,7 +130,8 @@ impl Pending {
         }
     }
 
-    /// Events kept from now on came no earlier than `from` (as [`crate::ingest::Batcher::set_arrivals_from`]).
+    /// Events kept from now on came no earlier than `from` (as
+    /// [`crate::ingest::Batcher::set_arrivals_from`]).
     pub(super) fn set_arrivals_from(&mut self, from: Instant) {
         self.arrivals_from = Some(from);
     }
