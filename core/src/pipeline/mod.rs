@@ -29,7 +29,7 @@
 //!   returns, every event is delivered, spooled or counted dropped.
 //! - Memory: after a burst the flush thread gives back what it can (a bounded body pool and few
 //!   kept rings, and glibc's free pages through `malloc_trim` once it goes idle; see
-//!   `flush::Trim`), so a php-fpm worker returns to its steady size.
+//!   `flush::trim`), so a php-fpm worker returns to its steady size.
 //! - Schema files: with `schemas.reload_interval` (and schemas loaded from `schemas.dir` by
 //!   [`Pipeline::new`]) the flush thread picks up changed files without a restart, off
 //!   `log()`'s path; see `reload`. `log()` never touches the processor.

@@ -54,6 +54,7 @@ mod pace;
 mod replay;
 mod report;
 mod router;
+mod trim;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -96,63 +97,6 @@ const WAKE_BATCH: u64 = 512;
 const BEHIND_EVENTS: u64 = WAKE_BATCH;
 /// Raw events per spool record (queue overflow, leftovers at shutdown).
 const RAW_PER_RECORD: usize = 1000;
-/// Taking this many events between two idle moments means a burst or a backlog: when the thread
-/// next goes idle it hands the allocator's free memory back to the system (see [`Trim`]).
-const TRIM_BACKLOG: usize = DRAIN_CHUNK;
-/// At most one trim per this interval, process-wide.
-const TRIM_EVERY: Duration = Duration::from_secs(1);
-
-/// Gives memory back after a burst. The bodies of a burst are allocated by the logging threads
-/// and freed here; glibc keeps freed memory in its arenas and returns a heap's pages only from
-/// its top, which live allocations made late in the burst pin, so without a trim a php-fpm
-/// worker kept +16 to +30 MiB of free-but-resident heap for its whole life after one burst of
-/// 100k events (docs/php-cost.md, section 2). `malloc_trim(0)` returns those pages at once.
-/// It walks every arena (a millisecond or so on a large heap), so it runs only when the thread
-/// goes idle (nothing queued, no batch pending) after taking [`TRIM_BACKLOG`] events or more
-/// since it was last idle, at most once per [`TRIM_EVERY`]: a producer of a few events now and
-/// then never pays for it, a steady one at most once when its flow stops. A trim deferred by
-/// the rate limit runs at a later idle moment (the idle park is bounded, so within seconds).
-#[derive(Debug, Default)]
-pub(super) struct Trim {
-    /// Events taken since the thread was last idle.
-    run: usize,
-    pending: bool,
-}
-
-impl Trim {
-    /// A round took `n` events.
-    pub(super) fn took(&mut self, n: usize) {
-        self.run = self.run.saturating_add(n);
-        self.pending |= self.run >= TRIM_BACKLOG;
-    }
-
-    /// The thread is about to park with nothing queued.
-    pub(super) fn idle(&mut self) {
-        self.run = 0;
-        if !self.pending {
-            return;
-        }
-        static LAST: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
-        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_some_and(|t| t.elapsed() < TRIM_EVERY) {
-            return;
-        }
-        *last = Some(Instant::now());
-        self.pending = false;
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        {
-            // SAFETY: malloc_trim has no preconditions; it only takes glibc's arena locks.
-            #[allow(unsafe_code)]
-            let _ = unsafe { libc::malloc_trim(0) };
-        }
-    }
-
-    /// Whether a trim is waiting for an idle moment (the idle park then comes back sooner).
-    pub(super) fn is_pending(&self) -> bool {
-        self.pending
-    }
-}
-
 /// How many waiting events make a producer wake the thread while a batch is open: a full batch,
 /// at most [`WAKE_BATCH`], and at most a quarter of the queue, so the thread takes them long
 /// before the queue fills (and before `queue.overflow = "spool"` starts spilling at three
@@ -347,7 +291,7 @@ struct Worker {
     /// exit mid-backoff with the rows neither delivered, spooled nor counted).
     stopping: bool,
     /// Gives memory back when the thread goes idle after a backlog.
-    trim: Trim,
+    trim: trim::Trim,
     /// Checks the schema files, when this thread reads the lanes (one destination).
     watcher: Option<super::reload::Watcher>,
     /// When the sink gets the process's counters next ([`Sink::report`]).
@@ -428,7 +372,7 @@ impl Worker {
             dl_retrying: 0,
             unrouted: 0,
             stopping: false,
-            trim: Trim::default(),
+            trim: trim::Trim::default(),
             watcher,
             // The first report after one interval: a process that logs nothing has nothing
             // to tell, and a short one tells it in its last report.
@@ -523,7 +467,7 @@ impl Worker {
     /// oldest batch's age deadline, the breaker's reopening, the next spool scan.
     fn wait_time(&self, now: Instant) -> Duration {
         let mut timeout = match self.oldest() {
-            None if self.trim.is_pending() => TRIM_EVERY,
+            None if self.trim.is_pending() => trim::TRIM_EVERY,
             None => IDLE_PARK,
             Some(oldest) => (oldest + self.parts.batch.max_age).saturating_duration_since(now),
         };

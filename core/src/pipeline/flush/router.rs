@@ -45,7 +45,7 @@ pub(super) struct Router {
     pace: super::pace::Pace,
     /// Gives memory back when the router goes idle after a backlog (as the single flush
     /// thread does).
-    trim: super::Trim,
+    trim: super::trim::Trim,
     /// Checks the schema files (the router reads the lanes).
     watcher: Option<crate::pipeline::reload::Watcher>,
 }
@@ -113,7 +113,7 @@ impl Router {
             report: Report::new(),
             unrouted: 0,
             pace: super::pace::Pace::new(Instant::now()),
-            trim: super::Trim::default(),
+            trim: super::trim::Trim::default(),
             watcher: parts_watch,
         };
         (router, starts)
