@@ -3,7 +3,8 @@
 # variable (a benchmark sets its config through php.ini, nothing else), sources stack.sh (nginx
 # + php-fpm) and collector.sh (a local collector or the stand-in).
 #   php_ext [PROFILE]   builds the extension (profiling by default: release code with line
-#                       tables; debug reuses the test build) and sets `ext` to its .so
+#                       tables; debug reuses the test build) and sets `ext` to its .so;
+#                       EXT=path uses that .so instead (a copy kept from another build, to compare)
 #   mode_start MODE     sets `sink_args` (php-fpm -d options) for MODE: null | forward (a local
 #                       collector, COMPRESSION default auto) | forward-remote (the stand-in for a
 #                       collector on another host, COMPRESSION default zstd: what auto does toward
@@ -17,6 +18,7 @@ source "$root/bindings/php/tests/fpm/stack.sh"
 source "$here/collector.sh"
 
 php_ext() {
+  if [ -n "${EXT:-}" ]; then ext=$EXT; return; fi
   local profile=${1:-profiling}
   if [ "$profile" = debug ]; then
     (cd "$root" && cargo build -q -p evlog-php)

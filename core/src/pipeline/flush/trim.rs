@@ -9,15 +9,22 @@
 //! A trim is not free: it walks every arena (a millisecond or so on a large heap, most of it in
 //! `madvise` calls), and the pages it hands back are faulted in again by the next batches. So it
 //! runs only after a backlog, a round that took [`TRIM_BACKLOG`] events (a full chunk: the queue
-//! held more than one round takes), then at the thread's next idle moment (nothing queued, no
-//! batch pending), at most once per [`TRIM_EVERY`] process-wide. A steady flow never pays for
-//! it. Counting events "since the thread was last idle", as this did before, made steady flows
-//! trim too: paced, the thread takes about a wake-up's worth per round, and the events logged
-//! during its delivery keep the queue from being empty for seconds, so the count crossed the
-//! mark (php-fpm, one request at a time: a trim of ~33 `madvise` calls every few seconds per
-//! worker, and 2.6 times the flush threads' page faults; docs/php-cost.md, session 20). A trim
-//! deferred by the rate limit runs at a later idle moment (the idle park is bounded, so within
-//! seconds).
+//! held more than one round takes), at the thread's next idle moment (nothing queued, no batch
+//! pending), at most once per [`TRIM_EVERY`] process-wide; and unless the backlog was a burst
+//! (full rounds in a row adding up to [`TRIM_BURST`] events), only once no round has taken a
+//! backlog for [`TRIM_QUIET`]. A steady flow never pays for it. Counting events "since
+//! the thread was last idle", as this did first, made steady flows trim too: paced, the thread
+//! takes about a wake-up's worth per round, and the events logged during its delivery keep the
+//! queue from being empty for seconds, so the count crossed the mark (php-fpm, one request at a
+//! time: a trim of ~33 `madvise` calls every few seconds per worker, and 2.6 times the flush
+//! threads' page faults; docs/php-cost.md, session 20). Trimming at the first idle moment after
+//! a backlog, as it did next, made a saturated host trim over and over: there a flush thread
+//! that waited for a CPU finds a full chunk now and then, and gave back at once the pages the
+//! next backlog faulted in again (16 php-fpm workers at saturation: 6–12 trims and 166–237
+//! `madvise` calls in 5 s; session 21). A trim that is due but deferred (by the quiet time or
+//! the rate limit) runs at a later idle moment: the idle park comes back within [`TRIM_EVERY`]
+//! while one is pending, so memory goes back within ~2 s of a burst's end, and within
+//! `TRIM_QUIET` + ~2 s of a smaller backlog's.
 
 use std::time::{Duration, Instant};
 
@@ -27,23 +34,57 @@ use super::DRAIN_CHUNK;
 const TRIM_BACKLOG: usize = DRAIN_CHUNK;
 /// At most one trim per this interval, process-wide.
 pub(super) const TRIM_EVERY: Duration = Duration::from_secs(1);
+/// A backlog that came in full rounds adding up to this many events (or one round that took
+/// them, as `flush()` does after a burst) is a burst: trimmed at the next idle moment.
+const TRIM_BURST: usize = 4 * DRAIN_CHUNK;
+/// A smaller backlog is trimmed only once no round has taken one for this long: it is more
+/// likely a thread that keeps falling behind on a saturated host, which would fault the pages
+/// in again, than a burst that is over.
+const TRIM_QUIET: Duration = Duration::from_secs(5);
 
 /// Whether a trim is due, and the trim itself (see the module's doc).
 #[derive(Debug, Default)]
 pub(super) struct Trim {
     /// A round took a backlog since the last trim.
     pending: bool,
+    /// A burst ([`TRIM_BURST`]) since the last trim: no quiet time to wait for.
+    burst: bool,
+    /// Events taken by the current run of full rounds.
+    run: usize,
+    /// When a round last took a backlog.
+    last_backlog: Option<Instant>,
 }
 
 impl Trim {
     /// A round took `n` events.
     pub(super) fn took(&mut self, n: usize) {
-        self.pending |= n >= TRIM_BACKLOG;
+        if n >= TRIM_BACKLOG {
+            self.took_backlog_at(n, Instant::now());
+        } else {
+            self.run = 0;
+        }
+    }
+
+    fn took_backlog_at(&mut self, n: usize, now: Instant) {
+        self.pending = true;
+        self.run = self.run.saturating_add(n);
+        self.burst |= self.run >= TRIM_BURST;
+        self.last_backlog = Some(now);
+    }
+
+    /// Whether a trim is due at `now`: a burst since the last one, or a backlog and none for
+    /// [`TRIM_QUIET`].
+    fn due(&self, now: Instant) -> bool {
+        self.pending
+            && (self.burst
+                || self
+                    .last_backlog
+                    .is_none_or(|t| now.saturating_duration_since(t) >= TRIM_QUIET))
     }
 
     /// The thread is about to park with nothing queued.
     pub(super) fn idle(&mut self) {
-        if !self.pending {
+        if !self.due(Instant::now()) {
             return;
         }
         static LAST: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
@@ -53,6 +94,7 @@ impl Trim {
         }
         *last = Some(Instant::now());
         self.pending = false;
+        self.burst = false;
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         {
             // SAFETY: malloc_trim has no preconditions; it only takes glibc's arena locks.
@@ -85,7 +127,48 @@ mod tests {
     }
 
     #[test]
-    fn a_full_chunk_asks_for_one_trim_at_the_next_idle_moment() {
+    fn a_trim_waits_until_backlogs_stop_for_the_quiet_time() {
+        let mut trim = Trim::default();
+        let t0 = Instant::now();
+        trim.took_backlog_at(TRIM_BACKLOG, t0);
+        trim.took(3);
+        assert!(trim.is_pending());
+        assert!(!trim.due(t0), "not at the backlog's own idle moment");
+        assert!(!trim.due(t0 + TRIM_QUIET - Duration::from_millis(1)));
+        // A thread that keeps falling behind (a saturated host) keeps putting it off.
+        let t1 = t0 + TRIM_QUIET / 2;
+        trim.took_backlog_at(TRIM_BACKLOG + 10, t1);
+        trim.took(3);
+        assert!(!trim.due(t0 + TRIM_QUIET));
+        assert!(!trim.due(t1 + TRIM_QUIET - Duration::from_millis(1)));
+        assert!(trim.due(t1 + TRIM_QUIET), "due once the backlogs stopped");
+    }
+
+    #[test]
+    fn a_burst_is_trimmed_at_the_next_idle_moment() {
+        // Full rounds in a row that add up to a burst (the producer outran the thread)...
+        let mut trim = Trim::default();
+        let t0 = Instant::now();
+        for _ in 0..TRIM_BURST / TRIM_BACKLOG {
+            trim.took_backlog_at(TRIM_BACKLOG, t0);
+        }
+        trim.took(3);
+        assert!(trim.due(t0), "no quiet time after a burst");
+        // ... or one round that took it all (`flush()` after a burst).
+        let mut trim = Trim::default();
+        trim.took_backlog_at(TRIM_BURST, t0);
+        assert!(trim.due(t0));
+        // Full rounds with short ones between them are a thread falling behind, not a burst.
+        let mut trim = Trim::default();
+        for _ in 0..10 {
+            trim.took_backlog_at(TRIM_BACKLOG, t0);
+            trim.took(3);
+        }
+        assert!(!trim.due(t0));
+    }
+
+    #[test]
+    fn a_full_chunk_asks_for_one_trim_at_an_idle_moment_after_the_quiet_time() {
         let mut trim = Trim::default();
         trim.took(TRIM_BACKLOG);
         trim.took(3);
@@ -93,6 +176,12 @@ mod tests {
             trim.is_pending(),
             "a backlog is remembered until the thread is idle"
         );
+        trim.idle();
+        assert!(trim.is_pending(), "the quiet time has not passed");
+        // As if the backlog had come TRIM_QUIET ago (Instant counts from boot, well past it).
+        let earlier = Instant::now().checked_sub(TRIM_QUIET).expect("uptime");
+        trim.took_backlog_at(TRIM_BACKLOG, earlier);
+        trim.took(3);
         // The rate limit is process-wide: wait until a trim is allowed (bounded: TRIM_EVERY).
         let deadline = Instant::now() + TRIM_EVERY * 5;
         while trim.is_pending() && Instant::now() < deadline {
