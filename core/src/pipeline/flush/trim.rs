@@ -45,13 +45,11 @@ const TRIM_QUIET: Duration = Duration::from_secs(5);
 /// Whether a trim is due, and the trim itself (see the module's doc).
 #[derive(Debug, Default)]
 pub(super) struct Trim {
-    /// A round took a backlog since the last trim.
-    pending: bool,
     /// A burst ([`TRIM_BURST`]) since the last trim: no quiet time to wait for.
     burst: bool,
     /// Events taken by the current run of full rounds.
     run: usize,
-    /// When a round last took a backlog.
+    /// When a round last took a backlog, if one has since the last trim (a trim is pending).
     last_backlog: Option<Instant>,
 }
 
@@ -66,7 +64,6 @@ impl Trim {
     }
 
     fn took_backlog_at(&mut self, n: usize, now: Instant) {
-        self.pending = true;
         self.run = self.run.saturating_add(n);
         self.burst |= self.run >= TRIM_BURST;
         self.last_backlog = Some(now);
@@ -75,11 +72,8 @@ impl Trim {
     /// Whether a trim is due at `now`: a burst since the last one, or a backlog and none for
     /// [`TRIM_QUIET`].
     fn due(&self, now: Instant) -> bool {
-        self.pending
-            && (self.burst
-                || self
-                    .last_backlog
-                    .is_none_or(|t| now.saturating_duration_since(t) >= TRIM_QUIET))
+        self.last_backlog
+            .is_some_and(|t| self.burst || now.saturating_duration_since(t) >= TRIM_QUIET)
     }
 
     /// The thread is about to park with nothing queued.
@@ -93,7 +87,7 @@ impl Trim {
             return;
         }
         *last = Some(Instant::now());
-        self.pending = false;
+        self.last_backlog = None;
         self.burst = false;
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         {
@@ -105,7 +99,7 @@ impl Trim {
 
     /// Whether a trim is waiting for an idle moment (the idle park then comes back sooner).
     pub(super) fn is_pending(&self) -> bool {
-        self.pending
+        self.last_backlog.is_some()
     }
 }
 
