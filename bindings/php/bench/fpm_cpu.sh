@@ -16,7 +16,9 @@
 # per response, so it is left off at saturation, where it would take CPU from the pages),
 # COMPRESSION (forward modes: evlog.forward_compression; default auto with the local collector,
 # zstd with the stand-in, which is what auto does toward a collector on another host), BUSY=1 (one busy loop on another process while measuring), PERF=1 (then a perf
-# record -g of the workers during one more "with" run; top entries printed).
+# record -g of the workers during one more "with" run; top entries printed), WITH (log: the page
+# with its 10 evlog_log() calls | json: with a json_encode() of each event instead, no evlog call:
+# the reference of serializing the events in PHP alone).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/fpm_env.sh"
@@ -30,6 +32,12 @@ standin_url=${url:-}
 stack_start "$ext" "$root/bindings/php/tests/fpm/www" "$workers" 0 "${sink_args[@]}" \
   -d "evlog.schema_dir=$root/bindings/php/tests/fpm/schemas"
 base="http://127.0.0.1:$STACK_PORT/bench.php"
+with_query=log=1
+case "${WITH:-log}" in
+  log) ;;
+  json) with_query=json=1 ;;
+  *) echo "WITH must be log or json" >&2; exit 2 ;;
+esac
 # Every worker logs once, so each has its flush thread before anything is measured.
 wrk -t1 -c"$workers" -d3s "$base?log=1" > "$STACK_DIR/warm.txt"
 logged=$(($(awk '/requests in/ {print $1}' "$STACK_DIR/warm.txt") * 10)) # events the pages logged
@@ -60,12 +68,12 @@ echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for run in $(seq 1 "$pairs"); do
   order="without with"; [ $((run % 2)) = 0 ] && order="with without"
   for page in $order; do
-    url=$base; [ "$page" = with ] && url="$base?log=1"
+    url=$base; [ "$page" = with ] && url="$base?$with_query"
     read -r m0 mv0 mn0 f0 fv0 fn0 c0 < <(snapshot)
     wrk -t1 -c"$conc" -d"${dur}s" --latency "${wrk_script[@]}" "$url" > "$STACK_DIR/wrk.txt"
     read -r m1 mv1 mn1 f1 fv1 fn1 c1 < <(snapshot)
     reqs=$(awk '/requests in/ {print $1}' "$STACK_DIR/wrk.txt")
-    [ "$page" = with ] && logged=$((logged + reqs * 10))
+    [ "$page" = with ] && [ "$with_query" = log=1 ] && logged=$((logged + reqs * 10))
     awk -v rows="$STACK_DIR/rows.txt" -v r="$run" -v pg="$page" -v n="$reqs" -v p50="$(lat_us "$STACK_DIR/wrk.txt" 50)" -v p99="$(lat_us "$STACK_DIR/wrk.txt" 99)" \
       -v rps="$(awk '/^Requests\/sec:/ {print $2}' "$STACK_DIR/wrk.txt")" \
       -v lp50="$(awk '$1 == "loop_ns" {print $2 / 1000}' "$STACK_DIR/wrk.txt")" -v lp99="$(awk '$1 == "loop_ns" {print $3 / 1000}' "$STACK_DIR/wrk.txt")" \
@@ -86,7 +94,8 @@ if [ "$mode" = forward-remote ]; then
   fi
 fi
 # The pairs' summary: medians of the with-minus-without differences, and the spread of each.
-python3 "$here/pairs_summary.py" "$STACK_DIR/rows.txt" "$workers workers, -c$conc, mode=$mode${COMPRESSION:+, compression=$COMPRESSION}, busy=${BUSY:-0}"
+added="10 evlog_log()"; [ "$with_query" = log=1 ] || added="10 json_encode() (no evlog call)"
+python3 "$here/pairs_summary.py" "$STACK_DIR/rows.txt" "$workers workers, -c$conc, mode=$mode${COMPRESSION:+, compression=$COMPRESSION}, busy=${BUSY:-0}" "$added"
 if [ "${PERF:-0}" = 1 ]; then
   pids=$(pgrep -P "$STACK_FPM_PID" | paste -sd,)
   wrk -t1 -c"$conc" -d"$((dur + 2))s" "$base?log=1" > /dev/null &

@@ -36,7 +36,8 @@ def main() -> None:
     print()
     print(f"### Summary, {sys.argv[2]}: median of {n} pairs' differences (range)")
     print()
-    print("| measure | page without evlog (range) | added by 10 evlog_log() (range of pairs) |")
+    added = sys.argv[3] if len(sys.argv) > 3 else "10 evlog_log()"
+    print(f"| measure | page without evlog (range) | added by {added} (range of pairs) |")
     print("|---|---|---|")
     print(f"| p50 µs | {spread('p50')} | {diff('p50')} |")
     print(f"| p99 µs | {spread('p99')} | {diff('p99')} |")
