@@ -26,18 +26,18 @@ php_ext
 workers=${WORKERS:-4} conc=${CONCURRENCY:-1} dur=${DURATION:-10} pairs=${PAIRS:-3} mode=${MODE:-null}
 loop_ns=${LOOP_NS:-$([ "$conc" = 1 ] && echo 1 || echo 0)}
 wrk_script=(); [ "$loop_ns" = 1 ] && wrk_script=(-s "$here/page_ns.lua")
-trap bench_cleanup EXIT
-mode_start "$mode"
-standin_url=${url:-}
-stack_start "$ext" "$root/bindings/php/tests/fpm/www" "$workers" 0 "${sink_args[@]}" \
-  -d "evlog.schema_dir=$root/bindings/php/tests/fpm/schemas"
-base="http://127.0.0.1:$STACK_PORT/bench.php"
 with_query=log=1
 case "${WITH:-log}" in
   log) ;;
   json) with_query=json=1 ;;
   *) echo "WITH must be log or json" >&2; exit 2 ;;
 esac
+trap bench_cleanup EXIT
+mode_start "$mode"
+standin_url=${url:-}
+stack_start "$ext" "$root/bindings/php/tests/fpm/www" "$workers" 0 "${sink_args[@]}" \
+  -d "evlog.schema_dir=$root/bindings/php/tests/fpm/schemas"
+base="http://127.0.0.1:$STACK_PORT/bench.php"
 # Every worker logs once, so each has its flush thread before anything is measured.
 wrk -t1 -c"$workers" -d3s "$base?log=1" > "$STACK_DIR/warm.txt"
 logged=$(($(awk '/requests in/ {print $1}' "$STACK_DIR/warm.txt") * 10)) # events the pages logged
