@@ -21,10 +21,10 @@
 //! a backlog, as it did next, made a saturated host trim over and over: there a flush thread
 //! that waited for a CPU finds a full chunk now and then, and gave back at once the pages the
 //! next backlog faulted in again (16 php-fpm workers at saturation: 2–17 trims and 45–436
-//! `madvise` calls in 5 s, about half after this rule; session 21). A trim that is due but deferred (by the quiet time or
-//! the rate limit) runs at a later idle moment: the idle park comes back within [`TRIM_EVERY`]
-//! while one is pending, so memory goes back within ~2 s of a burst's end, and within
-//! `TRIM_QUIET` + ~2 s of a smaller backlog's.
+//! `madvise` calls in 5 s, about half after this rule; session 21). A trim that is due but
+//! deferred (by the quiet time or the rate limit) runs at a later idle moment: the idle park
+//! comes back within [`TRIM_EVERY`] while one is pending, so memory goes back within ~2 s of a
+//! burst's end, and within `TRIM_QUIET` + ~2 s of a smaller backlog's.
 
 use std::time::{Duration, Instant};
 
