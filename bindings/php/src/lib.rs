@@ -178,8 +178,8 @@ pub fn evlog_log(
         Some(o) => parse_options(o)?,
         None => (None, None),
     };
-    // Core's pooled buffer: reused after the flush thread is done with it, instead of a
-    // fresh allocation this thread makes and the flush thread frees (a cross-arena free).
+    // This thread's scratch buffer, kept by core between calls: core copies the body out of it
+    // into the lane's arena, so the buffer never leaves this thread (and its cache).
     let mut body = p.buffer();
     match convert::write_event(&mut body, event) {
         Ok(()) => {}

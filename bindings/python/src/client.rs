@@ -90,7 +90,7 @@ impl Client {
         let namespace = arg_str(namespace, "namespace")?;
         let type_name = arg_str(type_name, "type")?;
         let parts = (|| -> PyResult<_> {
-            // A recycled buffer from core's pool, handed back as the event body (no copy).
+            // This thread's scratch buffer, kept by core between calls, handed back as the body.
             let mut body = this.pipeline.buffer();
             convert::write_event(&mut body, event).map_err(Error::from)?;
             let time = match time {

@@ -43,7 +43,6 @@ mod spooled;
 #[cfg(test)]
 mod tests;
 
-use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::Thread;
@@ -136,11 +135,12 @@ pub enum PipelineError {
 /// one `fetch_add` reserves both.
 const EVENT_SHIFT: u32 = 40;
 const BYTES_MASK: u64 = (1 << EVENT_SHIFT) - 1;
-/// Body buffers kept for reuse. Reuse matters: a buffer allocated by a logging thread and freed
+/// Body buffers kept for reuse: the flush thread's, into which it copies bodies out of the lanes'
+/// arenas, and the producers' when a body does not go through an arena (too large, arena full,
+/// the shared queue). Reuse matters: a buffer allocated by a logging thread and freed
 /// by the flush thread costs a contended allocator lock on both sides (measured: ~300 ns per event
-/// with glibc malloc, ~60 ns with the pool). A steady producer needs about what the flush thread
-/// takes per wake-up (up to 512, `flush::WAKE_BATCH`) in circulation, plus what it logs while
-/// they are taken; more only pins memory after a burst (16384 buffers held ~3.5 MiB per php-fpm
+/// with glibc malloc, ~60 ns with the pool). The flush thread needs about what it
+/// takes per wake-up (up to 512, `flush::WAKE_BATCH`) in circulation; more only pins memory after a burst (16384 buffers held ~3.5 MiB per php-fpm
 /// worker for its life, docs/php-cost.md; 1024 hold ~0.2 MiB).
 const POOL_BUFFERS: usize = 1024;
 /// A new body buffer's size when the pool has none: most events fit.
@@ -462,14 +462,16 @@ impl Pipeline {
         &self.shared.config
     }
 
-    /// An empty buffer to build an event body in (recycled when possible); pass it back as
-    /// `EventInput::event_json = Cow::Owned(buf)` so the body is never copied.
+    /// An empty buffer to build an event body in; pass it back as `EventInput::event_json =
+    /// Cow::Owned(buf)`. It is this thread's own scratch buffer, kept by its lane between calls
+    /// (the body is copied from it into the lane's arena, see `lanes`), so it stays in this
+    /// thread's cache; without one (the first call, or after a body too large for the arena)
+    /// a recycled buffer from the pool, else a new one.
     ///
-    /// The pool is reached through this thread's lane, which holds the state already, instead of
+    /// Both are reached through this thread's lane, which holds the state already, instead of
     /// a second load of the state (`arc_swap`'s thread-local debt list; ~30 instructions of a
-    /// PHP call, docs/php-cost.md session 17). When the pool is empty (the first
-    /// events, a burst) the buffer starts at [`FRESH_BUFFER`] bytes rather than growing there
-    /// through five reallocations.
+    /// PHP call, docs/php-cost.md session 17). A new buffer starts at [`FRESH_BUFFER`] bytes
+    /// rather than growing there through five reallocations.
     #[inline]
     pub fn buffer(&self) -> String {
         let pooled = lanes::with_lane(
@@ -477,7 +479,7 @@ impl Pipeline {
             fork::generation(),
             (),
             || self.state_full(),
-            |st, _, ()| st.pool.pop(),
+            |st, io, ()| io.take_scratch().or_else(|| st.pool.pop()),
         )
         .unwrap_or_else(|()| self.state().pool.pop());
         pooled.unwrap_or_else(|| String::with_capacity(FRESH_BUFFER))
@@ -594,25 +596,20 @@ impl Pipeline {
             st.load.fetch_sub(add, Ordering::Relaxed);
             return Err(e);
         }
-        let event = RawEvent {
+        let mut event = RawEvent {
             namespace,
             type_name,
             time: input.time,
             received_at,
             id,
-            body: match body {
-                Cow::Owned(s) => s,
-                Cow::Borrowed(b) => {
-                    let mut s = st.pool.pop().unwrap_or_default();
-                    s.clear();
-                    s.push_str(b);
-                    s
-                }
-            },
+            body: String::new(),
         };
         match io {
-            Some(io) => io.push(event),
-            None => st.queue.push(event),
+            Some(io) => io.push_body(event, body, &st.pool),
+            None => {
+                event.body = lanes::owned_body(body, &st.pool);
+                st.queue.push(event);
+            }
         }
         // `wake_at` is `u64::MAX` while the thread runs: then nothing is read but this load.
         let wake_at = st.wake_at.load(Ordering::Relaxed);
