@@ -10,21 +10,21 @@
 //! are freed once read. The pipeline's bounds (events and bytes) are enforced by the reservation
 //! in `log()`, not here.
 //!
-//! Bodies travel apart from the slots, through the lane's body arena: a byte ring
-//! ([`ARENA_BYTES`]) into which the producer copies each body, one after the other, and out of
-//! which the consumer copies it into a buffer of the state's pool. The producer writes the body
-//! into its own scratch buffer first ([`LaneIo::take_scratch`], what `Pipeline::buffer` hands a
-//! binding), which never leaves its thread. Before the arena the producer wrote each body into a
-//! pooled buffer that the flush thread had last read, on another core: with the flush thread on
-//! another core a call in a loop took 0.70–0.75 µs instead of 0.52–0.61 through the arena
-//! (0.38–0.39 either way with both on one CPU), and at saturation the page threads' CPU added by
-//! 10 calls fell from 13–18 to 10–12 µs (docs/php-cost.md, session 23): written in one sequential
-//! stream, the lines the consumer reads are fewer and the prefetcher sees them coming. A body
-//! larger than [`INLINE_MAX`], or one that finds the arena full (the consumer far behind), goes
-//! in its own buffer in the slot, as before.
+//! Bodies travel apart from the slots, through the lane's body arena, a byte ring
+//! ([`ARENA_BYTES`]). The producer writes a body into its own scratch buffer
+//! ([`LaneIo::take_scratch`], what `Pipeline::buffer` hands a binding; it never leaves the thread)
+//! and `log()` copies it into the arena, one body after the other; the slot carries its length.
+//! The consumer copies it out into a buffer of its own stash ([`Lanes`]; the state's pool when
+//! that is empty), so it does not pop the pool the producers pop. Before the arena the producer
+//! wrote each body into a pooled buffer the flush thread had last read, on another core, whose
+//! lines each had to come back first: with the flush thread on the other CPU a call in a loop
+//! took 0.70–0.81 µs instead of 0.52–0.61 through the arena (0.38–0.40 either way with both
+//! threads on one CPU; docs/php-cost.md, session 23). A body larger than [`INLINE_MAX`], or one
+//! that finds the arena full (the consumer far behind), goes in its own buffer in the slot.
 //!
-//! Body buffers go back to the state's shared pool, oldest reused first (handing out the buffer
-//! the flush thread has just read, hot in the other core's cache, measured slower).
+//! Buffers the consumer is done with go to its stash, then to the state's shared pool, oldest
+//! reused first (handing out the buffer the flush thread has just read, hot in the other core's
+//! cache, measured slower).
 //!
 //! Contract:
 //! - A lane belongs to one (thread, pipeline, fork generation): the thread-local list is keyed
@@ -70,6 +70,9 @@ const ARENA_BYTES: usize = 64 * 1024;
 const INLINE_MAX: usize = 4 * 1024;
 /// Largest scratch buffer a thread keeps (as the pool: one huge event does not pin memory).
 const SCRATCH_MAX: usize = 16 * 1024;
+/// Buffers the consumer keeps for the bodies it reads out of the arenas: what one drain has in
+/// hand at once is usually one (a sink copies or converts the body, then hands it back).
+const STASH_BUFFERS: usize = 256;
 
 /// One ring slot: an event, or where the producer went on writing.
 pub(super) enum Slot {
@@ -407,12 +410,12 @@ impl LaneConsumer {
         }
     }
 
-    fn pop(&mut self, pool: &ArrayQueue<String>) -> Option<RawEvent> {
+    fn pop(&mut self, stash: &mut Vec<String>, pool: &ArrayQueue<String>) -> Option<RawEvent> {
         loop {
             match self.ring().pop().ok()? {
                 Slot::Event(e) => return Some(e),
                 Slot::Inline { mut event, len } => {
-                    event.body = self.arena_body(len as usize, pool);
+                    event.body = self.arena_body(len as usize, stash, pool);
                     return Some(event);
                 }
                 Slot::Next(target) => {
@@ -431,9 +434,16 @@ impl LaneConsumer {
         }
     }
 
-    /// The next `len` bytes of the arena as a body, in a pooled buffer.
-    fn arena_body(&mut self, len: usize, pool: &ArrayQueue<String>) -> String {
-        let mut bytes = pool.pop().unwrap_or_default().into_bytes();
+    /// The next `len` bytes of the arena as a body, in a buffer of the consumer's stash, else of
+    /// the pool, else a new one.
+    fn arena_body(
+        &mut self,
+        len: usize,
+        stash: &mut Vec<String>,
+        pool: &ArrayQueue<String>,
+    ) -> String {
+        let buf = stash.pop().or_else(|| pool.pop()).unwrap_or_default();
+        let mut bytes = buf.into_bytes();
         bytes.clear();
         bytes.reserve(len.max(super::FRESH_BUFFER));
         // The producer pushed the bytes before the slot that names them (each push a release
@@ -471,6 +481,9 @@ pub(super) struct Lanes {
     list: Vec<LaneConsumer>,
     /// Where the next round starts, so no source is starved.
     cursor: usize,
+    /// Buffers for bodies read out of the arenas, recycled here by this thread alone (the state's
+    /// pool gets what does not fit), so the consumer does not pop the pool the producers pop.
+    stash: Vec<String>,
 }
 
 impl Lanes {
@@ -497,7 +510,9 @@ impl Lanes {
             }
             let s = (self.cursor + k) % sources;
             n += match self.list.get_mut(s) {
-                Some(lane) => take_lane(st, lane, (max - n) as u64, &mut f) as usize,
+                Some(lane) => {
+                    take_lane(st, lane, &mut self.stash, (max - n) as u64, &mut f) as usize
+                }
                 None => take_queue(st, max - n, &mut f),
             };
         }
@@ -520,7 +535,7 @@ impl Lanes {
         // The shared queue is FIFO: its length now covers everything pushed before.
         let mut n = take_queue(st, st.queue.len(), &mut f);
         for lane in &mut self.list {
-            n += take_lane(st, lane, bound, &mut f) as usize;
+            n += take_lane(st, lane, &mut self.stash, bound, &mut f) as usize;
         }
         self.remove_done();
         n
@@ -540,14 +555,22 @@ impl Lanes {
 fn take_lane(
     st: &ProcState,
     lane: &mut LaneConsumer,
+    stash: &mut Vec<String>,
     max: u64,
     f: &mut impl FnMut(RawEvent) -> Option<String>,
 ) -> u64 {
     let mut k = 0;
     while k < max {
-        let Some(e) = lane.pop(&st.pool) else { break };
-        if let Some(body) = f(e) {
-            st.recycle(body);
+        let Some(e) = lane.pop(stash, &st.pool) else {
+            break;
+        };
+        if let Some(mut body) = f(e) {
+            if stash.len() < STASH_BUFFERS && body.capacity() <= SCRATCH_MAX {
+                body.clear();
+                stash.push(body);
+            } else {
+                st.recycle(body);
+            }
         }
         k += 1;
     }
@@ -600,7 +623,8 @@ mod tests {
         });
         assert_eq!(took, n);
         assert_eq!(seen, (0..n).collect::<Vec<_>>());
-        // Buffers went back to the pool, emptied, up to its bound (the rest were freed).
+        // Buffers went back, emptied, to the consumer's stash and then the pool, up to the pool's
+        // bound (the rest were freed).
         assert_eq!(st.pool.len(), n.min(super::super::POOL_BUFFERS));
         assert!(st
             .pool
