@@ -22,8 +22,9 @@
 //! threads on one CPU; docs/php-cost.md, session 23). A body larger than [`INLINE_MAX`], or one
 //! that finds the arena full (the consumer far behind), goes in its own buffer in the slot.
 //!
-//! Buffers the consumer is done with go to its stash, then to the state's shared pool, oldest
-//! reused first (handing out the buffer the flush thread has just read, hot in the other core's
+//! Buffers the consumer is done with go to its stash (last in, first out: the same thread reuses
+//! the one hottest in its cache), then to the state's shared pool, which hands out the oldest
+//! first (giving a producer the buffer the flush thread has just read, hot in the other core's
 //! cache, measured slower).
 //!
 //! Contract:

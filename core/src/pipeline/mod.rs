@@ -135,12 +135,13 @@ pub enum PipelineError {
 /// one `fetch_add` reserves both.
 const EVENT_SHIFT: u32 = 40;
 const BYTES_MASK: u64 = (1 << EVENT_SHIFT) - 1;
-/// Body buffers kept for reuse: the flush thread's, into which it copies bodies out of the lanes'
-/// arenas, and the producers' when a body does not go through an arena (too large, arena full,
-/// the shared queue). Reuse matters: a buffer allocated by a logging thread and freed
-/// by the flush thread costs a contended allocator lock on both sides (measured: ~300 ns per event
-/// with glibc malloc, ~60 ns with the pool). The flush thread needs about what it
-/// takes per wake-up (up to 512, `flush::WAKE_BATCH`) in circulation; more only pins memory after a burst (16384 buffers held ~3.5 MiB per php-fpm
+/// Body buffers kept for reuse, shared by the threads of a process: the producers take them when a
+/// body does not go through their lane's arena (too large, arena full, the shared queue), the
+/// flush thread when its own stash of buffers (`lanes::Lanes`) is empty, and what it is done with
+/// beyond its stash comes back here. Reuse matters: a buffer allocated by a logging thread and
+/// freed by the flush thread costs a contended allocator lock on both sides (measured: ~300 ns per
+/// event with glibc malloc, ~60 ns with the pool). More than a wake-up's worth (up to 512,
+/// `flush::WAKE_BATCH`) only pins memory after a burst (16384 buffers held ~3.5 MiB per php-fpm
 /// worker for its life, docs/php-cost.md; 1024 hold ~0.2 MiB).
 const POOL_BUFFERS: usize = 1024;
 /// A new body buffer's size when the pool has none: most events fit.
