@@ -69,8 +69,6 @@ const ARENA_BYTES: usize = 64 * 1024;
 /// Largest body copied into the arena; a larger one travels in its own buffer (a few such
 /// bodies would fill the arena, and copying them costs more than the buffer's cache misses).
 const INLINE_MAX: usize = 4 * 1024;
-/// Largest scratch buffer a thread keeps (as the pool: one huge event does not pin memory).
-const SCRATCH_MAX: usize = 16 * 1024;
 /// Buffers the consumer keeps for the bodies it reads out of the arenas: what one drain has in
 /// hand at once is usually one (a sink copies or converts the body, then hands it back).
 const STASH_BUFFERS: usize = 256;
@@ -187,7 +185,7 @@ impl LaneIo {
         let len = body.len();
         if len <= INLINE_MAX && self.arena.push_entire_slice(body.as_bytes()).is_ok() {
             if let Cow::Owned(mut s) = body {
-                if self.scratch.capacity() == 0 && s.capacity() <= SCRATCH_MAX {
+                if self.scratch.capacity() == 0 && s.capacity() <= super::POOL_MAX_CAPACITY {
                     s.clear();
                     self.scratch = s;
                 }
@@ -566,7 +564,7 @@ fn take_lane(
             break;
         };
         if let Some(mut body) = f(e) {
-            if stash.len() < STASH_BUFFERS && body.capacity() <= SCRATCH_MAX {
+            if stash.len() < STASH_BUFFERS && body.capacity() <= super::POOL_MAX_CAPACITY {
                 body.clear();
                 stash.push(body);
             } else {
@@ -840,7 +838,7 @@ mod tests {
         });
         assert_eq!(seen, [r#"{"a":1}"#]);
         // A huge buffer is not kept.
-        let mut huge = String::with_capacity(SCRATCH_MAX + 1);
+        let mut huge = String::with_capacity(super::super::POOL_MAX_CAPACITY + 1);
         huge.push_str("{}");
         push_body(13, &st, 1, Cow::Owned(huge));
         let none = with_lane(13, 0, (), || unreachable!(), |_, io, ()| io.take_scratch());

@@ -146,7 +146,8 @@ const BYTES_MASK: u64 = (1 << EVENT_SHIFT) - 1;
 const POOL_BUFFERS: usize = 1024;
 /// A new body buffer's size when the pool has none: most events fit.
 const FRESH_BUFFER: usize = 256;
-/// Larger buffers are freed rather than pooled, so one huge event does not pin memory.
+/// Larger buffers are freed rather than pooled (or kept as a thread's scratch, or in the flush
+/// thread's stash, see `lanes`), so one huge event does not pin memory.
 const POOL_MAX_CAPACITY: usize = 16 * 1024;
 /// Park indefinitely-ish when idle; producers wake the thread. Bounded so a lost wake-up costs at
 /// most this long.
