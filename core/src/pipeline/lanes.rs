@@ -63,9 +63,12 @@ const RING_SLOTS: usize = 256;
 /// (64 kept rings were ~2.2 MiB per php-fpm worker, docs/php-cost.md).
 const MAX_KEPT: usize = 4;
 
-/// Bytes of a lane's body arena: ~700 bodies of 90 bytes, more than the flush thread takes per
-/// paced wake-up (512), so a steady producer's bodies all go through it.
-const ARENA_BYTES: usize = 64 * 1024;
+/// Bytes of a lane's body arena. While events flow the flush thread is paced to wake when half
+/// of this has queued, or 512 events if they come first (`flush::PACED_BYTES`), so a steady
+/// producer's bodies all go through it, and the other half is room for a late wake-up. At
+/// 64 KiB, paced by the count alone, events of ~390 bytes sent half their bodies the slower
+/// way, in buffers of their own (docs/php-cost.md, session 24).
+pub(super) const ARENA_BYTES: usize = 128 * 1024;
 /// Largest body copied into the arena; a larger one travels in its own buffer (a few such
 /// bodies would fill the arena, and copying them costs more than the buffer's cache misses).
 const INLINE_MAX: usize = 4 * 1024;

@@ -88,6 +88,12 @@ const LEFTOVER_WAIT: Duration = Duration::from_millis(200);
 /// from +17 to +6 µs (null sink, docs/php-cost.md, session 13); paced, no page pays one while
 /// events flow (session 19).
 const WAKE_BATCH: u64 = 512;
+/// Bodies' bytes that make a wake-up's worth while events flow, when they come before
+/// [`WAKE_BATCH`] events: half a lane's body arena, so a steady producer's bodies all go through
+/// it. Paced by the count alone, 512 events fitted the arena's first size (64 KiB) only for
+/// bodies of up to 128 bytes; events of ~390 bytes sent half their bodies the slower way, in
+/// buffers of their own (docs/php-cost.md, session 24).
+const PACED_BYTES: u64 = super::lanes::ARENA_BYTES as u64 / 2;
 /// A drain that finds more than this many events queued beyond the ones it took does not yield
 /// the CPU ([`CpuShare::tick_unless`]): producers are outpacing it. A wake-up's worth: under 16
 /// saturated php-fpm workers this kept the steady memory per worker at +2.1 … +2.3 MiB PSS
@@ -125,7 +131,13 @@ fn park(
     let wake_batch = wake_batch(parts);
     let quarter = (parts.queue.capacity as u64 / 4).max(1);
     let high_water = (2 * wake_batch).min(quarter);
-    let plan = pace.plan(now, parts.batch.max_age, wake_batch, high_water, batch_open);
+    let plan = pace.plan(
+        now,
+        parts.batch.max_age,
+        (wake_batch, PACED_BYTES),
+        high_water,
+        batch_open,
+    );
     let timeout = plan.sleep.map_or(longest, |s| s.min(longest));
     st.wake_at.store(plan.wake_at, Ordering::SeqCst);
     if st.would_wake(plan.wake_at, wake_bytes(parts)) || !st.requests.1.is_empty() {
@@ -394,7 +406,7 @@ impl Worker {
             if !flush_waiters.is_empty() {
                 // Counted for the trim too: a producer that outran this thread leaves its
                 // backlog to the flush() that follows (a PHP burst ending in evlog_flush()).
-                let drained = self.drain_published();
+                let (drained, _) = self.drain_published();
                 self.trim.took(drained);
                 self.deliver_all();
                 // Spooled or dropped is not delivered: say so.
@@ -413,8 +425,8 @@ impl Worker {
             }
             self.report_due(now, false);
             self.set_arrivals_from(self.pace.arrivals_from());
-            let drained = self.drain(DRAIN_CHUNK);
-            self.pace.took(now, drained, DRAIN_CHUNK);
+            let (drained, bytes) = self.drain(DRAIN_CHUNK);
+            self.pace.took(now, drained, bytes, DRAIN_CHUNK);
             let now = Instant::now();
             self.deliver_due(now);
             let replayed = self.replay(now);
@@ -525,12 +537,12 @@ impl Worker {
     }
 
     /// Takes up to `max` events, validating and batching them. Returns how many were taken.
-    fn drain(&mut self, max: usize) -> usize {
+    fn drain(&mut self, max: usize) -> (usize, u64) {
         self.drain_with(|lanes, st, f| lanes.take(st, max, f))
     }
 
     /// Takes every event published before the call (for an exact `flush()`).
-    fn drain_published(&mut self) -> usize {
+    fn drain_published(&mut self) -> (usize, u64) {
         let bound = self.st.queued_events();
         self.drain_with(|lanes, st, f| lanes.take_published(st, bound, f))
     }
@@ -538,14 +550,15 @@ impl Worker {
     fn drain_with(
         &mut self,
         take: impl FnOnce(&mut Lanes, &ProcState, &mut dyn FnMut(RawEvent) -> Option<String>) -> usize,
-    ) -> usize {
+    ) -> (usize, u64) {
         let mut lanes = std::mem::take(&mut self.lanes);
         let st = Arc::clone(&self.st);
-        let (mut events, mut bytes) = (0u64, 0u64);
+        let (mut events, mut bytes, mut all_bytes) = (0u64, 0u64, 0u64);
         let mut share = CpuShare::new();
         let n = take(&mut lanes, &st, &mut |raw| {
             events += 1;
             bytes += raw.body.len() as u64;
+            all_bytes += raw.body.len() as u64;
             let body = self.process(raw);
             // Behind: more than a wake-up's worth waits beyond what this drain took.
             share.tick_unless(|| st.queued_events().saturating_sub(events) > BEHIND_EVENTS);
@@ -563,7 +576,7 @@ impl Worker {
         if events > 0 {
             st.release(events, bytes);
         }
-        n
+        (n, all_bytes)
     }
 
     /// Routes one event, then keeps it as it is when the sink takes events (`events`), else
@@ -599,7 +612,7 @@ impl Worker {
     fn stop(&mut self, deadline: Instant) -> bool {
         self.stopping = self.spool.is_some();
         loop {
-            let drained = self.drain(DRAIN_CHUNK);
+            let (drained, _) = self.drain(DRAIN_CHUNK);
             if self.st.queued_events() == 0 || Instant::now() >= deadline {
                 break;
             }

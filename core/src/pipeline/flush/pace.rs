@@ -1,6 +1,6 @@
 //! When the flush thread wakes: while events flow, by its own timer, paced to find about a
-//! wake-up's worth of them ([`super::wake_batch`]), instead of being woken by the producer that
-//! queues the last of them.
+//! wake-up's worth of them ([`super::wake_batch`] events, or [`super::PACED_BYTES`] of bodies if
+//! that comes first), instead of being woken by the producer that queues the last of them.
 //!
 //! A producer's wake-up is a `futex` system call and an interrupt to the other CPU, paid inside
 //! the call that happens to reach the count: under php-fpm, one page in fifty paid 5–15 µs for it
@@ -8,7 +8,9 @@
 //! the page nothing. So:
 //! - *Flowing* (the thread took events since it last parked): it sleeps for the time their rate
 //!   takes to queue a wake-up's worth (at least 1 ms, at most 100 ms and a quarter of
-//!   `batch.max_age`), and
+//!   `batch.max_age`): the events' rate for the count, their bytes' rate for the bytes, so
+//!   larger events do not outgrow a lane's body arena between wake-ups (a body that finds the
+//!   arena full travels in a buffer of its own, the slower path across cores), and
 //!   producers wake it only past a high-water mark (twice that, at most a quarter of the
 //!   queue), which a steady producer does not reach. A full batch is sent when the thread wakes:
 //!   about when the rate fills one, at the high-water mark, or at most 100 ms later.
@@ -37,6 +39,8 @@ pub(super) struct Pace {
     from: Instant,
     /// Events taken since `from`.
     taken: u64,
+    /// Their bodies' bytes.
+    taken_bytes: u64,
     /// No event not yet taken arrived before this.
     arrivals_from: Instant,
 }
@@ -54,6 +58,7 @@ impl Pace {
         Self {
             from: now,
             taken: 0,
+            taken_bytes: 0,
             arrivals_from: now,
         }
     }
@@ -64,29 +69,33 @@ impl Pace {
         self.arrivals_from
     }
 
-    /// Records a drain that started at `started` and took `n` events of at most `max`. One that
-    /// took fewer emptied the queue: what comes next was queued after it started.
-    pub(super) fn took(&mut self, started: Instant, n: usize, max: usize) {
+    /// Records a drain that started at `started` and took `n` events (`bytes` of bodies) of at
+    /// most `max`. One that took fewer emptied the queue: what comes next was queued after it
+    /// started.
+    pub(super) fn took(&mut self, started: Instant, n: usize, bytes: u64, max: usize) {
         self.taken += n as u64;
+        self.taken_bytes += bytes;
         if n < max {
             self.arrivals_from = started;
         }
     }
 
-    /// How to park at `now`: `wake_batch` events make a wake-up's worth, `high_water` the most a
-    /// steady producer may queue before it wakes the thread, `batch_open` whether events wait
-    /// in a batch.
+    /// How to park at `now`: `wake_batch` events or `wake_bytes` of bodies make a wake-up's
+    /// worth, `high_water` the most a steady producer may queue before it wakes the thread,
+    /// `batch_open` whether events wait in a batch.
     pub(super) fn plan(
         &mut self,
         now: Instant,
         max_age: Duration,
-        wake_batch: u64,
+        (wake_batch, wake_bytes): (u64, u64),
         high_water: u64,
         batch_open: bool,
     ) -> Plan {
         let (taken, since) = (self.taken, now.saturating_duration_since(self.from));
+        let taken_bytes = self.taken_bytes;
         self.from = now;
         self.taken = 0;
+        self.taken_bytes = 0;
         if taken == 0 {
             return Plan {
                 wake_at: if batch_open { wake_batch } else { 1 },
@@ -94,8 +103,12 @@ impl Pace {
             };
         }
         let longest = (max_age / 4).min(MAX_SLEEP).max(MIN_SLEEP);
-        // The time the last interval's rate takes to queue a wake-up's worth.
-        let nanos = since.as_nanos() * u128::from(wake_batch) / u128::from(taken);
+        // The time the last interval's rate takes to queue a wake-up's worth: of events, or of
+        // bytes if that comes first.
+        let mut nanos = since.as_nanos() * u128::from(wake_batch) / u128::from(taken);
+        if taken_bytes > 0 {
+            nanos = nanos.min(since.as_nanos() * u128::from(wake_bytes) / u128::from(taken_bytes));
+        }
         let sleep = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
             .clamp(MIN_SLEEP, longest);
         Plan {
@@ -118,12 +131,14 @@ mod tests {
     use super::*;
 
     const AGE: Duration = Duration::from_secs(1);
+    /// A wake-up's worth of bytes no test reaches unless it means to.
+    const BYTES: u64 = 1 << 40;
 
     #[test]
     fn a_thread_that_took_nothing_is_woken_by_the_first_event_or_a_wake_ups_worth() {
         let t0 = Instant::now();
         let mut p = Pace::new(t0);
-        let plan = p.plan(t0, AGE, 512, 1024, false);
+        let plan = p.plan(t0, AGE, (512, BYTES), 1024, false);
         assert_eq!(
             plan,
             Plan {
@@ -131,11 +146,14 @@ mod tests {
                 sleep: None
             }
         );
-        assert_eq!(p.plan(t0, AGE, 512, 1024, true).wake_at, 512);
+        assert_eq!(p.plan(t0, AGE, (512, BYTES), 1024, true).wake_at, 512);
         // Events taken, then a sleep that found none: no longer flowing.
-        p.took(t0, 10, 4096);
-        assert!(p.plan(t0 + AGE / 8, AGE, 512, 1024, true).sleep.is_some());
-        let plan = p.plan(t0 + AGE / 4, AGE, 512, 1024, true);
+        p.took(t0, 10, 0, 4096);
+        assert!(p
+            .plan(t0 + AGE / 8, AGE, (512, BYTES), 1024, true)
+            .sleep
+            .is_some());
+        let plan = p.plan(t0 + AGE / 4, AGE, (512, BYTES), 1024, true);
         assert_eq!(
             plan,
             Plan {
@@ -150,26 +168,50 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Pace::new(t0);
         // 100 events in 10 ms: 512 take 51.2 ms.
-        p.took(t0 + Duration::from_millis(5), 100, 4096);
-        let plan = p.plan(t0 + Duration::from_millis(10), AGE, 512, 1024, true);
+        p.took(t0 + Duration::from_millis(5), 100, 0, 4096);
+        let plan = p.plan(
+            t0 + Duration::from_millis(10),
+            AGE,
+            (512, BYTES),
+            1024,
+            true,
+        );
         assert_eq!(plan.wake_at, 1024);
         assert_eq!(plan.sleep, Some(Duration::from_micros(51_200)));
         // A slow trickle: at most MAX_SLEEP, or a quarter of max_age if shorter.
-        p.took(t0 + Duration::from_millis(20), 1, 4096);
-        let plan = p.plan(t0 + Duration::from_millis(60), AGE, 512, 1024, false);
+        p.took(t0 + Duration::from_millis(20), 1, 0, 4096);
+        let plan = p.plan(
+            t0 + Duration::from_millis(60),
+            AGE,
+            (512, BYTES),
+            1024,
+            false,
+        );
         assert_eq!(plan.sleep, Some(MAX_SLEEP));
-        p.took(t0 + Duration::from_millis(61), 1, 4096);
+        p.took(t0 + Duration::from_millis(61), 1, 0, 4096);
         let short = Duration::from_millis(200);
-        let plan = p.plan(t0 + Duration::from_millis(62), short, 512, 1024, false);
+        let plan = p.plan(
+            t0 + Duration::from_millis(62),
+            short,
+            (512, BYTES),
+            1024,
+            false,
+        );
         assert_eq!(plan.sleep, Some(short / 4));
         // A torrent: at least MIN_SLEEP (the high-water mark wakes it sooner).
-        p.took(t0 + Duration::from_millis(62), 4000, 4096);
-        let plan = p.plan(t0 + Duration::from_millis(62), AGE, 512, 1024, true);
+        p.took(t0 + Duration::from_millis(62), 4000, 0, 4096);
+        let plan = p.plan(
+            t0 + Duration::from_millis(62),
+            AGE,
+            (512, BYTES),
+            1024,
+            true,
+        );
         assert_eq!(plan.sleep, Some(MIN_SLEEP));
         // The high-water mark is never below a wake-up's worth.
-        p.took(t0 + Duration::from_millis(63), 1, 4096);
+        p.took(t0 + Duration::from_millis(63), 1, 0, 4096);
         assert_eq!(
-            p.plan(t0 + Duration::from_millis(64), AGE, 512, 8, true)
+            p.plan(t0 + Duration::from_millis(64), AGE, (512, BYTES), 8, true)
                 .wake_at,
             512
         );
@@ -180,20 +222,20 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Pace::new(t0);
         let t1 = t0 + Duration::from_millis(3);
-        p.took(t1, 4096, 4096);
+        p.took(t1, 4096, 0, 4096);
         assert_eq!(
             p.arrivals_from(),
             t0,
             "a full drain left events older than it"
         );
         let t2 = t0 + Duration::from_millis(4);
-        p.took(t2, 7, 4096);
+        p.took(t2, 7, 0, 4096);
         assert_eq!(p.arrivals_from(), t2);
-        let plan = p.plan(t2, AGE, 512, 1024, true);
+        let plan = p.plan(t2, AGE, (512, BYTES), 1024, true);
         let t3 = t0 + Duration::from_millis(50);
         p.woke(plan, t3);
         assert_eq!(p.arrivals_from(), t2, "a paced sleep keeps the bound");
-        let idle = p.plan(t0 + 2 * AGE, AGE, 512, 1024, false);
+        let idle = p.plan(t0 + 2 * AGE, AGE, (512, BYTES), 1024, false);
         let t4 = t0 + 3 * AGE;
         p.woke(idle, t4);
         assert_eq!(
@@ -201,5 +243,41 @@ mod tests {
             t4,
             "after an idle sleep, from the wake-up"
         );
+    }
+
+    #[test]
+    fn large_events_pace_the_thread_by_their_bytes() {
+        let t0 = Instant::now();
+        let mut p = Pace::new(t0);
+        // 100 events of 1,000 bytes in 10 ms: 512 events take 51.2 ms, 32,000 bytes 3.2 ms.
+        p.took(t0 + Duration::from_millis(5), 100, 100_000, 4096);
+        let plan = p.plan(
+            t0 + Duration::from_millis(10),
+            AGE,
+            (512, 32_000),
+            1024,
+            true,
+        );
+        assert_eq!(plan.sleep, Some(Duration::from_micros(3_200)));
+        // Small events: the count comes first, as without the bytes.
+        p.took(t0 + Duration::from_millis(15), 100, 5_000, 4096);
+        let plan = p.plan(
+            t0 + Duration::from_millis(20),
+            AGE,
+            (512, 32_000),
+            1024,
+            true,
+        );
+        assert_eq!(plan.sleep, Some(Duration::from_micros(51_200)));
+        // The bytes are counted per interval, like the events.
+        p.took(t0 + Duration::from_millis(25), 10, 1_000, 4096);
+        let plan = p.plan(
+            t0 + Duration::from_millis(30),
+            AGE,
+            (512, 32_000),
+            1024,
+            true,
+        );
+        assert_eq!(plan.sleep, Some(MAX_SLEEP));
     }
 }

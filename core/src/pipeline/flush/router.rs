@@ -147,8 +147,8 @@ impl Router {
                 w.tick(Instant::now(), &self.st.counters, &self.parts.hook);
             }
             let started = Instant::now();
-            let taken = self.take(DRAIN_CHUNK);
-            self.pace.took(started, taken, DRAIN_CHUNK);
+            let (taken, bytes) = self.take(DRAIN_CHUNK);
+            self.pace.took(started, taken, bytes, DRAIN_CHUNK);
             self.send();
             self.report_round();
             self.trim.took(taken);
@@ -173,8 +173,9 @@ impl Router {
         super::park(&self.st, &self.parts, &mut self.pace, now, false, idle);
     }
 
-    /// Takes up to `max` events from the lanes and routes them. Returns how many.
-    fn take(&mut self, max: usize) -> usize {
+    /// Takes up to `max` events from the lanes and routes them. Returns how many, and their
+    /// bytes.
+    fn take(&mut self, max: usize) -> (usize, u64) {
         let mut lanes = std::mem::take(&mut self.lanes);
         let st = Arc::clone(&self.st);
         let mut bytes = 0u64;
@@ -186,7 +187,7 @@ impl Router {
         if n > 0 {
             st.release(n as u64, bytes);
         }
-        n
+        (n, bytes)
     }
 
     /// Takes every event published before the call (an exact `flush()`).
@@ -316,7 +317,7 @@ impl Router {
     /// See the module docs. True when every destination delivered everything in time.
     fn stop(&mut self, deadline: Instant, threads: Vec<JoinHandle<()>>) -> bool {
         loop {
-            let taken = self.take(DRAIN_CHUNK);
+            let (taken, _) = self.take(DRAIN_CHUNK);
             self.send();
             if self.st.queued_events() == 0 || Instant::now() >= deadline {
                 break;
@@ -329,7 +330,7 @@ impl Router {
         // Past the deadline too, the rest goes on: the destinations spool it raw (or count
         // it dropped). Sending costs no more than dropping here.
         let give_up = Instant::now() + LEFTOVER_WAIT;
-        while self.take(usize::MAX) > 0 && Instant::now() < give_up {}
+        while self.take(usize::MAX).0 > 0 && Instant::now() < give_up {}
         self.send();
         // SeqCst pairs with producers' reservations (see the single flush thread's `stop`).
         self.st.finished.store(true, Ordering::SeqCst);
