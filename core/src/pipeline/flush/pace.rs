@@ -131,14 +131,14 @@ mod tests {
     use super::*;
 
     const AGE: Duration = Duration::from_secs(1);
-    /// A wake-up's worth of bytes no test reaches unless it means to.
-    const BYTES: u64 = 1 << 40;
+    /// A wake-up's worth: 512 events, or more bytes than a test queues unless it means to.
+    const W: (u64, u64) = (512, 1 << 40);
 
     #[test]
     fn a_thread_that_took_nothing_is_woken_by_the_first_event_or_a_wake_ups_worth() {
         let t0 = Instant::now();
         let mut p = Pace::new(t0);
-        let plan = p.plan(t0, AGE, (512, BYTES), 1024, false);
+        let plan = p.plan(t0, AGE, W, 1024, false);
         assert_eq!(
             plan,
             Plan {
@@ -146,14 +146,11 @@ mod tests {
                 sleep: None
             }
         );
-        assert_eq!(p.plan(t0, AGE, (512, BYTES), 1024, true).wake_at, 512);
+        assert_eq!(p.plan(t0, AGE, W, 1024, true).wake_at, 512);
         // Events taken, then a sleep that found none: no longer flowing.
         p.took(t0, 10, 0, 4096);
-        assert!(p
-            .plan(t0 + AGE / 8, AGE, (512, BYTES), 1024, true)
-            .sleep
-            .is_some());
-        let plan = p.plan(t0 + AGE / 4, AGE, (512, BYTES), 1024, true);
+        assert!(p.plan(t0 + AGE / 8, AGE, W, 1024, true).sleep.is_some());
+        let plan = p.plan(t0 + AGE / 4, AGE, W, 1024, true);
         assert_eq!(
             plan,
             Plan {
@@ -169,49 +166,25 @@ mod tests {
         let mut p = Pace::new(t0);
         // 100 events in 10 ms: 512 take 51.2 ms.
         p.took(t0 + Duration::from_millis(5), 100, 0, 4096);
-        let plan = p.plan(
-            t0 + Duration::from_millis(10),
-            AGE,
-            (512, BYTES),
-            1024,
-            true,
-        );
+        let plan = p.plan(t0 + Duration::from_millis(10), AGE, W, 1024, true);
         assert_eq!(plan.wake_at, 1024);
         assert_eq!(plan.sleep, Some(Duration::from_micros(51_200)));
         // A slow trickle: at most MAX_SLEEP, or a quarter of max_age if shorter.
         p.took(t0 + Duration::from_millis(20), 1, 0, 4096);
-        let plan = p.plan(
-            t0 + Duration::from_millis(60),
-            AGE,
-            (512, BYTES),
-            1024,
-            false,
-        );
+        let plan = p.plan(t0 + Duration::from_millis(60), AGE, W, 1024, false);
         assert_eq!(plan.sleep, Some(MAX_SLEEP));
         p.took(t0 + Duration::from_millis(61), 1, 0, 4096);
         let short = Duration::from_millis(200);
-        let plan = p.plan(
-            t0 + Duration::from_millis(62),
-            short,
-            (512, BYTES),
-            1024,
-            false,
-        );
+        let plan = p.plan(t0 + Duration::from_millis(62), short, W, 1024, false);
         assert_eq!(plan.sleep, Some(short / 4));
         // A torrent: at least MIN_SLEEP (the high-water mark wakes it sooner).
         p.took(t0 + Duration::from_millis(62), 4000, 0, 4096);
-        let plan = p.plan(
-            t0 + Duration::from_millis(62),
-            AGE,
-            (512, BYTES),
-            1024,
-            true,
-        );
+        let plan = p.plan(t0 + Duration::from_millis(62), AGE, W, 1024, true);
         assert_eq!(plan.sleep, Some(MIN_SLEEP));
         // The high-water mark is never below a wake-up's worth.
         p.took(t0 + Duration::from_millis(63), 1, 0, 4096);
         assert_eq!(
-            p.plan(t0 + Duration::from_millis(64), AGE, (512, BYTES), 8, true)
+            p.plan(t0 + Duration::from_millis(64), AGE, W, 8, true)
                 .wake_at,
             512
         );
@@ -231,11 +204,11 @@ mod tests {
         let t2 = t0 + Duration::from_millis(4);
         p.took(t2, 7, 0, 4096);
         assert_eq!(p.arrivals_from(), t2);
-        let plan = p.plan(t2, AGE, (512, BYTES), 1024, true);
+        let plan = p.plan(t2, AGE, W, 1024, true);
         let t3 = t0 + Duration::from_millis(50);
         p.woke(plan, t3);
         assert_eq!(p.arrivals_from(), t2, "a paced sleep keeps the bound");
-        let idle = p.plan(t0 + 2 * AGE, AGE, (512, BYTES), 1024, false);
+        let idle = p.plan(t0 + 2 * AGE, AGE, W, 1024, false);
         let t4 = t0 + 3 * AGE;
         p.woke(idle, t4);
         assert_eq!(
@@ -249,35 +222,21 @@ mod tests {
     fn large_events_pace_the_thread_by_their_bytes() {
         let t0 = Instant::now();
         let mut p = Pace::new(t0);
-        // 100 events of 1,000 bytes in 10 ms: 512 events take 51.2 ms, 32,000 bytes 3.2 ms.
-        p.took(t0 + Duration::from_millis(5), 100, 100_000, 4096);
-        let plan = p.plan(
-            t0 + Duration::from_millis(10),
-            AGE,
-            (512, 32_000),
-            1024,
-            true,
-        );
-        assert_eq!(plan.sleep, Some(Duration::from_micros(3_200)));
-        // Small events: the count comes first, as without the bytes.
-        p.took(t0 + Duration::from_millis(15), 100, 5_000, 4096);
-        let plan = p.plan(
-            t0 + Duration::from_millis(20),
-            AGE,
-            (512, 32_000),
-            1024,
-            true,
-        );
-        assert_eq!(plan.sleep, Some(Duration::from_micros(51_200)));
-        // The bytes are counted per interval, like the events.
-        p.took(t0 + Duration::from_millis(25), 10, 1_000, 4096);
-        let plan = p.plan(
-            t0 + Duration::from_millis(30),
-            AGE,
-            (512, 32_000),
-            1024,
-            true,
-        );
-        assert_eq!(plan.sleep, Some(MAX_SLEEP));
+        let ms = Duration::from_millis;
+        // Each interval is 10 ms; a wake-up's worth is 512 events or 32,000 bytes.
+        let intervals = [
+            // 100 events of 1,000 bytes: 512 events take 51.2 ms, 32,000 bytes 3.2 ms.
+            (100, 100_000, Duration::from_micros(3_200)),
+            // Small events: the count comes first, as without the bytes.
+            (100, 5_000, Duration::from_micros(51_200)),
+            // The bytes are counted per interval, like the events (320 ms, at most 100).
+            (10, 1_000, MAX_SLEEP),
+        ];
+        for (i, (events, bytes, sleep)) in intervals.into_iter().enumerate() {
+            let start = t0 + ms(10 * i as u64);
+            p.took(start + ms(5), events, bytes, 4096);
+            let plan = p.plan(start + ms(10), AGE, (512, 32_000), 1024, true);
+            assert_eq!(plan.sleep, Some(sleep), "interval {i}");
+        }
     }
 }
