@@ -1,7 +1,10 @@
-//! Event ids: UUIDv7 (RFC 9562), generated at `log()` and used as BigQuery's `insertId`.
+//! Event ids: UUIDv7 (RFC 9562) of the time `log()` took the event, used as BigQuery's
+//! `insertId`. An event logged through its thread's lane gets its id when the flush thread
+//! reads it (from the `received_at` the record carries, so the id is the same as if made in
+//! `log()`); one through the shared queue, in `log()`.
 //!
 //! The random bits come from a wyrand generator seeded from the OS: per thread ([`random_u64`],
-//! reseeded after a fork), or per pipeline lane ([`Rng`], which a forked child makes anew), so a
+//! reseeded after a fork), or per flush thread ([`Rng`], which a forked child makes anew), so a
 //! parent and its child never produce the same sequence.
 
 use std::cell::Cell;
@@ -46,12 +49,19 @@ fn wyrand(state: &mut u64) -> u64 {
     ((t >> 64) ^ t) as u64
 }
 
-/// A generator of [`random_u64`]'s kind held by its owner instead of the thread: a pipeline's
-/// lane (one per thread and fork generation) keeps one, so an id costs no thread-local access
-/// (in a loaded library each is a `__tls_get_addr` call). Seeded from the OS when made; a forked
-/// child makes its own lanes, so parent and child never share a sequence.
+/// A generator of [`random_u64`]'s kind held by its owner instead of the thread: the flush
+/// thread's reader of the lanes keeps one and makes the ids of the events it reads, so an id
+/// costs no thread-local access (in a loaded library each is a `__tls_get_addr` call) and
+/// nothing on the caller's path. Seeded from the OS when made; a forked child starts its own
+/// flush thread, so parent and child never share a sequence.
 #[derive(Debug)]
 pub(crate) struct Rng(u64);
+
+impl Default for Rng {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl Rng {
     pub(crate) fn new() -> Self {

@@ -179,7 +179,7 @@ pub fn evlog_log(
         None => (None, None),
     };
     // This thread's scratch buffer, kept by core between calls: core copies the body out of it
-    // into the lane's arena, so the buffer never leaves this thread (and its cache).
+    // into the lane's ring, so the buffer never leaves this thread (and its cache).
     let mut body = p.buffer();
     match convert::write_event(&mut body, event) {
         Ok(()) => {}

@@ -136,7 +136,7 @@ pub enum PipelineError {
 const EVENT_SHIFT: u32 = 40;
 const BYTES_MASK: u64 = (1 << EVENT_SHIFT) - 1;
 /// Body buffers kept for reuse, shared by the threads of a process: the producers take them when a
-/// body does not go through their lane's arena (too large, arena full, the shared queue), the
+/// body does not go through their lane's ring (larger than a record takes, or the shared queue), the
 /// flush thread when its own stash of buffers (`lanes::Lanes`) is empty, and what it is done with
 /// beyond its stash comes back here. Reuse matters: a buffer allocated by a logging thread and
 /// freed by the flush thread costs a contended allocator lock on both sides (measured: ~300 ns per
@@ -466,8 +466,8 @@ impl Pipeline {
 
     /// An empty buffer to build an event body in; pass it back as `EventInput::event_json =
     /// Cow::Owned(buf)`. It is this thread's own scratch buffer, kept by its lane between calls
-    /// (the body is copied from it into the lane's arena, see `lanes`), so it stays in this
-    /// thread's cache; without one (the first call, or after a body too large for the arena)
+    /// (the body is copied from it into the lane's ring, see `lanes`), so it stays in this
+    /// thread's cache; without one (the first call, or after a body too large for a record)
     /// a recycled buffer from the pool, else a new one.
     ///
     /// Both are reached through this thread's lane, which holds the state already, instead of
@@ -547,9 +547,14 @@ impl Pipeline {
         input: EventInput<'_>,
         mut io: Option<&mut lanes::LaneIo>,
     ) -> Result<(), LogError> {
-        let (namespace, type_name) = match io.as_deref_mut() {
-            Some(io) => io.checked_names(input.namespace, input.type_name)?,
-            None => lanes::checked_names(input.namespace, input.type_name)?,
+        // The lane keeps the names that passed (and sends them only when they change); the
+        // shared queue's events carry their own.
+        let names = match io.as_deref_mut() {
+            Some(io) => {
+                io.check_names(input.namespace, input.type_name)?;
+                None
+            }
+            None => Some(lanes::checked_names(input.namespace, input.type_name)?),
         };
         let body = input.event_json;
         if body.len() > self.shared.max_event_bytes {
@@ -571,10 +576,6 @@ impl Pipeline {
         if let Some(id) = input.id {
             envelope::check_id(id)?;
         }
-        let id = match (input.id, io.as_deref_mut()) {
-            (None, Some(io)) => EventId::Generated(io.ids.uuid_v7(received_at)),
-            (given, _) => EventId::given_or_new(given, received_at),
-        };
         if st.shut_down.load(Ordering::Relaxed) {
             return Err(LogError::ShutDown);
         }
@@ -598,19 +599,26 @@ impl Pipeline {
             st.load.fetch_sub(add, Ordering::Relaxed);
             return Err(e);
         }
-        let mut event = RawEvent {
-            namespace,
-            type_name,
-            time: input.time,
-            received_at,
-            id,
-            body: String::new(),
-        };
-        match io {
-            Some(io) => io.push_body(event, body, &st.pool),
-            None => {
-                event.body = lanes::owned_body(body, &st.pool);
-                st.queue.push(event);
+        match (io, names) {
+            (Some(io), _) => io.push(
+                lanes::Stamp {
+                    time: input.time,
+                    received_at,
+                    id: input.id,
+                },
+                body,
+                &st.pool,
+            ),
+            (None, names) => {
+                let (namespace, type_name) = names.expect("checked above without a lane");
+                st.queue.push(RawEvent {
+                    namespace,
+                    type_name,
+                    time: input.time,
+                    received_at,
+                    id: EventId::given_or_new(input.id, received_at),
+                    body: lanes::owned_body(body, &st.pool),
+                });
             }
         }
         // `wake_at` is `u64::MAX` while the thread runs: then nothing is read but this load.

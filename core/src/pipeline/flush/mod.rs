@@ -89,11 +89,12 @@ const LEFTOVER_WAIT: Duration = Duration::from_millis(200);
 /// events flow (session 19).
 const WAKE_BATCH: u64 = 512;
 /// Bodies' bytes that make a wake-up's worth while events flow, when they come before
-/// [`WAKE_BATCH`] events: half a lane's body arena, so a steady producer's bodies all go through
-/// it. Paced by the count alone, 512 events fitted the arena's first size (64 KiB) only for
-/// bodies of up to 128 bytes; events of ~390 bytes sent half their bodies the slower way, in
-/// buffers of their own (docs/php-cost.md, session 24).
-const PACED_BYTES: u64 = super::lanes::ARENA_BYTES as u64 / 2;
+/// [`WAKE_BATCH`] events: half a lane's ring, so a steady producer stays in one ring and the
+/// other half is room for the records' envelopes and a late wake-up. Paced by the count alone,
+/// 512 events fitted the body arena's first size (64 KiB) only for bodies of up to 128 bytes;
+/// events of ~390 bytes sent half their bodies the slower way, in buffers of their own
+/// (docs/php-cost.md, session 24).
+const PACED_BYTES: u64 = super::lanes::RING_BYTES as u64 / 2;
 /// A drain that finds more than this many events queued beyond the ones it took does not yield
 /// the CPU ([`CpuShare::tick_unless`]): producers are outpacing it. A wake-up's worth: under 16
 /// saturated php-fpm workers this kept the steady memory per worker at +2.1 … +2.3 MiB PSS

@@ -9,8 +9,8 @@
 //! - *Flowing* (the thread took events since it last parked): it sleeps for the time their rate
 //!   takes to queue a wake-up's worth (at least 1 ms, at most 100 ms and a quarter of
 //!   `batch.max_age`): the events' rate for the count, their bytes' rate for the bytes, so
-//!   larger events do not outgrow a lane's body arena between wake-ups (a body that finds the
-//!   arena full travels in a buffer of its own, the slower path across cores), and
+//!   larger events do not outgrow a lane's ring between wake-ups (the producer then goes on in
+//!   another ring, one more to allocate and to read on the other core), and
 //!   producers wake it only past a high-water mark (twice that, at most a quarter of the
 //!   queue), which a steady producer does not reach. A full batch is sent when the thread wakes:
 //!   about when the rate fills one, at the high-water mark, or at most 100 ms later.
