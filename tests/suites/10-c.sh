@@ -99,9 +99,18 @@ if [ -x "$work/evlog_test" ]; then
     'evlog_events_dropped_total{reason=invalid_envelope}' 'evlog_events_rejected_total{}'
 fi
 if [ -x "$work/evlog_test_asan" ]; then
-  log "c: C tests under AddressSanitizer + UBSan (leak check on)"
+  # Every test but fork. Debian 12's AddressSanitizer (GCC 12's libasan) does not lock its
+  # allocator around fork(): when the parent's flush thread is inside malloc at that instant,
+  # the child inherits a held allocator lock and hangs at its first malloc of that size class
+  # (seen here: 1 child in 5 to 20 runs on a busy machine, stuck in
+  # SizeClassAllocator64::GetFromAllocator). LLVM's ASan installs an atfork handler since
+  # llvm/llvm-project#75290 (LLVM 18); glibc's malloc has always had one. The fork test runs
+  # with glibc's malloc above and under valgrind (memory errors checked) below.
+  log "c: C tests under AddressSanitizer + UBSan (leak check on; fork runs plain and under valgrind)"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    run_c asan "$work/asan.log" "" "$work/evlog_test_asan"
+    run_c asan "$work/asan.log" \
+    "version_and_strerror open_errors log_misuse shutdown_handle threads other_exact" \
+    "$work/evlog_test_asan"
 fi
 if [ -x "$work/evlog_test" ]; then
   # Leaks of kinds definite/indirect and every memory error fail the run. The fork test runs with
