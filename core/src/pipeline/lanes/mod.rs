@@ -196,7 +196,7 @@ impl LaneIo {
     }
 
     /// Publishes an event whose body is in its own buffer, with its place in the ring.
-    pub(super) fn push_own(&mut self, event: RawEvent) {
+    fn push_own(&mut self, event: RawEvent) {
         // Queued before the record that names it.
         self.rings.shared.own_buffers.push(event);
         let rec = record::OWN_BUFFER_RECORD;
