@@ -231,6 +231,8 @@ impl Rings {
     /// free (every record asks for room for a marker too, so the marker always fits).
     #[inline]
     fn chunk(&mut self, n: usize) -> rtrb::chunks::WriteChunk<'_, u8> {
+        // Asked twice (a compare with the cached head, nearly always): a chunk returned from the
+        // first ask would keep the ring borrowed through `next_ring` on the error path.
         if self.ring().write_chunk_uninit(n).is_err() {
             self.next_ring();
         }

@@ -38,7 +38,7 @@ pub(super) const OWN_BUFFER_RECORD: [u8; LEN_BYTES + 1] = [1, 0, 0, 0, OWN_BUFFE
 
 /// Where the producer went on writing after a full ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(in crate::pipeline) enum Target {
+pub(super) enum Target {
     /// A kept ring both sides already hold (by index; it was empty, so the consumer is not on it).
     Kept(usize),
     /// A new kept ring, appended on both sides; its consumer end is next in `new_rings`.
