@@ -49,6 +49,7 @@ use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use compact_str::CompactString;
 use crossbeam_channel::{Receiver, Sender};
 use crossbeam_queue::SegQueue;
 use crossbeam_utils::CachePadded;
@@ -157,6 +158,16 @@ const IDLE_PARK: Duration = Duration::from_secs(1);
 /// it; the margin is for the thread's own last steps (counting, closing the sink) and a custom
 /// sink that does not watch the deadline.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// Where `enqueue_to` publishes an event: the caller's lane (which holds the names it checked)
+/// or the shared queue, whose events carry their names.
+enum Dest<'a> {
+    Lane(&'a mut lanes::LaneIo),
+    Shared {
+        namespace: CompactString,
+        type_name: CompactString,
+    },
+}
 
 enum Request {
     Flush(Sender<bool>),
@@ -545,16 +556,23 @@ impl Pipeline {
         &self,
         st: &ProcState,
         input: EventInput<'_>,
-        mut io: Option<&mut lanes::LaneIo>,
+        io: Option<&mut lanes::LaneIo>,
     ) -> Result<(), LogError> {
         // The lane keeps the names that passed (and sends them only when they change); the
         // shared queue's events carry their own.
-        let names = match io.as_deref_mut() {
+        let dest = match io {
             Some(io) => {
                 io.check_names(input.namespace, input.type_name)?;
-                None
+                Dest::Lane(io)
             }
-            None => Some(lanes::checked_names(input.namespace, input.type_name)?),
+            None => {
+                let (namespace, type_name) =
+                    lanes::checked_names(input.namespace, input.type_name)?;
+                Dest::Shared {
+                    namespace,
+                    type_name,
+                }
+            }
         };
         let body = input.event_json;
         if body.len() > self.shared.max_event_bytes {
@@ -599,8 +617,8 @@ impl Pipeline {
             st.load.fetch_sub(add, Ordering::Relaxed);
             return Err(e);
         }
-        match (io, names) {
-            (Some(io), _) => io.push(
+        match dest {
+            Dest::Lane(io) => io.push(
                 lanes::Stamp {
                     time: input.time,
                     received_at,
@@ -609,8 +627,10 @@ impl Pipeline {
                 body,
                 &st.pool,
             ),
-            (None, names) => {
-                let (namespace, type_name) = names.expect("checked above without a lane");
+            Dest::Shared {
+                namespace,
+                type_name,
+            } => {
                 st.queue.push(RawEvent {
                     namespace,
                     type_name,
