@@ -10,19 +10,43 @@
 //! ~0.1 µs when kept as logged (the forward sink's `format = "events"`) and ~1–3 µs when
 //! validated: a count right for one would yield every ~6 µs for the other, and those
 //! switches raised the page's own CPU time (docs/php-cost.md, session 14).
+//!
+//! A yield that takes [`CONTENDED_AFTER`] or longer to come back found every core busy with
+//! threads that each run a whole time slice (a saturated host): the rest of that run, and
+//! this thread's runs for [`CONTENDED_FOR`] after it, keep the CPU; then a yield probes again.
+//! There a yield lets no page in sooner, since the pages are the queue it joins, and each one
+//! costs the run another trip through that queue: under 16 saturated php-fpm workers (null
+//! sink) the flush threads yielding every 50 µs ran 8,400–12,300 times in 4 s, ~6 ms on the
+//! run queue each time, and 2,600–5,400 times with this rule, with a lower and steadier p99 for
+//! the pages (docs/php-cost.md, session 26).
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 /// How long a run holds the CPU before it yields.
 pub const YIELD_AFTER: Duration = Duration::from_micros(50);
+/// A yield that took this long to come back found the CPU contended (see the module docs).
+/// One request at a time a yield comes back within a page's run, ~0.1 ms; on a saturated
+/// 2-core host it takes ~6 ms.
+pub const CONTENDED_AFTER: Duration = Duration::from_millis(1);
+/// How long a thread whose yield found the CPU contended keeps it in its next runs.
+pub const CONTENDED_FOR: Duration = Duration::from_millis(100);
 /// Events between two readings of the clock (a reading is ~20–40 ns in a VM).
 const CHECK_EVERY: u32 = 16;
 
-/// Yields the CPU every [`YIELD_AFTER`] of a run; [`CpuShare::tick`] after each event.
+thread_local! {
+    /// Until when this thread's runs keep the CPU: set by a yield that found it contended.
+    static KEEP_UNTIL: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Yields the CPU every [`YIELD_AFTER`] of a run, until a yield finds it contended;
+/// [`CpuShare::tick`] after each event.
 #[derive(Debug)]
 pub struct CpuShare {
     since: Instant,
     after: Duration,
+    contended_after: Duration,
+    contended_for: Duration,
     unchecked: u32,
 }
 
@@ -34,9 +58,25 @@ impl CpuShare {
 
     /// A run starting now that yields every `after`.
     pub fn with_period(after: Duration) -> Self {
+        Self::with_limits(after, CONTENDED_AFTER, CONTENDED_FOR)
+    }
+
+    /// A run starting now that yields every `after`, unless a yield of this thread's took
+    /// `contended_after` or longer, in this run or less than `contended_for` ago.
+    pub fn with_limits(
+        after: Duration,
+        contended_after: Duration,
+        contended_for: Duration,
+    ) -> Self {
+        let since = Instant::now();
+        let keep = KEEP_UNTIL
+            .with(|k| k.get())
+            .is_some_and(|until| since < until);
         Self {
-            since: Instant::now(),
-            after,
+            since,
+            after: if keep { Duration::MAX } else { after },
+            contended_after,
+            contended_for,
             unchecked: 0,
         }
     }
@@ -68,8 +108,13 @@ impl CpuShare {
         if behind() {
             return false;
         }
+        let asked = Instant::now();
         std::thread::yield_now();
         self.since = Instant::now();
+        if self.since.duration_since(asked) >= self.contended_after {
+            self.after = Duration::MAX;
+            KEEP_UNTIL.with(|k| k.set(Some(self.since + self.contended_for)));
+        }
         true
     }
 }
@@ -88,10 +133,39 @@ mod tests {
     fn yields_only_once_the_period_has_passed_and_then_restarts_it() {
         let mut share = CpuShare::with_period(Duration::from_secs(3600));
         assert!((0..1000).all(|_| !share.tick()), "an hour has not passed");
-        let mut share = CpuShare::with_period(Duration::ZERO);
+        // Never contended, however long a yield takes on a busy test machine.
+        let mut share = CpuShare::with_limits(Duration::ZERO, Duration::MAX, Duration::ZERO);
         let yielded: Vec<bool> = (0..CHECK_EVERY * 2).map(|_| share.tick()).collect();
         let at: Vec<usize> = (0..yielded.len()).filter(|&i| yielded[i]).collect();
         assert_eq!(at, [CHECK_EVERY as usize - 1, 2 * CHECK_EVERY as usize - 1]);
+    }
+
+    #[test]
+    fn a_yield_that_found_the_cpu_contended_is_the_last_for_a_while() {
+        // Each test runs on a thread of its own, so KEEP_UNTIL starts empty. Every yield counts
+        // as contended here (`contended_after` zero): the first is the run's only one.
+        let hour = Duration::from_secs(3600);
+        let mut share = CpuShare::with_limits(Duration::ZERO, Duration::ZERO, hour);
+        assert_eq!((0..CHECK_EVERY * 4).filter(|_| share.tick()).count(), 1);
+        // The thread's next runs keep the CPU while `contended_for` lasts...
+        let mut share = CpuShare::with_limits(Duration::ZERO, Duration::ZERO, hour);
+        assert!((0..CHECK_EVERY * 4).all(|_| !share.tick()));
+        // ...and another thread's do not.
+        std::thread::spawn(move || {
+            let mut share = CpuShare::with_limits(Duration::ZERO, Duration::MAX, hour);
+            assert!((0..CHECK_EVERY).any(|_| share.tick()));
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn after_contended_for_a_run_yields_again() {
+        let mut share = CpuShare::with_limits(Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        assert_eq!((0..CHECK_EVERY * 4).filter(|_| share.tick()).count(), 1);
+        // `contended_for` zero: over at once, so the next run probes with a yield again.
+        let mut share = CpuShare::with_limits(Duration::ZERO, Duration::MAX, Duration::ZERO);
+        assert!((0..CHECK_EVERY).any(|_| share.tick()));
     }
 
     #[test]
