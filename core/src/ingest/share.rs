@@ -129,8 +129,15 @@ impl Default for CpuShare {
 mod tests {
     use super::*;
 
+    /// Forgets an earlier contended yield of this thread: with `--test-threads=1` the tests
+    /// share one thread, and its KEEP_UNTIL with it.
+    fn fresh_thread_state() {
+        KEEP_UNTIL.with(|k| k.set(None));
+    }
+
     #[test]
     fn yields_only_once_the_period_has_passed_and_then_restarts_it() {
+        fresh_thread_state();
         let mut share = CpuShare::with_period(Duration::from_secs(3600));
         assert!((0..1000).all(|_| !share.tick()), "an hour has not passed");
         // Never contended, however long a yield takes on a busy test machine.
@@ -142,8 +149,9 @@ mod tests {
 
     #[test]
     fn a_yield_that_found_the_cpu_contended_is_the_last_for_a_while() {
-        // Each test runs on a thread of its own, so KEEP_UNTIL starts empty. Every yield counts
-        // as contended here (`contended_after` zero): the first is the run's only one.
+        fresh_thread_state();
+        // Every yield counts as contended here (`contended_after` zero): the first is the
+        // run's only one.
         let hour = Duration::from_secs(3600);
         let mut share = CpuShare::with_limits(Duration::ZERO, Duration::ZERO, hour);
         assert_eq!((0..CHECK_EVERY * 4).filter(|_| share.tick()).count(), 1);
@@ -161,6 +169,7 @@ mod tests {
 
     #[test]
     fn after_contended_for_a_run_yields_again() {
+        fresh_thread_state();
         let mut share = CpuShare::with_limits(Duration::ZERO, Duration::ZERO, Duration::ZERO);
         assert_eq!((0..CHECK_EVERY * 4).filter(|_| share.tick()).count(), 1);
         // `contended_for` zero: over at once, so the next run probes with a yield again.
@@ -170,6 +179,7 @@ mod tests {
 
     #[test]
     fn a_run_that_is_behind_keeps_the_cpu() {
+        fresh_thread_state();
         let mut share = CpuShare::with_period(Duration::ZERO);
         let mut asked = 0;
         for _ in 0..CHECK_EVERY * 3 {
