@@ -63,11 +63,7 @@ impl CpuShare {
 
     /// A run starting now that yields every `after`, unless a yield of this thread's took
     /// `contended_after` or longer, in this run or less than `contended_for` ago.
-    pub fn with_limits(
-        after: Duration,
-        contended_after: Duration,
-        contended_for: Duration,
-    ) -> Self {
+    fn with_limits(after: Duration, contended_after: Duration, contended_for: Duration) -> Self {
         let since = Instant::now();
         let keep = KEEP_UNTIL
             .with(|k| k.get())
